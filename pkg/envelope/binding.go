@@ -1,0 +1,146 @@
+// Package envelope maps wahook's events onto broker messages as CloudEvents
+// in binary content mode: the attributes travel as headers, the data is the
+// message body unchanged. It is the one place that knows the CloudEvents
+// bindings, the subject and topic names and the id rules of the contract.
+package envelope
+
+import (
+	"strings"
+	"unicode/utf8"
+)
+
+// Binding is a CloudEvents protocol binding's binary-mode header convention.
+type Binding struct {
+	// Name is "nats" or "kafka".
+	Name string
+	// Prefix is put before attribute names: "ce-" (NATS), "ce_" (Kafka).
+	Prefix string
+	// ContentType is the header carrying datacontenttype.
+	ContentType string
+	// PercentEncode escapes header values as the HTTP and NATS bindings
+	// require (space, '"', '%' and anything outside printable ASCII).
+	PercentEncode bool
+}
+
+// The bindings wahook writes and reads.
+var (
+	NATS  = Binding{Name: "nats", Prefix: "ce-", ContentType: "content-type", PercentEncode: true}
+	Kafka = Binding{Name: "kafka", Prefix: "ce_", ContentType: "content-type"}
+)
+
+func (b Binding) encode(v string) string {
+	if !b.PercentEncode {
+		return v
+	}
+	return percentEncode(v)
+}
+
+func (b Binding) decode(v string) string {
+	if !b.PercentEncode {
+		return v
+	}
+	return percentDecode(v)
+}
+
+func percentEncode(v string) string {
+	clean := true
+	for i := 0; i < len(v); i++ {
+		if needsEscape(v[i]) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return v
+	}
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	b.Grow(len(v) + 8)
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if needsEscape(c) {
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+func needsEscape(c byte) bool { return c <= ' ' || c >= 0x7f || c == '"' || c == '%' }
+
+func percentDecode(v string) string {
+	if !strings.Contains(v, "%") {
+		return v
+	}
+	out := make([]byte, 0, len(v))
+	for i := 0; i < len(v); i++ {
+		if v[i] == '%' && i+2 < len(v) && isHex(v[i+1]) && isHex(v[i+2]) {
+			out = append(out, unhex(v[i+1])<<4|unhex(v[i+2]))
+			i += 2
+			continue
+		}
+		out = append(out, v[i])
+	}
+	if !utf8.Valid(out) {
+		return v
+	}
+	return string(out)
+}
+
+func isHex(c byte) bool {
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0'
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10
+	default:
+		return c - 'A' + 10
+	}
+}
+
+// Token makes s safe as one NATS subject token: '.', '*', '>', white space
+// and control characters become '_'; an empty token becomes "_".
+func Token(s string) string {
+	if s == "" {
+		return "_"
+	}
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if badToken(s[i]) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	b := []byte(s)
+	for i, c := range b {
+		if badToken(c) {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+func badToken(c byte) bool { return c <= ' ' || c == '.' || c == '*' || c == '>' || c == 0x7f }
+
+// kindTokens turns a kind such as "chats.patch" into subject tokens, keeping
+// its dots as separators.
+func kindTokens(kind string) string {
+	if kind == "" {
+		return "_"
+	}
+	parts := strings.Split(kind, ".")
+	for i, p := range parts {
+		parts[i] = Token(p)
+	}
+	return strings.Join(parts, ".")
+}

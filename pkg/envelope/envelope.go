@@ -1,0 +1,202 @@
+package envelope
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/wahook/wahook/pkg/broker"
+)
+
+// Default topic names (Kafka topics; prefixes of NATS subjects).
+const (
+	IngressTopic    = "wahook.ingress"
+	DeadLetterTopic = "wahook.deadletter"
+)
+
+// CloudEvent attribute and extension names used by wahook.
+const (
+	AttrSpecVersion     = "specversion"
+	AttrID              = "id"
+	AttrSource          = "source"
+	AttrType            = "type"
+	AttrSubject         = "subject"
+	AttrTime            = "time"
+	AttrDataSchema      = "dataschema"
+	AttrDataContentType = "datacontenttype"
+	ExtProvider         = "provider"
+	ExtChannel          = "channel"
+	ExtPartitionKey     = "partitionkey"
+	ExtCausationID      = "causationid"
+	ExtTraceParent      = "traceparent"
+)
+
+// IngressTypePrefix starts the type of every raw event.
+const IngressTypePrefix = "io.wahook.ingress."
+
+// JSON is the content type of every event wahook writes.
+const JSON = "application/json"
+
+// Raw is one identified provider item ready to become a raw CloudEvent.
+type Raw struct {
+	ID       string
+	Provider string
+	Channel  string
+	Kind     string
+	// Chat is the canonical chat id, empty when the item has none.
+	Chat        string
+	Time        time.Time
+	TraceParent string
+	Data        []byte
+}
+
+// Source is the CloudEvent source of a provider channel.
+func Source(provider, channel string) string { return "/" + provider + "/" + channel }
+
+// PartitionKey orders a chat's events: "{provider}/{channel}/{chat}", or
+// "{provider}/{channel}" for events not about one chat.
+func PartitionKey(provider, channel, chat string) string {
+	if chat == "" {
+		return provider + "/" + channel
+	}
+	return provider + "/" + channel + "/" + chat
+}
+
+// IngressSubject is the NATS subject of a raw event:
+// wahook.ingress.{provider}.{channel}.{kind}.
+func IngressSubject(provider, channel, kind string) string {
+	return IngressTopic + "." + Token(provider) + "." + Token(channel) + "." + kindTokens(kind)
+}
+
+// Ingress builds the broker message of a raw event.
+func Ingress(r Raw, b Binding) broker.Message {
+	h := make(broker.Header, 11)
+	set := func(name, v string) { h[b.Prefix+name] = []string{b.encode(v)} }
+	set(AttrSpecVersion, event.CloudEventsVersionV1)
+	set(AttrID, r.ID)
+	set(AttrSource, Source(r.Provider, r.Channel))
+	set(AttrType, IngressTypePrefix+r.Provider+"."+r.Kind)
+	if r.Chat != "" {
+		set(AttrSubject, r.Chat)
+	}
+	set(AttrTime, r.Time.UTC().Format(time.RFC3339Nano))
+	set(ExtProvider, r.Provider)
+	set(ExtChannel, r.Channel)
+	key := PartitionKey(r.Provider, r.Channel, r.Chat)
+	set(ExtPartitionKey, key)
+	if r.TraceParent != "" {
+		set(ExtTraceParent, r.TraceParent)
+	}
+	h[b.ContentType] = []string{JSON}
+	return broker.Message{
+		Topic:   IngressTopic,
+		Subject: IngressSubject(r.Provider, r.Channel, r.Kind),
+		Key:     key,
+		ID:      r.ID,
+		Header:  h,
+		Data:    r.Data,
+	}
+}
+
+// Encode writes any CloudEvent as a binary-mode message on topic/subject.
+// The message key is the event's partitionkey extension.
+func Encode(ev event.Event, topic, subject string, b Binding) (broker.Message, error) {
+	if err := ev.Validate(); err != nil {
+		return broker.Message{}, fmt.Errorf("encode event %s: %w", ev.ID(), err)
+	}
+	h := make(broker.Header, 8+len(ev.Extensions()))
+	set := func(name, v string) {
+		if v != "" {
+			h[b.Prefix+name] = []string{b.encode(v)}
+		}
+	}
+	set(AttrSpecVersion, ev.SpecVersion())
+	set(AttrID, ev.ID())
+	set(AttrSource, ev.Source())
+	set(AttrType, ev.Type())
+	set(AttrSubject, ev.Subject())
+	if !ev.Time().IsZero() {
+		set(AttrTime, ev.Time().UTC().Format(time.RFC3339Nano))
+	}
+	set(AttrDataSchema, ev.DataSchema())
+	for name, v := range ev.Extensions() {
+		s, err := extensionString(v)
+		if err != nil {
+			return broker.Message{}, fmt.Errorf("encode event %s: extension %s: %w", ev.ID(), name, err)
+		}
+		set(name, s)
+	}
+	if ct := ev.DataContentType(); ct != "" {
+		h[b.ContentType] = []string{ct}
+	}
+	key, _ := ev.Extensions()[ExtPartitionKey].(string)
+	return broker.Message{Topic: topic, Subject: subject, Key: key, ID: ev.ID(), Header: h, Data: ev.Data()}, nil
+}
+
+func extensionString(v any) (string, error) {
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case fmt.Stringer:
+		return x.String(), nil
+	case bool, int32, int, int64:
+		return fmt.Sprint(x), nil
+	}
+	return "", fmt.Errorf("unsupported type %T", v)
+}
+
+// Decode reads a binary-mode message back into a CloudEvent and validates it.
+func Decode(m broker.Message, b Binding) (event.Event, error) {
+	ev := event.New(event.CloudEventsVersionV1)
+	var sv string
+	for k, vs := range m.Header {
+		if len(vs) == 0 {
+			continue
+		}
+		v := b.decode(vs[0])
+		if strings.EqualFold(k, b.ContentType) {
+			ev.SetDataContentType(v)
+			continue
+		}
+		if len(k) <= len(b.Prefix) || !strings.EqualFold(k[:len(b.Prefix)], b.Prefix) {
+			continue
+		}
+		name := strings.ToLower(k[len(b.Prefix):])
+		switch name {
+		case AttrSpecVersion:
+			sv = v
+		case AttrID:
+			ev.SetID(v)
+		case AttrSource:
+			ev.SetSource(v)
+		case AttrType:
+			ev.SetType(v)
+		case AttrSubject:
+			ev.SetSubject(v)
+		case AttrDataSchema:
+			ev.SetDataSchema(v)
+		case AttrDataContentType:
+			ev.SetDataContentType(v)
+		case AttrTime:
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				return event.Event{}, fmt.Errorf("decode event: time %q: %w", v, err)
+			}
+			ev.SetTime(t)
+		default:
+			if err := ev.Context.SetExtension(name, v); err != nil {
+				return event.Event{}, fmt.Errorf("decode event: extension %s: %w", name, err)
+			}
+		}
+	}
+	if sv != event.CloudEventsVersionV1 {
+		return event.Event{}, fmt.Errorf("decode event: specversion %q, want %s", sv, event.CloudEventsVersionV1)
+	}
+	ev.DataEncoded = m.Data
+	if err := ev.Validate(); err != nil {
+		return event.Event{}, fmt.Errorf("decode event: %w", err)
+	}
+	return ev, nil
+}

@@ -1,0 +1,99 @@
+package provider
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Unix returns the time a Unix timestamp names, whatever its unit: providers
+// send seconds, milliseconds and strings of either. The unit is told by
+// magnitude (seconds until the year 5138, then milliseconds, microseconds,
+// nanoseconds). Null, empty, zero, negative and non-numeric values report false.
+func Unix(raw json.RawMessage) (time.Time, bool) {
+	s := string(bytes.TrimSpace(raw))
+	if len(s) >= 2 && s[0] == '"' {
+		s = strings.TrimSpace(s[1 : len(s)-1])
+	}
+	if s == "" || s == "null" {
+		return time.Time{}, false
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f <= 0 {
+		return time.Time{}, false
+	}
+	return UnixNumber(f)
+}
+
+// UnixNumber is Unix for a number already decoded.
+func UnixNumber(f float64) (time.Time, bool) {
+	if f <= 0 || math.IsNaN(f) || math.IsInf(f, 0) {
+		return time.Time{}, false
+	}
+	var ns float64
+	switch {
+	case f < 1e11:
+		ns = f * 1e9
+	case f < 1e14:
+		ns = f * 1e6
+	case f < 1e17:
+		ns = f * 1e3
+	case f < 9.2e18:
+		ns = f
+	default:
+		return time.Time{}, false
+	}
+	return time.Unix(0, int64(ns)).UTC(), true
+}
+
+// String returns the JSON string raw holds, or "" for anything else
+// (null, numbers, objects). Numbers are ids too in some payloads: use Text.
+func String(raw json.RawMessage) string {
+	if len(raw) == 0 || raw[0] != '"' {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return ""
+	}
+	return s
+}
+
+// Text returns a JSON string's value, or a number's literal text, or "".
+func Text(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return ""
+	}
+	switch c := raw[0]; {
+	case c == '"':
+		return String(raw)
+	case c == '-' || (c >= '0' && c <= '9'):
+		return string(raw)
+	}
+	return ""
+}
+
+// ContentKey identifies a JSON value by its canonical form (object keys
+// sorted, insignificant white space dropped), so that a retried delivery
+// re-serialised by the provider keeps its identity.
+func ContentKey(data []byte) (string, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return "", fmt.Errorf("canonical json: %w", err)
+	}
+	canon, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("canonical json: %w", err)
+	}
+	sum := sha256.Sum256(canon)
+	return "sha256:" + hex.EncodeToString(sum[:]), nil
+}
