@@ -2,6 +2,7 @@ package envelope
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -52,8 +53,11 @@ type Raw struct {
 	Data        []byte
 }
 
-// Source is the CloudEvent source of a provider channel.
-func Source(provider, channel string) string { return "/" + provider + "/" + channel }
+// Source is the CloudEvent source of a provider channel, a URI reference:
+// the channel is path-escaped (real channel ids need no escaping).
+func Source(provider, channel string) string {
+	return "/" + url.PathEscape(provider) + "/" + url.PathEscape(channel)
+}
 
 // PartitionKey orders a chat's events: "{provider}/{channel}/{chat}", or
 // "{provider}/{channel}" for events not about one chat.

@@ -24,17 +24,39 @@ func Unix(raw json.RawMessage) (time.Time, bool) {
 	if s == "" || s == "null" {
 		return time.Time{}, false
 	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return UnixInt(n)
+	}
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f <= 0 {
+	if err != nil {
 		return time.Time{}, false
 	}
 	return UnixNumber(f)
 }
 
-// UnixNumber is Unix for a number already decoded.
-func UnixNumber(f float64) (time.Time, bool) {
-	if f <= 0 || math.IsNaN(f) || math.IsInf(f, 0) {
+// UnixInt is Unix for an integer already decoded, exact to the nanosecond.
+func UnixInt(n int64) (time.Time, bool) {
+	switch {
+	case n <= 0:
 		return time.Time{}, false
+	case n < 1e11:
+		return time.Unix(n, 0).UTC(), true
+	case n < 1e14:
+		return time.UnixMilli(n).UTC(), true
+	case n < 1e17:
+		return time.UnixMicro(n).UTC(), true
+	default:
+		return time.Unix(0, n).UTC(), true
+	}
+}
+
+// UnixNumber is Unix for a number already decoded as a float.
+func UnixNumber(f float64) (time.Time, bool) {
+	if f <= 0 || math.IsNaN(f) || math.IsInf(f, 0) || f >= 9.2e18 {
+		return time.Time{}, false
+	}
+	if f == math.Trunc(f) {
+		return UnixInt(int64(f))
 	}
 	var ns float64
 	switch {
@@ -44,10 +66,8 @@ func UnixNumber(f float64) (time.Time, bool) {
 		ns = f * 1e6
 	case f < 1e17:
 		ns = f * 1e3
-	case f < 9.2e18:
-		ns = f
 	default:
-		return time.Time{}, false
+		ns = f
 	}
 	return time.Unix(0, int64(ns)).UTC(), true
 }

@@ -1,0 +1,208 @@
+package envelope
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/binding/spec"
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/google/go-cmp/cmp"
+)
+
+func sampleRaw() Raw {
+	return Raw{
+		ID:       "0123456789abcdef0123456789abcdef",
+		Provider: "zapi",
+		Channel:  "instance.id",
+		Kind:     "received.notification",
+		Chat:     "120363019502650977@g.us",
+		Time:     time.Date(2023, 3, 24, 12, 33, 14, 0, time.UTC),
+		Data:     []byte(`{"type":"ReceivedCallback","chatName":"Café \"quoted\" 100%"}`),
+	}
+}
+
+func TestIngressMessage(t *testing.T) {
+	m := Ingress(sampleRaw(), NATS)
+	if want := "wahook.ingress.zapi.instance_id.received.notification"; m.Subject != want {
+		t.Errorf("Subject = %q; want %q", m.Subject, want)
+	}
+	if m.Topic != IngressTopic || m.ID != "0123456789abcdef0123456789abcdef" {
+		t.Errorf("Topic, ID = %q, %q", m.Topic, m.ID)
+	}
+	if want := "zapi/instance.id/120363019502650977@g.us"; m.Key != want {
+		t.Errorf("Key = %q; want %q", m.Key, want)
+	}
+	wantHeaders := map[string]string{
+		"ce-specversion":  "1.0",
+		"ce-id":           "0123456789abcdef0123456789abcdef",
+		"ce-source":       "/zapi/instance.id",
+		"ce-type":         "io.wahook.ingress.zapi.received.notification",
+		"ce-subject":      "120363019502650977@g.us",
+		"ce-time":         "2023-03-24T12:33:14Z",
+		"ce-provider":     "zapi",
+		"ce-channel":      "instance.id",
+		"ce-partitionkey": "zapi/instance.id/120363019502650977@g.us",
+		"content-type":    "application/json",
+	}
+	got := map[string]string{}
+	for k := range m.Header {
+		got[k] = m.Header.Get(k)
+	}
+	if diff := cmp.Diff(wantHeaders, got); diff != "" {
+		t.Errorf("Ingress headers mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	for _, b := range []Binding{NATS, Kafka} {
+		t.Run(b.Name, func(t *testing.T) {
+			r := sampleRaw()
+			r.Channel = "canal com espaço é %"
+			r.TraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+			m := Ingress(r, b)
+			for k, v := range m.Header {
+				for _, c := range []byte(v[0]) {
+					if b.PercentEncode && (c <= ' ' || c >= 0x7f || c == '"') {
+						t.Errorf("header %s = %q carries an unescaped byte %q", k, v[0], c)
+					}
+				}
+			}
+			ev, err := Decode(m, b)
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if err := ev.Validate(); err != nil {
+				t.Fatalf("decoded event invalid: %v", err)
+			}
+			if ev.Source() != "/zapi/canal%20com%20espa%C3%A7o%20%C3%A9%20%25" {
+				t.Errorf("Source = %q", ev.Source())
+			}
+			if ev.Extensions()[ExtChannel] != r.Channel {
+				t.Errorf("channel = %v; want %q", ev.Extensions()[ExtChannel], r.Channel)
+			}
+			if ev.Extensions()[ExtTraceParent] != r.TraceParent {
+				t.Errorf("traceparent = %v", ev.Extensions()[ExtTraceParent])
+			}
+			if !ev.Time().Equal(r.Time) || ev.Type() != "io.wahook.ingress.zapi.received.notification" || ev.Subject() != r.Chat {
+				t.Errorf("attributes changed: %v", ev)
+			}
+			if ev.DataContentType() != JSON || string(ev.Data()) != string(r.Data) {
+				t.Errorf("data changed: %q %q", ev.DataContentType(), ev.Data())
+			}
+			again, err := Encode(ev, IngressTopic, m.Subject, b)
+			if err != nil {
+				t.Fatalf("Encode: %v", err)
+			}
+			if diff := cmp.Diff(m.Header, again.Header); diff != "" {
+				t.Errorf("re-encoded headers differ (-first +second):\n%s", diff)
+			}
+			if again.Key != m.Key {
+				t.Errorf("re-encoded key = %q; want %q", again.Key, m.Key)
+			}
+		})
+	}
+}
+
+// TestSDKReadsHeaders reads the headers the way the CloudEvents SDK's NATS
+// JetStream binding does: each ce- header must name a known attribute or a
+// valid extension.
+func TestSDKReadsHeaders(t *testing.T) {
+	m := Ingress(sampleRaw(), NATS)
+	specs := spec.WithPrefix(NATS.Prefix)
+	version := specs.Version(m.Header.Get("ce-specversion"))
+	if version == nil {
+		t.Fatal("SDK does not know the specversion header")
+	}
+	ev := event.New()
+	for k, v := range m.Header {
+		if !strings.HasPrefix(k, NATS.Prefix) {
+			continue
+		}
+		if attr := version.Attribute(k); attr != nil {
+			if err := attr.Set(ev.Context, v[0]); err != nil {
+				t.Errorf("SDK rejects %s=%q: %v", k, v[0], err)
+			}
+			continue
+		}
+		if err := ev.Context.SetExtension(strings.TrimPrefix(k, NATS.Prefix), v[0]); err != nil {
+			t.Errorf("SDK rejects extension %s: %v", k, err)
+		}
+	}
+	if err := ev.Validate(); err != nil {
+		t.Errorf("SDK-read event invalid: %v", err)
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	m := Ingress(sampleRaw(), NATS)
+	delete(m.Header, "ce-specversion")
+	if _, err := Decode(m, NATS); err == nil {
+		t.Error("Decode without specversion = nil error")
+	}
+	m = Ingress(sampleRaw(), NATS)
+	m.Header.Set("ce-time", "yesterday")
+	if _, err := Decode(m, NATS); err == nil {
+		t.Error("Decode with bad time = nil error")
+	}
+}
+
+func TestToken(t *testing.T) {
+	for give, want := range map[string]string{
+		"MANTIS-M72HC": "MANTIS-M72HC", "instance.id": "instance_id", "a b*c>d": "a_b_c_d", "": "_", "tab\there": "tab_here",
+	} {
+		if got := Token(give); got != want {
+			t.Errorf("Token(%q) = %q; want %q", give, got, want)
+		}
+	}
+	if got := IngressSubject("whapi", "CH", "chats.patch"); got != "wahook.ingress.whapi.CH.chats.patch" {
+		t.Errorf("IngressSubject = %q", got)
+	}
+	if got := IngressSubject("whapi", "CH", "a..b"); got != "wahook.ingress.whapi.CH.a._.b" {
+		t.Errorf("IngressSubject with empty kind token = %q", got)
+	}
+}
+
+func TestDeadLetterMessage(t *testing.T) {
+	dl := DeadLetter{Reason: "invalid payload: not JSON", Provider: "whapi", ReceivedAt: time.Unix(1700000000, 0).UTC(),
+		Method: "POST", Path: "/v1/webhooks/whapi", Headers: map[string]string{"Content-Type": "application/json"}}
+	dl.SetBody([]byte("not json"))
+	m, err := DeadLetterMessage(dl, NATS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Subject != "wahook.deadletter.whapi" || m.Topic != DeadLetterTopic {
+		t.Errorf("subject, topic = %q, %q", m.Subject, m.Topic)
+	}
+	ev, err := Decode(m, NATS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Type() != DeadLetterType || ev.DataSchema() != DeadLetterSchema || ev.ID() != m.ID {
+		t.Errorf("event = %v", ev)
+	}
+	var got DeadLetter
+	if err := json.Unmarshal(ev.Data(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Body == nil || *got.Body != "not json" || got.BodyBase64 != "" {
+		t.Errorf("body not kept as text: %+v", got)
+	}
+	dl.ReceivedAt = dl.ReceivedAt.Add(time.Hour)
+	again, _ := DeadLetterMessage(dl, NATS)
+	if again.ID != m.ID {
+		t.Errorf("a retried delivery got another dead-letter id")
+	}
+	dl.SetBody([]byte{0xff, 0xfe})
+	bin, _ := DeadLetterMessage(dl, NATS)
+	ev, _ = Decode(bin, NATS)
+	got = DeadLetter{}
+	_ = json.Unmarshal(ev.Data(), &got)
+	if got.Body != nil || got.BodyBase64 != "//4=" {
+		t.Errorf("binary body = %+v; want base64", got)
+	}
+	if bin.ID == m.ID {
+		t.Errorf("different bodies share a dead-letter id")
+	}
+}

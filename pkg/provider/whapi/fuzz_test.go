@@ -1,0 +1,128 @@
+package whapi
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wahook/wahook/pkg/chatid"
+	"github.com/wahook/wahook/pkg/envelope"
+	"github.com/wahook/wahook/pkg/provider"
+)
+
+// knownKinds are the kinds Split may return.
+var knownKinds = func() map[string]bool {
+	m := map[string]bool{provider.KindUnknown: true}
+	for _, sp := range kinds {
+		m[sp.kind] = true
+	}
+	return m
+}()
+
+func FuzzSplit(f *testing.F) {
+	for _, name := range fixtures(f) {
+		body := load(f, name)
+		f.Add(body, "POST", "")
+		// The same bodies in path and method mode.
+		kind, _, _ := strings.Cut(strings.TrimSuffix(name, ".json"), "_")
+		typ, event, _ := strings.Cut(kind, ".")
+		f.Add(body, "POST", typ+"/"+event)
+		f.Add(body, strings.ToUpper(event), typ)
+	}
+	f.Add([]byte(`{"messages":[{"id":"A"},{"id":"B"}],"errors":[{}],"event":{"type":"status","method":"post"}}`), "PUT", "ack")
+	f.Add([]byte(`{"m\u0065ssages":[{"\u0069d":"\ud83d\ude03"}],"channel_id":7}`), "POST", "message/post")
+	p := New()
+	f.Fuzz(func(t *testing.T, body []byte, method, path string) {
+		var segments []string
+		if path != "" {
+			segments = strings.Split(path, "/")
+		}
+		items, err := p.Split(body, provider.Delivery{Method: method, Segments: segments})
+		if err != nil {
+			if !errors.Is(err, provider.ErrInvalid) {
+				t.Fatalf("Split error does not wrap ErrInvalid: %v", err)
+			}
+			return
+		}
+		for i, it := range items {
+			if it.Kind == "" || !knownKinds[it.Kind] {
+				t.Fatalf("item %d: kind %q", i, it.Kind)
+			}
+			if !json.Valid(it.Data) {
+				t.Fatalf("item %d: Data is not valid JSON: %q", i, it.Data)
+			}
+			id, err := provider.EventID(Name, it)
+			if err != nil {
+				t.Fatalf("item %d: EventID: %v", i, err)
+			}
+			when := it.Time
+			if when.IsZero() {
+				when = time.Now()
+			}
+			msg := envelope.Ingress(envelope.Raw{
+				ID: id, Provider: Name, Channel: it.Channel, Kind: it.Kind,
+				Chat: chatid.ID(it.Chat), Time: when, Data: it.Data,
+			}, envelope.NATS)
+			ev, err := envelope.Decode(msg, envelope.NATS)
+			if err != nil {
+				t.Fatalf("item %d: %+v: decode: %v", i, it, err)
+			}
+			if ev.ID() != id || ev.Type() != envelope.IngressTypePrefix+Name+"."+it.Kind {
+				t.Fatalf("item %d: decoded id %q type %q", i, ev.ID(), ev.Type())
+			}
+			if _, err := p.Interpret(it.Kind, it.Data); err != nil && !errors.Is(err, provider.ErrInvalid) {
+				t.Fatalf("item %d: Interpret error does not wrap ErrInvalid: %v", i, err)
+			}
+		}
+	})
+}
+
+func FuzzInterpret(f *testing.F) {
+	p := New()
+	for _, name := range fixtures(f) {
+		items, err := p.Split(load(f, name), provider.Delivery{})
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, it := range items {
+			f.Add(it.Kind, it.Data)
+		}
+	}
+	for k := range knownKinds {
+		f.Add(k, []byte(`{"before_update":{"id":"1"},"after_update":{"labels":[1,"2",{"id":3}]},"changes":["labels","name","announcements"]}`))
+	}
+	f.Fuzz(func(t *testing.T, kind string, data []byte) {
+		if _, err := p.Interpret(kind, data); err != nil && !errors.Is(err, provider.ErrInvalid) {
+			t.Fatalf("Interpret error does not wrap ErrInvalid: %v", err)
+		}
+	})
+}
+
+func BenchmarkSplit(b *testing.B) {
+	body := load(b, "messages.post_incoming-text.json")
+	p := New()
+	d := provider.Delivery{Method: "POST"}
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.Split(body, d); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkInterpret(b *testing.B) {
+	p := New()
+	items, err := p.Split(load(b, "chats.patch_mute-and-labels.json"), provider.Delivery{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.Interpret(items[0].Kind, items[0].Data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,473 @@
+package whapi
+
+import (
+	"encoding/json"
+	"strings"
+
+	"github.com/wahook/wahook/pkg/fact"
+	"github.com/wahook/wahook/pkg/provider"
+)
+
+// Interpret reads one item Split produced as provider-neutral facts.
+func (*Provider) Interpret(kind string, data []byte) (fact.Facts, error) {
+	if !json.Valid(data) {
+		return fact.Facts{}, provider.Invalid("whapi %s: data is not JSON", kind)
+	}
+	data = trim(data)
+	switch kind {
+	case KindMessagesPost, KindMessagesPut:
+		return messageSeen(kind, data)
+	case KindChatsPost:
+		return chatCreated(kind, data)
+	case KindChatsPatch:
+		return chatUpdated(kind, data)
+	case KindGroupsPost:
+		return groupCreated(kind, data)
+	case KindGroupsPut:
+		return groupParticipants(kind, data)
+	case KindGroupsPatch:
+		return groupUpdated(kind, data)
+	case KindLabelsPost:
+		return labelUpserted(kind, data)
+	case KindLabelsDelete:
+		return labelDeleted(kind, data)
+	case KindCallsPost:
+		return call(kind, data)
+	}
+	return fact.Facts{}, nil
+}
+
+func notObject(kind string) error {
+	return provider.Invalid("whapi %s: item is not a JSON object", kind)
+}
+
+// direction tells the chat's direction from a message's from_me.
+func direction(fromMe []byte) string {
+	switch b, ok := boolean(fromMe); {
+	case !ok:
+		return ""
+	case b:
+		return fact.Outgoing
+	default:
+		return fact.Incoming
+	}
+}
+
+func messageSeen(kind string, data []byte) (fact.Facts, error) {
+	if first(data) != '{' {
+		return fact.Facts{}, notObject(kind)
+	}
+	var chat, name, fromMe []byte
+	for k, v := range members(data) {
+		switch string(k) {
+		case "chat_id":
+			chat = v
+		case "chat_name":
+			name = v
+		case "from_me":
+			fromMe = v
+		}
+	}
+	id := str(chat)
+	if id == "" {
+		return fact.Facts{}, nil
+	}
+	return fact.Facts{ChatsSeen: []fact.ChatSeen{{Chat: id, Name: str(name), Direction: direction(fromMe)}}}, nil
+}
+
+func chatCreated(kind string, data []byte) (fact.Facts, error) {
+	if first(data) != '{' {
+		return fact.Facts{}, notObject(kind)
+	}
+	var id, name, unread, last []byte
+	for k, v := range members(data) {
+		switch string(k) {
+		case "id":
+			id = v
+		case "name":
+			name = v
+		case "unread":
+			unread = v
+		case "last_message":
+			last = v
+		}
+	}
+	chat := str(id)
+	if chat == "" {
+		return fact.Facts{}, provider.Invalid("whapi %s: chat has no id", kind)
+	}
+	// Unread messages in a new chat were received; otherwise the last
+	// message's author tells who opened it.
+	var dir string
+	if n, ok := number(unread); ok && n > 0 {
+		dir = fact.Incoming
+	} else {
+		dir = direction(lookup(last, "from_me"))
+	}
+	return fact.Facts{ChatsCreated: []fact.ChatCreated{{Chat: chat, Name: str(name), Direction: dir}}}, nil
+}
+
+// update is a chats_updates or groups_updates element.
+type update struct {
+	before, after []byte
+	changes       []string
+}
+
+func readUpdate(kind string, data []byte) (update, error) {
+	if first(data) != '{' {
+		return update{}, notObject(kind)
+	}
+	var u update
+	for k, v := range members(data) {
+		switch string(k) {
+		case "before_update":
+			u.before = v
+		case "after_update":
+			u.after = v
+		case "changes":
+			u.changes = u.changes[:0]
+			for c := range elements(v) {
+				u.changes = append(u.changes, str(c))
+			}
+		}
+	}
+	return u, nil
+}
+
+func (u update) id() string {
+	if s := str(lookup(u.after, "id")); s != "" {
+		return s
+	}
+	return str(lookup(u.before, "id"))
+}
+
+func (u update) changed(field string) bool {
+	for _, c := range u.changes {
+		if c == field {
+			return true
+		}
+	}
+	return false
+}
+
+func chatUpdated(kind string, data []byte) (fact.Facts, error) {
+	u, err := readUpdate(kind, data)
+	if err != nil {
+		return fact.Facts{}, err
+	}
+	if !u.changed("labels") {
+		return fact.Facts{}, nil
+	}
+	chat := u.id()
+	if chat == "" {
+		return fact.Facts{}, provider.Invalid("whapi %s: chat update has no chat id", kind)
+	}
+	return fact.Facts{LabelSets: []fact.LabelSet{{
+		Chat:   chat,
+		Before: labels(lookup(u.before, "labels")),
+		After:  labels(lookup(u.after, "labels")),
+	}}}, nil
+}
+
+// labels reads a chat's label list; a missing list is an empty one, since
+// Whapi leaves out empty fields.
+func labels(v []byte) []fact.Label {
+	out := []fact.Label{}
+	for el := range elements(v) {
+		if l, ok := label(el); ok {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// label reads a Label object, or a bare label id.
+func label(v []byte) (fact.Label, bool) {
+	if first(v) != '{' {
+		id := text(v)
+		return fact.Label{ID: id}, id != ""
+	}
+	var l fact.Label
+	for k, val := range members(v) {
+		switch string(k) {
+		case "id":
+			l.ID = text(val)
+		case "name":
+			l.Name = str(val)
+		case "color":
+			l.Color = text(val)
+		}
+	}
+	if strings.HasPrefix(l.Color, "#") {
+		l.ColorHex = l.Color
+	}
+	return l, l.ID != "" || l.Name != ""
+}
+
+func labelUpserted(kind string, data []byte) (fact.Facts, error) {
+	if first(data) != '{' {
+		return fact.Facts{}, notObject(kind)
+	}
+	l, _ := label(data)
+	if l.ID == "" {
+		return fact.Facts{}, provider.Invalid("whapi %s: label has no id", kind)
+	}
+	return fact.Facts{LabelUpserts: []fact.Label{l}}, nil
+}
+
+// labelDeleted reads a labels_removed element. The help desk example names
+// the label ("New order") while the OpenAPI types it as a LabelID: digits are
+// taken for an id, anything else for a name that derivation resolves.
+func labelDeleted(kind string, data []byte) (fact.Facts, error) {
+	var ref fact.LabelRef
+	switch first(data) {
+	case '{':
+		l, _ := label(data)
+		ref = fact.LabelRef{ID: l.ID, Name: l.Name}
+	default:
+		s := strings.TrimSpace(text(data))
+		if allDigits(s) {
+			ref.ID = s
+		} else {
+			ref.Name = s
+		}
+	}
+	if ref.ID == "" && ref.Name == "" {
+		return fact.Facts{}, provider.Invalid("whapi %s: removed label has no id or name", kind)
+	}
+	return fact.Facts{LabelDeletes: []fact.LabelRef{ref}}, nil
+}
+
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// participants reads ContactIDs, or Participant objects {id, rank}.
+func participants(v []byte) []string {
+	var out []string
+	for el := range elements(v) {
+		id := text(el)
+		if first(el) == '{' {
+			id = text(lookup(el, "id"))
+		}
+		if id != "" {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+func groupCreated(kind string, data []byte) (fact.Facts, error) {
+	if first(data) != '{' {
+		return fact.Facts{}, notObject(kind)
+	}
+	var id, name, parts, by []byte
+	for k, v := range members(data) {
+		switch string(k) {
+		case "id":
+			id = v
+		case "name":
+			name = v
+		case "participants":
+			parts = v
+		case "created_by":
+			by = v
+		}
+	}
+	chat := str(id)
+	if chat == "" {
+		return fact.Facts{}, provider.Invalid("whapi %s: group has no id", kind)
+	}
+	subject := str(name)
+	return fact.Facts{
+		ChatsCreated: []fact.ChatCreated{{Chat: chat, Name: subject}},
+		Groups: []fact.GroupChange{{
+			Chat:         chat,
+			Change:       fact.GroupCreated,
+			Participants: participants(parts),
+			Actor:        text(by),
+			Subject:      subject,
+		}},
+	}, nil
+}
+
+// participantChanges maps ParticipantEvent.action to group changes.
+var participantChanges = map[string]string{
+	"add":              fact.GroupParticipantsAdded,
+	"remove":           fact.GroupParticipantsRemoved,
+	"leave":            fact.GroupParticipantsLeft,
+	"promote":          fact.GroupParticipantsPromote,
+	"demote":           fact.GroupParticipantsDemote,
+	"request":          fact.GroupJoinRequested,
+	"revoke_request":   fact.GroupJoinRevoked,
+	"rejected_request": fact.GroupJoinRejected,
+}
+
+func groupParticipants(kind string, data []byte) (fact.Facts, error) {
+	if first(data) != '{' {
+		return fact.Facts{}, notObject(kind)
+	}
+	var group, parts, action []byte
+	for k, v := range members(data) {
+		switch string(k) {
+		case "group_id":
+			group = v
+		case "participants":
+			parts = v
+		case "action":
+			action = v
+		}
+	}
+	chat := str(group)
+	if chat == "" {
+		return fact.Facts{}, provider.Invalid("whapi %s: participant event has no group_id", kind)
+	}
+	change, ok := participantChanges[lower(str(action))]
+	if !ok {
+		return fact.Facts{}, nil
+	}
+	return fact.Facts{Groups: []fact.GroupChange{{
+		Chat:         chat,
+		Change:       change,
+		Participants: participants(parts),
+	}}}, nil
+}
+
+// groupSettings are the Group fields reported as settings.changed, with the
+// value an absent field means (Whapi leaves out false and zero fields).
+var groupSettings = map[string]string{
+	"announcements":      "false",
+	"restricted":         "false",
+	"adminAddMemberMode": "false",
+	"ephemeral":          "0",
+}
+
+func groupUpdated(kind string, data []byte) (fact.Facts, error) {
+	u, err := readUpdate(kind, data)
+	if err != nil {
+		return fact.Facts{}, err
+	}
+	chat := u.id()
+	if chat == "" {
+		return fact.Facts{}, provider.Invalid("whapi %s: group update has no group id", kind)
+	}
+	// One change per field named in changes; participant changes are left
+	// out, as groups.put reports them.
+	var out []fact.GroupChange
+	seen := map[string]bool{}
+	add := func(g fact.GroupChange) {
+		key := g.Change
+		if g.Setting != nil {
+			key += "/" + g.Setting.Name
+		}
+		if seen[key] {
+			return
+		}
+		seen[key] = true
+		g.Chat = chat
+		out = append(out, g)
+	}
+	for _, c := range u.changes {
+		switch c {
+		case "name", "subject":
+			add(fact.GroupChange{
+				Change:  fact.GroupSubjectChanged,
+				Subject: str(lookup(u.after, "name")),
+				Actor:   text(lookup(u.after, "name_owner")),
+			})
+		case "description":
+			add(fact.GroupChange{
+				Change:      fact.GroupDescriptionChanged,
+				Description: str(lookup(u.after, "description")),
+				Actor:       text(lookup(u.after, "description_owner")),
+			})
+		case "chat_pic", "chat_pic_full", "icon":
+			add(fact.GroupChange{Change: fact.GroupIconChanged})
+		default:
+			def, ok := groupSettings[c]
+			if !ok {
+				continue
+			}
+			add(fact.GroupChange{
+				Change:  fact.GroupSettingsChanged,
+				Setting: &fact.Setting{Name: c, Value: settingValue(lookup(u.after, c), def)},
+			})
+		}
+	}
+	return fact.Facts{Groups: out}, nil
+}
+
+// settingValue is a setting's JSON value as text: true, false, 86400.
+func settingValue(v []byte, def string) string {
+	switch first(v) {
+	case 0, 'n':
+		return def
+	case '"':
+		return str(v)
+	case 't', 'f':
+		return string(v)
+	}
+	return text(v)
+}
+
+// callStates maps Whapi call statuses to call states. "initiated" and
+// "ringing" are both the offer; "canceled" (the caller hung up before an
+// answer) ends the call, and Whapi reports the callee's miss as "missed".
+var callStates = map[string]string{
+	"initiated":  fact.CallOffered,
+	"ringing":    fact.CallOffered,
+	"answered":   fact.CallAccepted,
+	"accepted":   fact.CallAccepted,
+	"missed":     fact.CallMissed,
+	"rejected":   fact.CallRejected,
+	"canceled":   fact.CallEnded,
+	"cancelled":  fact.CallEnded,
+	"ended":      fact.CallEnded,
+	"terminated": fact.CallEnded,
+}
+
+func call(kind string, data []byte) (fact.Facts, error) {
+	if first(data) != '{' {
+		return fact.Facts{}, notObject(kind)
+	}
+	var id, chat, from, status, video, group []byte
+	for k, v := range members(data) {
+		switch string(k) {
+		case "id":
+			id = v
+		case "chat_id":
+			chat = v
+		case "from":
+			from = v
+		case "status":
+			status = v
+		case "video_call":
+			video = v
+		case "group_call":
+			group = v
+		}
+	}
+	c := fact.Call{CallID: text(id), Chat: str(chat), From: str(from), Status: str(status)}
+	if c.CallID == "" {
+		return fact.Facts{}, provider.Invalid("whapi %s: call has no id", kind)
+	}
+	state, ok := callStates[lower(c.Status)]
+	if !ok {
+		return fact.Facts{}, nil
+	}
+	c.State = state
+	if c.Chat == "" {
+		c.Chat = c.From
+	}
+	c.Video, _ = boolean(video)
+	c.Group, _ = boolean(group)
+	return fact.Facts{Calls: []fact.Call{c}}, nil
+}

@@ -1,0 +1,654 @@
+package whapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/wahook/wahook/pkg/provider"
+)
+
+// Name is the provider's path and event-type token.
+const Name = "whapi"
+
+// Provider reads Whapi.Cloud webhooks. The zero value is ready to use.
+type Provider struct{}
+
+// New returns a Provider.
+func New() *Provider { return &Provider{} }
+
+var (
+	_ provider.Provider     = (*Provider)(nil)
+	_ provider.RouteChecker = (*Provider)(nil)
+)
+
+// Name returns "whapi".
+func (*Provider) Name() string { return Name }
+
+// coll is one of the payload's collection members.
+type coll uint8
+
+const (
+	cMessages coll = iota
+	cMessagesUpdates
+	cMessagesRemoved
+	cMessagesRemovedAll
+	cStatuses
+	cChats
+	cChatsUpdates
+	cChatsRemoved
+	cContacts
+	cContactsUpdates
+	cGroups
+	cGroupsParticipants
+	cGroupsUpdates
+	cPresences
+	cLabels
+	cLabelsRemoved
+	cCalls
+	cHealth
+	cQR
+	cUser
+	cErrors
+	nColls
+	cNone = nColls
+)
+
+var collNames = [nColls]string{
+	cMessages:           "messages",
+	cMessagesUpdates:    "messages_updates",
+	cMessagesRemoved:    "messages_removed",
+	cMessagesRemovedAll: "messages_removed_all",
+	cStatuses:           "statuses",
+	cChats:              "chats",
+	cChatsUpdates:       "chats_updates",
+	cChatsRemoved:       "chats_removed",
+	cContacts:           "contacts",
+	cContactsUpdates:    "contacts_updates",
+	cGroups:             "groups",
+	cGroupsParticipants: "groups_participants",
+	cGroupsUpdates:      "groups_updates",
+	cPresences:          "presences",
+	cLabels:             "labels",
+	cLabelsRemoved:      "labels_removed",
+	cCalls:              "calls",
+	cHealth:             "health",
+	cQR:                 "qr",
+	cUser:               "user",
+	cErrors:             "errors",
+}
+
+func collOf(key []byte) coll {
+	switch string(key) {
+	case "messages":
+		return cMessages
+	case "messages_updates":
+		return cMessagesUpdates
+	case "messages_removed":
+		return cMessagesRemoved
+	case "messages_removed_all":
+		return cMessagesRemovedAll
+	case "statuses":
+		return cStatuses
+	case "chats":
+		return cChats
+	case "chats_updates":
+		return cChatsUpdates
+	case "chats_removed":
+		return cChatsRemoved
+	case "contacts":
+		return cContacts
+	case "contacts_updates":
+		return cContactsUpdates
+	case "groups":
+		return cGroups
+	case "groups_participants":
+		return cGroupsParticipants
+	case "groups_updates":
+		return cGroupsUpdates
+	case "presences":
+		return cPresences
+	case "labels":
+		return cLabels
+	case "labels_removed":
+		return cLabelsRemoved
+	case "calls":
+		return cCalls
+	case "health":
+		return cHealth
+	case "qr":
+		return cQR
+	case "user":
+		return cUser
+	case "errors":
+		return cErrors
+	}
+	return cNone
+}
+
+// The kinds Split knows, in Whapi's own words ("{type}.{event}").
+const (
+	KindMessagesPost   = "messages.post"
+	KindMessagesPut    = "messages.put"
+	KindMessagesPatch  = "messages.patch"
+	KindMessagesDelete = "messages.delete"
+	KindStatusesPost   = "statuses.post"
+	KindStatusesPut    = "statuses.put"
+	KindChatsPost      = "chats.post"
+	KindChatsPut       = "chats.put"
+	KindChatsPatch     = "chats.patch"
+	KindChatsDelete    = "chats.delete"
+	KindContactsPost   = "contacts.post"
+	KindContactsPatch  = "contacts.patch"
+	KindGroupsPost     = "groups.post"
+	KindGroupsPut      = "groups.put"
+	KindGroupsPatch    = "groups.patch"
+	KindPresencesPost  = "presences.post"
+	KindLabelsPost     = "labels.post"
+	KindLabelsDelete   = "labels.delete"
+	KindCallsPost      = "calls.post"
+	KindChannelPost    = "channel.post"
+	KindChannelPatch   = "channel.patch"
+	KindUsersPost      = "users.post"
+	KindUsersDelete    = "users.delete"
+)
+
+type pair struct{ typ, event string }
+
+type spec struct {
+	kind  string
+	colls []coll // where this kind's items are; any of them may be present
+}
+
+// kinds maps (type, event) to the kind and its collections (OpenAPI
+// WebhookPayload, help desk examples).
+var kinds = map[pair]spec{
+	{"messages", "post"}:   {KindMessagesPost, []coll{cMessages}},
+	{"messages", "put"}:    {KindMessagesPut, []coll{cMessages}},
+	{"messages", "patch"}:  {KindMessagesPatch, []coll{cMessagesUpdates}},
+	{"messages", "delete"}: {KindMessagesDelete, []coll{cMessagesRemoved, cMessagesRemovedAll}},
+	{"statuses", "post"}:   {KindStatusesPost, []coll{cStatuses}},
+	{"statuses", "put"}:    {KindStatusesPut, []coll{cStatuses}},
+	{"chats", "post"}:      {KindChatsPost, []coll{cChats}},
+	{"chats", "put"}:       {KindChatsPut, []coll{cChats}},
+	{"chats", "patch"}:     {KindChatsPatch, []coll{cChatsUpdates}},
+	{"chats", "delete"}:    {KindChatsDelete, []coll{cChatsRemoved}},
+	{"contacts", "post"}:   {KindContactsPost, []coll{cContacts}},
+	{"contacts", "patch"}:  {KindContactsPatch, []coll{cContactsUpdates}},
+	{"groups", "post"}:     {KindGroupsPost, []coll{cGroups}},
+	{"groups", "put"}:      {KindGroupsPut, []coll{cGroupsParticipants}},
+	{"groups", "patch"}:    {KindGroupsPatch, []coll{cGroupsUpdates}},
+	{"presences", "post"}:  {KindPresencesPost, []coll{cPresences}},
+	{"labels", "post"}:     {KindLabelsPost, []coll{cLabels}},
+	{"labels", "delete"}:   {KindLabelsDelete, []coll{cLabelsRemoved}},
+	{"calls", "post"}:      {KindCallsPost, []coll{cCalls}},
+	{"channel", "post"}:    {KindChannelPost, []coll{cHealth}},
+	{"channel", "patch"}:   {KindChannelPatch, []coll{cQR}},
+	{"users", "post"}:      {KindUsersPost, []coll{cUser}},
+	{"users", "delete"}:    {KindUsersDelete, []coll{cUser}},
+}
+
+// header is what Split reads of a delivery's top level.
+type header struct {
+	typ, event string // from the body's "event" object, lower-cased
+	hasEvent   bool
+	channel    string
+	hasChannel bool
+	colls      [nColls][]byte // raw values; nil when absent
+	hasColl    bool           // some collection key is present, even null
+	other      bool           // members beside event, channel_id and collections
+}
+
+func (e *header) read(body []byte) error {
+	for k, v := range members(body) {
+		switch string(k) {
+		case "event":
+			if first(v) != '{' {
+				e.other = e.other || !absent(v)
+				continue
+			}
+			e.hasEvent, e.typ = true, ""
+			var ev, method []byte
+			for ek, evv := range members(v) {
+				switch string(ek) {
+				case "type":
+					e.typ = token(evv)
+				case "event":
+					ev = evv
+				case "method":
+					method = evv
+				}
+			}
+			if e.event = token(ev); e.event == "" {
+				e.event = token(method)
+			}
+		case "channel_id":
+			e.channel, e.hasChannel = "", false
+			if absent(v) || string(v) == `""` {
+				continue
+			}
+			if e.channel = text(v); !validChannel(e.channel) {
+				return provider.Invalid("whapi: channel_id %.64s is not a Whapi channel id", v)
+			}
+			e.hasChannel = true
+		default:
+			c := collOf(k)
+			if c == cNone {
+				e.other = true
+				continue
+			}
+			e.hasColl = true
+			e.colls[c] = nil
+			if !absent(v) {
+				e.colls[c] = v
+			}
+		}
+	}
+	if !e.hasEvent && !e.hasChannel && !e.hasColl {
+		return provider.Invalid("whapi: no event, channel_id or known collection in the payload")
+	}
+	return nil
+}
+
+// validChannel accepts Whapi channel ids ("MANTIS-M72HC"): they travel in the
+// event source, subjects and keys, so anything beyond a plain token is refused.
+func validChannel(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !tokenByte(c) && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+func tokenByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+}
+
+// safeToken accepts a URL segment naming a type or event.
+func safeToken(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !tokenByte(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lower(s string) string { return strings.ToLower(s) }
+
+// token reads a type or event name, lower-cased. The usual names come back
+// as constants, sparing the hot path an allocation per delivery.
+func token(v []byte) string {
+	if first(v) == '"' && len(v) >= 2 {
+		switch string(v[1 : len(v)-1]) {
+		case "post":
+			return "post"
+		case "put":
+			return "put"
+		case "patch":
+			return "patch"
+		case "delete":
+			return "delete"
+		case "messages":
+			return "messages"
+		case "statuses":
+			return "statuses"
+		case "chats":
+			return "chats"
+		}
+	}
+	return lower(str(v))
+}
+
+// normType maps the deprecated type names (OpenAPI Webhook.events: "message",
+// "ack", "chat", "status" -> "messages", "statuses", "chats", "channel") and the
+// help desk's "channels" to today's names. "status" is ambiguous in practice,
+// so the collection decides: statuses for a statuses array, channel otherwise.
+func normType(t string, e *header) string {
+	switch t {
+	case "message":
+		return "messages"
+	case "ack":
+		return "statuses"
+	case "chat":
+		return "chats"
+	case "channels":
+		return "channel"
+	case "status":
+		if e.colls[cStatuses] != nil && e.colls[cHealth] == nil && e.colls[cQR] == nil {
+			return "statuses"
+		}
+		return "channel"
+	}
+	return t
+}
+
+// methodEvent is the event a "method" mode delivery names by its HTTP method.
+func methodEvent(m string) string {
+	switch m {
+	case "POST":
+		return "post"
+	case "PUT":
+		return "put"
+	case "PATCH":
+		return "patch"
+	case "DELETE":
+		return "delete"
+	}
+	return lower(m)
+}
+
+// CheckRoute accepts Whapi's three delivery modes: body (POST, no segments),
+// method (POST/PUT/PATCH/DELETE .../{type}) and path (POST .../{type}/{event}).
+// Type and event tokens it does not know are accepted (their items are of
+// kind unknown) as long as they are plain tokens.
+func (*Provider) CheckRoute(method string, segments []string) error {
+	if len(segments) > 2 {
+		return fmt.Errorf("whapi: %d path segments: %w", len(segments), provider.ErrNoRoute)
+	}
+	for _, s := range segments {
+		if !safeToken(s) {
+			return fmt.Errorf("whapi: path segment %.64q: %w", s, provider.ErrNoRoute)
+		}
+	}
+	if method == "POST" {
+		return nil
+	}
+	if len(segments) == 1 && (method == "PUT" || method == "PATCH" || method == "DELETE") {
+		return nil
+	}
+	return fmt.Errorf("whapi: %s with %d path segments: %w", method, len(segments), provider.ErrMethod)
+}
+
+// route returns the type and event the URL names ("path" and "method" modes).
+func route(d provider.Delivery) (typ, event string) {
+	switch len(d.Segments) {
+	case 1:
+		if safeToken(d.Segments[0]) {
+			return lower(d.Segments[0]), methodEvent(d.Method)
+		}
+	case 2:
+		if safeToken(d.Segments[0]) && safeToken(d.Segments[1]) {
+			return lower(d.Segments[0]), lower(d.Segments[1])
+		}
+	}
+	return "", ""
+}
+
+// Split reads one Whapi delivery. Every element of the kind's collection is
+// one item; the body's "event" names the kind, else the URL does.
+func (*Provider) Split(body []byte, d provider.Delivery) ([]provider.Item, error) {
+	if !json.Valid(body) {
+		return nil, provider.Invalid("whapi: body is not JSON")
+	}
+	body = trim(body)
+	if first(body) != '{' {
+		return nil, provider.Invalid("whapi: body is not a JSON object")
+	}
+	if tooDeep(body, maxDepth) {
+		return nil, provider.Invalid("whapi: body is nested more than %d levels deep", maxDepth)
+	}
+	var e header
+	if err := e.read(body); err != nil {
+		return nil, err
+	}
+	typ, event := e.typ, e.event
+	if typ == "" || event == "" {
+		ut, ue := route(d)
+		if typ == "" {
+			typ = ut
+		}
+		if event == "" {
+			event = ue
+		}
+	}
+	typ = normType(typ, &e)
+	sp, known := kinds[pair{typ, event}]
+	if known {
+		known = false
+		for _, c := range sp.colls {
+			if e.colls[c] != nil {
+				known = true
+			}
+		}
+	}
+	if !known {
+		return unknownItems(body, &e, typ+"."+event)
+	}
+
+	var items []provider.Item
+	var mine [nColls]bool
+	for _, c := range sp.colls {
+		mine[c] = true
+		if e.colls[c] == nil {
+			continue
+		}
+		eachValue(e.colls[c], func(v []byte) {
+			it := provider.Item{Kind: sp.kind, Channel: e.channel, Data: v}
+			describe(c, v, &it)
+			items = append(items, it)
+		})
+	}
+	// Other collections in the same delivery are not this kind's, but are
+	// still published rather than dropped.
+	for c := range nColls {
+		if !mine[c] && e.colls[c] != nil {
+			items = appendUnknown(items, &e, sp.kind, c)
+		}
+	}
+	return items, nil
+}
+
+// eachValue calls fn with each element of an array, or with v itself.
+func eachValue(v []byte, fn func([]byte)) {
+	if first(v) != '[' {
+		fn(v)
+		return
+	}
+	for el := range elements(v) {
+		fn(el)
+	}
+}
+
+// unknownItems are the items of a delivery whose kind is not known: one per
+// element of each collection it carries, or the whole body when it carries
+// nothing else Split recognises (so nothing is lost).
+func unknownItems(body []byte, e *header, label string) ([]provider.Item, error) {
+	var items []provider.Item
+	if !e.other {
+		for c := range nColls {
+			if e.colls[c] != nil {
+				items = appendUnknown(items, e, label, c)
+			}
+		}
+	}
+	if len(items) == 0 {
+		return []provider.Item{{Kind: provider.KindUnknown, Channel: e.channel, Data: body}}, nil
+	}
+	return items, nil
+}
+
+// appendUnknown adds collection c's elements as unknown items. Their key
+// names the type, event and collection they came in, so the same element
+// under two different unknown events keeps two identities.
+func appendUnknown(items []provider.Item, e *header, label string, c coll) []provider.Item {
+	eachValue(e.colls[c], func(v []byte) {
+		ck, err := provider.ContentKey(v)
+		if err != nil {
+			ck = string(v)
+		}
+		items = append(items, provider.Item{
+			Kind:    provider.KindUnknown,
+			Channel: e.channel,
+			Key:     label + "\x00" + collNames[c] + "\x00" + ck,
+			Data:    v,
+		})
+	})
+	return items
+}
+
+// describe fills an item's key, chat and time from its collection element.
+func describe(c coll, v []byte, it *provider.Item) {
+	switch c {
+	case cMessages:
+		var id, chat, ts []byte
+		for k, val := range members(v) {
+			switch string(k) {
+			case "id":
+				id = val
+			case "chat_id":
+				chat = val
+			case "timestamp":
+				ts = val
+			}
+		}
+		it.Key, it.Chat, it.Time = text(id), str(chat), unix(ts)
+	case cStatuses:
+		var id, status, recipient, viewer, chat, ts []byte
+		for k, val := range members(v) {
+			switch string(k) {
+			case "id":
+				id = val
+			case "status":
+				status = val
+			case "recipient_id":
+				recipient = val
+			case "viewer_id":
+				viewer = val
+			case "chat_id":
+				chat = val
+			case "timestamp":
+				ts = val
+			}
+		}
+		if s := text(id); s != "" {
+			it.Key = s + "\x00" + text(status) + "\x00" + text(recipient) + "\x00" + text(viewer)
+		}
+		it.Chat = str(chat)
+		if it.Chat == "" {
+			it.Chat = str(recipient)
+		}
+		it.Time = unix(ts)
+	case cCalls:
+		var id, status, chat, from, ts []byte
+		for k, val := range members(v) {
+			switch string(k) {
+			case "id":
+				id = val
+			case "status":
+				status = val
+			case "chat_id":
+				chat = val
+			case "from":
+				from = val
+			case "timestamp":
+				ts = val
+			}
+		}
+		if s := text(id); s != "" {
+			it.Key = s + "\x00" + text(status)
+		}
+		it.Chat = str(chat)
+		if it.Chat == "" {
+			it.Chat = str(from)
+		}
+		it.Time = unix(ts)
+	case cChats, cGroups:
+		var id, ts []byte
+		for k, val := range members(v) {
+			switch string(k) {
+			case "id":
+				id = val
+			case "timestamp":
+				ts = val
+			}
+		}
+		it.Chat, it.Time = str(id), unix(ts)
+	case cChatsUpdates, cGroupsUpdates, cContactsUpdates:
+		// The chat's timestamp is its last activity, not this change's time.
+		it.Chat = updatedID(v, "id")
+	case cMessagesUpdates:
+		it.Chat = updatedID(v, "chat_id")
+		if it.Chat == "" {
+			it.Chat = str(lookup(lookup(v, "trigger"), "chat_id"))
+		}
+		it.Time = unix(lookup(lookup(v, "trigger"), "timestamp"))
+	case cChatsRemoved, cMessagesRemovedAll:
+		it.Chat = str(v)
+	case cContacts:
+		it.Chat = text(lookup(v, "id"))
+	case cGroupsParticipants:
+		it.Chat = str(lookup(v, "group_id"))
+	case cPresences:
+		var chat, contact []byte
+		for k, val := range members(v) {
+			switch string(k) {
+			case "chat_id":
+				chat = val
+			case "contact_id":
+				contact = val
+			}
+		}
+		it.Chat = str(chat)
+		if it.Chat == "" {
+			it.Chat = text(contact)
+		}
+	case cHealth:
+		it.Time = healthTime(v)
+	}
+}
+
+// updatedID reads field of after_update, else of before_update.
+func updatedID(v []byte, field string) string {
+	var before, after []byte
+	for k, val := range members(v) {
+		switch string(k) {
+		case "before_update":
+			before = val
+		case "after_update":
+			after = val
+		}
+	}
+	if s := text(lookup(after, field)); s != "" {
+		return s
+	}
+	return text(lookup(before, field))
+}
+
+// healthTime is when a health report was made: start_at plus uptime seconds.
+func healthTime(v []byte) time.Time {
+	var start, uptime []byte
+	for k, val := range members(v) {
+		switch string(k) {
+		case "start_at":
+			start = val
+		case "uptime":
+			uptime = val
+		}
+	}
+	t := unix(start)
+	if t.IsZero() {
+		return t
+	}
+	if up, ok := number(uptime); ok && up > 0 && up < 1e10 {
+		t = t.Add(time.Duration(up * float64(time.Second)))
+	}
+	return t
+}
+
+// unix reads a timestamp in seconds or milliseconds, number or string.
+func unix(v []byte) time.Time {
+	if absent(v) {
+		return time.Time{}
+	}
+	t, _ := provider.Unix(v)
+	return t
+}

@@ -1,0 +1,153 @@
+package zapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/wahook/wahook/pkg/chatid"
+	"github.com/wahook/wahook/pkg/envelope"
+	"github.com/wahook/wahook/pkg/provider"
+)
+
+func addFixtures(f *testing.F) {
+	f.Helper()
+	for _, name := range fixtures(f) {
+		f.Add(load(f, name))
+	}
+	for _, s := range []string{
+		`{"type":"ReceivedCallback","isEdit":true,"messageId":"m","phone":"1","text":{}}`,
+		`{"type":"MessageStatusCallback","id":"a","ids":["b",1],"status":"READ"}`,
+		`{"\u0074ype":"ReceivedCallback","notification":"GROUP_CHANGE_X","notificationParameters":"y"}`,
+		`{"type":"ReceivedCallback","notification":"CHAT_LABEL_ASSOCIATION","notificationParameters":[{"phone":1,"label":2,"assigned":true}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+}
+
+func FuzzSplit(f *testing.F) {
+	addFixtures(f)
+	p := New()
+	f.Fuzz(func(t *testing.T, body []byte) {
+		items, err := p.Split(body, provider.Delivery{Method: "POST"})
+		if err != nil {
+			return
+		}
+		if len(items) != 1 {
+			t.Fatalf("Split = %d items, want 1", len(items))
+		}
+		again, err := p.Split(body, provider.Delivery{Method: "POST"})
+		if err != nil {
+			t.Fatalf("second Split failed: %v", err)
+		}
+		for i, it := range items {
+			if it.Kind == "" {
+				t.Fatalf("item %d has no kind", i)
+			}
+			if !json.Valid(it.Data) {
+				t.Fatalf("item %d data is not JSON: %q", i, it.Data)
+			}
+			id, err := provider.EventID(Name, it)
+			if err != nil {
+				t.Fatalf("EventID: %v", err)
+			}
+			if id2, _ := provider.EventID(Name, again[i]); id2 != id {
+				t.Fatalf("ids differ between two Splits: %s, %s", id, id2)
+			}
+			channel, when := it.Channel, it.Time
+			if channel == "" {
+				channel = "pinned" // the ingress requires ?channel= then
+			}
+			if when.IsZero() {
+				when = time.Now()
+			}
+			msg := envelope.Ingress(envelope.Raw{ID: id, Provider: Name, Channel: channel, Kind: it.Kind,
+				Chat: chatid.ID(it.Chat), Time: when, Data: it.Data}, envelope.NATS)
+			ev, err := envelope.Decode(msg, envelope.NATS)
+			if err != nil {
+				t.Fatalf("Decode(Ingress(%+v)): %v", it, err)
+			}
+			if err := ev.Validate(); err != nil {
+				t.Fatalf("event invalid: %v", err)
+			}
+			_, _ = p.Interpret(it.Kind, it.Data)
+		}
+	})
+}
+
+func FuzzInterpret(f *testing.F) {
+	p := New()
+	for _, name := range fixtures(f) {
+		body := load(f, name)
+		items, err := p.Split(body, provider.Delivery{})
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(items[0].Kind, body)
+	}
+	for _, k := range []string{KindNotification, KindDelivery, KindStatus, provider.KindUnknown, "received.text"} {
+		f.Add(k, []byte(`{"type":"ReceivedCallback","notification":"CALL_VOICE","phone":"1-group","isGroup":"true"}`))
+	}
+	f.Fuzz(func(t *testing.T, kind string, data []byte) {
+		facts, err := p.Interpret(kind, data)
+		if err != nil && !facts.Empty() {
+			t.Fatalf("Interpret failed with facts: %+v, %v", facts, err)
+		}
+	})
+}
+
+// FuzzScan checks the scanner against encoding/json on valid JSON: the same
+// members (the last of duplicates) and the same array elements, byte for byte.
+func FuzzScan(f *testing.F) {
+	addFixtures(f)
+	f.Add([]byte(`[1, "a\"b", {"x":[]}, null ,true]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !json.Valid(data) || !utf8.Valid(data) {
+			return
+		}
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(data, &obj) == nil && obj != nil {
+			m, ok := newMembers(data)
+			if !ok {
+				t.Fatalf("newMembers(%s) refused an object", data)
+			}
+			got := map[string][]byte{}
+			for {
+				k, v, ok := m.next()
+				if !ok {
+					break
+				}
+				got[string(k)] = v
+			}
+			if len(got) != len(obj) {
+				t.Fatalf("members of %s: %d, encoding/json: %d", data, len(got), len(obj))
+			}
+			for k, v := range obj {
+				if !bytes.Equal(got[k], v) {
+					t.Fatalf("member %q of %s: %s, encoding/json: %s", k, data, got[k], v)
+				}
+			}
+		}
+		var arr []json.RawMessage
+		if json.Unmarshal(data, &arr) == nil && arr != nil {
+			e, ok := newElements(data)
+			if !ok {
+				t.Fatalf("newElements(%s) refused an array", data)
+			}
+			for i := 0; ; i++ {
+				v, ok := e.next()
+				if !ok {
+					if i != len(arr) {
+						t.Fatalf("elements of %s: %d, encoding/json: %d", data, i, len(arr))
+					}
+					break
+				}
+				if i >= len(arr) || !bytes.Equal(v, arr[i]) {
+					t.Fatalf("element %d of %s: %s", i, data, v)
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,296 @@
+package zapi
+
+import (
+	"strings"
+
+	"github.com/wahook/wahook/pkg/fact"
+	"github.com/wahook/wahook/pkg/provider"
+)
+
+// Interpret reads one item as facts: calls, group changes and label
+// associations from notifications, a chat seen from every message and from
+// call and group notifications, and an outgoing chat seen from a successful
+// delivery report.
+func (*Provider) Interpret(kind string, data []byte) (fact.Facts, error) {
+	f, err := decode(data)
+	if err != nil {
+		return fact.Facts{}, err
+	}
+	if want := typeOfKind(kind); want != "" {
+		if typ := text(f.typ); !strings.EqualFold(typ, want) {
+			return fact.Facts{}, provider.Invalid("%s item has type %q, want %s", kind, typ, want)
+		}
+	}
+	switch {
+	case kind == KindNotification:
+		return notificationFacts(&f)
+	case strings.HasPrefix(kind, ReceivedPrefix):
+		return fact.Facts{ChatsSeen: chatSeen(&f)}, nil
+	case kind == KindDelivery:
+		if set(f.errorField) {
+			return fact.Facts{}, nil
+		}
+		if chat := text(f.phone); chat != "" && !statusChat(chat) {
+			return fact.Facts{ChatsSeen: []fact.ChatSeen{{Chat: chat, Direction: fact.Outgoing}}}, nil
+		}
+	}
+	return fact.Facts{}, nil
+}
+
+// typeOfKind is the callback type Split gives kind, "" for unknown kinds.
+func typeOfKind(kind string) string {
+	switch kind {
+	case KindStatus:
+		return typeStatus
+	case KindDelivery:
+		return typeDelivery
+	case KindPresence:
+		return typePresence
+	case KindConnected:
+		return typeConnected
+	case KindDisconnected:
+		return typeDisconnected
+	}
+	if strings.HasPrefix(kind, ReceivedPrefix) {
+		return typeReceived
+	}
+	return ""
+}
+
+// chatSeen is the chat a message or notification was seen in, with its name
+// and direction; none for status stories ("status@broadcast").
+func chatSeen(f *fields) []fact.ChatSeen {
+	chat := text(f.phone)
+	if chat == "" || statusChat(chat) {
+		return nil
+	}
+	seen := fact.ChatSeen{Chat: chat, Direction: direction(f.fromMe)}
+	if isString(f.chatName) {
+		seen.Name = text(f.chatName)
+	}
+	return []fact.ChatSeen{seen}
+}
+
+// statusChat reports WhatsApp's status (stories) pseudo-chat.
+func statusChat(chat string) bool {
+	return chat == "status" || strings.HasPrefix(chat, "status@")
+}
+
+func direction(fromMe []byte) string {
+	v, known := truth(fromMe)
+	switch {
+	case !known:
+		return ""
+	case v:
+		return fact.Outgoing
+	}
+	return fact.Incoming
+}
+
+func notificationFacts(f *fields) (fact.Facts, error) {
+	n := f.notificationName()
+	if n == "" {
+		return fact.Facts{}, provider.Invalid("%s item has no notification", KindNotification)
+	}
+	if n == "CHAT_LABEL_ASSOCIATION" {
+		return fact.Facts{LabelAssocs: labelAssocs(f.params)}, nil
+	}
+	if c, ok := callFact(n, f); ok {
+		return fact.Facts{Calls: []fact.Call{c}, ChatsSeen: chatSeen(f)}, nil
+	}
+	if g, ok := groupFact(n, f); ok {
+		return fact.Facts{Groups: []fact.GroupChange{g}, ChatsSeen: chatSeen(f)}, nil
+	}
+	// Other notices (encryption banners, business verification, revoked
+	// messages, channel roles, payments, profile changes) say nothing a
+	// derived stream carries, nor that a conversation took place.
+	return fact.Facts{}, nil
+}
+
+// labelAssocs reads CHAT_LABEL_ASSOCIATION's [{phone, label, assigned}],
+// skipping elements that do not name a chat, a label and an assignment.
+func labelAssocs(params []byte) []fact.LabelAssoc {
+	e, ok := newElements(params)
+	if !ok {
+		return nil
+	}
+	var out []fact.LabelAssoc
+	for {
+		v, ok := e.next()
+		if !ok {
+			return out
+		}
+		m, ok := newMembers(v)
+		if !ok {
+			continue
+		}
+		var chat, label string
+		var assigned, known bool
+		for {
+			key, val, ok := m.next()
+			if !ok {
+				break
+			}
+			switch string(key) {
+			case "phone":
+				chat = text(val)
+			case "label":
+				label = text(val)
+			case "assigned":
+				assigned, known = truth(val)
+			}
+		}
+		if chat != "" && label != "" && known {
+			out = append(out, fact.LabelAssoc{Chat: chat, Label: fact.Label{ID: label}, Assigned: assigned})
+		}
+	}
+}
+
+// callFact reads the CALL_* notifications: CALL_VOICE (a call came in),
+// CALL_MISSED_VOICE and CALL_MISSED_VIDEO, and by the same pattern
+// CALL_VIDEO and WhatsApp's CALL_MISSED_GROUP_VOICE/VIDEO.
+func callFact(n string, f *fields) (fact.Call, bool) {
+	if !strings.HasPrefix(n, "CALL_") {
+		return fact.Call{}, false
+	}
+	var state string
+	switch {
+	case strings.Contains(n, "MISSED"):
+		state = fact.CallMissed
+	case n == "CALL_VOICE" || n == "CALL_VIDEO":
+		state = fact.CallOffered
+	default:
+		return fact.Call{}, false
+	}
+	chat := text(f.phone)
+	c := fact.Call{
+		CallID: text(f.callID),
+		Chat:   chat,
+		Video:  strings.Contains(n, "VIDEO"),
+		Group:  isGroup(f, chat) || strings.Contains(n, "GROUP"),
+		State:  state,
+		Status: n,
+	}
+	if c.CallID == "" {
+		c.CallID = text(f.messageID)
+	}
+	fromMe, _ := truth(f.fromMe)
+	switch {
+	case c.Group:
+		c.From = participantOf(f)
+	case fromMe:
+		c.From = text(f.connectedPhone)
+	default:
+		c.From = chat
+	}
+	return c, true
+}
+
+func isGroup(f *fields, chat string) bool {
+	g, _ := truth(f.isGroup)
+	return g || strings.HasSuffix(chat, "-group") || strings.HasSuffix(chat, "@g.us")
+}
+
+// groupChange is how a group notification reads.
+type groupChange struct {
+	change string
+	// params says what notificationParameters hold: participants, the new
+	// subject or description, or a setting's value.
+	params  paramsRole
+	setting string
+	// requestMethod is implied by the notification when the payload has none.
+	requestMethod string
+}
+
+type paramsRole int
+
+const (
+	participants paramsRole = iota
+	subject
+	description
+	settingValue
+	linkMode // the payload's linkMode, else the first parameter
+	nothing
+)
+
+// groupChanges maps the group notifications. Besides Z-API's documented
+// names these are WhatsApp's message stub types, which Z-API passes through
+// (its notification list describes subject, description, icon, promote,
+// demote and invite-link joins without printing their names).
+var groupChanges = map[string]groupChange{
+	"GROUP_CREATE":                                         {change: fact.GroupCreated, params: subject},
+	"GROUP_PARTICIPANT_ADD":                                {change: fact.GroupParticipantsAdded},
+	"GROUP_PARTICIPANT_INVITE":                             {change: fact.GroupParticipantsAdded, requestMethod: "invite_link"},
+	"GROUP_PARTICIPANT_ACCEPT":                             {change: fact.GroupParticipantsAdded},
+	"GROUP_PARTICIPANT_ADD_REQUEST_JOIN":                   {change: fact.GroupParticipantsAdded},
+	"GROUP_PARTICIPANT_LINKED_GROUP_JOIN":                  {change: fact.GroupParticipantsAdded},
+	"GROUP_PARTICIPANT_REMOVE":                             {change: fact.GroupParticipantsRemoved},
+	"GROUP_PARTICIPANT_LEAVE":                              {change: fact.GroupParticipantsLeft},
+	"GROUP_PARTICIPANT_PROMOTE":                            {change: fact.GroupParticipantsPromote},
+	"GROUP_PARTICIPANT_DEMOTE":                             {change: fact.GroupParticipantsDemote},
+	"GROUP_CHANGE_SUBJECT":                                 {change: fact.GroupSubjectChanged, params: subject},
+	"GROUP_CHANGE_DESCRIPTION":                             {change: fact.GroupDescriptionChanged, params: description},
+	"GROUP_CHANGE_ICON":                                    {change: fact.GroupIconChanged, params: nothing},
+	"MEMBERSHIP_APPROVAL_REQUEST":                          {change: fact.GroupJoinRequested},
+	"GROUP_MEMBERSHIP_JOIN_APPROVAL_REQUEST":               {change: fact.GroupJoinRequested},
+	"GROUP_MEMBERSHIP_JOIN_APPROVAL_REQUEST_NON_ADMIN_ADD": {change: fact.GroupJoinRequested, requestMethod: "non_admin_add"},
+	"REVOKED_MEMBERSHIP_REQUESTS":                          {change: fact.GroupJoinRevoked},
+	"GROUP_MEMBER_LINK_PROPERTY_UPDATE":                    {change: fact.GroupSettingsChanged, params: linkMode, setting: "member_link_mode"},
+	"GROUP_CHANGE_ANNOUNCE":                                {change: fact.GroupSettingsChanged, params: settingValue, setting: "announcements"},
+	"GROUP_CHANGE_RESTRICT":                                {change: fact.GroupSettingsChanged, params: settingValue, setting: "restricted"},
+	"GROUP_CHANGE_INVITE_LINK":                             {change: fact.GroupSettingsChanged, params: settingValue, setting: "invite_link"},
+	"GROUP_MEMBER_ADD_MODE":                                {change: fact.GroupSettingsChanged, params: settingValue, setting: "member_add_mode"},
+	"GROUP_MEMBERSHIP_JOIN_APPROVAL_MODE":                  {change: fact.GroupSettingsChanged, params: settingValue, setting: "membership_approval_mode"},
+}
+
+// groupFact reads a group notification; other GROUP_CHANGE_* names are
+// settings changes named after the notification (GROUP_CHANGE_X → "x").
+func groupFact(n string, f *fields) (fact.GroupChange, bool) {
+	gc, ok := groupChanges[n]
+	if !ok {
+		rest, found := strings.CutPrefix(n, "GROUP_CHANGE_")
+		if !found || rest == "" {
+			return fact.GroupChange{}, false
+		}
+		gc = groupChange{change: fact.GroupSettingsChanged, params: settingValue, setting: strings.ToLower(rest)}
+	}
+	chat := text(f.phone)
+	if chat == "" {
+		return fact.GroupChange{}, false
+	}
+	g := fact.GroupChange{
+		Chat:          chat,
+		Change:        gc.change,
+		Actor:         participantOf(f),
+		RequestMethod: text(f.requestMethod),
+	}
+	if g.RequestMethod == "" {
+		g.RequestMethod = gc.requestMethod
+	}
+	params := appendTexts(nil, f.params)
+	first := ""
+	if len(params) > 0 {
+		first = params[0]
+	}
+	switch gc.params {
+	case participants:
+		g.Participants = params
+	case subject:
+		g.Subject = first
+	case description:
+		g.Description = first
+	case settingValue:
+		g.Setting = &fact.Setting{Name: gc.setting, Value: first}
+	case linkMode:
+		v := text(f.linkMode)
+		if v == "" {
+			v = first
+		}
+		g.Setting = &fact.Setting{Name: gc.setting, Value: v}
+	}
+	// A new group's name is its chat name when the parameters omit it.
+	if gc.change == fact.GroupCreated && g.Subject == "" && isString(f.chatName) {
+		g.Subject = text(f.chatName)
+	}
+	return g, true
+}

@@ -1,0 +1,238 @@
+package zapi
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/wahook/wahook/pkg/provider"
+)
+
+// Name is the provider's path and event-type token.
+const Name = "zapi"
+
+// Kinds of items, in Z-API's words.
+const (
+	KindStatus       = "message-status"
+	KindDelivery     = "delivery"
+	KindPresence     = "presence-chat"
+	KindConnected    = "connected"
+	KindDisconnected = "disconnected"
+	// KindNotification is a ReceivedCallback carrying a notification
+	// (calls, group changes, label associations, profile changes...).
+	KindNotification = "received.notification"
+	// KindWaiting is the "waiting for this message" placeholder: a
+	// ReceivedCallback with waitingMessage true and no content yet.
+	KindWaiting = "received.waitingMessage"
+	// ReceivedPrefix starts every ReceivedCallback kind: "received." + the
+	// message's content key (received.text, received.image...).
+	ReceivedPrefix = "received."
+)
+
+// Callback types (the payload's "type").
+const (
+	typeReceived     = "ReceivedCallback"
+	typeStatus       = "MessageStatusCallback"
+	typeDelivery     = "DeliveryCallback"
+	typePresence     = "PresenceChatCallback"
+	typeConnected    = "ConnectedCallback"
+	typeDisconnected = "DisconnectedCallback"
+)
+
+// receivedKinds[i] is the kind of a message whose content key is contentKeys[i].
+var receivedKinds = func() (k [len(contentKeys)]string) {
+	for i, c := range contentKeys {
+		k[i] = ReceivedPrefix + c
+	}
+	return k
+}()
+
+// Provider reads Z-API webhook callbacks. The zero value is ready to use.
+type Provider struct{}
+
+var _ provider.Provider = (*Provider)(nil)
+
+// New returns a Z-API provider.
+func New() *Provider { return &Provider{} }
+
+// Name returns "zapi".
+func (*Provider) Name() string { return Name }
+
+// Split reads one callback: Z-API sends one event per request, so the
+// delivery is one item whose Data is the whole body.
+func (*Provider) Split(body []byte, _ provider.Delivery) ([]provider.Item, error) {
+	f, err := decode(body)
+	if err != nil {
+		return nil, err
+	}
+	typ, err := callbackType(&f)
+	if err != nil {
+		return nil, err
+	}
+	channel := text(f.instanceID)
+	if hasControl(channel) {
+		return nil, provider.Invalid("instanceId %q has a control character", channel)
+	}
+	it := provider.Item{Kind: provider.KindUnknown, Channel: channel, Data: body}
+	if t, ok := provider.Unix(f.momment); ok {
+		it.Time = t
+	}
+	switch {
+	case strings.EqualFold(typ, typeReceived):
+		if err := splitReceived(&f, &it); err != nil {
+			return nil, err
+		}
+	case strings.EqualFold(typ, typeStatus):
+		it.Kind = KindStatus
+		it.Chat = text(f.phone)
+		it.Key = statusKey(&f, it.Chat)
+	case strings.EqualFold(typ, typeDelivery):
+		it.Kind = KindDelivery
+		it.Chat = text(f.phone)
+		it.Key = deliveryKey(&f)
+	case strings.EqualFold(typ, typePresence):
+		it.Kind = KindPresence
+		it.Chat = text(f.phone)
+	case strings.EqualFold(typ, typeConnected):
+		it.Kind = KindConnected // phone is the instance's own number, not a chat
+	case strings.EqualFold(typ, typeDisconnected):
+		it.Kind = KindDisconnected
+	}
+	return []provider.Item{it}, nil
+}
+
+// callbackType returns the payload's type, which every Z-API callback has.
+func callbackType(f *fields) (string, error) {
+	if !isString(f.typ) {
+		return "", provider.Invalid(`not a Z-API callback: no "type" string`)
+	}
+	typ := text(f.typ)
+	if typ == "" {
+		return "", provider.Invalid(`not a Z-API callback: empty "type"`)
+	}
+	return typ, nil
+}
+
+func splitReceived(f *fields, it *provider.Item) error {
+	n := f.notificationName()
+	waiting, _ := truth(f.waiting)
+	switch c := f.firstContent(); {
+	case n != "":
+		it.Kind = KindNotification
+	case c >= 0:
+		it.Kind = receivedKinds[c]
+	case waiting:
+		it.Kind = KindWaiting
+	}
+	phone := text(f.phone)
+	if !accountNotification(n) {
+		it.Chat = phone
+	}
+	id := text(f.messageID)
+	if id == "" {
+		return nil
+	}
+	// A message id is unique in its chat. The notification tells a call's
+	// events apart; the placeholder and the real message share the id, and so
+	// do a message and its edits, which differ by content only.
+	key := phone + "|" + id
+	if n != "" {
+		key += "|" + n
+	}
+	if waiting {
+		key += "|waiting"
+	}
+	if edit, _ := truth(f.isEdit); edit {
+		ck, err := provider.ContentKey(it.Data)
+		if err != nil {
+			return fmt.Errorf("%w: edited message: %w", provider.ErrInvalid, err)
+		}
+		key += "|edit|" + ck
+	}
+	it.Key = key
+	return nil
+}
+
+// accountNotification reports notifications about the connected account,
+// whose phone is the instance's own number rather than a chat (a label
+// association names its chats in notificationParameters).
+func accountNotification(n string) bool {
+	switch n {
+	case "CHAT_LABEL_ASSOCIATION", "PROFILE_NAME_UPDATED", "PROFILE_PICTURE_UPDATED":
+		return true
+	}
+	return false
+}
+
+// statusKey identifies a status change by status, chat, sender (group
+// receipts, when given) and the sorted message ids; "" when no id is given.
+func statusKey(f *fields, chat string) string {
+	var ids []string
+	ids = appendTexts(ids, f.ids)
+	ids = appendTexts(ids, f.id)
+	if len(ids) == 0 {
+		return ""
+	}
+	if len(ids) > 1 {
+		slices.Sort(ids)
+		ids = slices.Compact(ids)
+	}
+	key := text(f.status) + "|" + chat
+	if p := participantOf(f); p != "" {
+		key += "|" + p
+	}
+	return key + "|" + strings.Join(ids, ",")
+}
+
+// deliveryKey identifies a delivery report by zaapId and messageId, marking
+// failures so that a failure and a later success stay two events.
+func deliveryKey(f *fields) string {
+	z, m := text(f.zaapID), text(f.messageID)
+	if z == "" && m == "" {
+		return ""
+	}
+	key := z + "|" + m
+	if set(f.errorField) {
+		key += "|error"
+	}
+	return key
+}
+
+// appendTexts appends raw's text, or the texts of its elements when it is an array.
+func appendTexts(dst []string, raw []byte) []string {
+	if e, ok := newElements(raw); ok {
+		for {
+			v, ok := e.next()
+			if !ok {
+				return dst
+			}
+			if s := text(v); s != "" {
+				dst = append(dst, s)
+			}
+		}
+	}
+	if s := text(raw); s != "" {
+		dst = append(dst, s)
+	}
+	return dst
+}
+
+// participantOf is the group member an event names: participantPhone,
+// else participantLid, else participant.
+func participantOf(f *fields) string {
+	for _, raw := range [...][]byte{f.participantPhone, f.participantLid, f.participant} {
+		if s := text(raw); s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			return true
+		}
+	}
+	return false
+}
