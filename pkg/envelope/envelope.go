@@ -74,10 +74,16 @@ func IngressSubject(provider, channel, kind string) string {
 	return IngressTopic + "." + Token(provider) + "." + Token(channel) + "." + kindTokens(kind)
 }
 
-// Ingress builds the broker message of a raw event.
+// Ingress builds the broker message of a raw event. It is on the ingress's
+// hot path: header values share one backing array.
 func Ingress(r Raw, b Binding) broker.Message {
+	key := PartitionKey(r.Provider, r.Channel, r.Chat)
+	vals := make([]string, 0, 11)
 	h := make(broker.Header, 11)
-	set := func(name, v string) { h[b.Prefix+name] = []string{b.encode(v)} }
+	set := func(name, v string) {
+		vals = append(vals, b.encode(v))
+		h[b.Prefix+name] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
 	set(AttrSpecVersion, event.CloudEventsVersionV1)
 	set(AttrID, r.ID)
 	set(AttrSource, Source(r.Provider, r.Channel))
@@ -88,12 +94,12 @@ func Ingress(r Raw, b Binding) broker.Message {
 	set(AttrTime, r.Time.UTC().Format(time.RFC3339Nano))
 	set(ExtProvider, r.Provider)
 	set(ExtChannel, r.Channel)
-	key := PartitionKey(r.Provider, r.Channel, r.Chat)
 	set(ExtPartitionKey, key)
 	if r.TraceParent != "" {
 		set(ExtTraceParent, r.TraceParent)
 	}
-	h[b.ContentType] = []string{JSON}
+	vals = append(vals, JSON)
+	h[b.ContentType] = vals[len(vals)-1 : len(vals) : len(vals)]
 	return broker.Message{
 		Topic:   IngressTopic,
 		Subject: IngressSubject(r.Provider, r.Channel, r.Kind),

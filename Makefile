@@ -1,0 +1,57 @@
+# wahook: every entry point is here. `make help` lists the targets.
+GO      ?= go
+PKGS    ?= ./...
+BIN     ?= bin
+FUZZTIME ?= 60s
+
+# Development defaults for `make run`, applied only to WAHOOK_* variables not
+# already set (so `WAHOOK_AUTH_WHAPI_TOKENS=s make run` authenticates Whapi).
+WAHOOK_AUTH_DISABLED      ?= true
+WAHOOK_NATS_URL           ?=
+WAHOOK_DATA_DIR           ?= ./data
+WAHOOK_HTTP_ADDR          ?= 127.0.0.1:8080
+WAHOOK_NATS_EMBEDDED_ADDR ?= 127.0.0.1:4222
+WAHOOK_LOG_FORMAT         ?= console
+export WAHOOK_AUTH_DISABLED WAHOOK_NATS_URL WAHOOK_DATA_DIR WAHOOK_HTTP_ADDR WAHOOK_NATS_EMBEDDED_ADDR WAHOOK_LOG_FORMAT
+
+.PHONY: help
+help: ## list targets
+	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+.PHONY: run
+run: ## run the pipeline on an embedded NATS JetStream (no docker, no external server)
+	$(GO) run ./services/ingress
+
+.PHONY: test
+test: lint ## every test, with the race detector
+	$(GO) test -race -count=1 -timeout 9m $(PKGS)
+
+.PHONY: lint
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+.PHONY: build
+build: ## build every service into ./bin
+	$(GO) build -o $(BIN)/ ./services/...
+
+.PHONY: bench
+bench: ## benchmarks (go test -bench) of the hot paths
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./pkg/... ./services/...
+
+.PHONY: fuzz
+fuzz: ## fuzz every provider parser for FUZZTIME each
+	@for p in whapi zapi waha; do \
+	  for f in $$($(GO) test -list '^Fuzz' ./pkg/provider/$$p/ | grep '^Fuzz'); do \
+	    echo "== $$p $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./pkg/provider/$$p/ || exit 1; \
+	  done; \
+	done
+
+.PHONY: clean
+clean: ## remove build output and local data
+	rm -rf $(BIN) ./data
+
+.PHONY: bench-load
+bench-load: ## load test: the ingress process vs a bare publish-and-ack handler, 16 and 64 connections
+	services/loadgen/compare.sh $(or $(DURATION),10s)

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wahook/wahook/pkg/broker/natsbroker"
+)
+
+const delivery = `{"messages":[{"id":"graceful-1","type":"text","chat_id":"919984351847@s.whatsapp.net","timestamp":1712995245,"text":{"body":"hi"}}],"event":{"type":"messages","event":"post"},"channel_id":"MANTIS-M72HC"}`
+
+func start(t *testing.T, ctx context.Context, args ...string) (string, chan error) {
+	t.Helper()
+	listening := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, listening) }()
+	select {
+	case addr := <-listening:
+		return "http://" + addr, done
+	case err := <-done:
+		t.Fatalf("run: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("ingress did not start")
+	}
+	return "", nil
+}
+
+// TestGracefulShutdown sends SIGTERM (a cancelled context) while a delivery
+// is still being received: the delivery must be finished, answered 200 and
+// stored before the process lets the broker go.
+func TestGracefulShutdown(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	url, done := start(t, ctx, "-http-addr", "127.0.0.1:0", "-nats-embedded-addr", "127.0.0.1:-1",
+		"-data-dir", dir, "-auth-disabled", "-log-level", "warn")
+
+	if res, err := http.Get(url + "/readyz"); err != nil || res.StatusCode != 200 {
+		t.Fatalf("/readyz = %v, %v", res, err)
+	}
+	pr, pw := io.Pipe()
+	answered := make(chan *http.Response, 1)
+	go func() {
+		res, err := http.Post(url+"/v1/webhooks/whapi", "application/json", pr)
+		if err != nil {
+			t.Errorf("in-flight delivery: %v", err)
+			answered <- nil
+			return
+		}
+		answered <- res
+	}()
+	half := len(delivery) / 2
+	if _, err := pw.Write([]byte(delivery[:half])); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the handler is now reading the body
+	cancel()
+	time.Sleep(200 * time.Millisecond)
+	if _, err := http.Post(url+"/v1/webhooks/whapi", "application/json", strings.NewReader(delivery)); err == nil {
+		t.Error("a new delivery was accepted after shutdown began")
+	}
+	if _, err := pw.Write([]byte(delivery[half:])); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	res := <-answered
+	if res == nil || res.StatusCode != 200 {
+		t.Fatalf("in-flight delivery answered %v; want 200", res)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("ingress did not stop")
+	}
+
+	// The acknowledged event is on disk for the next start.
+	sctx, scancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer scancel()
+	emb, err := natsbroker.StartEmbedded(sctx, natsbroker.EmbeddedConfig{Addr: "127.0.0.1:-1", StoreDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb.Shutdown(sctx)
+	b, err := natsbroker.Connect(sctx, natsbroker.Config{Embedded: emb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(sctx)
+	s, err := b.JetStream().Stream(sctx, natsbroker.IngressStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetLastMsgForSubject(sctx, "wahook.ingress.whapi.MANTIS-M72HC.messages.post")
+	if err != nil {
+		t.Fatalf("event not stored: %v", err)
+	}
+	if !strings.Contains(string(m.Data), "graceful-1") {
+		t.Errorf("stored %s", m.Data)
+	}
+}
+
+func TestRefusesToStartWithoutSecrets(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := run(ctx, []string{"-http-addr", "127.0.0.1:0", "-nats-embedded-addr", "127.0.0.1:-1", "-data-dir", t.TempDir(),
+		"-auth-whapi-tokens", "s1", "-log-level", "error"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "no secrets") {
+		t.Errorf("run without zapi and waha secrets = %v; want a refusal naming the missing secrets", err)
+	}
+}
+
+func TestEnvironmentConfiguresAndFlagsWin(t *testing.T) {
+	t.Setenv("WAHOOK_HTTP_ADDR", "127.0.0.1:9999")
+	t.Setenv("WAHOOK_AUTH_ZAPI_TOKENS", "a,b")
+	t.Setenv("WAHOOK_MAX_BODY_BYTES", "1024")
+	c, err := parseConfig([]string{"-http-addr", "127.0.0.1:7777"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.httpAddr != "127.0.0.1:7777" || c.zapiTokens != "a,b" || c.maxBodyBytes != 1024 {
+		t.Errorf("config = %+v", c)
+	}
+	if c.backbone.NATSEmbeddedAddr != "127.0.0.1:4222" || c.backbone.DataDir != "./data" || c.backbone.Broker != "nats" {
+		t.Errorf("defaults = %+v", c.backbone)
+	}
+}
