@@ -8,6 +8,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Header holds message headers. Its shape matches nats.Header so the NATS
@@ -58,3 +59,80 @@ var ErrUnavailable = errors.New("broker unavailable")
 
 // ErrClosed is returned by operations on a closed publisher or subscriber.
 var ErrClosed = errors.New("broker closed")
+
+// Received is a message handed to a Handler.
+type Received struct {
+	Message
+	// Attempt counts deliveries of this message: 1 the first time.
+	Attempt int
+}
+
+// Handler processes one received message. Returning nil acknowledges it; an
+// error wrapped by Permanent terminates it (it is never redelivered: the
+// handler has dead-lettered it); any other error is retried after a backoff,
+// in place, so that the messages after it with the same Key wait.
+type Handler func(ctx context.Context, m Received) error
+
+// Subscription says what to consume and how.
+type Subscription struct {
+	// Topic is the logical topic, e.g. "wahook.ingress".
+	Topic string
+	// Group names the durable position shared by the instances of one
+	// consumer (a JetStream durable consumer, a Kafka consumer group).
+	Group string
+	// Filter narrows the topic to these subjects (NATS wildcards); empty
+	// means all of it.
+	Filter []string
+	// StartTime is where a group that does not exist yet starts; zero means
+	// the beginning of the topic. An existing group resumes where it was.
+	StartTime time.Time
+	// Concurrency is how many messages are processed at once; messages with
+	// the same Key are processed one at a time, in order. 1 when zero.
+	Concurrency int
+	// Partition and Partitions split the work among instances: an instance
+	// processes the keys that hash to its partition (0 <= Partition <
+	// Partitions). Partitions 0 or 1 means one instance does everything.
+	Partition, Partitions int
+}
+
+// Subscriber consumes messages durably.
+type Subscriber interface {
+	// Subscribe hands messages to h until ctx is done, then waits for the
+	// handlers in flight and returns ctx's error. Messages not acknowledged
+	// by then are redelivered later, to this or another instance.
+	Subscribe(ctx context.Context, s Subscription, h Handler) error
+}
+
+// PermanentError marks an error that retrying cannot fix.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Permanent wraps err so that the message is not redelivered.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &PermanentError{Err: err}
+}
+
+// IsPermanent reports whether err was wrapped by Permanent.
+func IsPermanent(err error) bool {
+	var p *PermanentError
+	return errors.As(err, &p)
+}
+
+// PartitionOf returns the partition of key among n (FNV-1a), the same on
+// every broker and instance.
+func PartitionOf(key string, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	h := uint32(2166136261)
+	for i := 0; i < len(key); i++ {
+		h ^= uint32(key[i])
+		h *= 16777619
+	}
+	return int(h % uint32(n))
+}
