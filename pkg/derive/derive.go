@@ -1,0 +1,127 @@
+// Package derive turns the provider-neutral facts of one raw event into the
+// events of wahook's derived streams. Each stream has its own package
+// (label, chat, call, group) exporting a Deriver; they share the types here.
+// Derivation is pure but for the state a stream needs (the label registry,
+// the set of known chats), which is reached through the small interfaces
+// below so that it can live on any broker's durable store.
+//
+// Ids are deterministic: a derived event's id is a hash of its raw event's
+// id and what was derived, never of anything learnt from state, so
+// reprocessing a raw event (a redelivery, a replay, a second consumer
+// instance) yields the same ids and subscribers deduplicate.
+package derive
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+
+	"github.com/wahook/wahook/pkg/fact"
+)
+
+// Stream names, as in subjects, topics and schema file names.
+const (
+	LabelChanged      = "label-changed"
+	ChatCreated       = "chat-created"
+	Call              = "call"
+	GroupNotification = "group-notification"
+)
+
+// Streams lists every derived stream.
+var Streams = []string{LabelChanged, ChatCreated, Call, GroupNotification}
+
+// TypePrefix starts every derived event type.
+const TypePrefix = "io.wahook."
+
+// Raw is a raw event as derivation sees it.
+type Raw struct {
+	ID       string
+	Provider string
+	Channel  string
+	Kind     string
+	// Source is the raw event's CloudEvent source.
+	Source string
+	// Subject is the raw event's subject: its canonical chat, if any.
+	Subject string
+	Time    time.Time
+	Data    []byte
+}
+
+// Event is one derived event before it is encoded as a CloudEvent.
+type Event struct {
+	ID string
+	// Stream is one of the stream names above.
+	Stream string
+	// Type is the full CloudEvent type, e.g. "io.wahook.label.added".
+	Type string
+	// Subject is the canonical chat the event is about, else the raw
+	// event's subject.
+	Subject string
+	// Chat is the canonical chat the event's partition key names ("" for
+	// none: the raw event's chat is used).
+	Chat string
+	// Data is the event's data; it marshals to JSON valid against the
+	// stream's schema.
+	Data any
+}
+
+// Deriver derives one stream's events from one raw event's facts.
+type Deriver interface {
+	Stream() string
+	Derive(ctx context.Context, raw Raw, f fact.Facts) ([]Event, error)
+}
+
+// ID returns a derived event id: a hash of the raw event id and the parts
+// that tell the derived events of one raw event apart.
+func ID(rawID string, parts ...string) string {
+	h := sha256.New()
+	h.Write([]byte(rawID))
+	for _, p := range parts {
+		h.Write([]byte{0})
+		h.Write([]byte(p))
+	}
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0])[:16])
+}
+
+// Common is the data every derived event carries.
+type Common struct {
+	Provider      string `json:"provider"`
+	Channel       string `json:"channel"`
+	OccurredAt    string `json:"occurred_at"`
+	SourceEventID string `json:"source_event_id"`
+}
+
+// ChatRef is the data of an event about a chat.
+type ChatRef struct {
+	ChatID    string `json:"chat_id,omitempty"`
+	ChatIDRaw string `json:"chat_id_raw,omitempty"`
+	ChatType  string `json:"chat_type,omitempty"`
+}
+
+// LabelRegistry is what a channel's labels were last known to be, kept on
+// the broker so that it survives restarts and is shared by instances.
+type LabelRegistry interface {
+	// Upsert records label l as set by raw event eventID. It reports
+	// whether eventID created the label (first sighting, or a reprocessing
+	// of the event that first saw it) and, when it did not, the label as it
+	// was before eventID changed it.
+	Upsert(ctx context.Context, provider, channel string, l fact.Label, eventID string) (created bool, previous fact.Label, err error)
+	// Delete marks a label deleted by raw event eventID and returns what was
+	// known of it. A reference by name is resolved to the label of that
+	// name; known reports whether the label was found.
+	Delete(ctx context.Context, provider, channel string, ref fact.LabelRef, eventID string) (l fact.Label, known bool, err error)
+	// Lookup returns what is known of a label by id.
+	Lookup(ctx context.Context, provider, channel, id string) (l fact.Label, known bool, err error)
+}
+
+// ChatRegistry is the set of chats known per channel.
+type ChatRegistry interface {
+	// FirstSeen records chat (canonical id) as known and reports whether
+	// raw event eventID is the one that first saw it: true on the first
+	// sighting and on any reprocessing of that same event, false for every
+	// other event. Concurrent callers for one chat never both get true for
+	// different events.
+	FirstSeen(ctx context.Context, provider, channel, chat, eventID string) (bool, error)
+}
