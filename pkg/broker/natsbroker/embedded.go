@@ -18,6 +18,9 @@ import (
 // EmbeddedConfig.Addr says otherwise (WAHOOK_NATS_EMBEDDED_ADDR).
 const DefaultEmbeddedAddr = "127.0.0.1:4222"
 
+// embeddedMaxPayload is the largest message the embedded server takes.
+const embeddedMaxPayload = 8 << 20
+
 // EmbeddedConfig configures a nats-server with JetStream run inside the
 // process. The zero value of every field but StoreDir is usable.
 type EmbeddedConfig struct {
@@ -98,6 +101,9 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		JetStream:  true,
 		StoreDir:   cfg.StoreDir,
 		SyncAlways: cfg.SyncAlways,
+		// Above the ingress's default body limit (4 MiB), so any delivery
+		// it accepts fits one message; nats-server's own default is 1 MiB.
+		MaxPayload: embeddedMaxPayload,
 		// The process owns its signals; the server must not exit on SIGTERM.
 		NoSigs: true,
 	}
