@@ -1,0 +1,109 @@
+// Package call derives the call stream: io.wahook.call.offered, .missed,
+// .accepted, .rejected and .ended, one per call state change a provider
+// reports, with the provider's own word for it in status. It keeps no state.
+//
+// The chat fields name the call's chat when the provider gives one (else the
+// caller); a call the provider tells by id alone (WAHA call.accepted) has no
+// chat fields and keeps its raw event's subject. A chat id of a kind chatid
+// does not recognise has no chat_type.
+package call
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/wahook/wahook/pkg/broker"
+	"github.com/wahook/wahook/pkg/chatid"
+	"github.com/wahook/wahook/pkg/derive"
+	"github.com/wahook/wahook/pkg/fact"
+)
+
+// Event types of the call stream.
+const (
+	TypeOffered  = derive.TypePrefix + "call." + fact.CallOffered
+	TypeMissed   = derive.TypePrefix + "call." + fact.CallMissed
+	TypeAccepted = derive.TypePrefix + "call." + fact.CallAccepted
+	TypeRejected = derive.TypePrefix + "call." + fact.CallRejected
+	TypeEnded    = derive.TypePrefix + "call." + fact.CallEnded
+)
+
+var types = map[string]string{
+	fact.CallOffered:  TypeOffered,
+	fact.CallMissed:   TypeMissed,
+	fact.CallAccepted: TypeAccepted,
+	fact.CallRejected: TypeRejected,
+	fact.CallEnded:    TypeEnded,
+}
+
+// Data is the data of every call event.
+type Data struct {
+	derive.Common
+	derive.ChatRef
+	CallID string `json:"call_id"`
+	// From is the caller's canonical id, when the provider tells it.
+	From      string `json:"from,omitempty"`
+	Video     bool   `json:"video"`
+	GroupCall bool   `json:"group_call"`
+	// Status is the provider's own word, e.g. "ringing", "CALL_MISSED_VIDEO".
+	Status string `json:"status"`
+}
+
+// Deriver derives the call stream.
+type Deriver struct{}
+
+var _ derive.Deriver = Deriver{}
+
+// Stream is derive.Call.
+func (Deriver) Stream() string { return derive.Call }
+
+// Derive returns one event per call fact.
+func (Deriver) Derive(_ context.Context, raw derive.Raw, f fact.Facts) ([]derive.Event, error) {
+	if len(f.Calls) == 0 {
+		return nil, nil
+	}
+	common := derive.Common{
+		Provider:      raw.Provider,
+		Channel:       raw.Channel,
+		OccurredAt:    raw.Time.UTC().Format(time.RFC3339Nano),
+		SourceEventID: raw.ID,
+	}
+	out := make([]derive.Event, 0, len(f.Calls))
+	seen := make(map[string]bool, len(f.Calls))
+	for _, c := range f.Calls {
+		typ, ok := types[c.State]
+		if !ok || c.CallID == "" {
+			return nil, broker.Permanent(fmt.Errorf("call: call fact of %s has state %q and id %q", raw.ID, c.State, c.CallID))
+		}
+		chatRaw := c.Chat
+		if chatRaw == "" {
+			chatRaw = c.From
+		}
+		chat, ct := chatid.Canonical(chatRaw)
+		id := derive.ID(raw.ID, derive.Call, "call."+c.State, c.CallID, chat)
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		data := Data{
+			Common:    common,
+			CallID:    c.CallID,
+			From:      chatid.ID(c.From),
+			Video:     c.Video,
+			GroupCall: c.Group,
+			// The provider's own word; the state stands in when it
+			// gives none, since status is required.
+			Status: c.Status,
+		}
+		if data.Status == "" {
+			data.Status = c.State
+		}
+		subject := raw.Subject
+		if chat != "" {
+			data.ChatRef = derive.ChatRef{ChatID: chat, ChatIDRaw: chatRaw, ChatType: string(ct)}
+			subject = chat
+		}
+		out = append(out, derive.Event{ID: id, Stream: derive.Call, Type: typ, Subject: subject, Chat: chat, Data: data})
+	}
+	return out, nil
+}

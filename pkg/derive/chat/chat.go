@@ -1,0 +1,134 @@
+// Package chat derives the chat-created stream (io.wahook.chat.created).
+//
+// A chat the provider reports as new (Whapi chats.post and groups.post, WAHA
+// group.v2.join) is created with inferred false. Providers without such
+// events (by default every provider but Whapi) get an inferred creation
+// (inferred true) the first time a chat is seen in a message or
+// notification; the ChatRegistry tells the first sighting, and it learns of
+// explicitly created chats too so that their first message infers nothing.
+//
+// The event id is derived from the raw event and the canonical chat only, the
+// same for an explicit and an inferred creation, so reprocessing yields the
+// same id whatever the registry answered. Chats whose canonical id is empty
+// or status@broadcast (stories) are skipped. A chat id of a kind chatid does
+// not recognise has no chat_type.
+package chat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/wahook/wahook/pkg/chatid"
+	"github.com/wahook/wahook/pkg/derive"
+	"github.com/wahook/wahook/pkg/fact"
+)
+
+// Type is the CloudEvent type of the chat-created stream.
+const Type = derive.TypePrefix + "chat.created"
+
+// statusChat is WhatsApp's stories pseudo-chat, which nobody opens.
+const statusChat = "status@broadcast"
+
+// Data is the data of io.wahook.chat.created.
+type Data struct {
+	derive.Common
+	derive.ChatRef
+	Inferred  bool   `json:"inferred"`
+	Name      string `json:"name,omitempty"`
+	Direction string `json:"direction,omitempty"`
+}
+
+// Deriver derives the chat-created stream. Registry is required. Infer
+// reports whether a provider lacks chat-created events of its own, so that
+// its chats are created on first sight; nil means every provider but whapi.
+type Deriver struct {
+	Registry derive.ChatRegistry
+	Infer    func(provider string) bool
+}
+
+var _ derive.Deriver = Deriver{}
+
+// Stream is derive.ChatCreated.
+func (Deriver) Stream() string { return derive.ChatCreated }
+
+// errNoRegistry is not permanent: the event is fine, the deployment is not.
+var errNoRegistry = errors.New("chat: no chat registry configured")
+
+func (d Deriver) infer(provider string) bool {
+	if d.Infer == nil {
+		return provider != "whapi"
+	}
+	return d.Infer(provider)
+}
+
+// Derive returns the chat creations one raw event tells or implies.
+func (d Deriver) Derive(ctx context.Context, raw derive.Raw, f fact.Facts) ([]derive.Event, error) {
+	inferring := len(f.ChatsSeen) > 0 && d.infer(raw.Provider)
+	if len(f.ChatsCreated) == 0 && !inferring {
+		return nil, nil
+	}
+	if d.Registry == nil {
+		return nil, errNoRegistry
+	}
+	common := derive.Common{
+		Provider:      raw.Provider,
+		Channel:       raw.Channel,
+		OccurredAt:    raw.Time.UTC().Format(time.RFC3339Nano),
+		SourceEventID: raw.ID,
+	}
+	var out []derive.Event
+	done := map[string]bool{}
+	for _, c := range f.ChatsCreated {
+		chat, typ := chatid.Canonical(c.Chat)
+		if chat == "" || chat == statusChat || done[chat] {
+			continue
+		}
+		done[chat] = true
+		// Only so that a later message does not infer the chat again;
+		// the provider has said it is new either way.
+		if _, err := d.Registry.FirstSeen(ctx, raw.Provider, raw.Channel, chat, raw.ID); err != nil {
+			return nil, fmt.Errorf("chat: record chat %s: %w", chat, err)
+		}
+		out = append(out, event(raw, common, chat, c.Chat, typ, false, c.Name, c.Direction))
+	}
+	if !inferring {
+		return out, nil
+	}
+	for _, c := range f.ChatsSeen {
+		chat, typ := chatid.Canonical(c.Chat)
+		if chat == "" || chat == statusChat || done[chat] {
+			continue
+		}
+		done[chat] = true
+		first, err := d.Registry.FirstSeen(ctx, raw.Provider, raw.Channel, chat, raw.ID)
+		if err != nil {
+			return nil, fmt.Errorf("chat: record chat %s: %w", chat, err)
+		}
+		if first {
+			out = append(out, event(raw, common, chat, c.Chat, typ, true, c.Name, c.Direction))
+		}
+	}
+	return out, nil
+}
+
+func event(raw derive.Raw, common derive.Common, chat, chatRaw string, typ chatid.Type, inferred bool, name, direction string) derive.Event {
+	if direction != fact.Incoming && direction != fact.Outgoing {
+		direction = ""
+	}
+	return derive.Event{
+		ID:      derive.ID(raw.ID, derive.ChatCreated, "chat.created", chat),
+		Stream:  derive.ChatCreated,
+		Type:    Type,
+		Subject: chat,
+		Chat:    chat,
+		Data: Data{
+			Common:    common,
+			ChatRef:   derive.ChatRef{ChatID: chat, ChatIDRaw: chatRaw, ChatType: string(typ)},
+			Inferred:  inferred,
+			Name:      name,
+			Direction: direction,
+		},
+	}
+}

@@ -1,0 +1,291 @@
+package derivetest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/wahook/wahook/pkg/derive"
+	"github.com/wahook/wahook/pkg/fact"
+)
+
+// Provider and channel the conformance tests use; others check isolation.
+const (
+	confProvider = "whapi"
+	confChannel  = "CHANNEL-1"
+)
+
+// TestLabelRegistry checks that registries made by newRegistry behave as
+// derive.LabelRegistry documents, with the replay semantics of the in-memory
+// LabelRegistry: each subtest gets a new, empty registry.
+func TestLabelRegistry(t *testing.T, newRegistry func(t *testing.T) derive.LabelRegistry) {
+	t.Helper()
+	a1 := fact.Label{ID: "1", Name: "New order", Color: "gold"}
+	a2 := fact.Label{ID: "1", Name: "Order complete", Color: "lightsteelblue", ColorHex: "#B0C4DE"}
+	a3 := fact.Label{ID: "1", Name: "Paid", Color: "salmon"}
+	b1 := fact.Label{ID: "2", Name: "Pending payment", Color: "salmon"}
+
+	t.Run("created then updated, replays answer the same", func(t *testing.T) {
+		r := newRegistry(t)
+		steps := []upsertStep{
+			{"create", a1, "ev1", true, fact.Label{}},
+			{"replay create", a1, "ev1", true, fact.Label{}},
+			{"update", a2, "ev2", false, a1},
+			{"replay update", a2, "ev2", false, a1},
+			{"replay create after update", a1, "ev1", true, fact.Label{}},
+			{"second update", a3, "ev3", false, a2},
+			{"replay second update", a3, "ev3", false, a2},
+			{"other label", b1, "ev4", true, fact.Label{}},
+		}
+		for _, s := range steps {
+			s.check(t, r, confProvider, confChannel)
+		}
+		lookup(t, r, confProvider, confChannel, "1", a3, true)
+		lookup(t, r, confProvider, confChannel, "2", b1, true)
+		lookup(t, r, confProvider, confChannel, "3", fact.Label{}, false)
+	})
+
+	t.Run("channels and providers are apart", func(t *testing.T) {
+		r := newRegistry(t)
+		upsertStep{"create", a1, "ev1", true, fact.Label{}}.check(t, r, confProvider, confChannel)
+		upsertStep{"same id, other channel", a2, "ev2", true, fact.Label{}}.check(t, r, confProvider, "CHANNEL-2")
+		upsertStep{"same id, other provider", a3, "ev3", true, fact.Label{}}.check(t, r, "zapi", confChannel)
+		lookup(t, r, confProvider, confChannel, "1", a1, true)
+		lookup(t, r, confProvider, "CHANNEL-2", "1", a2, true)
+		lookup(t, r, "zapi", confChannel, "1", a3, true)
+		deleteStep{"by name in another channel", fact.LabelRef{Name: a1.Name}, "ev4", fact.Label{Name: a1.Name}, false}.check(t, r, confProvider, "CHANNEL-3")
+		lookup(t, r, confProvider, confChannel, "1", a1, true)
+	})
+
+	t.Run("delete by name resolves the id, replays too", func(t *testing.T) {
+		r := newRegistry(t)
+		upsertStep{"create", a1, "ev1", true, fact.Label{}}.check(t, r, confProvider, confChannel)
+		upsertStep{"create other", b1, "ev2", true, fact.Label{}}.check(t, r, confProvider, confChannel)
+		for _, s := range []deleteStep{
+			{"delete by name", fact.LabelRef{Name: a1.Name}, "ev3", a1, true},
+			{"replay delete", fact.LabelRef{Name: a1.Name}, "ev3", a1, true},
+			{"delete again by another event", fact.LabelRef{Name: a1.Name}, "ev4", a1, true},
+			{"unknown name", fact.LabelRef{Name: "Nope"}, "ev5", fact.Label{Name: "Nope"}, false},
+			{"unknown id", fact.LabelRef{ID: "99"}, "ev6", fact.Label{ID: "99"}, false},
+			{"by id", fact.LabelRef{ID: "2"}, "ev7", b1, true},
+			{"replay by id", fact.LabelRef{ID: "2"}, "ev7", b1, true},
+		} {
+			s.check(t, r, confProvider, confChannel)
+		}
+	})
+
+	t.Run("upsert after delete is a new creation", func(t *testing.T) {
+		r := newRegistry(t)
+		p, c := confProvider, confChannel
+		upsertStep{"create", a1, "ev1", true, fact.Label{}}.check(t, r, p, c)
+		deleteStep{"delete", fact.LabelRef{Name: a1.Name}, "ev2", a1, true}.check(t, r, p, c)
+		upsertStep{"create again", a2, "ev3", true, fact.Label{}}.check(t, r, p, c)
+		upsertStep{"replay create again", a2, "ev3", true, fact.Label{}}.check(t, r, p, c)
+		deleteStep{"replay delete after re-creation", fact.LabelRef{Name: a1.Name}, "ev2", a1, true}.check(t, r, p, c)
+		lookup(t, r, p, c, "1", a2, true)
+		upsertStep{"update", a3, "ev4", false, a2}.check(t, r, p, c)
+	})
+
+	t.Run("a delete that missed misses again when reprocessed", func(t *testing.T) {
+		r := newRegistry(t)
+		p, c := confProvider, confChannel
+		deleteStep{"unknown id", fact.LabelRef{ID: "1"}, "ev1", fact.Label{}, false}.check(t, r, p, c)
+		lookup(t, r, p, c, "1", fact.Label{}, false)
+		deleteStep{"unknown id again, another event", fact.LabelRef{ID: "1"}, "ev2", fact.Label{}, false}.check(t, r, p, c)
+		upsertStep{"create", a1, "ev3", true, fact.Label{}}.check(t, r, p, c)
+		deleteStep{"replay the miss", fact.LabelRef{ID: "1"}, "ev1", fact.Label{}, false}.check(t, r, p, c)
+		lookup(t, r, p, c, "1", a1, true)
+		upsertStep{"the label is live", a2, "ev4", false, a1}.check(t, r, p, c)
+		deleteStep{"delete it", fact.LabelRef{ID: "1"}, "ev5", a2, true}.check(t, r, p, c)
+		deleteStep{"replay the deletion", fact.LabelRef{ID: "1"}, "ev5", a2, true}.check(t, r, p, c)
+	})
+
+	t.Run("delete by name prefers the live label", func(t *testing.T) {
+		r := newRegistry(t)
+		old := fact.Label{ID: "5", Name: "Lead"}
+		cur := fact.Label{ID: "6", Name: "Lead"}
+		upsertStep{"create old", old, "ev1", true, fact.Label{}}.check(t, r, confProvider, confChannel)
+		deleteStep{"delete old", fact.LabelRef{ID: "5"}, "ev2", old, true}.check(t, r, confProvider, confChannel)
+		upsertStep{"create new of that name", cur, "ev3", true, fact.Label{}}.check(t, r, confProvider, confChannel)
+		deleteStep{"delete by name", fact.LabelRef{Name: "Lead"}, "ev4", cur, true}.check(t, r, confProvider, confChannel)
+		deleteStep{"replay delete old by name", fact.LabelRef{Name: "Lead"}, "ev2", old, true}.check(t, r, confProvider, confChannel)
+	})
+
+	t.Run("concurrent upserts of one label create it once", func(t *testing.T) {
+		r := newRegistry(t)
+		const n = 8
+		created := make([]bool, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				created[i], _, errs[i] = r.Upsert(t.Context(), confProvider, confChannel, a1, fmt.Sprintf("ev%d", i))
+			})
+		}
+		wg.Wait()
+		count := 0
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("Upsert(ev%d) error: %v", i, errs[i])
+			}
+			if created[i] {
+				count++
+				upsertStep{"replay the creating event", a1, fmt.Sprintf("ev%d", i), true, fact.Label{}}.check(t, r, confProvider, confChannel)
+			}
+		}
+		if count != 1 {
+			t.Errorf("%d of %d concurrent Upserts created the label, want 1", count, n)
+		}
+	})
+
+	t.Run("cancelled context", func(t *testing.T) {
+		r := newRegistry(t)
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		if _, _, err := r.Upsert(ctx, confProvider, confChannel, a1, "ev1"); err == nil {
+			t.Errorf("Upsert with a cancelled context: no error")
+		}
+	})
+}
+
+type upsertStep struct {
+	name        string
+	label       fact.Label
+	eventID     string
+	wantCreated bool
+	wantPrev    fact.Label
+}
+
+func (s upsertStep) check(t *testing.T, r derive.LabelRegistry, provider, channel string) {
+	t.Helper()
+	created, prev, err := r.Upsert(t.Context(), provider, channel, s.label, s.eventID)
+	if err != nil {
+		t.Fatalf("%s: Upsert(%s, %s) error: %v", s.name, s.label.ID, s.eventID, err)
+	}
+	if created != s.wantCreated {
+		t.Errorf("%s: Upsert(%s, %s) created = %v, want %v", s.name, s.label.ID, s.eventID, created, s.wantCreated)
+	}
+	if diff := cmp.Diff(s.wantPrev, prev); diff != "" {
+		t.Errorf("%s: Upsert(%s, %s) previous mismatch (-want +got):\n%s", s.name, s.label.ID, s.eventID, diff)
+	}
+}
+
+type deleteStep struct {
+	name      string
+	ref       fact.LabelRef
+	eventID   string
+	want      fact.Label
+	wantKnown bool
+}
+
+func (s deleteStep) check(t *testing.T, r derive.LabelRegistry, provider, channel string) {
+	t.Helper()
+	l, known, err := r.Delete(t.Context(), provider, channel, s.ref, s.eventID)
+	if err != nil {
+		t.Fatalf("%s: Delete(%+v, %s) error: %v", s.name, s.ref, s.eventID, err)
+	}
+	if known != s.wantKnown {
+		t.Errorf("%s: Delete(%+v, %s) known = %v, want %v", s.name, s.ref, s.eventID, known, s.wantKnown)
+	}
+	// What an unknown label is returned as is up to the implementation.
+	if known {
+		if diff := cmp.Diff(s.want, l); diff != "" {
+			t.Errorf("%s: Delete(%+v, %s) label mismatch (-want +got):\n%s", s.name, s.ref, s.eventID, diff)
+		}
+	}
+}
+
+func lookup(t *testing.T, r derive.LabelRegistry, provider, channel, id string, want fact.Label, wantKnown bool) {
+	t.Helper()
+	l, known, err := r.Lookup(t.Context(), provider, channel, id)
+	if err != nil {
+		t.Fatalf("Lookup(%s/%s, %s) error: %v", provider, channel, id, err)
+	}
+	if known != wantKnown {
+		t.Errorf("Lookup(%s/%s, %s) known = %v, want %v", provider, channel, id, known, wantKnown)
+	}
+	if known {
+		if diff := cmp.Diff(want, l); diff != "" {
+			t.Errorf("Lookup(%s/%s, %s) mismatch (-want +got):\n%s", provider, channel, id, diff)
+		}
+	}
+}
+
+// TestChatRegistry checks that registries made by newRegistry behave as
+// derive.ChatRegistry documents: each subtest gets a new, empty registry.
+func TestChatRegistry(t *testing.T, newRegistry func(t *testing.T) derive.ChatRegistry) {
+	t.Helper()
+	const chat = "5544999999999@s.whatsapp.net"
+
+	t.Run("first sighting and its replays", func(t *testing.T) {
+		r := newRegistry(t)
+		for _, s := range []struct {
+			provider, channel, chat, eventID string
+			want                             bool
+		}{
+			{confProvider, confChannel, chat, "ev1", true},
+			{confProvider, confChannel, chat, "ev1", true},
+			{confProvider, confChannel, chat, "ev2", false},
+			{confProvider, confChannel, chat, "ev1", true},
+			{confProvider, confChannel, chat, "ev2", false},
+			{confProvider, confChannel, "120363019502650977@g.us", "ev2", true},
+			{confProvider, "CHANNEL-2", chat, "ev3", true},
+			{"zapi", confChannel, chat, "ev4", true},
+			{confProvider, confChannel, chat, "ev4", false},
+		} {
+			got, err := r.FirstSeen(t.Context(), s.provider, s.channel, s.chat, s.eventID)
+			if err != nil {
+				t.Fatalf("FirstSeen(%s/%s, %s, %s) error: %v", s.provider, s.channel, s.chat, s.eventID, err)
+			}
+			if got != s.want {
+				t.Errorf("FirstSeen(%s/%s, %s, %s) = %v, want %v", s.provider, s.channel, s.chat, s.eventID, got, s.want)
+			}
+		}
+	})
+
+	t.Run("concurrent sightings: exactly one first", func(t *testing.T) {
+		r := newRegistry(t)
+		const n = 8
+		first := make([]bool, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				first[i], errs[i] = r.FirstSeen(t.Context(), confProvider, confChannel, chat, fmt.Sprintf("ev%d", i))
+			})
+		}
+		wg.Wait()
+		count := 0
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("FirstSeen(ev%d) error: %v", i, errs[i])
+			}
+			if first[i] {
+				count++
+			}
+			// Every event answers the same when reprocessed.
+			again, err := r.FirstSeen(t.Context(), confProvider, confChannel, chat, fmt.Sprintf("ev%d", i))
+			if err != nil {
+				t.Fatalf("FirstSeen(ev%d) again error: %v", i, err)
+			}
+			if again != first[i] {
+				t.Errorf("FirstSeen(ev%d) = %v, then %v when reprocessed", i, first[i], again)
+			}
+		}
+		if count != 1 {
+			t.Errorf("%d of %d concurrent FirstSeen calls were first, want 1", count, n)
+		}
+	})
+
+	t.Run("cancelled context", func(t *testing.T) {
+		r := newRegistry(t)
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		if _, err := r.FirstSeen(ctx, confProvider, confChannel, chat, "ev1"); err == nil {
+			t.Errorf("FirstSeen with a cancelled context: no error")
+		}
+	})
+}
