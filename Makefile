@@ -4,15 +4,12 @@ PKGS    ?= ./...
 BIN     ?= bin
 FUZZTIME ?= 60s
 
-# Development defaults for `make run`, applied only to WAHOOK_* variables not
-# already set (so `WAHOOK_AUTH_WHAPI_TOKENS=s make run` authenticates Whapi).
-WAHOOK_AUTH_DISABLED      ?= true
-WAHOOK_NATS_URL           ?=
-WAHOOK_DATA_DIR           ?= ./data
-WAHOOK_HTTP_ADDR          ?= 127.0.0.1:8080
-WAHOOK_NATS_EMBEDDED_ADDR ?= 127.0.0.1:4222
-WAHOOK_LOG_FORMAT         ?= console
-export WAHOOK_AUTH_DISABLED WAHOOK_NATS_URL WAHOOK_DATA_DIR WAHOOK_HTTP_ADDR WAHOOK_NATS_EMBEDDED_ADDR WAHOOK_LOG_FORMAT
+# Development defaults for `make run` (and only it), applied to WAHOOK_*
+# variables not already set: `WAHOOK_AUTH_WHAPI_TOKENS=s make run` still
+# authenticates Whapi.
+RUN_DEFAULTS = WAHOOK_AUTH_DISABLED=true WAHOOK_NATS_URL= WAHOOK_DATA_DIR=./data \
+	WAHOOK_HTTP_ADDR=127.0.0.1:8080 WAHOOK_NATS_EMBEDDED_ADDR=127.0.0.1:4222 \
+	WAHOOK_LOG_FORMAT=console WAHOOK_DERIVE=all
 
 .PHONY: help
 help: ## list targets
@@ -20,7 +17,8 @@ help: ## list targets
 
 .PHONY: run
 run: ## run the pipeline on an embedded NATS JetStream (no docker, no external server)
-	$(GO) run ./services/ingress
+	@for kv in $(RUN_DEFAULTS); do env | grep -q "^$${kv%%=*}=" || export "$$kv"; done; \
+	exec $(GO) run ./services/ingress
 
 .PHONY: test
 test: lint ## every test, with the race detector

@@ -16,7 +16,9 @@ import (
 
 	"github.com/wahook/wahook/pkg/broker"
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
+	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/envelope"
+	"github.com/wahook/wahook/pkg/state/natsstate"
 )
 
 // Config selects and configures the broker.
@@ -73,6 +75,7 @@ type Backbone struct {
 	// Embedded is the in-process server, when one was started.
 	Embedded *natsbroker.Embedded
 	log      *zap.Logger
+	replicas int
 }
 
 // Open connects to (or starts) the configured broker and makes sure its
@@ -81,7 +84,7 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Backbone, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	bb := &Backbone{Binding: envelope.NATS, log: log}
+	bb := &Backbone{Binding: envelope.NATS, log: log, replicas: cfg.NATSReplicas}
 	nc := natsbroker.Config{
 		URL:    cfg.NATSURL,
 		Name:   cfg.ClientName,
@@ -116,6 +119,19 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Backbone, error) {
 	bb.NATS = b
 	bb.Publisher = b
 	return bb, nil
+}
+
+// Subscriber consumes from the broker.
+func (bb *Backbone) Subscriber() broker.Subscriber { return bb.NATS }
+
+// State opens the derived streams' durable state on the broker (JetStream
+// key-value buckets), creating it when missing.
+func (bb *Backbone) State(ctx context.Context) (derive.LabelRegistry, derive.ChatRegistry, error) {
+	st, err := natsstate.Open(ctx, bb.NATS.JetStream(), natsstate.Config{Replicas: bb.replicas})
+	if err != nil {
+		return nil, nil, fmt.Errorf("state: %w", err)
+	}
+	return st.Labels(), st.Chats(), nil
 }
 
 // Ready reports whether the broker is reachable and its streams exist.

@@ -21,8 +21,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/wahook/wahook/pkg/backbone"
+	"github.com/wahook/wahook/pkg/consumer"
 	"github.com/wahook/wahook/pkg/ingress"
 	"github.com/wahook/wahook/pkg/logging"
 	"github.com/wahook/wahook/pkg/provider"
@@ -54,6 +56,7 @@ type config struct {
 	shutdownTimeout time.Duration
 	logLevel        string
 	logFormat       string
+	streams         consumer.StreamFlags
 }
 
 func parseConfig(args []string) (config, error) {
@@ -72,6 +75,9 @@ func parseConfig(args []string) (config, error) {
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "longest wait for in-flight deliveries on shutdown")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "json", "log format: json or console")
+	// Development and single-machine setups run the consumers in this
+	// process too; production runs services/deriver beside it.
+	c.streams.RegisterFlags(fs, "")
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("WAHOOK")); err != nil {
 		return c, err
 	}
@@ -148,10 +154,15 @@ func run(ctx context.Context, args []string, listening chan<- string) error {
 		}
 	}()
 
+	streams, err := cfg.streams.Streams()
+	if err != nil {
+		return err
+	}
+	providers := []provider.Provider{whapi.New(), zapi.New(), waha.New()}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	h, err := ingress.New(ingress.Config{
-		Providers:      []provider.Provider{whapi.New(), zapi.New(), waha.New()},
+		Providers:      providers,
 		Verifiers:      vs,
 		AuthDisabled:   cfg.authDisabled,
 		Publisher:      bb.Publisher,
@@ -167,6 +178,23 @@ func run(ctx context.Context, args []string, listening chan<- string) error {
 	if err != nil {
 		return err
 	}
+	var deps consumer.Deps
+	if len(streams.Names) > 0 {
+		labels, chats, err := bb.State(ctx)
+		if err != nil {
+			return err
+		}
+		deps = consumer.Deps{
+			Subscriber: bb.Subscriber(),
+			Publisher:  bb.Publisher,
+			Binding:    bb.Binding,
+			Labels:     labels,
+			Chats:      chats,
+			Providers:  providers,
+			Metrics:    consumer.NewMetrics(reg),
+			Logger:     log.Named("consumer"),
+		}
+	}
 
 	ln, err := net.Listen("tcp", cfg.httpAddr)
 	if err != nil {
@@ -181,26 +209,36 @@ func run(ctx context.Context, args []string, listening chan<- string) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          zap.NewStdLog(log.Named("http")),
 	}
-	log.Info("ingress listening", zap.String("addr", ln.Addr().String()))
+	log.Info("ingress listening", zap.String("addr", ln.Addr().String()), zap.Strings("derive", streams.Names))
 	if listening != nil {
 		listening <- ln.Addr().String()
 	}
 
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	select {
-	case err := <-served:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(ln) }()
+		select {
+		case err := <-served:
+			return fmt.Errorf("serve: %w", err)
+		case <-gctx.Done():
+		}
+		log.Info("shutting down: finishing in-flight deliveries")
+		shutCtx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(shutCtx); err != nil {
+			return fmt.Errorf("shutdown: %w", err)
+		}
+		if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve: %w", err)
+		}
+		return nil
+	})
+	if len(streams.Names) > 0 {
+		g.Go(func() error { return streams.Run(gctx, deps) })
 	}
-	log.Info("shutting down: finishing in-flight deliveries")
-	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(shutCtx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve: %w", err)
+	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
 	}
 	log.Info("ingress stopped")
 	return nil

@@ -1,0 +1,65 @@
+package natsstate
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+)
+
+// maxPlainPart is the longest part encoded byte by byte; longer parts are
+// hashed so a key never outgrows a NATS subject (the server's 4 KiB control
+// line also carries the reply subject) whatever ids a payload carries.
+const maxPlainPart = 64
+
+const upperHex = "0123456789ABCDEF"
+
+// token encodes one key part as a single KV key token: see the package
+// documentation for the scheme and why it is injective.
+func token(s string) string {
+	switch {
+	case s == "":
+		return "="
+	case len(s) > maxPlainPart:
+		sum := sha256.Sum256([]byte(s))
+		return "=" + hex.EncodeToString(sum[:])
+	}
+	plain := true
+	for i := 0; i < len(s); i++ {
+		if !keep(s[i]) {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) * 3)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if keep(c) {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('_')
+		b.WriteByte(upperHex[c>>4])
+		b.WriteByte(upperHex[c&0x0f])
+	}
+	return b.String()
+}
+
+// keep reports whether byte c stands for itself in a token. '_' and '=' are
+// escapes and '.' separates tokens, so none of them is kept.
+func keep(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-'
+}
+
+// channelPrefix is the key prefix shared by one channel's entries.
+func channelPrefix(provider, channel string) string {
+	return token(provider) + "." + token(channel)
+}
+
+// entryKey is the key of one item (a label id, a chat id) of a channel.
+func entryKey(provider, channel, item string) string {
+	return channelPrefix(provider, channel) + "." + token(item)
+}

@@ -1,0 +1,83 @@
+package natsstate
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// keyToken is what the KV API accepts between dots.
+var keyToken = regexp.MustCompile(`^[-/_=a-zA-Z0-9]+$`)
+
+func TestToken(t *testing.T) {
+	long := strings.Repeat("x", maxPlainPart+1)
+	sum := sha256.Sum256([]byte(long))
+	for give, want := range map[string]string{
+		"MANTIS-M72HC":                 "MANTIS-M72HC",
+		"4915112345678@s.whatsapp.net": "4915112345678_40s_2Ewhatsapp_2Enet",
+		"a.b c*>@lid:1/x":              "a_2Eb_20c_2A_3E_40lid_3A1_2Fx",
+		"a_b c*>@lid:1/x":              "a_5Fb_20c_2A_3E_40lid_3A1_2Fx",
+		"":                             "=",
+		"=":                            "_3D",
+		"café":                         "caf_C3_A9",
+		long[1:]:                       long[1:],
+		long:                           "=" + hex.EncodeToString(sum[:]),
+	} {
+		if got := token(give); got != want {
+			t.Errorf("token(%q) = %q, want %q", give, got, want)
+		}
+	}
+}
+
+// untoken inverts token for the parts it does not hash: that it exists
+// proves token injective on them.
+func untoken(tok string) (string, bool) {
+	if tok == "=" {
+		return "", true
+	}
+	var b strings.Builder
+	for i := 0; i < len(tok); i++ {
+		c := tok[i]
+		switch {
+		case keep(c):
+			b.WriteByte(c)
+		case c == '_' && i+2 < len(tok):
+			esc := tok[i+1 : i+3]
+			v, err := hex.DecodeString(esc)
+			if err != nil || strings.ToUpper(esc) != esc {
+				return "", false
+			}
+			b.WriteByte(v[0])
+			i += 2
+		default:
+			return "", false
+		}
+	}
+	return b.String(), true
+}
+
+func FuzzToken(f *testing.F) {
+	for _, s := range []string{"", "=", "_", ".", "a.b c*>@lid:1/x", "a_b c*>@lid:1/x", "\x00\xff", strings.Repeat("é", 40)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		tok := token(s)
+		if !keyToken.MatchString(tok) {
+			t.Fatalf("token(%q) = %q, not a valid key token", s, tok)
+		}
+		if key := entryKey(s, s, s); strings.Count(key, ".") != 2 {
+			t.Fatalf("entryKey(%q, ...) = %q, want three tokens", s, key)
+		}
+		if len(s) > maxPlainPart {
+			if len(tok) != 1+2*sha256.Size || tok[0] != '=' {
+				t.Fatalf("token(%q) = %q, want the hash of a long part", s, tok)
+			}
+			return
+		}
+		if back, ok := untoken(tok); !ok || back != s {
+			t.Fatalf("token(%q) = %q, which decodes to %q (%t)", s, tok, back, ok)
+		}
+	})
+}
