@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -136,30 +135,15 @@ func (c *Consumer) Handle(ctx context.Context, m broker.Received) error {
 }
 
 func (c *Consumer) handle(ctx context.Context, m broker.Received) (string, error) {
-	ev, err := envelope.Decode(m.Message, c.cfg.Binding)
+	raw, err := envelope.DecodeRaw(m.Message, c.cfg.Binding)
 	if err != nil {
-		return c.deadLetter(ctx, m, "", "", "", fmt.Sprintf("not a CloudEvent: %v", err))
+		return c.deadLetter(ctx, m, m.ID, "", "", fmt.Sprintf("not a raw event: %v", err))
 	}
-	providerName, _ := ev.Extensions()[envelope.ExtProvider].(string)
-	channel, _ := ev.Extensions()[envelope.ExtChannel].(string)
-	p, ok := c.providers[providerName]
+	p, ok := c.providers[raw.Provider]
 	if !ok {
-		return c.deadLetter(ctx, m, ev.ID(), providerName, channel, fmt.Sprintf("unknown provider %q", providerName))
+		return c.deadLetter(ctx, m, raw.ID, raw.Provider, raw.Channel, fmt.Sprintf("unknown provider %q", raw.Provider))
 	}
-	prefix := envelope.IngressTypePrefix + providerName + "."
-	if !strings.HasPrefix(ev.Type(), prefix) {
-		return c.deadLetter(ctx, m, ev.ID(), providerName, channel, fmt.Sprintf("type %q is not a raw %s event", ev.Type(), providerName))
-	}
-	raw := derive.Raw{
-		ID:       ev.ID(),
-		Provider: providerName,
-		Channel:  channel,
-		Kind:     strings.TrimPrefix(ev.Type(), prefix),
-		Source:   ev.Source(),
-		Subject:  ev.Subject(),
-		Time:     ev.Time(),
-		Data:     ev.Data(),
-	}
+	providerName, channel := raw.Provider, raw.Channel
 	facts, err := p.Interpret(raw.Kind, raw.Data)
 	if err != nil {
 		if errors.Is(err, provider.ErrInvalid) {

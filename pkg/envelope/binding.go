@@ -20,11 +20,15 @@ type Binding struct {
 	// PercentEncode escapes header values as the HTTP and NATS bindings
 	// require (space, '"', '%' and anything outside printable ASCII).
 	PercentEncode bool
+	// IDHeader, when set, also carries the event id for the broker's own
+	// de-duplication (Nats-Msg-Id). Writing it here spares the broker a
+	// copy of every message's headers.
+	IDHeader string
 }
 
 // The bindings wahook writes and reads.
 var (
-	NATS  = Binding{Name: "nats", Prefix: "ce-", ContentType: "content-type", PercentEncode: true}
+	NATS  = Binding{Name: "nats", Prefix: "ce-", ContentType: "content-type", PercentEncode: true, IDHeader: "Nats-Msg-Id"}
 	Kafka = Binding{Name: "kafka", Prefix: "ce_", ContentType: "content-type"}
 )
 

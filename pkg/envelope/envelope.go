@@ -1,6 +1,7 @@
 package envelope
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/wahook/wahook/pkg/broker"
+	"github.com/wahook/wahook/pkg/derive"
 )
 
 // Default topic names (Kafka topics; prefixes of NATS subjects).
@@ -78,8 +80,8 @@ func IngressSubject(provider, channel, kind string) string {
 // hot path: header values share one backing array.
 func Ingress(r Raw, b Binding) broker.Message {
 	key := PartitionKey(r.Provider, r.Channel, r.Chat)
-	vals := make([]string, 0, 11)
-	h := make(broker.Header, 11)
+	vals := make([]string, 0, 12)
+	h := make(broker.Header, 12)
 	set := func(name, v string) {
 		vals = append(vals, b.encode(v))
 		h[b.Prefix+name] = vals[len(vals)-1 : len(vals) : len(vals)]
@@ -100,6 +102,10 @@ func Ingress(r Raw, b Binding) broker.Message {
 	}
 	vals = append(vals, JSON)
 	h[b.ContentType] = vals[len(vals)-1 : len(vals) : len(vals)]
+	if b.IDHeader != "" {
+		vals = append(vals, r.ID)
+		h[b.IDHeader] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
 	return broker.Message{
 		Topic:   IngressTopic,
 		Subject: IngressSubject(r.Provider, r.Channel, r.Kind),
@@ -140,6 +146,9 @@ func Encode(ev event.Event, topic, subject string, b Binding) (broker.Message, e
 	}
 	if ct := ev.DataContentType(); ct != "" {
 		h[b.ContentType] = []string{ct}
+	}
+	if b.IDHeader != "" {
+		h[b.IDHeader] = []string{ev.ID()}
 	}
 	key, _ := ev.Extensions()[ExtPartitionKey].(string)
 	return broker.Message{Topic: topic, Subject: subject, Key: key, ID: ev.ID(), Header: h, Data: ev.Data()}, nil
@@ -209,4 +218,40 @@ func Decode(m broker.Message, b Binding) (event.Event, error) {
 		return event.Event{}, fmt.Errorf("decode event: %w", err)
 	}
 	return ev, nil
+}
+
+// DecodeRaw reads a raw event's attributes from a binary-mode message
+// without building a full CloudEvent: consumers do it for every raw event.
+// It checks what they rely on: specversion, id, source, a raw event type,
+// the provider and channel extensions and the time.
+func DecodeRaw(m broker.Message, b Binding) (derive.Raw, error) {
+	get := func(name string) string { return b.decode(m.Header.Get(b.Prefix + name)) }
+	if sv := get(AttrSpecVersion); sv != event.CloudEventsVersionV1 {
+		return derive.Raw{}, fmt.Errorf("decode raw event: specversion %q, want %s", sv, event.CloudEventsVersionV1)
+	}
+	r := derive.Raw{
+		ID:       get(AttrID),
+		Source:   get(AttrSource),
+		Subject:  get(AttrSubject),
+		Provider: get(ExtProvider),
+		Channel:  get(ExtChannel),
+		Data:     m.Data,
+	}
+	typ := get(AttrType)
+	prefix := IngressTypePrefix + r.Provider + "."
+	switch {
+	case r.ID == "" || r.Source == "":
+		return derive.Raw{}, errors.New("decode raw event: id and source are required")
+	case r.Provider == "" || r.Channel == "":
+		return derive.Raw{}, fmt.Errorf("decode raw event %s: provider and channel extensions are required", r.ID)
+	case !strings.HasPrefix(typ, prefix) || len(typ) == len(prefix):
+		return derive.Raw{}, fmt.Errorf("decode raw event %s: type %q is not a raw %s event", r.ID, typ, r.Provider)
+	}
+	r.Kind = typ[len(prefix):]
+	t, err := time.Parse(time.RFC3339Nano, get(AttrTime))
+	if err != nil {
+		return derive.Raw{}, fmt.Errorf("decode raw event %s: time: %w", r.ID, err)
+	}
+	r.Time = t
+	return r, nil
 }

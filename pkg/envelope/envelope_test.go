@@ -9,6 +9,9 @@ import (
 	"github.com/cloudevents/sdk-go/v2/binding/spec"
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/wahook/wahook/pkg/broker"
+	"github.com/wahook/wahook/pkg/derive"
 )
 
 func sampleRaw() Raw {
@@ -45,6 +48,7 @@ func TestIngressMessage(t *testing.T) {
 		"ce-channel":      "instance.id",
 		"ce-partitionkey": "zapi/instance.id/120363019502650977@g.us",
 		"content-type":    "application/json",
+		"Nats-Msg-Id":     "0123456789abcdef0123456789abcdef",
 	}
 	got := map[string]string{}
 	for k := range m.Header {
@@ -204,5 +208,62 @@ func TestDeadLetterMessage(t *testing.T) {
 	}
 	if bin.ID == m.ID {
 		t.Errorf("different bodies share a dead-letter id")
+	}
+}
+
+func TestDecodeRaw(t *testing.T) {
+	r := sampleRaw()
+	for _, b := range []Binding{NATS, Kafka} {
+		got, err := DecodeRaw(Ingress(r, b), b)
+		if err != nil {
+			t.Fatalf("%s: %v", b.Name, err)
+		}
+		want := derive.Raw{ID: r.ID, Provider: r.Provider, Channel: r.Channel, Kind: r.Kind, Source: Source(r.Provider, r.Channel),
+			Subject: r.Chat, Time: r.Time, Data: r.Data}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s: DecodeRaw mismatch (-want +got):\n%s", b.Name, diff)
+		}
+	}
+	for name, mutate := range map[string]func(broker.Header){
+		"no specversion": func(h broker.Header) { delete(h, "ce-specversion") },
+		"no id":          func(h broker.Header) { delete(h, "ce-id") },
+		"derived type":   func(h broker.Header) { h.Set("ce-type", "io.wahook.label.added") },
+		"other provider": func(h broker.Header) { h.Set("ce-provider", "whapi") },
+		"bad time":       func(h broker.Header) { h.Set("ce-time", "now") },
+		"no channel":     func(h broker.Header) { delete(h, "ce-channel") },
+	} {
+		m := Ingress(r, NATS)
+		mutate(m.Header)
+		if _, err := DecodeRaw(m, NATS); err == nil {
+			t.Errorf("DecodeRaw with %s = nil error", name)
+		}
+	}
+}
+
+func TestDerivedIsAValidCloudEvent(t *testing.T) {
+	raw := derive.Raw{ID: "raw-1", Provider: "zapi", Channel: "instance.id", Kind: "received.notification",
+		Source: "/zapi/instance.id", Subject: "5544999999999@s.whatsapp.net", Time: time.Unix(1736797729, 0)}
+	d := derive.Event{ID: "d-1", Stream: derive.LabelChanged, Type: "io.wahook.label.added",
+		Subject: "5544977777777@s.whatsapp.net", Chat: "5544977777777@s.whatsapp.net", Data: map[string]string{"x": "é"}}
+	for _, b := range []Binding{NATS, Kafka} {
+		m, err := Derived(d, raw, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := Decode(m, b)
+		if err != nil {
+			t.Fatalf("%s: %v", b.Name, err)
+		}
+		if m.Subject != "wahook.label-changed.zapi.instance_id" || m.Topic != "wahook.label-changed" ||
+			m.Key != "zapi/instance.id/5544977777777@s.whatsapp.net" || ev.Extensions()[ExtPartitionKey] != m.Key {
+			t.Errorf("%s: subject %q topic %q key %q", b.Name, m.Subject, m.Topic, m.Key)
+		}
+		if ev.DataSchema() != "https://wahook.dev/schemas/label-changed.v1.json" || ev.Extensions()[ExtCausationID] != "raw-1" ||
+			ev.Subject() != d.Subject || !ev.Time().Equal(raw.Time) || string(ev.Data()) != `{"x":"é"}` {
+			t.Errorf("%s: event %v", b.Name, ev)
+		}
+	}
+	if _, err := Derived(derive.Event{Stream: derive.Call}, raw, NATS); err == nil {
+		t.Error("Derived without id and type = nil error")
 	}
 }
