@@ -93,6 +93,16 @@ type Common struct {
 	SourceEventID string `json:"source_event_id"`
 }
 
+// NewCommon returns the common data of the events derived from raw.
+func NewCommon(raw Raw) Common {
+	return Common{
+		Provider:      raw.Provider,
+		Channel:       raw.Channel,
+		OccurredAt:    raw.Time.UTC().Format(time.RFC3339Nano),
+		SourceEventID: raw.ID,
+	}
+}
+
 // ChatRef is the data of an event about a chat.
 type ChatRef struct {
 	ChatID    string `json:"chat_id,omitempty"`

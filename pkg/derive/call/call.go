@@ -11,7 +11,6 @@ package call
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/wahook/wahook/pkg/broker"
 	"github.com/wahook/wahook/pkg/chatid"
@@ -62,12 +61,7 @@ func (Deriver) Derive(_ context.Context, raw derive.Raw, f fact.Facts) ([]derive
 	if len(f.Calls) == 0 {
 		return nil, nil
 	}
-	common := derive.Common{
-		Provider:      raw.Provider,
-		Channel:       raw.Channel,
-		OccurredAt:    raw.Time.UTC().Format(time.RFC3339Nano),
-		SourceEventID: raw.ID,
-	}
+	common := derive.NewCommon(raw)
 	out := make([]derive.Event, 0, len(f.Calls))
 	seen := make(map[string]bool, len(f.Calls))
 	for _, c := range f.Calls {

@@ -18,7 +18,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/wahook/wahook/pkg/chatid"
 	"github.com/wahook/wahook/pkg/derive"
@@ -72,12 +71,7 @@ func (d Deriver) Derive(ctx context.Context, raw derive.Raw, f fact.Facts) ([]de
 	if d.Registry == nil {
 		return nil, errNoRegistry
 	}
-	common := derive.Common{
-		Provider:      raw.Provider,
-		Channel:       raw.Channel,
-		OccurredAt:    raw.Time.UTC().Format(time.RFC3339Nano),
-		SourceEventID: raw.ID,
-	}
+	common := derive.NewCommon(raw)
 	var out []derive.Event
 	done := map[string]bool{}
 	for _, c := range f.ChatsCreated {

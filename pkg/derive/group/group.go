@@ -16,7 +16,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/wahook/wahook/pkg/broker"
 	"github.com/wahook/wahook/pkg/chatid"
@@ -58,12 +57,7 @@ func (Deriver) Derive(_ context.Context, raw derive.Raw, f fact.Facts) ([]derive
 	if len(f.Groups) == 0 {
 		return nil, nil
 	}
-	common := derive.Common{
-		Provider:      raw.Provider,
-		Channel:       raw.Channel,
-		OccurredAt:    raw.Time.UTC().Format(time.RFC3339Nano),
-		SourceEventID: raw.ID,
-	}
+	common := derive.NewCommon(raw)
 	out := make([]derive.Event, 0, len(f.Groups))
 	seen := make(map[string]bool, len(f.Groups))
 	for _, g := range f.Groups {

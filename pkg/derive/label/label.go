@@ -28,7 +28,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/wahook/wahook/pkg/broker"
 	"github.com/wahook/wahook/pkg/chatid"
@@ -86,12 +85,7 @@ var errNoRegistry = errors.New("label: no label registry configured")
 
 // Derive returns the label events of one raw event's facts.
 func (d Deriver) Derive(ctx context.Context, raw derive.Raw, f fact.Facts) ([]derive.Event, error) {
-	b := builder{raw: raw, common: derive.Common{
-		Provider:      raw.Provider,
-		Channel:       raw.Channel,
-		OccurredAt:    raw.Time.UTC().Format(time.RFC3339Nano),
-		SourceEventID: raw.ID,
-	}}
+	b := builder{raw: raw, common: derive.NewCommon(raw)}
 	for _, s := range f.LabelSets {
 		if err := b.diff(s); err != nil {
 			return nil, err
