@@ -1,0 +1,25 @@
+package kafkastate_test
+
+import (
+	"testing"
+
+	"github.com/wahook/wahook/pkg/derive"
+	"github.com/wahook/wahook/pkg/derive/derivetest"
+)
+
+// The shared conformance suites, each subtest on fresh topics of one
+// cluster.
+
+func TestConformanceLabelRegistry(t *testing.T) {
+	c := newCluster(t)
+	derivetest.TestLabelRegistry(t, func(t *testing.T) derive.LabelRegistry {
+		return open(t, freshConfig(c)).Labels()
+	})
+}
+
+func TestConformanceChatRegistry(t *testing.T) {
+	c := newCluster(t)
+	derivetest.TestChatRegistry(t, func(t *testing.T) derive.ChatRegistry {
+		return open(t, freshConfig(c)).Chats()
+	})
+}

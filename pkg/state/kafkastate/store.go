@@ -1,0 +1,468 @@
+package kafkastate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+)
+
+// Defaults of Config.
+const (
+	DefaultLabelsTopic = "wahook.state.labels"
+	DefaultChatsTopic  = "wahook.state.chats"
+	DefaultDedupTopic  = "wahook.state.dedup"
+	DefaultPartitions  = 6
+	DefaultDedupWindow = 24 * time.Hour
+	DefaultDedupMaxIDs = 1_000_000
+)
+
+// minCompactionLag is the state topics' min.compaction.lag.ms: a record is
+// never compacted away sooner, which leaves a writer that lost a race far
+// more time than it needs (milliseconds) to write the repair that makes the
+// winner its key's last record again. See the package documentation.
+const minCompactionLag = time.Hour
+
+// requestTimeout bounds each request to the brokers when the caller's ctx
+// does not; half of it is the broker-side wait for a produce's acks.
+const requestTimeout = 10 * time.Second
+
+// maxAttempts bounds the write rounds of one call. Each round's records are
+// ordered by the partition, so one writer wins each round; losing this many
+// in a row means heavy contention on one key, reported as ErrContended.
+const maxAttempts = 32
+
+// ErrClosed is returned by calls on a Store after Close.
+var ErrClosed = errors.New("kafkastate: store closed")
+
+// ErrContended reports that a write lost to other writers of the same key
+// too many times in a row; the caller may retry the call later.
+var ErrContended = errors.New("kafkastate: too many concurrent writers")
+
+// Config configures a Store. Brokers is required; every other field has a
+// default.
+type Config struct {
+	// Brokers are the bootstrap brokers, "host:port".
+	Brokers []string
+	// LabelsTopic, ChatsTopic and DedupTopic name the state topics,
+	// DefaultLabelsTopic, DefaultChatsTopic and DefaultDedupTopic when
+	// empty.
+	LabelsTopic string
+	ChatsTopic  string
+	DedupTopic  string
+	// Partitions and ReplicationFactor are used when Open creates a topic,
+	// DefaultPartitions and 1 when zero; an existing topic keeps its own.
+	// Never add partitions to a state topic: keys would move to other
+	// partitions, whose records are not ordered with the old ones.
+	Partitions        int
+	ReplicationFactor int
+	// DedupWindow is how long Dedup remembers an id, DefaultDedupWindow
+	// when zero; it is also the dedup topic's retention.ms.
+	DedupWindow time.Duration
+	// DedupMaxIDs bounds the ids Dedup keeps in memory per scope,
+	// DefaultDedupMaxIDs when zero; the oldest are forgotten first.
+	DedupMaxIDs int
+	// CatchUpCache lets one catch-up (a partition's end offset read, then
+	// the wait for it) serve the reads that start within this long after
+	// it was asked for, instead of one round trip each. Zero, the default,
+	// asks for every read. Only a write acknowledged inside that interval
+	// can be missed, so keep it below the time a consumer group takes to
+	// move a partition to another instance (its rebalance), e.g. 50ms.
+	CatchUpCache time.Duration
+	// Now is the clock of the values written (first_seen_at, dedup times)
+	// and of the dedup window; time.Now when nil.
+	Now func() time.Time
+	// Logger receives the background tailers' errors; none when nil.
+	Logger *zap.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.LabelsTopic == "" {
+		c.LabelsTopic = DefaultLabelsTopic
+	}
+	if c.ChatsTopic == "" {
+		c.ChatsTopic = DefaultChatsTopic
+	}
+	if c.DedupTopic == "" {
+		c.DedupTopic = DefaultDedupTopic
+	}
+	if c.Partitions == 0 {
+		c.Partitions = DefaultPartitions
+	}
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = 1
+	}
+	if c.DedupWindow == 0 {
+		c.DedupWindow = DefaultDedupWindow
+	}
+	if c.DedupMaxIDs == 0 {
+		c.DedupMaxIDs = DefaultDedupMaxIDs
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+}
+
+// Validate checks a configuration after defaults are applied.
+func (c Config) Validate() error {
+	switch {
+	case len(c.Brokers) == 0:
+		return errors.New("kafkastate: no brokers")
+	case c.LabelsTopic == c.ChatsTopic || c.LabelsTopic == c.DedupTopic || c.ChatsTopic == c.DedupTopic:
+		return fmt.Errorf("kafkastate: topics %q, %q and %q are not distinct", c.LabelsTopic, c.ChatsTopic, c.DedupTopic)
+	case c.Partitions < 1:
+		return fmt.Errorf("kafkastate: %d partitions, want at least 1", c.Partitions)
+	case c.ReplicationFactor < 1:
+		return fmt.Errorf("kafkastate: replication factor %d, want at least 1", c.ReplicationFactor)
+	case c.DedupWindow < time.Second:
+		return fmt.Errorf("kafkastate: dedup window %v, want at least 1s", c.DedupWindow)
+	case c.DedupMaxIDs < 1:
+		return fmt.Errorf("kafkastate: dedup bound %d, want at least 1", c.DedupMaxIDs)
+	case c.CatchUpCache < 0:
+		return fmt.Errorf("kafkastate: negative catch-up cache %v", c.CatchUpCache)
+	}
+	return nil
+}
+
+// Store is the derived streams' state on compacted Kafka topics, held in
+// memory and kept current by tailing the topics. It is safe for concurrent
+// use, also with Stores of other processes on the same topics.
+type Store struct {
+	cfg       Config
+	log       *zap.Logger
+	transport *kafka.Transport
+	client    *kafka.Client
+
+	labels *Labels
+	chats  *Chats
+	dedup  *Dedup
+	topics []*topic
+
+	ctx       context.Context // the Store's life: ends at Close
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// table is what a topic's records are applied to, in offset order per
+// partition, by that partition's tailer alone.
+type table interface {
+	apply(part int, key, value []byte)
+}
+
+// Open creates the topics that are missing, restores the state from them
+// (every partition read from its start to the end offset it had when Open
+// looked) and keeps tailing them until Close. ctx bounds Open only.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	transport := &kafka.Transport{
+		ClientID:       "wahook-state",
+		MetadataTopics: []string{cfg.LabelsTopic, cfg.ChatsTopic, cfg.DedupTopic},
+		Context:        sctx,
+	}
+	s := &Store{
+		cfg:       cfg,
+		log:       cfg.Logger.With(zap.String("component", "kafkastate")),
+		transport: transport,
+		client:    &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: requestTimeout, Transport: transport},
+		ctx:       sctx,
+		cancel:    cancel,
+	}
+	if err := s.open(ctx); err != nil {
+		s.shutdown()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) open(ctx context.Context) error {
+	if err := s.createTopics(ctx); err != nil {
+		return err
+	}
+	counts, err := s.partitionCounts(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.checkCompacted(ctx, s.cfg.LabelsTopic, s.cfg.ChatsTopic); err != nil {
+		return err
+	}
+	labels := newTopic(s.cfg.LabelsTopic, counts[s.cfg.LabelsTopic])
+	chats := newTopic(s.cfg.ChatsTopic, counts[s.cfg.ChatsTopic])
+	dedup := newTopic(s.cfg.DedupTopic, counts[s.cfg.DedupTopic])
+	s.labels = newLabels(s, labels)
+	s.chats = newChats(s, chats)
+	s.dedup = newDedup(s, dedup)
+	labels.table, chats.table, dedup.table = s.labels, s.chats, s.dedup
+	s.topics = []*topic{labels, chats, dedup}
+
+	// Every partition is read from its first offset; Open returns once each
+	// has reached the end offset it had before reading began.
+	var ends []int64
+	var parts []*partition
+	for _, t := range s.topics {
+		first, last, err := s.offsets(ctx, t, t.ids)
+		if err != nil {
+			return err
+		}
+		for _, p := range t.parts {
+			p.pos = first[p.id]
+			parts = append(parts, p)
+			ends = append(ends, last[p.id])
+		}
+	}
+	for _, t := range s.topics {
+		s.wg.Add(1 + len(t.parts))
+		go s.probe(t)
+		for _, p := range t.parts {
+			go s.tail(p)
+		}
+	}
+	for i, p := range parts {
+		if err := s.waitFor(ctx, p, ends[i]); err != nil {
+			return fmt.Errorf("kafkastate: restore %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// createTopics creates the missing topics; an existing topic is left as it
+// is (its partitions included) and checked afterwards.
+func (s *Store) createTopics(ctx context.Context) error {
+	compacted := func(name string) kafka.TopicConfig {
+		return kafka.TopicConfig{
+			Topic:             name,
+			NumPartitions:     s.cfg.Partitions,
+			ReplicationFactor: s.cfg.ReplicationFactor,
+			ConfigEntries: []kafka.ConfigEntry{
+				{ConfigName: "cleanup.policy", ConfigValue: "compact"},
+				{ConfigName: "min.compaction.lag.ms", ConfigValue: ms(minCompactionLag)},
+			},
+		}
+	}
+	window := s.cfg.DedupWindow
+	dedup := kafka.TopicConfig{
+		Topic:             s.cfg.DedupTopic,
+		NumPartitions:     s.cfg.Partitions,
+		ReplicationFactor: s.cfg.ReplicationFactor,
+		// Compaction keeps an id's last mark only; deletion drops the
+		// segments whose marks are all older than the window, so ids
+		// that are never marked again need no tombstones. Segments of at
+		// most an hour keep what outlives the window small.
+		ConfigEntries: []kafka.ConfigEntry{
+			{ConfigName: "cleanup.policy", ConfigValue: "compact,delete"},
+			{ConfigName: "retention.ms", ConfigValue: ms(window)},
+			{ConfigName: "segment.ms", ConfigValue: ms(min(window, time.Hour))},
+		},
+	}
+	resp, err := s.client.CreateTopics(ctx, &kafka.CreateTopicsRequest{
+		Topics: []kafka.TopicConfig{compacted(s.cfg.LabelsTopic), compacted(s.cfg.ChatsTopic), dedup},
+	})
+	if err != nil {
+		return fmt.Errorf("kafkastate: create topics: %w", err)
+	}
+	for name, err := range resp.Errors {
+		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+			return fmt.Errorf("kafkastate: create topic %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
+
+// partitionCounts waits for the topics to appear in the metadata, which the
+// transport caches: a topic another process created moments ago shows up
+// at the cache's next refresh.
+func (s *Store) partitionCounts(ctx context.Context) (map[string]int, error) {
+	names := []string{s.cfg.LabelsTopic, s.cfg.ChatsTopic, s.cfg.DedupTopic}
+	for attempt := 0; ; attempt++ {
+		meta, err := s.client.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
+		if err != nil {
+			return nil, fmt.Errorf("kafkastate: metadata: %w", err)
+		}
+		counts := make(map[string]int, len(names))
+		missing := ""
+		for _, t := range meta.Topics {
+			if t.Error == nil && len(t.Partitions) > 0 {
+				counts[t.Name] = len(t.Partitions)
+			}
+		}
+		for _, n := range names {
+			if counts[n] == 0 {
+				missing = n
+			}
+		}
+		if missing == "" {
+			return counts, nil
+		}
+		if err := sleep(ctx, backoff(attempt)); err != nil {
+			return nil, fmt.Errorf("kafkastate: topic %s not in metadata: %w", missing, err)
+		}
+	}
+}
+
+// checkCompacted refuses state topics that are not compacted: a delete
+// policy would drop a channel's labels and known chats once they are old.
+func (s *Store) checkCompacted(ctx context.Context, names ...string) error {
+	req := &kafka.DescribeConfigsRequest{}
+	for _, n := range names {
+		req.Resources = append(req.Resources, kafka.DescribeConfigRequestResource{
+			ResourceType: kafka.ResourceTypeTopic, ResourceName: n, ConfigNames: []string{"cleanup.policy"},
+		})
+	}
+	resp, err := s.client.DescribeConfigs(ctx, req)
+	if err != nil {
+		return fmt.Errorf("kafkastate: describe topic configs: %w", err)
+	}
+	for _, r := range resp.Resources {
+		if r.Error != nil {
+			return fmt.Errorf("kafkastate: describe topic %s: %w", r.ResourceName, r.Error)
+		}
+		for _, e := range r.ConfigEntries {
+			if e.ConfigName == "cleanup.policy" && !strings.Contains(e.ConfigValue, "compact") {
+				return fmt.Errorf("kafkastate: topic %s has cleanup.policy=%s, want compact", r.ResourceName, e.ConfigValue)
+			}
+		}
+	}
+	return nil
+}
+
+// offsets returns the first and the end (high watermark) offsets of the
+// partitions ids of t.
+func (s *Store) offsets(ctx context.Context, t *topic, ids []int) (first, last map[int]int64, err error) {
+	reqs := make([]kafka.OffsetRequest, 0, 2*len(ids))
+	for _, id := range ids {
+		reqs = append(reqs, kafka.FirstOffsetOf(id), kafka.LastOffsetOf(id))
+	}
+	resp, err := s.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{t.name: reqs}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("kafkastate: list offsets of %s: %w", t.name, err)
+	}
+	first, last = make(map[int]int64, len(ids)), make(map[int]int64, len(ids))
+	for _, po := range resp.Topics[t.name] {
+		if po.Error != nil {
+			return nil, nil, fmt.Errorf("kafkastate: list offsets of %s/%d: %w", t.name, po.Partition, po.Error)
+		}
+		first[po.Partition], last[po.Partition] = po.FirstOffset, po.LastOffset
+	}
+	for _, id := range ids {
+		if _, ok := last[id]; !ok {
+			return nil, nil, fmt.Errorf("kafkastate: list offsets of %s: no answer for partition %d", t.name, id)
+		}
+	}
+	return first, last, nil
+}
+
+// write appends one record to partition p and returns its offset once every
+// in-sync replica has it.
+func (s *Store) write(ctx context.Context, p *partition, key string, value []byte) (int64, error) {
+	if err := s.alive(ctx); err != nil {
+		return 0, err
+	}
+	resp, err := s.client.Produce(ctx, &kafka.ProduceRequest{
+		Topic:        p.t.name,
+		Partition:    p.id,
+		RequiredAcks: kafka.RequireAll,
+		Records: kafka.NewRecordReader(kafka.Record{
+			Time:  s.cfg.Now(),
+			Key:   kafka.NewBytes([]byte(key)),
+			Value: kafka.NewBytes(value),
+		}),
+	})
+	if err == nil {
+		err = resp.Error
+	}
+	if err != nil {
+		return 0, fmt.Errorf("write %s to %s: %w", key, p, err)
+	}
+	return resp.BaseOffset, nil
+}
+
+// alive reports ctx's error, or ErrClosed after Close.
+func (s *Store) alive(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.ctx.Err() != nil {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Labels returns the label registry.
+func (s *Store) Labels() *Labels { return s.labels }
+
+// Chats returns the known chats.
+func (s *Store) Chats() *Chats { return s.chats }
+
+// Dedup returns the deduplication of event ids.
+func (s *Store) Dedup() *Dedup { return s.dedup }
+
+// Close stops tailing and waits, within ctx, for the background work to
+// end. Calls after Close fail with ErrClosed; writes already acknowledged
+// are on the topics. Connections still in a long-polling fetch close when
+// it ends, within a second.
+func (s *Store) Close(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		s.shutdown()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("kafkastate: close: %w", ctx.Err())
+	}
+}
+
+func (s *Store) shutdown() {
+	s.closeOnce.Do(func() {
+		s.cancel()
+		s.wg.Wait()
+		s.transport.CloseIdleConnections()
+	})
+}
+
+// checkEvent refuses an event id that JSON cannot hold exactly: encoding
+// replaces invalid UTF-8, and the registries must tell event ids apart.
+// wahook's event ids are hex hashes, so this never fails in practice.
+func checkEvent(eventID string) error {
+	if eventID == "" {
+		return errors.New("kafkastate: empty event id")
+	}
+	if !utf8.ValidString(eventID) {
+		return fmt.Errorf("kafkastate: event id %q is not valid UTF-8", eventID)
+	}
+	return nil
+}
+
+// backoff is the pause before retry attempt (from 0) of a background loop.
+func backoff(attempt int) time.Duration {
+	return min(10*time.Millisecond<<min(attempt, 8), 2*time.Second)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
