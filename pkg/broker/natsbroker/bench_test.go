@@ -3,6 +3,7 @@ package natsbroker
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -58,3 +59,50 @@ func benchmarkPublish(b *testing.B, batch int) {
 
 func BenchmarkPublish(b *testing.B)        { benchmarkPublish(b, 1) }
 func BenchmarkPublishBatch10(b *testing.B) { benchmarkPublish(b, 10) }
+
+// BenchmarkSubscribe measures messages/s through Subscribe with a no-op
+// handler and Concurrency 64: b.N envelope-like 1 KB messages over 1024
+// keys are stored first (not timed), then consumed and acknowledged.
+func BenchmarkSubscribe(b *testing.B) {
+	br := benchBroker(b, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	data := bytes.Repeat([]byte("x"), 1024)
+	const batch = 100
+	msgs := make([]broker.Message, 0, batch)
+	for i := range b.N {
+		msgs = append(msgs, ingressMsg(fmt.Sprintf("B%d", i%1024), i, data))
+		if len(msgs) == batch || i == b.N-1 {
+			if err := br.Publish(ctx, msgs...); err != nil {
+				b.Fatalf("Publish: %v", err)
+			}
+			msgs = msgs[:0]
+		}
+	}
+
+	var handled atomic.Int64
+	done := make(chan struct{})
+	errc := make(chan error, 1)
+	b.ReportAllocs()
+	b.ResetTimer()
+	go func() {
+		errc <- br.Subscribe(ctx, broker.Subscription{Topic: "wahook.ingress", Group: "bench", Concurrency: 64},
+			func(context.Context, broker.Received) error {
+				if handled.Add(1) == int64(b.N) {
+					close(done)
+				}
+				return nil
+			})
+	}()
+	select {
+	case <-done:
+	case err := <-errc:
+		b.Fatalf("Subscribe returned early: %v", err)
+	}
+	b.StopTimer()
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		b.Errorf("Subscribe = %v, want context.Canceled", err)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}

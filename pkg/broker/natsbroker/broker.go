@@ -36,7 +36,11 @@ type Config struct {
 	MaxPending int
 	// ReconnectWait is the pause between reconnect attempts, 1s when zero.
 	ReconnectWait time.Duration
-	// Logger receives connection events; nothing is logged when nil.
+	// Subscribe tunes Subscribe.
+	Subscribe SubscribeConfig
+	// Logger receives connection events and Subscribe's reports (handler
+	// panics, messages that could not be settled); nothing is logged when
+	// nil.
 	Logger *zap.Logger
 }
 
@@ -80,6 +84,7 @@ func (c *Config) setDefaults() {
 		c.Logger = zap.NewNop()
 	}
 	c.Streams.setDefaults()
+	c.Subscribe.setDefaults()
 }
 
 // Validate checks a configuration after defaults are applied.
@@ -96,10 +101,14 @@ func (c Config) Validate() error {
 	if c.ReconnectWait < 0 {
 		return fmt.Errorf("natsbroker: negative reconnect wait %s", c.ReconnectWait)
 	}
+	if err := c.Subscribe.Validate(); err != nil {
+		return err
+	}
 	return c.Streams.Validate()
 }
 
-// Broker publishes to JetStream. It is safe for concurrent use.
+// Broker publishes to JetStream and consumes from it. It is safe for
+// concurrent use.
 type Broker struct {
 	cfg Config
 	log *zap.Logger
@@ -116,7 +125,10 @@ type Broker struct {
 	inflight sync.WaitGroup
 }
 
-var _ broker.Publisher = (*Broker)(nil)
+var (
+	_ broker.Publisher  = (*Broker)(nil)
+	_ broker.Subscriber = (*Broker)(nil)
+)
 
 // Connect connects to NATS and ensures the streams exist. It fails, bounded
 // by ctx, when no server can be reached now; once connected, it reconnects
@@ -250,8 +262,9 @@ func (b *Broker) Conn() *nats.Conn { return b.nc }
 // Publish sends every message to JetStream at once and returns nil when the
 // stream has acknowledged all of them; a duplicate acknowledgement (same ID
 // inside the duplicates window) counts as stored. m.ID is sent as the
-// Nats-Msg-Id header, in a copy of m.Header unless m.Header already carries
-// it (then the map is sent without copying). Publish keeps m.Header and
+// Nats-Msg-Id header and m.Key, when m.Header has no KeyHeader, as
+// KeyHeader (percent-encoded), in a copy of m.Header; a map that already
+// carries both is sent without copying. Publish keeps m.Header and
 // m.Data until it returns (and, on error, until a pending send is settled):
 // callers must not modify them meanwhile. It never modifies them.
 func (b *Broker) Publish(ctx context.Context, msgs ...broker.Message) error {
@@ -321,18 +334,27 @@ func (b *Broker) send(ctx context.Context, m *broker.Message) (jetstream.PubAckF
 	nm := &nats.Msg{Subject: m.Subject, Header: nats.Header(m.Header), Data: m.Data}
 	var opts [2]jetstream.PublishOpt
 	n := 0
-	if m.ID != "" && nats.Header(m.Header).Get(jetstream.MsgIDHeader) != m.ID {
-		// WithMsgID writes Nats-Msg-Id into the header: give it a copy so
-		// the caller's map is never written, which would race when one
-		// message is published from two goroutines, or a retry is built
-		// from it. A shallow copy of ~11 entries costs about 0.8µs, under 3%
-		// of a publish here; a header already carrying Nats-Msg-Id = ID is
-		// sent as is.
-		h := make(nats.Header, len(m.Header)+1)
+	needID := m.ID != "" && nats.Header(m.Header).Get(jetstream.MsgIDHeader) != m.ID
+	// NATS has no message key: it travels as KeyHeader, which package
+	// envelope always writes; a message without it gets it here, so that
+	// consumers order it by its Key rather than by its subject.
+	needKey := m.Key != "" && len(m.Header[KeyHeader]) == 0
+	if needID || needKey {
+		// Give the writes a copy so the caller's map is never written,
+		// which would race when one message is published from two
+		// goroutines, or a retry is built from it. A shallow copy of ~11
+		// entries costs about 0.8µs, under 3% of a publish here; a header
+		// already carrying Nats-Msg-Id = ID and the key is sent as is.
+		h := make(nats.Header, len(m.Header)+2)
 		for k, v := range m.Header {
 			h[k] = v
 		}
+		if needKey {
+			h[KeyHeader] = []string{escapeHeader(m.Key)}
+		}
 		nm.Header = h
+	}
+	if needID {
 		opts[n] = jetstream.WithMsgID(m.ID)
 		n++
 	}
@@ -447,8 +469,10 @@ func (b *Broker) isClosing() bool {
 	return b.closing
 }
 
-// Close makes Publish fail with broker.ErrClosed, waits for the Publish
-// calls in flight to finish, then drains the connection. When ctx ends first
+// Close makes Publish and Subscribe fail with broker.ErrClosed, waits for
+// the Publish calls in flight to finish, then drains the connection, which
+// ends running subscriptions (cancel their ctx first to shut them down
+// gracefully). When ctx ends first
 // it closes the connection at once (in-flight calls fail with
 // ErrUnavailable) and returns ctx's error.
 func (b *Broker) Close(ctx context.Context) error {

@@ -429,7 +429,7 @@ func TestPublishPermanentErrors(t *testing.T) {
 			wantErr: ErrNoStream,
 		},
 		"over max payload": {
-			msg:     broker.Message{Subject: "wahook.ingress.a.b.c", ID: "big", Data: bytes.Repeat([]byte("x"), 2<<20)},
+			msg:     broker.Message{Subject: "wahook.ingress.a.b.c", ID: "big", Data: bytes.Repeat([]byte("x"), embeddedMaxPayload+1)},
 			wantErr: nats.ErrMaxPayload,
 		},
 	} {

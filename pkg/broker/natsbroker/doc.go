@@ -1,5 +1,5 @@
-// Package natsbroker implements broker.Publisher on NATS JetStream and runs
-// an embedded nats-server for single-machine setups.
+// Package natsbroker implements broker.Publisher and broker.Subscriber on
+// NATS JetStream and runs an embedded nats-server for single-machine setups.
 //
 // # Streams
 //
@@ -44,6 +44,86 @@
 // the process either way, but only SyncAlways (about 6x slower) makes them
 // survive a power loss of a single server. In a 3-replica cluster the
 // replication covers that instead.
+//
+// # Consuming
+//
+// Subscribe reads a topic's stream through a durable pull consumer:
+// "wahook.ingress" is WAHOOK_INGRESS filtered on wahook.ingress.>,
+// "wahook.deadletter" WAHOOK_DEADLETTER, and a derived topic such as
+// "wahook.call" WAHOOK_DERIVED filtered on wahook.call.>; Subscription.Filter
+// narrows that to subjects inside the topic. The consumer is named after
+// the group (ConsumerName), with "-p{i}of{n}" appended when the topic is
+// split in partitions, so each partition keeps its own position. A new
+// consumer starts at Subscription.StartTime, or at the beginning of the
+// stream; an existing one resumes where it was whatever StartTime says, and
+// only its filters, AckWait, MaxAckPending and MaxDeliver are updated.
+//
+// A message's key is its ce-partitionkey header (percent-decoded), else its
+// subject; its ID is Nats-Msg-Id, else ce-id. Publish writes the key header
+// for messages that lack it, so Message.Key round-trips.
+//
+// Acknowledgements are explicit. A handler returning nil acknowledges the
+// message; an error wrapped by broker.Permanent terminates it (Term, with
+// the error as the reason in JetStream's advisory): it is never delivered
+// again. Any other error, or a panic (recovered and logged with its stack),
+// retries the message in place after a pause of SubscribeConfig.RetryMin
+// (100ms) doubling up to RetryMax (30s), jittered, for as long as it takes:
+// MaxDeliver is unlimited, so a message is never dropped by the
+// server. Received.Attempt is JetStream's delivery count plus the retries
+// in place. Every message held, being retried or queued behind one, is kept
+// alive (InProgress every quarter of AckWait), so JetStream redelivers
+// nothing while this instance lives; AckWait (30s) is how long a dead
+// instance's messages wait before they are redelivered.
+//
+// Messages go to Subscription.Concurrency workers by a hash of their key.
+// What is guaranteed: a key's messages are handled one at a time and in
+// stream order, a failing one holding back those after it, as long as one
+// instance consumes the consumer; and each message is handled at least
+// once. What is not:
+//   - After a crash, the dead instance's messages come back only after
+//     AckWait; meanwhile the instance that replaces it may already have
+//     handled newer messages of the same keys, so those keys go out of
+//     order once. The redelivered messages of a key may also come back out
+//     of order among themselves: nats-server puts a redelivery back at the
+//     end of its queue when the pull request it picked has just expired.
+//   - Two instances consuming one consumer (same group and partition) get
+//     its messages split between them: a key's messages may then be handled
+//     concurrently and out of order. Run one instance per partition, and
+//     scale with Partitions.
+//   - Exactly once: an acknowledgement lost in a crash, a consumer deleted
+//     and re-created (it starts over at StartTime or the beginning) or an
+//     outage longer than AckWait redeliver messages already handled.
+//     Handlers must be idempotent; wahook's deterministic event ids and the
+//     streams' duplicates window make publishing their results again
+//     harmless.
+//
+// MaxAckPending (32 per worker, at least 256) bounds the messages held: a
+// message retried for long keeps the later ones of its worker queued, and
+// once they fill the window consuming pauses for every key until it passes.
+//
+// With Partitions > 1 every partition's consumer reads the whole topic and
+// acknowledges at once, without calling the handler, the messages whose key
+// broker.PartitionOf places in another partition: n partitions cost n
+// deliveries per message. Changing Partitions creates new consumers, which
+// start at StartTime: set it to where the old partitions stopped.
+//
+// When Subscribe's ctx is done it stops pulling and reads back what was
+// already sent to it. Each worker finishes the message it is handling; the
+// handler's ctx is not cancelled until SubscribeConfig.ShutdownGrace (30s)
+// later, so it can still publish its results. A handler failing meanwhile
+// is not retried. Everything not handled is then Nak'd, in order, once the
+// server has dropped this instance's pull requests, so that the next
+// instance gets it at once and in order. Subscribe returns ctx's error
+// after flushing the last acknowledgements.
+//
+// Subscribe survives outages: nats.go re-issues the pull requests after a
+// reconnect or missed heartbeats, acknowledgements that cannot be sent are
+// retried (holding their key) until the connection is back, and a consumer
+// deleted under Subscribe is re-created. Subscribe returns early only for a
+// subscription it cannot serve (unknown topic, empty group, a consumer that
+// is not a pull consumer with explicit acknowledgements) or, with an error
+// wrapping broker.ErrClosed, once the Broker is closed: cancel its ctx
+// before calling Close.
 //
 // # Connection
 //

@@ -1,0 +1,503 @@
+package brokertest
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/wahook/wahook/pkg/broker"
+)
+
+var errTransient = errors.New("brokertest: transient failure")
+
+// view is what a case compares of a received message: the published
+// fields, the headers it set (a broker may add its own), and Attempt.
+type view struct {
+	Topic, Subject, Key, ID string
+	Header                  map[string][]string
+	Data                    string
+	Attempt                 int
+}
+
+func viewOf(m broker.Message, attempt int, header func(string) []string) view {
+	h := map[string][]string{}
+	for _, k := range []string{"wahook-test-key", "wahook-test-seq"} {
+		h[k] = header(k)
+	}
+	return view{Topic: m.Topic, Subject: m.Subject, Key: m.Key, ID: m.ID, Header: h, Data: string(m.Data), Attempt: attempt}
+}
+
+// testRoundTrip: everything published before and while subscribed is
+// handled once, with its topic, subject, key, id, headers and data, at
+// Attempt 1; Subscribe returns ctx's error once cancelled.
+func testRoundTrip(t *testing.T, e *env) {
+	keys := e.keys(3)
+	before := e.publishRounds(t, keys, 0, 10)
+	rec := newRecorder(e)
+	run := e.subscribe(t, e.Subscriber, broker.Subscription{Topic: e.Topic, Group: e.group("roundtrip"), Concurrency: 4}, rec.handler(nil))
+	rec.waitHandled(t, waitTimeout, ids(before)...)
+	after := e.publishRounds(t, keys, 10, 20)
+	all := append(before, after...)
+	rec.waitHandled(t, waitTimeout, ids(all)...)
+	time.Sleep(quiet)
+	run.stopCancelled(t)
+
+	checkOnce(t, rec.handled(), ids(all))
+	want := map[string]view{}
+	for _, m := range all {
+		want[m.ID] = viewOf(m, 1, func(k string) []string { return m.Header[k] })
+	}
+	got := map[string]view{}
+	for _, m := range rec.received() {
+		got[m.ID] = viewOf(m.Message, m.Attempt, func(k string) []string { return m.Header[k] })
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("received messages mismatch (-published +received):\n%s", diff)
+	}
+}
+
+// testKeyOrder: with Concurrency 8 and handlers of random duration, each
+// key's messages are handled one at a time in publishing order, while
+// different keys are handled concurrently, never more than 8 at once.
+func testKeyOrder(t *testing.T, e *env) {
+	const concurrency, perKey = 8, 20
+	keys := e.keys(24)
+	msgs := e.publishRounds(t, keys, 0, perKey)
+
+	inflight := map[string]*atomic.Int32{}
+	for _, k := range keys {
+		inflight[k] = new(atomic.Int32)
+	}
+	var running, peak atomic.Int32
+	var overlapMu sync.Mutex
+	overlaps := map[string]bool{}
+	rec := newRecorder(e)
+	run := e.subscribe(t, e.Subscriber, broker.Subscription{Topic: e.Topic, Group: e.group("order"), Concurrency: concurrency},
+		rec.handler(func(ctx context.Context, m broker.Received) error {
+			if inflight[m.Key].Add(1) > 1 {
+				overlapMu.Lock()
+				overlaps[m.Key] = true
+				overlapMu.Unlock()
+			}
+			defer inflight[m.Key].Add(-1)
+			n := running.Add(1)
+			defer running.Add(-1)
+			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+			}
+			time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond)
+			return nil
+		}))
+	rec.waitHandled(t, waitTimeout, ids(msgs)...)
+	time.Sleep(quiet)
+	run.stopCancelled(t)
+
+	checkOnce(t, rec.handled(), ids(msgs))
+	checkOrder(t, rec.events(), keys, perKey)
+	if len(overlaps) > 0 {
+		t.Errorf("keys handled concurrently with themselves: %v", overlaps)
+	}
+	if p := peak.Load(); p > concurrency || p < 2 {
+		t.Errorf("at most %d handlers ran at once, want 2 to %d", p, concurrency)
+	}
+}
+
+// testRetryInPlace: a message whose handler fails is retried in place with
+// Attempt 1, 2, 3, and the next message of its key waits for it; other
+// keys are not affected.
+func testRetryInPlace(t *testing.T, e *env) {
+	k := e.keys(2)
+	a0, a1, b0 := e.msg(k[0], 0), e.msg(k[0], 1), e.msg(k[1], 0)
+	e.publish(t, a0, a1, b0)
+	rec := newRecorder(e)
+	run := e.subscribe(t, e.Subscriber, broker.Subscription{Topic: e.Topic, Group: e.group("retry"), Concurrency: 4},
+		rec.handler(func(ctx context.Context, m broker.Received) error {
+			if m.ID == a0.ID && m.Attempt < 3 {
+				return errTransient
+			}
+			return nil
+		}))
+	rec.waitHandled(t, waitTimeout, a0.ID, a1.ID, b0.ID)
+	time.Sleep(quiet)
+	run.stopCancelled(t)
+
+	evs := rec.events()
+	want := []event{
+		{ID: a0.ID, Key: k[0], Seq: 0, Attempt: 1, Result: "error"},
+		{ID: a0.ID, Key: k[0], Seq: 0, Attempt: 2, Result: "error"},
+		{ID: a0.ID, Key: k[0], Seq: 0, Attempt: 3, Result: "ok"},
+		{ID: a1.ID, Key: k[0], Seq: 1, Attempt: 1, Result: "ok"},
+	}
+	if diff := cmp.Diff(want, byKey(evs, k[0])); diff != "" {
+		t.Errorf("handler calls of key %s mismatch (-want +got):\n%s", k[0], diff)
+	}
+	wantB := []event{{ID: b0.ID, Key: k[1], Seq: 0, Attempt: 1, Result: "ok"}}
+	if diff := cmp.Diff(wantB, byKey(evs, k[1])); diff != "" {
+		t.Errorf("handler calls of key %s mismatch (-want +got):\n%s", k[1], diff)
+	}
+}
+
+// testPermanent: a message failing with a Permanent error is handled once
+// and never redelivered, not even to a later subscription of its group;
+// the next message of its key goes on.
+func testPermanent(t *testing.T, e *env) {
+	k := e.keys(2)
+	poison, next, other := e.msg(k[0], 0), e.msg(k[0], 1), e.msg(k[1], 0)
+	e.publish(t, poison, next, other)
+	group := e.group("permanent")
+	rec := newRecorder(e)
+	run := e.subscribe(t, e.Subscriber, broker.Subscription{Topic: e.Topic, Group: group, Concurrency: 2},
+		rec.handler(func(ctx context.Context, m broker.Received) error {
+			if m.ID == poison.ID {
+				return broker.Permanent(errors.New("poison"))
+			}
+			return nil
+		}))
+	rec.waitHandled(t, waitTimeout, next.ID, other.ID)
+	time.Sleep(quiet)
+	run.stopCancelled(t)
+	want := []event{
+		{ID: poison.ID, Key: k[0], Seq: 0, Attempt: 1, Result: "permanent"},
+		{ID: next.ID, Key: k[0], Seq: 1, Attempt: 1, Result: "ok"},
+	}
+	if diff := cmp.Diff(want, byKey(rec.events(), k[0])); diff != "" {
+		t.Errorf("handler calls of key %s mismatch (-want +got):\n%s", k[0], diff)
+	}
+
+	// A sentinel published after everything shows the group's position.
+	sentinel := e.msg(k[1], 1)
+	e.publish(t, sentinel)
+	rec2 := newRecorder(e)
+	run2 := e.subscribe(t, e.Subscriber, broker.Subscription{Topic: e.Topic, Group: group, Concurrency: 2}, rec2.handler(nil))
+	rec2.waitHandled(t, waitTimeout, sentinel.ID)
+	time.Sleep(quiet)
+	run2.stopCancelled(t)
+	checkOnce(t, rec2.handled(), []string{sentinel.ID})
+	if evs := rec2.events(); len(evs) != 1 {
+		t.Errorf("second subscription handled %+v, want only the sentinel", evs)
+	}
+}
+
+// testPanic: a handler that panics is retried like a failure, and
+// Subscribe goes on.
+func testPanic(t *testing.T, e *env) {
+	k := e.keys(1)[0]
+	m0, m1 := e.msg(k, 0), e.msg(k, 1)
+	e.publish(t, m0, m1)
+	rec := newRecorder(e)
+	run := e.subscribe(t, e.Subscriber, broker.Subscription{Topic: e.Topic, Group: e.group("panic")},
+		rec.handler(func(ctx context.Context, m broker.Received) error {
+			if m.ID == m0.ID && m.Attempt == 1 {
+				panic("brokertest: handler panic")
+			}
+			return nil
+		}))
+	rec.waitHandled(t, waitTimeout, m0.ID, m1.ID)
+	run.stopCancelled(t)
+	want := []event{
+		{ID: m0.ID, Key: k, Seq: 0, Attempt: 1, Result: "panic"},
+		{ID: m0.ID, Key: k, Seq: 0, Attempt: 2, Result: "ok"},
+		{ID: m1.ID, Key: k, Seq: 1, Attempt: 1, Result: "ok"},
+	}
+	if diff := cmp.Diff(want, rec.events()); diff != "" {
+		t.Errorf("handler calls mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// testResume: a group subscribed again resumes after the messages it
+// acknowledged: only the messages published since are handled.
+func testResume(t *testing.T, e *env) {
+	keys := e.keys(2)
+	group := e.group("resume")
+	first := e.publishRounds(t, keys, 0, 5)
+	rec := newRecorder(e)
+	run := e.subscribe(t, e.Subscriber, broker.Subscription{Topic: e.Topic, Group: group, Concurrency: 2}, rec.handler(nil))
+	rec.waitHandled(t, waitTimeout, ids(first)...)
+	run.stopCancelled(t)
+
+	second := e.publishRounds(t, keys, 5, 10)
+	rec2 := newRecorder(e)
+	run2 := e.subscribe(t, e.Subscriber, broker.Subscription{Topic: e.Topic, Group: group, Concurrency: 2}, rec2.handler(nil))
+	rec2.waitHandled(t, waitTimeout, ids(second)...)
+	time.Sleep(quiet)
+	run2.stopCancelled(t)
+	checkOnce(t, rec.handled(), ids(first))
+	checkOnce(t, rec2.handled(), ids(second))
+}
+
+// testPartitions: two instances of a group, partitions 0 and 1 of 2,
+// handle every message once together; each key only in the partition
+// broker.PartitionOf names, in order.
+func testPartitions(t *testing.T, e *env) {
+	const perKey = 8
+	keys := e.keys(30)
+	msgs := e.publishRounds(t, keys, 0, perKey)
+	group := e.group("partitions")
+	recs := []*recorder{newRecorder(e), newRecorder(e)}
+	var runs []*running
+	for i, rec := range recs {
+		runs = append(runs, e.subscribe(t, e.Subscriber, broker.Subscription{
+			Topic: e.Topic, Group: group, Concurrency: 4, Partition: i, Partitions: 2,
+		}, rec.handler(nil)))
+	}
+	waitFor(t, waitTimeout, "every message handled by one of the partitions", func() bool {
+		h0, h1 := recs[0].handled(), recs[1].handled()
+		for _, m := range msgs {
+			if h0[m.ID]+h1[m.ID] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(quiet)
+	for _, r := range runs {
+		r.stopCancelled(t)
+	}
+
+	total := map[string]int{}
+	for part, rec := range recs {
+		var mine []string
+		for id, n := range rec.handled() {
+			total[id] += n
+		}
+		for _, ev := range rec.events() {
+			if want := broker.PartitionOf(ev.Key, 2); want != part {
+				t.Errorf("partition %d handled %s of key %s, which belongs to partition %d", part, ev.ID, ev.Key, want)
+			}
+		}
+		for _, k := range keys {
+			if broker.PartitionOf(k, 2) == part {
+				mine = append(mine, k)
+			}
+		}
+		if len(mine) == 0 {
+			t.Fatalf("no key of the 30 belongs to partition %d", part)
+		}
+		checkOrder(t, rec.events(), mine, perKey)
+	}
+	checkOnce(t, total, ids(msgs))
+}
+
+// testStartTime: a new group with a StartTime skips the messages stored
+// before it; a new group without one starts at the beginning; an existing
+// group resumes where it was whatever StartTime it is given.
+func testStartTime(t *testing.T, e *env) {
+	k := e.keys(1)[0]
+	var old, recent []broker.Message
+	for i := range 5 {
+		old = append(old, e.msg(k, i))
+		recent = append(recent, e.msg(k, 5+i))
+	}
+	e.publish(t, old...)
+	// Margins on both sides of start: the broker stamps messages with its
+	// own clock (the same machine's).
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	time.Sleep(100 * time.Millisecond)
+	e.publish(t, recent...)
+
+	late := e.group("late")
+	rec := newRecorder(e)
+	run := e.subscribe(t, e.Subscriber, broker.Subscription{Topic: e.Topic, Group: late, StartTime: start}, rec.handler(nil))
+	rec.waitHandled(t, waitTimeout, ids(recent)...)
+	time.Sleep(quiet)
+	run.stopCancelled(t)
+	checkOnce(t, rec.handled(), ids(recent))
+
+	rec2 := newRecorder(e)
+	run2 := e.subscribe(t, e.Subscriber, broker.Subscription{Topic: e.Topic, Group: e.group("all")}, rec2.handler(nil))
+	all := append(append([]broker.Message(nil), old...), recent...)
+	rec2.waitHandled(t, waitTimeout, ids(all)...)
+	time.Sleep(quiet)
+	run2.stopCancelled(t)
+	checkOnce(t, rec2.handled(), ids(all))
+	checkOrder(t, rec2.events(), []string{k}, len(all))
+
+	// The existing group resumes: a StartTime in the future changes nothing.
+	last := e.msg(k, 10)
+	e.publish(t, last)
+	rec3 := newRecorder(e)
+	run3 := e.subscribe(t, e.Subscriber, broker.Subscription{Topic: e.Topic, Group: late, StartTime: time.Now().Add(time.Hour)}, rec3.handler(nil))
+	rec3.waitHandled(t, waitTimeout, last.ID)
+	time.Sleep(quiet)
+	run3.stopCancelled(t)
+	checkOnce(t, rec3.handled(), []string{last.ID})
+}
+
+// testShutdownWaits: once ctx is cancelled, Subscribe waits for the
+// handler in flight, whose ctx stays usable so it can finish (publish its
+// results); it then returns, the message is acknowledged, and the
+// messages not started go to the group's next subscription, in order.
+func testShutdownWaits(t *testing.T, e *env) {
+	k := e.keys(1)[0]
+	m0, m1, m2 := e.msg(k, 0), e.msg(k, 1), e.msg(k, 2)
+	e.publish(t, m0, m1, m2)
+	group := e.group("shutdown")
+	started, release := make(chan struct{}), make(chan struct{})
+	var handlerCtxErr atomic.Value
+	rec := newRecorder(e)
+	run := e.subscribe(t, e.Subscriber, broker.Subscription{Topic: e.Topic, Group: group, Concurrency: 2},
+		rec.handler(func(ctx context.Context, m broker.Received) error {
+			if m.ID == m0.ID {
+				close(started)
+				<-release
+				handlerCtxErr.Store(fmtErr(ctx.Err()))
+			}
+			return nil
+		}))
+	select {
+	case <-started:
+	case <-time.After(waitTimeout):
+		t.Fatalf("handler not called within %s", waitTimeout)
+	}
+	run.cancel()
+	time.Sleep(stillRunning)
+	if run.returned() {
+		t.Errorf("Subscribe returned while its handler was still running")
+	}
+	close(release)
+	if err := run.wait(t, returnTimeout); !errors.Is(err, context.Canceled) {
+		t.Errorf("Subscribe after its ctx was cancelled = %v, want context.Canceled", err)
+	}
+	if got := handlerCtxErr.Load(); got != "<nil>" {
+		t.Errorf("handler's ctx after Subscribe's was cancelled: %v, want not cancelled", got)
+	}
+	checkOnce(t, rec.handled(), []string{m0.ID})
+
+	rec2 := newRecorder(e)
+	run2 := e.subscribe(t, e.Subscriber, broker.Subscription{Topic: e.Topic, Group: group, Concurrency: 2}, rec2.handler(nil))
+	rec2.waitHandled(t, waitTimeout, m1.ID, m2.ID)
+	time.Sleep(quiet)
+	run2.stopCancelled(t)
+	checkOnce(t, rec2.handled(), []string{m1.ID, m2.ID})
+	var seqs []int
+	for _, ev := range rec2.events() {
+		seqs = append(seqs, ev.Seq)
+	}
+	if diff := cmp.Diff([]int{1, 2}, seqs); diff != "" {
+		t.Errorf("next subscription's order mismatch (-want +got):\n%s\nfirst: %+v\nnext: %+v", diff, rec.events(), rec2.events())
+	}
+}
+
+func fmtErr(err error) string {
+	if err == nil {
+		return "<nil>"
+	}
+	return err.Error()
+}
+
+// testShutdownHandsBack: a handler that fails while Subscribe is shutting
+// down is not retried; its message is not acknowledged and goes, before
+// the later messages of its key, to the group's next subscription.
+func testShutdownHandsBack(t *testing.T, e *env) {
+	k := e.keys(1)[0]
+	m0, m1 := e.msg(k, 0), e.msg(k, 1)
+	e.publish(t, m0, m1)
+	group := e.group("handback")
+	started, release := make(chan struct{}), make(chan struct{})
+	rec := newRecorder(e)
+	run := e.subscribe(t, e.Subscriber, broker.Subscription{Topic: e.Topic, Group: group},
+		rec.handler(func(ctx context.Context, m broker.Received) error {
+			if m.ID == m0.ID {
+				close(started)
+				<-release
+				return errTransient
+			}
+			return nil
+		}))
+	select {
+	case <-started:
+	case <-time.After(waitTimeout):
+		t.Fatalf("handler not called within %s", waitTimeout)
+	}
+	run.cancel()
+	close(release)
+	if err := run.wait(t, returnTimeout); !errors.Is(err, context.Canceled) {
+		t.Errorf("Subscribe after its ctx was cancelled = %v, want context.Canceled", err)
+	}
+	wantFirst := []event{{ID: m0.ID, Key: k, Seq: 0, Attempt: 1, Result: "error"}}
+	if diff := cmp.Diff(wantFirst, rec.events()); diff != "" {
+		t.Errorf("first subscription's handler calls mismatch (-want +got):\n%s", diff)
+	}
+
+	rec2 := newRecorder(e)
+	run2 := e.subscribe(t, e.Subscriber, broker.Subscription{Topic: e.Topic, Group: group}, rec2.handler(nil))
+	rec2.waitHandled(t, waitTimeout+e.Redelivery, m0.ID, m1.ID)
+	time.Sleep(quiet)
+	run2.stopCancelled(t)
+	evs := rec2.events()
+	if len(evs) != 2 || evs[0].ID != m0.ID || evs[1].ID != m1.ID || evs[0].Attempt < 2 {
+		t.Errorf("next subscription's handler calls = %+v, want %s (Attempt 2 or more) then %s", evs, m0.ID, m1.ID)
+	}
+}
+
+// testCrash: the messages an instance held when it died, unacknowledged,
+// reach another instance of its group within Redelivery, the one it was
+// handling with an Attempt above 1. Their order is not checked: after a
+// crash it is not guaranteed (JetStream may requeue one redelivery behind
+// another).
+func testCrash(t *testing.T, e *env) {
+	k := e.keys(1)[0]
+	m0, m1 := e.msg(k, 0), e.msg(k, 1)
+	e.publish(t, m0, m1)
+	group := e.group("crash")
+
+	sub, kill := e.Crash(t)
+	started, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	rec := newRecorder(e)
+	e.subscribe(t, sub, broker.Subscription{Topic: e.Topic, Group: group},
+		rec.handler(func(ctx context.Context, m broker.Received) error {
+			once.Do(func() { close(started) })
+			<-release
+			return nil
+		}))
+	// Registered after subscribe's cleanup, so it runs first: the dead
+	// instance's handler returns and its Subscribe can end.
+	t.Cleanup(func() { close(release) })
+	select {
+	case <-started:
+	case <-time.After(waitTimeout):
+		t.Fatalf("handler not called within %s", waitTimeout)
+	}
+	kill()
+
+	rec2 := newRecorder(e)
+	run2 := e.subscribe(t, e.Subscriber, broker.Subscription{Topic: e.Topic, Group: group}, rec2.handler(nil))
+	rec2.waitHandled(t, e.Redelivery+waitTimeout, m0.ID, m1.ID)
+	time.Sleep(quiet)
+	run2.stopCancelled(t)
+	checkOnce(t, rec2.handled(), []string{m0.ID, m1.ID})
+	for _, ev := range rec2.events() {
+		if ev.ID == m0.ID && ev.Attempt < 2 {
+			t.Errorf("surviving instance got %s with Attempt %d, want 2 or more", ev.ID, ev.Attempt)
+		}
+	}
+	if got := rec.events(); len(got) != 1 || got[0].ID != m0.ID {
+		t.Errorf("dead instance's handler calls = %+v, want only %s", got, m0.ID)
+	}
+}
+
+// testInvalid: a subscription that cannot be served fails at once.
+func testInvalid(t *testing.T, e *env) {
+	for name, s := range map[string]broker.Subscription{
+		"empty group":            {Topic: e.Topic},
+		"partition out of range": {Topic: e.Topic, Group: e.group("invalid"), Partition: 2, Partitions: 2},
+		"negative partition":     {Topic: e.Topic, Group: e.group("invalid"), Partition: -1, Partitions: 2},
+		"negative concurrency":   {Topic: e.Topic, Group: e.group("invalid"), Concurrency: -1},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), returnTimeout)
+			defer cancel()
+			err := e.Subscriber.Subscribe(ctx, s, func(context.Context, broker.Received) error { return nil })
+			if err == nil || ctx.Err() != nil {
+				t.Errorf("Subscribe(%+v) = %v, want an error at once", s, err)
+			}
+		})
+	}
+}
