@@ -34,8 +34,8 @@ type Message struct {
 	// Subject is Topic followed by routing tokens, e.g.
 	// "wahook.ingress.whapi.MANTIS-M72HC.chats.patch". NATS publishes on it.
 	Subject string
-	// Key orders messages: records with one key keep their order
-	// (the Kafka message key; the partition on NATS consumers).
+	// Key orders messages: records with one key keep their order. It
+	// reaches consumers unchanged (the Kafka message key; a header on NATS).
 	Key string
 	// ID is the de-duplication id (Nats-Msg-Id on NATS).
 	ID     string
@@ -63,14 +63,17 @@ var ErrClosed = errors.New("broker closed")
 // Received is a message handed to a Handler.
 type Received struct {
 	Message
-	// Attempt counts deliveries of this message: 1 the first time.
+	// Attempt counts the handler calls for this message, earlier
+	// deliveries included where the broker tells them: 1 the first time.
 	Attempt int
 }
 
 // Handler processes one received message. Returning nil acknowledges it; an
 // error wrapped by Permanent terminates it (it is never redelivered: the
-// handler has dead-lettered it); any other error is retried after a backoff,
-// in place, so that the messages after it with the same Key wait.
+// handler has dead-lettered it); any other error, or a panic, is retried
+// after a backoff, in place, so that the messages after it with the same Key
+// wait. When Subscribe's ctx ends, a running handler's ctx stays usable for
+// a grace period so that it can finish what it started.
 type Handler func(ctx context.Context, m Received) error
 
 // Subscription says what to consume and how.
@@ -95,11 +98,13 @@ type Subscription struct {
 	Partition, Partitions int
 }
 
-// Subscriber consumes messages durably.
+// Subscriber consumes messages durably. One Subscriber may run several
+// Subscribe calls at once.
 type Subscriber interface {
 	// Subscribe hands messages to h until ctx is done, then waits for the
 	// handlers in flight and returns ctx's error. Messages not acknowledged
-	// by then are redelivered later, to this or another instance.
+	// by then are redelivered later, to this or another instance. An
+	// invalid Subscription fails at once; a closed broker gives ErrClosed.
 	Subscribe(ctx context.Context, s Subscription, h Handler) error
 }
 
