@@ -57,6 +57,7 @@ type config struct {
 	logLevel        string
 	logFormat       string
 	streams         consumer.StreamFlags
+	debugAddr       string
 }
 
 func parseConfig(args []string) (config, error) {
@@ -78,6 +79,7 @@ func parseConfig(args []string) (config, error) {
 	// Development and single-machine setups run the consumers in this
 	// process too; production runs services/deriver beside it.
 	c.streams.RegisterFlags(fs, "")
+	fs.StringVar(&c.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (off when empty; keep it private)")
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("WAHOOK")); err != nil {
 		return c, err
 	}
@@ -194,6 +196,14 @@ func run(ctx context.Context, args []string, listening chan<- string) error {
 			Metrics:    consumer.NewMetrics(reg),
 			Logger:     log.Named("consumer"),
 		}
+	}
+
+	if cfg.debugAddr != "" {
+		stopDebug, err := serveDebug(cfg.debugAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopDebug()
 	}
 
 	ln, err := net.Listen("tcp", cfg.httpAddr)
