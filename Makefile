@@ -36,7 +36,7 @@ build: ## build every service into ./bin
 
 .PHONY: bench
 bench: ## benchmarks (go test -bench) of the hot paths
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./pkg/... ./services/...
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
 
 .PHONY: fuzz
 fuzz: ## fuzz every provider parser for FUZZTIME each

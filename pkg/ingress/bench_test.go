@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -142,30 +143,49 @@ func BenchmarkIngressHTTP(b *testing.B) {
 }
 
 // BenchmarkReferenceHTTP is the yardstick: a bare handler that reads the
-// body, publishes it to JetStream and waits for the ack.
+// body, publishes it to JetStream and waits for the ack. The "headers"
+// variant also sends what the contract puts on every raw event (the ce-*
+// headers and Nats-Msg-Id), to tell the broker's share of the difference
+// from the ingress's own work.
 func BenchmarkReferenceHTTP(b *testing.B) {
-	for _, conns := range []int{16, 64} {
-		b.Run("conns="+strconv.Itoa(conns), func(b *testing.B) {
-			br := benchBroker(b)
-			js := br.JetStream()
-			if _, err := js.CreateOrUpdateStream(context.Background(), jetstream.StreamConfig{
-				Name: "REFERENCE", Subjects: []string{"reference"}, Storage: jetstream.FileStorage,
-			}); err != nil {
-				b.Fatal(err)
+	for _, withHeaders := range []bool{false, true} {
+		for _, conns := range []int{16, 64} {
+			name := "conns=" + strconv.Itoa(conns)
+			if withHeaders {
+				name = "headers/" + name
 			}
-			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				body, err := io.ReadAll(r.Body)
-				if err != nil {
-					w.WriteHeader(400)
-					return
+			b.Run(name, func(b *testing.B) {
+				br := benchBroker(b)
+				js := br.JetStream()
+				if _, err := js.CreateOrUpdateStream(context.Background(), jetstream.StreamConfig{
+					Name: "REFERENCE", Subjects: []string{"reference"}, Storage: jetstream.FileStorage,
+				}); err != nil {
+					b.Fatal(err)
 				}
-				if _, err := js.Publish(r.Context(), "reference", body); err != nil {
-					w.WriteHeader(503)
-					return
-				}
-				w.WriteHeader(200)
+				var n atomic.Int64
+				h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					body, err := io.ReadAll(r.Body)
+					if err != nil {
+						w.WriteHeader(400)
+						return
+					}
+					msg := &nats.Msg{Subject: "reference", Data: body}
+					var opts []jetstream.PublishOpt
+					if withHeaders {
+						id := strconv.FormatInt(n.Add(1), 16) + "0123456789abcdef0123456789"
+						m := envelope.Ingress(envelope.Raw{ID: id, Provider: "whapi", Channel: "BENCH", Kind: "messages.post",
+							Chat: "919984351847@s.whatsapp.net", Time: time.Now(), Data: body}, envelope.NATS)
+						msg.Header = nats.Header(m.Header)
+						opts = append(opts, jetstream.WithMsgID(id))
+					}
+					if _, err := js.PublishMsg(r.Context(), msg, opts...); err != nil {
+						w.WriteHeader(503)
+						return
+					}
+					w.WriteHeader(200)
+				})
+				drive(b, serve(b, h), conns)
 			})
-			drive(b, serve(b, h), conns)
-		})
+		}
 	}
 }
