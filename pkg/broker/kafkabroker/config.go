@@ -1,0 +1,285 @@
+package kafkabroker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Config configures a Broker. The zero value of every field but Brokers is
+// usable.
+type Config struct {
+	// Brokers lists bootstrap brokers as "host:port"; required.
+	Brokers []string
+	// ClientID is the client id the brokers see, "wahook" when empty.
+	ClientID string
+	// Topics sizes the topics EnsureTopics creates.
+	Topics TopicsConfig
+	// BatchTimeout is how long Publish waits for more messages bound for
+	// the same partition before it sends a batch, 2ms when zero. Concurrent
+	// callers share batches; kafka-go's default (1s) would cost each
+	// synchronous Publish a second.
+	BatchTimeout time.Duration
+	// BatchSize caps the messages of one produce request to a partition,
+	// 100 when zero.
+	BatchSize int
+	// PublishTimeout bounds Publish when ctx has no deadline, 5s when zero.
+	PublishTimeout time.Duration
+	// Dial, when set, opens every connection to the brokers (through a
+	// proxy, with TLS, or cut by a test); a net.Dialer otherwise.
+	Dial func(ctx context.Context, network, address string) (net.Conn, error)
+	// Subscribe tunes Subscribe.
+	Subscribe SubscribeConfig
+	// Logger receives Subscribe's reports (handler panics, failed commits,
+	// rebalances) and, at debug level, kafka-go's own; nothing is logged
+	// when nil.
+	Logger *zap.Logger
+}
+
+// Defaults of Config.
+const (
+	DefaultClientID       = "wahook"
+	DefaultBatchTimeout   = 2 * time.Millisecond
+	DefaultBatchSize      = 100
+	DefaultPublishTimeout = 5 * time.Second
+)
+
+func (c *Config) setDefaults() {
+	if c.ClientID == "" {
+		c.ClientID = DefaultClientID
+	}
+	if c.BatchTimeout == 0 {
+		c.BatchTimeout = DefaultBatchTimeout
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.PublishTimeout == 0 {
+		c.PublishTimeout = DefaultPublishTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	c.Topics.setDefaults()
+	c.Subscribe.setDefaults()
+}
+
+// Validate checks a configuration after defaults are applied.
+func (c Config) Validate() error {
+	if len(c.Brokers) == 0 {
+		return errors.New("kafkabroker: no brokers")
+	}
+	for _, b := range c.Brokers {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			return fmt.Errorf("kafkabroker: broker %q: %w", b, err)
+		}
+	}
+	switch {
+	case c.BatchTimeout < 0:
+		return fmt.Errorf("kafkabroker: negative batch timeout %s", c.BatchTimeout)
+	case c.BatchSize < 1:
+		return fmt.Errorf("kafkabroker: batch size %d, want 1 or more", c.BatchSize)
+	case c.PublishTimeout < 0:
+		return fmt.Errorf("kafkabroker: negative publish timeout %s", c.PublishTimeout)
+	}
+	if err := c.Topics.Validate(); err != nil {
+		return err
+	}
+	return c.Subscribe.Validate()
+}
+
+// TopicsConfig sizes the topics EnsureTopics creates. Zero values take the
+// defaults. Existing topics are left as they are.
+type TopicsConfig struct {
+	// Partitions per topic, 6 when zero. A key's records stay in one
+	// partition, so this bounds how many instances of one group share the
+	// work (see Subscribe). Kafka cannot take partitions away, and adding
+	// some moves keys to other partitions.
+	Partitions int
+	// ReplicationFactor per topic, 1 when zero; 3 in a production cluster.
+	ReplicationFactor int
+	// MinInSyncReplicas is the topics' min.insync.replicas, the broker's
+	// default when zero. With ReplicationFactor 3 set it to 2: Publish's
+	// acknowledgement from all in-sync replicas then means at least two
+	// brokers have each message, and writes fail (ErrUnavailable) rather
+	// than land on a lone broker.
+	MinInSyncReplicas int
+	// MaxMessageBytes is the largest record Publish writes and the
+	// topics' max.message.bytes, 5 MiB when zero: above the ingress's
+	// 4 MiB body limit plus headers. Kafka's own default (1 MB) would
+	// refuse large webhook deliveries.
+	MaxMessageBytes int
+	// IngressRetention (30 days), DeadLetterRetention (90 days) and
+	// DerivedRetention (30 days, the four derived topics) are the topics'
+	// retention.ms: how far back a new group can start. -1 keeps records
+	// forever.
+	IngressRetention    time.Duration
+	DeadLetterRetention time.Duration
+	DerivedRetention    time.Duration
+}
+
+// Defaults of TopicsConfig.
+const (
+	DefaultPartitions          = 6
+	DefaultReplicationFactor   = 1
+	DefaultMaxMessageBytes     = 5 << 20
+	DefaultIngressRetention    = 30 * 24 * time.Hour
+	DefaultDeadLetterRetention = 90 * 24 * time.Hour
+	DefaultDerivedRetention    = 30 * 24 * time.Hour
+)
+
+func (c *TopicsConfig) setDefaults() {
+	if c.Partitions == 0 {
+		c.Partitions = DefaultPartitions
+	}
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = DefaultReplicationFactor
+	}
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if c.IngressRetention == 0 {
+		c.IngressRetention = DefaultIngressRetention
+	}
+	if c.DeadLetterRetention == 0 {
+		c.DeadLetterRetention = DefaultDeadLetterRetention
+	}
+	if c.DerivedRetention == 0 {
+		c.DerivedRetention = DefaultDerivedRetention
+	}
+}
+
+// Validate checks a configuration after defaults are applied.
+func (c TopicsConfig) Validate() error {
+	switch {
+	case c.Partitions < 1:
+		return fmt.Errorf("kafkabroker: topics: partitions %d, want 1 or more", c.Partitions)
+	case c.ReplicationFactor < 1:
+		return fmt.Errorf("kafkabroker: topics: replication factor %d, want 1 or more", c.ReplicationFactor)
+	case c.MaxMessageBytes < 1024:
+		return fmt.Errorf("kafkabroker: topics: max message bytes %d, want 1024 or more", c.MaxMessageBytes)
+	case c.MinInSyncReplicas < 0 || c.MinInSyncReplicas > c.ReplicationFactor:
+		return fmt.Errorf("kafkabroker: topics: min in-sync replicas %d, want 0 to the replication factor %d",
+			c.MinInSyncReplicas, c.ReplicationFactor)
+	}
+	for name, r := range map[string]time.Duration{
+		"ingress": c.IngressRetention, "dead-letter": c.DeadLetterRetention, "derived": c.DerivedRetention,
+	} {
+		if r < time.Millisecond && r != -1 {
+			return fmt.Errorf("kafkabroker: topics: %s retention %s, want 1ms or more, or -1", name, r)
+		}
+	}
+	return nil
+}
+
+// SubscribeConfig tunes Subscribe. The zero value of every field is usable.
+type SubscribeConfig struct {
+	// RetryMin and RetryMax bound the pause between two attempts of a
+	// record whose handler failed: RetryMin (100ms) doubling up to
+	// RetryMax (30s), each with up to half of it taken off at random.
+	RetryMin, RetryMax time.Duration
+	// SessionTimeout is how long the group coordinator waits without a
+	// heartbeat before it gives a silent (crashed, partitioned) member's
+	// partitions to the others, 30s when zero: the delay before another
+	// instance redelivers a dead instance's records. The broker bounds it
+	// (group.min/max.session.timeout.ms, 6s to 30 minutes by default).
+	SessionTimeout time.Duration
+	// HeartbeatInterval is how often a member tells the coordinator it is
+	// alive, and so how soon it learns of a rebalance, 3s when zero; below
+	// SessionTimeout.
+	HeartbeatInterval time.Duration
+	// RebalanceTimeout is how long the coordinator waits for every member
+	// to rejoin during a rebalance, 30s when zero. A member whose handlers
+	// are still running then finishes them first (see Subscribe), within
+	// half of it.
+	RebalanceTimeout time.Duration
+	// JoinGroupBackoff is the pause before joining the group again after
+	// an error (coordinator unreachable), 2s when zero.
+	JoinGroupBackoff time.Duration
+	// CommitInterval spaces commits out. When zero, offsets are committed
+	// as soon as the previous commit returned, so a commit carries every
+	// record finished meanwhile.
+	CommitInterval time.Duration
+	// MaxPending caps the records fetched from one partition and not yet
+	// finished, 256 when zero. A record retried for long holds the commit
+	// point of its partition: once MaxPending records wait behind it,
+	// fetching that partition pauses until it passes.
+	MaxPending int
+	// ShutdownGrace is how long the handlers running when Subscribe's ctx
+	// ends may take to finish, 30s when zero; their ctx is cancelled then.
+	ShutdownGrace time.Duration
+}
+
+// Defaults of SubscribeConfig.
+const (
+	DefaultRetryMin          = 100 * time.Millisecond
+	DefaultRetryMax          = 30 * time.Second
+	DefaultSessionTimeout    = 30 * time.Second
+	DefaultHeartbeatInterval = 3 * time.Second
+	DefaultRebalanceTimeout  = 30 * time.Second
+	DefaultJoinGroupBackoff  = 2 * time.Second
+	DefaultMaxPending        = 256
+	DefaultShutdownGrace     = 30 * time.Second
+)
+
+func (c *SubscribeConfig) setDefaults() {
+	if c.RetryMin == 0 {
+		c.RetryMin = DefaultRetryMin
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = max(DefaultRetryMax, c.RetryMin)
+	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = DefaultSessionTimeout
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = min(DefaultHeartbeatInterval, c.SessionTimeout/3)
+	}
+	if c.RebalanceTimeout == 0 {
+		c.RebalanceTimeout = DefaultRebalanceTimeout
+	}
+	if c.JoinGroupBackoff == 0 {
+		c.JoinGroupBackoff = DefaultJoinGroupBackoff
+	}
+	if c.MaxPending == 0 {
+		c.MaxPending = DefaultMaxPending
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = DefaultShutdownGrace
+	}
+}
+
+// Validate checks a configuration after defaults are applied.
+func (c SubscribeConfig) Validate() error {
+	switch {
+	case c.RetryMin < 0 || c.RetryMax < c.RetryMin:
+		return fmt.Errorf("kafkabroker: subscribe: retry backoff %s to %s, want 0 <= min <= max", c.RetryMin, c.RetryMax)
+	case c.SessionTimeout < time.Millisecond:
+		return fmt.Errorf("kafkabroker: subscribe: session timeout %s, want 1ms or more", c.SessionTimeout)
+	case c.HeartbeatInterval <= 0 || c.HeartbeatInterval >= c.SessionTimeout:
+		return fmt.Errorf("kafkabroker: subscribe: heartbeat interval %s, want above 0 and below the session timeout %s",
+			c.HeartbeatInterval, c.SessionTimeout)
+	case c.RebalanceTimeout < time.Millisecond:
+		return fmt.Errorf("kafkabroker: subscribe: rebalance timeout %s, want 1ms or more", c.RebalanceTimeout)
+	case c.JoinGroupBackoff < 0:
+		return fmt.Errorf("kafkabroker: subscribe: negative join group backoff %s", c.JoinGroupBackoff)
+	case c.CommitInterval < 0:
+		return fmt.Errorf("kafkabroker: subscribe: negative commit interval %s", c.CommitInterval)
+	case c.MaxPending < 1:
+		return fmt.Errorf("kafkabroker: subscribe: max pending %d, want 1 or more", c.MaxPending)
+	case c.ShutdownGrace < 0:
+		return fmt.Errorf("kafkabroker: subscribe: negative shutdown grace %s", c.ShutdownGrace)
+	}
+	return nil
+}
+
+// revokeGrace is how long the handlers running when a rebalance takes the
+// partitions away may take to finish: half of the rebalance timeout at
+// most, so that this member rejoins before the coordinator gives up on it.
+func (c SubscribeConfig) revokeGrace() time.Duration {
+	return min(c.ShutdownGrace, c.RebalanceTimeout/2)
+}

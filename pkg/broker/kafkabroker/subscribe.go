@@ -1,0 +1,270 @@
+package kafkabroker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"math/rand/v2"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+
+	"github.com/wahook/wahook/pkg/broker"
+)
+
+const (
+	// leaveTimeout bounds leaving the group when Subscribe returns.
+	leaveTimeout = 10 * time.Second
+	// setupRetryMax caps the pause between attempts to look the topic up
+	// while no broker answers.
+	setupRetryMax = 5 * time.Second
+)
+
+// Subscribe consumes s.Topic in the consumer group s.Group (with
+// "-p{i}of{n}" appended when s.Partitions > 1) until ctx is done or the
+// Broker is closed, then finishes the handlers in flight, commits, leaves
+// the group and returns ctx's error (broker.ErrClosed after Close). See the
+// package documentation for what is delivered, in which order, and when.
+//
+// It fails at once for a subscription it cannot serve: empty group,
+// negative concurrency, partition out of range, or a topic the cluster
+// does not have (ErrUnknownTopic). While no broker answers it keeps trying.
+func (b *Broker) Subscribe(ctx context.Context, s broker.Subscription, h broker.Handler) error {
+	sub, err := b.newSubscription(s, h)
+	if err != nil {
+		return err
+	}
+	if !b.enterSubscribe() {
+		return fmt.Errorf("kafkabroker: subscribe %s: %w", sub.group, broker.ErrClosed)
+	}
+	defer b.subs.Done()
+
+	// rctx also ends when Close ends the subscriptions.
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-b.closed:
+			cancel()
+		case <-rctx.Done():
+		}
+	}()
+
+	err = sub.run(rctx, ctx)
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case rctx.Err() != nil:
+		return fmt.Errorf("kafkabroker: subscribe %s: %w", sub.group, broker.ErrClosed)
+	}
+	return err
+}
+
+// subscription is one Subscribe call.
+type subscription struct {
+	b     *Broker
+	s     broker.Subscription
+	group string
+	cfg   SubscribeConfig
+	h     broker.Handler
+	log   *zap.Logger
+	// seed hashes keys to workers. It is not PartitionOf's hash: with
+	// Partitions 2 all the keys of a partition would have hashes of one
+	// parity and leave half of the workers idle.
+	seed maphash.Seed
+}
+
+// newSubscription checks s; its errors are the caller's mistakes.
+func (b *Broker) newSubscription(s broker.Subscription, h broker.Handler) (*subscription, error) {
+	if s.Concurrency == 0 {
+		s.Concurrency = 1
+	}
+	switch {
+	case s.Topic == "":
+		return nil, errors.New("kafkabroker: subscribe: empty topic")
+	case s.Group == "":
+		return nil, errors.New("kafkabroker: subscribe: empty group")
+	case h == nil:
+		return nil, errors.New("kafkabroker: subscribe: nil handler")
+	case s.Concurrency < 0:
+		return nil, fmt.Errorf("kafkabroker: subscribe: concurrency %d, want 1 or more", s.Concurrency)
+	case s.Partitions < 0 || s.Partition < 0 || s.Partition >= max(s.Partitions, 1):
+		return nil, fmt.Errorf("kafkabroker: subscribe: partition %d of %d", s.Partition, s.Partitions)
+	}
+	group := GroupID(s.Group, s.Partition, s.Partitions)
+	return &subscription{
+		b:     b,
+		s:     s,
+		group: group,
+		cfg:   b.cfg.Subscribe,
+		h:     h,
+		seed:  maphash.MakeSeed(),
+		log:   b.log.With(zap.String("topic", s.Topic), zap.String("group", group)),
+	}, nil
+}
+
+// GroupID is the Kafka consumer group of a subscription: group itself, with
+// "-p{partition}of{partitions}" appended when partitions > 1 so that each
+// partition keeps its own offsets (as natsbroker's consumer names do).
+func GroupID(group string, partition, partitions int) string {
+	if partitions > 1 {
+		return fmt.Sprintf("%s-p%dof%d", group, partition, partitions)
+	}
+	return group
+}
+
+// mine reports whether this instance handles key's records.
+func (sub *subscription) mine(key string) bool {
+	return sub.s.Partitions <= 1 || broker.PartitionOf(key, sub.s.Partitions) == sub.s.Partition
+}
+
+// run joins the group and consumes each generation it is given until ctx
+// is done; parent is Subscribe's own ctx, whose values the handlers get.
+func (sub *subscription) run(ctx, parent context.Context) error {
+	if err := sub.checkTopic(ctx); err != nil || ctx.Err() != nil {
+		return err
+	}
+	if len(sub.s.Filter) > 0 {
+		sub.log.Info("subscription filter ignored: Kafka records carry no subject", zap.Strings("filter", sub.s.Filter))
+	}
+	kafkaLog := kafka.LoggerFunc(func(msg string, args ...any) {
+		if ce := sub.log.Check(zap.DebugLevel, "kafka-go"); ce != nil {
+			ce.Write(zap.String("msg", fmt.Sprintf(msg, args...)))
+		}
+	})
+	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                    sub.group,
+		Brokers:               sub.b.cfg.Brokers,
+		Dialer:                sub.b.dialer,
+		Topics:                []string{sub.s.Topic},
+		HeartbeatInterval:     sub.cfg.HeartbeatInterval,
+		SessionTimeout:        sub.cfg.SessionTimeout,
+		RebalanceTimeout:      sub.cfg.RebalanceTimeout,
+		JoinGroupBackoff:      sub.cfg.JoinGroupBackoff,
+		WatchPartitionChanges: true,
+		StartOffset:           kafka.FirstOffset,
+		Timeout:               groupTimeout,
+		Logger:                kafkaLog,
+		ErrorLogger:           kafkaLog,
+	})
+	if err != nil {
+		return fmt.Errorf("kafkabroker: subscribe %s: %w", sub.group, err)
+	}
+	sub.log.Info("subscription started", zap.Int("concurrency", sub.s.Concurrency),
+		zap.Int("partition", sub.s.Partition), zap.Int("partitions", sub.s.Partitions))
+	defer sub.log.Info("subscription stopped")
+
+	failures := 0
+	for {
+		gen, err := cg.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				sub.leave(cg)
+				return nil
+			}
+			// kafka-go pauses (JoinGroupBackoff) before it tries again. One
+			// warning per run of failures: an outage fails every try.
+			if failures == 0 {
+				sub.log.Warn("joining the consumer group failed, retrying", zap.Error(err))
+			} else {
+				sub.log.Debug("joining the consumer group failed again", zap.Int("failures", failures+1), zap.Error(err))
+			}
+			failures++
+			continue
+		}
+		if failures > 0 {
+			sub.log.Info("joined the consumer group again", zap.Int("failures", failures))
+			failures = 0
+		}
+		finished, release := make(chan struct{}), make(chan struct{})
+		gen.Start(func(gctx context.Context) {
+			newSession(sub, gen).run(ctx, gctx, parent)
+			close(finished)
+			<-release
+		})
+		<-finished
+		if ctx.Err() != nil {
+			// Leave while the generation still runs: once it ends,
+			// kafka-go would join the group again before noticing Close.
+			// Next returns ErrGroupClosed once Close has begun.
+			left := make(chan struct{})
+			go func() {
+				defer close(left)
+				_ = cg.Close()
+			}()
+			_, _ = cg.Next(context.Background())
+			close(release)
+			sub.waitLeft(left)
+			return nil
+		}
+		close(release)
+	}
+}
+
+// leave closes the consumer group (leaving it), bounded by leaveTimeout.
+func (sub *subscription) leave(cg *kafka.ConsumerGroup) {
+	left := make(chan struct{})
+	go func() {
+		defer close(left)
+		_ = cg.Close()
+	}()
+	sub.waitLeft(left)
+}
+
+func (sub *subscription) waitLeft(left <-chan struct{}) {
+	t := time.NewTimer(leaveTimeout)
+	defer t.Stop()
+	select {
+	case <-left:
+	case <-t.C:
+		sub.log.Warn("leaving the consumer group takes long; the coordinator drops this member after the session timeout",
+			zap.Duration("waited", leaveTimeout))
+	}
+}
+
+// checkTopic fails for a topic the cluster does not have, and waits while
+// no broker answers.
+func (sub *subscription) checkTopic(ctx context.Context) error {
+	wait := sub.cfg.RetryMin
+	for {
+		_, err := sub.b.partitionsOf(ctx, sub.s.Topic)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, ErrUnknownTopic):
+			return fmt.Errorf("kafkabroker: subscribe %s: %w", sub.group, err)
+		case ctx.Err() != nil:
+			return nil
+		}
+		sub.log.Warn("looking the topic up failed, retrying", zap.Error(err))
+		if !sleepCtx(ctx, jitter(wait)) {
+			return nil
+		}
+		wait = min(max(2*wait, time.Millisecond), setupRetryMax)
+	}
+}
+
+// backoff is the pause after the n-th failure (from 0): lo doubling up to
+// hi, jittered.
+func backoff(n int, lo, hi time.Duration) time.Duration {
+	d := lo
+	for range n {
+		if d >= hi/2 {
+			d = hi
+			break
+		}
+		d *= 2
+	}
+	return jitter(min(d, hi))
+}
+
+// jitter takes up to half of d off at random, so that instances retrying
+// the same failure spread out.
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d - rand.N(d/2)
+}
