@@ -38,8 +38,12 @@ type Config struct {
 	Concurrency int
 	// Partition and Partitions split the chats among instances.
 	Partition, Partitions int
-	Metrics               *Metrics
-	Logger                *zap.Logger
+	// Dedup, when set, drops raw events this stream already derived: on
+	// brokers without a duplicate window (Kafka) a provider's retried
+	// webhook is stored twice.
+	Dedup   Dedup
+	Metrics *Metrics
+	Logger  *zap.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -74,6 +78,14 @@ func (c Config) validate() error {
 		return fmt.Errorf("consumer: partition %d of %d", c.Partition, c.Partitions)
 	}
 	return nil
+}
+
+// Dedup remembers which raw events a stream has derived.
+type Dedup interface {
+	// Seen reports whether id was marked in scope.
+	Seen(ctx context.Context, scope, id string) (bool, error)
+	// Mark records id in scope durably.
+	Mark(ctx context.Context, scope, id string) error
 }
 
 // Consumer derives one stream.
@@ -144,6 +156,15 @@ func (c *Consumer) handle(ctx context.Context, m broker.Received) (string, error
 		return c.deadLetter(ctx, m, raw.ID, raw.Provider, raw.Channel, fmt.Sprintf("unknown provider %q", raw.Provider))
 	}
 	providerName, channel := raw.Provider, raw.Channel
+	if c.cfg.Dedup != nil {
+		seen, err := c.cfg.Dedup.Seen(ctx, c.stream, raw.ID)
+		if err != nil {
+			return "error", fmt.Errorf("dedup %s: %w", raw.ID, err)
+		}
+		if seen {
+			return "duplicate", nil
+		}
+	}
 	facts, err := p.Interpret(raw.Kind, raw.Data)
 	if err != nil {
 		if errors.Is(err, provider.ErrInvalid) {
@@ -178,8 +199,23 @@ func (c *Consumer) handle(ctx context.Context, m broker.Received) (string, error
 	for _, d := range events {
 		c.cfg.Metrics.derived.WithLabelValues(c.stream, d.Type).Inc()
 	}
+	if err := c.mark(ctx, raw.ID); err != nil {
+		return "error", err
+	}
 	c.log.Debug("derived", zap.String("event_id", raw.ID), zap.Int("events", len(events)))
 	return "derived", nil
+}
+
+// mark records a derived raw event for Dedup. A crash before it means
+// the event is derived again: the same ids, which subscribers drop.
+func (c *Consumer) mark(ctx context.Context, id string) error {
+	if c.cfg.Dedup == nil {
+		return nil
+	}
+	if err := c.cfg.Dedup.Mark(ctx, c.stream, id); err != nil {
+		return fmt.Errorf("dedup mark %s: %w", id, err)
+	}
+	return nil
 }
 
 // deadLetter stores a raw event the stream cannot use, with the reason, and
@@ -220,7 +256,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		processed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "wahook", Subsystem: "consumer", Name: "raw_events_total",
-			Help: "Raw events processed, by stream and outcome (derived, skipped, dead_lettered, error).",
+			Help: "Raw events processed, by stream and outcome (derived, skipped, duplicate, dead_lettered, error).",
 		}, []string{"stream", "outcome"}),
 		derived: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "wahook", Subsystem: "consumer", Name: "derived_events_total",

@@ -67,9 +67,11 @@ type Deps struct {
 	Binding    envelope.Binding
 	Labels     derive.LabelRegistry
 	Chats      derive.ChatRegistry
-	Providers  []provider.Provider
-	Metrics    *Metrics
-	Logger     *zap.Logger
+	// Dedup is set on brokers without a duplicate window.
+	Dedup     Dedup
+	Providers []provider.Provider
+	Metrics   *Metrics
+	Logger    *zap.Logger
 }
 
 // Deriver returns the deriver of a stream.
@@ -107,6 +109,7 @@ func (s Streams) Run(ctx context.Context, d Deps) error {
 			Concurrency: s.Concurrency,
 			Partition:   s.Partition,
 			Partitions:  s.Partitions,
+			Dedup:       d.Dedup,
 			Metrics:     d.Metrics,
 			Logger:      d.Logger,
 		})

@@ -92,7 +92,7 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 			log.Error("close broker", zap.Error(err))
 		}
 	}()
-	labels, chats, err := bb.State(ctx)
+	st, err := bb.State(ctx)
 	if err != nil {
 		return err
 	}
@@ -126,8 +126,9 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 		Subscriber: bb.Subscriber(),
 		Publisher:  bb.Publisher,
 		Binding:    bb.Binding,
-		Labels:     labels,
-		Chats:      chats,
+		Labels:     st.Labels,
+		Chats:      st.Chats,
+		Dedup:      st.Dedup,
 		Providers:  []provider.Provider{whapi.New(), zapi.New(), waha.New()},
 		Metrics:    consumer.NewMetrics(reg),
 		Logger:     log.Named("consumer"),

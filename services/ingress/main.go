@@ -182,7 +182,7 @@ func run(ctx context.Context, args []string, listening chan<- string) error {
 	}
 	var deps consumer.Deps
 	if len(streams.Names) > 0 {
-		labels, chats, err := bb.State(ctx)
+		st, err := bb.State(ctx)
 		if err != nil {
 			return err
 		}
@@ -190,8 +190,9 @@ func run(ctx context.Context, args []string, listening chan<- string) error {
 			Subscriber: bb.Subscriber(),
 			Publisher:  bb.Publisher,
 			Binding:    bb.Binding,
-			Labels:     labels,
-			Chats:      chats,
+			Labels:     st.Labels,
+			Chats:      st.Chats,
+			Dedup:      st.Dedup,
 			Providers:  providers,
 			Metrics:    consumer.NewMetrics(reg),
 			Logger:     log.Named("consumer"),
