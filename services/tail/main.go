@@ -94,33 +94,55 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	return nil
 }
 
-// replay feeds msgs from an ordered consumer over the stream holding the
-// subject, starting at the requested point and then following new events.
+// replay feeds msgs from an ordered consumer on every stream holding
+// subjects that match, starting at the requested point and then following
+// new events; events of different streams interleave.
 func replay(ctx context.Context, nc *nats.Conn, c config, msgs chan<- *nats.Msg) (func(), error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
 	}
-	name, err := js.StreamNameBySubject(ctx, c.subject)
-	if err != nil {
-		return nil, fmt.Errorf("no stream holds %s: %w", c.subject, err)
+	var names []string
+	lister := js.StreamNames(ctx, jetstream.WithStreamListSubject(c.subject))
+	for name := range lister.Name() {
+		names = append(names, name)
+	}
+	if err := lister.Err(); err != nil {
+		return nil, fmt.Errorf("streams holding %s: %w", c.subject, err)
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("no stream holds %s", c.subject)
 	}
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{c.subject}, DeliverPolicy: jetstream.DeliverAllPolicy}
 	if !c.all {
 		start := time.Now().Add(-c.since)
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
 	}
-	cons, err := js.OrderedConsumer(ctx, name, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("replay %s: %w", name, err)
+	var stops []func()
+	stop := func() {
+		for _, s := range stops {
+			s()
+		}
 	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		msgs <- &nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()}
-	})
-	if err != nil {
-		return nil, fmt.Errorf("replay %s: %w", name, err)
+	for _, name := range names {
+		cons, err := js.OrderedConsumer(ctx, name, cfg)
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("replay %s: %w", name, err)
+		}
+		cc, err := cons.Consume(func(m jetstream.Msg) {
+			select {
+			case msgs <- &nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()}:
+			case <-ctx.Done():
+			}
+		})
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("replay %s: %w", name, err)
+		}
+		stops = append(stops, cc.Stop)
 	}
-	return cc.Stop, nil
+	return stop, nil
 }
 
 // line is one printed event: the subject it came on and the CloudEvent.
