@@ -6,7 +6,8 @@ package envelope
 
 import (
 	"strings"
-	"unicode/utf8"
+
+	"github.com/wahook/wahook/pkg/broker"
 )
 
 // Binding is a CloudEvents protocol binding's binary-mode header convention.
@@ -36,77 +37,14 @@ func (b Binding) encode(v string) string {
 	if !b.PercentEncode {
 		return v
 	}
-	return percentEncode(v)
+	return broker.EscapeHeader(v)
 }
 
 func (b Binding) decode(v string) string {
 	if !b.PercentEncode {
 		return v
 	}
-	return percentDecode(v)
-}
-
-func percentEncode(v string) string {
-	clean := true
-	for i := 0; i < len(v); i++ {
-		if needsEscape(v[i]) {
-			clean = false
-			break
-		}
-	}
-	if clean {
-		return v
-	}
-	const hex = "0123456789ABCDEF"
-	var b strings.Builder
-	b.Grow(len(v) + 8)
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if needsEscape(c) {
-			b.WriteByte('%')
-			b.WriteByte(hex[c>>4])
-			b.WriteByte(hex[c&15])
-			continue
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
-}
-
-func needsEscape(c byte) bool { return c <= ' ' || c >= 0x7f || c == '"' || c == '%' }
-
-func percentDecode(v string) string {
-	if !strings.Contains(v, "%") {
-		return v
-	}
-	out := make([]byte, 0, len(v))
-	for i := 0; i < len(v); i++ {
-		if v[i] == '%' && i+2 < len(v) && isHex(v[i+1]) && isHex(v[i+2]) {
-			out = append(out, unhex(v[i+1])<<4|unhex(v[i+2]))
-			i += 2
-			continue
-		}
-		out = append(out, v[i])
-	}
-	if !utf8.Valid(out) {
-		return v
-	}
-	return string(out)
-}
-
-func isHex(c byte) bool {
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0'
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10
-	default:
-		return c - 'A' + 10
-	}
+	return broker.UnescapeHeader(v)
 }
 
 // Token makes s safe as one NATS subject token: '.', '*', '>', white space

@@ -350,7 +350,7 @@ func (b *Broker) send(ctx context.Context, m *broker.Message) (jetstream.PubAckF
 			h[k] = v
 		}
 		if needKey {
-			h[KeyHeader] = []string{escapeHeader(m.Key)}
+			h[KeyHeader] = []string{broker.EscapeHeader(m.Key)}
 		}
 		nm.Header = h
 	}
