@@ -5,10 +5,10 @@ import "testing"
 func TestEscapeHeader(t *testing.T) {
 	for give, want := range map[string]string{
 		"whapi/MANTIS-M72HC/120363398750933550@g.us": "whapi/MANTIS-M72HC/120363398750933550@g.us",
-		"canal com espaço":                          "canal%20com%20espa%C3%A7o",
-		`say "100%"`:                                "say%20%22100%25%22",
-		"tab\tnewline\n":                            "tab%09newline%0A",
-		"":                                          "",
+		"canal com espaço":                           "canal%20com%20espa%C3%A7o",
+		`say "100%"`:                                 "say%20%22100%25%22",
+		"tab\tnewline\n":                             "tab%09newline%0A",
+		"":                                           "",
 	} {
 		if got := EscapeHeader(give); got != want {
 			t.Errorf("EscapeHeader(%q) = %q; want %q", give, got, want)
