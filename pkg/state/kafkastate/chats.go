@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wahook/wahook/pkg/derive"
+	"github.com/wahook/wahook/pkg/state"
 )
 
 // Chats is the set of known chats per channel, a derive.ChatRegistry.
@@ -40,9 +41,8 @@ type chatEntry struct {
 // its first names the same first event: a later record is only ever a
 // repair.
 type chatRecord struct {
-	FirstEvent  string    `json:"first_event"`
-	FirstSeenAt time.Time `json:"first_seen_at"`
-	Version     int64     `json:"version"`
+	state.Chat
+	Version int64 `json:"version"`
 }
 
 func newChats(s *Store, t *topic) *Chats {
@@ -102,7 +102,7 @@ func (c *Chats) FirstSeen(ctx context.Context, provider, channel, chat, eventID 
 	if err := c.s.alive(ctx); err != nil {
 		return false, fmt.Errorf("kafkastate: chat %q of %s/%s: %w", chat, provider, channel, err)
 	}
-	key := entryKey(provider, channel, chat)
+	key := state.EntryKey(provider, channel, chat)
 	h := hashOf(key)
 	p := c.t.partFor(key)
 	if e, ok := c.get(p, h); ok && !e.stale {
@@ -129,12 +129,15 @@ func (c *Chats) claim(ctx context.Context, p *partition, key string, h hashKey, 
 		if ok && !e.stale {
 			return e.first, nil
 		}
-		rec := chatRecord{FirstEvent: eventID, FirstSeenAt: c.s.cfg.Now().UTC(), Version: 1}
+		var rec chatRecord
 		if ok {
 			// A losing claim is the chat's last record: write the winner
 			// again, so that compaction, which keeps a key's last record,
 			// keeps the winner.
-			rec = chatRecord{FirstEvent: e.first, FirstSeenAt: time.Unix(0, e.seenAt).UTC(), Version: e.version + 1}
+			rec = chatRecord{Chat: state.Chat{FirstEvent: e.first, FirstSeenAt: time.Unix(0, e.seenAt).UTC()}, Version: e.version + 1}
+		} else {
+			_, claim := state.FirstSeen(nil, eventID, c.s.cfg.Now())
+			rec = chatRecord{Chat: *claim, Version: 1}
 		}
 		val, err := json.Marshal(rec)
 		if err != nil {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/wahook/wahook/pkg/state"
 )
 
 // Dedup remembers which event ids a subscriber has handled, per scope (a
@@ -66,10 +68,10 @@ func (d *Dedup) Seen(ctx context.Context, scope, id string) (bool, error) {
 		return false, fmt.Errorf("kafkastate: seen %q in %q: %w", id, scope, err)
 	}
 	now := d.s.cfg.Now().UnixNano()
-	h := hashOf(token(id))
+	h := hashOf(state.Token(id))
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	sc := d.scopes[token(scope)]
+	sc := d.scopes[state.Token(scope)]
 	if sc == nil {
 		return false, nil
 	}
@@ -95,7 +97,7 @@ func (d *Dedup) Mark(ctx context.Context, scope, id string) error {
 	}
 	// The tailer applies the record too; applying it twice is harmless and
 	// this makes the mark visible to this process at once.
-	d.record(token(scope), hashOf(token(id)), now.UnixNano())
+	d.record(state.Token(scope), hashOf(state.Token(id)), now.UnixNano())
 	return nil
 }
 
@@ -198,7 +200,7 @@ func (sc *dedupScope) pop() {
 func (d *Dedup) size(scope string) int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if sc := d.scopes[token(scope)]; sc != nil {
+	if sc := d.scopes[state.Token(scope)]; sc != nil {
 		return len(sc.at)
 	}
 	return 0

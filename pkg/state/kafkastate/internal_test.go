@@ -2,43 +2,23 @@ package kafkastate
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
-)
 
-func TestToken(t *testing.T) {
-	long := strings.Repeat("x", maxPlainPart+1)
-	sum := sha256.Sum256([]byte(long))
-	for give, want := range map[string]string{
-		"MANTIS-M72HC":                 "MANTIS-M72HC",
-		"4915112345678@s.whatsapp.net": "4915112345678_40s_2Ewhatsapp_2Enet",
-		"a.b c*>@lid:1/x":              "a_2Eb_20c_2A_3E_40lid_3A1_2Fx",
-		"":                             "=",
-		"=":                            "_3D",
-		"café":                         "caf_C3_A9",
-		long[1:]:                       long[1:],
-		long:                           "=" + hex.EncodeToString(sum[:]),
-	} {
-		if got := token(give); got != want {
-			t.Errorf("token(%q) = %q, want %q", give, got, want)
-		}
-	}
-}
+	"github.com/wahook/wahook/pkg/state"
+)
 
 func TestLabelPrefix(t *testing.T) {
 	for give, want := range map[string]string{
-		entryKey("whapi", "C.1", "7"): "whapi.C_2E1",
-		"a.b":                         "",
-		"a.b.c.d":                     "",
-		".b.c":                        ".b",
+		state.EntryKey("whapi", "C.1", "7"): "whapi.C_2E1",
+		"a.b":                               "",
+		"a.b.c.d":                           "",
+		".b.c":                              ".b",
 	} {
 		got, ok := labelPrefix(give)
 		if ok != (want != "") || got != want {

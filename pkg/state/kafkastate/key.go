@@ -2,75 +2,16 @@ package kafkastate
 
 import (
 	"crypto/sha256"
-	"encoding/hex"
 	"strings"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/wahook/wahook/pkg/state"
 )
-
-// maxPlainPart is the longest part encoded byte by byte; longer parts are
-// hashed. Kafka keys could be longer, but keys equal to natsstate's let one
-// tool read both backends, and a bounded key bounds the memory a key costs.
-const maxPlainPart = 64
-
-const upperHex = "0123456789ABCDEF"
-
-// token encodes one key part as natsstate does: [A-Za-z0-9-] kept, any
-// other byte '_' and two upper-case hex digits, "" as "=", a part over 64
-// bytes "=" and its hex SHA-256. It is injective (up to SHA-256
-// collisions) and never yields '.', so '.' separates the parts of a key.
-func token(s string) string {
-	switch {
-	case s == "":
-		return "="
-	case len(s) > maxPlainPart:
-		sum := sha256.Sum256([]byte(s))
-		return "=" + hex.EncodeToString(sum[:])
-	}
-	plain := true
-	for i := 0; i < len(s); i++ {
-		if !keep(s[i]) {
-			plain = false
-			break
-		}
-	}
-	if plain {
-		return s
-	}
-	var b strings.Builder
-	b.Grow(len(s) * 3)
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if keep(c) {
-			b.WriteByte(c)
-			continue
-		}
-		b.WriteByte('_')
-		b.WriteByte(upperHex[c>>4])
-		b.WriteByte(upperHex[c&0x0f])
-	}
-	return b.String()
-}
-
-// keep reports whether byte c stands for itself in a token. '_' and '=' are
-// escapes and '.' separates tokens, so none of them is kept.
-func keep(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-'
-}
-
-// channelPrefix is the key prefix shared by one channel's entries.
-func channelPrefix(provider, channel string) string {
-	return token(provider) + "." + token(channel)
-}
-
-// entryKey is the key of one item (a label id, a chat id) of a channel.
-func entryKey(provider, channel, item string) string {
-	return channelPrefix(provider, channel) + "." + token(item)
-}
 
 // dedupKey is the key of one id in a deduplication scope.
 func dedupKey(scope, id string) string {
-	return token(scope) + "." + token(id)
+	return state.Token(scope) + "." + state.Token(id)
 }
 
 // labelPrefix returns the channel prefix of a label key (its first two

@@ -6,12 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 
 	"go.uber.org/zap"
 
 	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/fact"
+	"github.com/wahook/wahook/pkg/state"
 )
 
 // Labels is the label registry of every channel, a derive.LabelRegistry.
@@ -30,19 +33,6 @@ var _ derive.LabelRegistry = (*Labels)(nil)
 // kept by id.
 var ErrNoLabelID = errors.New("kafkastate: label has no id")
 
-// maxEvents is how many events' outcomes a label remembers for replays, as
-// in natsstate: WhatsApp labels change rarely, so this covers a channel's
-// recent history; an older event reprocessed is treated as a new one.
-const maxEvents = 32
-
-// Outcomes told to events, as remembered in labelRecord.Events.
-const (
-	outcomeCreated = "created" // Upsert: created
-	outcomeUpdated = "updated" // Upsert: changed; Label is the state it replaced
-	outcomeDeleted = "deleted" // Delete: known; Label is the state it deleted
-	outcomeMissed  = "missed"  // Delete: unknown
-)
-
 type labelShard struct {
 	mu sync.RWMutex
 	m  map[string]map[string]labelEntry // channel prefix, then key
@@ -55,137 +45,27 @@ type labelEntry struct {
 	stale bool
 }
 
-// labelState is what a provider tells of a label besides its id.
-type labelState struct {
-	Name     string `json:"name,omitempty"`
-	Color    string `json:"color,omitempty"`
-	ColorHex string `json:"color_hex,omitempty"`
-}
-
-// labelEvent is the outcome told to one event that wrote a label.
-type labelEvent struct {
-	ID      string      `json:"id"`
-	Outcome string      `json:"outcome"`
-	Label   *labelState `json:"label,omitempty"`
-}
-
 // labelRecord is a label's value on the topic: natsstate's value and the
 // version that orders the writes of one label.
 type labelRecord struct {
-	ID        string       `json:"id"`
-	Name      string       `json:"name,omitempty"`
-	Color     string       `json:"color,omitempty"`
-	ColorHex  string       `json:"color_hex,omitempty"`
-	CreatedBy string       `json:"created_by,omitempty"`
-	UpdatedBy string       `json:"updated_by,omitempty"`
-	Previous  *labelState  `json:"previous,omitempty"`
-	DeletedBy string       `json:"deleted_by,omitempty"`
-	Events    []labelEvent `json:"events,omitempty"`
-	Version   int64        `json:"version"`
+	state.Label
+	Version int64 `json:"version"`
 }
 
-func (r *labelRecord) live() bool { return r.DeletedBy == "" }
-
-// known reports whether the label was ever set: a record can be only the
-// memory of a Delete that missed.
-func (r *labelRecord) known() bool { return r.CreatedBy != "" }
-
-func (r *labelRecord) state() labelState {
-	return labelState{Name: r.Name, Color: r.Color, ColorHex: r.ColorHex}
-}
-
-func (r *labelRecord) label() fact.Label { return r.labelOf(r.state()) }
-
-func (r *labelRecord) labelOf(s labelState) fact.Label {
-	return fact.Label{ID: r.ID, Name: s.Name, Color: s.Color, ColorHex: s.ColorHex}
-}
-
-// event returns the outcome remembered for eventID among outcomes.
-func (r *labelRecord) event(eventID string, outcomes ...string) (labelEvent, bool) {
-	for i := len(r.Events) - 1; i >= 0; i-- {
-		ev := r.Events[i]
-		if ev.ID != eventID {
-			continue
-		}
-		for _, o := range outcomes {
-			if ev.Outcome == o {
-				return ev, true
-			}
-		}
+// version is the version the entry's successor builds on: 0 for none.
+func (e labelEntry) version() int64 {
+	if e.rec == nil {
+		return 0
 	}
-	return labelEvent{}, false
+	return e.rec.Version
 }
 
-// with returns a copy of r with ev appended to its events, oldest dropped.
-func (r *labelRecord) with(ev labelEvent) *labelRecord {
-	next := *r
-	keep := r.Events[max(0, len(r.Events)-(maxEvents-1)):]
-	next.Events = append(append(make([]labelEvent, 0, len(keep)+1), keep...), ev)
-	return &next
-}
-
-// upserted returns what Upsert told eventID before, if it wrote this label.
-func (r *labelRecord) upserted(eventID string) (created bool, previous fact.Label, ok bool) {
-	if ev, ok := r.event(eventID, outcomeCreated, outcomeUpdated); ok {
-		if ev.Outcome == outcomeCreated || ev.Label == nil {
-			return true, fact.Label{}, true
-		}
-		return false, r.labelOf(*ev.Label), true
+// record is the entry's label, nil for no entry.
+func (e labelEntry) record() *state.Label {
+	if e.rec == nil {
+		return nil
 	}
-	switch {
-	case r.CreatedBy == eventID:
-		return true, fact.Label{}, true
-	case r.UpdatedBy == eventID && r.Previous != nil:
-		return false, r.labelOf(*r.Previous), true
-	}
-	return false, fact.Label{}, false
-}
-
-// deleted returns what Delete told eventID before, if it wrote this label.
-func (r *labelRecord) deleted(eventID string) (l fact.Label, known bool, ok bool) {
-	if ev, ok := r.event(eventID, outcomeDeleted, outcomeMissed); ok {
-		if ev.Outcome == outcomeMissed || ev.Label == nil {
-			return fact.Label{}, false, true
-		}
-		return r.labelOf(*ev.Label), true, true
-	}
-	if r.DeletedBy == eventID {
-		return r.label(), r.known(), true
-	}
-	return fact.Label{}, false, false
-}
-
-// created is a new label set by eventID, after old (nil or a tombstone).
-func created(old *labelRecord, l fact.Label, eventID string) *labelRecord {
-	rec := &labelRecord{}
-	if old != nil {
-		rec.Events = old.Events
-	}
-	rec = rec.with(labelEvent{ID: eventID, Outcome: outcomeCreated})
-	rec.ID, rec.Name, rec.Color, rec.ColorHex = l.ID, l.Name, l.Color, l.ColorHex
-	rec.CreatedBy, rec.UpdatedBy = eventID, eventID
-	return rec
-}
-
-// updated is live label cur set to l by eventID.
-func updated(cur *labelRecord, l fact.Label, eventID string) *labelRecord {
-	old := cur.state()
-	next := cur.with(labelEvent{ID: eventID, Outcome: outcomeUpdated, Label: &old})
-	next.Name, next.Color, next.ColorHex = l.Name, l.Color, l.ColorHex
-	next.UpdatedBy, next.Previous = eventID, &old
-	return next
-}
-
-// deletion is known label cur deleted by eventID. A label deleted already
-// keeps its deleting event; eventID's outcome is remembered all the same, so
-// that reprocessing it after a re-creation does not delete the new label.
-func deletion(cur *labelRecord, eventID string) *labelRecord {
-	old := cur.state()
-	next := cur.with(labelEvent{ID: eventID, Outcome: outcomeDeleted, Label: &old})
-	if next.live() {
-		next.DeletedBy = eventID
-	}
-	return next
+	return &e.rec.Label
 }
 
 func newLabels(s *Store, t *topic) *Labels {
@@ -232,8 +112,8 @@ func (r *Labels) apply(part int, key, value []byte) {
 	m[k] = cur
 }
 
-// get returns the entry of label id at key.
-func (r *Labels) get(p *partition, prefix, key, id string) (labelEntry, bool) {
+// get returns the entry of label id at key, the zero entry for none.
+func (r *Labels) get(p *partition, prefix, key, id string) labelEntry {
 	sh := &r.shards[p.id]
 	sh.mu.RLock()
 	e, ok := sh.m[prefix][key]
@@ -245,19 +125,23 @@ func (r *Labels) get(p *partition, prefix, key, id string) (labelEntry, bool) {
 		rec.ID = id
 		e.rec = &rec
 	}
-	return e, ok
+	return e
 }
 
-// channelLabels returns the entries of a channel's labels.
-func (r *Labels) channelLabels(p *partition, prefix string) map[string]labelEntry {
+// channelLabels returns the keys and entries of a channel's labels in key
+// order, so that a deletion by name that finds several labels it deleted
+// before resolves the same in every process.
+func (r *Labels) channelLabels(p *partition, prefix string) ([]string, []labelEntry) {
 	sh := &r.shards[p.id]
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
-	out := make(map[string]labelEntry, len(sh.m[prefix]))
-	for k, e := range sh.m[prefix] {
-		out[k] = e
+	m := sh.m[prefix]
+	keys := slices.Sorted(maps.Keys(m))
+	entries := make([]labelEntry, len(keys))
+	for i, k := range keys {
+		entries[i] = m[k]
 	}
-	return out
+	return keys, entries
 }
 
 // begin takes the channel's lock and catches up with its partition, so
@@ -267,7 +151,7 @@ func (r *Labels) begin(ctx context.Context, provider, channel string, lock bool)
 	if err := r.s.alive(ctx); err != nil {
 		return "", nil, nil, err
 	}
-	prefix = channelPrefix(provider, channel)
+	prefix = state.ChannelPrefix(provider, channel)
 	p = r.t.partFor(prefix)
 	unlock = func() {}
 	if lock {
@@ -284,10 +168,8 @@ func (r *Labels) begin(ctx context.Context, provider, channel string, lock bool)
 
 // put writes rec as the version after base's at key and waits until the
 // tailer has applied it, or the record that beat it.
-func (r *Labels) put(ctx context.Context, p *partition, key string, rec *labelRecord, base int64) error {
-	next := *rec
-	next.Version = base + 1
-	val, err := json.Marshal(&next)
+func (r *Labels) put(ctx context.Context, p *partition, key string, rec *state.Label, base int64) error {
+	val, err := json.Marshal(&labelRecord{Label: *rec, Version: base + 1})
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", key, err)
 	}
@@ -296,14 +178,6 @@ func (r *Labels) put(ctx context.Context, p *partition, key string, rec *labelRe
 		return err
 	}
 	return r.s.waitFor(ctx, p, off+1)
-}
-
-// version is the version an entry's successor builds on: 0 for none.
-func version(e labelEntry, ok bool) int64 {
-	if !ok {
-		return 0
-	}
-	return e.rec.Version
 }
 
 // Upsert records label l as set by raw event eventID: see
@@ -328,28 +202,19 @@ func (r *Labels) upsert(ctx context.Context, provider, channel string, l fact.La
 		return false, fact.Label{}, err
 	}
 	defer unlock()
-	key := entryKey(provider, channel, l.ID)
+	key := state.EntryKey(provider, channel, l.ID)
 	for range maxAttempts {
-		e, ok := r.get(p, prefix, key, l.ID)
-		var next *labelRecord
-		switch {
-		case ok:
-			if isNew, prev, done := e.rec.upserted(eventID); done {
-				if !e.stale {
-					return isNew, prev, nil
-				}
-				next = e.rec // repair: the winner again, as the key's last record
-			} else if e.rec.live() {
-				next = updated(e.rec, l, eventID)
-			} else {
-				next = created(e.rec, l, eventID)
+		e := r.get(p, prefix, key, l.ID)
+		isNew, prev, next := state.UpsertLabel(e.record(), l, eventID)
+		if next == nil {
+			if !e.stale {
+				return isNew, prev, nil
 			}
-		default:
-			next = created(nil, l, eventID)
+			next = e.record() // repair: the winner again, as the key's last record
 		}
 		// The answer comes from the record that wins, read back on the
 		// next round, not from what was written.
-		if err := r.put(ctx, p, key, next, version(e, ok)); err != nil {
+		if err := r.put(ctx, p, key, next, e.version()); err != nil {
 			return false, fact.Label{}, err
 		}
 	}
@@ -389,28 +254,17 @@ func (r *Labels) deleteByID(ctx context.Context, provider, channel, id, eventID 
 		return fact.Label{}, false, err
 	}
 	defer unlock()
-	key := entryKey(provider, channel, id)
+	key := state.EntryKey(provider, channel, id)
 	for range maxAttempts {
-		e, ok := r.get(p, prefix, key, id)
-		var next *labelRecord
-		switch {
-		case !ok:
-			// Remember the miss, so that reprocessing this event after the
-			// label is created still misses, and that creation is one.
-			next = (&labelRecord{ID: id, DeletedBy: eventID}).with(labelEvent{ID: eventID, Outcome: outcomeMissed})
-		default:
-			if l, known, done := e.rec.deleted(eventID); done {
-				if !e.stale {
-					return l, known, nil
-				}
-				next = e.rec
-			} else if !e.rec.known() {
-				next = e.rec.with(labelEvent{ID: eventID, Outcome: outcomeMissed})
-			} else {
-				next = deletion(e.rec, eventID)
+		e := r.get(p, prefix, key, id)
+		l, known, next := state.DeleteLabel(e.record(), id, eventID)
+		if next == nil {
+			if !e.stale {
+				return l, known, nil
 			}
+			next = e.record()
 		}
-		if err := r.put(ctx, p, key, next, version(e, ok)); err != nil {
+		if err := r.put(ctx, p, key, next, e.version()); err != nil {
 			return fact.Label{}, false, err
 		}
 	}
@@ -424,60 +278,26 @@ func (r *Labels) deleteByName(ctx context.Context, provider, channel, name, even
 	}
 	defer unlock()
 	for range maxAttempts {
-		var redo, live, dead *named
-		for key, e := range r.channelLabels(p, prefix) {
-			n := &named{key: key, entry: e}
-			if l, known, ok := e.rec.deleted(eventID); ok && known {
-				if redo == nil || key < redo.key {
-					redo, n.l = n, l
-				}
-				continue
-			}
-			switch {
-			case !e.rec.known() || e.rec.Name != name:
-			case e.rec.live():
-				live = smaller(n, live)
-			default:
-				dead = smaller(n, dead)
-			}
+		keys, entries := r.channelLabels(p, prefix)
+		recs := make([]*state.Label, len(entries))
+		for i, e := range entries {
+			recs[i] = e.record()
 		}
-		var key string
-		var e labelEntry
-		var next *labelRecord
-		switch {
-		case redo != nil && !redo.entry.stale:
-			return redo.l, true, nil
-		case redo != nil:
-			key, e, next = redo.key, redo.entry, redo.entry.rec
-		default:
-			pick := cmp.Or(live, dead)
-			if pick == nil {
-				// A miss by name leaves no trace (see derivetest.LabelRegistry).
-				return fact.Label{}, false, nil
-			}
-			key, e, next = pick.key, pick.entry, deletion(pick.entry.rec, eventID)
+		i, l, known, next := state.DeleteLabelByName(recs, name, eventID)
+		if i < 0 {
+			return l, known, nil
 		}
-		if err := r.put(ctx, p, key, next, e.rec.Version); err != nil {
+		if next == nil {
+			if !entries[i].stale {
+				return l, known, nil
+			}
+			next = recs[i]
+		}
+		if err := r.put(ctx, p, keys[i], next, entries[i].version()); err != nil {
 			return fact.Label{}, false, err
 		}
 	}
 	return fact.Label{}, false, ErrContended
-}
-
-// named is a label found while resolving a name.
-type named struct {
-	key   string
-	entry labelEntry
-	l     fact.Label // what a deletion told the event, for a replay
-}
-
-// smaller returns the label of smaller id, so that a name several labels
-// share resolves the same in every process, whatever the order of writes.
-func smaller(a, b *named) *named {
-	if b == nil || a.entry.rec.ID < b.entry.rec.ID {
-		return a
-	}
-	return b
 }
 
 // Lookup returns what is known of a label by id: its last state, also once
@@ -488,9 +308,7 @@ func (r *Labels) Lookup(ctx context.Context, provider, channel, id string) (fact
 		return fact.Label{}, false, fmt.Errorf("kafkastate: look up label %q of %s/%s: %w", id, provider, channel, err)
 	}
 	defer unlock()
-	e, ok := r.get(p, prefix, entryKey(provider, channel, id), id)
-	if !ok || !e.rec.known() {
-		return fact.Label{}, false, nil
-	}
-	return e.rec.label(), true, nil
+	e := r.get(p, prefix, state.EntryKey(provider, channel, id), id)
+	l, known := state.LookupLabel(e.record())
+	return l, known, nil
 }

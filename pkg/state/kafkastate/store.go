@@ -8,10 +8,11 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
+
+	"github.com/wahook/wahook/pkg/state"
 )
 
 // Defaults of Config.
@@ -438,15 +439,11 @@ func (s *Store) shutdown() {
 	})
 }
 
-// checkEvent refuses an event id that JSON cannot hold exactly: encoding
-// replaces invalid UTF-8, and the registries must tell event ids apart.
-// wahook's event ids are hex hashes, so this never fails in practice.
+// checkEvent refuses an event id the registries cannot keep exactly: see
+// state.CheckEvent.
 func checkEvent(eventID string) error {
-	if eventID == "" {
-		return errors.New("kafkastate: empty event id")
-	}
-	if !utf8.ValidString(eventID) {
-		return fmt.Errorf("kafkastate: event id %q is not valid UTF-8", eventID)
+	if err := state.CheckEvent(eventID); err != nil {
+		return fmt.Errorf("kafkastate: %w", err)
 	}
 	return nil
 }

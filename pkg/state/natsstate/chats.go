@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wahook/wahook/pkg/derive"
+	"github.com/wahook/wahook/pkg/state"
 )
 
 // Chats is the set of known chats per channel, a derive.ChatRegistry.
@@ -20,12 +21,6 @@ type Chats struct {
 }
 
 var _ derive.ChatRegistry = (*Chats)(nil)
-
-// chatRecord is a chat's value; it is written once and never changed.
-type chatRecord struct {
-	FirstEvent  string    `json:"first_event"`
-	FirstSeenAt time.Time `json:"first_seen_at"`
-}
 
 // FirstSeen records chat as known and reports whether eventID is the event
 // that first saw it: see derive.ChatRegistry.
@@ -38,7 +33,7 @@ func (c *Chats) FirstSeen(ctx context.Context, provider, channel, chat, eventID 
 	if err := ctx.Err(); err != nil {
 		return false, fmt.Errorf("natsstate: chat %q of %s/%s: %w", chat, provider, channel, err)
 	}
-	key := entryKey(provider, channel, chat)
+	key := state.EntryKey(provider, channel, chat)
 	if first, ok := c.cache.get(key); ok {
 		return first == eventID, nil
 	}
@@ -50,27 +45,31 @@ func (c *Chats) FirstSeen(ctx context.Context, provider, channel, chat, eventID 
 				return false, fmt.Errorf("natsstate: chat %q of %s/%s: %w", chat, provider, channel, err)
 			}
 		}
+		var cur *state.Chat
 		e, err := c.kv.Get(ctx, key)
 		switch {
 		case err == nil:
-			var rec chatRecord
-			if err := json.Unmarshal(e.Value(), &rec); err != nil {
+			cur = new(state.Chat)
+			if err := json.Unmarshal(e.Value(), cur); err != nil {
 				return false, fmt.Errorf("natsstate: chat %q of %s/%s: decode %s: %w", chat, provider, channel, key, err)
 			}
-			c.cache.put(key, rec.FirstEvent)
-			return rec.FirstEvent == eventID, nil
 		case !errors.Is(err, jetstream.ErrKeyNotFound):
 			return false, fmt.Errorf("natsstate: chat %q of %s/%s: get: %w", chat, provider, channel, err)
 		}
-		val, err := json.Marshal(chatRecord{FirstEvent: eventID, FirstSeenAt: time.Now().UTC()})
+		first, next := state.FirstSeen(cur, eventID, time.Now())
+		if next == nil {
+			c.cache.put(key, cur.FirstEvent)
+			return first, nil
+		}
+		val, err := json.Marshal(next)
 		if err != nil {
 			return false, fmt.Errorf("natsstate: chat %q of %s/%s: encode: %w", chat, provider, channel, err)
 		}
 		_, err = c.kv.Create(ctx, key, val)
 		switch {
 		case err == nil:
-			c.cache.put(key, eventID)
-			return true, nil
+			c.cache.put(key, next.FirstEvent)
+			return first, nil
 		case !conflict(err):
 			return false, fmt.Errorf("natsstate: chat %q of %s/%s: create: %w", chat, provider, channel, err)
 		}

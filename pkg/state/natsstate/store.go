@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
-	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wahook/wahook/pkg/state"
 )
 
 // Default bucket names and sizes.
@@ -134,15 +135,11 @@ func (s *Store) Labels() *Labels { return s.labels }
 // Chats returns the known chats.
 func (s *Store) Chats() *Chats { return s.chats }
 
-// checkEvent refuses an event id that JSON cannot hold exactly: encoding
-// replaces invalid UTF-8, and the registries must tell event ids apart.
-// wahook's event ids are hex hashes, so this never fails in practice.
+// checkEvent refuses an event id the registries cannot keep exactly: see
+// state.CheckEvent.
 func checkEvent(eventID string) error {
-	if eventID == "" {
-		return errors.New("natsstate: empty event id")
-	}
-	if !utf8.ValidString(eventID) {
-		return fmt.Errorf("natsstate: event id %q is not valid UTF-8", eventID)
+	if err := state.CheckEvent(eventID); err != nil {
+		return fmt.Errorf("natsstate: %w", err)
 	}
 	return nil
 }

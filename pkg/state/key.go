@@ -1,4 +1,4 @@
-package natsstate
+package state
 
 import (
 	"crypto/sha256"
@@ -8,14 +8,15 @@ import (
 
 // maxPlainPart is the longest part encoded byte by byte; longer parts are
 // hashed so a key never outgrows a NATS subject (the server's 4 KiB control
-// line also carries the reply subject) whatever ids a payload carries.
+// line also carries the reply subject) and a bounded key bounds the memory
+// a key costs, whatever ids a payload carries.
 const maxPlainPart = 64
 
 const upperHex = "0123456789ABCDEF"
 
-// token encodes one key part as a single KV key token: see the package
+// Token encodes one key part as a single key token: see the package
 // documentation for the scheme and why it is injective.
-func token(s string) string {
+func Token(s string) string {
 	switch {
 	case s == "":
 		return "="
@@ -54,12 +55,12 @@ func keep(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-'
 }
 
-// channelPrefix is the key prefix shared by one channel's entries.
-func channelPrefix(provider, channel string) string {
-	return token(provider) + "." + token(channel)
+// ChannelPrefix is the key prefix shared by one channel's entries.
+func ChannelPrefix(provider, channel string) string {
+	return Token(provider) + "." + Token(channel)
 }
 
-// entryKey is the key of one item (a label id, a chat id) of a channel.
-func entryKey(provider, channel, item string) string {
-	return channelPrefix(provider, channel) + "." + token(item)
+// EntryKey is the key of one item (a label id, a chat id) of a channel.
+func EntryKey(provider, channel, item string) string {
+	return ChannelPrefix(provider, channel) + "." + Token(item)
 }

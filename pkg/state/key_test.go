@@ -1,4 +1,4 @@
-package natsstate
+package state
 
 import (
 	"crypto/sha256"
@@ -25,8 +25,8 @@ func TestToken(t *testing.T) {
 		long[1:]:                       long[1:],
 		long:                           "=" + hex.EncodeToString(sum[:]),
 	} {
-		if got := token(give); got != want {
-			t.Errorf("token(%q) = %q, want %q", give, got, want)
+		if got := Token(give); got != want {
+			t.Errorf("Token(%q) = %q, want %q", give, got, want)
 		}
 	}
 }
@@ -63,21 +63,21 @@ func FuzzToken(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		tok := token(s)
+		tok := Token(s)
 		if !keyToken.MatchString(tok) {
-			t.Fatalf("token(%q) = %q, not a valid key token", s, tok)
+			t.Fatalf("Token(%q) = %q, not a valid key token", s, tok)
 		}
-		if key := entryKey(s, s, s); strings.Count(key, ".") != 2 {
-			t.Fatalf("entryKey(%q, ...) = %q, want three tokens", s, key)
+		if key := EntryKey(s, s, s); strings.Count(key, ".") != 2 {
+			t.Fatalf("EntryKey(%q, ...) = %q, want three tokens", s, key)
 		}
 		if len(s) > maxPlainPart {
 			if len(tok) != 1+2*sha256.Size || tok[0] != '=' {
-				t.Fatalf("token(%q) = %q, want the hash of a long part", s, tok)
+				t.Fatalf("Token(%q) = %q, want the hash of a long part", s, tok)
 			}
 			return
 		}
 		if back, ok := untoken(tok); !ok || back != s {
-			t.Fatalf("token(%q) = %q, which decodes to %q (%t)", s, tok, back, ok)
+			t.Fatalf("Token(%q) = %q, which decodes to %q (%t)", s, tok, back, ok)
 		}
 	})
 }
