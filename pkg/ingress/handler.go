@@ -270,6 +270,7 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 	msgs := make([]broker.Message, len(items))
 	ids := make([]string, len(items))
 	channel := ""
+	traceParent := r.Header.Get("Traceparent")
 	for i := range items {
 		it := &items[i]
 		switch {
@@ -299,7 +300,7 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 			Kind:        it.Kind,
 			Chat:        chatid.ID(it.Chat),
 			Time:        t,
-			TraceParent: r.Header.Get("Traceparent"),
+			TraceParent: traceParent,
 			Data:        it.Data,
 		}, h.cfg.Binding)
 	}
