@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wahook/wahook/pkg/broker"
+	"github.com/wahook/wahook/pkg/broker/internal/fifo"
 )
 
 const (
@@ -40,7 +41,7 @@ type session struct {
 	gen     *kafka.Generation
 	log     *zap.Logger
 	parts   []*partState
-	queues  []*queue
+	queues  []*fifo.Queue[*record]
 	workers sync.WaitGroup
 
 	// stopping is closed when the session begins to end: no record starts
@@ -65,9 +66,9 @@ func newSession(sub *subscription, gen *kafka.Generation) *session {
 		stopping: make(chan struct{}),
 		dirty:    make(chan struct{}, 1),
 	}
-	s.queues = make([]*queue, sub.s.Concurrency)
+	s.queues = make([]*fifo.Queue[*record], sub.s.Concurrency)
 	for i := range s.queues {
-		s.queues[i] = newQueue()
+		s.queues[i] = fifo.New[*record]()
 	}
 	return s
 }
@@ -299,7 +300,7 @@ func (s *session) fetch(ctx context.Context, p *partState, start commitPoint) {
 			s.markDirty()
 			continue
 		}
-		s.queues[maphash.String(sub.seed, rec.key)%uint64(len(s.queues))].push(rec)
+		s.queues[maphash.String(sub.seed, rec.key)%uint64(len(s.queues))].Push(rec)
 	}
 }
 
@@ -317,7 +318,7 @@ func (s *session) stop(fetchers *sync.WaitGroup, grace time.Duration) {
 	close(s.stopping)
 	fetchers.Wait()
 	for _, q := range s.queues {
-		q.close()
+		q.Close()
 	}
 	timer := time.AfterFunc(grace, s.hcancel)
 	defer timer.Stop()
@@ -351,10 +352,10 @@ func (s *session) stopped() bool {
 }
 
 // work handles the records of one queue, one at a time, in order.
-func (s *session) work(q *queue) {
+func (s *session) work(q *fifo.Queue[*record]) {
 	defer s.workers.Done()
 	for {
-		r, ok := q.pop()
+		r, ok := q.Pop()
 		if !ok {
 			return
 		}

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wahook/wahook/pkg/broker"
+	"github.com/wahook/wahook/pkg/broker/internal/fifo"
 )
 
 // settleRetryMax caps the pause between attempts to send an ack, nak or
@@ -36,7 +37,7 @@ type run struct {
 	// Partitions 2 all the keys of a partition would have hashes of one
 	// parity and leave half of the workers idle.
 	seed   maphash.Seed
-	queues []*queue
+	queues []*fifo.Queue[*delivery]
 	held   heldSet
 	wg     sync.WaitGroup
 
@@ -69,9 +70,9 @@ func newRun(b *Broker, p plan, h broker.Handler) *run {
 		log: b.log.With(zap.String("stream", p.stream), zap.String("consumer", p.consumer),
 			zap.String("group", p.Group)),
 	}
-	r.queues = make([]*queue, p.Concurrency)
+	r.queues = make([]*fifo.Queue[*delivery], p.Concurrency)
 	for i := range r.queues {
-		r.queues[i] = newQueue()
+		r.queues[i] = fifo.New[*delivery]()
 	}
 	return r
 }
@@ -217,7 +218,7 @@ func (r *run) dispatch(m jetstream.Msg) {
 		// down) of a message a worker still has: one is enough.
 		return
 	}
-	r.queues[maphash.String(r.seed, key)%uint64(len(r.queues))].push(d)
+	r.queues[maphash.String(r.seed, key)%uint64(len(r.queues))].Push(d)
 }
 
 // shutdown stops pulling, reads back what was already sent to this
@@ -255,7 +256,7 @@ func (r *run) shutdown(iter jetstream.MessagesContext) {
 	}
 	close(r.pullStopped)
 	for _, q := range r.queues {
-		q.close()
+		q.Close()
 	}
 
 	done := make(chan struct{})
@@ -295,10 +296,10 @@ func (r *run) dropPullRequests() {
 }
 
 // work handles the messages of one queue, one at a time, in order.
-func (r *run) work(q *queue) {
+func (r *run) work(q *fifo.Queue[*delivery]) {
 	defer r.wg.Done()
 	for {
-		d, ok := q.pop()
+		d, ok := q.Pop()
 		if !ok {
 			return
 		}
@@ -493,70 +494,4 @@ func (s *heldSet) older(t time.Time) []*delivery {
 		}
 	}
 	return out
-}
-
-// queue is a worker's FIFO. It is unbounded: the consumer's MaxAckPending
-// bounds what all the queues hold together, so the dispatcher never
-// blocks on one busy key while other workers idle.
-type queue struct {
-	mu     sync.Mutex
-	items  []*delivery
-	head   int
-	closed bool
-	wake   chan struct{}
-}
-
-func newQueue() *queue { return &queue{wake: make(chan struct{}, 1)} }
-
-func (q *queue) push(d *delivery) {
-	q.mu.Lock()
-	if q.head > 0 && len(q.items) == cap(q.items) {
-		// Under a steady backlog the queue never empties: reclaim the
-		// consumed front instead of growing the array.
-		n := copy(q.items, q.items[q.head:])
-		clear(q.items[n:])
-		q.items, q.head = q.items[:n], 0
-	}
-	q.items = append(q.items, d)
-	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
-}
-
-// close lets pop return false once the queue is empty.
-func (q *queue) close() {
-	q.mu.Lock()
-	q.closed = true
-	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
-}
-
-// pop waits for the next message; false when the queue is closed and
-// empty.
-func (q *queue) pop() (*delivery, bool) {
-	for {
-		q.mu.Lock()
-		if q.head < len(q.items) {
-			d := q.items[q.head]
-			q.items[q.head] = nil
-			q.head++
-			if q.head == len(q.items) {
-				// Empty: reuse the array from its start.
-				q.items, q.head = q.items[:0], 0
-			}
-			q.mu.Unlock()
-			return d, true
-		}
-		closed := q.closed
-		q.mu.Unlock()
-		if closed {
-			return nil, false
-		}
-		<-q.wake
-	}
 }

@@ -627,26 +627,3 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
-
-func TestQueueCompacts(t *testing.T) {
-	q := newQueue()
-	// A steady backlog: one push per pop, never empty.
-	q.push(&delivery{seq: 1})
-	for i := 2; i < 10000; i++ {
-		q.push(&delivery{seq: uint64(i)})
-		d, ok := q.pop()
-		if !ok || d.seq != uint64(i-1) {
-			t.Fatalf("pop #%d = %v, %v; want seq %d", i-1, d, ok, i-1)
-		}
-	}
-	if c := cap(q.items); c > 64 {
-		t.Errorf("queue array holds %d slots for a backlog of 1, want it reused", c)
-	}
-	q.close()
-	if d, ok := q.pop(); !ok || d.seq != 9999 {
-		t.Errorf("pop after close = %v, %v; want the last message", d, ok)
-	}
-	if _, ok := q.pop(); ok {
-		t.Errorf("pop on a closed empty queue = true, want false")
-	}
-}
