@@ -15,7 +15,7 @@ trap cleanup EXIT
 
 go build -o "$BIN/" ./services/ingress ./services/loadgen
 WAHOOK_AUTH_DISABLED=true WAHOOK_NATS_URL= WAHOOK_DATA_DIR="$DATA" WAHOOK_HTTP_ADDR=$HTTP \
-  WAHOOK_NATS_EMBEDDED_ADDR=$NATSADDR WAHOOK_LOG_LEVEL=${LOG_LEVEL:-warn} "$BIN/ingress" &
+  WAHOOK_NATS_EMBEDDED_ADDR=$NATSADDR WAHOOK_LOG_LEVEL=${LOG_LEVEL:-warn} GOGC=${INGRESS_GOGC:-100} "$BIN/ingress" &
 pids+=($!)
 for _ in $(seq 100); do curl -fsS "http://$HTTP/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fsS "http://$HTTP/readyz" >/dev/null
