@@ -21,6 +21,7 @@ import (
 	"github.com/wahook/wahook/pkg/consumer"
 	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/envelope"
+	"github.com/wahook/wahook/pkg/provider"
 	"github.com/wahook/wahook/pkg/state/kafkastate"
 	"github.com/wahook/wahook/pkg/state/natsstate"
 )
@@ -206,6 +207,26 @@ func (bb *Backbone) State(ctx context.Context) (State, error) {
 		return State{}, fmt.Errorf("state: %w", err)
 	}
 	return State{Labels: st.Labels(), Chats: st.Chats()}, nil
+}
+
+// ConsumerDeps opens the state and returns what the derived-stream
+// consumers of this process share.
+func (bb *Backbone) ConsumerDeps(ctx context.Context, providers []provider.Provider, metrics *consumer.Metrics, log *zap.Logger) (consumer.Deps, error) {
+	st, err := bb.State(ctx)
+	if err != nil {
+		return consumer.Deps{}, err
+	}
+	return consumer.Deps{
+		Subscriber: bb.Subscriber(),
+		Publisher:  bb.Publisher,
+		Binding:    bb.Binding,
+		Labels:     st.Labels,
+		Chats:      st.Chats,
+		Dedup:      st.Dedup,
+		Providers:  providers,
+		Metrics:    metrics,
+		Logger:     log,
+	}, nil
 }
 
 // Ready reports whether the broker is reachable and its streams exist.

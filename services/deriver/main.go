@@ -26,10 +26,7 @@ import (
 	"github.com/wahook/wahook/pkg/backbone"
 	"github.com/wahook/wahook/pkg/consumer"
 	"github.com/wahook/wahook/pkg/logging"
-	"github.com/wahook/wahook/pkg/provider"
-	"github.com/wahook/wahook/pkg/provider/waha"
-	"github.com/wahook/wahook/pkg/provider/whapi"
-	"github.com/wahook/wahook/pkg/provider/zapi"
+	"github.com/wahook/wahook/pkg/provider/all"
 )
 
 func main() {
@@ -92,11 +89,6 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 			log.Error("close broker", zap.Error(err))
 		}
 	}()
-	st, err := bb.State(ctx)
-	if err != nil {
-		return err
-	}
-
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
@@ -122,17 +114,11 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 		ready <- ln.Addr().String()
 	}
 
-	err = streams.Run(ctx, consumer.Deps{
-		Subscriber: bb.Subscriber(),
-		Publisher:  bb.Publisher,
-		Binding:    bb.Binding,
-		Labels:     st.Labels,
-		Chats:      st.Chats,
-		Dedup:      st.Dedup,
-		Providers:  []provider.Provider{whapi.New(), zapi.New(), waha.New()},
-		Metrics:    consumer.NewMetrics(reg),
-		Logger:     log.Named("consumer"),
-	})
+	deps, err := bb.ConsumerDeps(ctx, all.Providers(), consumer.NewMetrics(reg), log.Named("consumer"))
+	if err != nil {
+		return err
+	}
+	err = streams.Run(ctx, deps)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}

@@ -27,10 +27,7 @@ import (
 	"github.com/wahook/wahook/pkg/consumer"
 	"github.com/wahook/wahook/pkg/ingress"
 	"github.com/wahook/wahook/pkg/logging"
-	"github.com/wahook/wahook/pkg/provider"
-	"github.com/wahook/wahook/pkg/provider/waha"
-	"github.com/wahook/wahook/pkg/provider/whapi"
-	"github.com/wahook/wahook/pkg/provider/zapi"
+	"github.com/wahook/wahook/pkg/provider/all"
 )
 
 func main() {
@@ -160,7 +157,7 @@ func run(ctx context.Context, args []string, listening chan<- string) error {
 	if err != nil {
 		return err
 	}
-	providers := []provider.Provider{whapi.New(), zapi.New(), waha.New()}
+	providers := all.Providers()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	h, err := ingress.New(ingress.Config{
@@ -182,29 +179,9 @@ func run(ctx context.Context, args []string, listening chan<- string) error {
 	}
 	var deps consumer.Deps
 	if len(streams.Names) > 0 {
-		st, err := bb.State(ctx)
-		if err != nil {
+		if deps, err = bb.ConsumerDeps(ctx, providers, consumer.NewMetrics(reg), log.Named("consumer")); err != nil {
 			return err
 		}
-		deps = consumer.Deps{
-			Subscriber: bb.Subscriber(),
-			Publisher:  bb.Publisher,
-			Binding:    bb.Binding,
-			Labels:     st.Labels,
-			Chats:      st.Chats,
-			Dedup:      st.Dedup,
-			Providers:  providers,
-			Metrics:    consumer.NewMetrics(reg),
-			Logger:     log.Named("consumer"),
-		}
-	}
-
-	if cfg.debugAddr != "" {
-		stopDebug, err := serveDebug(cfg.debugAddr, log)
-		if err != nil {
-			return err
-		}
-		defer stopDebug()
 	}
 
 	ln, err := net.Listen("tcp", cfg.httpAddr)
