@@ -1,0 +1,102 @@
+package backbone
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"go.uber.org/zap"
+
+	"github.com/wahook/wahook/pkg/consumer"
+	"github.com/wahook/wahook/pkg/envelope"
+	"github.com/wahook/wahook/pkg/provider/all"
+)
+
+func open(t *testing.T, cfg Config) *Backbone {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bb, err := Open(ctx, cfg, zap.NewNop())
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := bb.Close(ctx); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return bb
+}
+
+// check opens everything a service needs and publishes one raw event.
+func check(t *testing.T, bb *Backbone, wantBinding envelope.Binding) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := bb.Ready(ctx); err != nil {
+		t.Fatalf("Ready: %v", err)
+	}
+	if bb.Binding.Name != wantBinding.Name {
+		t.Errorf("binding %q; want %q", bb.Binding.Name, wantBinding.Name)
+	}
+	deps, err := bb.ConsumerDeps(ctx, all.Providers(), consumer.NewMetrics(prometheus.NewRegistry()), zap.NewNop())
+	if err != nil {
+		t.Fatalf("ConsumerDeps: %v", err)
+	}
+	if deps.Subscriber == nil || deps.Publisher == nil || deps.Labels == nil || deps.Chats == nil || len(deps.Providers) != 3 {
+		t.Errorf("deps = %+v", deps)
+	}
+	if (deps.Dedup != nil) != (wantBinding.Name == "kafka") {
+		t.Errorf("dedup set = %v; want it on Kafka only", deps.Dedup != nil)
+	}
+	msg := envelope.Ingress(envelope.Raw{ID: "bb-1", Provider: "whapi", Channel: "CH", Kind: "labels.post",
+		Time: time.Now(), Data: []byte(`{"id":"1"}`)}, bb.Binding)
+	if err := bb.Publisher.Publish(ctx, msg); err != nil {
+		t.Errorf("Publish: %v", err)
+	}
+}
+
+func TestEmbeddedNATS(t *testing.T) {
+	bb := open(t, Config{Broker: "nats", NATSEmbeddedAddr: "127.0.0.1:-1", DataDir: t.TempDir(), NATSDuplicateWindow: time.Minute})
+	if bb.Embedded == nil {
+		t.Fatal("no embedded server started")
+	}
+	check(t, bb, envelope.NATS)
+}
+
+func TestExternalNATS(t *testing.T) {
+	emb := open(t, Config{Broker: "nats", NATSEmbeddedAddr: "127.0.0.1:-1", DataDir: t.TempDir(), NATSDuplicateWindow: time.Minute})
+	bb := open(t, Config{Broker: "nats", NATSURL: emb.Embedded.ClientURL(), NATSDuplicateWindow: time.Minute})
+	if bb.Embedded != nil {
+		t.Fatal("an embedded server was started although a URL was given")
+	}
+	check(t, bb, envelope.NATS)
+}
+
+func TestKafka(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	bb := open(t, Config{Broker: "kafka", KafkaBrokers: strings.Join(c.ListenAddrs(), ","), KafkaPartitions: 3,
+		KafkaReplication: 1, KafkaDedupWindow: time.Hour})
+	check(t, bb, envelope.Kafka)
+}
+
+func TestValidate(t *testing.T) {
+	for name, cfg := range map[string]Config{
+		"unknown broker":        {Broker: "rabbit"},
+		"kafka without brokers": {Broker: "kafka", KafkaBrokers: " , "},
+		"embedded without dir":  {Broker: "nats"},
+	} {
+		if err := cfg.Validate(); err == nil {
+			t.Errorf("%s: Validate = nil", name)
+		}
+	}
+}
