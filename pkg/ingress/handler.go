@@ -233,8 +233,12 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 
 	buf := h.bufs.Get().(*bytes.Buffer)
 	buf.Reset()
+	// A publish that failed may still hold the body: a broker client can
+	// send a batch after its caller gave up (kafka-go does). Such a buffer
+	// is left to the collector rather than reused under it.
+	reuse := true
 	defer func() {
-		if buf.Cap() <= 1<<20 {
+		if reuse && buf.Cap() <= 1<<20 {
 			h.bufs.Put(buf)
 		}
 	}()
@@ -306,6 +310,7 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 	}
 
 	if err := h.publish(r.Context(), msgs); err != nil {
+		reuse = false
 		o := h.unavailable(w, outcome{channel: channel, items: len(items), ids: ids, err: err})
 		if r.Context().Err() != nil {
 			// The provider hung up first; it will retry, nothing to alarm on.
