@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -575,6 +574,3 @@ func (p *kpipeline) rawCount(id string) int {
 	return n
 }
 
-func sortBySubject(evs []cloudevents.Event) {
-	sort.Slice(evs, func(i, j int) bool { return evs[i].Subject() < evs[j].Subject() })
-}

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+
 	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/envelope"
 	"github.com/wahook/wahook/schemas"
@@ -29,61 +31,9 @@ import (
 func TestKafkaLabelChanged(t *testing.T) {
 	p := newKafkaPipeline(t)
 	p.consumers([]string{derive.LabelChanged}, "e2e-", 0, 1, instanceOpts{})
-
-	// [A,B] -> [B,C]: C added, A removed, nothing for B.
-	body := whapiChatsPatch("919984351847@s.whatsapp.net", []string{"1", "2"}, []string{"2", "3"})
-	ids := p.post("/v1/webhooks/whapi", body)
-	p.post("/v1/webhooks/whapi", body) // a provider retry changes nothing
+	ids := labelChanged(t, p)
 	if n := p.rawCount(ids[0]); n != 2 {
 		t.Errorf("wahook.ingress holds the retried delivery %d times; want 2 (Kafka drops no repeat)", n)
-	}
-	evs := p.await(derive.LabelChanged, "whapi", "MANTIS-M72HC", 2)
-	got := map[string]string{}
-	for _, ev := range evs {
-		id, _, _ := labelOf(t, ev)
-		got[ev.Type()] = id
-		if ev.Subject() != "919984351847@s.whatsapp.net" {
-			t.Errorf("subject %q", ev.Subject())
-		}
-	}
-	if got["io.wahook.label.added"] != "3" || got["io.wahook.label.removed"] != "1" {
-		t.Errorf("label changes = %v; want added 3, removed 1", got)
-	}
-
-	// labels.post twice for one id: created, then updated; delete by name.
-	p.post("/v1/webhooks/whapi", []byte(`{"labels":[{"id":"76","name":"New order","color":"gold"}],"event":{"type":"labels","event":"post"},"channel_id":"CH-L"}`))
-	p.await(derive.LabelChanged, "whapi", "CH-L", 1)
-	p.post("/v1/webhooks/whapi", []byte(`{"labels":[{"id":"76","name":"Order complete","color":"lightsteelblue"}],"event":{"type":"labels","event":"post"},"channel_id":"CH-L"}`))
-	p.await(derive.LabelChanged, "whapi", "CH-L", 2)
-	p.post("/v1/webhooks/whapi", []byte(`{"labels_removed":["Order complete"],"event":{"type":"labels","event":"delete"},"channel_id":"CH-L"}`))
-	// The channel's label events share a key, hence a partition: they are
-	// read back in the order they were derived.
-	evs = p.await(derive.LabelChanged, "whapi", "CH-L", 3)
-	wantTypes := []string{"io.wahook.label.created", "io.wahook.label.updated", "io.wahook.label.deleted"}
-	for i, ev := range evs {
-		id, name, prev := labelOf(t, ev)
-		if ev.Type() != wantTypes[i] || id != "76" {
-			t.Errorf("event %d = %s label %s; want %s label 76", i, ev.Type(), id, wantTypes[i])
-		}
-		if i == 1 && (name != "Order complete" || prev["name"] != "New order") {
-			t.Errorf("update = %s, previous %v", name, prev)
-		}
-	}
-
-	// Z-API label associations: one event per parameter, about each chat.
-	p.post("/v1/webhooks/zapi", p.fixture("zapi", "ReceivedCallback_notification-CHAT_LABEL_ASSOCIATION.json"))
-	evs = p.await(derive.LabelChanged, "zapi", "", 2)
-	sortBySubject(evs)
-	if evs[0].Type() != "io.wahook.label.added" || evs[0].Subject() != "5544977777777@s.whatsapp.net" ||
-		evs[1].Type() != "io.wahook.label.removed" || evs[1].Subject() != "5544988888888@s.whatsapp.net" {
-		t.Errorf("Z-API associations = %v", types(evs))
-	}
-
-	// WAHA: label.chat.added.
-	p.post("/v1/webhooks/waha", p.fixture("waha", "label.chat.added.json"))
-	evs = p.await(derive.LabelChanged, "waha", "", 1)
-	if evs[0].Type() != "io.wahook.label.added" || evs[0].Subject() != "11111111111@s.whatsapp.net" {
-		t.Errorf("WAHA label.chat.added = %v", types(evs))
 	}
 }
 
@@ -130,49 +80,7 @@ func TestKafkaChatCreated(t *testing.T) {
 func TestKafkaCallsAndGroups(t *testing.T) {
 	p := newKafkaPipeline(t)
 	p.consumers([]string{derive.Call, derive.GroupNotification}, "e2e-", 0, 1, instanceOpts{})
-
-	for _, f := range []string{"ReceivedCallback_notification-CALL_VOICE.json", "ReceivedCallback_notification-CALL_MISSED_VIDEO.json"} {
-		p.post("/v1/webhooks/zapi", p.fixture("zapi", f))
-	}
-	for _, f := range []string{"calls.post_initiated.json", "calls.post_ringing.json", "calls.post_missed.json"} {
-		p.post("/v1/webhooks/whapi", p.fixture("whapi", f))
-	}
-	p.post("/v1/webhooks/waha", p.fixture("waha", "call.received.json"))
-	zapiCalls := p.await(derive.Call, "zapi", "", 2)
-	// One call, one chat, one partition: in order.
-	whapiCalls := p.await(derive.Call, "whapi", "", 3)
-	wahaCalls := p.await(derive.Call, "waha", "", 1)
-	var video struct {
-		Video  bool
-		Status string
-		CallID string `json:"call_id"`
-	}
-	for _, ev := range zapiCalls {
-		if ev.Type() == "io.wahook.call.missed" {
-			_ = json.Unmarshal(ev.Data(), &video)
-		}
-	}
-	if !video.Video || video.Status != "CALL_MISSED_VIDEO" || video.CallID != "F44E0E2011E7C784BB9A4AC11749C436" {
-		t.Errorf("Z-API missed video call = %+v (%v)", video, types(zapiCalls))
-	}
-	if whapiCalls[2].Type() != "io.wahook.call.missed" || wahaCalls[0].Type() != "io.wahook.call.offered" {
-		t.Errorf("calls = %v / %v", types(whapiCalls), types(wahaCalls))
-	}
-
-	p.post("/v1/webhooks/whapi", p.fixture("whapi", "groups.put_participant-add.json"))
-	p.post("/v1/webhooks/zapi", p.fixture("zapi", "ReceivedCallback_notification-MEMBERSHIP_APPROVAL_REQUEST-invite_link.json"))
-	p.post("/v1/webhooks/waha", p.fixture("waha", "group.v2.participants.json"))
-	whapiGroups := p.await(derive.GroupNotification, "whapi", "", 1)
-	zapiGroups := p.await(derive.GroupNotification, "zapi", "", 1)
-	wahaGroups := p.await(derive.GroupNotification, "waha", "", 1)
-	var g struct{ Participants []string }
-	_ = json.Unmarshal(whapiGroups[0].Data(), &g)
-	if whapiGroups[0].Type() != "io.wahook.group.participants.added" || fmt.Sprint(g.Participants) != "[61280155346@s.whatsapp.net]" {
-		t.Errorf("Whapi group = %v", types(whapiGroups))
-	}
-	if zapiGroups[0].Type() != "io.wahook.group.join.requested" || wahaGroups[0].Type() != "io.wahook.group.participants.promoted" {
-		t.Errorf("groups = %v / %v", types(zapiGroups), types(wahaGroups))
-	}
+	callsAndGroups(t, p)
 }
 
 // TestKafkaConsumerCrash kills the chat-created consumer mid-stream, right
@@ -397,4 +305,9 @@ func TestKafkaDeadLetter(t *testing.T) {
 	if err := schemas.Validate(envelope.DeadLetterSchema, ev.Data()); err != nil {
 		t.Errorf("dead letter invalid: %v\n%s", err, ev.Data())
 	}
+}
+
+func (p *kpipeline) awaitEvents(stream, provider, channel string, want int) []cloudevents.Event {
+	p.t.Helper()
+	return p.await(stream, provider, channel, want)
 }
