@@ -573,4 +573,3 @@ func (p *kpipeline) rawCount(id string) int {
 	}
 	return n
 }
-
