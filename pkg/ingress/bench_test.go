@@ -19,13 +19,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/wahook/wahook/pkg/broker"
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/envelope"
 	"github.com/wahook/wahook/pkg/ingress"
-	"github.com/wahook/wahook/pkg/provider"
-	"github.com/wahook/wahook/pkg/provider/waha"
-	"github.com/wahook/wahook/pkg/provider/whapi"
-	"github.com/wahook/wahook/pkg/provider/zapi"
+	"github.com/wahook/wahook/pkg/provider/all"
 )
 
 const benchBody = `{"messages":[{"id":"bench-%d","from_me":false,"type":"text","chat_id":"919984351847@s.whatsapp.net","timestamp":1712995245,"source":"mobile","text":{"body":"Hello world"},"from":"919984351847","from_name":"Gerald"}],"event":{"type":"messages","event":"post"},"channel_id":"BENCH"}`
@@ -120,24 +118,31 @@ func drive(b *testing.B, url string, conns int) {
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 }
 
+// serveIngress serves the ingress (every provider, metrics, no logging) in
+// front of pub over loopback TCP.
+func serveIngress(b *testing.B, pub broker.Publisher, binding envelope.Binding) string {
+	b.Helper()
+	h, err := ingress.New(ingress.Config{
+		Providers:    all.Providers(),
+		AuthDisabled: true,
+		Publisher:    pub,
+		Binding:      binding,
+		Metrics:      ingress.NewMetrics(prometheus.NewRegistry()),
+		Logger:       zap.NewNop(),
+	}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return serve(b, h)
+}
+
 // BenchmarkIngressHTTP measures the ingress end to end over loopback HTTP:
 // split, identify, CloudEvent, publish with a durable JetStream ack.
 func BenchmarkIngressHTTP(b *testing.B) {
 	for _, conns := range []int{16, 64} {
 		b.Run("conns="+strconv.Itoa(conns), func(b *testing.B) {
 			br := benchBroker(b)
-			h, err := ingress.New(ingress.Config{
-				Providers:    []provider.Provider{whapi.New(), zapi.New(), waha.New()},
-				AuthDisabled: true,
-				Publisher:    br,
-				Binding:      envelope.NATS,
-				Metrics:      ingress.NewMetrics(prometheus.NewRegistry()),
-				Logger:       zap.NewNop(),
-			}, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			drive(b, serve(b, h)+"/v1/webhooks/whapi", conns)
+			drive(b, serveIngress(b, br, envelope.NATS)+"/v1/webhooks/whapi", conns)
 		})
 	}
 }

@@ -9,18 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"go.uber.org/zap"
 
 	"github.com/wahook/wahook/pkg/broker/kafkabroker"
 	"github.com/wahook/wahook/pkg/envelope"
-	"github.com/wahook/wahook/pkg/ingress"
-	"github.com/wahook/wahook/pkg/provider"
-	"github.com/wahook/wahook/pkg/provider/waha"
-	"github.com/wahook/wahook/pkg/provider/whapi"
-	"github.com/wahook/wahook/pkg/provider/zapi"
 )
 
 // referenceTopic is the topic the bare reference handler writes to.
@@ -61,18 +55,7 @@ func BenchmarkIngressHTTPKafka(b *testing.B) {
 				defer cancel()
 				_ = br.Close(ctx)
 			})
-			h, err := ingress.New(ingress.Config{
-				Providers:    []provider.Provider{whapi.New(), zapi.New(), waha.New()},
-				AuthDisabled: true,
-				Publisher:    br,
-				Binding:      envelope.Kafka,
-				Metrics:      ingress.NewMetrics(prometheus.NewRegistry()),
-				Logger:       zap.NewNop(),
-			}, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			drive(b, serve(b, h)+"/v1/webhooks/whapi", conns)
+			drive(b, serveIngress(b, br, envelope.Kafka)+"/v1/webhooks/whapi", conns)
 		})
 	}
 }
