@@ -57,17 +57,9 @@ func messageSeen(kind string, data []byte) (fact.Facts, error) {
 	if first(data) != '{' {
 		return fact.Facts{}, notObject(kind)
 	}
-	var chat, name, fromMe []byte
-	for k, v := range members(data) {
-		switch string(k) {
-		case "chat_id":
-			chat = v
-		case "chat_name":
-			name = v
-		case "from_me":
-			fromMe = v
-		}
-	}
+	var f [3][]byte
+	pick(data, f[:], "chat_id", "chat_name", "from_me")
+	chat, name, fromMe := f[0], f[1], f[2]
 	id := str(chat)
 	if id == "" {
 		return fact.Facts{}, nil
@@ -79,19 +71,9 @@ func chatCreated(kind string, data []byte) (fact.Facts, error) {
 	if first(data) != '{' {
 		return fact.Facts{}, notObject(kind)
 	}
-	var id, name, unread, last []byte
-	for k, v := range members(data) {
-		switch string(k) {
-		case "id":
-			id = v
-		case "name":
-			name = v
-		case "unread":
-			unread = v
-		case "last_message":
-			last = v
-		}
-	}
+	var f [4][]byte
+	pick(data, f[:], "id", "name", "unread", "last_message")
+	id, name, unread, last := f[0], f[1], f[2], f[3]
 	chat := str(id)
 	if chat == "" {
 		return fact.Facts{}, provider.Invalid("whapi %s: chat has no id", kind)
@@ -269,19 +251,9 @@ func groupCreated(kind string, data []byte) (fact.Facts, error) {
 	if first(data) != '{' {
 		return fact.Facts{}, notObject(kind)
 	}
-	var id, name, parts, by []byte
-	for k, v := range members(data) {
-		switch string(k) {
-		case "id":
-			id = v
-		case "name":
-			name = v
-		case "participants":
-			parts = v
-		case "created_by":
-			by = v
-		}
-	}
+	var f [4][]byte
+	pick(data, f[:], "id", "name", "participants", "created_by")
+	id, name, parts, by := f[0], f[1], f[2], f[3]
 	chat := str(id)
 	if chat == "" {
 		return fact.Facts{}, provider.Invalid("whapi %s: group has no id", kind)
@@ -315,17 +287,9 @@ func groupParticipants(kind string, data []byte) (fact.Facts, error) {
 	if first(data) != '{' {
 		return fact.Facts{}, notObject(kind)
 	}
-	var group, parts, action []byte
-	for k, v := range members(data) {
-		switch string(k) {
-		case "group_id":
-			group = v
-		case "participants":
-			parts = v
-		case "action":
-			action = v
-		}
-	}
+	var f [3][]byte
+	pick(data, f[:], "group_id", "participants", "action")
+	group, parts, action := f[0], f[1], f[2]
 	chat := str(group)
 	if chat == "" {
 		return fact.Facts{}, provider.Invalid("whapi %s: participant event has no group_id", kind)
@@ -438,23 +402,9 @@ func call(kind string, data []byte) (fact.Facts, error) {
 	if first(data) != '{' {
 		return fact.Facts{}, notObject(kind)
 	}
-	var id, chat, from, status, video, group []byte
-	for k, v := range members(data) {
-		switch string(k) {
-		case "id":
-			id = v
-		case "chat_id":
-			chat = v
-		case "from":
-			from = v
-		case "status":
-			status = v
-		case "video_call":
-			video = v
-		case "group_call":
-			group = v
-		}
-	}
+	var f [6][]byte
+	pick(data, f[:], "id", "chat_id", "from", "status", "video_call", "group_call")
+	id, chat, from, status, video, group := f[0], f[1], f[2], f[3], f[4], f[5]
 	c := fact.Call{CallID: text(id), Chat: str(chat), From: str(from), Status: str(status)}
 	if c.CallID == "" {
 		return fact.Facts{}, provider.Invalid("whapi %s: call has no id", kind)

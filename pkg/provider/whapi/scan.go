@@ -95,6 +95,19 @@ func first(v []byte) byte {
 // absent reports whether a member is missing or null.
 func absent(v []byte) bool { return len(v) == 0 || v[0] == 'n' }
 
+// pick stores in dst[i] the value of obj's member named names[i], the last
+// one when a name repeats (as encoding/json keeps); absent members stay nil.
+func pick(obj []byte, dst [][]byte, names ...string) {
+	for k, v := range members(obj) {
+		for i, n := range names {
+			if string(k) == n {
+				dst[i] = v
+				break
+			}
+		}
+	}
+}
+
 // members yields an object's members: the key (unescaped) and the trimmed
 // value. A value that is not an object yields nothing.
 func members(obj []byte) iter.Seq2[[]byte, []byte] {

@@ -499,36 +499,14 @@ func appendUnknown(items []provider.Item, e *header, label string, c coll) []pro
 func describe(c coll, v []byte, it *provider.Item) {
 	switch c {
 	case cMessages:
-		var id, chat, ts []byte
-		for k, val := range members(v) {
-			switch string(k) {
-			case "id":
-				id = val
-			case "chat_id":
-				chat = val
-			case "timestamp":
-				ts = val
-			}
-		}
+		var f [3][]byte
+		pick(v, f[:], "id", "chat_id", "timestamp")
+		id, chat, ts := f[0], f[1], f[2]
 		it.Key, it.Chat, it.Time = text(id), str(chat), unix(ts)
 	case cStatuses:
-		var id, status, recipient, viewer, chat, ts []byte
-		for k, val := range members(v) {
-			switch string(k) {
-			case "id":
-				id = val
-			case "status":
-				status = val
-			case "recipient_id":
-				recipient = val
-			case "viewer_id":
-				viewer = val
-			case "chat_id":
-				chat = val
-			case "timestamp":
-				ts = val
-			}
-		}
+		var f [6][]byte
+		pick(v, f[:], "id", "status", "recipient_id", "viewer_id", "chat_id", "timestamp")
+		id, status, recipient, viewer, chat, ts := f[0], f[1], f[2], f[3], f[4], f[5]
 		if s := text(id); s != "" {
 			it.Key = s + "\x00" + text(status) + "\x00" + text(recipient) + "\x00" + text(viewer)
 		}
@@ -538,21 +516,9 @@ func describe(c coll, v []byte, it *provider.Item) {
 		}
 		it.Time = unix(ts)
 	case cCalls:
-		var id, status, chat, from, ts []byte
-		for k, val := range members(v) {
-			switch string(k) {
-			case "id":
-				id = val
-			case "status":
-				status = val
-			case "chat_id":
-				chat = val
-			case "from":
-				from = val
-			case "timestamp":
-				ts = val
-			}
-		}
+		var f [5][]byte
+		pick(v, f[:], "id", "status", "chat_id", "from", "timestamp")
+		id, status, chat, from, ts := f[0], f[1], f[2], f[3], f[4]
 		if s := text(id); s != "" {
 			it.Key = s + "\x00" + text(status)
 		}
@@ -562,15 +528,9 @@ func describe(c coll, v []byte, it *provider.Item) {
 		}
 		it.Time = unix(ts)
 	case cChats, cGroups:
-		var id, ts []byte
-		for k, val := range members(v) {
-			switch string(k) {
-			case "id":
-				id = val
-			case "timestamp":
-				ts = val
-			}
-		}
+		var f [2][]byte
+		pick(v, f[:], "id", "timestamp")
+		id, ts := f[0], f[1]
 		it.Chat, it.Time = str(id), unix(ts)
 	case cChatsUpdates, cGroupsUpdates, cContactsUpdates:
 		// The chat's timestamp is its last activity, not this change's time.
@@ -588,15 +548,9 @@ func describe(c coll, v []byte, it *provider.Item) {
 	case cGroupsParticipants:
 		it.Chat = str(lookup(v, "group_id"))
 	case cPresences:
-		var chat, contact []byte
-		for k, val := range members(v) {
-			switch string(k) {
-			case "chat_id":
-				chat = val
-			case "contact_id":
-				contact = val
-			}
-		}
+		var f [2][]byte
+		pick(v, f[:], "chat_id", "contact_id")
+		chat, contact := f[0], f[1]
 		it.Chat = str(chat)
 		if it.Chat == "" {
 			it.Chat = text(contact)
@@ -608,15 +562,9 @@ func describe(c coll, v []byte, it *provider.Item) {
 
 // updatedID reads field of after_update, else of before_update.
 func updatedID(v []byte, field string) string {
-	var before, after []byte
-	for k, val := range members(v) {
-		switch string(k) {
-		case "before_update":
-			before = val
-		case "after_update":
-			after = val
-		}
-	}
+	var f [2][]byte
+	pick(v, f[:], "before_update", "after_update")
+	before, after := f[0], f[1]
 	if s := text(lookup(after, field)); s != "" {
 		return s
 	}
@@ -625,15 +573,9 @@ func updatedID(v []byte, field string) string {
 
 // healthTime is when a health report was made: start_at plus uptime seconds.
 func healthTime(v []byte) time.Time {
-	var start, uptime []byte
-	for k, val := range members(v) {
-		switch string(k) {
-		case "start_at":
-			start = val
-		case "uptime":
-			uptime = val
-		}
-	}
+	var f [2][]byte
+	pick(v, f[:], "start_at", "uptime")
+	start, uptime := f[0], f[1]
 	t := unix(start)
 	if t.IsZero() {
 		return t
