@@ -8,6 +8,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -59,6 +60,35 @@ var ErrUnavailable = errors.New("broker unavailable")
 
 // ErrClosed is returned by operations on a closed publisher or subscriber.
 var ErrClosed = errors.New("broker closed")
+
+// ErrRejected marks a message the broker refuses for what it is, not for
+// the broker's state: no stream captures its subject, a subject or header
+// the server would refuse, a payload over the broker's limit. Publishing it
+// again never succeeds, so callers must not answer "retry later": they keep
+// it elsewhere (a dead letter) and say why.
+var ErrRejected = errors.New("message rejected by the broker")
+
+// ErrTooLarge marks a message over the broker's size limit. Errors wrapping
+// it wrap ErrRejected too.
+var ErrTooLarge = errors.New("message too large for the broker")
+
+// Rejected wraps err with ErrRejected.
+func Rejected(err error) error { return fmt.Errorf("%w: %w", ErrRejected, err) }
+
+// TooLarge returns an error wrapping ErrRejected and ErrTooLarge that says
+// how large the message was and what the limit is.
+func TooLarge(size, limit int) error {
+	return fmt.Errorf("%w: %w: %d bytes, limit %d", ErrRejected, ErrTooLarge, size, limit)
+}
+
+// Limits is implemented by publishers that know the largest message the
+// broker takes, so that callers can split what would not fit (dead letters
+// of large bodies).
+type Limits interface {
+	// MaxMessageBytes is the largest message, payload and headers, the
+	// broker accepts.
+	MaxMessageBytes() int
+}
 
 // Received is a message handed to a Handler.
 type Received struct {
