@@ -7,6 +7,7 @@ import (
 	neturl "net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -118,6 +119,12 @@ type Broker struct {
 
 	// connClosed is closed once the connection is closed for good.
 	connClosed chan struct{}
+
+	// maxPayload is the server's max_payload as first read. Reading it
+	// takes the connection's lock, which every publish takes too, so it is
+	// read again only for a message that seems over it (a reconnect may
+	// have reached a server with another limit).
+	maxPayload atomic.Int64
 
 	// mu guards closing against inflight.Add, so Close's Wait never races
 	// an Add from zero; it is held only to enter, never while waiting.
@@ -297,6 +304,15 @@ func (b *Broker) MaxMessageBytes() int { return int(b.nc.MaxPayload()) }
 
 var _ broker.Limits = (*Broker)(nil)
 
+func (b *Broker) knownMaxPayload() int {
+	v := b.maxPayload.Load()
+	if v == 0 {
+		v = b.nc.MaxPayload()
+		b.maxPayload.Store(v)
+	}
+	return int(v)
+}
+
 // perCall is how many of its messages one Publish call keeps in
 // flight: an eighth of the window, at most 256 (enough to overlap the round
 // trips), at least 1.
@@ -322,7 +338,7 @@ func (b *Broker) publish(ctx context.Context, msgs []broker.Message) error {
 	if err := ctx.Err(); err != nil {
 		return publishErr(&msgs[0], classifyPublish(err))
 	}
-	lim := limits{maxPayload: int(b.nc.MaxPayload()), replyLen: asyncReplyLen(b.nc)}
+	lim := limits{maxPayload: b.knownMaxPayload(), replyLen: asyncReplyLen(b.nc), nc: b.nc}
 	for i := range msgs {
 		m := &msgs[i]
 		if _, ok := StreamFor(m.Subject); !ok {

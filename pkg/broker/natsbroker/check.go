@@ -41,7 +41,10 @@ func asyncReplyLen(nc *nats.Conn) int {
 
 // limits are what one Publish call checks its messages against.
 type limits struct {
+	// maxPayload is the server's max_payload as last known; nc, when set,
+	// tells the current one for a message over it.
 	maxPayload int
+	nc         *nats.Conn
 	replyLen   int
 }
 
@@ -84,6 +87,9 @@ func (l limits) check(m *broker.Message, needID bool) error {
 		return broker.Rejected(fmt.Errorf("header block of %d bytes, JetStream stores at most %d", hdr, maxHeaderBytes))
 	}
 	total := hdr + len(m.Data)
+	if total > l.maxPayload && l.nc != nil {
+		l.maxPayload = int(l.nc.MaxPayload())
+	}
 	if total > l.maxPayload {
 		return broker.TooLarge(total, l.maxPayload)
 	}

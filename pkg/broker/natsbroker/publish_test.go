@@ -389,3 +389,19 @@ func BenchmarkCheck(b *testing.B) {
 		}
 	}
 }
+
+// TestCheckRereadsMaxPayload: a message over the max_payload last known is
+// checked against the server's current one (a reconnect may have reached a
+// server with a larger limit) before it is refused.
+func TestCheckRereadsMaxPayload(t *testing.T) {
+	_, b := newEmbeddedBroker(t)
+	m := ingressMsg("STALE", 0, bytes.Repeat([]byte("d"), 4096))
+	stale := limits{maxPayload: 1024, replyLen: asyncReplyLen(b.Conn()), nc: b.Conn()}
+	if err := stale.check(&m, needsID(&m)); err != nil {
+		t.Errorf("check with a stale max_payload of 1024 = %v, want the server's %d to apply", err, embeddedMaxPayload)
+	}
+	stale.nc = nil
+	if err := stale.check(&m, needsID(&m)); !errors.Is(err, broker.ErrTooLarge) {
+		t.Errorf("check over max_payload = %v, want ErrTooLarge", err)
+	}
+}
