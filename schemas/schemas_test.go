@@ -36,6 +36,9 @@ func TestCompile(t *testing.T) {
 	}
 }
 
+// sha is a SHA-256 in hex, as body_parts carries it.
+const sha = "3fe922af4d9cc7b04b0cc2a9d1acf0a2edce4e5853e1abb886a0ff42e35f939d"
+
 const common = `"provider":"whapi","channel":"MANTIS-M72HC","occurred_at":"2024-04-22T13:27:33.123Z","source_event_id":"0f9a"`
 const chat = `"chat_id":"919984351847@s.whatsapp.net","chat_id_raw":"919984351847@s.whatsapp.net","chat_type":"contact"`
 const group = `"chat_id":"120363271212442249@g.us","chat_id_raw":"120363271212442249-group","chat_type":"group"`
@@ -86,15 +89,21 @@ func TestValidate(t *testing.T) {
 		"group setting without value": {schema: "group-notification.v1.json", data: `{` + common + `,` + group + `,"participants":[],"setting":{"name":"announcements"}}`, wantErr: true},
 		"group without group":         {schema: "group-notification.v1.json", data: `{` + common + `,"participants":[]}`, wantErr: true},
 
-		"deadletter text":         {schema: "deadletter.v1.json", data: `{"reason":"not JSON","provider":"whapi","received_at":"2024-04-22T13:27:33.5+02:00","method":"POST","path":"/v1/webhooks/whapi","headers":{"Content-Type":"text/plain"},"body":"hello"}`},
-		"deadletter empty body":   {schema: "deadletter.v1.json", data: `{"reason":"empty","provider":"zapi","channel":"X","received_at":"2024-04-22T13:27:33Z","body":""}`},
-		"deadletter base64":       {schema: "deadletter.v1.json", data: `{"reason":"not UTF-8","provider":"waha","received_at":"2024-04-22T13:27:33Z","body_base64":"/w==","source_event_id":"e1"}`},
-		"deadletter both bodies":  {schema: "deadletter.v1.json", data: `{"reason":"r","provider":"waha","received_at":"2024-04-22T13:27:33Z","body":"","body_base64":"/w=="}`, wantErr: true},
-		"deadletter no body":      {schema: "deadletter.v1.json", data: `{"reason":"r","provider":"waha","received_at":"2024-04-22T13:27:33Z"}`, wantErr: true},
-		"deadletter bad base64":   {schema: "deadletter.v1.json", data: `{"reason":"r","provider":"waha","received_at":"2024-04-22T13:27:33Z","body_base64":"not base64!"}`, wantErr: true},
-		"deadletter bad time":     {schema: "deadletter.v1.json", data: `{"reason":"r","provider":"waha","received_at":"2024-04-22","body":""}`, wantErr: true},
-		"deadletter header array": {schema: "deadletter.v1.json", data: `{"reason":"r","provider":"waha","received_at":"2024-04-22T13:27:33Z","body":"","headers":{"A":["b"]}}`, wantErr: true},
-		"deadletter no reason":    {schema: "deadletter.v1.json", data: `{"provider":"waha","received_at":"2024-04-22T13:27:33Z","body":""}`, wantErr: true},
+		"deadletter text":           {schema: "deadletter.v1.json", data: `{"reason":"not JSON","provider":"whapi","received_at":"2024-04-22T13:27:33.5+02:00","method":"POST","path":"/v1/webhooks/whapi","headers":{"Content-Type":"text/plain"},"body":"hello"}`},
+		"deadletter empty body":     {schema: "deadletter.v1.json", data: `{"reason":"empty","provider":"zapi","channel":"X","received_at":"2024-04-22T13:27:33Z","body":""}`},
+		"deadletter base64":         {schema: "deadletter.v1.json", data: `{"reason":"not UTF-8","provider":"waha","received_at":"2024-04-22T13:27:33Z","body_base64":"/w==","source_event_id":"e1"}`},
+		"deadletter both bodies":    {schema: "deadletter.v1.json", data: `{"reason":"r","provider":"waha","received_at":"2024-04-22T13:27:33Z","body":"","body_base64":"/w=="}`, wantErr: true},
+		"deadletter no body":        {schema: "deadletter.v1.json", data: `{"reason":"r","provider":"waha","received_at":"2024-04-22T13:27:33Z"}`, wantErr: true},
+		"deadletter bad base64":     {schema: "deadletter.v1.json", data: `{"reason":"r","provider":"waha","received_at":"2024-04-22T13:27:33Z","body_base64":"not base64!"}`, wantErr: true},
+		"deadletter bad time":       {schema: "deadletter.v1.json", data: `{"reason":"r","provider":"waha","received_at":"2024-04-22","body":""}`, wantErr: true},
+		"deadletter header array":   {schema: "deadletter.v1.json", data: `{"reason":"r","provider":"waha","received_at":"2024-04-22T13:27:33Z","body":"","headers":{"A":["b"]}}`, wantErr: true},
+		"deadletter no reason":      {schema: "deadletter.v1.json", data: `{"provider":"waha","received_at":"2024-04-22T13:27:33Z","body":""}`, wantErr: true},
+		"deadletter parts":          {schema: "deadletter.v1.json", data: `{"reason":"r","provider":"waha","received_at":"2024-04-22T13:27:33Z","body_parts":{"count":3,"size":2500,"part_size":1000,"sha256":"` + sha + `"}}`},
+		"deadletter parts and body": {schema: "deadletter.v1.json", data: `{"reason":"r","provider":"waha","received_at":"2024-04-22T13:27:33Z","body":"","body_parts":{"count":1,"size":1,"part_size":1,"sha256":"` + sha + `"}}`, wantErr: true},
+		"deadletter parts no sha":   {schema: "deadletter.v1.json", data: `{"reason":"r","provider":"waha","received_at":"2024-04-22T13:27:33Z","body_parts":{"count":1,"size":1,"part_size":1}}`, wantErr: true},
+		"deadletter parts bad sha":  {schema: "deadletter.v1.json", data: `{"reason":"r","provider":"waha","received_at":"2024-04-22T13:27:33Z","body_parts":{"count":1,"size":1,"part_size":1,"sha256":"XYZ"}}`, wantErr: true},
+		"deadletter zero parts":     {schema: "deadletter.v1.json", data: `{"reason":"r","provider":"waha","received_at":"2024-04-22T13:27:33Z","body_parts":{"count":0,"size":1,"part_size":1,"sha256":"` + sha + `"}}`, wantErr: true},
+		"deadletter parts extra":    {schema: "deadletter.v1.json", data: `{"reason":"r","provider":"waha","received_at":"2024-04-22T13:27:33Z","body_parts":{"count":1,"size":1,"part_size":1,"sha256":"` + sha + `","url":"x"}}`, wantErr: true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			for _, uri := range []string{tc.schema, schemas.Base + tc.schema} {

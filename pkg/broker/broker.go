@@ -85,8 +85,7 @@ func TooLarge(size, limit int) error {
 // broker takes, so that callers can split what would not fit (dead letters
 // of large bodies).
 type Limits interface {
-	// MaxMessageBytes is the largest message, payload and headers, the
-	// broker accepts.
+	// MaxMessageBytes is the largest Size of a message the broker accepts.
 	MaxMessageBytes() int
 }
 

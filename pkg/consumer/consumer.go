@@ -232,9 +232,10 @@ func (c *Consumer) deadLetter(ctx context.Context, m broker.Received, eventID, p
 		SourceEventID: eventID,
 	}
 	dl.SetBody(m.Data)
-	msg, err := envelope.DeadLetterMessage(dl, c.cfg.Binding)
+	// Parts first when the body does not fit one message, the record last.
+	msgs, err := envelope.DeadLetterMessages(dl, c.cfg.Binding, broker.MaxMessageBytes(c.cfg.Publisher))
 	if err == nil {
-		err = c.cfg.Publisher.Publish(ctx, msg)
+		err = envelope.PublishDeadLetter(ctx, c.cfg.Publisher.Publish, msgs)
 	}
 	if err != nil {
 		return "error", fmt.Errorf("dead-letter %s: %w", eventID, err)

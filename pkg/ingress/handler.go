@@ -375,16 +375,19 @@ func (h *Handler) reject(w http.ResponseWriter, r *http.Request, providerName, c
 		Headers:    keptHeaders(r.Header),
 	}
 	dl.SetBody(body)
-	msg, err := envelope.DeadLetterMessage(dl, h.cfg.Binding)
+	// Parts first when the body does not fit one message, the record last.
+	msgs, err := envelope.DeadLetterMessages(dl, h.cfg.Binding, broker.MaxMessageBytes(h.cfg.Publisher))
 	if err == nil {
-		err = h.publish(r.Context(), []broker.Message{msg})
+		err = envelope.PublishDeadLetter(r.Context(), func(ctx context.Context, m ...broker.Message) error {
+			return h.publish(ctx, m)
+		}, msgs)
 	}
 	if err != nil {
 		o.err = errors.Join(o.err, fmt.Errorf("dead letter: %w", err))
 		return h.unavailable(w, o)
 	}
 	h.cfg.Metrics.deadLetters.WithLabelValues(providerName).Inc()
-	o.ids = []string{msg.ID}
+	o.ids = []string{msgs[len(msgs)-1].ID}
 	return h.fail(w, o)
 }
 

@@ -81,12 +81,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if c.pretty {
 		enc.SetIndent("", "  ")
 	}
+	p := &printer{enc: enc}
 	for n := 0; c.count == 0 || n < c.count; n++ {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case m := <-msgs:
-			if err := printMsg(enc, m); err != nil {
+			if err := p.print(m); err != nil {
 				return err
 			}
 		}
@@ -146,20 +147,88 @@ func replay(ctx context.Context, nc *nats.Conn, c config, msgs chan<- *nats.Msg)
 }
 
 // line is one printed event: the subject it came on and the CloudEvent.
+// A part of a dead letter's body is printed without its data, as Part; a
+// dead-letter record whose body is in parts gets the body reassembled from
+// the parts printed before it, in Body or BodyBase64.
 type line struct {
-	Subject string          `json:"subject"`
-	Event   json.RawMessage `json:"event,omitempty"`
-	Error   string          `json:"error,omitempty"`
-	Data    string          `json:"data,omitempty"`
+	Subject    string          `json:"subject"`
+	Event      json.RawMessage `json:"event,omitempty"`
+	Part       *partLine       `json:"part,omitempty"`
+	Body       *string         `json:"body,omitempty"`
+	BodyBase64 string          `json:"body_base64,omitempty"`
+	Error      string          `json:"error,omitempty"`
+	Data       string          `json:"data,omitempty"`
 }
 
-func printMsg(enc *json.Encoder, m *nats.Msg) error {
+type partLine struct {
+	DeadLetterID string `json:"deadletter_id"`
+	Bytes        int    `json:"bytes"`
+}
+
+// maxHeldParts bounds the bytes of dead-letter parts held until their
+// record comes; the oldest go first.
+const maxHeldParts = 64 << 20
+
+// printer prints events and holds the parts of dead letters until their
+// record comes.
+type printer struct {
+	enc   *json.Encoder
+	parts []broker.Message
+	held  int
+}
+
+func (p *printer) print(m *nats.Msg) error {
 	l := line{Subject: m.Subject}
-	ev, err := envelope.Decode(broker.Message{Header: broker.Header(m.Header), Data: m.Data}, envelope.NATS)
-	if err != nil {
+	bm := broker.Message{Header: broker.Header(m.Header), Data: m.Data}
+	ev, err := envelope.Decode(bm, envelope.NATS)
+	switch {
+	case err != nil:
 		l.Error, l.Data = err.Error(), string(m.Data)
-	} else if l.Event, err = json.Marshal(ev); err != nil {
+		return p.enc.Encode(l)
+	case ev.Type() == envelope.DeadLetterPartType:
+		id, _ := envelope.DeadLetterPart(bm, envelope.NATS)
+		p.hold(bm)
+		l.Part = &partLine{DeadLetterID: id, Bytes: len(m.Data)}
+		ev.DataEncoded = nil
+	case ev.Type() == envelope.DeadLetterType:
+		p.reassemble(&l, bm)
+	}
+	if l.Event, err = json.Marshal(ev); err != nil {
 		l.Error, l.Data = err.Error(), string(m.Data)
 	}
-	return enc.Encode(l)
+	return p.enc.Encode(l)
+}
+
+func (p *printer) hold(m broker.Message) {
+	p.parts = append(p.parts, m)
+	p.held += len(m.Data)
+	for p.held > maxHeldParts {
+		p.held -= len(p.parts[0].Data)
+		p.parts = p.parts[1:]
+	}
+}
+
+// reassemble puts the body of a record whose body is in parts into l, and
+// lets the parts go.
+func (p *printer) reassemble(l *line, m broker.Message) {
+	id, d, err := envelope.DecodeDeadLetter(m, envelope.NATS)
+	if err != nil || d.BodyParts == nil {
+		return
+	}
+	raw, err := envelope.DeadLetterBody(id, d, p.parts, envelope.NATS)
+	if err != nil {
+		l.Error = "body in parts: " + err.Error()
+		return
+	}
+	d.SetBody(raw)
+	l.Body, l.BodyBase64 = d.Body, d.BodyBase64
+	kept := p.parts[:0]
+	p.held = 0
+	for _, pm := range p.parts {
+		if rid, _ := envelope.DeadLetterPart(pm, envelope.NATS); rid != id {
+			kept = append(kept, pm)
+			p.held += len(pm.Data)
+		}
+	}
+	p.parts = kept
 }

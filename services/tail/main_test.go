@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -57,5 +58,67 @@ func TestReplayAcrossStreams(t *testing.T) {
 	}
 	if !types["io.wahook.ingress.whapi.labels.post"] || !types[envelope.DeadLetterType] {
 		t.Errorf("printed %v; want the raw and the dead-letter event", types)
+	}
+}
+
+// TestDeadLetterInParts prints the parts of a dead letter without their
+// data and its record with the body reassembled.
+func TestDeadLetterInParts(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	emb, err := natsbroker.StartEmbedded(ctx, natsbroker.EmbeddedConfig{Addr: "127.0.0.1:-1", StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb.Shutdown(context.Background())
+	b, err := natsbroker.Connect(ctx, natsbroker.Config{Embedded: emb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(context.Background())
+	body := strings.Repeat(`{"text":"<ok>"}`, 1000)
+	dl := envelope.DeadLetter{Reason: "bad", Provider: "waha", ReceivedAt: time.Now().UTC()}
+	dl.SetBody([]byte(body))
+	msgs, err := envelope.DeadLetterMessages(dl, envelope.NATS, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := envelope.PublishDeadLetter(ctx, b.Publish, msgs); err != nil {
+		t.Fatal(err)
+	}
+
+	var out bytes.Buffer
+	if err := run(ctx, []string{"-nats-url", emb.ClientURL(), "-subject", "wahook.deadletter.>", "-all", "-count", strconv.Itoa(len(msgs))}, &out); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != len(msgs) {
+		t.Fatalf("printed %d lines, want %d", len(lines), len(msgs))
+	}
+	for i, l := range lines {
+		var got struct {
+			Event map[string]any
+			Part  *struct {
+				DeadLetterID string `json:"deadletter_id"`
+				Bytes        int
+			}
+			Body  *string
+			Error string
+		}
+		if err := json.Unmarshal([]byte(l), &got); err != nil || got.Error != "" {
+			t.Fatalf("line %q: %v %s", l, err, got.Error)
+		}
+		if i < len(msgs)-1 {
+			if got.Part == nil || got.Part.DeadLetterID != msgs[len(msgs)-1].ID || got.Part.Bytes != len(msgs[i].Data) {
+				t.Errorf("line %d = %s, want part %d of %s", i, l, i, msgs[len(msgs)-1].ID)
+			}
+			if _, ok := got.Event["data_base64"]; ok {
+				t.Errorf("part line %d prints the part's data", i)
+			}
+			continue
+		}
+		if got.Body == nil || *got.Body != body {
+			t.Errorf("record line has body %v, want the %d bytes reassembled", got.Body, len(body))
+		}
 	}
 }

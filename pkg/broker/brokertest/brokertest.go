@@ -84,6 +84,8 @@ func Run(t *testing.T, newPair func(t *testing.T) Pair) {
 		{"ShutdownHandsBackFailed", testShutdownHandsBack},
 		{"RedeliveryAfterCrash", testCrash},
 		{"InvalidSubscription", testInvalid},
+		{"Refused", testRefused},
+		{"MessageLimit", testMessageLimit},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := newPair(t)

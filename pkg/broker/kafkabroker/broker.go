@@ -116,9 +116,12 @@ func newBroker(cfg Config) *Broker {
 		RequiredAcks: kafka.RequireAll,
 		BatchTimeout: cfg.BatchTimeout,
 		BatchSize:    cfg.BatchSize,
-		// A record up to the topics' max.message.bytes is sent, alone if
-		// need be; kafka-go refuses larger ones before sending.
-		BatchBytes:  int64(cfg.Topics.MaxMessageBytes),
+		// kafka-go's default (1 MiB) is below the topics' limit, and the
+		// limit itself would let a batch of several records, or one record
+		// near it, exceed max.message.bytes once the record batch header is
+		// added: the broker then refuses the whole batch, other callers'
+		// records with it. Publish refuses larger records before.
+		BatchBytes:  int64(cfg.Topics.MaxMessageBytes - recordBatchOverhead),
 		Transport:   b.transport,
 		Logger:      kafkaLog,
 		ErrorLogger: kafkaLog,

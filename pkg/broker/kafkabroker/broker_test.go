@@ -279,7 +279,7 @@ func TestPublishErrors(t *testing.T) {
 		want error
 	}{
 		"unknown topic": {broker.Message{Topic: "wahook.nope", Key: "k", Data: []byte(`{}`)}, kafkabroker.ErrUnknownTopic},
-		"too large":     {broker.Message{Topic: kafkabroker.IngressTopic, Key: "k", Data: bytes.Repeat([]byte("x"), 100<<10)}, kafka.MessageSizeTooLarge},
+		"too large":     {broker.Message{Topic: kafkabroker.IngressTopic, Key: "k", Data: bytes.Repeat([]byte("x"), 100<<10)}, broker.ErrTooLarge},
 		"no topic":      {broker.Message{Key: "k", Data: []byte(`{}`)}, nil},
 	} {
 		t.Run(name, func(t *testing.T) {

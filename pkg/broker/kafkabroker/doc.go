@@ -46,10 +46,22 @@
 // Config.PublishTimeout when ctx has none), no leader, too few in-sync
 // replicas, or any other error Kafka calls temporary; the cause stays
 // wrapped for errors.Is. A cancelled ctx returns context.Canceled: the
-// caller gave up. Errors a retry cannot fix do not wrap ErrUnavailable: a
-// message over the topic's max.message.bytes (kafka.MessageSizeTooLarge),
-// a topic the cluster does not have (ErrUnknownTopic), a message without
-// topic. After Close, Publish and Subscribe return broker.ErrClosed.
+// caller gave up. Errors a retry cannot fix wrap broker.ErrRejected
+// instead: a message without topic, a header name broker.ValidHeaderKey
+// refuses, a record over max.message.bytes (also broker.ErrTooLarge;
+// refused before anything of the call is written, or answered
+// kafka.MessageSizeTooLarge by a topic configured lower), a topic the
+// cluster does not have (ErrUnknownTopic), an invalid topic or record.
+// After Close, Publish and Subscribe return broker.ErrClosed.
+//
+// # Sizes
+//
+// MaxMessageBytes (broker.Limits) is TopicsConfig.MaxMessageBytes less the
+// 61-byte record batch header. The writer's BatchBytes is the same, so no
+// batch, of one record or of several callers' records, goes over the
+// topics' max.message.bytes: a broker refuses a batch whole. One Publish
+// writes at most 256 messages at a time, so that a call with many of them
+// queues at most that many ahead of a concurrent caller's in a partition.
 //
 // # Consuming
 //

@@ -7,6 +7,7 @@ import (
 	neturl "net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -31,8 +32,9 @@ type Config struct {
 	// PublishTimeout bounds Publish when ctx has no deadline, 5s when zero.
 	PublishTimeout time.Duration
 	// MaxPending is the async publish window: messages sent and not yet
-	// acknowledged, over all callers. 4096 when zero. A Publish that finds it
-	// full waits for room (bounded by its ctx).
+	// acknowledged, over all callers. 4096 when zero. One Publish call keeps
+	// at most an eighth of it (256 at most) in flight; a Publish that finds
+	// it full waits for room (bounded by its ctx).
 	MaxPending int
 	// ReconnectWait is the pause between reconnect attempts, 1s when zero.
 	ReconnectWait time.Duration
@@ -117,6 +119,12 @@ type Broker struct {
 
 	// connClosed is closed once the connection is closed for good.
 	connClosed chan struct{}
+
+	// maxPayload is the server's max_payload as first read. Reading it
+	// takes the connection's lock, which every publish takes too, so it is
+	// read again only for a message that seems over it (a reconnect may
+	// have reached a server with another limit).
+	maxPayload atomic.Int64
 
 	// mu guards closing against inflight.Add, so Close's Wait never races
 	// an Add from zero; it is held only to enter, never while waiting.
@@ -259,14 +267,26 @@ func (b *Broker) JetStream() jetstream.JetStream { return b.js }
 // Conn is the NATS connection, for consumers and plain subscribers.
 func (b *Broker) Conn() *nats.Conn { return b.nc }
 
-// Publish sends every message to JetStream at once and returns nil when the
-// stream has acknowledged all of them; a duplicate acknowledgement (same ID
-// inside the duplicates window) counts as stored. m.ID is sent as the
-// Nats-Msg-Id header and m.Key, when m.Header has no KeyHeader, as
-// KeyHeader (percent-encoded), in a copy of m.Header; a map that already
-// carries both is sent without copying. Publish keeps m.Header and
-// m.Data until it returns (and, on error, until a pending send is settled):
-// callers must not modify them meanwhile. It never modifies them.
+// Publish sends the messages to JetStream and returns nil when the stream
+// has acknowledged all of them; a duplicate acknowledgement (same ID inside
+// the duplicates window) counts as stored. It keeps at most 256 of its
+// messages in flight (an eighth of Config.MaxPending when that is less),
+// sending the next ones as earlier acks arrive, so that one call with many
+// messages leaves room in the window for concurrent callers.
+//
+// m.ID is sent as the Nats-Msg-Id header and m.Key, when m.Header has no
+// KeyHeader, as KeyHeader (percent-encoded), in a copy of m.Header; a map
+// that already carries both is sent without copying.
+//
+// Messages the server would refuse, or that could break the protocol, are
+// refused before anything of the call is sent, with an error wrapping
+// broker.ErrRejected: an invalid subject, a header that would not be stored
+// as given, a control line or header block over the server's limits, and
+// headers and data over max_payload (also broker.ErrTooLarge).
+//
+// Publish keeps m.Header and m.Data until it returns (and, on error, until a
+// pending send is settled): callers must not modify them meanwhile. It never
+// modifies them.
 func (b *Broker) Publish(ctx context.Context, msgs ...broker.Message) error {
 	if len(msgs) == 0 {
 		return nil
@@ -277,6 +297,30 @@ func (b *Broker) Publish(ctx context.Context, msgs ...broker.Message) error {
 	defer b.inflight.Done()
 	return b.publish(ctx, msgs)
 }
+
+// MaxMessageBytes is the server's max_payload, as its INFO announced it:
+// a message whose broker.Size is at most that fits.
+func (b *Broker) MaxMessageBytes() int { return int(b.nc.MaxPayload()) }
+
+var _ broker.Limits = (*Broker)(nil)
+
+func (b *Broker) knownMaxPayload() int {
+	v := b.maxPayload.Load()
+	if v == 0 {
+		v = b.nc.MaxPayload()
+		b.maxPayload.Store(v)
+	}
+	return int(v)
+}
+
+// perCall is how many of its messages one Publish call keeps in
+// flight: an eighth of the window, at most 256 (enough to overlap the round
+// trips), at least 1.
+func (b *Broker) perCall() int {
+	return min(max(b.cfg.MaxPending/8, 1), maxPerCallPending)
+}
+
+const maxPerCallPending = 256
 
 // enter registers an in-flight Publish, or reports false once Close began.
 func (b *Broker) enter() bool {
@@ -292,49 +336,70 @@ func (b *Broker) enter() bool {
 func (b *Broker) publish(ctx context.Context, msgs []broker.Message) error {
 	// A caller that already gave up gets nothing stored behind its back.
 	if err := ctx.Err(); err != nil {
-		return publishErr(&msgs[0], classify(err))
+		return publishErr(&msgs[0], classifyPublish(err))
+	}
+	lim := limits{maxPayload: b.knownMaxPayload(), replyLen: asyncReplyLen(b.nc), nc: b.nc}
+	for i := range msgs {
+		m := &msgs[i]
+		if _, ok := StreamFor(m.Subject); !ok {
+			return publishErr(m, classifyPublish(ErrNoStream))
+		}
+		if err := lim.check(m, needsID(m)); err != nil {
+			return publishErr(m, err)
+		}
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, b.cfg.PublishTimeout)
 		defer cancel()
 	}
-	// Send everything first so the round trips of a batch, and of
-	// concurrent callers, overlap; then collect the acks.
+	// Keep up to w messages in flight: message i+w is sent once message
+	// i is acknowledged, so the round trips overlap without one call taking
+	// the whole window.
+	w := min(len(msgs), b.perCall())
 	var small [8]jetstream.PubAckFuture
-	futs := small[:0]
-	for i := range msgs {
-		f, err := b.send(ctx, &msgs[i])
-		if err != nil {
-			return err
-		}
-		futs = append(futs, f)
+	ring := small[:0]
+	if w <= len(small) {
+		ring = small[:w]
+	} else {
+		ring = make([]jetstream.PubAckFuture, w)
 	}
-	for i, f := range futs {
+	sent := 0
+	for i := range msgs {
+		for ; sent < len(msgs) && sent < i+w; sent++ {
+			f, err := b.send(ctx, &msgs[sent])
+			if err != nil {
+				return err
+			}
+			ring[sent%w] = f
+		}
+		f := ring[i%w]
 		select {
 		case <-f.Ok():
 		case err := <-f.Err():
-			return publishErr(&msgs[i], classify(err))
+			return publishErr(&msgs[i], classifyPublish(err))
 		case <-ctx.Done():
-			return publishErr(&msgs[i], classify(ctx.Err()))
+			return publishErr(&msgs[i], classifyPublish(ctx.Err()))
 		case <-b.connClosed:
 			// nats.go settles no pending acks when the connection closes.
-			return publishErr(&msgs[i], classify(nats.ErrConnectionClosed))
+			return publishErr(&msgs[i], classifyPublish(nats.ErrConnectionClosed))
 		}
 	}
 	return nil
 }
 
-// send publishes one message asynchronously, waiting for room in the
-// window while ctx allows.
+// needsID tells whether Publish adds m.ID as Nats-Msg-Id.
+func needsID(m *broker.Message) bool {
+	return m.ID != "" && nats.Header(m.Header).Get(jetstream.MsgIDHeader) != m.ID
+}
+
+// send publishes one checked message asynchronously, waiting for room in
+// the window while ctx allows.
 func (b *Broker) send(ctx context.Context, m *broker.Message) (jetstream.PubAckFuture, error) {
-	if _, ok := StreamFor(m.Subject); !ok {
-		return nil, publishErr(m, ErrNoStream)
-	}
 	nm := &nats.Msg{Subject: m.Subject, Header: nats.Header(m.Header), Data: m.Data}
 	var opts [2]jetstream.PublishOpt
 	n := 0
-	needID := m.ID != "" && nats.Header(m.Header).Get(jetstream.MsgIDHeader) != m.ID
+	needID := needsID(m)
 	// NATS has no message key: it travels as KeyHeader, which package
 	// envelope always writes; a message without it gets it here, so that
 	// consumers order it by its Key rather than by its subject.
@@ -364,7 +429,7 @@ func (b *Broker) send(ctx context.Context, m *broker.Message) (jetstream.PubAckF
 			wait = min(wait, time.Until(dl))
 		}
 		if wait <= 0 {
-			return nil, publishErr(m, classify(context.DeadlineExceeded))
+			return nil, publishErr(m, classifyPublish(context.DeadlineExceeded))
 		}
 		opts[n] = jetstream.WithStallWait(wait)
 		f, err := b.js.PublishMsgAsync(nm, opts[:n+1]...)
@@ -373,19 +438,19 @@ func (b *Broker) send(ctx context.Context, m *broker.Message) (jetstream.PubAckF
 		}
 		if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
 			if cerr := ctx.Err(); cerr != nil {
-				return nil, publishErr(m, classify(cerr))
+				return nil, publishErr(m, classifyPublish(cerr))
 			}
 			continue
 		}
-		return nil, publishErr(m, classify(err))
+		return nil, publishErr(m, classifyPublish(err))
 	}
 }
 
 func publishErr(m *broker.Message, err error) error {
 	if m.ID == "" {
-		return fmt.Errorf("natsbroker: publish to %s: %w", m.Subject, err)
+		return fmt.Errorf("natsbroker: publish to %s: %w", clip(m.Subject), err)
 	}
-	return fmt.Errorf("natsbroker: publish %s to %s: %w", m.ID, m.Subject, err)
+	return fmt.Errorf("natsbroker: publish %s to %s: %w", clip(m.ID), clip(m.Subject), err)
 }
 
 // classify wraps err with broker.ErrUnavailable when retrying later can
@@ -396,6 +461,64 @@ func classify(err error) error {
 		return fmt.Errorf("%w: %w", broker.ErrUnavailable, err)
 	}
 	return err
+}
+
+// classifyPublish is classify for the errors of a publish, which also tells
+// the messages retrying can never store: errors wrapping broker.ErrRejected
+// (and broker.ErrTooLarge for a message over a size limit).
+func classifyPublish(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, broker.ErrRejected), errors.Is(err, broker.ErrUnavailable):
+		return err
+	case transient(err):
+		return fmt.Errorf("%w: %w", broker.ErrUnavailable, err)
+	case tooLarge(err):
+		return fmt.Errorf("%w: %w: %w", broker.ErrRejected, broker.ErrTooLarge, err)
+	case rejected(err):
+		return broker.Rejected(err)
+	}
+	return err
+}
+
+// tooLarge tells a message over the server's max_payload (nats.go refuses
+// it before sending) or over the stream's maximum message size.
+func tooLarge(err error) bool {
+	if errors.Is(err, nats.ErrMaxPayload) {
+		return true
+	}
+	var jsErr jetstream.JetStreamError
+	if errors.As(err, &jsErr) {
+		if apiErr := jsErr.APIError(); apiErr != nil {
+			return apiErr.ErrorCode == 10054 // JSStreamMessageExceedsMaximumErr
+		}
+	}
+	return false
+}
+
+// rejected tells a message the server or client refuses for what it is:
+// no stream for its subject, a subject or header nats.go refuses, or a
+// JetStream answer that the request is bad (400: header block too large,
+// a failed expectation), which a retry of the same message gets again.
+func rejected(err error) bool {
+	for _, target := range [...]error{
+		ErrNoStream,
+		nats.ErrBadSubject,
+		nats.ErrBadHeaderMsg,
+		nats.ErrInvalidMsg,
+	} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	var jsErr jetstream.JetStreamError
+	if errors.As(err, &jsErr) {
+		if apiErr := jsErr.APIError(); apiErr != nil {
+			return apiErr.Code == 400
+		}
+	}
+	return false
 }
 
 func transient(err error) bool {

@@ -430,7 +430,7 @@ func TestPublishPermanentErrors(t *testing.T) {
 		},
 		"over max payload": {
 			msg:     broker.Message{Subject: "wahook.ingress.a.b.c", ID: "big", Data: bytes.Repeat([]byte("x"), embeddedMaxPayload+1)},
-			wantErr: nats.ErrMaxPayload,
+			wantErr: broker.ErrTooLarge,
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -438,8 +438,8 @@ func TestPublishPermanentErrors(t *testing.T) {
 			if !errors.Is(err, tc.wantErr) {
 				t.Errorf("Publish = %v, want an error wrapping %v", err, tc.wantErr)
 			}
-			if errors.Is(err, broker.ErrUnavailable) {
-				t.Errorf("Publish = %v: must not wrap broker.ErrUnavailable", err)
+			if errors.Is(err, broker.ErrUnavailable) || !errors.Is(err, broker.ErrRejected) {
+				t.Errorf("Publish = %v: want broker.ErrRejected, not broker.ErrUnavailable", err)
 			}
 		})
 	}

@@ -33,9 +33,23 @@
 // JetStream responder answered, or JetStream reports a temporary condition
 // (no quorum, storage exhausted). The cause stays wrapped for errors.Is. A
 // cancelled ctx returns context.Canceled, not ErrUnavailable: the caller
-// gave up. Errors a retry cannot fix (message over the server's max payload
-// or the stream's limit, ErrNoStream) do not wrap ErrUnavailable. After Close,
-// Publish returns broker.ErrClosed.
+// gave up. Errors a retry cannot fix wrap broker.ErrRejected instead, and
+// nothing of the Publish call is sent when a message is refused before
+// sending: a subject no stream captures (ErrNoStream) or that is not a
+// valid literal subject, a header name or value the protocol cannot carry
+// as given, an HPUB line over max_control_line (4096) or a header block over
+// JetStream's 64 KiB, headers and data over the server's max_payload (also
+// broker.ErrTooLarge, as is JetStream's "message size exceeds maximum"), and
+// any JetStream answer of 400. A line the server could not parse would make
+// it close the connection for good; these checks keep that from happening.
+// After Close, Publish returns broker.ErrClosed.
+//
+// # Sizes and fairness
+//
+// MaxMessageBytes (broker.Limits) is the max_payload the server announced.
+// The publish window (Config.MaxPending) is shared by every caller; one
+// Publish keeps at most an eighth of it (256 at most) in flight, so that a
+// call with many messages leaves room for the others.
 //
 // # Durability
 //
