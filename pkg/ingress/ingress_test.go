@@ -94,7 +94,7 @@ func (e *env) startBroker() {
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(emb.ClientURL(), "nats://"))
 	e.addr = "127.0.0.1:" + port
 	if e.broker == nil {
-		b, err := natsbroker.Connect(ctx, natsbroker.Config{URL: emb.ClientURL(), Name: "ingress-test"})
+		b, err := natsbroker.Connect(ctx, natsbroker.Config{URL: emb.ClientURL(), Auth: emb.ServiceAuth(), Name: "ingress-test"})
 		if err != nil {
 			e.t.Fatalf("Connect: %v", err)
 		}
