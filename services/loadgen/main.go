@@ -25,6 +25,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wahook/wahook/pkg/broker/natsbroker"
 )
 
 func main() {
@@ -184,11 +186,30 @@ func drive(ctx context.Context, url string, conns int, d time.Duration, body []b
 func reference(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("reference", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:8081", "listen address")
-	url := fs.String("nats-url", "nats://127.0.0.1:4222", "NATS server")
+	url := fs.String("nats-url", "", "NATS server (default: the context file's)")
+	ctxFile := fs.String("nats-context", "", "nats CLI context file that logs in, e.g. <data-dir>/"+natsbroker.ContextFile+" of the embedded server")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	nc, err := nats.Connect(*url, nats.Name("wahook-loadgen-reference"))
+	var auth natsbroker.Auth
+	if *ctxFile != "" {
+		u, a, err := natsbroker.LoadContext(*ctxFile)
+		if err != nil {
+			return err
+		}
+		auth = a
+		if *url == "" {
+			*url = u
+		}
+	}
+	if *url == "" {
+		*url = "nats://127.0.0.1:4222"
+	}
+	opts, err := auth.Options()
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(*url, append(opts, nats.Name("wahook-loadgen-reference"))...)
 	if err != nil {
 		return err
 	}

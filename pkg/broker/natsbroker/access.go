@@ -268,5 +268,35 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
+// LoadContext reads a nats CLI context file (WriteContext's, or one the
+// CLI wrote): the server URL and how to log in.
+func LoadContext(path string) (url string, a Auth, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", Auth{}, fmt.Errorf("natsbroker: nats context: %w", err)
+	}
+	var c struct {
+		URL      string `json:"url"`
+		User     string `json:"user"`
+		Password string `json:"password"`
+		Token    string `json:"token"`
+		Creds    string `json:"creds"`
+		NKey     string `json:"nkey"`
+		Cert     string `json:"cert"`
+		Key      string `json:"key"`
+		CA       string `json:"ca"`
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return "", Auth{}, fmt.Errorf("natsbroker: nats context %s: %w", path, err)
+	}
+	a = Auth{User: c.User, Password: c.Password, Token: c.Token, CredsFile: c.Creds, NKeyFile: c.NKey,
+		TLSCA: c.CA, TLSCert: c.Cert, TLSKey: c.Key}
+	// The CLI takes a user without a password as a token.
+	if a.User != "" && a.Password == "" && a.Token == "" {
+		a.Token, a.User = a.User, ""
+	}
+	return c.URL, a, nil
+}
+
 // ServiceAuth is how wahook logs in to e: its service user.
 func (e *Embedded) ServiceAuth() Auth { return e.service }

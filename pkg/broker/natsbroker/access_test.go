@@ -363,12 +363,20 @@ func TestWriteContext(t *testing.T) {
 	if got["url"] != e.ClientURL() || got["user"] != a.User || got["password"] != a.Password || got["description"] == "" {
 		t.Errorf("context = %v", got)
 	}
-	// What the file says connects.
-	nc, err := nats.Connect(got["url"], nats.UserInfo(got["user"], got["password"]))
-	if err != nil {
+	// What the file says connects, and LoadContext reads it back.
+	url, auth, err := LoadContext(path)
+	if err != nil || url != e.ClientURL() || auth != a {
+		t.Fatalf("LoadContext = %s, %+v, %v", url, auth, err)
+	}
+	connect(t, Config{URL: url, Auth: auth})
+	// A CLI context with a user and no password is a token.
+	tok := filepath.Join(t.TempDir(), "tok.json")
+	if err := os.WriteFile(tok, []byte(`{"url":"nats://h:4222","user":"t0ken","creds":""}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	nc.Close()
+	if _, auth, err := LoadContext(tok); err != nil || auth != (Auth{Token: "t0ken"}) {
+		t.Errorf("LoadContext(token) = %+v, %v", auth, err)
+	}
 }
 
 func TestParseSubscribers(t *testing.T) {
