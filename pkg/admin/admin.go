@@ -97,6 +97,10 @@ type Timeouts struct {
 	ReadHeader, Read, Write, Idle time.Duration
 }
 
+// WebhookTimeouts are the public webhook server's: a body may take up to a
+// minute (large deliveries over slow links), a connection idle two.
+var WebhookTimeouts = Timeouts{ReadHeader: 10 * time.Second, Read: 60 * time.Second, Write: 60 * time.Second, Idle: 120 * time.Second}
+
 // AdminTimeouts are the admin listener's. Write leaves room for a 60s CPU
 // profile or trace (pprof refuses a duration above the write timeout).
 var AdminTimeouts = Timeouts{ReadHeader: 5 * time.Second, Read: 10 * time.Second, Write: 70 * time.Second, Idle: 60 * time.Second}

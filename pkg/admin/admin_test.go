@@ -56,6 +56,9 @@ func TestNewServerSetsEveryTimeout(t *testing.T) {
 	if a := AdminTimeouts; a.ReadHeader <= 0 || a.Read <= 0 || a.Write <= 60*time.Second || a.Idle <= 0 {
 		t.Errorf("AdminTimeouts %+v: want all set, and Write above a 60s profile", a)
 	}
+	if w := WebhookTimeouts; w.ReadHeader <= 0 || w.Read <= 0 || w.Write <= 0 || w.Idle <= 0 {
+		t.Errorf("WebhookTimeouts %+v: want all set", w)
+	}
 }
 
 func TestServe(t *testing.T) {

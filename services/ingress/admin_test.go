@@ -84,7 +84,7 @@ func TestAdminListener(t *testing.T) {
 
 // TestServerTimeouts: both servers bound every phase of a request.
 func TestServerTimeouts(t *testing.T) {
-	for name, to := range map[string]admin.Timeouts{"webhook": webhookTimeouts, "admin": admin.AdminTimeouts} {
+	for name, to := range map[string]admin.Timeouts{"webhook": admin.WebhookTimeouts, "admin": admin.AdminTimeouts} {
 		srv := admin.NewServer(http.NotFoundHandler(), to, nil)
 		if srv.ReadHeaderTimeout <= 0 || srv.ReadTimeout <= 0 || srv.WriteTimeout <= 0 || srv.IdleTimeout <= 0 {
 			t.Errorf("%s server timeouts %+v: want all four set", name, to)

@@ -140,10 +140,6 @@ func verifiers(c config) (map[string]ingress.Verifier, error) {
 	return v, nil
 }
 
-// webhookTimeouts bound every phase of a webhook request: a body may take
-// up to a minute (large deliveries over slow links), a connection idle two.
-var webhookTimeouts = admin.Timeouts{ReadHeader: 10 * time.Second, Read: 60 * time.Second, Write: 60 * time.Second, Idle: 120 * time.Second}
-
 // listening are the bound addresses, announced once both listen.
 type listening struct{ http, admin string }
 
@@ -215,7 +211,7 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := admin.NewServer(h, webhookTimeouts, log.Named("http"))
+	srv := admin.NewServer(h, admin.WebhookTimeouts, log.Named("http"))
 	srv.MaxHeaderBytes = 64 << 10
 	var adminLn net.Listener
 	var adminSrv *http.Server

@@ -26,6 +26,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/wahook/wahook/pkg/admin"
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
 )
 
@@ -223,7 +224,8 @@ func reference(ctx context.Context, args []string) error {
 	}); err != nil {
 		return fmt.Errorf("reference stream: %w", err)
 	}
-	srv := &http.Server{Addr: *addr, ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// The ingress's own timeouts, so that both sides are measured alike.
+	srv := admin.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
 			w.WriteHeader(http.StatusBadRequest)
@@ -234,7 +236,8 @@ func reference(ctx context.Context, args []string) error {
 			return
 		}
 		w.WriteHeader(http.StatusOK)
-	})}
+	}), admin.WebhookTimeouts, nil)
+	srv.Addr = *addr
 	go func() {
 		<-ctx.Done()
 		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
