@@ -386,13 +386,8 @@ func (v *HMACVerifier) fresh(r *http.Request, body []byte) error {
 		return ErrStale
 	}
 	times := []time.Time{t}
-	var env struct {
-		Timestamp json.Number `json:"timestamp"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if dec.Decode(&env) == nil && env.Timestamp != "" {
-		bt, ok := parseUnix(env.Timestamp.String())
+	if raw, ok := topLevel(body, "timestamp"); ok {
+		bt, ok := parseUnix(strings.Trim(string(raw), `"`))
 		if !ok {
 			return ErrStale
 		}
@@ -405,6 +400,30 @@ func (v *HMACVerifier) fresh(r *http.Request, body []byte) error {
 		}
 	}
 	return nil
+}
+
+// topLevel returns the raw value of a top-level member of a JSON object,
+// reading no further than that member (WAHA puts "timestamp" second, before
+// the payload).
+func topLevel(body []byte, name string) (json.RawMessage, bool) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, false
+	}
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return nil, false
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, false
+		}
+		if k == name {
+			return v, true
+		}
+	}
+	return nil, false
 }
 
 // parseUnix reads whole seconds or milliseconds since the epoch: values

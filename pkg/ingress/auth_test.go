@@ -235,6 +235,8 @@ func TestHMACMaxSkew(t *testing.T) {
 		{"too new", ms(now.Add(6 * time.Minute)), envelope(ms(now)), ErrStale},
 		{"missing", "", envelope(ms(now)), ErrStale},
 		{"not a number", "yesterday", envelope(ms(now)), ErrStale},
+		{"body timestamp as a string", ms(now), []byte(`{"payload":{"timestamp":1},"timestamp":"` + ms(now) + `"}`), nil},
+		{"body timestamp not a time", ms(now), []byte(`{"timestamp":"soon"}`), ErrStale},
 		// The header is not signed: a replayed body keeps its old time.
 		{"fresh header, old signed body", ms(now), envelope(ms(now.Add(-time.Hour))), ErrStale},
 	} {
