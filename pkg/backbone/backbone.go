@@ -7,12 +7,15 @@ package backbone
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/segmentio/kafka-go/sasl"
 	"go.uber.org/zap"
 
 	"github.com/wahook/wahook/pkg/broker"
@@ -50,6 +53,19 @@ type Config struct {
 	KafkaDedupWindow time.Duration
 	// ClientName names the connection on the server.
 	ClientName string
+
+	// NATSAuth is how to log in to an external NATS (one of user and
+	// password, token, creds file, nkey seed file) and TLS to it. For the
+	// embedded server only User and Password apply: its service user.
+	NATSAuth natsbroker.Auth
+	// NATSSubscribers are the embedded server's read-only users,
+	// "user:password" pairs, comma-separated.
+	NATSSubscribers string
+	// KafkaSecurity is TLS and SASL to Kafka, for every client.
+	KafkaSecurity kafkabroker.Security
+	// ProtectedConsumers are wahook's durable consumer names, which the
+	// embedded server's subscribers may not touch (ConsumerNames).
+	ProtectedConsumers []string
 }
 
 // RegisterFlags declares the backbone's flags on fs; with ff they are also
@@ -66,6 +82,69 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.KafkaPartitions, "kafka-partitions", 6, "partitions of the topics created at start")
 	fs.IntVar(&c.KafkaReplication, "kafka-replication", 1, "replication factor of the topics created at start")
 	fs.DurationVar(&c.KafkaDedupWindow, "kafka-dedup-window", 24*time.Hour, "how long consumers remember raw event ids to drop repeats (Kafka has no duplicate window)")
+	c.registerAccessFlags(fs)
+}
+
+// registerAccessFlags declares how wahook logs in to its brokers (contract
+// section 8). Prefer the WAHOOK_* variables for secrets: flags show in
+// process listings.
+func (c *Config) registerAccessFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.NATSAuth.User, "nats-user", "", "NATS user; for the embedded server, its service user (generated and kept in the data dir when empty)")
+	fs.StringVar(&c.NATSAuth.Password, "nats-password", "", "password of -nats-user")
+	fs.StringVar(&c.NATSAuth.Token, "nats-token", "", "external NATS: authorization token")
+	fs.StringVar(&c.NATSAuth.CredsFile, "nats-creds", "", "external NATS: creds file (user JWT and nkey seed)")
+	fs.StringVar(&c.NATSAuth.NKeyFile, "nats-nkey", "", "external NATS: file holding an nkey seed")
+	fs.StringVar(&c.NATSAuth.TLSCA, "nats-tls-ca", "", "external NATS: PEM file of the CAs its certificate must chain to (turns TLS on)")
+	fs.StringVar(&c.NATSAuth.TLSCert, "nats-tls-cert", "", "external NATS: client certificate (PEM)")
+	fs.StringVar(&c.NATSAuth.TLSKey, "nats-tls-key", "", "external NATS: client key (PEM)")
+	fs.StringVar(&c.NATSSubscribers, "nats-subscribers", "", "embedded NATS: read-only users, user:password pairs, comma-separated")
+	fs.BoolVar(&c.KafkaSecurity.TLS, "kafka-tls", false, "TLS to Kafka with the system's CAs (on as well when a -kafka-tls-* file is set)")
+	fs.StringVar(&c.KafkaSecurity.CA, "kafka-tls-ca", "", "PEM file of the CAs the Kafka brokers' certificates must chain to")
+	fs.StringVar(&c.KafkaSecurity.Cert, "kafka-tls-cert", "", "client certificate for Kafka (PEM)")
+	fs.StringVar(&c.KafkaSecurity.Key, "kafka-tls-key", "", "client key for Kafka (PEM)")
+	fs.StringVar(&c.KafkaSecurity.Mechanism, "kafka-sasl-mechanism", "", "Kafka SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: none)")
+	fs.StringVar(&c.KafkaSecurity.User, "kafka-sasl-user", "", "Kafka SASL user")
+	fs.StringVar(&c.KafkaSecurity.Password, "kafka-sasl-password", "", "Kafka SASL password")
+}
+
+// ConsumerNames are the durable consumers wahook's derived streams use with
+// group prefix prefix: unpartitioned, and each of partitions when more than
+// one.
+func ConsumerNames(prefix string, partitions int) []string {
+	var names []string
+	for _, s := range derive.Streams {
+		if n, err := natsbroker.ConsumerName(prefix+s, 0, 1); err == nil {
+			names = append(names, n)
+		}
+		for i := 0; partitions > 1 && i < partitions; i++ {
+			if n, err := natsbroker.ConsumerName(prefix+s, i, partitions); err == nil {
+				names = append(names, n)
+			}
+		}
+	}
+	return names
+}
+
+// validateAccess checks the broker access settings.
+func (c Config) validateAccess() error {
+	if c.Broker != "nats" {
+		return nil
+	}
+	if c.NATSURL == "" {
+		a := c.NATSAuth
+		a.User, a.Password = "", ""
+		if !a.IsZero() {
+			return errors.New("token, creds, nkey and TLS settings apply to an external NATS (-nats-url); the embedded server takes -nats-user and -nats-password")
+		}
+		if _, err := natsbroker.ParseSubscribers(c.NATSSubscribers); err != nil {
+			return err
+		}
+		return nil
+	}
+	if c.NATSSubscribers != "" {
+		return errors.New("-nats-subscribers configures the embedded server; give an external server its users in its own configuration (deployments/nats)")
+	}
+	return c.NATSAuth.Validate()
 }
 
 // Validate checks c.
@@ -82,7 +161,7 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("broker %q: want nats or kafka", c.Broker)
 	}
-	return nil
+	return c.validateAccess()
 }
 
 func (c Config) kafkaBrokers() []string {
@@ -107,6 +186,8 @@ type Backbone struct {
 	nats       *natsbroker.Broker
 	kafka      *kafkabroker.Broker
 	kafkaState *kafkastate.Store
+	kafkaTLS   *tls.Config
+	kafkaSASL  sasl.Mechanism
 }
 
 // Open connects to (or starts) the configured broker and makes sure its
@@ -117,21 +198,32 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Backbone, error) {
 	}
 	bb := &Backbone{cfg: cfg, log: log}
 	if cfg.Broker == "kafka" {
+		var err error
+		if bb.kafkaTLS, err = cfg.KafkaSecurity.TLSConfig(); err != nil {
+			return nil, err
+		}
+		if bb.kafkaSASL, err = cfg.KafkaSecurity.SASLMechanism(); err != nil {
+			return nil, err
+		}
 		kb, err := kafkabroker.Connect(ctx, kafkabroker.Config{
 			Brokers:  cfg.kafkaBrokers(),
 			ClientID: cfg.ClientName,
 			Topics:   kafkabroker.TopicsConfig{Partitions: cfg.KafkaPartitions, ReplicationFactor: cfg.KafkaReplication},
 			Logger:   log.Named("kafka"),
+			TLS:      bb.kafkaTLS,
+			SASL:     bb.kafkaSASL,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("kafka: %w", err)
 		}
 		bb.kafka, bb.Publisher, bb.Binding = kb, kb, envelope.Kafka
-		log.Info("kafka connected", zap.Strings("brokers", cfg.kafkaBrokers()))
+		log.Info("kafka connected", zap.Strings("brokers", cfg.kafkaBrokers()),
+			zap.Bool("tls", bb.kafkaTLS != nil), zap.String("sasl", cfg.KafkaSecurity.Mechanism))
 		return bb, nil
 	}
 	nc := natsbroker.Config{
 		URL:    cfg.NATSURL,
+		Auth:   cfg.NATSAuth,
 		Name:   cfg.ClientName,
 		Logger: log,
 		Streams: natsbroker.StreamsConfig{
@@ -140,19 +232,12 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Backbone, error) {
 		},
 	}
 	if cfg.NATSURL == "" {
-		emb, err := natsbroker.StartEmbedded(ctx, natsbroker.EmbeddedConfig{
-			Addr:       cfg.NATSEmbeddedAddr,
-			StoreDir:   cfg.DataDir,
-			SyncAlways: cfg.NATSSyncAlways,
-			ServerName: "wahook-embedded",
-			Logger:     log.Named("nats-server"),
-		})
+		emb, err := startEmbedded(ctx, cfg, log)
 		if err != nil {
-			return nil, fmt.Errorf("embedded nats: %w", err)
+			return nil, err
 		}
 		bb.Embedded = emb
-		nc.Embedded = emb
-		log.Info("embedded NATS server started", zap.String("client_url", emb.ClientURL()), zap.String("data_dir", cfg.DataDir))
+		nc.Embedded, nc.Auth = emb, natsbroker.Auth{}
 	}
 	b, err := natsbroker.Connect(ctx, nc)
 	if err != nil {
@@ -194,6 +279,8 @@ func (bb *Backbone) State(ctx context.Context) (State, error) {
 				ReplicationFactor: bb.cfg.KafkaReplication,
 				DedupWindow:       bb.cfg.KafkaDedupWindow,
 				Logger:            bb.log.Named("kafka-state"),
+				TLS:               bb.kafkaTLS,
+				SASL:              bb.kafkaSASL,
 			})
 			if err != nil {
 				return State{}, fmt.Errorf("state: %w", err)
@@ -261,4 +348,42 @@ func (bb *Backbone) Close(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// startEmbedded starts the embedded NATS server with its users and writes a
+// nats CLI context for its service user into the data dir, logging how to
+// use it (never the password).
+func startEmbedded(ctx context.Context, cfg Config, log *zap.Logger) (*natsbroker.Embedded, error) {
+	subs, err := natsbroker.ParseSubscribers(cfg.NATSSubscribers)
+	if err != nil {
+		return nil, err
+	}
+	emb, err := natsbroker.StartEmbedded(ctx, natsbroker.EmbeddedConfig{
+		Addr:               cfg.NATSEmbeddedAddr,
+		StoreDir:           cfg.DataDir,
+		SyncAlways:         cfg.NATSSyncAlways,
+		ServerName:         "wahook-embedded",
+		Logger:             log.Named("nats-server"),
+		User:               cfg.NATSAuth.User,
+		Password:           cfg.NATSAuth.Password,
+		Subscribers:        subs,
+		ProtectedConsumers: cfg.ProtectedConsumers,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	cmd, err := emb.WriteContext(filepath.Join(cfg.DataDir, natsbroker.ContextFile))
+	if err != nil {
+		_ = emb.Shutdown(ctx)
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	names := make([]string, len(subs))
+	for i, s := range subs {
+		names[i] = s.User
+	}
+	log.Info("embedded NATS server started; clients must log in",
+		zap.String("client_url", emb.ClientURL()), zap.String("data_dir", cfg.DataDir),
+		zap.String("service_user", emb.ServiceAuth().User), zap.Strings("subscribers", names),
+		zap.String("connect", cmd+" sub 'wahook.>'"))
+	return emb, nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"go.uber.org/zap"
 
+	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/consumer"
 	"github.com/wahook/wahook/pkg/envelope"
 	"github.com/wahook/wahook/pkg/provider/all"
@@ -71,7 +72,7 @@ func TestEmbeddedNATS(t *testing.T) {
 
 func TestExternalNATS(t *testing.T) {
 	emb := open(t, Config{Broker: "nats", NATSEmbeddedAddr: "127.0.0.1:-1", DataDir: t.TempDir(), NATSDuplicateWindow: time.Minute})
-	bb := open(t, Config{Broker: "nats", NATSURL: emb.Embedded.ClientURL(), NATSDuplicateWindow: time.Minute})
+	bb := open(t, Config{Broker: "nats", NATSURL: emb.Embedded.ClientURL(), NATSAuth: emb.Embedded.ServiceAuth(), NATSDuplicateWindow: time.Minute})
 	if bb.Embedded != nil {
 		t.Fatal("an embedded server was started although a URL was given")
 	}
@@ -94,6 +95,11 @@ func TestValidate(t *testing.T) {
 		"unknown broker":        {Broker: "rabbit"},
 		"kafka without brokers": {Broker: "kafka", KafkaBrokers: " , "},
 		"embedded without dir":  {Broker: "nats"},
+		"embedded with a token": {Broker: "nats", DataDir: "d", NATSAuth: natsbroker.Auth{Token: "t"}},
+		"embedded with TLS":     {Broker: "nats", DataDir: "d", NATSAuth: natsbroker.Auth{TLSCA: "ca.pem"}},
+		"bad subscribers":       {Broker: "nats", DataDir: "d", NATSSubscribers: "reader"},
+		"external subscribers":  {Broker: "nats", NATSURL: "nats://h:4222", NATSSubscribers: "r:p"},
+		"external two logins":   {Broker: "nats", NATSURL: "nats://h:4222", NATSAuth: natsbroker.Auth{Token: "t", CredsFile: "c"}},
 	} {
 		if err := cfg.Validate(); err == nil {
 			t.Errorf("%s: Validate = nil", name)

@@ -1,20 +1,32 @@
 package ingress
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/subtle"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
+	"unicode"
+
+	"github.com/wahook/wahook/pkg/provider"
 )
 
-// Authentication errors: ErrNoCredentials answers 401, ErrBadCredentials 403.
+// Authentication errors: ErrNoCredentials answers 401, ErrBadCredentials
+// (and ErrStale, which wraps it) 403.
 var (
 	ErrNoCredentials  = errors.New("no credentials")
 	ErrBadCredentials = errors.New("credentials not accepted")
+	// ErrStale reports a signed delivery whose timestamp is further from
+	// now than the accepted skew: a replay, or a clock far off.
+	ErrStale = fmt.Errorf("%w: timestamp outside the accepted skew", ErrBadCredentials)
 )
 
 // Verifier checks who sent a delivery. Token schemes decide from the request
@@ -26,48 +38,179 @@ type Verifier interface {
 	Verify(r *http.Request, body []byte) error
 }
 
-// Header names of the schemes.
-const (
-	HeaderToken       = "X-Wahook-Token"
-	HeaderWAHAHmac    = "X-Webhook-Hmac"
-	HeaderWawpSigning = "X-Wawp-Signature"
-)
-
-// secrets holds accepted secrets as SHA-256 digests so that comparisons take
-// the same time whatever the length of what is presented.
-type secrets [][sha256.Size]byte
-
-func newSecrets(list []string) secrets {
-	var s secrets
-	for _, v := range list {
-		if v = strings.TrimSpace(v); v != "" {
-			s = append(s, sha256.Sum256([]byte(v)))
-		}
-	}
-	return s
+// ChannelVerifier is a Verifier whose secrets may be limited to a channel.
+type ChannelVerifier interface {
+	Verifier
+	// VerifyGrant is Verify that also tells which channels the presented
+	// credentials may post for.
+	VerifyGrant(r *http.Request, body []byte) (Grant, error)
 }
 
-// match compares v with every secret, all of them, in constant time.
-func (s secrets) match(v string) bool {
-	d := sha256.Sum256([]byte(v))
-	ok := 0
-	for i := range s {
-		ok |= subtle.ConstantTimeCompare(d[:], s[i][:])
+// Grant is what accepted credentials allow: every channel, or the channels
+// of the channel-scoped secrets they matched.
+type Grant struct {
+	all      bool
+	channels []string
+}
+
+// AllChannels is the grant of a plain secret.
+var AllChannels = Grant{all: true}
+
+// Allows reports whether the grant covers channel.
+func (g Grant) Allows(channel string) bool {
+	if g.all {
+		return true
 	}
-	return ok == 1
+	for _, c := range g.channels {
+		if c == channel {
+			return true
+		}
+	}
+	return false
+}
+
+func (g Grant) union(o Grant) Grant {
+	if g.all || o.all {
+		return AllChannels
+	}
+	return Grant{channels: append(append([]string(nil), g.channels...), o.channels...)}
+}
+
+// refused returns the first channel of items (after the pin) the grant does
+// not cover; items without a channel are left to the handler.
+func (g Grant) refused(items []provider.Item, pin string) (string, bool) {
+	if g.all {
+		return "", false
+	}
+	for i := range items {
+		ch := items[i].Channel
+		if ch == "" {
+			ch = pin
+		}
+		if ch != "" && !g.Allows(ch) {
+			return ch, true
+		}
+	}
+	return "", false
+}
+
+// authorize runs v and returns the grant of the credentials it accepted.
+func authorize(v Verifier, r *http.Request, body []byte) (Grant, error) {
+	if cv, ok := v.(ChannelVerifier); ok {
+		return cv.VerifyGrant(r, body)
+	}
+	if err := v.Verify(r, body); err != nil {
+		return Grant{}, err
+	}
+	return AllChannels, nil
+}
+
+// forbiddenChannel is the answer to credentials scoped to other channels
+// than the delivery's: nothing of it is stored.
+func forbiddenChannel(channel string) outcome {
+	return outcome{status: http.StatusForbidden, code: "forbidden",
+		message: "credentials not accepted for this channel", channel: channel}
+}
+
+// Header names of the schemes.
+const (
+	HeaderToken         = "X-Wahook-Token"
+	HeaderWAHAHmac      = "X-Webhook-Hmac"
+	HeaderWAHATimestamp = "X-Webhook-Timestamp"
+	HeaderWawpSigning   = "X-Wawp-Signature"
+)
+
+// maxSecretChannel bounds the channel part of a channel:secret entry.
+const maxSecretChannel = 128
+
+// Secret is one configured secret: valid for every channel when Channel is
+// empty, else for that channel only.
+type Secret struct {
+	Channel string
+	Value   string
+}
+
+// ParseSecret reads one entry of a secrets list: "secret" is valid for
+// every channel, "channel:secret" for that channel only. The first ':'
+// separates, so a channel cannot contain one; an entry starting with ':' is
+// a plain secret, which is how a secret containing ':' is written
+// (":se:cret" is the plain secret "se:cret"). White space around the entry
+// is ignored.
+func ParseSecret(entry string) (Secret, error) {
+	entry = strings.TrimSpace(entry)
+	ch, v, scoped := strings.Cut(entry, ":")
+	if !scoped {
+		ch, v = "", entry
+	}
+	// Errors never quote the entry: it is a secret.
+	switch {
+	case v == "":
+		return Secret{}, errors.New("empty secret")
+	case len(ch) > maxSecretChannel:
+		return Secret{}, fmt.Errorf("channel longer than %d bytes", maxSecretChannel)
+	case strings.IndexFunc(ch, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+		return Secret{}, errors.New("channel with white space or control characters")
+	}
+	return Secret{Channel: ch, Value: v}, nil
+}
+
+// secrets holds accepted secrets as SHA-256 digests so that comparisons take
+// the same time whatever the length of what is presented, each with the
+// channel it is limited to ("" for every channel).
+type secrets struct {
+	digests  [][sha256.Size]byte
+	channels []string
+}
+
+func newSecrets(kind string, list []string) (secrets, error) {
+	var s secrets
+	for i, entry := range list {
+		if strings.TrimSpace(entry) == "" {
+			continue
+		}
+		sec, err := ParseSecret(entry)
+		if err != nil {
+			return secrets{}, fmt.Errorf("%s %d: %w", kind, i+1, err)
+		}
+		s.digests = append(s.digests, sha256.Sum256([]byte(sec.Value)))
+		s.channels = append(s.channels, sec.Channel)
+	}
+	if len(s.digests) == 0 {
+		return secrets{}, fmt.Errorf("%s: none given", kind)
+	}
+	return s, nil
+}
+
+// grant compares v with every secret, all of them, in constant time, and
+// returns what the matching ones allow.
+func (s secrets) grant(v string) (Grant, bool) {
+	d := sha256.Sum256([]byte(v))
+	var g Grant
+	ok := false
+	for i := range s.digests {
+		if subtle.ConstantTimeCompare(d[:], s.digests[i][:]) == 1 {
+			ok = true
+			if s.channels[i] == "" {
+				g.all = true
+			} else {
+				g.channels = append(g.channels, s.channels[i])
+			}
+		}
+	}
+	return g, ok
 }
 
 // TokenVerifier accepts a shared secret sent as "Authorization: Bearer <t>",
 // an X-Wahook-Token header or a "token" query parameter (for providers such as
 // Z-API that can only be given a URL). Several tokens may be valid at once so
-// that they can be rotated.
+// that they can be rotated; each may be limited to a channel (ParseSecret).
 type TokenVerifier struct{ tokens secrets }
 
 // NewTokenVerifier returns a verifier accepting any of tokens.
 func NewTokenVerifier(tokens []string) (*TokenVerifier, error) {
-	s := newSecrets(tokens)
-	if len(s) == 0 {
-		return nil, errors.New("token verifier: no tokens")
+	s, err := newSecrets("token", tokens)
+	if err != nil {
+		return nil, fmt.Errorf("token verifier: %w", err)
 	}
 	return &TokenVerifier{tokens: s}, nil
 }
@@ -76,7 +219,13 @@ func NewTokenVerifier(tokens []string) (*TokenVerifier, error) {
 func (*TokenVerifier) NeedsBody() bool { return false }
 
 // Verify implements Verifier.
-func (v *TokenVerifier) Verify(r *http.Request, _ []byte) error {
+func (v *TokenVerifier) Verify(r *http.Request, body []byte) error {
+	_, err := v.VerifyGrant(r, body)
+	return err
+}
+
+// VerifyGrant implements ChannelVerifier.
+func (v *TokenVerifier) VerifyGrant(r *http.Request, _ []byte) (Grant, error) {
 	var presented []string
 	if a := r.Header.Get("Authorization"); a != "" {
 		if t, ok := cutPrefixFold(a, "Bearer "); ok {
@@ -92,34 +241,87 @@ func (v *TokenVerifier) Verify(r *http.Request, _ []byte) error {
 		presented = append(presented, t)
 	}
 	if len(presented) == 0 {
-		return ErrNoCredentials
+		return Grant{}, ErrNoCredentials
 	}
+	var g Grant
+	matched := false
 	for _, t := range presented {
-		if v.tokens.match(t) {
-			return nil
+		if tg, ok := v.tokens.grant(t); ok {
+			g, matched = g.union(tg), true
 		}
 	}
-	return ErrBadCredentials
+	if !matched {
+		return Grant{}, ErrBadCredentials
+	}
+	return g, nil
+}
+
+// WawpVerifier checks Wawp's X-Wawp-Signature, which carries the configured
+// secret itself (Wawp signs nothing). Its secrets are its own: a WAHA HMAC
+// key is never accepted here, since a logged Wawp request would expose it.
+type WawpVerifier struct{ tokens secrets }
+
+// NewWawpVerifier returns a verifier accepting any of tokens.
+func NewWawpVerifier(tokens []string) (*WawpVerifier, error) {
+	s, err := newSecrets("wawp token", tokens)
+	if err != nil {
+		return nil, fmt.Errorf("wawp verifier: %w", err)
+	}
+	return &WawpVerifier{tokens: s}, nil
+}
+
+// NeedsBody implements Verifier.
+func (*WawpVerifier) NeedsBody() bool { return false }
+
+// Verify implements Verifier.
+func (v *WawpVerifier) Verify(r *http.Request, body []byte) error {
+	_, err := v.VerifyGrant(r, body)
+	return err
+}
+
+// VerifyGrant implements ChannelVerifier.
+func (v *WawpVerifier) VerifyGrant(r *http.Request, _ []byte) (Grant, error) {
+	sig := r.Header.Get(HeaderWawpSigning)
+	if sig == "" {
+		return Grant{}, ErrNoCredentials
+	}
+	g, ok := v.tokens.grant(sig)
+	if !ok {
+		return Grant{}, ErrBadCredentials
+	}
+	return g, nil
 }
 
 // HMACVerifier checks WAHA's X-Webhook-Hmac, the hex HMAC-SHA512 of the raw
-// body, and Wawp's X-Wawp-Signature, which carries the configured secret
-// itself. Several keys may be valid at once so that they can be rotated.
+// body. Several keys may be valid at once so that they can be rotated; each
+// may be limited to a channel (ParseSecret).
 type HMACVerifier struct {
-	keys [][]byte
-	raw  secrets
+	keys     [][]byte
+	channels []string
+	// MaxSkew, when positive, also refuses (ErrStale) a delivery whose
+	// X-Webhook-Timestamp, or the signed body's top-level "timestamp",
+	// is further than this from now, before or after: a captured delivery
+	// replayed later. Both may be seconds or milliseconds (told by
+	// magnitude, as for event times); WAHA sends milliseconds. It must
+	// exceed the time WAHA keeps retrying one delivery.
+	MaxSkew time.Duration
+	// Now is MaxSkew's clock; time.Now when nil.
+	Now func() time.Time
 }
 
 // NewHMACVerifier returns a verifier accepting signatures made with any of keys.
 func NewHMACVerifier(keys []string) (*HMACVerifier, error) {
-	v := &HMACVerifier{raw: newSecrets(keys)}
-	for _, k := range keys {
-		if k = strings.TrimSpace(k); k != "" {
-			v.keys = append(v.keys, []byte(k))
-		}
+	s, err := newSecrets("hmac key", keys)
+	if err != nil {
+		return nil, fmt.Errorf("hmac verifier: %w", err)
 	}
-	if len(v.keys) == 0 {
-		return nil, errors.New("hmac verifier: no keys")
+	v := &HMACVerifier{channels: s.channels}
+	for _, k := range keys {
+		if strings.TrimSpace(k) == "" {
+			continue
+		}
+		sec, _ := ParseSecret(k) // checked by newSecrets
+		v.keys = append(v.keys, []byte(sec.Value))
 	}
 	return v, nil
 }
@@ -129,32 +331,148 @@ func (*HMACVerifier) NeedsBody() bool { return true }
 
 // Verify implements Verifier.
 func (v *HMACVerifier) Verify(r *http.Request, body []byte) error {
+	_, err := v.VerifyGrant(r, body)
+	return err
+}
+
+// VerifyGrant implements ChannelVerifier.
+func (v *HMACVerifier) VerifyGrant(r *http.Request, body []byte) (Grant, error) {
 	sig := r.Header.Get(HeaderWAHAHmac)
-	wawp := r.Header.Get(HeaderWawpSigning)
-	if sig == "" && wawp == "" {
-		return ErrNoCredentials
+	if sig == "" {
+		return Grant{}, ErrNoCredentials
 	}
-	if sig != "" {
-		if alg := r.Header.Get("X-Webhook-Hmac-Algorithm"); alg != "" && !strings.EqualFold(alg, "sha512") {
-			return ErrBadCredentials
-		}
-		want, err := hex.DecodeString(strings.TrimSpace(sig))
-		if err == nil && len(want) == sha512.Size {
-			ok := 0
-			for _, k := range v.keys {
-				m := hmac.New(sha512.New, k)
-				m.Write(body)
-				ok |= subtle.ConstantTimeCompare(m.Sum(nil), want)
+	if alg := r.Header.Get("X-Webhook-Hmac-Algorithm"); alg != "" && !strings.EqualFold(alg, "sha512") {
+		return Grant{}, ErrBadCredentials
+	}
+	want, err := hex.DecodeString(strings.TrimSpace(sig))
+	if err != nil || len(want) != sha512.Size {
+		return Grant{}, ErrBadCredentials
+	}
+	var g Grant
+	ok := false
+	for i, k := range v.keys {
+		m := hmac.New(sha512.New, k)
+		m.Write(body)
+		if subtle.ConstantTimeCompare(m.Sum(nil), want) == 1 {
+			ok = true
+			if v.channels[i] == "" {
+				g.all = true
+			} else {
+				g.channels = append(g.channels, v.channels[i])
 			}
-			if ok == 1 {
-				return nil
-			}
 		}
 	}
-	if wawp != "" && v.raw.match(wawp) {
-		return nil
+	if !ok {
+		return Grant{}, ErrBadCredentials
 	}
-	return ErrBadCredentials
+	if v.MaxSkew > 0 {
+		if err := v.fresh(r, body); err != nil {
+			return Grant{}, err
+		}
+	}
+	return g, nil
+}
+
+// fresh checks the delivery's timestamps against MaxSkew. The header is
+// required; it is not signed, so the body's signed timestamp, when there
+// is one, is checked as well.
+func (v *HMACVerifier) fresh(r *http.Request, body []byte) error {
+	now := time.Now
+	if v.Now != nil {
+		now = v.Now
+	}
+	t, ok := parseUnix(r.Header.Get(HeaderWAHATimestamp))
+	if !ok {
+		return ErrStale
+	}
+	times := []time.Time{t}
+	if raw, ok := topLevel(body, "timestamp"); ok {
+		bt, ok := parseUnix(strings.Trim(string(raw), `"`))
+		if !ok {
+			return ErrStale
+		}
+		times = append(times, bt)
+	}
+	n := now()
+	for _, t := range times {
+		if d := n.Sub(t); d > v.MaxSkew || d < -v.MaxSkew {
+			return ErrStale
+		}
+	}
+	return nil
+}
+
+// topLevel returns the raw value of a top-level member of a JSON object,
+// reading no further than that member (WAHA puts "timestamp" second, before
+// the payload).
+func topLevel(body []byte, name string) (json.RawMessage, bool) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, false
+	}
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return nil, false
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, false
+		}
+		if k == name {
+			return v, true
+		}
+	}
+	return nil, false
+}
+
+// parseUnix reads whole seconds or milliseconds since the epoch: values
+// from 1e11 on are milliseconds (1e11 seconds is the year 5138).
+func parseUnix(s string) (time.Time, bool) {
+	s = strings.TrimSpace(s)
+	if s == "" || len(s) > 16 {
+		return time.Time{}, false
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return time.Time{}, false
+	}
+	if n >= 1e11 {
+		return time.UnixMilli(n), true
+	}
+	return time.Unix(n, 0), true
+}
+
+// AnyVerifier accepts a delivery that one of verifiers accepts: the first
+// one that finds its credentials in the request decides (WAHA's HMAC or
+// Wawp's signature on the same route).
+type AnyVerifier []Verifier
+
+// NeedsBody implements Verifier.
+func (a AnyVerifier) NeedsBody() bool {
+	for _, v := range a {
+		if v.NeedsBody() {
+			return true
+		}
+	}
+	return false
+}
+
+// Verify implements Verifier.
+func (a AnyVerifier) Verify(r *http.Request, body []byte) error {
+	_, err := a.VerifyGrant(r, body)
+	return err
+}
+
+// VerifyGrant implements ChannelVerifier.
+func (a AnyVerifier) VerifyGrant(r *http.Request, body []byte) (Grant, error) {
+	for _, v := range a {
+		g, err := authorize(v, r, body)
+		if !errors.Is(err, ErrNoCredentials) {
+			return g, err
+		}
+	}
+	return Grant{}, ErrNoCredentials
 }
 
 func cutPrefixFold(s, prefix string) (string, bool) {

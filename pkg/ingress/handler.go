@@ -225,10 +225,13 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 	defer h.cfg.Metrics.inFlight.Dec()
 
 	verifier := h.cfg.Verifiers[p.Name()]
+	grant := AllChannels
 	if verifier != nil && !verifier.NeedsBody() {
-		if o, failed := authOutcome(verifier.Verify(r, nil)); failed {
+		g, err := authorize(verifier, r, nil)
+		if o, failed := authOutcome(err); failed {
 			return h.fail(w, o)
 		}
+		grant = g
 	}
 
 	buf := h.bufs.Get().(*bytes.Buffer)
@@ -253,12 +256,17 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 	body := buf.Bytes()
 
 	if verifier != nil && verifier.NeedsBody() {
-		if o, failed := authOutcome(verifier.Verify(r, body)); failed {
+		g, err := authorize(verifier, r, body)
+		if o, failed := authOutcome(err); failed {
 			return h.fail(w, o)
 		}
+		grant = g
 	}
 
 	pin := r.URL.Query().Get("channel")
+	if pin != "" && !grant.Allows(pin) {
+		return h.fail(w, forbiddenChannel(pin))
+	}
 	items, err := p.Split(body, provider.Delivery{Method: r.Method, Segments: segments})
 	if err != nil {
 		if errors.Is(err, provider.ErrInvalid) {
@@ -269,6 +277,10 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 	}
 	if len(items) == 0 {
 		return h.reject(w, r, p.Name(), pin, body, start, outcome{status: http.StatusBadRequest, code: "invalid_payload", message: "delivery has no items"})
+	}
+	// A channel-scoped secret posts for its channel only: every item or none.
+	if ch, refused := grant.refused(items, pin); refused {
+		return h.fail(w, forbiddenChannel(ch))
 	}
 
 	msgs := make([]broker.Message, len(items))
@@ -408,6 +420,8 @@ func authOutcome(err error) (outcome, bool) {
 		return outcome{}, false
 	case errors.Is(err, ErrNoCredentials):
 		return outcome{status: http.StatusUnauthorized, code: "unauthenticated", message: "credentials required"}, true
+	case errors.Is(err, ErrStale):
+		return outcome{status: http.StatusForbidden, code: "forbidden", message: "delivery timestamp outside the accepted skew"}, true
 	default:
 		return outcome{status: http.StatusForbidden, code: "forbidden", message: "credentials not accepted"}, true
 	}

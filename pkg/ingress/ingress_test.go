@@ -94,7 +94,7 @@ func (e *env) startBroker() {
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(emb.ClientURL(), "nats://"))
 	e.addr = "127.0.0.1:" + port
 	if e.broker == nil {
-		b, err := natsbroker.Connect(ctx, natsbroker.Config{URL: emb.ClientURL(), Name: "ingress-test"})
+		b, err := natsbroker.Connect(ctx, natsbroker.Config{URL: emb.ClientURL(), Auth: emb.ServiceAuth(), Name: "ingress-test"})
 		if err != nil {
 			e.t.Fatalf("Connect: %v", err)
 		}
@@ -562,7 +562,7 @@ func TestAuthentication(t *testing.T) {
 		{"zapi header", "/v1/webhooks/zapi", zapiBody, map[string]string{"X-Wahook-Token": "zapi-secret"}, 200},
 		{"zapi wrong", "/v1/webhooks/zapi?token=whapi-secret", zapiBody, nil, 403},
 		{"waha hmac", "/v1/webhooks/waha", wahaBody, map[string]string{"X-Webhook-Hmac": hmacHex("waha-key", wahaBody), "X-Webhook-Hmac-Algorithm": "sha512"}, 200},
-		{"wawp signature", "/v1/webhooks/waha", wahaBody, map[string]string{"X-Wawp-Signature": "waha-key"}, 200},
+		{"a WAHA key is no Wawp signature", "/v1/webhooks/waha", wahaBody, map[string]string{"X-Wawp-Signature": "waha-key"}, 401},
 		{"waha hmac of another body", "/v1/webhooks/waha", wahaBody, map[string]string{"X-Webhook-Hmac": hmacHex("waha-key", []byte("{}"))}, 403},
 		{"waha none", "/v1/webhooks/waha", wahaBody, nil, 401},
 		{"unauthenticated garbage is not dead-lettered", "/v1/webhooks/zapi", []byte("garbage"), nil, 401},

@@ -10,8 +10,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -20,9 +18,10 @@ import (
 	"github.com/peterbourgon/ff/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/wahook/wahook/pkg/admin"
 	"github.com/wahook/wahook/pkg/backbone"
 	"github.com/wahook/wahook/pkg/consumer"
 	"github.com/wahook/wahook/pkg/logging"
@@ -39,7 +38,8 @@ func main() {
 }
 
 type config struct {
-	httpAddr  string
+	adminAddr string
+	pprof     bool
 	backbone  backbone.Config
 	streams   consumer.StreamFlags
 	logLevel  string
@@ -49,7 +49,10 @@ type config struct {
 func parseConfig(args []string) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("deriver", flag.ContinueOnError)
-	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:9090", "address of /healthz, /readyz and /metrics")
+	// The deriver had -http-addr for these; it is the admin listener now,
+	// as in the ingress (WAHOOK_HTTP_ADDR is the ingress's webhook port).
+	fs.StringVar(&c.adminAddr, "admin-addr", admin.DefaultAddr, "admin listen address: /metrics, /healthz, /readyz, pprof when enabled (empty: off); keep it private")
+	fs.BoolVar(&c.pprof, "pprof", false, "serve Go's pprof profiles on the admin listener")
 	c.backbone.RegisterFlags(fs)
 	c.streams.RegisterFlags(fs, "all")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -58,11 +61,12 @@ func parseConfig(args []string) (config, error) {
 		return c, err
 	}
 	c.backbone.ClientName = "wahook-deriver"
+	c.backbone.ProtectedConsumers = backbone.ConsumerNames(c.streams.GroupPrefix, c.streams.Partitions)
 	return c, nil
 }
 
 // run consumes until ctx is cancelled, then finishes the raw events in
-// flight. ready, when set, receives the address of the HTTP endpoints.
+// flight. ready, when set, receives the admin listener's address.
 func run(ctx context.Context, args []string, ready chan<- string) error {
 	cfg, err := parseConfig(args)
 	if err != nil {
@@ -91,35 +95,35 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 	}()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		rctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := bb.Ready(rctx); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ready\n"))
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	ln, err := net.Listen("tcp", cfg.httpAddr)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
-	if ready != nil {
-		ready <- ln.Addr().String()
-	}
-
 	deps, err := bb.ConsumerDeps(ctx, all.Providers(), consumer.NewMetrics(reg), log.Named("consumer"))
 	if err != nil {
 		return err
 	}
-	err = streams.Run(ctx, deps)
-	if err != nil && !errors.Is(err, context.Canceled) {
+	g, gctx := errgroup.WithContext(ctx)
+	if cfg.adminAddr != "" {
+		ln, err := admin.Listen(cfg.adminAddr)
+		if err != nil {
+			return err
+		}
+		srv := admin.NewServer(admin.Handler(admin.Config{Registry: reg, Ready: bb.Ready, Pprof: cfg.pprof}),
+			admin.AdminTimeouts, log.Named("admin-http"))
+		log.Info("admin listening", zap.String("addr", ln.Addr().String()), zap.Bool("pprof", cfg.pprof))
+		g.Go(func() error { return admin.Serve(gctx, srv, ln, 5*time.Second) })
+		if ready != nil {
+			ready <- ln.Addr().String()
+		}
+	}
+
+	g.Go(func() error {
+		err := streams.Run(gctx, deps)
+		if err == nil && ctx.Err() == nil {
+			// The consumers never end on their own: take the admin
+			// listener down with them.
+			err = errors.New("derived stream consumers stopped")
+		}
+		return err
+	})
+	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	log.Info("deriver stopped")

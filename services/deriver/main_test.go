@@ -14,7 +14,7 @@ func TestRunServesHealthAndStops(t *testing.T) {
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"-http-addr", "127.0.0.1:0", "-nats-embedded-addr", "127.0.0.1:-1",
+		done <- run(ctx, []string{"-admin-addr", "127.0.0.1:0", "-nats-embedded-addr", "127.0.0.1:-1",
 			"-data-dir", t.TempDir(), "-log-level", "warn"}, ready)
 	}()
 	var addr string
@@ -25,10 +25,11 @@ func TestRunServesHealthAndStops(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("deriver did not start")
 	}
-	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200,
+		"/debug/pprof/": 404, "/debug/pprof/cmdline": 404} {
 		res, err := http.Get("http://" + addr + path)
-		if err != nil || res.StatusCode != 200 {
-			t.Fatalf("GET %s = %v, %v", path, res, err)
+		if err != nil || res.StatusCode != want {
+			t.Fatalf("GET %s = %v, %v; want %d", path, res, err, want)
 		}
 		res.Body.Close()
 	}
@@ -49,7 +50,7 @@ func TestRejectsBadStreamFlags(t *testing.T) {
 		{"-derive-partitions", "2", "-derive-partition", "2"},
 		{"-derive-start-time", "yesterday"},
 	} {
-		err := run(context.Background(), append(args, "-nats-embedded-addr", "127.0.0.1:-1", "-data-dir", t.TempDir()), nil)
+		err := run(context.Background(), append(args, "-admin-addr", "127.0.0.1:0", "-nats-embedded-addr", "127.0.0.1:-1", "-data-dir", t.TempDir()), nil)
 		if err == nil || !strings.Contains(err.Error(), "derive") {
 			t.Errorf("run %v = %v; want a derive flag error", args, err)
 		}

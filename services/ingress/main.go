@@ -19,10 +19,10 @@ import (
 	"github.com/peterbourgon/ff/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/wahook/wahook/pkg/admin"
 	"github.com/wahook/wahook/pkg/backbone"
 	"github.com/wahook/wahook/pkg/consumer"
 	"github.com/wahook/wahook/pkg/ingress"
@@ -41,10 +41,14 @@ func main() {
 
 type config struct {
 	httpAddr        string
+	adminAddr       string
+	pprof           bool
 	backbone        backbone.Config
 	whapiTokens     string
 	zapiTokens      string
 	wahaKeys        string
+	wawpTokens      string
+	wahaMaxSkew     time.Duration
 	authDisabled    bool
 	maxBodyBytes    int64
 	maxInFlight     int
@@ -54,17 +58,20 @@ type config struct {
 	logLevel        string
 	logFormat       string
 	streams         consumer.StreamFlags
-	debugAddr       string
 }
 
 func parseConfig(args []string) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("ingress", flag.ContinueOnError)
-	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address")
+	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8080", "webhook listen address (also /healthz and /readyz for load balancers)")
+	fs.StringVar(&c.adminAddr, "admin-addr", admin.DefaultAddr, "admin listen address: /metrics, /healthz, /readyz, pprof when enabled (empty: off); keep it private")
+	fs.BoolVar(&c.pprof, "pprof", false, "serve Go's pprof profiles on the admin listener")
 	c.backbone.RegisterFlags(fs)
-	fs.StringVar(&c.whapiTokens, "auth-whapi-tokens", "", "accepted Whapi secrets, comma-separated (Authorization: Bearer, X-Wahook-Token or ?token=)")
-	fs.StringVar(&c.zapiTokens, "auth-zapi-tokens", "", "accepted Z-API secrets, comma-separated (?token= or X-Wahook-Token)")
-	fs.StringVar(&c.wahaKeys, "auth-waha-hmac-keys", "", "WAHA HMAC-SHA512 keys for X-Webhook-Hmac, comma-separated; a Wawp X-Wawp-Signature equal to a key is accepted")
+	fs.StringVar(&c.whapiTokens, "auth-whapi-tokens", "", "accepted Whapi secrets, comma-separated, each secret or channel:secret (Authorization: Bearer, X-Wahook-Token or ?token=)")
+	fs.StringVar(&c.zapiTokens, "auth-zapi-tokens", "", "accepted Z-API secrets, comma-separated, each secret or channel:secret (?token= or X-Wahook-Token)")
+	fs.StringVar(&c.wahaKeys, "auth-waha-hmac-keys", "", "WAHA HMAC-SHA512 keys for X-Webhook-Hmac, comma-separated, each key or channel:key")
+	fs.StringVar(&c.wawpTokens, "auth-wawp-tokens", "", "Wawp X-Wawp-Signature secrets, comma-separated, each secret or channel:secret")
+	fs.DurationVar(&c.wahaMaxSkew, "auth-waha-max-skew", 0, "refuse WAHA deliveries whose X-Webhook-Timestamp (and signed body timestamp) is further than this from now (0: off)")
 	fs.BoolVar(&c.authDisabled, "auth-disabled", false, "accept unauthenticated webhooks (local development only)")
 	fs.Int64Var(&c.maxBodyBytes, "max-body-bytes", 4<<20, "largest accepted delivery body; larger ones get 413")
 	fs.IntVar(&c.maxInFlight, "max-in-flight", 4096, "deliveries handled at once; more get 429")
@@ -76,11 +83,11 @@ func parseConfig(args []string) (config, error) {
 	// Development and single-machine setups run the consumers in this
 	// process too; production runs services/deriver beside it.
 	c.streams.RegisterFlags(fs, "")
-	fs.StringVar(&c.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (off when empty; keep it private)")
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("WAHOOK")); err != nil {
 		return c, err
 	}
 	c.backbone.ClientName = "wahook-ingress"
+	c.backbone.ProtectedConsumers = backbone.ConsumerNames(c.streams.GroupPrefix, c.streams.Partitions)
 	return c, nil
 }
 
@@ -110,19 +117,35 @@ func verifiers(c config) (map[string]ingress.Verifier, error) {
 		}
 		v["zapi"] = t
 	}
+	// WAHA and Wawp post to the same route with their own secrets.
+	var waha ingress.AnyVerifier
 	if list := splitList(c.wahaKeys); len(list) > 0 {
 		h, err := ingress.NewHMACVerifier(list)
 		if err != nil {
 			return nil, err
 		}
-		v["waha"] = h
+		h.MaxSkew = c.wahaMaxSkew
+		waha = append(waha, h)
+	}
+	if list := splitList(c.wawpTokens); len(list) > 0 {
+		w, err := ingress.NewWawpVerifier(list)
+		if err != nil {
+			return nil, err
+		}
+		waha = append(waha, w)
+	}
+	if len(waha) > 0 {
+		v["waha"] = waha
 	}
 	return v, nil
 }
 
-// run serves until ctx is cancelled, then drains. listening, when set,
-// receives the bound address.
-func run(ctx context.Context, args []string, listening chan<- string) error {
+// listening are the bound addresses, announced once both listen.
+type listening struct{ http, admin string }
+
+// run serves until ctx is cancelled, then drains. bound, when set, receives
+// the bound addresses.
+func run(ctx context.Context, args []string, bound chan<- listening) error {
 	cfg, err := parseConfig(args)
 	if err != nil {
 		return err
@@ -173,7 +196,7 @@ func run(ctx context.Context, args []string, listening chan<- string) error {
 		Ready:          bb.Ready,
 		Metrics:        ingress.NewMetrics(reg),
 		Logger:         log.Named("ingress"),
-	}, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	}, nil) // metrics are on the admin listener only
 	if err != nil {
 		return err
 	}
@@ -188,21 +211,32 @@ func run(ctx context.Context, args []string, listening chan<- string) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          zap.NewStdLog(log.Named("http")),
+	srv := admin.NewServer(h, admin.WebhookTimeouts, log.Named("http"))
+	srv.MaxHeaderBytes = 64 << 10
+	var adminLn net.Listener
+	var adminSrv *http.Server
+	if cfg.adminAddr != "" {
+		if adminLn, err = admin.Listen(cfg.adminAddr); err != nil {
+			ln.Close()
+			return err
+		}
+		adminSrv = admin.NewServer(admin.Handler(admin.Config{Registry: reg, Ready: bb.Ready, Pprof: cfg.pprof}),
+			admin.AdminTimeouts, log.Named("admin-http"))
+		log.Info("admin listening", zap.String("addr", adminLn.Addr().String()), zap.Bool("pprof", cfg.pprof))
 	}
 	log.Info("ingress listening", zap.String("addr", ln.Addr().String()), zap.Strings("derive", streams.Names))
-	if listening != nil {
-		listening <- ln.Addr().String()
+	if bound != nil {
+		l := listening{http: ln.Addr().String()}
+		if adminLn != nil {
+			l.admin = adminLn.Addr().String()
+		}
+		bound <- l
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	if adminSrv != nil {
+		g.Go(func() error { return admin.Serve(gctx, adminSrv, adminLn, 5*time.Second) })
+	}
 	g.Go(func() error {
 		served := make(chan error, 1)
 		go func() { served <- srv.Serve(ln) }()

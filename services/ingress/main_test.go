@@ -15,18 +15,25 @@ const delivery = `{"messages":[{"id":"graceful-1","type":"text","chat_id":"91998
 
 func start(t *testing.T, ctx context.Context, args ...string) (string, chan error) {
 	t.Helper()
-	listening := make(chan string, 1)
+	url, _, done := startBoth(t, ctx, append([]string{"-admin-addr", "127.0.0.1:0"}, args...)...)
+	return url, done
+}
+
+// startBoth runs the ingress and returns the webhook and admin URLs.
+func startBoth(t *testing.T, ctx context.Context, args ...string) (string, string, chan error) {
+	t.Helper()
+	bound := make(chan listening, 1)
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, args, listening) }()
+	go func() { done <- run(ctx, args, bound) }()
 	select {
-	case addr := <-listening:
-		return "http://" + addr, done
+	case l := <-bound:
+		return "http://" + l.http, "http://" + l.admin, done
 	case err := <-done:
 		t.Fatalf("run: %v", err)
 	case <-time.After(30 * time.Second):
 		t.Fatal("ingress did not start")
 	}
-	return "", nil
+	return "", "", nil
 }
 
 // TestGracefulShutdown sends SIGTERM (a cancelled context) while a delivery
@@ -80,7 +87,8 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatal("ingress did not stop")
 	}
 
-	// The acknowledged event is on disk for the next start.
+	// The acknowledged event is on disk for the next start, which reuses
+	// the service user generated at the first.
 	sctx, scancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer scancel()
 	emb, err := natsbroker.StartEmbedded(sctx, natsbroker.EmbeddedConfig{Addr: "127.0.0.1:-1", StoreDir: dir})

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${1:-10s}
 BIN=${BIN:-bin}
-HTTP=127.0.0.1:18080 REF=127.0.0.1:18081 NATSADDR=127.0.0.1:14222
+HTTP=127.0.0.1:18080 REF=127.0.0.1:18081 NATSADDR=127.0.0.1:14222 ADMIN=127.0.0.1:19090
 DATA=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$DATA"; }
@@ -15,11 +15,12 @@ trap cleanup EXIT
 
 go build -o "$BIN/" ./services/ingress ./services/loadgen
 WAHOOK_AUTH_DISABLED=true WAHOOK_NATS_URL= WAHOOK_DATA_DIR="$DATA" WAHOOK_HTTP_ADDR=$HTTP \
-  WAHOOK_NATS_EMBEDDED_ADDR=$NATSADDR WAHOOK_LOG_LEVEL=${LOG_LEVEL:-warn} GOGC=${INGRESS_GOGC:-100} "$BIN/ingress" &
+  WAHOOK_NATS_EMBEDDED_ADDR=$NATSADDR WAHOOK_ADMIN_ADDR=$ADMIN WAHOOK_LOG_LEVEL=${LOG_LEVEL:-warn} GOGC=${INGRESS_GOGC:-100} "$BIN/ingress" &
 pids+=($!)
 for _ in $(seq 100); do curl -fsS "http://$HTTP/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fsS "http://$HTTP/readyz" >/dev/null
-"$BIN/loadgen" reference -addr $REF -nats-url "nats://$NATSADDR" &
+# The embedded server wants a login: its service user, from the context file.
+"$BIN/loadgen" reference -addr $REF -nats-context "$DATA/nats-context.json" &
 pids+=($!)
 for _ in $(seq 100); do curl -s -o /dev/null "http://$REF/" && break; sleep 0.1; done
 

@@ -25,6 +25,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wahook/wahook/pkg/admin"
+	"github.com/wahook/wahook/pkg/broker/natsbroker"
 )
 
 func main() {
@@ -184,11 +187,30 @@ func drive(ctx context.Context, url string, conns int, d time.Duration, body []b
 func reference(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("reference", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:8081", "listen address")
-	url := fs.String("nats-url", "nats://127.0.0.1:4222", "NATS server")
+	url := fs.String("nats-url", "", "NATS server (default: the context file's)")
+	ctxFile := fs.String("nats-context", "", "nats CLI context file that logs in, e.g. <data-dir>/"+natsbroker.ContextFile+" of the embedded server")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	nc, err := nats.Connect(*url, nats.Name("wahook-loadgen-reference"))
+	var auth natsbroker.Auth
+	if *ctxFile != "" {
+		u, a, err := natsbroker.LoadContext(*ctxFile)
+		if err != nil {
+			return err
+		}
+		auth = a
+		if *url == "" {
+			*url = u
+		}
+	}
+	if *url == "" {
+		*url = "nats://127.0.0.1:4222"
+	}
+	opts, err := auth.Options()
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(*url, append(opts, nats.Name("wahook-loadgen-reference"))...)
 	if err != nil {
 		return err
 	}
@@ -202,7 +224,8 @@ func reference(ctx context.Context, args []string) error {
 	}); err != nil {
 		return fmt.Errorf("reference stream: %w", err)
 	}
-	srv := &http.Server{Addr: *addr, ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// The ingress's own timeouts, so that both sides are measured alike.
+	srv := admin.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
 			w.WriteHeader(http.StatusBadRequest)
@@ -213,7 +236,8 @@ func reference(ctx context.Context, args []string) error {
 			return
 		}
 		w.WriteHeader(http.StatusOK)
-	})}
+	}), admin.WebhookTimeouts, nil)
+	srv.Addr = *addr
 	go func() {
 		<-ctx.Done()
 		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/peterbourgon/ff/v3"
 
 	"github.com/wahook/wahook/pkg/broker"
+	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/envelope"
 )
 
@@ -34,6 +36,9 @@ func main() {
 
 type config struct {
 	url     string
+	ctxFile string
+	dataDir string
+	auth    natsbroker.Auth
 	subject string
 	since   time.Duration
 	all     bool
@@ -44,7 +49,17 @@ type config struct {
 func run(ctx context.Context, args []string, out io.Writer) error {
 	var c config
 	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
-	fs.StringVar(&c.url, "nats-url", "", "NATS server URL (default: the embedded server of `make run`, nats://127.0.0.1:4222)")
+	fs.StringVar(&c.url, "nats-url", "", "NATS server URL (default: the context file's, else nats://127.0.0.1:4222)")
+	fs.StringVar(&c.ctxFile, "nats-context", "", "nats CLI context file to connect with (default: <data-dir>/"+natsbroker.ContextFile+" when -nats-url is empty)")
+	fs.StringVar(&c.dataDir, "data-dir", "./data", "data dir of the embedded server of `make run`, whose context file logs in")
+	fs.StringVar(&c.auth.User, "nats-user", "", "NATS user, e.g. a read-only subscriber")
+	fs.StringVar(&c.auth.Password, "nats-password", "", "password of -nats-user")
+	fs.StringVar(&c.auth.Token, "nats-token", "", "NATS authorization token")
+	fs.StringVar(&c.auth.CredsFile, "nats-creds", "", "NATS creds file")
+	fs.StringVar(&c.auth.NKeyFile, "nats-nkey", "", "file holding an nkey seed")
+	fs.StringVar(&c.auth.TLSCA, "nats-tls-ca", "", "PEM file of the CAs of the server's certificate (turns TLS on)")
+	fs.StringVar(&c.auth.TLSCert, "nats-tls-cert", "", "client certificate (PEM)")
+	fs.StringVar(&c.auth.TLSKey, "nats-tls-key", "", "client key (PEM)")
 	fs.StringVar(&c.subject, "subject", "wahook.>", "subject to watch, e.g. 'wahook.ingress.>' or 'wahook.label-changed.>'")
 	fs.DurationVar(&c.since, "since", 0, "replay stored events newer than this (e.g. 1h) before following")
 	fs.BoolVar(&c.all, "all", false, "replay every stored event before following")
@@ -53,10 +68,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("WAHOOK")); err != nil {
 		return err
 	}
-	if c.url == "" {
-		c.url = "nats://127.0.0.1:4222"
+	if err := c.login(); err != nil {
+		return err
 	}
-	nc, err := nats.Connect(c.url, nats.Name("wahook-tail"))
+	opts, err := c.auth.Options()
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(c.url, append(opts, nats.Name("wahook-tail"))...)
 	if err != nil {
 		return fmt.Errorf("connect %s: %w", c.url, err)
 	}
@@ -93,6 +112,38 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// login fills the URL and credentials: the flags', else a nats context
+// file's (the one `make run` writes into its data dir by default).
+func (c *config) login() error {
+	path := c.ctxFile
+	if path == "" && c.url == "" && c.auth.IsZero() {
+		if p := filepath.Join(c.dataDir, natsbroker.ContextFile); fileExists(p) {
+			path = p
+		}
+	}
+	if path != "" {
+		url, a, err := natsbroker.LoadContext(path)
+		if err != nil {
+			return err
+		}
+		if c.url == "" {
+			c.url = url
+		}
+		if c.auth.IsZero() {
+			c.auth = a
+		}
+	}
+	if c.url == "" {
+		c.url = "nats://127.0.0.1:4222"
+	}
+	return nil
+}
+
+func fileExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
 }
 
 // replay feeds msgs from an ordered consumer on every stream holding

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,12 +16,19 @@ import (
 )
 
 // TestReplayAcrossStreams replays a raw and a dead-letter event from two
-// streams and prints them as CloudEvents.
+// streams and prints them as CloudEvents, logged in with the context file
+// of the server's data dir, or as a read-only subscriber; without
+// credentials the server refuses it.
 func TestReplayAcrossStreams(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	emb, err := natsbroker.StartEmbedded(ctx, natsbroker.EmbeddedConfig{Addr: "127.0.0.1:-1", StoreDir: t.TempDir()})
+	dir := t.TempDir()
+	emb, err := natsbroker.StartEmbedded(ctx, natsbroker.EmbeddedConfig{Addr: "127.0.0.1:-1", StoreDir: dir,
+		Subscribers: []natsbroker.Subscriber{{User: "reader", Password: "r-secret"}}})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := emb.WriteContext(filepath.Join(dir, natsbroker.ContextFile)); err != nil {
 		t.Fatal(err)
 	}
 	defer emb.Shutdown(context.Background())
@@ -40,8 +49,21 @@ func TestReplayAcrossStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	for name, args := range map[string][]string{
+		"context file in the data dir": {"-data-dir", dir},
+		"subscriber":                   {"-nats-url", emb.ClientURL(), "-nats-user", "reader", "-nats-password", "r-secret"},
+	} {
+		t.Run(name, func(t *testing.T) { replayBoth(t, ctx, append(args, "-subject", "wahook.>", "-all", "-count", "2")) })
+	}
+	if err := run(ctx, []string{"-nats-url", emb.ClientURL(), "-data-dir", t.TempDir(), "-count", "1"}, io.Discard); err == nil {
+		t.Error("tail without credentials connected")
+	}
+}
+
+func replayBoth(t *testing.T, ctx context.Context, args []string) {
+	t.Helper()
 	var out bytes.Buffer
-	if err := run(ctx, []string{"-nats-url", emb.ClientURL(), "-subject", "wahook.>", "-all", "-count", "2"}, &out); err != nil {
+	if err := run(ctx, args, &out); err != nil {
 		t.Fatalf("run: %v", err)
 	}
 	types := map[string]bool{}
@@ -66,11 +88,15 @@ func TestReplayAcrossStreams(t *testing.T) {
 func TestDeadLetterInParts(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	emb, err := natsbroker.StartEmbedded(ctx, natsbroker.EmbeddedConfig{Addr: "127.0.0.1:-1", StoreDir: t.TempDir()})
+	dir := t.TempDir()
+	emb, err := natsbroker.StartEmbedded(ctx, natsbroker.EmbeddedConfig{Addr: "127.0.0.1:-1", StoreDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer emb.Shutdown(context.Background())
+	if _, err := emb.WriteContext(filepath.Join(dir, natsbroker.ContextFile)); err != nil {
+		t.Fatal(err)
+	}
 	b, err := natsbroker.Connect(ctx, natsbroker.Config{Embedded: emb})
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +114,7 @@ func TestDeadLetterInParts(t *testing.T) {
 	}
 
 	var out bytes.Buffer
-	if err := run(ctx, []string{"-nats-url", emb.ClientURL(), "-subject", "wahook.deadletter.>", "-all", "-count", strconv.Itoa(len(msgs))}, &out); err != nil {
+	if err := run(ctx, []string{"-data-dir", dir, "-subject", "wahook.deadletter.>", "-all", "-count", strconv.Itoa(len(msgs))}, &out); err != nil {
 		t.Fatalf("run: %v", err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")

@@ -82,7 +82,7 @@ func newPipeline(t *testing.T) *pipeline {
 func (p *pipeline) consumers(names []string, group string, partition, partitions int) (stop func(), crash func()) {
 	p.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	b, err := natsbroker.Connect(ctx, natsbroker.Config{URL: p.emb.ClientURL(), Name: "e2e-consumer",
+	b, err := natsbroker.Connect(ctx, natsbroker.Config{URL: p.emb.ClientURL(), Auth: p.emb.ServiceAuth(), Name: "e2e-consumer",
 		Subscribe: natsbroker.SubscribeConfig{AckWait: 2 * time.Second, RetryMax: time.Second}})
 	if err != nil {
 		p.t.Fatal(err)

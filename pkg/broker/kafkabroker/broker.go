@@ -96,17 +96,23 @@ func newBroker(cfg Config) *Broker {
 			ce.Write(zap.String("msg", fmt.Sprintf(msg, args...)))
 		}
 	})
+	// The writer and admin requests go through the transport, readers and
+	// the consumer groups through the dialer: both carry TLS and SASL.
 	b.transport = &kafka.Transport{
 		Dial:        cfg.Dial,
 		DialTimeout: dialTimeout,
 		ClientID:    cfg.ClientID,
+		TLS:         cfg.TLS,
+		SASL:        cfg.SASL,
 	}
 	b.client = &kafka.Client{Addr: b.addr, Transport: b.transport}
 	b.dialer = &kafka.Dialer{
-		ClientID:  cfg.ClientID,
-		DialFunc:  cfg.Dial,
-		Timeout:   dialTimeout,
-		DualStack: true,
+		ClientID:      cfg.ClientID,
+		DialFunc:      cfg.Dial,
+		Timeout:       dialTimeout,
+		DualStack:     true,
+		TLS:           cfg.TLS,
+		SASLMechanism: cfg.SASL,
 	}
 	b.w = &kafka.Writer{
 		Addr: b.addr,

@@ -2,11 +2,18 @@ package kafkabroker
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"strings"
 	"time"
 
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
 	"go.uber.org/zap"
 )
 
@@ -30,8 +37,15 @@ type Config struct {
 	// PublishTimeout bounds Publish when ctx has no deadline, 5s when zero.
 	PublishTimeout time.Duration
 	// Dial, when set, opens every connection to the brokers (through a
-	// proxy, with TLS, or cut by a test); a net.Dialer otherwise.
+	// proxy, or cut by a test); a net.Dialer otherwise. TLS and SASL apply
+	// on top of it.
 	Dial func(ctx context.Context, network, address string) (net.Conn, error)
+	// TLS, when set, encrypts every connection (writer, readers, consumer
+	// groups, admin requests) and checks the brokers' certificates.
+	TLS *tls.Config
+	// SASL, when set, authenticates every connection: sasl/plain or
+	// sasl/scram (see Security).
+	SASL sasl.Mechanism
 	// Subscribe tunes Subscribe.
 	Subscribe SubscribeConfig
 	// Logger receives Subscribe's reports (handler panics, failed commits,
@@ -282,4 +296,91 @@ func (c SubscribeConfig) Validate() error {
 // most, so that this member rejoins before the coordinator gives up on it.
 func (c SubscribeConfig) revokeGrace() time.Duration {
 	return min(c.ShutdownGrace, c.RebalanceTimeout/2)
+}
+
+// Security is the TLS and SASL configuration of the connections to Kafka in
+// the form operators give it (WAHOOK_KAFKA_TLS*, WAHOOK_KAFKA_SASL_*). The
+// zero value is plaintext without authentication.
+type Security struct {
+	// TLS turns TLS on with the system's CAs; setting CA, Cert or Key
+	// turns it on as well.
+	TLS bool
+	// CA is a PEM file of the CAs the brokers' certificates must chain to,
+	// instead of the system's.
+	CA string
+	// Cert and Key are the client certificate and key (PEM), for brokers
+	// that authenticate clients by certificate (ssl.client.auth).
+	Cert, Key string
+	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty means no
+	// SASL.
+	Mechanism string
+	// User and Password are the SASL credentials.
+	User, Password string
+}
+
+// SASL mechanisms Security accepts.
+const (
+	SASLPlain       = "PLAIN"
+	SASLScramSHA256 = "SCRAM-SHA-256"
+	SASLScramSHA512 = "SCRAM-SHA-512"
+)
+
+// TLSConfig returns the TLS configuration, nil when TLS is off. Files are
+// read now, so that a missing one fails at start.
+func (s Security) TLSConfig() (*tls.Config, error) {
+	if !s.TLS && s.CA == "" && s.Cert == "" && s.Key == "" {
+		return nil, nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if s.CA != "" {
+		pem, err := os.ReadFile(s.CA)
+		if err != nil {
+			return nil, fmt.Errorf("kafkabroker: TLS CA: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("kafkabroker: TLS CA %s: no PEM certificate", s.CA)
+		}
+	}
+	switch {
+	case (s.Cert == "") != (s.Key == ""):
+		return nil, errors.New("kafkabroker: TLS certificate and key go together")
+	case s.Cert != "":
+		cert, err := tls.LoadX509KeyPair(s.Cert, s.Key)
+		if err != nil {
+			return nil, fmt.Errorf("kafkabroker: TLS client certificate: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
+
+// SASLMechanism returns kafka-go's mechanism, nil when SASL is off.
+func (s Security) SASLMechanism() (sasl.Mechanism, error) {
+	if s.Mechanism == "" {
+		if s.User != "" || s.Password != "" {
+			return nil, errors.New("kafkabroker: SASL user or password without a mechanism")
+		}
+		return nil, nil
+	}
+	if s.User == "" || s.Password == "" {
+		return nil, fmt.Errorf("kafkabroker: SASL %s needs a user and a password", s.Mechanism)
+	}
+	switch strings.ToUpper(s.Mechanism) {
+	case SASLPlain:
+		return plain.Mechanism{Username: s.User, Password: s.Password}, nil
+	case SASLScramSHA256:
+		m, err := scram.Mechanism(scram.SHA256, s.User, s.Password)
+		if err != nil {
+			return nil, fmt.Errorf("kafkabroker: SASL %s: %w", s.Mechanism, err)
+		}
+		return m, nil
+	case SASLScramSHA512:
+		m, err := scram.Mechanism(scram.SHA512, s.User, s.Password)
+		if err != nil {
+			return nil, fmt.Errorf("kafkabroker: SASL %s: %w", s.Mechanism, err)
+		}
+		return m, nil
+	}
+	return nil, fmt.Errorf("kafkabroker: SASL mechanism %q: want %s, %s or %s", s.Mechanism, SASLPlain, SASLScramSHA256, SASLScramSHA512)
 }

@@ -25,6 +25,9 @@ type Config struct {
 	// Embedded, when set, is connected to in-process (nats.InProcessServer):
 	// no socket, and the connection lives and dies with that server.
 	Embedded *Embedded
+	// Auth is how to log in and whether to use TLS; with Embedded and a
+	// zero Auth, the embedded server's service user.
+	Auth Auth
 	// Name is the client name the server shows, "wahook" when empty.
 	Name string
 	// Streams sizes the streams EnsureStreams creates.
@@ -104,6 +107,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("natsbroker: negative reconnect wait %s", c.ReconnectWait)
 	}
 	if err := c.Subscribe.Validate(); err != nil {
+		return err
+	}
+	if err := c.Auth.Validate(); err != nil {
 		return err
 	}
 	return c.Streams.Validate()
@@ -198,7 +204,15 @@ func Connect(ctx context.Context, cfg Config) (*Broker, error) {
 	if cfg.Embedded != nil {
 		url = cfg.Embedded.ClientURL()
 		opts = append(opts, nats.InProcessServer(cfg.Embedded.Server()))
+		if cfg.Auth.IsZero() {
+			cfg.Auth = cfg.Embedded.ServiceAuth()
+		}
 	}
+	authOpts, err := cfg.Auth.Options()
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, authOpts...)
 
 	nc, err := dialContext(ctx, url, opts)
 	if err != nil {

@@ -212,7 +212,7 @@ func TestOutageAndRestart(t *testing.T) {
 	dir := t.TempDir()
 	e := startServer(t, dir)
 	core, logs := observer.New(zap.InfoLevel)
-	b := connect(t, Config{URL: e.ClientURL(), ReconnectWait: 50 * time.Millisecond, Logger: zap.New(core)})
+	b := connect(t, Config{URL: e.ClientURL(), Auth: e.ServiceAuth(), ReconnectWait: 50 * time.Millisecond, Logger: zap.New(core)})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
@@ -299,7 +299,7 @@ func silence(t *testing.T, e *Embedded, b *Broker) {
 	if err := b.JetStream().DeleteStream(ctx, IngressStream); err != nil {
 		t.Fatalf("DeleteStream: %v", err)
 	}
-	nc, err := nats.Connect(e.ClientURL())
+	nc, err := nats.Connect(e.ClientURL(), serviceLogin(e))
 	if err != nil {
 		t.Fatalf("nats.Connect: %v", err)
 	}
@@ -527,7 +527,7 @@ func TestCloseWaitsForInFlight(t *testing.T) {
 	}
 
 	// Everything the in-flight call published is stored.
-	nc, err := nats.Connect(e.ClientURL())
+	nc, err := nats.Connect(e.ClientURL(), serviceLogin(e))
 	if err != nil {
 		t.Fatalf("nats.Connect: %v", err)
 	}
@@ -547,7 +547,7 @@ func TestTCPSubscriberReceives(t *testing.T) {
 	defer cancel()
 
 	// What `nats sub 'wahook.ingress.>'` does, from another connection.
-	nc, err := nats.Connect(e.ClientURL())
+	nc, err := nats.Connect(e.ClientURL(), serviceLogin(e))
 	if err != nil {
 		t.Fatalf("nats.Connect(%s): %v", e.ClientURL(), err)
 	}

@@ -145,4 +145,12 @@
 // the client reconnects forever; Ready reports whether it is connected and
 // the streams exist. With Config.Embedded the connection is in-process (no
 // socket) while other processes connect to Embedded.ClientURL over TCP.
+//
+// # Access
+//
+// Every client of the embedded server logs in: Connect with Config.Embedded
+// as its service user (Embedded.ServiceAuth), read-only subscribers with
+// SubscriberPermissions, anonymous clients not at all. Config.Auth logs in
+// to an external server (user and password, token, creds or nkey file) and
+// sets up TLS to it.
 package natsbroker

@@ -25,8 +25,9 @@ const embeddedMaxPayload = 8 << 20
 // process. The zero value of every field but StoreDir is usable.
 type EmbeddedConfig struct {
 	// Addr is the host:port clients connect to over TCP, DefaultEmbeddedAddr
-	// when empty. Port -1 picks a free port (tests). The server has no
-	// authentication: keep it on loopback or a private network.
+	// when empty. Port -1 picks a free port (tests). Every client must log
+	// in (see User and Subscribers); traffic is not encrypted: keep it on
+	// loopback or a private network.
 	Addr string
 	// StoreDir is the JetStream file storage directory. Required. Streams
 	// survive a restart of the process that reuses the directory.
@@ -42,6 +43,18 @@ type EmbeddedConfig struct {
 	ServerName string
 	// Logger receives nats-server's logs; nothing is logged when nil.
 	Logger *zap.Logger
+
+	// User and Password are the service user, the one with every right,
+	// which Connect logs in as (Embedded.ServiceAuth). When both are empty
+	// the user is DefaultServiceUser with a random password, generated at
+	// first start and kept in StoreDir (ServiceUserFile, mode 0600).
+	User, Password string
+	// Subscribers are read-only users (SubscriberPermissions). Clients
+	// without credentials are refused.
+	Subscribers []Subscriber
+	// ProtectedConsumers are the durable consumers of wahook's own
+	// consumers, which subscribers may not use, change or delete.
+	ProtectedConsumers []string
 }
 
 func (c *EmbeddedConfig) setDefaults() {
@@ -81,8 +94,9 @@ func splitAddr(addr string) (string, int, error) {
 
 // Embedded is a running in-process nats-server with JetStream.
 type Embedded struct {
-	srv *server.Server
-	url string
+	srv     *server.Server
+	url     string
+	service Auth
 }
 
 // StartEmbedded starts a nats-server with JetStream file storage and returns
@@ -106,6 +120,10 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		MaxPayload: embeddedMaxPayload,
 		// The process owns its signals; the server must not exit on SIGTERM.
 		NoSigs: true,
+	}
+	service, err := configureAccess(opts, cfg)
+	if err != nil {
+		return nil, err
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -148,7 +166,21 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		srv.Shutdown()
 		return nil, fmt.Errorf("natsbroker: embedded server listens on %v, want TCP", srv.Addr())
 	}
-	return &Embedded{srv: srv, url: "nats://" + net.JoinHostPort(dialHost(host), strconv.Itoa(tcp.Port))}, nil
+	return &Embedded{srv: srv, url: "nats://" + net.JoinHostPort(dialHost(host), strconv.Itoa(tcp.Port)), service: service}, nil
+}
+
+// configureAccess sets the server's users (contract section 8) and returns
+// the service user.
+func configureAccess(opts *server.Options, cfg EmbeddedConfig) (Auth, error) {
+	service, err := serviceAuth(cfg)
+	if err != nil {
+		return Auth{}, err
+	}
+	opts.Users, err = users(service, cfg.Subscribers, cfg.ProtectedConsumers)
+	if err != nil {
+		return Auth{}, err
+	}
+	return service, nil
 }
 
 // dialHost is the host clients dial for a listen host. It follows the

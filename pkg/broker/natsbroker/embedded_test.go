@@ -27,7 +27,7 @@ func TestStartEmbeddedErrors(t *testing.T) {
 		"no store dir":       {give: EmbeddedConfig{Addr: "127.0.0.1:-1"}, wantErr: "StoreDir is empty"},
 		"bad addr":           {give: EmbeddedConfig{Addr: "localhost", StoreDir: t.TempDir()}, wantErr: "addr"},
 		"port in use":        {give: EmbeddedConfig{Addr: busy, StoreDir: t.TempDir()}, wantErr: "listen"},
-		"store not writable": {give: EmbeddedConfig{Addr: "127.0.0.1:-1", StoreDir: notDir}, wantErr: "JetStream"},
+		"store not writable": {give: EmbeddedConfig{Addr: "127.0.0.1:-1", StoreDir: notDir}, wantErr: "not a directory"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

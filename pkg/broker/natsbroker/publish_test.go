@@ -65,7 +65,7 @@ func alive(t *testing.T, b *Broker, i int) {
 // the connection, its subscriptions and later publishes carry on.
 func TestPublishLongSubjectKeepsConnection(t *testing.T) {
 	e := startServer(t, t.TempDir())
-	for name, cfg := range map[string]Config{"tcp": {URL: e.ClientURL()}, "in-process": {Embedded: e}} {
+	for name, cfg := range map[string]Config{"tcp": {URL: e.ClientURL(), Auth: e.ServiceAuth()}, "in-process": {Embedded: e}} {
 		t.Run(name, func(t *testing.T) {
 			b := connect(t, cfg)
 			var c collector
@@ -102,7 +102,7 @@ func TestPublishLongSubjectKeepsConnection(t *testing.T) {
 // one byte more is refused and the connection survives.
 func TestPublishControlLineBoundary(t *testing.T) {
 	e := startServer(t, t.TempDir())
-	b := connect(t, Config{URL: e.ClientURL()})
+	b := connect(t, Config{URL: e.ClientURL(), Auth: e.ServiceAuth()})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
@@ -131,7 +131,7 @@ func TestPublishControlLineBoundary(t *testing.T) {
 
 func TestPublishRefusesWhatTheServerRefuses(t *testing.T) {
 	e := startServer(t, t.TempDir())
-	b := connect(t, Config{URL: e.ClientURL()})
+	b := connect(t, Config{URL: e.ClientURL(), Auth: e.ServiceAuth()})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 

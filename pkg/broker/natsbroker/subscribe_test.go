@@ -39,7 +39,7 @@ func TestConformance(t *testing.T) {
 			},
 			Crash: func(t *testing.T) (broker.Subscriber, func()) {
 				// Over TCP: closing it is what the server sees of a crash.
-				other := connect(t, Config{URL: e.ClientURL(), Subscribe: sub})
+				other := connect(t, Config{URL: e.ClientURL(), Auth: e.ServiceAuth(), Subscribe: sub})
 				return other, other.Conn().Close
 			},
 			Redelivery: conformanceAckWait,
@@ -518,7 +518,7 @@ func TestSubscribeKeyAndID(t *testing.T) {
 func TestSubscribeSurvivesRestartAndDeletion(t *testing.T) {
 	dir := t.TempDir()
 	e := startServer(t, dir)
-	b := connect(t, Config{URL: e.ClientURL(), ReconnectWait: 50 * time.Millisecond})
+	b := connect(t, Config{URL: e.ClientURL(), Auth: e.ServiceAuth(), ReconnectWait: 50 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	publish := func(i int) string {

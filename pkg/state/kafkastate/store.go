@@ -2,6 +2,7 @@ package kafkastate
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
 	"go.uber.org/zap"
 
 	"github.com/wahook/wahook/pkg/state"
@@ -82,6 +84,10 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives the background tailers' errors; none when nil.
 	Logger *zap.Logger
+	// TLS and SASL, when set, secure every connection to the brokers, as
+	// kafkabroker.Config's (see kafkabroker.Security).
+	TLS  *tls.Config
+	SASL sasl.Mechanism
 }
 
 func (c *Config) setDefaults() {
@@ -174,6 +180,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		ClientID:       "wahook-state",
 		MetadataTopics: []string{cfg.LabelsTopic, cfg.ChatsTopic, cfg.DedupTopic},
 		Context:        sctx,
+		TLS:            cfg.TLS,
+		SASL:           cfg.SASL,
 	}
 	s := &Store{
 		cfg:       cfg,

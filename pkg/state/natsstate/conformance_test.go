@@ -13,7 +13,7 @@ import (
 
 func TestConformanceLabelRegistry(t *testing.T) {
 	e := startServer(t, t.TempDir())
-	b := connect(t, natsbroker.Config{URL: e.ClientURL()})
+	b := connect(t, natsbroker.Config{URL: e.ClientURL(), Auth: e.ServiceAuth()})
 	derivetest.TestLabelRegistry(t, func(t *testing.T) derive.LabelRegistry {
 		return open(t, b.JetStream(), freshConfig()).Labels()
 	})
@@ -21,7 +21,7 @@ func TestConformanceLabelRegistry(t *testing.T) {
 
 func TestConformanceChatRegistry(t *testing.T) {
 	e := startServer(t, t.TempDir())
-	b := connect(t, natsbroker.Config{URL: e.ClientURL()})
+	b := connect(t, natsbroker.Config{URL: e.ClientURL(), Auth: e.ServiceAuth()})
 	derivetest.TestChatRegistry(t, func(t *testing.T) derive.ChatRegistry {
 		return open(t, b.JetStream(), freshConfig()).Chats()
 	})

@@ -93,7 +93,7 @@ func twoStores(t testing.TB) (s1, s2 *natsstate.Store, js jetstream.JetStream) {
 	t.Helper()
 	e := startServer(t, t.TempDir())
 	b1 := connect(t, natsbroker.Config{Embedded: e})
-	b2 := connect(t, natsbroker.Config{URL: e.ClientURL()})
+	b2 := connect(t, natsbroker.Config{URL: e.ClientURL(), Auth: e.ServiceAuth()})
 	return open(t, b1.JetStream(), natsstate.Config{}), open(t, b2.JetStream(), natsstate.Config{ChatCacheSize: -1}), b1.JetStream()
 }
 

@@ -21,7 +21,7 @@ import (
 func TestOpen(t *testing.T) {
 	e := startServer(t, t.TempDir())
 	b1 := connect(t, natsbroker.Config{Embedded: e})
-	b2 := connect(t, natsbroker.Config{URL: e.ClientURL()})
+	b2 := connect(t, natsbroker.Config{URL: e.ClientURL(), Auth: e.ServiceAuth()})
 
 	// Processes starting together open the same buckets.
 	var wg sync.WaitGroup
@@ -134,7 +134,7 @@ func TestRestart(t *testing.T) {
 func TestHostileIDs(t *testing.T) {
 	e := startServer(t, t.TempDir())
 	b1 := connect(t, natsbroker.Config{Embedded: e})
-	b2 := connect(t, natsbroker.Config{URL: e.ClientURL()})
+	b2 := connect(t, natsbroker.Config{URL: e.ClientURL(), Auth: e.ServiceAuth()})
 	s := open(t, b1.JetStream(), natsstate.Config{})
 	// A second process without cache reads every chat from the bucket.
 	uncached := open(t, b2.JetStream(), natsstate.Config{ChatCacheSize: -1})
@@ -278,7 +278,7 @@ func TestStoredValues(t *testing.T) {
 // within their ctx instead of hanging or retrying forever.
 func TestUnavailable(t *testing.T) {
 	e := startServer(t, t.TempDir())
-	b := connect(t, natsbroker.Config{URL: e.ClientURL()})
+	b := connect(t, natsbroker.Config{URL: e.ClientURL(), Auth: e.ServiceAuth()})
 	s := open(t, b.JetStream(), natsstate.Config{})
 	stopServer(t, e)
 
