@@ -42,6 +42,10 @@ type EmbeddedConfig struct {
 	ServerName string
 	// Logger receives nats-server's logs; nothing is logged when nil.
 	Logger *zap.Logger
+
+	// Storage limits the store and sets how JetStream recovers after the
+	// disk was full (embedded_storage.go).
+	Storage EmbeddedStorageConfig
 }
 
 func (c *EmbeddedConfig) setDefaults() {
@@ -54,6 +58,7 @@ func (c *EmbeddedConfig) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
+	c.Storage.setDefaults()
 }
 
 // Validate reports whether the configuration can start a server.
@@ -64,7 +69,7 @@ func (c EmbeddedConfig) Validate() error {
 	if _, _, err := splitAddr(c.Addr); err != nil {
 		return fmt.Errorf("natsbroker: embedded server: %w", err)
 	}
-	return nil
+	return c.Storage.validate()
 }
 
 func splitAddr(addr string) (string, int, error) {
@@ -83,6 +88,8 @@ func splitAddr(addr string) (string, int, error) {
 type Embedded struct {
 	srv *server.Server
 	url string
+	// watch restarts JetStream when a full disk broke it.
+	watch *watchdog
 }
 
 // StartEmbedded starts a nats-server with JetStream file storage and returns
@@ -107,6 +114,7 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		// The process owns its signals; the server must not exit on SIGTERM.
 		NoSigs: true,
 	}
+	cfg.Storage.applyStorage(opts)
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("natsbroker: embedded server: %w", err)
@@ -148,7 +156,13 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		srv.Shutdown()
 		return nil, fmt.Errorf("natsbroker: embedded server listens on %v, want TCP", srv.Addr())
 	}
-	return &Embedded{srv: srv, url: "nats://" + net.JoinHostPort(dialHost(host), strconv.Itoa(tcp.Port))}, nil
+	watch, err := newWatchdog(srv, cfg.Storage, cfg.StoreDir, cfg.Logger.With(zap.String("component", "jetstream-watchdog")))
+	if err != nil {
+		srv.Shutdown()
+		return nil, err
+	}
+	watch.start()
+	return &Embedded{srv: srv, url: "nats://" + net.JoinHostPort(dialHost(host), strconv.Itoa(tcp.Port)), watch: watch}, nil
 }
 
 // dialHost is the host clients dial for a listen host. It follows the
@@ -182,6 +196,7 @@ func (e *Embedded) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		e.watch.halt()
 		e.srv.Shutdown()
 		e.srv.WaitForShutdown()
 	}()
