@@ -49,6 +49,16 @@ func storeFull(e *jetstream.APIError) bool {
 	return false
 }
 
+// StorageHighWater is the share of a limit above which Ready reports the
+// storage full.
+func (b *Broker) StorageHighWater() float64 { return b.cfg.StorageHighWater }
+
+// Classify marks err, from a request on this broker's JetStream connection
+// (a state bucket's write, say), broker.ErrUnavailable when retrying later
+// can succeed, as Publish does: the server unreachable or not answering,
+// JetStream starting, a full stream or store.
+func Classify(err error) error { return classify(err) }
+
 // storageReady reports ErrUnavailable unless JetStream answers, the raw
 // stream is below the high-water mark of its limits, the account's store is
 // below its limit's, every stream exists and, with an embedded server, its

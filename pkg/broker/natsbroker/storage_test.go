@@ -352,3 +352,30 @@ func TestWatchdogRunsByItself(t *testing.T) {
 		t.Errorf("Restarts = %d, want at least 1", st.Restarts)
 	}
 }
+
+func TestFullDerivedStreamDropsItsOldest(t *testing.T) {
+	e := startServer(t, t.TempDir())
+	b := connect(t, Config{Embedded: e, Streams: StreamsConfig{DerivedMaxBytes: minStreamBytes}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	data := make([]byte, 64<<10)
+	n := 2 * minStreamBytes / len(data)
+	for i := range n {
+		m := broker.Message{Subject: "wahook.label-changed.whapi.CH", Key: "whapi/CH/1", ID: fmt.Sprintf("derived-%d", i), Data: data}
+		if err := b.Publish(ctx, m); err != nil {
+			t.Fatalf("Publish %d of %d to the derived stream: %v", i, n, err)
+		}
+	}
+	s, err := b.JetStream().Stream(ctx, DerivedStream)
+	if err != nil {
+		t.Fatalf("Stream: %v", err)
+	}
+	st := s.CachedInfo().State
+	if st.FirstSeq == 1 || st.LastSeq != uint64(n) || st.Bytes > minStreamBytes {
+		t.Errorf("derived stream: seqs %d to %d, %d bytes; want the oldest dropped, the last (%d) kept, at most %d bytes",
+			st.FirstSeq, st.LastSeq, st.Bytes, n, minStreamBytes)
+	}
+	if err := b.Ready(ctx); err != nil {
+		t.Errorf("Ready with a full derived stream: %v", err)
+	}
+}
