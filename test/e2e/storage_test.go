@@ -126,7 +126,9 @@ func TestFullRawStreamAnswers503(t *testing.T) {
 // while good deliveries go on.
 func TestFullDeadLetterStreamAnswers503(t *testing.T) {
 	_, url := smallStreams(t)
-	bad := func(i int) []byte { return fmt.Appendf(nil, `{"channel_id":"X","junk":"%s", "n": %d`, strings.Repeat("y", 64<<10), i) }
+	bad := func(i int) []byte {
+		return fmt.Appendf(nil, `{"channel_id":"X","junk":"%s", "n": %d`, strings.Repeat("y", 64<<10), i)
+	}
 	var r reply
 	i := 0
 	for ; i < 1000; i++ {
