@@ -41,7 +41,7 @@ func (c *StorageConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.DerivedMaxAge, "nats-derived-max-age", natsbroker.DefaultDerivedMaxAge, "derived stream retention at creation")
 	fs.Var(newByteSize(&c.LabelsMaxBytes, natsstate.DefaultLabelsMaxBytes), "nats-labels-max-bytes", "label registry bucket byte limit at creation (-1 unlimited)")
 	fs.Var(newByteSize(&c.ChatsMaxBytes, natsstate.DefaultChatsMaxBytes), "nats-chats-max-bytes", "known chats bucket byte limit at creation (-1 unlimited)")
-	fs.DurationVar(&c.ChatsTTL, "nats-chats-ttl", 0, "forget a known chat this long after it was first seen (0: never); a chat seen again after it is announced again")
+	fs.DurationVar(&c.ChatsTTL, "nats-chats-ttl", 0, "forget a known chat this long after it was first seen (0: never); a chat seen again after that is announced again")
 	fs.Var(newByteSize(&c.MaxStore, natsbroker.DefaultMaxStore), "nats-max-store", "embedded server: file store limit; stream and bucket limits must fit in it")
 	fs.Var(newByteSize(&c.MaxMemory, natsbroker.DefaultMaxMemory), "nats-max-memory", "embedded server: memory store limit")
 	fs.Float64Var(&c.HighWater, "nats-storage-high-water", natsbroker.DefaultStorageHighWater,

@@ -106,6 +106,9 @@ type watchdog struct {
 	restarts atomic.Int64
 	mu       sync.Mutex
 	problem  string
+	// waiting is set while a restart waits for disk space; only check,
+	// from one goroutine, uses it.
+	waiting bool
 
 	stop chan struct{}
 	done chan struct{}
@@ -198,10 +201,14 @@ func (w *watchdog) check() checkResult {
 		return checkWaiting
 	}
 	if free, ok := w.diskFree(w.storeDir); ok && w.cfg.MinFreeDisk >= 0 && free < uint64(w.cfg.MinFreeDisk) {
-		w.log.Warn("JetStream broken, waiting for disk space before restarting it", zap.String("problem", problem),
-			zap.Uint64("disk_free", free), zap.Int64("min_free_disk", w.cfg.MinFreeDisk))
+		if !w.waiting {
+			w.log.Warn("JetStream broken, waiting for disk space before restarting it", zap.String("problem", problem),
+				zap.Uint64("disk_free", free), zap.Int64("min_free_disk", w.cfg.MinFreeDisk))
+		}
+		w.waiting = true
 		return checkWaiting
 	}
+	w.waiting = false
 	w.restart(problem)
 	return checkRestarted
 }

@@ -379,3 +379,51 @@ func TestFullDerivedStreamDropsItsOldest(t *testing.T) {
 		t.Errorf("Ready with a full derived stream: %v", err)
 	}
 }
+
+// TestSubscriptionResumesAfterJetStreamRestart: a consumer running in the
+// process through a watchdog restart goes on with what is published after.
+func TestSubscriptionResumesAfterJetStreamRestart(t *testing.T) {
+	e := startServerWith(t, EmbeddedConfig{Storage: EmbeddedStorageConfig{CheckInterval: -1}})
+	b := connect(t, Config{Embedded: e})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan string, 16)
+	done := make(chan error, 1)
+	go func() {
+		done <- b.Subscribe(ctx, broker.Subscription{Topic: "wahook.ingress", Group: "restart"}, func(_ context.Context, m broker.Received) error {
+			got <- m.ID
+			return nil
+		})
+	}()
+	wait := func(id string) {
+		t.Helper()
+		timeout := time.After(60 * time.Second)
+		for {
+			select {
+			case g := <-got:
+				if g == id {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("%s not consumed", id)
+			}
+		}
+	}
+	pctx, pcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer pcancel()
+	first, second := ingressMsg("R", 1, jsonBody(1)), ingressMsg("R", 2, jsonBody(2))
+	if err := b.Publish(pctx, first); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	wait(first.ID)
+
+	e.watch.restart("test")
+	if err := b.Publish(pctx, second); err != nil {
+		t.Fatalf("Publish after the restart: %v", err)
+	}
+	wait(second.ID)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Subscribe = %v, want context.Canceled", err)
+	}
+}
