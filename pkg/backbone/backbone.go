@@ -65,7 +65,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.NATSURL, "nats-url", "", "NATS server URL(s), comma-separated; empty starts an embedded NATS server with JetStream")
 	fs.StringVar(&c.NATSEmbeddedAddr, "nats-embedded-addr", "127.0.0.1:4222", "where the embedded NATS server accepts clients")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "embedded JetStream storage and local state")
-	fs.BoolVar(&c.NATSSyncAlways, "nats-sync-always", false, "embedded server: fsync every write (survives power loss, about 6x slower)")
+	fs.BoolVar(&c.NATSSyncAlways, "nats-sync-always", false, "embedded server: fsync every write (survives power loss; a disk flush per ack, see BENCHMARKS.md)")
 	fs.DurationVar(&c.NATSDuplicateWindow, "nats-duplicate-window", 10*time.Minute, "JetStream duplicate window: retries within it are dropped by event id")
 	fs.IntVar(&c.NATSReplicas, "nats-replicas", 1, "JetStream stream replicas")
 	c.NATSStorage.RegisterFlags(fs)
