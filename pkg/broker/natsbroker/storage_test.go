@@ -11,7 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/wahook/wahook/pkg/broker"
 )
@@ -195,17 +196,14 @@ func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 				}
 				key += "{" + strings.Join(ls, ",") + "}"
 			}
-			out[key] = value(m)
+			v := m.GetCounter().GetValue()
+			if g := m.GetGauge(); g != nil {
+				v = g.GetValue()
+			}
+			out[key] = v
 		}
 	}
 	return out
-}
-
-func value(m *dto.Metric) float64 {
-	if g := m.GetGauge(); g != nil {
-		return g.GetValue()
-	}
-	return m.GetCounter().GetValue()
 }
 
 func TestStorageCollector(t *testing.T) {
@@ -425,5 +423,32 @@ func TestSubscriptionResumesAfterJetStreamRestart(t *testing.T) {
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("Subscribe = %v, want context.Canceled", err)
+	}
+}
+
+func TestAccountAndStreamHighWater(t *testing.T) {
+	for name, tc := range map[string]struct {
+		err  error
+		want bool
+	}{
+		"account below":      {accountFull(&jetstream.AccountInfo{Tier: jetstream.Tier{Store: 94, Limits: jetstream.AccountLimits{MaxStore: 100}}}, 0.95), false},
+		"account above":      {accountFull(&jetstream.AccountInfo{Tier: jetstream.Tier{Store: 95, Limits: jetstream.AccountLimits{MaxStore: 100}}}, 0.95), true},
+		"account unlimited":  {accountFull(&jetstream.AccountInfo{Tier: jetstream.Tier{Store: 1 << 40, Limits: jetstream.AccountLimits{MaxStore: -1}}}, 0.95), false},
+		"account tier above": {accountFull(&jetstream.AccountInfo{Tiers: map[string]jetstream.Tier{"R3": {Store: 99, Limits: jetstream.AccountLimits{MaxStore: 100}}}}, 0.95), true},
+		"stream bytes above": {streamFull(&jetstream.StreamInfo{Config: jetstream.StreamConfig{Name: "S", MaxBytes: 100, MaxMsgs: -1}, State: jetstream.StreamState{Bytes: 96}}, 0.95), true},
+		"stream msgs above":  {streamFull(&jetstream.StreamInfo{Config: jetstream.StreamConfig{Name: "S", MaxBytes: -1, MaxMsgs: 10}, State: jetstream.StreamState{Msgs: 10}}, 0.95), true},
+		"stream below":       {streamFull(&jetstream.StreamInfo{Config: jetstream.StreamConfig{Name: "S", MaxBytes: 100, MaxMsgs: 10}, State: jetstream.StreamState{Bytes: 50, Msgs: 5}}, 0.95), false},
+	} {
+		if got := errors.Is(tc.err, broker.ErrUnavailable); got != tc.want {
+			t.Errorf("%s: %v, want unavailable %t", name, tc.err, tc.want)
+		}
+	}
+}
+
+func TestStoreLimitAboveFreeDiskIsLogged(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	startServerWith(t, EmbeddedConfig{Logger: zap.New(core), Storage: EmbeddedStorageConfig{MaxStore: 1 << 60, CheckInterval: -1}})
+	if logs.FilterMessageSnippet("above the disk's free space").Len() != 1 {
+		t.Errorf("no warning about a store limit above the free disk space; logs: %v", logs.All())
 	}
 }
