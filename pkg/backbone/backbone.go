@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go/sasl"
 	"go.uber.org/zap"
 
@@ -45,10 +46,15 @@ type Config struct {
 	NATSDuplicateWindow time.Duration
 	// NATSReplicas is the streams' replica count (a clustered server).
 	NATSReplicas int
+	// NATSStorage limits the streams, buckets and embedded store.
+	NATSStorage StorageConfig
 	// KafkaBrokers are the Kafka bootstrap brokers, comma-separated.
 	KafkaBrokers string
 	// KafkaPartitions and KafkaReplication size the topics created at start.
 	KafkaPartitions, KafkaReplication int
+	// KafkaMinInSyncReplicas is those topics' min.insync.replicas (0: the
+	// broker's default).
+	KafkaMinInSyncReplicas int
 	// KafkaDedupWindow bounds how long consumers remember raw event ids.
 	KafkaDedupWindow time.Duration
 	// ClientName names the connection on the server.
@@ -75,12 +81,15 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.NATSURL, "nats-url", "", "NATS server URL(s), comma-separated; empty starts an embedded NATS server with JetStream")
 	fs.StringVar(&c.NATSEmbeddedAddr, "nats-embedded-addr", "127.0.0.1:4222", "where the embedded NATS server accepts clients")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "embedded JetStream storage and local state")
-	fs.BoolVar(&c.NATSSyncAlways, "nats-sync-always", false, "embedded server: fsync every write (survives power loss, about 6x slower)")
+	fs.BoolVar(&c.NATSSyncAlways, "nats-sync-always", false, "embedded server: fsync every write (survives power loss; a disk flush per ack, see BENCHMARKS.md)")
 	fs.DurationVar(&c.NATSDuplicateWindow, "nats-duplicate-window", 10*time.Minute, "JetStream duplicate window: retries within it are dropped by event id")
 	fs.IntVar(&c.NATSReplicas, "nats-replicas", 1, "JetStream stream replicas")
+	c.NATSStorage.RegisterFlags(fs)
 	fs.StringVar(&c.KafkaBrokers, "kafka-brokers", "", "Kafka bootstrap brokers, comma-separated (required with -broker kafka)")
 	fs.IntVar(&c.KafkaPartitions, "kafka-partitions", 6, "partitions of the topics created at start")
 	fs.IntVar(&c.KafkaReplication, "kafka-replication", 1, "replication factor of the topics created at start")
+	fs.IntVar(&c.KafkaMinInSyncReplicas, "kafka-min-insync-replicas", 0,
+		"min.insync.replicas of the topics created at start (0: the broker's default); acks=all then means at least this many copies")
 	fs.DurationVar(&c.KafkaDedupWindow, "kafka-dedup-window", 24*time.Hour, "how long consumers remember raw event ids to drop repeats (Kafka has no duplicate window)")
 	c.registerAccessFlags(fs)
 }
@@ -154,9 +163,16 @@ func (c Config) Validate() error {
 		if c.NATSURL == "" && c.DataDir == "" {
 			return errors.New("the embedded NATS server needs a data dir")
 		}
+		if err := c.NATSStorage.validate(c.NATSURL == "", c.NATSReplicas, c.NATSDuplicateWindow); err != nil {
+			return err
+		}
 	case "kafka":
 		if len(c.kafkaBrokers()) == 0 {
 			return errors.New("-broker kafka needs -kafka-brokers (WAHOOK_KAFKA_BROKERS)")
+		}
+		if c.KafkaMinInSyncReplicas < 0 || c.KafkaMinInSyncReplicas > max(c.KafkaReplication, 1) {
+			return fmt.Errorf("kafka min in-sync replicas %d: want 0 (the broker's default) to the replication factor %d",
+				c.KafkaMinInSyncReplicas, max(c.KafkaReplication, 1))
 		}
 	default:
 		return fmt.Errorf("broker %q: want nats or kafka", c.Broker)
@@ -172,6 +188,11 @@ func (c Config) kafkaBrokers() []string {
 		}
 	}
 	return out
+}
+
+func (c Config) kafkaTopics() kafkabroker.TopicsConfig {
+	return kafkabroker.TopicsConfig{Partitions: c.KafkaPartitions, ReplicationFactor: c.KafkaReplication,
+		MinInSyncReplicas: c.KafkaMinInSyncReplicas}
 }
 
 // Backbone is an open broker.
@@ -208,7 +229,7 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Backbone, error) {
 		kb, err := kafkabroker.Connect(ctx, kafkabroker.Config{
 			Brokers:  cfg.kafkaBrokers(),
 			ClientID: cfg.ClientName,
-			Topics:   kafkabroker.TopicsConfig{Partitions: cfg.KafkaPartitions, ReplicationFactor: cfg.KafkaReplication},
+			Topics:   cfg.kafkaTopics(),
 			Logger:   log.Named("kafka"),
 			TLS:      bb.kafkaTLS,
 			SASL:     bb.kafkaSASL,
@@ -222,15 +243,13 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Backbone, error) {
 		return bb, nil
 	}
 	nc := natsbroker.Config{
-		URL:    cfg.NATSURL,
-		Auth:   cfg.NATSAuth,
-		Name:   cfg.ClientName,
-		Logger: log,
-		Streams: natsbroker.StreamsConfig{
-			Replicas:   cfg.NATSReplicas,
-			Duplicates: cfg.NATSDuplicateWindow,
-		},
+		URL:     cfg.NATSURL,
+		Auth:    cfg.NATSAuth,
+		Name:    cfg.ClientName,
+		Logger:  log,
+		Streams: cfg.NATSStorage.streams(cfg.NATSReplicas, cfg.NATSDuplicateWindow),
 	}
+	nc.StorageHighWater = cfg.NATSStorage.HighWater
 	if cfg.NATSURL == "" {
 		emb, err := startEmbedded(ctx, cfg, log)
 		if err != nil {
@@ -289,7 +308,9 @@ func (bb *Backbone) State(ctx context.Context) (State, error) {
 		}
 		return State{Labels: bb.kafkaState.Labels(), Chats: bb.kafkaState.Chats(), Dedup: bb.kafkaState.Dedup()}, nil
 	}
-	st, err := natsstate.Open(ctx, bb.nats.JetStream(), natsstate.Config{Replicas: bb.cfg.NATSReplicas})
+	scfg := bb.cfg.NATSStorage.state(bb.cfg.NATSReplicas)
+	scfg.Logger = bb.log.Named("nats-state")
+	st, err := natsstate.Open(ctx, bb.nats.JetStream(), scfg)
 	if err != nil {
 		return State{}, fmt.Errorf("state: %w", err)
 	}
@@ -322,6 +343,15 @@ func (bb *Backbone) Ready(ctx context.Context) error {
 		return bb.kafka.Ready(ctx)
 	}
 	return bb.nats.Ready(ctx)
+}
+
+// Collector exports the broker's storage use (streams, state buckets,
+// account, embedded server) as Prometheus metrics; nil on Kafka.
+func (bb *Backbone) Collector() prometheus.Collector {
+	if bb.nats == nil {
+		return nil
+	}
+	return bb.nats.StorageCollector("KV_"+natsstate.DefaultLabelsBucket, "KV_"+natsstate.DefaultChatsBucket)
 }
 
 // Close drains the connections, then stops the embedded server, if any.
@@ -368,6 +398,7 @@ func startEmbedded(ctx context.Context, cfg Config, log *zap.Logger) (*natsbroke
 		Password:           cfg.NATSAuth.Password,
 		Subscribers:        subs,
 		ProtectedConsumers: cfg.ProtectedConsumers,
+		Storage:            cfg.NATSStorage.embedded(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)

@@ -95,6 +95,9 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 	}()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if c := bb.Collector(); c != nil {
+		reg.MustRegister(c)
+	}
 	deps, err := bb.ConsumerDeps(ctx, all.Providers(), consumer.NewMetrics(reg), log.Named("consumer"))
 	if err != nil {
 		return err

@@ -183,6 +183,9 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 	providers := all.Providers()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if c := bb.Collector(); c != nil {
+		reg.MustRegister(c)
+	}
 	h, err := ingress.New(ingress.Config{
 		Providers:      providers,
 		Verifiers:      vs,

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
 )
 
 // wahook's Kafka topics (contract sections 2 and 3).
@@ -69,7 +70,8 @@ func (c TopicsConfig) TopicConfigs() []kafka.TopicConfig {
 // EnsureTopics creates the topics that do not exist yet and waits until the
 // cluster's metadata lists all of them. It is idempotent, so every service
 // runs it at start; existing topics are left as they are (Kafka's topic
-// settings are an operator's business once the topic exists).
+// settings are an operator's business once the topic exists), but one whose
+// min.insync.replicas is below the configured one is logged.
 func (b *Broker) EnsureTopics(ctx context.Context) error {
 	if err := b.createTopics(ctx); err != nil {
 		return err
@@ -77,6 +79,7 @@ func (b *Broker) EnsureTopics(ctx context.Context) error {
 	for {
 		missing, err := b.missingTopics(ctx, Topics())
 		if err == nil && len(missing) == 0 {
+			b.checkMinInSync(ctx)
 			return nil
 		}
 		if err == nil {
@@ -101,6 +104,40 @@ func (b *Broker) createTopics(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// checkMinInSync warns about topics whose min.insync.replicas is below
+// TopicsConfig.MinInSyncReplicas: acks from all in-sync replicas then mean
+// fewer copies than configured. Only a warning: describing configurations
+// may be refused (ACLs) without the topics being unusable.
+func (b *Broker) checkMinInSync(ctx context.Context) {
+	want := b.cfg.Topics.MinInSyncReplicas
+	if want == 0 {
+		return
+	}
+	req := &kafka.DescribeConfigsRequest{}
+	for _, t := range Topics() {
+		req.Resources = append(req.Resources, kafka.DescribeConfigRequestResource{
+			ResourceType: kafka.ResourceTypeTopic, ResourceName: t, ConfigNames: []string{"min.insync.replicas"},
+		})
+	}
+	resp, err := b.client.DescribeConfigs(ctx, req)
+	if err != nil {
+		b.log.Warn("cannot check the topics' min.insync.replicas", zap.Error(err))
+		return
+	}
+	for _, r := range resp.Resources {
+		if r.Error != nil {
+			b.log.Warn("cannot check the topic's min.insync.replicas", zap.String("topic", r.ResourceName), zap.Error(r.Error))
+			continue
+		}
+		for _, e := range r.ConfigEntries {
+			if n, err := strconv.Atoi(e.ConfigValue); e.ConfigName == "min.insync.replicas" && err == nil && n < want {
+				b.log.Warn("topic's min.insync.replicas is below the configured one; left as it is, change it with kafka-configs",
+					zap.String("topic", r.ResourceName), zap.Int("min_insync_replicas", n), zap.Int("configured", want))
+			}
+		}
+	}
 }
 
 // missingTopics returns the topics the metadata does not list, or lists

@@ -43,6 +43,10 @@ type Config struct {
 	ReconnectWait time.Duration
 	// Subscribe tunes Subscribe.
 	Subscribe SubscribeConfig
+	// StorageHighWater is the share (0 to 1] of a limit above which Ready
+	// reports the storage full: the raw stream's, the account's store, the
+	// embedded server's store. DefaultStorageHighWater (0.95) when zero.
+	StorageHighWater float64
 	// Logger receives connection events and Subscribe's reports (handler
 	// panics, messages that could not be settled); nothing is logged when
 	// nil.
@@ -88,6 +92,9 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
+	if c.StorageHighWater == 0 {
+		c.StorageHighWater = DefaultStorageHighWater
+	}
 	c.Streams.setDefaults()
 	c.Subscribe.setDefaults()
 }
@@ -111,6 +118,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.Auth.Validate(); err != nil {
 		return err
+	}
+	if c.StorageHighWater <= 0 || c.StorageHighWater > 1 {
+		return fmt.Errorf("natsbroker: storage high-water mark %g, want more than 0 and at most 1", c.StorageHighWater)
 	}
 	return c.Streams.Validate()
 }
@@ -569,10 +579,10 @@ func transient(err error) bool {
 // quorum, storage full, JetStream starting) from those a retry never fixes
 // (message too large, bad request).
 func transientAPI(e *jetstream.APIError) bool {
-	switch e.ErrorCode {
-	case 10047, // JSStorageResourcesExceededErr (500)
-		10028: // JSMemoryResourcesExceededErr (500)
+	if storeFull(e) {
 		return true
+	}
+	switch e.ErrorCode {
 	case 10036, // JSClusterUnSupportFeatureErr (503)
 		10010, // JSClusterRequiredErr (503)
 		10063: // JSStreamSequenceNotMatchErr (503)
@@ -583,8 +593,8 @@ func transientAPI(e *jetstream.APIError) bool {
 	return e.Code == 503 || e.Code == 429
 }
 
-// Ready reports an error unless the connection is up and the three streams
-// exist.
+// Ready reports an error unless the connection is up, JetStream answers,
+// the three streams exist and storage has room (see storageReady).
 func (b *Broker) Ready(ctx context.Context) error {
 	if b.isClosing() {
 		return fmt.Errorf("natsbroker: ready: %w", broker.ErrClosed)
@@ -592,12 +602,7 @@ func (b *Broker) Ready(ctx context.Context) error {
 	if !b.nc.IsConnected() {
 		return fmt.Errorf("natsbroker: ready: connection %s: %w", b.nc.Status(), broker.ErrUnavailable)
 	}
-	for _, name := range streamNames {
-		if _, err := b.js.Stream(ctx, name); err != nil {
-			return fmt.Errorf("natsbroker: ready: stream %s: %w", name, classify(err))
-		}
-	}
-	return nil
+	return b.storageReady(ctx)
 }
 
 func (b *Broker) isClosing() bool {

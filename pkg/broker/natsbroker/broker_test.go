@@ -171,43 +171,6 @@ func TestPublishConcurrent(t *testing.T) {
 	}
 }
 
-func TestEnsureStreamsIdempotent(t *testing.T) {
-	e, b := newEmbeddedBroker(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-
-	if err := b.Publish(ctx, ingressMsg("CH", 1, jsonBody(1))); err != nil {
-		t.Fatalf("Publish: %v", err)
-	}
-	for i := range 2 {
-		if err := b.EnsureStreams(ctx); err != nil {
-			t.Fatalf("EnsureStreams #%d: %v", i+1, err)
-		}
-	}
-	// A restart with a changed window updates the existing streams and keeps
-	// their messages.
-	b2 := connect(t, Config{Embedded: e, Streams: StreamsConfig{Duplicates: 2 * time.Minute, DerivedMaxAge: 48 * time.Hour}})
-	for _, name := range streamNames {
-		s, err := b2.JetStream().Stream(ctx, name)
-		if err != nil {
-			t.Fatalf("Stream(%s): %v", name, err)
-		}
-		if got := s.CachedInfo().Config.Duplicates; got != 2*time.Minute {
-			t.Errorf("stream %s Duplicates = %s after reconfiguring, want 2m", name, got)
-		}
-	}
-	s, err := b2.JetStream().Stream(ctx, DerivedStream)
-	if err != nil {
-		t.Fatalf("Stream(%s): %v", DerivedStream, err)
-	}
-	if got := s.CachedInfo().Config.MaxAge; got != 48*time.Hour {
-		t.Errorf("stream %s MaxAge = %s, want 48h", DerivedStream, got)
-	}
-	if got := streamCount(t, b2.JetStream(), IngressStream); got != 1 {
-		t.Errorf("stream %s holds %d messages after update, want 1", IngressStream, got)
-	}
-}
-
 func TestOutageAndRestart(t *testing.T) {
 	dir := t.TempDir()
 	e := startServer(t, dir)

@@ -55,9 +55,20 @@
 //
 // The embedded server fsyncs on nats-server's interval (2 minutes) unless
 // EmbeddedConfig.SyncAlways is set: acknowledged messages survive a crash of
-// the process either way, but only SyncAlways (about 6x slower) makes them
-// survive a power loss of a single server. In a 3-replica cluster the
-// replication covers that instead.
+// the process either way, but only SyncAlways (a disk flush per
+// acknowledgement: 6 to 15 times fewer on the test machine, BENCHMARKS.md)
+// makes them survive a power loss of a single server. In a 3-replica
+// cluster the replication covers that instead.
+//
+// # Storage
+//
+// Streams have byte and age limits (StreamsConfig); the raw and dead-letter
+// streams refuse messages when full and the derived stream drops its
+// oldest. A full stream or store fails Publish with broker.ErrUnavailable
+// and fails Ready (storage.go). The embedded server's store is capped and a
+// watchdog restarts JetStream when a full disk broke it
+// (embedded_storage.go). EnsureStreams updates an existing stream only when
+// a property wahook relies on is wrong (Reconcile).
 //
 // # Consuming
 //

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 )
 
 // Stream names and the subjects they capture (contract sections 2 and 3).
@@ -24,15 +26,28 @@ const (
 	GroupNotificationSubjects = "wahook.group-notification.>"
 )
 
-// Stream defaults.
+// Stream defaults. The byte limits fit, with the state buckets'
+// (natsstate), inside the embedded server's default store limit
+// (DefaultMaxStore), leaving room for consumer state and other streams.
 const (
-	DefaultDuplicates       = 10 * time.Minute
-	DefaultIngressMaxAge    = 30 * 24 * time.Hour
-	DefaultDeadLetterMaxAge = 90 * 24 * time.Hour
-	DefaultDerivedMaxAge    = 30 * 24 * time.Hour
+	DefaultDuplicates         = 10 * time.Minute
+	DefaultIngressMaxAge      = 30 * 24 * time.Hour
+	DefaultDeadLetterMaxAge   = 90 * 24 * time.Hour
+	DefaultDerivedMaxAge      = 30 * 24 * time.Hour
+	DefaultIngressMaxBytes    = 4 << 30
+	DefaultDeadLetterMaxBytes = 512 << 20
+	DefaultDerivedMaxBytes    = 1 << 30
 )
 
 // StreamsConfig sizes the three streams. Zero values take the defaults.
+//
+// Discard policies are fixed, not configurable: the raw stream and the
+// dead-letter stream refuse new messages when full (DiscardNew), so a full
+// stream fails publishes (ErrUnavailable: the ingress answers 503 and the
+// provider retries; a consumer retries in place) and nothing accepted is
+// ever dropped to make room. The derived stream drops its oldest events
+// when full (DiscardOld): derivation keeps flowing, and what was dropped
+// can be derived again from the raw stream.
 type StreamsConfig struct {
 	// Replicas per stream, 1 when zero; 3 in a production cluster, where a
 	// PubAck then means a quorum stored the message.
@@ -47,9 +62,15 @@ type StreamsConfig struct {
 	IngressMaxAge    time.Duration
 	DeadLetterMaxAge time.Duration
 	DerivedMaxAge    time.Duration
-	// MaxBytes caps each stream's size, -1 (unlimited) when zero; the oldest
-	// messages are discarded first.
-	MaxBytes int64
+	// IngressMaxBytes (4 GiB), DeadLetterMaxBytes (512 MiB) and
+	// DerivedMaxBytes (1 GiB) cap each stream's size; -1 is unlimited (the
+	// server's store limit then applies). A stream with a limit reserves it
+	// in the server's store at creation. The raw stream must hold what
+	// arrives in IngressMaxAge: once full it refuses events until old ones
+	// age out or an operator raises the limit.
+	IngressMaxBytes    int64
+	DeadLetterMaxBytes int64
+	DerivedMaxBytes    int64
 }
 
 func (c *StreamsConfig) setDefaults() {
@@ -68,10 +89,20 @@ func (c *StreamsConfig) setDefaults() {
 	if c.DerivedMaxAge == 0 {
 		c.DerivedMaxAge = DefaultDerivedMaxAge
 	}
-	if c.MaxBytes == 0 {
-		c.MaxBytes = -1
+	if c.IngressMaxBytes == 0 {
+		c.IngressMaxBytes = DefaultIngressMaxBytes
+	}
+	if c.DeadLetterMaxBytes == 0 {
+		c.DeadLetterMaxBytes = DefaultDeadLetterMaxBytes
+	}
+	if c.DerivedMaxBytes == 0 {
+		c.DerivedMaxBytes = DefaultDerivedMaxBytes
 	}
 }
+
+// minStreamBytes is the smallest byte limit Validate accepts: one message
+// of the embedded server's largest size.
+const minStreamBytes = embeddedMaxPayload
 
 // Validate checks a configuration after defaults are applied.
 func (c StreamsConfig) Validate() error {
@@ -81,44 +112,67 @@ func (c StreamsConfig) Validate() error {
 	if c.Duplicates < 0 {
 		return fmt.Errorf("natsbroker: streams: negative duplicates window %s", c.Duplicates)
 	}
-	if c.MaxBytes < -1 {
-		return fmt.Errorf("natsbroker: streams: max bytes %d, want -1 or more", c.MaxBytes)
-	}
-	// The server refuses a duplicates window longer than the retention.
-	for name, age := range map[string]time.Duration{
-		IngressStream: c.IngressMaxAge, DeadLetterStream: c.DeadLetterMaxAge, DerivedStream: c.DerivedMaxAge,
+	for _, s := range [...]struct {
+		name     string
+		age      time.Duration
+		maxBytes int64
+	}{
+		{IngressStream, c.IngressMaxAge, c.IngressMaxBytes},
+		{DeadLetterStream, c.DeadLetterMaxAge, c.DeadLetterMaxBytes},
+		{DerivedStream, c.DerivedMaxAge, c.DerivedMaxBytes},
 	} {
-		if age < 0 {
-			return fmt.Errorf("natsbroker: streams: %s: negative max age %s", name, age)
+		if s.age < 0 {
+			return fmt.Errorf("natsbroker: streams: %s: negative max age %s", s.name, s.age)
 		}
-		if age < c.Duplicates {
-			return fmt.Errorf("natsbroker: streams: %s: max age %s shorter than duplicates window %s", name, age, c.Duplicates)
+		// The server refuses a duplicates window longer than the retention.
+		if s.age < c.Duplicates {
+			return fmt.Errorf("natsbroker: streams: %s: max age %s shorter than duplicates window %s", s.name, s.age, c.Duplicates)
+		}
+		if s.maxBytes != -1 && s.maxBytes < minStreamBytes {
+			return fmt.Errorf("natsbroker: streams: %s: max bytes %d, want -1 (unlimited) or at least %d", s.name, s.maxBytes, minStreamBytes)
 		}
 	}
 	return nil
 }
 
-// StreamConfigs returns the definitions EnsureStreams applies.
+// ReservedBytes is what the streams reserve in the server's store: the sum
+// of their byte limits times the replicas, and whether every stream has a
+// limit (false: some stream may grow up to the server's store limit).
+func (c StreamsConfig) ReservedBytes() (int64, bool) {
+	c.setDefaults()
+	var sum int64
+	bounded := true
+	for _, sc := range c.StreamConfigs() {
+		if sc.MaxBytes < 0 {
+			bounded = false
+			continue
+		}
+		sum += sc.MaxBytes * int64(sc.Replicas)
+	}
+	return sum, bounded
+}
+
+// StreamConfigs returns the definitions EnsureStreams creates.
 func (c StreamsConfig) StreamConfigs() []jetstream.StreamConfig {
-	def := func(name, desc string, maxAge time.Duration, subjects ...string) jetstream.StreamConfig {
+	def := func(name, desc string, maxAge time.Duration, maxBytes int64, discard jetstream.DiscardPolicy, subjects ...string) jetstream.StreamConfig {
 		return jetstream.StreamConfig{
 			Name:        name,
 			Description: desc,
 			Subjects:    subjects,
 			Retention:   jetstream.LimitsPolicy,
 			Storage:     jetstream.FileStorage,
-			Discard:     jetstream.DiscardOld,
+			Discard:     discard,
 			Replicas:    c.Replicas,
 			Duplicates:  c.Duplicates,
 			MaxAge:      maxAge,
-			MaxBytes:    c.MaxBytes,
+			MaxBytes:    maxBytes,
 			MaxMsgs:     -1,
 		}
 	}
 	return []jetstream.StreamConfig{
-		def(IngressStream, "wahook raw provider events", c.IngressMaxAge, IngressSubjects),
-		def(DeadLetterStream, "wahook dead letters", c.DeadLetterMaxAge, DeadLetterSubjects),
-		def(DerivedStream, "wahook derived events", c.DerivedMaxAge,
+		def(IngressStream, "wahook raw provider events", c.IngressMaxAge, c.IngressMaxBytes, jetstream.DiscardNew, IngressSubjects),
+		def(DeadLetterStream, "wahook dead letters", c.DeadLetterMaxAge, c.DeadLetterMaxBytes, jetstream.DiscardNew, DeadLetterSubjects),
+		def(DerivedStream, "wahook derived events", c.DerivedMaxAge, c.DerivedMaxBytes, jetstream.DiscardOld,
 			LabelChangedSubjects, ChatCreatedSubjects, CallSubjects, GroupNotificationSubjects),
 	}
 }
@@ -152,13 +206,153 @@ func StreamFor(subject string) (string, bool) {
 // It is not ErrUnavailable: retrying cannot help.
 var ErrNoStream = errors.New("natsbroker: no stream for subject")
 
-// EnsureStreams creates the three streams or updates them to the
-// configuration. It is idempotent, so every service runs it at start.
+// EnsureStreams creates the streams that do not exist and checks those
+// that do, so every service runs it at start. An existing stream is updated
+// only when a property wahook relies on is wrong (see Reconcile): its
+// limits, replicas above the configured ones and everything else are the
+// operator's, and a difference from the configuration is only logged. An
+// unchanged stream gets no update request: updating a stream while another
+// instance creates its consumers races inside nats-server.
 func (b *Broker) EnsureStreams(ctx context.Context) error {
-	for _, sc := range b.cfg.Streams.StreamConfigs() {
-		if _, err := b.js.CreateOrUpdateStream(ctx, sc); err != nil {
-			return fmt.Errorf("natsbroker: ensure stream %s: %w", sc.Name, classify(err))
+	for _, want := range b.cfg.Streams.StreamConfigs() {
+		if err := b.ensureStream(ctx, want); err != nil {
+			return fmt.Errorf("natsbroker: ensure stream %s: %w", want.Name, err)
 		}
 	}
 	return nil
+}
+
+func (b *Broker) ensureStream(ctx context.Context, want jetstream.StreamConfig) error {
+	s, err := b.js.Stream(ctx, want.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = b.js.CreateStream(ctx, want)
+		if err == nil {
+			b.log.Info("stream created", zap.String("stream", want.Name), zap.Int64("max_bytes", want.MaxBytes),
+				zap.Duration("max_age", want.MaxAge), zap.Stringer("discard", want.Discard), zap.Int("replicas", want.Replicas))
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return reservationHint(want, classify(err))
+		}
+		// Another instance created it with other settings meanwhile.
+		s, err = b.js.Stream(ctx, want.Name)
+	}
+	if err != nil {
+		return classify(err)
+	}
+	have := s.CachedInfo().Config
+	fixed, diffs := Reconcile(have, want)
+	for _, d := range diffs {
+		if d.Required {
+			b.log.Warn("stream setting is not what wahook requires: updating it", zap.String("stream", want.Name),
+				zap.String("setting", d.Setting), zap.String("have", d.Have), zap.String("want", d.Want))
+		} else {
+			b.log.Info("stream setting differs from the configuration: kept, the operator's to tune", zap.String("stream", want.Name),
+				zap.String("setting", d.Setting), zap.String("have", d.Have), zap.String("configured", d.Want))
+		}
+	}
+	if fixed == nil {
+		return nil
+	}
+	if fixed.Storage != have.Storage {
+		return fmt.Errorf("storage is %s, want %s: JetStream cannot change it, recreate the stream", have.Storage, want.Storage)
+	}
+	if _, err := b.js.UpdateStream(ctx, *fixed); err != nil {
+		return fmt.Errorf("update: %w", reservationHint(*fixed, classify(err)))
+	}
+	return nil
+}
+
+// reservationHint explains the server's refusal to reserve a stream's byte
+// limit in its store.
+func reservationHint(sc jetstream.StreamConfig, err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == errCodeStorageResourcesExceeded ||
+		apiErr.ErrorCode == errCodeMemoryResourcesExceeded || apiErr.ErrorCode == errCodeAccountResourcesExceeded) {
+		return fmt.Errorf("the server cannot reserve max bytes %d x %d replicas: raise its store limit (max_file_store, WAHOOK_NATS_MAX_STORE) or lower the stream's: %w",
+			sc.MaxBytes, sc.Replicas, err)
+	}
+	return err
+}
+
+// Diff is one setting of an existing stream that differs from wahook's
+// definition.
+type Diff struct {
+	Setting    string
+	Have, Want string
+	// Required: wahook relies on it and EnsureStreams sets it. Otherwise
+	// the setting is the operator's and is left as it is.
+	Required bool
+}
+
+// Reconcile compares an existing stream's configuration with wahook's
+// definition. It returns the configuration to update the stream to (have,
+// with only the required settings changed), or nil when nothing required
+// differs, and every difference found.
+//
+// Required: the subjects (wahook's must be captured; others may be added),
+// limits retention, file storage, acknowledgements, the duplicates window,
+// DiscardNew where wahook sets it, and at least the configured replicas.
+// The operator's: byte, age and message limits, more replicas, DiscardNew
+// where wahook sets DiscardOld, and everything wahook does not set.
+func Reconcile(have, want jetstream.StreamConfig) (*jetstream.StreamConfig, []Diff) {
+	var diffs []Diff
+	fixed := have
+	fixed.Subjects = slices.Clone(have.Subjects)
+	add := func(setting string, h, w any, required bool) {
+		diffs = append(diffs, Diff{Setting: setting, Have: fmt.Sprint(h), Want: fmt.Sprint(w), Required: required})
+	}
+	for _, subj := range want.Subjects {
+		if !slices.Contains(have.Subjects, subj) {
+			fixed.Subjects = append(fixed.Subjects, subj)
+		}
+	}
+	if len(fixed.Subjects) != len(have.Subjects) {
+		add("subjects", have.Subjects, fixed.Subjects, true)
+	}
+	if have.Retention != want.Retention {
+		add("retention", have.Retention, want.Retention, true)
+		fixed.Retention = want.Retention
+	}
+	if have.Storage != want.Storage {
+		add("storage", have.Storage, want.Storage, true)
+		fixed.Storage = want.Storage
+	}
+	if have.NoAck {
+		add("no_ack", have.NoAck, false, true)
+		fixed.NoAck = false
+	}
+	if have.Duplicates != want.Duplicates {
+		add("duplicate_window", have.Duplicates, want.Duplicates, true)
+		fixed.Duplicates = want.Duplicates
+	}
+	if have.Discard != want.Discard {
+		required := want.Discard == jetstream.DiscardNew
+		add("discard", have.Discard, want.Discard, required)
+		if required {
+			fixed.Discard = want.Discard
+		}
+	}
+	if have.Replicas != want.Replicas {
+		required := have.Replicas < want.Replicas
+		add("replicas", have.Replicas, want.Replicas, required)
+		if required {
+			fixed.Replicas = want.Replicas
+		}
+	}
+	if have.MaxBytes != want.MaxBytes {
+		add("max_bytes", have.MaxBytes, want.MaxBytes, false)
+	}
+	if have.MaxAge != want.MaxAge {
+		add("max_age", have.MaxAge, want.MaxAge, false)
+	}
+	if have.MaxMsgs != want.MaxMsgs {
+		add("max_msgs", have.MaxMsgs, want.MaxMsgs, false)
+	}
+	for _, d := range diffs {
+		if d.Required {
+			return &fixed, diffs
+		}
+	}
+	return nil, diffs
 }

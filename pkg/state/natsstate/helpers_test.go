@@ -28,7 +28,10 @@ func startServer(t testing.TB, dir string) *natsbroker.Embedded {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	e, err := natsbroker.StartEmbedded(ctx, natsbroker.EmbeddedConfig{Addr: "127.0.0.1:-1", StoreDir: dir})
+	// Tests open many bucket pairs on one server, each reserving its byte
+	// limits: a store limit far above the default leaves room for all.
+	e, err := natsbroker.StartEmbedded(ctx, natsbroker.EmbeddedConfig{Addr: "127.0.0.1:-1", StoreDir: dir,
+		Storage: natsbroker.EmbeddedStorageConfig{MaxStore: 1 << 40}})
 	if err != nil {
 		t.Fatalf("StartEmbedded: %v", err)
 	}

@@ -8,15 +8,18 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 
 	"github.com/wahook/wahook/pkg/state"
 )
 
 // Default bucket names and sizes.
 const (
-	DefaultLabelsBucket  = "WAHOOK_LABELS"
-	DefaultChatsBucket   = "WAHOOK_CHATS"
-	DefaultChatCacheSize = 65536
+	DefaultLabelsBucket   = "WAHOOK_LABELS"
+	DefaultChatsBucket    = "WAHOOK_CHATS"
+	DefaultChatCacheSize  = 65536
+	DefaultLabelsMaxBytes = 64 << 20
+	DefaultChatsMaxBytes  = 512 << 20
 )
 
 // ErrContended reports that a write lost its compare-and-set race too many
@@ -45,6 +48,23 @@ type Config struct {
 	// DefaultChatCacheSize when zero, none when negative. A chat's first
 	// event never changes, so the cache is never stale.
 	ChatCacheSize int
+
+	// LabelsMaxBytes (64 MiB) and ChatsMaxBytes (512 MiB, some two million
+	// chats) cap the buckets' sizes when they are created, -1 unlimited.
+	// A full bucket refuses new keys (KV buckets discard new), so nothing
+	// known is forgotten: the writes fail and the consumer retries in place
+	// until an operator makes room. Labels never expire: a label forgotten
+	// would be "created" again and a delete by name could not be resolved.
+	LabelsMaxBytes, ChatsMaxBytes int64
+	// ChatsTTL forgets a known chat that long after it was first seen; 0
+	// (the default) never does. A chat forgotten and seen again is announced
+	// again (a second chat.created, with another id), so only set it when
+	// that is acceptable, and above the raw stream's max age so that a
+	// replayed raw event still finds the chat it made known.
+	ChatsTTL time.Duration
+	// Logger receives what Open finds on existing buckets; nothing is
+	// logged when nil.
+	Logger *zap.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -60,6 +80,31 @@ func (c *Config) setDefaults() {
 	if c.ChatCacheSize == 0 {
 		c.ChatCacheSize = DefaultChatCacheSize
 	}
+	if c.LabelsMaxBytes == 0 {
+		c.LabelsMaxBytes = DefaultLabelsMaxBytes
+	}
+	if c.ChatsMaxBytes == 0 {
+		c.ChatsMaxBytes = DefaultChatsMaxBytes
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+}
+
+// ReservedBytes is what the buckets reserve in the server's store: the sum
+// of their byte limits times the replicas, and whether both have a limit.
+func (c Config) ReservedBytes() (int64, bool) {
+	c.setDefaults()
+	var sum int64
+	bounded := true
+	for _, n := range [...]int64{c.LabelsMaxBytes, c.ChatsMaxBytes} {
+		if n < 0 {
+			bounded = false
+			continue
+		}
+		sum += n * int64(c.Replicas)
+	}
+	return sum, bounded
 }
 
 // Validate checks a configuration after defaults are applied.
@@ -73,8 +118,19 @@ func (c Config) Validate() error {
 	if c.Storage != jetstream.FileStorage && c.Storage != jetstream.MemoryStorage {
 		return fmt.Errorf("natsstate: unknown storage %d", c.Storage)
 	}
+	for name, n := range map[string]int64{"labels": c.LabelsMaxBytes, "chats": c.ChatsMaxBytes} {
+		if n != -1 && n < minBucketBytes {
+			return fmt.Errorf("natsstate: %s bucket max bytes %d, want -1 (unlimited) or at least %d", name, n, minBucketBytes)
+		}
+	}
+	if c.ChatsTTL < 0 {
+		return fmt.Errorf("natsstate: negative chats TTL %s", c.ChatsTTL)
+	}
 	return nil
 }
+
+// minBucketBytes is the smallest bucket byte limit Validate accepts.
+const minBucketBytes = 1 << 20
 
 // Store is the derived streams' state on JetStream. It is safe for
 // concurrent use, also with Stores of other processes on the same buckets.
@@ -83,8 +139,10 @@ type Store struct {
 	chats  *Chats
 }
 
-// Open creates the buckets, or updates them to cfg, and returns a Store on
-// them. It is idempotent: every process opens the same buckets at start.
+// Open creates the buckets that do not exist, checks those that do, and
+// returns a Store on them. Every process opens the same buckets at start;
+// an existing bucket is updated only when a setting the registries rely on
+// is wrong (see ensureBucket).
 func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -96,7 +154,8 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 		History:     1,
 		Storage:     cfg.Storage,
 		Replicas:    cfg.Replicas,
-	})
+		MaxBytes:    cfg.LabelsMaxBytes,
+	}, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +165,9 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 		History:     1,
 		Storage:     cfg.Storage,
 		Replicas:    cfg.Replicas,
-	})
+		MaxBytes:    cfg.ChatsMaxBytes,
+		TTL:         cfg.ChatsTTL,
+	}, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -116,17 +177,79 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	}, nil
 }
 
-func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
-	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		// Another process created the bucket between our update and create
-		// attempts; it now exists, so updating it succeeds.
-		kv, err = js.CreateOrUpdateKeyValue(ctx, cfg)
+// ensureBucket creates the bucket when it does not exist. An existing one
+// is updated only when what the registries rely on is wrong: one value per
+// key (history 1), the storage, at least the configured replicas. Its byte
+// limit, TTL, more replicas and the rest are the operator's: a difference
+// from cfg is logged and kept. An unchanged bucket gets no update request,
+// which would race inside nats-server with consumers being created.
+func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig, log *zap.Logger) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, cfg)
+		if err == nil {
+			log.Info("bucket created", zap.String("bucket", cfg.Bucket), zap.Int64("max_bytes", cfg.MaxBytes), zap.Duration("ttl", cfg.TTL))
+			return kv, nil
+		}
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			// Another process created it, with other settings, meanwhile.
+			kv, err = js.KeyValue(ctx, cfg.Bucket)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("natsstate: bucket %s: %w", cfg.Bucket, err)
 	}
+	if err := checkBucket(ctx, js, cfg, log); err != nil {
+		return nil, fmt.Errorf("natsstate: bucket %s: %w", cfg.Bucket, err)
+	}
 	return kv, nil
+}
+
+func checkBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig, log *zap.Logger) error {
+	s, err := js.Stream(ctx, "KV_"+cfg.Bucket)
+	if err != nil {
+		return err
+	}
+	have := s.CachedInfo().Config
+	fixed := have
+	required := false
+	differs := func(setting string, h, w any, req bool) {
+		if req {
+			required = true
+			log.Warn("bucket setting is not what wahook requires: updating it", zap.String("bucket", cfg.Bucket),
+				zap.String("setting", setting), zap.Any("have", h), zap.Any("want", w))
+			return
+		}
+		log.Info("bucket setting differs from the configuration: kept, the operator's to tune", zap.String("bucket", cfg.Bucket),
+			zap.String("setting", setting), zap.Any("have", h), zap.Any("configured", w))
+	}
+	if have.Storage != cfg.Storage {
+		return fmt.Errorf("storage is %s, want %s: JetStream cannot change it, recreate the bucket", have.Storage, cfg.Storage)
+	}
+	if have.MaxMsgsPerSubject != int64(cfg.History) {
+		differs("history", have.MaxMsgsPerSubject, cfg.History, true)
+		fixed.MaxMsgsPerSubject = int64(cfg.History)
+	}
+	if have.Replicas != cfg.Replicas {
+		req := have.Replicas < cfg.Replicas
+		differs("replicas", have.Replicas, cfg.Replicas, req)
+		if req {
+			fixed.Replicas = cfg.Replicas
+		}
+	}
+	if have.MaxBytes != cfg.MaxBytes {
+		differs("max_bytes", have.MaxBytes, cfg.MaxBytes, false)
+	}
+	if have.MaxAge != cfg.TTL {
+		differs("ttl", have.MaxAge, cfg.TTL, false)
+	}
+	if !required {
+		return nil
+	}
+	if _, err := js.UpdateStream(ctx, fixed); err != nil {
+		return fmt.Errorf("update: %w", err)
+	}
+	return nil
 }
 
 // Labels returns the label registry.
