@@ -2,10 +2,12 @@ package kafkabroker
 
 import (
 	"cmp"
+	"errors"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 )
 
@@ -33,8 +35,9 @@ type GroupStatus struct {
 	// LastJoined is when the current or last generation began; zero until
 	// the first one.
 	LastJoined time.Time
-	// JoinFailures counts the attempts to join that failed in a row; 0
-	// once a generation begins.
+	// JoinFailures counts the attempts to join that failed in a row (a
+	// rebalance beginning meanwhile is no failure); 0 once a generation
+	// begins.
 	JoinFailures int
 	// LastError is the last attempt's error and LastErrorAt when it
 	// failed; kept after the subscription joins again.
@@ -118,8 +121,13 @@ func (g *groupState) snapshot() GroupStatus {
 
 // joinFailed records a failed attempt to join and logs it: at warn level
 // for the first failure of a run and then once per joinWarnEvery, at debug
-// level otherwise.
+// level otherwise. A rebalance that began while joining is no failure:
+// kafka-go joins again at once.
 func (g *groupState) joinFailed(err error, now time.Time) {
+	if errors.Is(err, kafka.RebalanceInProgress) {
+		g.log.Debug("the group began another rebalance while joining, joining again", zap.Error(err))
+		return
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.st.JoinFailures++

@@ -2,9 +2,11 @@ package kafkabroker
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 )
@@ -32,6 +34,11 @@ func TestJoinFailureWarningsSpaced(t *testing.T) {
 	}
 	if st := g.snapshot(); st.JoinFailures != 150 || st.LastErrorAt != t0.Add(149*time.Second) {
 		t.Errorf("status = %+v", st)
+	}
+
+	g.joinFailed(fmt.Errorf("sync: %w", kafka.RebalanceInProgress), t0.Add(30*time.Minute))
+	if st := g.snapshot(); st.JoinFailures != 150 || st.LastError.Error() != "i/o timeout" {
+		t.Errorf("status after a rebalance began = %+v, want it not counted as a failure", st)
 	}
 
 	g.joined(7, "m", []int{1, 2}, t0.Add(time.Hour))
