@@ -17,9 +17,9 @@ import (
 // the rebalances: kfake drops a member waiting in JoinGroup once its
 // session times out, which real Kafka never does.
 var stallGroups = kafkabroker.SubscribeConfig{
-	SessionTimeout:    8 * time.Second,
+	SessionTimeout:    10 * time.Second,
 	HeartbeatInterval: 300 * time.Millisecond,
-	RebalanceTimeout:  3 * time.Second,
+	RebalanceTimeout:  4 * time.Second,
 	JoinGroupBackoff:  300 * time.Millisecond,
 	RetryMax:          500 * time.Millisecond,
 	StallTimeout:      2 * time.Second,
