@@ -151,5 +151,6 @@
 // rebalance. A failing join is logged at warn level at once and then once
 // a minute, with the count and the last error. Broker.Groups reports all
 // of it: whether each subscription is joined, since when, its failures in
-// a row and last error, and its stalled partitions.
+// a row and last error, and its stalled partitions; Broker.GroupsErr sums
+// it up for readiness.
 package kafkabroker

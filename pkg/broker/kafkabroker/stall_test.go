@@ -2,6 +2,7 @@ package kafkabroker_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -140,6 +141,9 @@ func TestStalledGroupRecovers(t *testing.T) {
 	var sawStall bool
 	waitFor(t, 60*time.Second, "every record handled", func() bool {
 		if st := groupOf(b, group); slices.Equal(st.Stalled, stalled) && !st.StalledSince.IsZero() {
+			if err := b.GroupsErr(); !errors.Is(err, broker.ErrUnavailable) {
+				t.Errorf("GroupsErr() = %v while partitions %v stall, want ErrUnavailable", err, stalled)
+			}
 			sawStall = true
 		}
 		return log.seen(keys, 3)
@@ -148,6 +152,9 @@ func TestStalledGroupRecovers(t *testing.T) {
 		t.Errorf("the status never reported partitions %v stalled", stalled)
 	}
 	waitFor(t, 30*time.Second, "the stall cleared", func() bool { return len(groupOf(b, group).Stalled) == 0 })
+	if err := b.GroupsErr(); err != nil {
+		t.Errorf("GroupsErr() after recovery = %v", err)
+	}
 	st := groupOf(b, group)
 	if st.Rejoins < 1 || !st.Joined || len(st.Partitions) != testPartitions {
 		t.Errorf("status after recovery = %+v, want joined with every partition after a rejoin", st)

@@ -3,12 +3,15 @@ package kafkabroker
 import (
 	"cmp"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
+
+	"github.com/wahook/wahook/pkg/broker"
 )
 
 // GroupStatus is what a running Subscribe reports of its consumer group:
@@ -73,6 +76,34 @@ func (b *Broker) Groups() []GroupStatus {
 		return cmp.Or(cmp.Compare(a.Group, b.Group), cmp.Compare(a.Topic, b.Topic))
 	})
 	return out
+}
+
+// GroupsErr reports the running Subscribes that do not consume, for
+// readiness: those with stalled partitions, and those that have not been a
+// member of their group for SubscribeConfig.StallTimeout (at start, or
+// since their last generation ended). The error wraps
+// broker.ErrUnavailable; nil when every subscription consumes.
+func (b *Broker) GroupsErr() error {
+	limit := b.cfg.Subscribe.StallTimeout
+	if limit < 0 {
+		limit = b.cfg.Subscribe.SessionTimeout + b.cfg.Subscribe.RebalanceTimeout
+	}
+	now := time.Now()
+	var errs []error
+	for _, st := range b.Groups() {
+		switch {
+		case len(st.Stalled) > 0:
+			errs = append(errs, fmt.Errorf("group %s: partitions %v of %s stalled since %s",
+				st.Group, st.Stalled, st.Topic, st.StalledSince.Format(time.RFC3339)))
+		case !st.Joined && now.Sub(st.Since) >= limit:
+			errs = append(errs, fmt.Errorf("group %s: not a member for %s (%d failed joins, last: %v)",
+				st.Group, now.Sub(st.Since).Round(time.Second), st.JoinFailures, st.LastError))
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("kafkabroker: %w: %w", broker.ErrUnavailable, errors.Join(errs...))
 }
 
 // register makes sub's status part of Groups until the returned function

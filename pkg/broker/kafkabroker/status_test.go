@@ -3,6 +3,7 @@ package kafkabroker_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,13 +19,17 @@ import (
 
 // TestJoinFailuresReported: while the coordinator refuses the group, the
 // status shows the subscription not joined, the failures counted and the
-// last error, and one warning is logged; once it answers again the
+// last error, one warning is logged, and once this lasts StallTimeout
+// GroupsErr reports it; once the coordinator answers again the
 // subscription joins by itself and consumes, and Groups forgets it when
 // Subscribe returns.
 func TestJoinFailuresReported(t *testing.T) {
 	c := startCluster(t)
 	core, logs := observer.New(zap.InfoLevel)
-	b := connect(t, c, kafkabroker.Config{Subscribe: fastGroups, Logger: zap.New(core)})
+	cfg := fastGroups
+	cfg.RetryMax = 200 * time.Millisecond
+	cfg.StallTimeout = time.Second
+	b := connect(t, c, kafkabroker.Config{Subscribe: cfg, Logger: zap.New(core)})
 	const group = "refused"
 	keys := []string{"whapi/CH/a", "zapi/I1/b", "waha/S/c"}
 	publishRounds(t, b, keys, 0, 2)
@@ -46,6 +51,10 @@ func TestJoinFailuresReported(t *testing.T) {
 	if len(log.snapshot()) > 0 {
 		t.Errorf("records handled without a generation: %v", log.snapshot())
 	}
+	waitFor(t, 30*time.Second, "GroupsErr reporting the group", func() bool { return b.GroupsErr() != nil })
+	if err := b.GroupsErr(); !errors.Is(err, broker.ErrUnavailable) || !strings.Contains(err.Error(), group) {
+		t.Errorf("GroupsErr() = %v, want ErrUnavailable naming %s", err, group)
+	}
 
 	fault.Remove()
 	waitFor(t, 30*time.Second, "every record handled", func() bool { return log.seen(keys, 2) })
@@ -54,6 +63,7 @@ func TestJoinFailuresReported(t *testing.T) {
 		len(st.Partitions) != testPartitions || st.LastError == nil {
 		t.Errorf("status once joined = %+v, want joined with every partition, the last error kept", st)
 	}
+	waitFor(t, 30*time.Second, "GroupsErr clear", func() bool { return b.GroupsErr() == nil })
 	again := logs.FilterMessage("joined the consumer group again").All()
 	if len(again) != 1 || again[0].ContextMap()["failures"].(int64) < 3 {
 		t.Errorf("joined again logs = %v, want one with the failures", again)
