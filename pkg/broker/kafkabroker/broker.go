@@ -48,6 +48,10 @@ type Broker struct {
 	closed    chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
+
+	// groupsMu guards groups, the running subscriptions Groups reports.
+	groupsMu sync.Mutex
+	groups   map[*subscription]struct{}
 }
 
 var (

@@ -226,6 +226,18 @@ type SubscribeConfig struct {
 	// ShutdownGrace is how long the handlers running when Subscribe's ctx
 	// ends may take to finish, 30s when zero; their ctx is cancelled then.
 	ShutdownGrace time.Duration
+	// StallTimeout is how long records may wait on a partition while the
+	// group's commit there does not move (neither its offset nor the
+	// delivery count of a record retried in place) before Subscribe
+	// reports the partition stalled (GroupStatus.Stalled) and leaves and
+	// rejoins the group as a new member, so that the coordinator gives the
+	// partitions of a member that no longer consumes them to live ones: 2m
+	// (or twice RetryMax or CommitInterval, if more) when zero, never when
+	// negative. Above RetryMax and CommitInterval;
+	// keep it above the longest a handler may run and above
+	// SessionTimeout plus RebalanceTimeout, how long a rebalance around a
+	// crashed member may take.
+	StallTimeout time.Duration
 }
 
 // Defaults of SubscribeConfig.
@@ -238,6 +250,7 @@ const (
 	DefaultJoinGroupBackoff  = 2 * time.Second
 	DefaultMaxPending        = 256
 	DefaultShutdownGrace     = 30 * time.Second
+	DefaultStallTimeout      = 2 * time.Minute
 )
 
 func (c *SubscribeConfig) setDefaults() {
@@ -265,6 +278,9 @@ func (c *SubscribeConfig) setDefaults() {
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = DefaultShutdownGrace
 	}
+	if c.StallTimeout == 0 {
+		c.StallTimeout = max(DefaultStallTimeout, 2*c.RetryMax, 2*c.CommitInterval)
+	}
 }
 
 // Validate checks a configuration after defaults are applied.
@@ -287,6 +303,9 @@ func (c SubscribeConfig) Validate() error {
 		return fmt.Errorf("kafkabroker: subscribe: max pending %d, want 1 or more", c.MaxPending)
 	case c.ShutdownGrace < 0:
 		return fmt.Errorf("kafkabroker: subscribe: negative shutdown grace %s", c.ShutdownGrace)
+	case c.StallTimeout >= 0 && (c.StallTimeout <= c.RetryMax || c.StallTimeout <= c.CommitInterval):
+		return fmt.Errorf("kafkabroker: subscribe: stall timeout %s, want above the retry backoff max %s and the commit interval %s, or negative",
+			c.StallTimeout, c.RetryMax, c.CommitInterval)
 	}
 	return nil
 }

@@ -147,4 +147,22 @@
 // those records. Subscribe returns early only for a subscription it cannot
 // serve (empty group, negative concurrency, partition out of range,
 // ErrUnknownTopic) or, with broker.ErrClosed, when the Broker is closed.
+//
+// # Stalls
+//
+// A group can look healthy while a partition makes no progress: a member
+// heartbeats while its fetching or a handler is wedged, or the coordinator
+// keeps a member that died (kfake, the test broker, keeps one killed while
+// its JoinGroup waited in a rebalance, for good once the group is stable).
+// Each subscription therefore watches the group's commit on every
+// partition: when records wait on a partition and the commit has not moved
+// for SubscribeConfig.StallTimeout (2m), it reports the partition stalled,
+// leaves the group and joins it again as a new member; the rebalance that
+// follows drops members that do not rejoin and gives their partitions to
+// live ones, and a wedged member's handlers are cancelled as at any
+// rebalance. A failing join is logged at warn level at once and then once
+// a minute, with the count and the last error. Broker.Groups reports all
+// of it: whether each subscription is joined, since when, its failures in
+// a row and last error, and its stalled partitions; Broker.GroupsErr sums
+// it up for readiness.
 package kafkabroker

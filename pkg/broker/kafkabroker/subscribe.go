@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math/rand/v2"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -40,6 +42,7 @@ func (b *Broker) Subscribe(ctx context.Context, s broker.Subscription, h broker.
 		return fmt.Errorf("kafkabroker: subscribe %s: %w", sub.group, broker.ErrClosed)
 	}
 	defer b.subs.Done()
+	defer b.register(sub)()
 
 	// rctx also ends when Close ends the subscriptions.
 	rctx, cancel := context.WithCancel(ctx)
@@ -73,7 +76,12 @@ type subscription struct {
 	// seed hashes keys to workers. It is not PartitionOf's hash: with
 	// Partitions 2 all the keys of a partition would have hashes of one
 	// parity and leave half of the workers idle.
-	seed maphash.Seed
+	seed   maphash.Seed
+	status *groupState
+
+	// mu guards rejoinFn, which ends the current member (see rejoin).
+	mu       sync.Mutex
+	rejoinFn context.CancelFunc
 }
 
 // newSubscription checks s; its errors are the caller's mistakes.
@@ -94,14 +102,16 @@ func (b *Broker) newSubscription(s broker.Subscription, h broker.Handler) (*subs
 		return nil, fmt.Errorf("kafkabroker: subscribe: partition %d of %d", s.Partition, s.Partitions)
 	}
 	group := GroupID(s.Group, s.Partition, s.Partitions)
+	log := b.log.With(zap.String("topic", s.Topic), zap.String("group", group))
 	return &subscription{
-		b:     b,
-		s:     s,
-		group: group,
-		cfg:   b.cfg.Subscribe,
-		h:     h,
-		seed:  maphash.MakeSeed(),
-		log:   b.log.With(zap.String("topic", s.Topic), zap.String("group", group)),
+		b:      b,
+		s:      s,
+		group:  group,
+		cfg:    b.cfg.Subscribe,
+		h:      h,
+		seed:   maphash.MakeSeed(),
+		log:    log,
+		status: newGroupState(log, group, s.Topic, time.Now()),
 	}, nil
 }
 
@@ -129,12 +139,41 @@ func (sub *subscription) run(ctx, parent context.Context) error {
 	if len(sub.s.Filter) > 0 {
 		sub.log.Info("subscription filter ignored: Kafka records carry no subject", zap.Strings("filter", sub.s.Filter))
 	}
+	sub.log.Info("subscription started", zap.Int("concurrency", sub.s.Concurrency),
+		zap.Int("partition", sub.s.Partition), zap.Int("partitions", sub.s.Partitions))
+	defer sub.log.Info("subscription stopped")
+	if sub.cfg.StallTimeout > 0 {
+		watching := make(chan struct{})
+		wctx, stopWatching := context.WithCancel(ctx)
+		go func() {
+			defer close(watching)
+			sub.watchStalls(wctx)
+		}()
+		defer func() {
+			stopWatching()
+			<-watching
+		}()
+	}
+	for {
+		cg, err := sub.newGroup()
+		if err != nil {
+			return fmt.Errorf("kafkabroker: subscribe %s: %w", sub.group, err)
+		}
+		if !sub.member(ctx, parent, cg) {
+			return nil
+		}
+	}
+}
+
+// newGroup starts a member of the group: a kafka-go ConsumerGroup, which
+// joins with a new member id on new connections.
+func (sub *subscription) newGroup() (*kafka.ConsumerGroup, error) {
 	kafkaLog := kafka.LoggerFunc(func(msg string, args ...any) {
 		if ce := sub.log.Check(zap.DebugLevel, "kafka-go"); ce != nil {
 			ce.Write(zap.String("msg", fmt.Sprintf(msg, args...)))
 		}
 	})
-	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+	return kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                    sub.group,
 		Brokers:               sub.b.cfg.Brokers,
 		Dialer:                sub.b.dialer,
@@ -149,42 +188,60 @@ func (sub *subscription) run(ctx, parent context.Context) error {
 		Logger:                kafkaLog,
 		ErrorLogger:           kafkaLog,
 	})
-	if err != nil {
-		return fmt.Errorf("kafkabroker: subscribe %s: %w", sub.group, err)
-	}
-	sub.log.Info("subscription started", zap.Int("concurrency", sub.s.Concurrency),
-		zap.Int("partition", sub.s.Partition), zap.Int("partitions", sub.s.Partitions))
-	defer sub.log.Info("subscription stopped")
+}
 
-	failures := 0
+// member consumes the generations cg joins until ctx is done, then leaves
+// the group and reports false; or until the stall watchdog asks for a new
+// member (rejoin), then leaves and reports true.
+func (sub *subscription) member(ctx, parent context.Context, cg *kafka.ConsumerGroup) (again bool) {
+	mctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sub.setRejoin(cancel)
+	defer sub.setRejoin(nil)
 	for {
-		gen, err := cg.Next(ctx)
+		gen, err := cg.Next(mctx)
 		if err != nil {
-			if ctx.Err() != nil {
+			if mctx.Err() != nil {
 				sub.leave(cg)
-				return nil
+				return ctx.Err() == nil
 			}
-			// kafka-go pauses (JoinGroupBackoff) before it tries again. One
-			// warning per run of failures: an outage fails every try.
-			if failures == 0 {
-				sub.log.Warn("joining the consumer group failed, retrying", zap.Error(err))
-			} else {
-				sub.log.Debug("joining the consumer group failed again", zap.Int("failures", failures+1), zap.Error(err))
-			}
-			failures++
+			// kafka-go pauses (JoinGroupBackoff) before it tries again.
+			sub.status.joinFailed(err, time.Now())
 			continue
 		}
-		if failures > 0 {
-			sub.log.Info("joined the consumer group again", zap.Int("failures", failures))
-			failures = 0
+		var ids []int
+		for _, a := range gen.Assignments[sub.s.Topic] {
+			ids = append(ids, a.ID)
 		}
+		slices.Sort(ids)
+		sub.status.joined(gen.ID, gen.MemberID, ids, time.Now())
 		finished, release := make(chan struct{}), make(chan struct{})
 		gen.Start(func(gctx context.Context) {
 			newSession(sub, gen).run(ctx, gctx, parent)
 			close(finished)
 			<-release
 		})
-		<-finished
+		select {
+		case <-finished:
+		case <-mctx.Done():
+			if ctx.Err() != nil {
+				<-finished
+				break
+			}
+			// Leaving ends the generation: the session hands its
+			// partitions back as at a rebalance.
+			left := make(chan struct{})
+			go func() {
+				defer close(left)
+				_ = cg.Close()
+			}()
+			<-finished
+			sub.status.left(time.Now())
+			close(release)
+			sub.waitLeft(left)
+			return true
+		}
+		sub.status.left(time.Now())
 		if ctx.Err() != nil {
 			// Leave while the generation still runs: once it ends,
 			// kafka-go would join the group again before noticing Close.
@@ -197,10 +254,31 @@ func (sub *subscription) run(ctx, parent context.Context) error {
 			_, _ = cg.Next(context.Background())
 			close(release)
 			sub.waitLeft(left)
-			return nil
+			return false
 		}
 		close(release)
 	}
+}
+
+// setRejoin sets what rejoin calls: the current member's cancel, or nil
+// between members.
+func (sub *subscription) setRejoin(f context.CancelFunc) {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	sub.rejoinFn = f
+}
+
+// rejoin makes the current member leave the group for a new one to join,
+// reporting false when there is no current member.
+func (sub *subscription) rejoin() bool {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	if sub.rejoinFn == nil {
+		return false
+	}
+	sub.rejoinFn()
+	sub.rejoinFn = nil
+	return true
 }
 
 // leave closes the consumer group (leaving it), bounded by leaveTimeout.
