@@ -96,7 +96,6 @@ func (e *env) awaitMetric(name string, n int) {
 	e.t.Fatalf("%s = %v; want %d", name, last, n)
 }
 
-
 func TestBodyReadTimeout(t *testing.T) {
 	e := startEnv(t, func(c *ingress.Config) { c.BodyReadTimeout = 200 * time.Millisecond })
 	body := readFixture(t, "zapi", "ReceivedCallback_text.json")
