@@ -386,6 +386,7 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 		}, h.cfg.Binding)
 	}
 
+	d.channel = channel
 	if err := h.publishItems(r.Context(), msgs); err != nil {
 		d.reuse = false
 		o := outcome{channel: channel, items: len(items), ids: ids, err: err}
@@ -406,7 +407,7 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 		}
 		// Retrying can never store it: keep it, and say why.
 		d.body = nil
-		o = h.reject(w, r, p.Name(), pin, body, start, o)
+		o = h.reject(w, r, p.Name(), channel, body, start, o)
 		o.ids = append(o.ids, ids...)
 		return o
 	}
