@@ -45,7 +45,8 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, d *delivery) 
 				*d.buf = b
 				return nil, h.tooLarge(w), false
 			}
-			if !d.reserve(readStep) {
+			// Up to one byte past the limit, which tells a body over it.
+			if !d.reserve(min(readStep, limit+1-d.bytes)) {
 				*d.buf = b
 				return nil, h.saturated(w, "ingress buffers full, retry later"), false
 			}

@@ -3,6 +3,7 @@ package ingress_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -285,5 +286,36 @@ func TestRequestHeadersAreBounded(t *testing.T) {
 		if got := a.header.Get("X-Request-Id"); (got == give) != kept || got == "" {
 			t.Errorf("X-Request-Id %.20q answered as %.20q; kept %v", give, got, kept)
 		}
+	}
+}
+
+// TestChunkedBodies: a body of unknown length is read in reserved steps and
+// bounded the same as a declared one.
+func TestChunkedBodies(t *testing.T) {
+	e := startEnv(t, func(c *ingress.Config) { c.MaxBodyBytes = 1024 })
+	post := func(body string) answer {
+		req, err := http.NewRequest("POST", e.srv.URL+"/v1/webhooks/zapi", io.MultiReader(strings.NewReader(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.ContentLength = -1 // sent chunked
+		res, err := e.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return answer{status: res.StatusCode, header: res.Header, body: b}
+	}
+	at := `{"type":"DeliveryCallback","instanceId":"CH","zaapId":"z","phone":"1","pad":"`
+	at += strings.Repeat("p", 1024-len(at)-2) + `"}`
+	if a := post(at); a.status != http.StatusOK {
+		t.Errorf("chunked body of exactly the limit = %d %s", a.status, a.body)
+	}
+	if a := post(at + " "); a.status != http.StatusRequestEntityTooLarge || a.errorCode(t) != "body_too_large" {
+		t.Errorf("chunked body one byte over = %d %s; want 413", a.status, a.body)
+	}
+	if a := post(strings.Repeat(" ", 100_000)); a.status != http.StatusRequestEntityTooLarge {
+		t.Errorf("chunked body far over = %d %s; want 413", a.status, a.body)
 	}
 }
