@@ -38,11 +38,13 @@ build: ## build every service into ./bin
 bench: ## benchmarks (go test -bench) of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
 
+FUZZ_PKGS ?= ./pkg/provider/whapi ./pkg/provider/zapi ./pkg/provider/waha ./pkg/envelope ./pkg/ingress
+
 .PHONY: fuzz
-fuzz: ## fuzz every provider parser for FUZZTIME each
-	@for p in whapi zapi waha; do \
-	  for f in $$($(GO) test -list '^Fuzz' ./pkg/provider/$$p/ | grep '^Fuzz'); do \
-	    echo "== $$p $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./pkg/provider/$$p/ || exit 1; \
+fuzz: ## run every fuzzer (provider parsers, subject tokens, the whole HTTP handler) for FUZZTIME each
+	@for p in $(FUZZ_PKGS); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do \
+	    echo "== $$p $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$p || exit 1; \
 	  done; \
 	done
 

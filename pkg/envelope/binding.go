@@ -47,32 +47,44 @@ func (b Binding) decode(v string) string {
 	return broker.UnescapeHeader(v)
 }
 
-// Token makes s safe as one NATS subject token: '.', '*', '>', white space
-// and control characters become '_'; an empty token becomes "_".
+// Token makes s one NATS subject token, injectively: ASCII letters, digits,
+// '-' and '_' stay as they are, and every other byte, '~' included, is
+// written as '~' and two upper-case hex digits ("instance.id" becomes
+// "instance~2Eid"). Two strings never share a token, so a subscriber
+// filtering on one channel's token sees that channel's events only, and
+// ordinary channel ids keep their own text as their token. "" is "~".
 func Token(s string) string {
 	if s == "" {
-		return "_"
+		return "~"
 	}
-	clean := true
+	escapes := 0
 	for i := 0; i < len(s); i++ {
-		if badToken(s[i]) {
-			clean = false
-			break
+		if !plainToken[s[i]] {
+			escapes++
 		}
 	}
-	if clean {
+	if escapes == 0 {
 		return s
 	}
-	b := []byte(s)
-	for i, c := range b {
-		if badToken(c) {
-			b[i] = '_'
+	const hex = "0123456789ABCDEF"
+	b := make([]byte, 0, len(s)+2*escapes)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; plainToken[c] {
+			b = append(b, c)
+		} else {
+			b = append(b, '~', hex[c>>4], hex[c&0xf])
 		}
 	}
 	return string(b)
 }
 
-func badToken(c byte) bool { return c <= ' ' || c == '.' || c == '*' || c == '>' || c == 0x7f }
+// plainToken are the bytes Token keeps as they are.
+var plainToken = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+	}
+	return t
+}()
 
 // kindTokens turns a kind such as "chats.patch" into subject tokens, keeping
 // its dots as separators.

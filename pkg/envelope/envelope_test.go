@@ -2,6 +2,7 @@ package envelope
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +29,7 @@ func sampleRaw() Raw {
 
 func TestIngressMessage(t *testing.T) {
 	m := Ingress(sampleRaw(), NATS)
-	if want := "wahook.ingress.zapi.instance_id.received.notification"; m.Subject != want {
+	if want := "wahook.ingress.zapi.instance~2Eid.received.notification"; m.Subject != want {
 		t.Errorf("Subject = %q; want %q", m.Subject, want)
 	}
 	if m.Topic != IngressTopic || m.ID != "0123456789abcdef0123456789abcdef" {
@@ -154,7 +155,9 @@ func TestDecodeRejects(t *testing.T) {
 
 func TestToken(t *testing.T) {
 	for give, want := range map[string]string{
-		"MANTIS-M72HC": "MANTIS-M72HC", "instance.id": "instance_id", "a b*c>d": "a_b_c_d", "": "_", "tab\there": "tab_here",
+		"MANTIS-M72HC": "MANTIS-M72HC", "A20DA9C0183A2D35A260F53F5D2B9244": "A20DA9C0183A2D35A260F53F5D2B9244",
+		"under_score": "under_score", "instance.id": "instance~2Eid", "a b*c>d": "a~20b~2Ac~3Ed", "": "~",
+		"tab\there": "tab~09here", "a~b": "a~7Eb", "é": "~C3~A9",
 	} {
 		if got := Token(give); got != want {
 			t.Errorf("Token(%q) = %q; want %q", give, got, want)
@@ -163,9 +166,68 @@ func TestToken(t *testing.T) {
 	if got := IngressSubject("whapi", "CH", "chats.patch"); got != "wahook.ingress.whapi.CH.chats.patch" {
 		t.Errorf("IngressSubject = %q", got)
 	}
-	if got := IngressSubject("whapi", "CH", "a..b"); got != "wahook.ingress.whapi.CH.a._.b" {
+	if got := IngressSubject("whapi", "CH", "a..b"); got != "wahook.ingress.whapi.CH.a.~.b" {
 		t.Errorf("IngressSubject with empty kind token = %q", got)
 	}
+	// Names Token used to fold together now keep subjects of their own,
+	// raw and derived alike.
+	for _, pair := range [][2]string{{"a.b", "a_b"}, {"a b", "a_b"}, {"a.b", "a~2Eb"}, {"a*", "a>"}, {"", "~"}} {
+		if Token(pair[0]) == Token(pair[1]) {
+			t.Errorf("Token(%q) = Token(%q) = %q", pair[0], pair[1], Token(pair[0]))
+		}
+		if IngressSubject("zapi", pair[0], "delivery") == IngressSubject("zapi", pair[1], "delivery") {
+			t.Errorf("channels %q and %q share a raw subject", pair[0], pair[1])
+		}
+		if DerivedSubject(derive.Call, "zapi", pair[0]) == DerivedSubject(derive.Call, "zapi", pair[1]) {
+			t.Errorf("channels %q and %q share a derived subject", pair[0], pair[1])
+		}
+	}
+}
+
+// FuzzToken checks that Token is injective (it can be undone) and always
+// one valid subject token.
+func FuzzToken(f *testing.F) {
+	for _, s := range []string{"MANTIS-M72HC", "instance.id", "a~2Eb", "", "~", "a b*c>d", "\x00\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		tok := Token(s)
+		if tok == "" || strings.ContainsAny(tok, ".*> \t\r\n") {
+			t.Fatalf("Token(%q) = %q is not one subject token", s, tok)
+		}
+		for i := 0; i < len(tok); i++ {
+			if tok[i] <= ' ' || tok[i] >= 0x7f {
+				t.Fatalf("Token(%q) = %q holds byte %#x", s, tok, tok[i])
+			}
+		}
+		if back := untoken(t, tok); back != s {
+			t.Fatalf("Token(%q) = %q reads back as %q", s, tok, back)
+		}
+	})
+}
+
+// untoken undoes Token.
+func untoken(t *testing.T, tok string) string {
+	if tok == "~" {
+		return ""
+	}
+	var b []byte
+	for i := 0; i < len(tok); i++ {
+		if tok[i] != '~' {
+			b = append(b, tok[i])
+			continue
+		}
+		if i+2 >= len(tok) {
+			t.Fatalf("token %q: '~' without two hex digits", tok)
+		}
+		v, err := strconv.ParseUint(tok[i+1:i+3], 16, 8)
+		if err != nil || strings.ToUpper(tok[i+1:i+3]) != tok[i+1:i+3] {
+			t.Fatalf("token %q: bad escape %q", tok, tok[i:i+3])
+		}
+		b = append(b, byte(v))
+		i += 2
+	}
+	return string(b)
 }
 
 func TestDeadLetterMessage(t *testing.T) {
@@ -254,7 +316,7 @@ func TestDerivedIsAValidCloudEvent(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", b.Name, err)
 		}
-		if m.Subject != "wahook.label-changed.zapi.instance_id" || m.Topic != "wahook.label-changed" ||
+		if m.Subject != "wahook.label-changed.zapi.instance~2Eid" || m.Topic != "wahook.label-changed" ||
 			m.Key != "zapi/instance.id/5544977777777@s.whatsapp.net" || ev.Extensions()[ExtPartitionKey] != m.Key {
 			t.Errorf("%s: subject %q topic %q key %q", b.Name, m.Subject, m.Topic, m.Key)
 		}

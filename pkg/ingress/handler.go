@@ -7,12 +7,12 @@
 package ingress
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"path"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -45,6 +45,20 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxInFlight bounds deliveries handled at once; more get 429. 4096.
 	MaxInFlight int
+	// MaxUnauthenticatedInFlight bounds, among them, the deliveries whose
+	// sender is not known yet: those of providers that sign the body
+	// (until the signature is checked) and of providers running open.
+	// MaxInFlight/4.
+	MaxUnauthenticatedInFlight int
+	// MaxBufferedBytes bounds the bytes of the bodies held in memory at
+	// once, a quarter of them for deliveries not yet authenticated; past
+	// it the answer is 429. 256 MiB.
+	MaxBufferedBytes int64
+	// BodyReadTimeout bounds the time a body may take to arrive, so that
+	// slow clients give their slot back; past it the answer is 408. 10 s.
+	BodyReadTimeout time.Duration
+	// MaxItems bounds the items of one delivery; more get 400. 1000.
+	MaxItems int
 	// PublishTimeout bounds the wait for the broker's acknowledgements;
 	// past it the answer is 503. 5 s.
 	PublishTimeout time.Duration
@@ -64,6 +78,18 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 4096
+	}
+	if c.MaxUnauthenticatedInFlight <= 0 {
+		c.MaxUnauthenticatedInFlight = max(c.MaxInFlight/4, 1)
+	}
+	if c.MaxBufferedBytes <= 0 {
+		c.MaxBufferedBytes = 256 << 20
+	}
+	if c.BodyReadTimeout <= 0 {
+		c.BodyReadTimeout = 10 * time.Second
+	}
+	if c.MaxItems <= 0 {
+		c.MaxItems = 1000
 	}
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = 5 * time.Second
@@ -92,6 +118,9 @@ func (c *Config) validate() error {
 	if c.Metrics == nil {
 		return errors.New("ingress: no metrics")
 	}
+	if c.MaxBufferedBytes/4 < c.MaxBodyBytes {
+		return fmt.Errorf("ingress: buffered bytes %d must be at least 4 times the body limit %d, or the largest bodies could never be read", c.MaxBufferedBytes, c.MaxBodyBytes)
+	}
 	if !c.AuthDisabled {
 		for _, p := range c.Providers {
 			if c.Verifiers[p.Name()] == nil {
@@ -106,10 +135,14 @@ func (c *Config) validate() error {
 type Handler struct {
 	cfg        Config
 	providers  map[string]provider.Provider
-	slots      chan struct{}
+	total      budget // every delivery
+	unauth     budget // deliveries whose sender is not known yet
 	mux        *http.ServeMux
 	retryAfter string
 	bufs       sync.Pool
+	// maxMessage is the broker's largest message when the publisher
+	// says (broker.Limits), else 0.
+	maxMessage int
 }
 
 // New returns the ingress handler. metricsHandler serves GET /metrics.
@@ -121,11 +154,16 @@ func New(cfg Config, metricsHandler http.Handler) (*Handler, error) {
 	h := &Handler{
 		cfg:        cfg,
 		providers:  make(map[string]provider.Provider, len(cfg.Providers)),
-		slots:      make(chan struct{}, cfg.MaxInFlight),
 		mux:        http.NewServeMux(),
 		retryAfter: strconv.Itoa(int((cfg.RetryAfter + time.Second - 1) / time.Second)),
 	}
-	h.bufs.New = func() any { return new(bytes.Buffer) }
+	h.total.maxDeliveries, h.total.maxBytes = int64(cfg.MaxInFlight), cfg.MaxBufferedBytes
+	h.unauth.maxDeliveries, h.unauth.maxBytes = int64(min(cfg.MaxUnauthenticatedInFlight, cfg.MaxInFlight)), cfg.MaxBufferedBytes/4
+	cfg.Metrics.buffered.Store(&h.total)
+	if l, ok := cfg.Publisher.(broker.Limits); ok {
+		h.maxMessage = l.MaxMessageBytes()
+	}
+	h.bufs.New = func() any { return new([]byte) }
 	for _, p := range cfg.Providers {
 		h.providers[p.Name()] = p
 	}
@@ -138,10 +176,32 @@ func New(cfg Config, metricsHandler http.Handler) (*Handler, error) {
 	if metricsHandler != nil {
 		h.mux.Handle("GET /metrics", metricsHandler)
 	}
+	// Every other request gets a JSON answer too, not the mux's text.
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusNotFound, "no_route", "no such route")
+	})
 	return h, nil
 }
 
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The mux would redirect a path that is not clean ("//", "..") with a
+	// 301 that providers would follow as a GET: such paths are no route.
+	if p := r.URL.Path; r.Method != http.MethodConnect && (p == "" || p[0] != '/' || !clean(p)) {
+		writeError(w, http.StatusNotFound, "no_route", "no such route")
+		return
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+// clean reports whether the mux takes p as it is: no empty, "." or ".."
+// segments (a trailing slash is kept).
+func clean(p string) bool {
+	c := path.Clean(p)
+	if p[len(p)-1] == '/' && c != "/" {
+		c += "/"
+	}
+	return c == p
+}
 
 func (h *Handler) serveReady(w http.ResponseWriter, r *http.Request) {
 	if h.cfg.Ready != nil {
@@ -169,10 +229,17 @@ type outcome struct {
 func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	start := h.cfg.Now()
 	reqID := r.Header.Get("X-Request-Id")
-	if reqID == "" {
+	if !printable(reqID, maxRequestID) {
 		reqID = nuid.Next()
 	}
 	w.Header().Set("X-Request-Id", reqID)
+	if r.ContentLength != 0 {
+		// Answers given before the body is read close the connection:
+		// the server would otherwise read what is left of the body before
+		// answering, which a slow client makes last. Reading the body
+		// whole lifts it.
+		w.Header()["Connection"] = connectionClose
+	}
 	name := r.PathValue("provider")
 	p, known := h.providers[name]
 	metricName := name
@@ -180,16 +247,26 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		metricName = "unknown"
 	}
 
+	d := &delivery{h: h, reuse: true}
 	var out outcome
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
+				d.done()
 				panic(v)
 			}
 			out = outcome{status: http.StatusInternalServerError, code: "internal", message: "internal error",
-				err: fmt.Errorf("panic: %v\n%s", v, debug.Stack())}
-			writeError(w, out.status, out.code, out.message)
+				err: fmt.Errorf("panic: %v", v)}
+			if body := d.body; body != nil {
+				// The body was read and its sender checked: keep it.
+				d.body = nil
+				out = h.reject(w, r, name, d.channel, body, start, out)
+			} else {
+				writeError(w, out.status, out.code, out.message)
+			}
+			out.err = fmt.Errorf("%w\n%s", out.err, debug.Stack())
 		}
+		d.done()
 		h.finish(r, reqID, metricName, start, out)
 	}()
 
@@ -198,10 +275,10 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, out.status, out.code, out.message)
 		return
 	}
-	out = h.handle(w, r, p, start)
+	out = h.handle(w, r, p, d, start)
 }
 
-func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Provider, start time.Time) outcome {
+func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Provider, d *delivery, start time.Time) outcome {
 	var segments []string
 	if rest := r.PathValue("rest"); rest != "" {
 		segments = strings.Split(strings.Trim(rest, "/"), "/")
@@ -214,68 +291,60 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 		return h.fail(w, outcome{status: http.StatusNotFound, code: "no_route", message: "no such webhook route"})
 	}
 
-	select {
-	case h.slots <- struct{}{}:
-		defer func() { <-h.slots }()
-	default:
-		w.Header().Set("Retry-After", h.retryAfter)
-		return h.fail(w, outcome{status: http.StatusTooManyRequests, code: "saturated", message: "ingress saturated, retry later"})
-	}
-	h.cfg.Metrics.inFlight.Inc()
-	defer h.cfg.Metrics.inFlight.Dec()
-
+	// A sender known from the request alone is checked before anything is
+	// read or reserved; one that signs the body, or a provider running
+	// open, takes from the smaller unauthenticated budget until checked.
 	verifier := h.cfg.Verifiers[p.Name()]
 	grant := AllChannels
-	if verifier != nil && !verifier.NeedsBody() {
+	signed := verifier != nil && verifier.NeedsBody()
+	if verifier != nil && !signed {
 		g, err := authorize(verifier, r, nil)
 		if o, failed := authOutcome(err); failed {
 			return h.fail(w, o)
 		}
 		grant = g
 	}
-
-	buf := h.bufs.Get().(*bytes.Buffer)
-	buf.Reset()
-	// A publish that failed may still hold the body: a broker client can
-	// send a batch after its caller gave up (kafka-go does). Such a buffer
-	// is left to the collector rather than reused under it.
-	reuse := true
-	defer func() {
-		if reuse && buf.Cap() <= 1<<20 {
-			h.bufs.Put(buf)
-		}
-	}()
-	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes)); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return h.fail(w, outcome{status: http.StatusRequestEntityTooLarge, code: "body_too_large",
-				message: fmt.Sprintf("body exceeds %d bytes", h.cfg.MaxBodyBytes)})
-		}
-		return h.fail(w, outcome{status: http.StatusBadRequest, code: "unreadable_body", message: "could not read body", err: err})
+	if !d.enter(verifier == nil || signed) {
+		return h.saturated(w, "ingress saturated, retry later")
 	}
-	body := buf.Bytes()
+	h.cfg.Metrics.inFlight.Inc()
+	defer h.cfg.Metrics.inFlight.Dec()
 
-	if verifier != nil && verifier.NeedsBody() {
+	d.buf = h.bufs.Get().(*[]byte)
+	body, o, ok := h.readBody(w, r, d)
+	if !ok {
+		return o
+	}
+	delete(w.Header(), "Connection")
+	if signed {
 		g, err := authorize(verifier, r, body)
 		if o, failed := authOutcome(err); failed {
 			return h.fail(w, o)
 		}
 		grant = g
+		d.authenticated()
 	}
+	d.body = body
 
 	pin := r.URL.Query().Get("channel")
+	if pin != "" && !provider.ValidChannel(pin) {
+		return h.reject(w, r, p.Name(), "", body, start, invalidChannel("?channel="))
+	}
 	if pin != "" && !grant.Allows(pin) {
 		return h.fail(w, forbiddenChannel(pin))
 	}
-	items, err := p.Split(body, provider.Delivery{Method: r.Method, Segments: segments})
-	if err != nil {
-		if errors.Is(err, provider.ErrInvalid) {
-			return h.reject(w, r, p.Name(), pin, body, start, outcome{status: http.StatusBadRequest, code: "invalid_payload", message: err.Error()})
-		}
+	d.channel = pin
+	items, err := p.Split(body, provider.Delivery{Method: r.Method, Segments: segments, MaxItems: h.cfg.MaxItems})
+	switch {
+	case errors.Is(err, provider.ErrTooManyItems) || err == nil && len(items) > h.cfg.MaxItems:
+		return h.reject(w, r, p.Name(), pin, body, start, outcome{status: http.StatusBadRequest, code: "too_many_items",
+			message: fmt.Sprintf("delivery has more than %d items", h.cfg.MaxItems)})
+	case errors.Is(err, provider.ErrInvalid):
+		return h.reject(w, r, p.Name(), pin, body, start, outcome{status: http.StatusBadRequest, code: "invalid_payload", message: err.Error()})
+	case err != nil:
 		return h.reject(w, r, p.Name(), pin, body, start, outcome{status: http.StatusInternalServerError, code: "internal",
 			message: "could not split delivery", err: err})
-	}
-	if len(items) == 0 {
+	case len(items) == 0:
 		return h.reject(w, r, p.Name(), pin, body, start, outcome{status: http.StatusBadRequest, code: "invalid_payload", message: "delivery has no items"})
 	}
 	// A channel-scoped secret posts for its channel only: every item or none.
@@ -287,9 +356,14 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 	ids := make([]string, len(items))
 	channel := ""
 	traceParent := r.Header.Get("Traceparent")
+	if !validTraceParent(traceParent) {
+		traceParent = ""
+	}
 	for i := range items {
 		it := &items[i]
 		switch {
+		case it.Channel != "" && !provider.ValidChannel(it.Channel):
+			return h.reject(w, r, p.Name(), "", body, start, invalidChannel("the payload's"))
 		case pin != "" && it.Channel != "" && it.Channel != pin:
 			return h.fail(w, outcome{status: http.StatusForbidden, code: "channel_mismatch",
 				message: "payload names another channel than the one pinned by ?channel=", channel: it.Channel})
@@ -298,6 +372,9 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 				message: "payload names no channel; pin one with ?channel="})
 		case it.Channel == "":
 			it.Channel = pin
+		}
+		if !provider.ValidKind(it.Kind) {
+			it.Kind = provider.KindUnknown
 		}
 		id, err := provider.EventID(p.Name(), *it)
 		if err != nil {
@@ -321,20 +398,112 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 		}, h.cfg.Binding)
 	}
 
-	if err := h.publish(r.Context(), msgs); err != nil {
-		reuse = false
-		o := h.unavailable(w, outcome{channel: channel, items: len(items), ids: ids, err: err})
-		if r.Context().Err() != nil {
-			// The provider hung up first; it will retry, nothing to alarm on.
-			o.code = "client_gone"
+	d.channel = channel
+	if err := h.publishItems(r.Context(), msgs); err != nil {
+		d.reuse = false
+		o := outcome{channel: channel, items: len(items), ids: ids, err: err}
+		switch {
+		case errors.Is(err, broker.ErrTooLarge):
+			o.status, o.code, o.message = http.StatusRequestEntityTooLarge, "too_large_for_broker",
+				"an item is larger than the event broker takes; the delivery is kept as a dead letter"
+		case errors.Is(err, broker.ErrRejected):
+			o.status, o.code, o.message = http.StatusInternalServerError, "broker_rejected",
+				"the event broker refuses the delivery; it is kept as a dead letter"
+		default:
+			o = h.unavailable(w, o)
+			if r.Context().Err() != nil {
+				// The provider hung up first; it will retry, nothing to alarm on.
+				o.code = "client_gone"
+			}
+			return o
 		}
+		// Retrying can never store it: keep it, and say why.
+		d.body = nil
+		o = h.reject(w, r, p.Name(), channel, body, start, o)
+		o.ids = append(o.ids, ids...)
 		return o
 	}
+	d.body = nil
 	for i := range items {
 		h.cfg.Metrics.items.WithLabelValues(p.Name(), items[i].Kind).Inc()
 	}
 	writeAccepted(w, ids)
 	return outcome{status: http.StatusOK, channel: channel, ids: ids, items: len(items)}
+}
+
+func invalidChannel(which string) outcome {
+	return outcome{status: http.StatusBadRequest, code: "invalid_channel",
+		message: fmt.Sprintf("%s channel is not 1 to %d bytes of ASCII letters, digits and -_.:@+=~", which, provider.MaxChannelBytes)}
+}
+
+// publishItems publishes a delivery's raw events. A message the broker
+// says is over its size limit is refused before anything is sent, so that
+// no part of a delivery that cannot be stored whole is.
+func (h *Handler) publishItems(ctx context.Context, msgs []broker.Message) error {
+	if h.maxMessage > 0 {
+		for i := range msgs {
+			if n := messageSize(&msgs[i]); n > h.maxMessage {
+				return fmt.Errorf("raw event %s: %w", msgs[i].ID, broker.TooLarge(n, h.maxMessage))
+			}
+		}
+	}
+	return h.publish(ctx, msgs)
+}
+
+// messageSize is what any broker stores of m at least: its data and its
+// headers' names and values.
+func messageSize(m *broker.Message) int {
+	n := len(m.Data)
+	for k, vs := range m.Header {
+		for _, v := range vs {
+			n += len(k) + len(v)
+		}
+	}
+	return n
+}
+
+var connectionClose = []string{"close"}
+
+// maxRequestID bounds the X-Request-Id taken from a request; a longer one is
+// replaced, since it is echoed, logged and kept in dead letters.
+const maxRequestID = 128
+
+// printable reports whether s is 1 to max bytes of printable ASCII.
+func printable(s string, max int) bool {
+	if len(s) == 0 || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// validTraceParent reports whether s is a W3C traceparent
+// ("00-{32 hex}-{16 hex}-{2 hex}", or a later version's longer form): it
+// travels on every raw event, so anything else is dropped.
+func validTraceParent(s string) bool {
+	if len(s) < 55 || len(s) > 128 || s[2] != '-' || s[35] != '-' || s[52] != '-' {
+		return false
+	}
+	if s[:2] == "00" && len(s) != 55 || s[:2] == "ff" || len(s) > 55 && s[55] != '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case i == 2 || i == 35 || i == 52:
+		case i >= 55:
+			if c < 0x21 || c > 0x7e {
+				return false
+			}
+		case c >= '0' && c <= '9' || c >= 'a' && c <= 'f':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // writeAccepted answers {"accepted": N, "ids": [...]}. Ids are hex, so the

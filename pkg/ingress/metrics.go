@@ -1,6 +1,8 @@
 package ingress
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -12,6 +14,9 @@ type Metrics struct {
 	inFlight    prometheus.Gauge
 	duration    *prometheus.HistogramVec
 	publish     *prometheus.HistogramVec
+	// buffered reads the handler's budget when scraped, costing the hot
+	// path nothing.
+	buffered atomic.Pointer[budget]
 }
 
 // NewMetrics registers the ingress collectors with reg.
@@ -44,6 +49,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{.0002, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.deliveries, m.items, m.deadLetters, m.inFlight, m.duration, m.publish)
+	buffered := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "wahook", Subsystem: "ingress", Name: "buffered_body_bytes",
+		Help: "Bytes reserved for the bodies of the deliveries being handled.",
+	}, func() float64 {
+		if b := m.buffered.Load(); b != nil {
+			return float64(b.bytes.Load())
+		}
+		return 0
+	})
+	reg.MustRegister(m.deliveries, m.items, m.deadLetters, m.inFlight, m.duration, m.publish, buffered)
 	return m
 }

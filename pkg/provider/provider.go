@@ -24,15 +24,22 @@ type Delivery struct {
 	// Segments are the URL path segments after /v1/webhooks/{provider}
 	// (Whapi's "path" and "method" modes name the event type in them).
 	Segments []string
+	// MaxItems bounds the items of one delivery; 0 means no bound. A
+	// batching provider stops at MaxItems+1 and returns an error wrapping
+	// ErrTooManyItems, so a hostile body never becomes a million items.
+	MaxItems int
 }
 
 // Item is one event of a delivery, identified but not interpreted.
 type Item struct {
 	// Kind is the event kind in the provider's own words, e.g. "chats.patch",
-	// "received.notification", "label.chat.added", or KindUnknown.
+	// "received.notification", "label.chat.added", or KindUnknown. The
+	// ingress publishes a kind ValidKind refuses as KindUnknown.
 	Kind string
 	// Channel is the provider account the event belongs to (Whapi channel_id,
-	// Z-API instanceId, WAHA session); empty when the payload does not say.
+	// Z-API instanceId, WAHA session), as the payload gives it; empty when
+	// the payload does not say. The ingress refuses a delivery whose channel
+	// ValidChannel refuses.
 	Channel string
 	// Key is the provider's own identity of the event (message id, call id
 	// and state, envelope id...). Empty means: identify by canonical content.
@@ -73,12 +80,19 @@ var (
 	ErrInvalid = errors.New("invalid payload")
 	ErrNoRoute = errors.New("no such route")
 	ErrMethod  = errors.New("method not allowed")
+	// ErrTooManyItems: the delivery holds more items than Delivery.MaxItems.
+	ErrTooManyItems = errors.New("too many items")
 )
 
 // Invalid returns an error wrapping ErrInvalid with a reason fit for an HTTP
 // answer and a dead-letter record.
 func Invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+// TooManyItems returns an error wrapping ErrTooManyItems that names the bound.
+func TooManyItems(max int) error {
+	return fmt.Errorf("%w: more than %d in one delivery", ErrTooManyItems, max)
 }
 
 // CheckRoute applies p's RouteChecker, or the default: POST and no extra segments.

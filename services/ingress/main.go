@@ -52,6 +52,10 @@ type config struct {
 	authDisabled    bool
 	maxBodyBytes    int64
 	maxInFlight     int
+	maxUnauth       int
+	maxBuffered     int64
+	bodyReadTimeout time.Duration
+	maxItems        int
 	publishTimeout  time.Duration
 	retryAfter      time.Duration
 	shutdownTimeout time.Duration
@@ -75,6 +79,10 @@ func parseConfig(args []string) (config, error) {
 	fs.BoolVar(&c.authDisabled, "auth-disabled", false, "accept unauthenticated webhooks (local development only)")
 	fs.Int64Var(&c.maxBodyBytes, "max-body-bytes", 4<<20, "largest accepted delivery body; larger ones get 413")
 	fs.IntVar(&c.maxInFlight, "max-in-flight", 4096, "deliveries handled at once; more get 429")
+	fs.IntVar(&c.maxUnauth, "max-unauthenticated-in-flight", 0, "of those, deliveries whose sender is not known yet (body-signed until checked, or open providers); more get 429 (0: a quarter of -max-in-flight)")
+	fs.Int64Var(&c.maxBuffered, "max-buffered-bytes", 256<<20, "bytes of bodies held in memory at once, a quarter of them for deliveries not yet authenticated; more get 429")
+	fs.DurationVar(&c.bodyReadTimeout, "body-read-timeout", 10*time.Second, "longest time a body may take to arrive; slower ones get 408")
+	fs.IntVar(&c.maxItems, "max-items", 1000, "most items in one delivery; more get 400 and a dead letter")
 	fs.DurationVar(&c.publishTimeout, "publish-timeout", 5*time.Second, "longest wait for the broker's acknowledgements before answering 503")
 	fs.DurationVar(&c.retryAfter, "retry-after", 5*time.Second, "Retry-After sent with 429 and 503")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "longest wait for in-flight deliveries on shutdown")
@@ -199,6 +207,11 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 		Ready:          bb.Ready,
 		Metrics:        ingress.NewMetrics(reg),
 		Logger:         log.Named("ingress"),
+
+		MaxUnauthenticatedInFlight: cfg.maxUnauth,
+		MaxBufferedBytes:           cfg.maxBuffered,
+		BodyReadTimeout:            cfg.bodyReadTimeout,
+		MaxItems:                   cfg.maxItems,
 	}, nil) // metrics are on the admin listener only
 	if err != nil {
 		return err

@@ -114,6 +114,46 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 }
 
+// TestHostileChannelDoesNotStopTheProcess posts, to the whole process as
+// `make run` runs it (embedded server, consumers in process), a channel of
+// 4 KB: it once made nats-server close the connection for good, and the
+// process exit.
+func TestHostileChannelDoesNotStopTheProcess(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	url, done := start(t, ctx, "-http-addr", "127.0.0.1:0", "-nats-embedded-addr", "127.0.0.1:-1",
+		"-data-dir", t.TempDir(), "-auth-disabled", "-derive", "all", "-log-level", "error")
+	hostile := `{"type":"ReceivedCallback","instanceId":"` + strings.Repeat("A", 4096) + `","messageId":"m1","phone":"5544999999999","text":{"message":"hi"}}`
+	res, err := http.Post(url+"/v1/webhooks/zapi", "application/json", strings.NewReader(hostile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusBadRequest {
+		t.Errorf("4 KB channel = %d; want 400", res.StatusCode)
+	}
+	res, err = http.Post(url+"/v1/webhooks/whapi", "application/json", strings.NewReader(delivery))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Errorf("a delivery afterwards = %d; want 200", res.StatusCode)
+	}
+	if res, err := http.Get(url + "/readyz"); err != nil || res.StatusCode != http.StatusOK {
+		t.Errorf("/readyz afterwards = %v, %v", res, err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the process stopped: %v", err)
+	default:
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("run: %v", err)
+	}
+}
+
 func TestRefusesToStartWithoutSecrets(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -128,11 +168,16 @@ func TestEnvironmentConfiguresAndFlagsWin(t *testing.T) {
 	t.Setenv("WAHOOK_HTTP_ADDR", "127.0.0.1:9999")
 	t.Setenv("WAHOOK_AUTH_ZAPI_TOKENS", "a,b")
 	t.Setenv("WAHOOK_MAX_BODY_BYTES", "1024")
+	t.Setenv("WAHOOK_MAX_ITEMS", "50")
+	t.Setenv("WAHOOK_BODY_READ_TIMEOUT", "3s")
+	t.Setenv("WAHOOK_MAX_BUFFERED_BYTES", "8192")
+	t.Setenv("WAHOOK_MAX_UNAUTHENTICATED_IN_FLIGHT", "7")
 	c, err := parseConfig([]string{"-http-addr", "127.0.0.1:7777"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.httpAddr != "127.0.0.1:7777" || c.zapiTokens != "a,b" || c.maxBodyBytes != 1024 {
+	if c.httpAddr != "127.0.0.1:7777" || c.zapiTokens != "a,b" || c.maxBodyBytes != 1024 || c.maxItems != 50 ||
+		c.bodyReadTimeout != 3*time.Second || c.maxBuffered != 8192 || c.maxUnauth != 7 {
 		t.Errorf("config = %+v", c)
 	}
 	if c.backbone.NATSEmbeddedAddr != "127.0.0.1:4222" || c.backbone.DataDir != "./data" || c.backbone.Broker != "nats" {

@@ -34,8 +34,8 @@ func FuzzSplit(f *testing.F) {
 			return
 		}
 		for _, it := range items {
-			if it.Kind == "" {
-				t.Fatalf("Split(%q): empty kind", body)
+			if !provider.ValidKind(it.Kind) {
+				t.Fatalf("Split(%q): kind %.80q is not a bounded kind", body, it.Kind)
 			}
 			if !json.Valid(it.Data) {
 				t.Fatalf("Split(%q): Data is not valid JSON", body)

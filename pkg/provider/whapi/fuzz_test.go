@@ -47,7 +47,7 @@ func FuzzSplit(f *testing.F) {
 			return
 		}
 		for i, it := range items {
-			if it.Kind == "" || !knownKinds[it.Kind] {
+			if !provider.ValidKind(it.Kind) || !knownKinds[it.Kind] {
 				t.Fatalf("item %d: kind %q", i, it.Kind)
 			}
 			if !json.Valid(it.Data) {

@@ -198,7 +198,13 @@ type header struct {
 	colls      [nColls][]byte // raw values; nil when absent
 	hasColl    bool           // some collection key is present, even null
 	other      bool           // members beside event, channel_id and collections
+	// others are the members that are neither envelope (event, channel_id)
+	// nor a known collection: a collection Whapi added later, kept beside a
+	// known kind's items rather than dropped.
+	others []member
 }
+
+type member struct{ name, value []byte }
 
 func (e *header) read(body []byte) error {
 	for k, v := range members(body) {
@@ -228,14 +234,19 @@ func (e *header) read(body []byte) error {
 			if absent(v) || string(v) == `""` {
 				continue
 			}
-			if e.channel = text(v); !validChannel(e.channel) {
-				return provider.Invalid("whapi: channel_id %.64s is not a Whapi channel id", v)
+			// The ingress checks the channel's characters and length, as
+			// for every provider.
+			if e.channel = text(v); e.channel == "" {
+				return provider.Invalid("whapi: channel_id %.64s is not a string", v)
 			}
 			e.hasChannel = true
 		default:
 			c := collOf(k)
 			if c == cNone {
 				e.other = true
+				if !absent(v) {
+					e.others = append(e.others, member{k, v})
+				}
 				continue
 			}
 			e.hasColl = true
@@ -249,20 +260,6 @@ func (e *header) read(body []byte) error {
 		return provider.Invalid("whapi: no event, channel_id or known collection in the payload")
 	}
 	return nil
-}
-
-// validChannel accepts Whapi channel ids ("MANTIS-M72HC"): they travel in the
-// event source, subjects and keys, so anything beyond a plain token is refused.
-func validChannel(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !tokenByte(c) && c != '.' {
-			return false
-		}
-	}
-	return true
 }
 
 func tokenByte(c byte) bool {
@@ -421,78 +418,108 @@ func (*Provider) Split(body []byte, d provider.Delivery) ([]provider.Item, error
 		}
 	}
 	if !known {
-		return unknownItems(body, &e, typ+"."+event)
+		return unknownItems(body, &e, typ+"."+event, d.MaxItems)
 	}
 
-	var items []provider.Item
+	out := collector{max: d.MaxItems}
 	var mine [nColls]bool
 	for _, c := range sp.colls {
 		mine[c] = true
 		if e.colls[c] == nil {
 			continue
 		}
-		eachValue(e.colls[c], func(v []byte) {
+		eachValue(e.colls[c], func(v []byte) bool {
 			it := provider.Item{Kind: sp.kind, Channel: e.channel, Data: v}
 			describe(c, v, &it)
-			items = append(items, it)
+			return out.add(it)
 		})
 	}
-	// Other collections in the same delivery are not this kind's, but are
-	// still published rather than dropped.
+	// Other collections in the same delivery, known or not, are not this
+	// kind's, but are still published rather than dropped.
 	for c := range nColls {
 		if !mine[c] && e.colls[c] != nil {
-			items = appendUnknown(items, &e, sp.kind, c)
+			out.unknown(&e, sp.kind, collNames[c], e.colls[c])
 		}
 	}
-	return items, nil
+	for _, m := range e.others {
+		out.unknown(&e, sp.kind, string(m.name), m.value)
+	}
+	return out.result()
 }
 
-// eachValue calls fn with each element of an array, or with v itself.
-func eachValue(v []byte, fn func([]byte)) {
+// collector gathers a delivery's items up to max (0: no bound).
+type collector struct {
+	items []provider.Item
+	max   int
+	over  bool
+}
+
+// add appends it and reports whether more may follow.
+func (o *collector) add(it provider.Item) bool {
+	if o.over {
+		return false
+	}
+	o.items = append(o.items, it)
+	o.over = o.max > 0 && len(o.items) > o.max
+	return !o.over
+}
+
+func (o *collector) result() ([]provider.Item, error) {
+	if o.over {
+		return nil, provider.TooManyItems(o.max)
+	}
+	return o.items, nil
+}
+
+// eachValue calls fn with each element of an array, or with v itself, until
+// fn returns false.
+func eachValue(v []byte, fn func([]byte) bool) {
 	if first(v) != '[' {
 		fn(v)
 		return
 	}
 	for el := range elements(v) {
-		fn(el)
+		if !fn(el) {
+			return
+		}
 	}
 }
 
 // unknownItems are the items of a delivery whose kind is not known: one per
 // element of each collection it carries, or the whole body when it carries
-// nothing else Split recognises (so nothing is lost).
-func unknownItems(body []byte, e *header, label string) ([]provider.Item, error) {
-	var items []provider.Item
+// anything else (so nothing is lost).
+func unknownItems(body []byte, e *header, label string, max int) ([]provider.Item, error) {
+	out := collector{max: max}
 	if !e.other {
 		for c := range nColls {
 			if e.colls[c] != nil {
-				items = appendUnknown(items, e, label, c)
+				out.unknown(e, label, collNames[c], e.colls[c])
 			}
 		}
 	}
-	if len(items) == 0 {
+	if len(out.items) == 0 && !out.over {
 		return []provider.Item{{Kind: provider.KindUnknown, Channel: e.channel, Data: body}}, nil
 	}
-	return items, nil
+	return out.result()
 }
 
-// appendUnknown adds collection c's elements as unknown items. Their key
-// names the type, event and collection they came in, so the same element
-// under two different unknown events keeps two identities.
-func appendUnknown(items []provider.Item, e *header, label string, c coll) []provider.Item {
-	eachValue(e.colls[c], func(v []byte) {
-		ck, err := provider.ContentKey(v)
+// unknown adds the elements of the member name (a collection, or a member
+// Split does not know) as unknown items. Their key names the kind or the
+// type and event they came with, and the member, so the same element under
+// two different events or members keeps two identities.
+func (o *collector) unknown(e *header, label, name string, v []byte) {
+	eachValue(v, func(el []byte) bool {
+		ck, err := provider.ContentKey(el)
 		if err != nil {
-			ck = string(v)
+			ck = string(el)
 		}
-		items = append(items, provider.Item{
+		return o.add(provider.Item{
 			Kind:    provider.KindUnknown,
 			Channel: e.channel,
-			Key:     label + "\x00" + collNames[c] + "\x00" + ck,
-			Data:    v,
+			Key:     label + "\x00" + name + "\x00" + ck,
+			Data:    el,
 		})
 	})
-	return items
 }
 
 // describe fills an item's key, chat and time from its collection element.

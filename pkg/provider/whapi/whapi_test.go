@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -278,7 +279,8 @@ func TestSplitCases(t *testing.T) {
 			give: `{"chats_updates":[{"before_update":{"id":"1@s.whatsapp.net","mute_until":18446744073709552000},
 				"after_update":{"id":"1@s.whatsapp.net","mute":true,"mute_until":18446744073709552000,"x":[{"y":null}]},"changes":["mute"]}],
 				"event":{"type":"chats","event":"patch","extra":1},"channel_id":"MANTIS-M72HC","extra":{"a":[1,2]}}`,
-			want: []got{{Kind: "chats.patch", Chat: "1@s.whatsapp.net", Channel: channel}},
+			want: []got{{Kind: "chats.patch", Chat: "1@s.whatsapp.net", Channel: channel},
+				{Kind: provider.KindUnknown, Key: key("chats.patch", "extra", contentKey(`{"a":[1,2]}`)), Channel: channel}},
 		},
 		"escaped keys and values": {
 			give: `{"m\u0065ssages":[{"\u0069d":"A\u00e9","chat_id":"1@s.whatsapp.net"}],"event":{"type":"messages","event":"post"},"channel_id":"MANTIS-M72HC"}`,
@@ -368,6 +370,12 @@ func TestSplitUnknown(t *testing.T) {
 			wantData:  []string{`{"id":"A"}`, `{"code":1}`},
 			wantKinds: []string{"messages.post", provider.KindUnknown},
 		},
+		"unknown members beside a known kind are kept, each element one item": {
+			give: `{"messages":[{"id":"A"}],"newsletters":[{"id":"n1"},{"id":"n2"}],"event":{"type":"messages","event":"post"},` +
+				`"channel_id":"MANTIS-M72HC","notice":{"a":1},"gone":null}`,
+			wantData:  []string{`{"id":"A"}`, `{"id":"n1"}`, `{"id":"n2"}`, `{"a":1}`},
+			wantKinds: []string{"messages.post", provider.KindUnknown, provider.KindUnknown, provider.KindUnknown},
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			items := split(t, []byte(tc.give), tc.d)
@@ -413,21 +421,84 @@ func TestSplitUnknownIDs(t *testing.T) {
 	}
 }
 
+func contentKey(data string) string {
+	k, err := provider.ContentKey([]byte(data))
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
+// Unknown members beside a known kind are identified by their member name
+// and canonical content: the same delivery re-serialised keeps its ids, the
+// same element under two members gets two.
+func TestSplitUnknownMemberIDs(t *testing.T) {
+	ids := func(body string) []string {
+		t.Helper()
+		var out []string
+		for _, it := range split(t, []byte(body), provider.Delivery{}) {
+			id, err := provider.EventID(Name, it)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, id)
+		}
+		return out
+	}
+	a := ids(`{"messages":[{"id":"A"}],"notes":[{"x":1,"y":2}],"event":{"type":"messages","event":"post"}}`)
+	b := ids(`{ "event" : {"type":"messages","event":"post"}, "notes" : [ {"y":2, "x":1} ], "messages":[{"id":"A"}] }`)
+	c := ids(`{"messages":[{"id":"A"}],"remarks":[{"x":1,"y":2}],"event":{"type":"messages","event":"post"}}`)
+	if len(a) != 2 || fmt.Sprint(a) != fmt.Sprint(b) {
+		t.Errorf("re-serialised delivery: ids %v then %v", a, b)
+	}
+	if len(c) != 2 || c[1] == a[1] {
+		t.Errorf("one element under two member names shares id %s", a[1])
+	}
+}
+
+func TestSplitMaxItems(t *testing.T) {
+	many := func(n int, extra string) []byte {
+		return []byte(`{"messages":[` + strings.TrimSuffix(strings.Repeat(`{},`, n), ",") + `]` + extra + `,"event":{"type":"messages","event":"post"}}`)
+	}
+	for name, tc := range map[string]struct {
+		body []byte
+		max  int
+		want int // items; -1: ErrTooManyItems
+	}{
+		"at the bound":            {many(5, ""), 5, 5},
+		"over the bound":          {many(6, ""), 5, -1},
+		"unbounded":               {many(2000, ""), 0, 2000},
+		"a million empty items":   {many(1_000_000, ""), 1000, -1},
+		"unknown members count":   {many(4, `,"notes":[1,2]`), 5, -1},
+		"other collections count": {many(4, `,"errors":[{},{}]`), 5, -1},
+		"unknown kind counts too": {[]byte(`{"labels":[` + strings.TrimSuffix(strings.Repeat(`{},`, 6), ",") + `],"event":{"type":"labels","event":"put"}}`), 5, -1},
+	} {
+		t.Run(name, func(t *testing.T) {
+			items, err := New().Split(tc.body, provider.Delivery{Method: "POST", MaxItems: tc.max})
+			switch {
+			case tc.want < 0 && !errors.Is(err, provider.ErrTooManyItems):
+				t.Errorf("Split = %d items, %v; want ErrTooManyItems", len(items), err)
+			case tc.want >= 0 && (err != nil || len(items) != tc.want):
+				t.Errorf("Split = %d items, %v; want %d", len(items), err, tc.want)
+			}
+		})
+	}
+}
+
 func TestSplitInvalid(t *testing.T) {
 	for name, give := range map[string]string{
-		"empty":                 ``,
-		"not JSON":              `hello`,
-		"truncated":             `{"messages":[{"id":"A"}]`,
-		"array":                 `[{"messages":[]}]`,
-		"string":                `"messages"`,
-		"number":                `42`,
-		"null":                  `null`,
-		"empty object":          `{}`,
-		"WAHA envelope":         `{"id":"evt_01","event":"message","session":"default","payload":{"id":"x"}}`,
-		"Z-API callback":        `{"type":"ReceivedCallback","instanceId":"A20DA9C0183A2D35A260F53F5D2B9244","phone":"5544999999999","text":{"message":"hi"}}`,
-		"channel_id not a name": `{"messages":[{"id":"A"}],"event":{"type":"messages","event":"post"},"channel_id":"a b/%zz"}`,
-		"channel_id an object":  `{"messages":[{"id":"A"}],"channel_id":{"id":"x"}}`,
-		"nested too deep":       `{"chats_updates":[` + strings.Repeat("[", maxDepth) + strings.Repeat("]", maxDepth) + `],"event":{"type":"chats","event":"patch"}}`,
+		"empty":                ``,
+		"not JSON":             `hello`,
+		"truncated":            `{"messages":[{"id":"A"}]`,
+		"array":                `[{"messages":[]}]`,
+		"string":               `"messages"`,
+		"number":               `42`,
+		"null":                 `null`,
+		"empty object":         `{}`,
+		"WAHA envelope":        `{"id":"evt_01","event":"message","session":"default","payload":{"id":"x"}}`,
+		"Z-API callback":       `{"type":"ReceivedCallback","instanceId":"A20DA9C0183A2D35A260F53F5D2B9244","phone":"5544999999999","text":{"message":"hi"}}`,
+		"channel_id an object": `{"messages":[{"id":"A"}],"channel_id":{"id":"x"}}`,
+		"nested too deep":      `{"chats_updates":[` + strings.Repeat("[", maxDepth) + strings.Repeat("]", maxDepth) + `],"event":{"type":"chats","event":"patch"}}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			items, err := New().Split([]byte(give), provider.Delivery{Method: "POST"})

@@ -43,8 +43,8 @@ func FuzzSplit(f *testing.F) {
 			t.Fatalf("second Split failed: %v", err)
 		}
 		for i, it := range items {
-			if it.Kind == "" {
-				t.Fatalf("item %d has no kind", i)
+			if !provider.ValidKind(it.Kind) {
+				t.Fatalf("item %d: kind %.80q is not a bounded kind", i, it.Kind)
 			}
 			if !json.Valid(it.Data) {
 				t.Fatalf("item %d data is not JSON: %q", i, it.Data)

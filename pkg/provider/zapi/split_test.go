@@ -331,22 +331,21 @@ func TestSplitEdits(t *testing.T) {
 
 func TestSplitInvalid(t *testing.T) {
 	for name, give := range map[string]string{
-		"empty":               ``,
-		"not JSON":            `hello`,
-		"truncated":           `{"type":"ReceivedCallback"`,
-		"trailing garbage":    `{"type":"ReceivedCallback"} x`,
-		"array":               `[{"type":"ReceivedCallback"}]`,
-		"string":              `"ReceivedCallback"`,
-		"number":              `42`,
-		"null":                `null`,
-		"empty object":        `{}`,
-		"type not a string":   `{"type":5,"instanceId":"i"}`,
-		"type null":           `{"type":null,"instanceId":"i"}`,
-		"type empty":          `{"type":"","instanceId":"i"}`,
-		"type in an object":   `{"data":{"type":"ReceivedCallback"}}`,
-		"whapi payload":       `{"messages":[{"id":"x","type":"text","chat_id":"1@s.whatsapp.net"}],"event":{"type":"messages","event":"post"},"channel_id":"MANTIS-M72HC"}`,
-		"waha payload":        `{"event":"message","session":"default","payload":{"id":"x"}}`,
-		"control in instance": `{"type":"ReceivedCallback","instanceId":"a\nb"}`,
+		"empty":             ``,
+		"not JSON":          `hello`,
+		"truncated":         `{"type":"ReceivedCallback"`,
+		"trailing garbage":  `{"type":"ReceivedCallback"} x`,
+		"array":             `[{"type":"ReceivedCallback"}]`,
+		"string":            `"ReceivedCallback"`,
+		"number":            `42`,
+		"null":              `null`,
+		"empty object":      `{}`,
+		"type not a string": `{"type":5,"instanceId":"i"}`,
+		"type null":         `{"type":null,"instanceId":"i"}`,
+		"type empty":        `{"type":"","instanceId":"i"}`,
+		"type in an object": `{"data":{"type":"ReceivedCallback"}}`,
+		"whapi payload":     `{"messages":[{"id":"x","type":"text","chat_id":"1@s.whatsapp.net"}],"event":{"type":"messages","event":"post"},"channel_id":"MANTIS-M72HC"}`,
+		"waha payload":      `{"event":"message","session":"default","payload":{"id":"x"}}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			items, err := New().Split([]byte(give), provider.Delivery{})

@@ -69,11 +69,9 @@ func (*Provider) Split(body []byte, _ provider.Delivery) ([]provider.Item, error
 	if err != nil {
 		return nil, err
 	}
-	channel := text(f.instanceID)
-	if hasControl(channel) {
-		return nil, provider.Invalid("instanceId %q has a control character", channel)
-	}
-	it := provider.Item{Kind: provider.KindUnknown, Channel: channel, Data: body}
+	// The ingress checks the channel's characters and length, as for every
+	// provider.
+	it := provider.Item{Kind: provider.KindUnknown, Channel: text(f.instanceID), Data: body}
 	if t, ok := provider.Unix(f.momment); ok {
 		it.Time = t
 	}
@@ -226,13 +224,4 @@ func participantOf(f *fields) string {
 		}
 	}
 	return ""
-}
-
-func hasControl(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == 0x7f {
-			return true
-		}
-	}
-	return false
 }
