@@ -110,8 +110,13 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	if err != nil {
 		return nil, err
 	}
+	// The bucket's stream, to list a channel's label keys (see Labels.scan).
+	stream, err := js.Stream(ctx, "KV_"+cfg.LabelsBucket)
+	if err != nil {
+		return nil, fmt.Errorf("natsstate: bucket %s: stream: %w", cfg.LabelsBucket, err)
+	}
 	return &Store{
-		labels: &Labels{kv: labels},
+		labels: &Labels{kv: labels, stream: stream, subjects: "$KV." + cfg.LabelsBucket + "."},
 		chats:  &Chats{kv: chats, cache: newFirstCache(cfg.ChatCacheSize)},
 	}, nil
 }
