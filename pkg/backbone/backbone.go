@@ -48,6 +48,9 @@ type Config struct {
 	KafkaPartitions, KafkaReplication int
 	// KafkaDedupWindow bounds how long consumers remember raw event ids.
 	KafkaDedupWindow time.Duration
+	// ReceivedTimeTTL is how long consumers keep the time of raw events
+	// stamped at receipt, so that later copies derive the same events.
+	ReceivedTimeTTL time.Duration
 	// ClientName names the connection on the server.
 	ClientName string
 }
@@ -66,6 +69,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.KafkaPartitions, "kafka-partitions", 6, "partitions of the topics created at start")
 	fs.IntVar(&c.KafkaReplication, "kafka-replication", 1, "replication factor of the topics created at start")
 	fs.DurationVar(&c.KafkaDedupWindow, "kafka-dedup-window", 24*time.Hour, "how long consumers remember raw event ids to drop repeats (Kafka has no duplicate window)")
+	fs.DurationVar(&c.ReceivedTimeTTL, "received-time-ttl", 7*24*time.Hour, "how long consumers keep the first time of raw events without a provider time, so that a provider's later retry derives the same events")
 }
 
 // Validate checks c.
@@ -180,6 +184,8 @@ type State struct {
 	// Dedup remembers processed raw events where the broker does not drop
 	// repeats itself (Kafka); nil on NATS, whose duplicate window does.
 	Dedup consumer.Dedup
+	// Times fixes the time of raw events stamped at receipt.
+	Times derive.TimeRegistry
 }
 
 // State opens the derived streams' state, creating it when missing:
@@ -193,6 +199,7 @@ func (bb *Backbone) State(ctx context.Context) (State, error) {
 				Partitions:        bb.cfg.KafkaPartitions,
 				ReplicationFactor: bb.cfg.KafkaReplication,
 				DedupWindow:       bb.cfg.KafkaDedupWindow,
+				TimesTTL:          bb.cfg.ReceivedTimeTTL,
 				Logger:            bb.log.Named("kafka-state"),
 			})
 			if err != nil {
@@ -200,13 +207,13 @@ func (bb *Backbone) State(ctx context.Context) (State, error) {
 			}
 			bb.kafkaState = st
 		}
-		return State{Labels: bb.kafkaState.Labels(), Chats: bb.kafkaState.Chats(), Dedup: bb.kafkaState.Dedup()}, nil
+		return State{Labels: bb.kafkaState.Labels(), Chats: bb.kafkaState.Chats(), Dedup: bb.kafkaState.Dedup(), Times: bb.kafkaState.Times()}, nil
 	}
-	st, err := natsstate.Open(ctx, bb.nats.JetStream(), natsstate.Config{Replicas: bb.cfg.NATSReplicas})
+	st, err := natsstate.Open(ctx, bb.nats.JetStream(), natsstate.Config{Replicas: bb.cfg.NATSReplicas, TimesTTL: bb.cfg.ReceivedTimeTTL})
 	if err != nil {
 		return State{}, fmt.Errorf("state: %w", err)
 	}
-	return State{Labels: st.Labels(), Chats: st.Chats()}, nil
+	return State{Labels: st.Labels(), Chats: st.Chats(), Times: st.Times()}, nil
 }
 
 // ConsumerDeps opens the state and returns what the derived-stream
@@ -223,6 +230,7 @@ func (bb *Backbone) ConsumerDeps(ctx context.Context, providers []provider.Provi
 		Labels:     st.Labels,
 		Chats:      st.Chats,
 		Dedup:      st.Dedup,
+		Times:      st.Times,
 		Providers:  providers,
 		Metrics:    metrics,
 		Logger:     log,

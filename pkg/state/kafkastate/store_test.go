@@ -317,10 +317,11 @@ func TestOpenCreatesTopics(t *testing.T) {
 	cfg := freshConfig(c)
 	cfg.Partitions = 3
 	cfg.DedupWindow = 2 * time.Hour
+	cfg.TimesTTL = 30 * time.Minute
 	open(t, cfg)
 	ctx := testCtx(t)
 	cl := client(c)
-	meta, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{cfg.LabelsTopic, cfg.ChatsTopic, cfg.DedupTopic}})
+	meta, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{cfg.LabelsTopic, cfg.ChatsTopic, cfg.DedupTopic, cfg.TimesTopic}})
 	if err != nil {
 		t.Fatalf("Metadata: %v", err)
 	}
@@ -333,6 +334,7 @@ func TestOpenCreatesTopics(t *testing.T) {
 		cfg.LabelsTopic: {"cleanup.policy": "compact", "min.compaction.lag.ms": "3600000"},
 		cfg.ChatsTopic:  {"cleanup.policy": "compact", "min.compaction.lag.ms": "3600000"},
 		cfg.DedupTopic:  {"cleanup.policy": "compact,delete", "retention.ms": "7200000", "segment.ms": "3600000"},
+		cfg.TimesTopic:  {"cleanup.policy": "compact,delete", "retention.ms": "1800000", "segment.ms": "1800000"},
 	}
 	req := &kafka.DescribeConfigsRequest{}
 	for name := range want {
@@ -377,6 +379,9 @@ func TestOpenValidates(t *testing.T) {
 		"no brokers":   {},
 		"same topics":  {Brokers: []string{"x:9092"}, LabelsTopic: "t", ChatsTopic: "t"},
 		"short window": {Brokers: []string{"x:9092"}, DedupWindow: time.Millisecond},
+		"times topic":  {Brokers: []string{"x:9092"}, TimesTopic: kafkastate.DefaultDedupTopic},
+		"short TTL":    {Brokers: []string{"x:9092"}, TimesTTL: time.Millisecond},
+		"times bound":  {Brokers: []string{"x:9092"}, TimesMaxIDs: -1},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if s, err := kafkastate.Open(testCtx(t), cfg); err == nil {

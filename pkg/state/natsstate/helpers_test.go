@@ -124,5 +124,6 @@ func freshConfig() natsstate.Config {
 	return natsstate.Config{
 		LabelsBucket: fmt.Sprintf("LABELS_%d", n),
 		ChatsBucket:  fmt.Sprintf("CHATS_%d", n),
+		TimesBucket:  fmt.Sprintf("TIMES_%d", n),
 	}
 }

@@ -17,6 +17,10 @@ const (
 	DefaultLabelsBucket  = "WAHOOK_LABELS"
 	DefaultChatsBucket   = "WAHOOK_CHATS"
 	DefaultChatCacheSize = 65536
+	DefaultTimesBucket   = "WAHOOK_TIMES"
+	// DefaultTimesTTL covers the longest retry horizon documented by a
+	// provider (7 days).
+	DefaultTimesTTL = 7 * 24 * time.Hour
 )
 
 // ErrContended reports that a write lost its compare-and-set race too many
@@ -45,6 +49,13 @@ type Config struct {
 	// DefaultChatCacheSize when zero, none when negative. A chat's first
 	// event never changes, so the cache is never stale.
 	ChatCacheSize int
+	// TimesBucket names the bucket of raw events' first times (see Times),
+	// DefaultTimesBucket when empty.
+	TimesBucket string
+	// TimesTTL is how long a raw event's first time is kept, the bucket's
+	// max age: a copy of the event stored later than that derives events
+	// with its own receive time. DefaultTimesTTL when zero.
+	TimesTTL time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -60,12 +71,21 @@ func (c *Config) setDefaults() {
 	if c.ChatCacheSize == 0 {
 		c.ChatCacheSize = DefaultChatCacheSize
 	}
+	if c.TimesBucket == "" {
+		c.TimesBucket = DefaultTimesBucket
+	}
+	if c.TimesTTL == 0 {
+		c.TimesTTL = DefaultTimesTTL
+	}
 }
 
 // Validate checks a configuration after defaults are applied.
 func (c Config) Validate() error {
-	if c.LabelsBucket == c.ChatsBucket {
-		return fmt.Errorf("natsstate: labels and chats share bucket %q", c.LabelsBucket)
+	if c.LabelsBucket == c.ChatsBucket || c.TimesBucket == c.LabelsBucket || c.TimesBucket == c.ChatsBucket {
+		return fmt.Errorf("natsstate: buckets %q, %q and %q are not distinct: registries share a bucket", c.LabelsBucket, c.ChatsBucket, c.TimesBucket)
+	}
+	if c.TimesTTL < time.Second {
+		return fmt.Errorf("natsstate: times TTL %v, want at least 1s", c.TimesTTL)
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		return fmt.Errorf("natsstate: %d replicas, want 1 to 5", c.Replicas)
@@ -81,6 +101,7 @@ func (c Config) Validate() error {
 type Store struct {
 	labels *Labels
 	chats  *Chats
+	times  *Times
 }
 
 // Open creates the buckets, or updates them to cfg, and returns a Store on
@@ -110,6 +131,17 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	if err != nil {
 		return nil, err
 	}
+	times, err := ensureBucket(ctx, js, jetstream.KeyValueConfig{
+		Bucket:      cfg.TimesBucket,
+		Description: "wahook: the time of raw events stamped at receipt, for their later copies",
+		History:     1,
+		TTL:         cfg.TimesTTL,
+		Storage:     cfg.Storage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return nil, err
+	}
 	// The bucket's stream, to list a channel's label keys (see Labels.scan).
 	stream, err := js.Stream(ctx, "KV_"+cfg.LabelsBucket)
 	if err != nil {
@@ -118,6 +150,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	return &Store{
 		labels: &Labels{kv: labels, stream: stream, subjects: "$KV." + cfg.LabelsBucket + "."},
 		chats:  &Chats{kv: chats, cache: newFirstCache(cfg.ChatCacheSize)},
+		times:  &Times{kv: times},
 	}, nil
 }
 
@@ -139,6 +172,9 @@ func (s *Store) Labels() *Labels { return s.labels }
 
 // Chats returns the known chats.
 func (s *Store) Chats() *Chats { return s.chats }
+
+// Times returns the first times of raw events stamped at receipt.
+func (s *Store) Times() *Times { return s.times }
 
 // checkEvent refuses an event id the registries cannot keep exactly: see
 // state.CheckEvent.
