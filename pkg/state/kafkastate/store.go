@@ -267,6 +267,7 @@ func (s *Store) open(ctx context.Context) error {
 			return fmt.Errorf("kafkastate: restore %s: %w", p, err)
 		}
 	}
+	s.chats.compact()
 	return nil
 }
 

@@ -402,3 +402,26 @@ func TestOpenWithoutBroker(t *testing.T) {
 		t.Fatalf("Open without a broker: no error")
 	}
 }
+
+// Memory keeps a wahook id (32 lower-case hex digits) as its bytes and any
+// other first event as it is: both answer alike, also once restored.
+func TestChatsFirstEventForms(t *testing.T) {
+	c := newCluster(t)
+	cfg := freshConfig(c)
+	ids := map[string]string{
+		"1@s.whatsapp.net": "0123456789abcdef0123456789abcdef",
+		"2@s.whatsapp.net": "0123456789ABCDEF0123456789ABCDEF", // not lower case
+		"3@s.whatsapp.net": "0123456789abcdef0123456789abcdeg", // not hex
+		"4@s.whatsapp.net": "0123456789abcdef",
+	}
+	for _, s := range []*kafkastate.Store{open(t, cfg), nil} {
+		if s == nil {
+			s = open(t, cfg) // restored from the topic
+		}
+		for chat, ev := range ids {
+			firstSeen(t, s, chat, ev, true)
+			firstSeen(t, s, chat, strings.ToUpper(ev), ev == strings.ToUpper(ev))
+			firstSeen(t, s, chat, "0123456789abcdef0123456789abcdee", false)
+		}
+	}
+}
