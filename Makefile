@@ -26,7 +26,7 @@ test: lint ## every test, with the race detector
 
 # The state registries' race tests, run many times: a race that loses one run
 # in a hundred shows up here, not as a red `make test` later.
-STATE_RACE_COUNT ?= 50
+STATE_RACE_COUNT ?= 20
 
 .PHONY: test-state-race
 test-state-race: ## the state race tests, STATE_RACE_COUNT times each, with the race detector

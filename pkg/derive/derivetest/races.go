@@ -1,7 +1,6 @@
 package derivetest
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -143,34 +142,28 @@ func TestLabelRegistryRaces(t *testing.T, newPair func(t *testing.T) [2]derive.L
 	t.Run("delete by name while the label is rewritten", func(t *testing.T) {
 		rs := newPair(t)
 		upsertStep{"create", vip, "e0", true, fact.Label{}}.check(t, rs[0], p, c)
-		ctx, stop := context.WithCancel(t.Context())
-		var wg sync.WaitGroup
-		for ri, r := range rs {
-			wg.Go(func() {
-				for i := 0; ctx.Err() == nil; i++ {
+		for i := range 200 {
+			// Each registry rewrites the label (its name stays) while a
+			// delete by name resolves it: every delete finds it.
+			var wg sync.WaitGroup
+			for ri, r := range rs {
+				wg.Go(func() {
 					l := vip
 					l.Color = fmt.Sprint(i)
-					if _, _, err := r.Upsert(ctx, p, c, l, fmt.Sprintf("up-%d-%d", ri, i)); err != nil && ctx.Err() == nil {
+					if _, _, err := r.Upsert(t.Context(), p, c, l, fmt.Sprintf("up-%d-%d", ri, i)); err != nil {
 						t.Errorf("Upsert: %v", err)
-						return
 					}
-				}
-			})
-		}
-		for i := range 100 {
-			// The label's name never changes, so every delete finds it.
+				})
+			}
 			l, known, err := rs[i%2].Delete(t.Context(), p, c, fact.LabelRef{Name: vip.Name}, fmt.Sprintf("del-%d", i))
+			wg.Wait()
 			if err != nil {
-				t.Errorf("Delete %d: %v", i, err)
-				break
+				t.Fatalf("Delete %d: %v", i, err)
 			}
 			if !known || l.ID != vip.ID || l.Name != vip.Name {
-				t.Errorf("Delete %d by name = %+v, known %t; want label %s, known", i, l, known, vip.ID)
-				break
+				t.Fatalf("Delete %d by name = %+v, known %t; want label %s, known", i, l, known, vip.ID)
 			}
 		}
-		stop()
-		wg.Wait()
 	})
 }
 
