@@ -139,6 +139,26 @@ func TestLabelRegistryRaces(t *testing.T, newPair func(t *testing.T) [2]derive.L
 		reprocess(t, rs, got, call)
 	})
 
+	t.Run("deletes by name racing the creation of that name", func(t *testing.T) {
+		rs := newPair(t)
+		call := func(r derive.LabelRegistry, ev string, i int) (labelAnswer, error) {
+			if i%2 == 0 {
+				created, prev, err := r.Upsert(t.Context(), p, c, fact.Label{ID: ev, Name: "New"}, ev)
+				return labelAnswer{Created: created, Label: prev}, err
+			}
+			l, known, err := r.Delete(t.Context(), p, c, fact.LabelRef{Name: "New"}, ev)
+			return labelAnswer{Known: known, Label: l}, err
+		}
+		got := race(t, rs, 8, call)
+		for ev, a := range got {
+			if _, i := eventIndex(t, ev); i%2 == 1 && a.Known && a.Label.Name != "New" {
+				t.Errorf("%s deleted %+v, not a label named New", ev, a.Label)
+			}
+		}
+		// A miss reprocessed after the labels exist still misses.
+		reprocess(t, rs, got, call)
+	})
+
 	t.Run("delete by name while the label is rewritten", func(t *testing.T) {
 		rs := newPair(t)
 		upsertStep{"create", vip, "e0", true, fact.Label{}}.check(t, rs[0], p, c)

@@ -61,10 +61,11 @@
 // state as known, also when the label was deleted already (by another
 // event). A label never set is unknown and returned as the reference says;
 // by id, the miss is recorded on the label's key, so that reprocessing the
-// Delete after a later creation still misses. A name that resolves to no
-// label leaves no trace: reprocessing such a Delete after a label of that
-// name appeared deletes that label. Lookup returns a label's last state,
-// also once deleted.
+// Delete after a later creation still misses; by name, on the name's key
+// "{provider}.{channel}.{name}.n" (one token more than a label's), so that
+// reprocessing the Delete after a label of that name appeared still misses
+// and leaves that label alone. Lookup returns a label's last state, also
+// once deleted.
 //
 // FirstTime writes a raw event's time with Create; the first writer wins
 // and every other caller, in any process, reads its time, until the entry

@@ -125,11 +125,19 @@ func (r *Labels) deleteByID(ctx context.Context, provider, channel, id, eventID 
 }
 
 func (r *Labels) deleteByName(ctx context.Context, provider, channel, name, eventID string) (fact.Label, bool, error) {
+	nameKey := state.NameKey(provider, channel, name)
 	for attempt := range maxAttempts {
 		if attempt > 0 {
 			if err := pause(ctx, attempt); err != nil {
 				return fact.Label{}, false, err
 			}
+		}
+		missed, missedRev, err := r.get(ctx, nameKey, "")
+		if err != nil {
+			return fact.Label{}, false, err
+		}
+		if state.MissedByName(missed, eventID) {
+			return fact.Label{}, false, nil
 		}
 		entries, err := r.scan(ctx, state.ChannelPrefix(provider, channel))
 		if err != nil {
@@ -142,10 +150,16 @@ func (r *Labels) deleteByName(ctx context.Context, provider, channel, name, even
 		// Scan order decides among labels this event deleted before, as
 		// the first found is the answer.
 		i, l, known, next := state.DeleteLabelByName(recs, name, eventID)
-		if next == nil {
+		switch {
+		case i < 0:
+			// Remembered, so that reprocessing misses again whatever
+			// labels appear meanwhile.
+			err = r.put(ctx, nameKey, state.MissByName(missed, name, eventID), missed != nil, missedRev)
+		case next == nil:
 			return l, known, nil
+		default:
+			err = r.put(ctx, entries[i].key, next, true, entries[i].rev)
 		}
-		err = r.put(ctx, entries[i].key, next, true, entries[i].rev)
 		switch {
 		case err == nil:
 			return l, known, nil
