@@ -33,3 +33,10 @@ func TestConformanceLabelRegistryRaces(t *testing.T) {
 		return [2]derive.LabelRegistry{open(t, cfg).Labels(), open(t, cfg).Labels()}
 	})
 }
+
+func TestConformanceTimeRegistry(t *testing.T) {
+	c := newCluster(t)
+	derivetest.TestTimeRegistry(t, func(t *testing.T) derive.TimeRegistry {
+		return open(t, freshConfig(c)).Times()
+	})
+}

@@ -38,3 +38,11 @@ func TestConformanceLabelRegistryRaces(t *testing.T) {
 		return [2]derive.LabelRegistry{open(t, b1.JetStream(), cfg).Labels(), open(t, b2.JetStream(), cfg).Labels()}
 	})
 }
+
+func TestConformanceTimeRegistry(t *testing.T) {
+	e := startServer(t, t.TempDir())
+	b := connect(t, natsbroker.Config{URL: e.ClientURL()})
+	derivetest.TestTimeRegistry(t, func(t *testing.T) derive.TimeRegistry {
+		return open(t, b.JetStream(), freshConfig()).Times()
+	})
+}
