@@ -1,9 +1,11 @@
 package derivetest
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -83,7 +85,7 @@ func TestLabelRegistryRaces(t *testing.T, newPair func(t *testing.T) [2]derive.L
 		upsertStep{"create", vip, "e0", true, fact.Label{}}.check(t, rs[0], p, c)
 		refs := []fact.LabelRef{{ID: vip.ID}, {Name: vip.Name}}
 		call := func(r derive.LabelRegistry, ev string, i int) (labelAnswer, error) {
-			l, known, err := r.Delete(t.Context(), p, c, refs[i%2], ev)
+			l, known, err := r.Delete(callCtx(t), p, c, refs[i%2], ev)
 			return labelAnswer{Known: known, Label: l}, err
 		}
 		got := race(t, rs, 8, call)
@@ -102,10 +104,10 @@ func TestLabelRegistryRaces(t *testing.T, newPair func(t *testing.T) [2]derive.L
 		upsertStep{"create", vip, "e0", true, fact.Label{}}.check(t, rs[0], p, c)
 		call := func(r derive.LabelRegistry, ev string, i int) (labelAnswer, error) {
 			if i%2 == 0 {
-				created, prev, err := r.Upsert(t.Context(), p, c, fact.Label{ID: vip.ID, Name: ev}, ev)
+				created, prev, err := r.Upsert(callCtx(t), p, c, fact.Label{ID: vip.ID, Name: ev}, ev)
 				return labelAnswer{Created: created, Label: prev}, err
 			}
-			l, known, err := r.Delete(t.Context(), p, c, fact.LabelRef{ID: vip.ID}, ev)
+			l, known, err := r.Delete(callCtx(t), p, c, fact.LabelRef{ID: vip.ID}, ev)
 			return labelAnswer{Known: known, Label: l}, err
 		}
 		got := race(t, rs, 8, call)
@@ -143,10 +145,10 @@ func TestLabelRegistryRaces(t *testing.T, newPair func(t *testing.T) [2]derive.L
 		rs := newPair(t)
 		call := func(r derive.LabelRegistry, ev string, i int) (labelAnswer, error) {
 			if i%2 == 0 {
-				created, prev, err := r.Upsert(t.Context(), p, c, fact.Label{ID: ev, Name: "New"}, ev)
+				created, prev, err := r.Upsert(callCtx(t), p, c, fact.Label{ID: ev, Name: "New"}, ev)
 				return labelAnswer{Created: created, Label: prev}, err
 			}
-			l, known, err := r.Delete(t.Context(), p, c, fact.LabelRef{Name: "New"}, ev)
+			l, known, err := r.Delete(callCtx(t), p, c, fact.LabelRef{Name: "New"}, ev)
 			return labelAnswer{Known: known, Label: l}, err
 		}
 		got := race(t, rs, 8, call)
@@ -170,12 +172,12 @@ func TestLabelRegistryRaces(t *testing.T, newPair func(t *testing.T) [2]derive.L
 				wg.Go(func() {
 					l := vip
 					l.Color = fmt.Sprint(i)
-					if _, _, err := r.Upsert(t.Context(), p, c, l, fmt.Sprintf("up-%d-%d", ri, i)); err != nil {
+					if _, _, err := r.Upsert(callCtx(t), p, c, l, fmt.Sprintf("up-%d-%d", ri, i)); err != nil {
 						t.Errorf("Upsert: %v", err)
 					}
 				})
 			}
-			l, known, err := rs[i%2].Delete(t.Context(), p, c, fact.LabelRef{Name: vip.Name}, fmt.Sprintf("del-%d", i))
+			l, known, err := rs[i%2].Delete(callCtx(t), p, c, fact.LabelRef{Name: vip.Name}, fmt.Sprintf("del-%d", i))
 			wg.Wait()
 			if err != nil {
 				t.Fatalf("Delete %d: %v", i, err)
@@ -185,6 +187,16 @@ func TestLabelRegistryRaces(t *testing.T, newPair func(t *testing.T) [2]derive.L
 			}
 		}
 	})
+}
+
+// callCtx bounds one registry call of TestLabelRegistryRaces. A context
+// without a deadline would get the broker client's default per request
+// (5s for JetStream), which a loaded machine running the race detector
+// can exceed.
+func callCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
 }
 
 // eventIndex parses the registry index and call index of an event id of
