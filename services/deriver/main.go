@@ -115,10 +115,9 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 	}
 
 	deps, err := bb.ConsumerDeps(ctx, all.Providers(), consumer.NewMetrics(reg), log.Named("consumer"))
-	if err != nil {
-		return err
+	if err == nil {
+		err = streams.Run(ctx, deps)
 	}
-	err = streams.Run(ctx, deps)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
