@@ -24,9 +24,10 @@
 // its partitions; never add partitions to a state topic, as keys would
 // move away from their earlier records.
 //
-// Keys are natsstate's: "{provider}.{channel}.{label id}",
-// "{provider}.{channel}.{canonical chat id}", "{raw event id}" for times
-// and "{scope}.{id}" for dedup,
+// Keys are natsstate's: "{provider}.{channel}.{label id}" (and
+// "{provider}.{channel}.{name}.n" for a label name's deletions that
+// missed), "{provider}.{channel}.{canonical chat id}", "{raw event id}" for
+// times and "{scope}.{id}" for dedup,
 // each part encoded on its own ([A-Za-z0-9-] kept, any other byte '_' and
 // two hex digits, "" as "=", a part over 64 bytes "=" and its SHA-256).
 // A chat or dedup record goes to the partition of its key by the Java
