@@ -24,6 +24,14 @@ run: ## run the pipeline on an embedded NATS JetStream (no docker, no external s
 test: lint ## every test, with the race detector
 	$(GO) test -race -count=1 -timeout 9m $(PKGS)
 
+# The state registries' race tests, run many times: a race that loses one run
+# in a hundred shows up here, not as a red `make test` later.
+STATE_RACE_COUNT ?= 20
+
+.PHONY: test-state-race
+test-state-race: ## the state race tests, STATE_RACE_COUNT times each, with the race detector
+	$(GO) test -race -count=$(STATE_RACE_COUNT) -timeout 60m -run 'Race' ./pkg/state/...
+
 .PHONY: lint
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -57,6 +57,9 @@ type Config struct {
 	KafkaMinInSyncReplicas int
 	// KafkaDedupWindow bounds how long consumers remember raw event ids.
 	KafkaDedupWindow time.Duration
+	// ReceivedTimeTTL is how long consumers keep the time of raw events
+	// stamped at receipt, so that later copies derive the same events.
+	ReceivedTimeTTL time.Duration
 	// ClientName names the connection on the server.
 	ClientName string
 
@@ -91,6 +94,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.KafkaMinInSyncReplicas, "kafka-min-insync-replicas", 0,
 		"min.insync.replicas of the topics created at start (0: the broker's default); acks=all then means at least this many copies")
 	fs.DurationVar(&c.KafkaDedupWindow, "kafka-dedup-window", 24*time.Hour, "how long consumers remember raw event ids to drop repeats (Kafka has no duplicate window)")
+	fs.DurationVar(&c.ReceivedTimeTTL, "received-time-ttl", 7*24*time.Hour, "how long consumers keep the first time of raw events without a provider time, so that a provider's later retry derives the same events")
 	c.registerAccessFlags(fs)
 }
 
@@ -284,6 +288,8 @@ type State struct {
 	// Dedup remembers processed raw events where the broker does not drop
 	// repeats itself (Kafka); nil on NATS, whose duplicate window does.
 	Dedup consumer.Dedup
+	// Times fixes the time of raw events stamped at receipt.
+	Times derive.TimeRegistry
 }
 
 // State opens the derived streams' state, creating it when missing:
@@ -297,6 +303,7 @@ func (bb *Backbone) State(ctx context.Context) (State, error) {
 				Partitions:        bb.cfg.KafkaPartitions,
 				ReplicationFactor: bb.cfg.KafkaReplication,
 				DedupWindow:       bb.cfg.KafkaDedupWindow,
+				TimesTTL:          bb.cfg.ReceivedTimeTTL,
 				Logger:            bb.log.Named("kafka-state"),
 				TLS:               bb.kafkaTLS,
 				SASL:              bb.kafkaSASL,
@@ -306,15 +313,16 @@ func (bb *Backbone) State(ctx context.Context) (State, error) {
 			}
 			bb.kafkaState = st
 		}
-		return State{Labels: bb.kafkaState.Labels(), Chats: bb.kafkaState.Chats(), Dedup: bb.kafkaState.Dedup()}, nil
+		return State{Labels: bb.kafkaState.Labels(), Chats: bb.kafkaState.Chats(), Dedup: bb.kafkaState.Dedup(), Times: bb.kafkaState.Times()}, nil
 	}
 	scfg := bb.cfg.NATSStorage.state(bb.cfg.NATSReplicas)
 	scfg.Logger = bb.log.Named("nats-state")
+	scfg.TimesTTL = bb.cfg.ReceivedTimeTTL
 	st, err := natsstate.Open(ctx, bb.nats.JetStream(), scfg)
 	if err != nil {
 		return State{}, fmt.Errorf("state: %w", err)
 	}
-	return State{Labels: st.Labels(), Chats: st.Chats()}, nil
+	return State{Labels: st.Labels(), Chats: st.Chats(), Times: st.Times()}, nil
 }
 
 // ConsumerDeps opens the state and returns what the derived-stream
@@ -331,6 +339,7 @@ func (bb *Backbone) ConsumerDeps(ctx context.Context, providers []provider.Provi
 		Labels:     st.Labels,
 		Chats:      st.Chats,
 		Dedup:      st.Dedup,
+		Times:      st.Times,
 		Providers:  providers,
 		Metrics:    metrics,
 		Logger:     log,

@@ -41,7 +41,10 @@ type Config struct {
 	// Dedup, when set, drops raw events this stream already derived: on
 	// brokers without a duplicate window (Kafka) a provider's retried
 	// webhook is stored twice.
-	Dedup   Dedup
+	Dedup Dedup
+	// Times, when set, gives every copy of a raw event whose time is its
+	// receive time the first copy's time, so that all derive the same.
+	Times   derive.TimeRegistry
 	Metrics *Metrics
 	Logger  *zap.Logger
 	// Now is the clock; time.Now when nil.
@@ -174,6 +177,11 @@ func (c *Consumer) handle(ctx context.Context, m broker.Received) (string, error
 	}
 	if facts.Empty() {
 		return "skipped", nil
+	}
+	if raw.TimeReceived && c.cfg.Times != nil {
+		if raw.Time, err = c.cfg.Times.FirstTime(ctx, raw.ID, raw.Time); err != nil {
+			return "error", fmt.Errorf("first time of %s: %w", raw.ID, err)
+		}
 	}
 	events, err := c.cfg.Deriver.Derive(ctx, raw, facts)
 	if err != nil {

@@ -68,7 +68,9 @@ type Deps struct {
 	Labels     derive.LabelRegistry
 	Chats      derive.ChatRegistry
 	// Dedup is set on brokers without a duplicate window.
-	Dedup     Dedup
+	Dedup Dedup
+	// Times fixes the time of raw events stamped at receipt.
+	Times     derive.TimeRegistry
 	Providers []provider.Provider
 	Metrics   *Metrics
 	Logger    *zap.Logger
@@ -110,6 +112,7 @@ func (s Streams) Run(ctx context.Context, d Deps) error {
 			Partition:   s.Partition,
 			Partitions:  s.Partitions,
 			Dedup:       d.Dedup,
+			Times:       d.Times,
 			Metrics:     d.Metrics,
 			Logger:      d.Logger,
 		})

@@ -45,7 +45,11 @@ type Raw struct {
 	// Subject is the raw event's subject: its canonical chat, if any.
 	Subject string
 	Time    time.Time
-	Data    []byte
+	// TimeReceived reports that Time is when the ingress received the raw
+	// event, the provider having given none: another stored copy of the
+	// event has another Time, so consumers fix it with a TimeRegistry.
+	TimeReceived bool
+	Data         []byte
 }
 
 // Event is one derived event before it is encoded as a CloudEvent.
@@ -124,6 +128,16 @@ type LabelRegistry interface {
 	Delete(ctx context.Context, provider, channel string, ref fact.LabelRef, eventID string) (l fact.Label, known bool, err error)
 	// Lookup returns what is known of a label by id.
 	Lookup(ctx context.Context, provider, channel, id string) (l fact.Label, known bool, err error)
+}
+
+// TimeRegistry remembers the time of raw events whose time is their
+// receive time, so that every copy of one raw event (a provider's retry
+// stored after the broker's duplicate window) derives the same events.
+type TimeRegistry interface {
+	// FirstTime returns the time recorded for raw event id: t when this
+	// call records it, else what an earlier call recorded. Concurrent
+	// callers with different times all get the same answer.
+	FirstTime(ctx context.Context, id string, t time.Time) (time.Time, error)
 }
 
 // ChatRegistry is the set of chats known per channel.

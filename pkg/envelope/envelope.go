@@ -34,7 +34,12 @@ const (
 	ExtPartitionKey     = "partitionkey"
 	ExtCausationID      = "causationid"
 	ExtTraceParent      = "traceparent"
+	ExtTimeSource       = "timesource"
 )
+
+// TimeReceived is the timesource of a raw event whose time is when the
+// ingress received it: the provider gave none.
+const TimeReceived = "received"
 
 // IngressTypePrefix starts the type of every raw event.
 const IngressTypePrefix = "io.wahook.ingress."
@@ -49,10 +54,12 @@ type Raw struct {
 	Channel  string
 	Kind     string
 	// Chat is the canonical chat id, empty when the item has none.
-	Chat        string
-	Time        time.Time
-	TraceParent string
-	Data        []byte
+	Chat string
+	Time time.Time
+	// TimeReceived marks Time as the receive time (extension timesource).
+	TimeReceived bool
+	TraceParent  string
+	Data         []byte
 }
 
 // Source is the CloudEvent source of a provider channel, a URI reference:
@@ -80,8 +87,8 @@ func IngressSubject(provider, channel, kind string) string {
 // hot path: header values share one backing array.
 func Ingress(r Raw, b Binding) broker.Message {
 	key := PartitionKey(r.Provider, r.Channel, r.Chat)
-	vals := make([]string, 0, 12)
-	h := make(broker.Header, 12)
+	vals := make([]string, 0, 13)
+	h := make(broker.Header, 13)
 	set := func(name, v string) {
 		vals = append(vals, b.encode(v))
 		h[b.Prefix+name] = vals[len(vals)-1 : len(vals) : len(vals)]
@@ -94,6 +101,9 @@ func Ingress(r Raw, b Binding) broker.Message {
 		set(AttrSubject, r.Chat)
 	}
 	set(AttrTime, r.Time.UTC().Format(time.RFC3339Nano))
+	if r.TimeReceived {
+		set(ExtTimeSource, TimeReceived)
+	}
 	set(ExtProvider, r.Provider)
 	set(ExtChannel, r.Channel)
 	set(ExtPartitionKey, key)
@@ -253,5 +263,6 @@ func DecodeRaw(m broker.Message, b Binding) (derive.Raw, error) {
 		return derive.Raw{}, fmt.Errorf("decode raw event %s: time: %w", r.ID, err)
 	}
 	r.Time = t
+	r.TimeReceived = get(ExtTimeSource) == TimeReceived
 	return r, nil
 }

@@ -110,6 +110,25 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// TestTimeSource marks a raw event stamped at receipt with the timesource
+// extension, which the CloudEvents SDK reads back; a provider's time has none.
+func TestTimeSource(t *testing.T) {
+	r := sampleRaw()
+	if h := Ingress(r, NATS).Header.Get("ce-timesource"); h != "" {
+		t.Errorf("provider time: ce-timesource = %q, want none", h)
+	}
+	r.TimeReceived = true
+	for _, b := range []Binding{NATS, Kafka} {
+		ev, err := Decode(Ingress(r, b), b)
+		if err != nil {
+			t.Fatalf("%s: Decode: %v", b.Name, err)
+		}
+		if got := ev.Extensions()[ExtTimeSource]; got != TimeReceived {
+			t.Errorf("%s: timesource = %v, want %q", b.Name, got, TimeReceived)
+		}
+	}
+}
+
 // TestSDKReadsHeaders reads the headers the way the CloudEvents SDK's NATS
 // JetStream binding does: each ce- header must name a known attribute or a
 // valid extension.
@@ -276,16 +295,20 @@ func TestDeadLetterMessage(t *testing.T) {
 func TestDecodeRaw(t *testing.T) {
 	r := sampleRaw()
 	for _, b := range []Binding{NATS, Kafka} {
-		got, err := DecodeRaw(Ingress(r, b), b)
-		if err != nil {
-			t.Fatalf("%s: %v", b.Name, err)
-		}
-		want := derive.Raw{ID: r.ID, Provider: r.Provider, Channel: r.Channel, Kind: r.Kind, Source: Source(r.Provider, r.Channel),
-			Subject: r.Chat, Time: r.Time, Data: r.Data}
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Errorf("%s: DecodeRaw mismatch (-want +got):\n%s", b.Name, diff)
+		for _, received := range []bool{false, true} {
+			r.TimeReceived = received
+			got, err := DecodeRaw(Ingress(r, b), b)
+			if err != nil {
+				t.Fatalf("%s: %v", b.Name, err)
+			}
+			want := derive.Raw{ID: r.ID, Provider: r.Provider, Channel: r.Channel, Kind: r.Kind, Source: Source(r.Provider, r.Channel),
+				Subject: r.Chat, Time: r.Time, TimeReceived: received, Data: r.Data}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("%s, time received %t: DecodeRaw mismatch (-want +got):\n%s", b.Name, received, diff)
+			}
 		}
 	}
+	r.TimeReceived = false
 	for name, mutate := range map[string]func(broker.Header){
 		"no specversion": func(h broker.Header) { delete(h, "ce-specversion") },
 		"no id":          func(h broker.Header) { delete(h, "ce-id") },

@@ -395,6 +395,9 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 			Time:        t,
 			TraceParent: traceParent,
 			Data:        it.Data,
+
+			// Copies stored apart have other receive times: consumers use the first's.
+			TimeReceived: it.Time.IsZero(),
 		}, h.cfg.Binding)
 	}
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -59,10 +60,15 @@ func (m *memory) Delete(ctx context.Context, provider, channel string, ref fact.
 			m.labels[key] = next
 		}
 	case ref.Name != "":
+		nameKey := state.NameKey(provider, channel, ref.Name)
+		if state.MissedByName(m.labels[nameKey], eventID) {
+			break
+		}
 		prefix := state.ChannelPrefix(provider, channel) + "."
 		var keys []string
 		for k := range m.labels {
-			if len(k) > len(prefix) && k[:len(prefix)] == prefix {
+			// A label's key, not a name's (one token more).
+			if rest, ok := strings.CutPrefix(k, prefix); ok && !strings.Contains(rest, ".") {
 				keys = append(keys, k)
 			}
 		}
@@ -74,7 +80,10 @@ func (m *memory) Delete(ctx context.Context, provider, channel string, ref fact.
 		var i int
 		var next *state.Label
 		i, l, known, next = state.DeleteLabelByName(recs, ref.Name, eventID)
-		if next != nil {
+		switch {
+		case i < 0:
+			m.labels[nameKey] = state.MissByName(m.labels[nameKey], ref.Name, eventID)
+		case next != nil:
 			m.labels[keys[i]] = next
 		}
 	}
@@ -148,5 +157,27 @@ func TestDecisionsEventLog(t *testing.T) {
 	// The second event's update fell out of the log.
 	if _, _, next := state.UpsertLabel(rec, fact.Label{ID: "1"}, "ev1"); next == nil {
 		t.Error("an update older than the log was answered from it")
+	}
+}
+
+// A delete by name that missed is remembered on the name's record, which a
+// later miss of the same name extends.
+func TestDecisionsMissByName(t *testing.T) {
+	if state.MissedByName(nil, "ev1") {
+		t.Error("no record, yet a miss")
+	}
+	rec := state.MissByName(nil, "Lead", "ev1")
+	rec2 := state.MissByName(rec, "Lead", "ev2")
+	for _, tc := range []struct {
+		rec  *state.Label
+		ev   string
+		want bool
+	}{{rec, "ev1", true}, {rec, "ev2", false}, {rec2, "ev1", true}, {rec2, "ev2", true}, {rec2, "ev3", false}} {
+		if got := state.MissedByName(tc.rec, tc.ev); got != tc.want {
+			t.Errorf("MissedByName(%d events, %s) = %t, want %t", len(tc.rec.Events), tc.ev, got, tc.want)
+		}
+	}
+	if k := state.NameKey("whapi", "C.1", "Lead"); k != "whapi.C_2E1.Lead.n" {
+		t.Errorf("NameKey = %q", k)
 	}
 }

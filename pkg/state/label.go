@@ -196,9 +196,10 @@ func DeleteLabel(cur *Label, id, eventID string) (l fact.Label, known bool, next
 // first such in labels' order), else a live label of that name, else a
 // deleted one, the smallest id (as text) among several, so that a name
 // several labels share resolves the same in every process. i is the index in
-// labels of the label resolved, -1 for none: a name that resolves to no
-// label leaves no trace, so that reprocessing such a Delete after a label of
-// that name appeared deletes that label.
+// labels of the label resolved, -1 for none: the backend then records the
+// miss on the name's record (MissByName), so that reprocessing the Delete
+// after a label of that name appeared misses again (MissedByName) instead of
+// deleting that label.
 func DeleteLabelByName(labels []*Label, name, eventID string) (i int, l fact.Label, known bool, next *Label) {
 	live, dead := -1, -1
 	smaller := func(a, b int) int {
@@ -227,6 +228,32 @@ func DeleteLabelByName(labels []*Label, name, eventID string) (i int, l fact.Lab
 		return -1, fact.Label{}, false, nil
 	}
 	return pick, labels[pick].label(), true, labels[pick].deletion(eventID)
+}
+
+// NameKey is the key of the record of a label name's deletions that
+// missed: "{provider}.{channel}.{name}.n", one token more than a label's,
+// so that a channel's labels ("{provider}.{channel}.*") never include it.
+func NameKey(provider, channel, name string) string {
+	return EntryKey(provider, channel, name) + ".n"
+}
+
+// MissedByName reports whether a Delete by name by eventID missed before,
+// from the name's record rec (nil when there is none).
+func MissedByName(rec *Label, eventID string) bool {
+	if rec == nil {
+		return false
+	}
+	_, ok := rec.event(eventID, outcomeMissed)
+	return ok
+}
+
+// MissByName returns the name's record rec (nil when there is none) with the
+// miss of eventID's Delete by name remembered, among the last 32.
+func MissByName(rec *Label, name, eventID string) *Label {
+	if rec == nil {
+		rec = &Label{Name: name}
+	}
+	return rec.with(LabelEvent{ID: eventID, Outcome: outcomeMissed})
 }
 
 // LookupLabel answers derive.LabelRegistry.Lookup from a label's record

@@ -100,6 +100,11 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 	}
 	deps, err := bb.ConsumerDeps(ctx, all.Providers(), consumer.NewMetrics(reg), log.Named("consumer"))
 	if err != nil {
+		if ctx.Err() != nil {
+			// Stopped while the state was still opening.
+			log.Info("deriver stopped")
+			return nil
+		}
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)

@@ -239,6 +239,7 @@ func (p *kpipeline) consumers(names []string, group string, partition, partition
 			Labels:     deadLabels{in, st.Labels()},
 			Chats:      deadChats{in, st.Chats()},
 			Dedup:      deadDedup{in, st.Dedup()},
+			Times:      st.Times(),
 			Providers:  providers,
 			Metrics:    consumer.NewMetrics(prometheus.NewRegistry()),
 		})

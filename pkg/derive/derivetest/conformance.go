@@ -103,6 +103,20 @@ func TestLabelRegistry(t *testing.T, newRegistry func(t *testing.T) derive.Label
 		deleteStep{"replay the deletion", fact.LabelRef{ID: "1"}, "ev5", a2, true}.check(t, r, p, c)
 	})
 
+	t.Run("a delete by name that missed misses again when reprocessed", func(t *testing.T) {
+		r := newRegistry(t)
+		p, c := confProvider, confChannel
+		lead := fact.Label{ID: "5", Name: "Lead", Color: "gold"}
+		deleteStep{"no label of that name", fact.LabelRef{Name: "Lead"}, "ev1", fact.Label{}, false}.check(t, r, p, c)
+		deleteStep{"another miss", fact.LabelRef{Name: "Lead"}, "ev2", fact.Label{}, false}.check(t, r, p, c)
+		upsertStep{"a label of that name", lead, "ev3", true, fact.Label{}}.check(t, r, p, c)
+		deleteStep{"replay the miss", fact.LabelRef{Name: "Lead"}, "ev2", fact.Label{}, false}.check(t, r, p, c)
+		closed := fact.Label{ID: "5", Name: "Closed"}
+		upsertStep{"the label is still live", closed, "ev4", false, lead}.check(t, r, p, c)
+		deleteStep{"a new delete by the new name finds it", fact.LabelRef{Name: "Closed"}, "ev5", closed, true}.check(t, r, p, c)
+		deleteStep{"a miss by name apart from one by id", fact.LabelRef{ID: "Lead"}, "ev6", fact.Label{}, false}.check(t, r, p, c)
+	})
+
 	t.Run("delete by name prefers the live label", func(t *testing.T) {
 		r := newRegistry(t)
 		old := fact.Label{ID: "5", Name: "Lead"}

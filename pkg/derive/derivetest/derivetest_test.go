@@ -90,3 +90,7 @@ func TestCheckSchemaReports(t *testing.T) {
 		})
 	}
 }
+
+func TestTimeRegistry(t *testing.T) {
+	derivetest.TestTimeRegistry(t, func(*testing.T) derive.TimeRegistry { return new(derivetest.TimeRegistry) })
+}

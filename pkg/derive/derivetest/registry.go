@@ -33,9 +33,9 @@ var ErrNoLabelID = errors.New("derivetest: label has no id")
 //   - Delete by another event: by id, or by name (a live label of that name
 //     first, else a deleted one; the smallest id, as text, among several); the
 //     label is marked deleted unless it already was. Unknown: the reference
-//     itself, not known. A miss by id is remembered with its event, so that
-//     reprocessing it after the id was created misses again; a miss by name
-//     leaves no trace.
+//     itself, not known. A miss is remembered with its event, by id or by
+//     name, so that reprocessing it after a label of that id or name was
+//     created misses again.
 //   - Lookup: the last known state, deleted labels included; never an id
 //     that was only missed.
 //
@@ -45,6 +45,8 @@ var ErrNoLabelID = errors.New("derivetest: label has no id")
 type LabelRegistry struct {
 	mu     sync.Mutex
 	scopes map[scope]map[string]*labelRecord
+	// missed is the last event whose delete by a name missed, per name.
+	missed map[scope]map[string]string
 }
 
 var _ derive.LabelRegistry = (*LabelRegistry)(nil)
@@ -124,8 +126,21 @@ func (r *LabelRegistry) Delete(ctx context.Context, provider, channel string, re
 			m[ref.ID] = &labelRecord{deleted: true, deletedBy: eventID, deletedState: miss}
 			return miss, false, nil
 		}
-	} else if rec = byName(r.labels(provider, channel, false), ref.Name, eventID); rec == nil {
-		return miss, false, nil
+	} else {
+		s := scope{provider, channel}
+		if r.missed[s][ref.Name] == eventID {
+			return miss, false, nil
+		}
+		if rec = byName(r.labels(provider, channel, false), ref.Name, eventID); rec == nil {
+			if r.missed == nil {
+				r.missed = map[scope]map[string]string{}
+			}
+			if r.missed[s] == nil {
+				r.missed[s] = map[string]string{}
+			}
+			r.missed[s][ref.Name] = eventID
+			return miss, false, nil
+		}
 	}
 	switch {
 	case eventID == rec.deletedBy:

@@ -1,9 +1,13 @@
 package kafkastate
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,18 +27,136 @@ type Chats struct {
 
 var _ derive.ChatRegistry = (*Chats)(nil)
 
+// chatShard holds one partition's chats: most in cold, a slice sorted by
+// key at 48 bytes a chat, and those applied since it was last rebuilt in m,
+// a map, which costs about three times as much per chat. The map is merged
+// into the slice whenever it holds an eighth as many chats, and once the
+// store is restored.
 type chatShard struct {
-	mu sync.RWMutex
-	m  map[hashKey]chatEntry
+	mu   sync.RWMutex
+	m    map[hashKey]chatEntry
+	cold []coldChat
+	// other holds the first events that are not wahook ids (see chatEntry);
+	// none in practice.
+	other map[hashKey]string
+}
+
+type coldChat struct {
+	key hashKey
+	e   chatEntry
+}
+
+// minMerge is the fewest chats the map holds before a merge, so that a
+// small shard is not rebuilt for every new chat.
+const minMerge = 4096
+
+// find returns the index of key in cold, and whether it is there.
+func (sh *chatShard) find(key hashKey) (int, bool) {
+	return slices.BinarySearchFunc(sh.cold, key, func(c coldChat, k hashKey) int { return bytes.Compare(c.key[:], k[:]) })
+}
+
+// entry returns key's entry. Lock held.
+func (sh *chatShard) entry(key hashKey) (chatEntry, bool) {
+	if e, ok := sh.m[key]; ok {
+		return e, true
+	}
+	if i, ok := sh.find(key); ok {
+		return sh.cold[i].e, true
+	}
+	return chatEntry{}, false
+}
+
+// set stores key's entry, where it is, and merges the map into the slice
+// when it is due. Write lock held.
+func (sh *chatShard) set(key hashKey, e chatEntry) {
+	if i, ok := sh.find(key); ok {
+		sh.cold[i].e = e
+		return
+	}
+	sh.m[key] = e
+	if len(sh.m) >= max(minMerge, len(sh.cold)/8) {
+		sh.merge()
+	}
+}
+
+// remove forgets key (a tombstone). Write lock held.
+func (sh *chatShard) remove(key hashKey) {
+	delete(sh.m, key)
+	delete(sh.other, key)
+	if i, ok := sh.find(key); ok {
+		sh.cold = slices.Delete(sh.cold, i, i+1)
+	}
+}
+
+// merge moves the map's chats into the sorted slice, a new one, and starts
+// a new map: a map does not shrink.
+func (sh *chatShard) merge() {
+	add := make([]coldChat, 0, len(sh.m))
+	for k, e := range sh.m {
+		add = append(add, coldChat{k, e})
+	}
+	slices.SortFunc(add, func(a, b coldChat) int { return bytes.Compare(a.key[:], b.key[:]) })
+	// An exact size: spare capacity would cost as much as the map saves.
+	old, merged := sh.cold, make([]coldChat, len(sh.cold)+len(add))
+	i, j := len(old)-1, len(add)-1
+	for k := len(merged) - 1; k >= 0; k-- {
+		if j < 0 || i >= 0 && bytes.Compare(old[i].key[:], add[j].key[:]) > 0 {
+			merged[k] = old[i]
+			i--
+		} else {
+			merged[k] = add[j]
+			j--
+		}
+	}
+	sh.cold = merged
+	sh.m = make(map[hashKey]chatEntry)
+}
+
+// compact merges every shard's map into its slice: once the chats are
+// restored, so that they start in the compact form.
+func (c *Chats) compact() {
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		if len(sh.m) > 0 {
+			sh.merge()
+		}
+		sh.mu.Unlock()
+	}
 }
 
 // chatEntry is what memory keeps of a chat: its winning record, and whether
-// a record was rejected after it (a repair is due, see the package doc).
+// a record was rejected after it (a repair is due, see the package doc). It
+// is 32 bytes, as every chat ever seen is held: the first event, a wahook
+// id (32 lower-case hex digits), is kept as its 16 bytes.
 type chatEntry struct {
-	first   string
+	first   [16]byte
 	seenAt  int64 // UnixNano of first_seen_at
+	version uint32
+	stale   bool
+	other   bool // the first event is no wahook id: chatShard.other has it
+}
+
+// chat is a chat's entry as callers use it.
+type chat struct {
+	first   string
+	seenAt  int64
 	version int64
 	stale   bool
+}
+
+// packID returns the 16 bytes of a wahook id, false for any other string.
+func packID(id string) (b [16]byte, ok bool) {
+	if len(id) != 32 {
+		return b, false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return b, false
+		}
+	}
+	_, err := hex.Decode(b[:], []byte(id))
+	return b, err == nil
 }
 
 // chatRecord is a chat's value on the topic. Every record of a chat after
@@ -49,6 +171,7 @@ func newChats(s *Store, t *topic) *Chats {
 	c := &Chats{s: s, t: t, shards: make([]chatShard, len(t.parts))}
 	for i := range c.shards {
 		c.shards[i].m = make(map[hashKey]chatEntry)
+		c.shards[i].other = make(map[hashKey]string)
 	}
 	return c
 }
@@ -60,7 +183,7 @@ func (c *Chats) apply(part int, key, value []byte) {
 	sh := &c.shards[part]
 	if value == nil {
 		sh.mu.Lock()
-		delete(sh.m, h)
+		sh.remove(h)
 		sh.mu.Unlock()
 		return
 	}
@@ -71,21 +194,35 @@ func (c *Chats) apply(part int, key, value []byte) {
 	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	cur, ok := sh.m[h]
-	if !ok || rec.Version > cur.version {
-		sh.m[h] = chatEntry{first: rec.FirstEvent, seenAt: rec.FirstSeenAt.UnixNano(), version: rec.Version}
+	cur, ok := sh.entry(h)
+	if ok && rec.Version <= int64(cur.version) {
+		cur.stale = true
+		sh.set(h, cur)
 		return
 	}
-	cur.stale = true
-	sh.m[h] = cur
+	e := chatEntry{seenAt: rec.FirstSeenAt.UnixNano(), version: uint32(min(max(rec.Version, 0), math.MaxUint32))}
+	if e.first, ok = packID(rec.FirstEvent); ok {
+		delete(sh.other, h)
+	} else {
+		e.other = true
+		sh.other[h] = rec.FirstEvent
+	}
+	sh.set(h, e)
 }
 
-func (c *Chats) get(p *partition, h hashKey) (chatEntry, bool) {
+func (c *Chats) get(p *partition, h hashKey) (chat, bool) {
 	sh := &c.shards[p.id]
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
-	e, ok := sh.m[h]
-	return e, ok
+	e, ok := sh.entry(h)
+	if !ok {
+		return chat{}, false
+	}
+	first := sh.other[h]
+	if !e.other {
+		first = hex.EncodeToString(e.first[:])
+	}
+	return chat{first: first, seenAt: e.seenAt, version: int64(e.version), stale: e.stale}, true
 }
 
 // FirstSeen records chat as known and reports whether eventID is the event

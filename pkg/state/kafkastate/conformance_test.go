@@ -23,3 +23,20 @@ func TestConformanceChatRegistry(t *testing.T) {
 		return open(t, freshConfig(c)).Chats()
 	})
 }
+
+// TestConformanceLabelRegistryRaces races two stores on one cluster, as two
+// processes would.
+func TestConformanceLabelRegistryRaces(t *testing.T) {
+	c := newCluster(t)
+	derivetest.TestLabelRegistryRaces(t, func(t *testing.T) [2]derive.LabelRegistry {
+		cfg := freshConfig(c)
+		return [2]derive.LabelRegistry{open(t, cfg).Labels(), open(t, cfg).Labels()}
+	})
+}
+
+func TestConformanceTimeRegistry(t *testing.T) {
+	c := newCluster(t)
+	derivetest.TestTimeRegistry(t, func(t *testing.T) derive.TimeRegistry {
+		return open(t, freshConfig(c)).Times()
+	})
+}

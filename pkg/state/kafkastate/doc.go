@@ -1,6 +1,7 @@
 // Package kafkastate keeps the derived streams' state in compacted Kafka
 // topics: the label registry (derive.LabelRegistry), the set of known chats
-// (derive.ChatRegistry) and the ids a subscriber has handled (Dedup). It is
+// (derive.ChatRegistry), the first time of raw events stamped at receipt
+// (derive.TimeRegistry) and the ids a subscriber has handled (Dedup). It is
 // the Kafka counterpart of natsstate, with the same values and semantics.
 // Kafka has no compare-and-set, so writers are ordered by the partition
 // itself: every write is a versioned record, every process applies the
@@ -15,14 +16,18 @@
 //	wahook.state.chats   cleanup.policy=compact, min.compaction.lag.ms=3600000
 //	wahook.state.dedup   cleanup.policy=compact,delete, retention.ms=window,
 //	                     segment.ms=min(window, 1h)
+//	wahook.state.times   cleanup.policy=compact,delete, retention.ms=TTL,
+//	                     segment.ms=min(TTL, 1h)
 //
 // with Config.Partitions (6) and Config.ReplicationFactor (1), and refuses
 // labels or chats topics that are not compacted. An existing topic keeps
 // its partitions; never add partitions to a state topic, as keys would
 // move away from their earlier records.
 //
-// Keys are natsstate's: "{provider}.{channel}.{label id}",
-// "{provider}.{channel}.{canonical chat id}", and "{scope}.{id}" for dedup,
+// Keys are natsstate's: "{provider}.{channel}.{label id}" (and
+// "{provider}.{channel}.{name}.n" for a label name's deletions that
+// missed), "{provider}.{channel}.{canonical chat id}", "{raw event id}" for
+// times and "{scope}.{id}" for dedup,
 // each part encoded on its own ([A-Za-z0-9-] kept, any other byte '_' and
 // two hex digits, "" as "=", a part over 64 bytes "=" and its SHA-256).
 // A chat or dedup record goes to the partition of its key by the Java
@@ -34,7 +39,8 @@
 // label is natsstate's value (its state, "created_by", "updated_by",
 // "previous", "deleted_by" and the outcomes told to its last 32 events, so
 // that a reprocessed event is answered as the first time) and "version". A
-// dedup mark is {"at"}.
+// time is {"time", "at", "version"} ("at": when it was written, for the
+// TTL). A dedup mark is {"at"}.
 //
 // # Versions: first writer wins
 //
@@ -86,6 +92,12 @@
 // chat's partition while no rebalance moves it: keep it below the group's
 // shortest rebalance.
 //
+// Times follows the chats' rule: FirstTime of an id in memory answers from
+// memory, an unknown one writes its time at version 1 and reads it back.
+// Memory keeps at most Config.TimesMaxIDs ids, none older than
+// Config.TimesTTL; a copy of a raw event later than that keeps its own
+// time.
+//
 // Within a process, calls on one chat, and calls on one channel's labels,
 // are serialised. Two processes write the same key only around a
 // rebalance, or when a paused process (a zombie) resumes: both compute, the
@@ -123,9 +135,12 @@
 // callers), a known one 0.3-0.6µs; a catch-up 43µs (8µs each with 8
 // callers, who share the end offset request; 0.4µs within CatchUpCache); a
 // label Upsert 144µs; a Mark 46µs. Restore reads about 580,000 records/s.
-// Memory holds about 160 bytes per known chat (the key as a 16-byte hash,
-// the first event id) and 85 per dedup id (85 MB for a scope at the
-// default bound).
+// Memory holds 48 bytes per known chat (the key as a 16-byte hash, the
+// first event, a wahook id, as its 16 bytes, in a slice sorted by key; the
+// chats seen since the last merge cost about three times that until they
+// are merged), 85 per dedup id (85 MB for a scope at the default bound) and
+// about 100 per time. Every chat ever seen is held, and Open reads the
+// whole chats topic: see BenchmarkRestoreChats for a million.
 //
 // # Errors
 //

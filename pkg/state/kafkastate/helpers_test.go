@@ -54,6 +54,7 @@ func freshConfig(c *kfake.Cluster) kafkastate.Config {
 		LabelsTopic: fmt.Sprintf("labels-%d", n),
 		ChatsTopic:  fmt.Sprintf("chats-%d", n),
 		DedupTopic:  fmt.Sprintf("dedup-%d", n),
+		TimesTopic:  fmt.Sprintf("times-%d", n),
 	}
 }
 

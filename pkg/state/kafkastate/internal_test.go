@@ -1,9 +1,12 @@
 package kafkastate
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -82,5 +85,47 @@ func TestFetchSkipsDeletedRecords(t *testing.T) {
 	next, read, _, err := s.fetch(s.dedup.t.parts[0], 0)
 	if err != nil || !read || next != 3 {
 		t.Errorf("fetch at 0 after retention = next %d, read %v, %v; want 3, true, nil", next, read, err)
+	}
+}
+
+// TestChatShard sets, updates and removes chats at random, across many
+// merges of the map into the sorted slice, against a plain map.
+func TestChatShard(t *testing.T) {
+	sh := chatShard{m: map[hashKey]chatEntry{}, other: map[hashKey]string{}}
+	want := map[hashKey]chatEntry{}
+	rng := rand.New(rand.NewPCG(1, 2))
+	key := func() hashKey { return hashOf(strconv.Itoa(rng.IntN(30000))) }
+	for i := range 200_000 {
+		k := key()
+		switch op := rng.IntN(10); {
+		case op == 0:
+			sh.remove(k)
+			delete(want, k)
+		default:
+			e := chatEntry{seenAt: int64(i), version: uint32(op), stale: op%2 == 0}
+			sh.set(k, e)
+			want[k] = e
+		}
+	}
+	if len(sh.cold) < minMerge {
+		t.Fatalf("%d chats in the slice: no merge happened", len(sh.cold))
+	}
+	if !slices.IsSortedFunc(sh.cold, func(a, b coldChat) int { return bytes.Compare(a.key[:], b.key[:]) }) {
+		t.Fatal("slice not sorted")
+	}
+	if n := len(sh.cold) + len(sh.m); n != len(want) {
+		t.Errorf("%d chats held, want %d", n, len(want))
+	}
+	for k, w := range want {
+		if got, ok := sh.entry(k); !ok || got != w {
+			t.Fatalf("entry(%x) = %+v, %t; want %+v", k, got, ok, w)
+		}
+	}
+	for range 1000 {
+		if k := key(); want[k] == (chatEntry{}) {
+			if _, ok := sh.entry(k); ok {
+				t.Fatalf("entry(%x) found, want none", k)
+			}
+		}
 	}
 }

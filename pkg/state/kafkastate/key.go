@@ -24,6 +24,17 @@ func labelPrefix(key string) (string, bool) {
 	return key[:i], true
 }
 
+// isNameKey reports whether key is a label name's record (state.NameKey):
+// a label key and the token "n".
+func isNameKey(key string) bool {
+	base, ok := strings.CutSuffix(key, ".n")
+	if !ok {
+		return false
+	}
+	_, ok = labelPrefix(base)
+	return ok
+}
+
 // hashKey is the in-memory identity of a key or id token: 16 bytes of its
 // SHA-256, so that a million chats or ids cost 16 bytes each, not their
 // encoded length. A collision needs about 2^64 keys.

@@ -36,6 +36,9 @@ var ErrNoLabelID = errors.New("kafkastate: label has no id")
 type labelShard struct {
 	mu sync.RWMutex
 	m  map[string]map[string]labelEntry // channel prefix, then key
+	// names holds the records of deletions by name that missed, by key
+	// (state.NameKey).
+	names map[string]labelEntry
 }
 
 // labelEntry is a label's winning record, never changed once applied, and
@@ -72,6 +75,7 @@ func newLabels(s *Store, t *topic) *Labels {
 	l := &Labels{s: s, t: t, shards: make([]labelShard, len(t.parts))}
 	for i := range l.shards {
 		l.shards[i].m = make(map[string]map[string]labelEntry)
+		l.shards[i].names = make(map[string]labelEntry)
 	}
 	return l
 }
@@ -79,15 +83,22 @@ func newLabels(s *Store, t *topic) *Labels {
 // apply implements table, with the rule of Chats.apply.
 func (r *Labels) apply(part int, key, value []byte) {
 	k := string(key)
+	sh := &r.shards[part]
+	m := sh.names
 	prefix, ok := labelPrefix(k)
 	if !ok {
-		r.s.log.Warn("label record ignored: not a label key", zap.ByteString("key", key))
-		return
+		if !isNameKey(k) {
+			r.s.log.Warn("label record ignored: not a label key", zap.ByteString("key", key))
+			return
+		}
+		prefix = ""
 	}
-	sh := &r.shards[part]
 	if value == nil {
 		sh.mu.Lock()
-		delete(sh.m[prefix], k)
+		if prefix != "" {
+			m = sh.m[prefix]
+		}
+		delete(m, k)
 		sh.mu.Unlock()
 		return
 	}
@@ -98,10 +109,11 @@ func (r *Labels) apply(part int, key, value []byte) {
 	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	m := sh.m[prefix]
-	if m == nil {
-		m = make(map[string]labelEntry)
-		sh.m[prefix] = m
+	if prefix != "" {
+		if m = sh.m[prefix]; m == nil {
+			m = make(map[string]labelEntry)
+			sh.m[prefix] = m
+		}
 	}
 	cur, ok := m[k]
 	if !ok || rec.Version > cur.rec.Version {
@@ -126,6 +138,15 @@ func (r *Labels) get(p *partition, prefix, key, id string) labelEntry {
 		e.rec = &rec
 	}
 	return e
+}
+
+// nameEntry returns the entry of the name record at key, the zero entry for
+// none.
+func (r *Labels) nameEntry(p *partition, key string) labelEntry {
+	sh := &r.shards[p.id]
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	return sh.names[key]
 }
 
 // channelLabels returns the keys and entries of a channel's labels in key
@@ -277,7 +298,18 @@ func (r *Labels) deleteByName(ctx context.Context, provider, channel, name, even
 		return fact.Label{}, false, err
 	}
 	defer unlock()
+	nameKey := state.NameKey(provider, channel, name)
 	for range maxAttempts {
+		missed := r.nameEntry(p, nameKey)
+		if state.MissedByName(missed.record(), eventID) {
+			if !missed.stale {
+				return fact.Label{}, false, nil
+			}
+			if err := r.put(ctx, p, nameKey, missed.record(), missed.version()); err != nil {
+				return fact.Label{}, false, err
+			}
+			continue
+		}
 		keys, entries := r.channelLabels(p, prefix)
 		recs := make([]*state.Label, len(entries))
 		for i, e := range entries {
@@ -285,7 +317,13 @@ func (r *Labels) deleteByName(ctx context.Context, provider, channel, name, even
 		}
 		i, l, known, next := state.DeleteLabelByName(recs, name, eventID)
 		if i < 0 {
-			return l, known, nil
+			// Remembered, so that reprocessing misses again whatever
+			// labels appear meanwhile; the answer comes from the record
+			// that wins, read back on the next round.
+			if err := r.put(ctx, p, nameKey, state.MissByName(missed.record(), name, eventID), missed.version()); err != nil {
+				return fact.Label{}, false, err
+			}
+			continue
 		}
 		if next == nil {
 			if !entries[i].stale {

@@ -22,9 +22,14 @@ const (
 	DefaultLabelsTopic = "wahook.state.labels"
 	DefaultChatsTopic  = "wahook.state.chats"
 	DefaultDedupTopic  = "wahook.state.dedup"
+	DefaultTimesTopic  = "wahook.state.times"
 	DefaultPartitions  = 6
 	DefaultDedupWindow = 24 * time.Hour
 	DefaultDedupMaxIDs = 1_000_000
+	// DefaultTimesTTL covers the longest retry horizon documented by a
+	// provider (7 days).
+	DefaultTimesTTL    = 7 * 24 * time.Hour
+	DefaultTimesMaxIDs = 1_000_000
 )
 
 // minCompactionLag is the state topics' min.compaction.lag.ms: a record is
@@ -60,6 +65,9 @@ type Config struct {
 	LabelsTopic string
 	ChatsTopic  string
 	DedupTopic  string
+	// TimesTopic names the topic of raw events' first times (see Times),
+	// DefaultTimesTopic when empty.
+	TimesTopic string
 	// Partitions and ReplicationFactor are used when Open creates a topic,
 	// DefaultPartitions and 1 when zero; an existing topic keeps its own.
 	// Never add partitions to a state topic: keys would move to other
@@ -72,6 +80,12 @@ type Config struct {
 	// DedupMaxIDs bounds the ids Dedup keeps in memory per scope,
 	// DefaultDedupMaxIDs when zero; the oldest are forgotten first.
 	DedupMaxIDs int
+	// TimesTTL is how long Times remembers a raw event's first time,
+	// DefaultTimesTTL when zero; it is also the times topic's retention.ms.
+	// TimesMaxIDs bounds the times kept in memory, DefaultTimesMaxIDs when
+	// zero; the oldest are forgotten first.
+	TimesTTL    time.Duration
+	TimesMaxIDs int
 	// CatchUpCache lets one catch-up (a partition's end offset read, then
 	// the wait for it) serve the reads that start within this long after
 	// it was asked for, instead of one round trip each. Zero, the default,
@@ -100,6 +114,15 @@ func (c *Config) setDefaults() {
 	if c.DedupTopic == "" {
 		c.DedupTopic = DefaultDedupTopic
 	}
+	if c.TimesTopic == "" {
+		c.TimesTopic = DefaultTimesTopic
+	}
+	if c.TimesTTL == 0 {
+		c.TimesTTL = DefaultTimesTTL
+	}
+	if c.TimesMaxIDs == 0 {
+		c.TimesMaxIDs = DefaultTimesMaxIDs
+	}
 	if c.Partitions == 0 {
 		c.Partitions = DefaultPartitions
 	}
@@ -125,8 +148,8 @@ func (c Config) Validate() error {
 	switch {
 	case len(c.Brokers) == 0:
 		return errors.New("kafkastate: no brokers")
-	case c.LabelsTopic == c.ChatsTopic || c.LabelsTopic == c.DedupTopic || c.ChatsTopic == c.DedupTopic:
-		return fmt.Errorf("kafkastate: topics %q, %q and %q are not distinct", c.LabelsTopic, c.ChatsTopic, c.DedupTopic)
+	case len(map[string]bool{c.LabelsTopic: true, c.ChatsTopic: true, c.DedupTopic: true, c.TimesTopic: true}) < 4:
+		return fmt.Errorf("kafkastate: topics %q, %q, %q and %q are not distinct", c.LabelsTopic, c.ChatsTopic, c.DedupTopic, c.TimesTopic)
 	case c.Partitions < 1:
 		return fmt.Errorf("kafkastate: %d partitions, want at least 1", c.Partitions)
 	case c.ReplicationFactor < 1:
@@ -135,6 +158,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("kafkastate: dedup window %v, want at least 1s", c.DedupWindow)
 	case c.DedupMaxIDs < 1:
 		return fmt.Errorf("kafkastate: dedup bound %d, want at least 1", c.DedupMaxIDs)
+	case c.TimesTTL < time.Second:
+		return fmt.Errorf("kafkastate: times TTL %v, want at least 1s", c.TimesTTL)
+	case c.TimesMaxIDs < 1:
+		return fmt.Errorf("kafkastate: times bound %d, want at least 1", c.TimesMaxIDs)
 	case c.CatchUpCache < 0:
 		return fmt.Errorf("kafkastate: negative catch-up cache %v", c.CatchUpCache)
 	}
@@ -153,6 +180,7 @@ type Store struct {
 	labels *Labels
 	chats  *Chats
 	dedup  *Dedup
+	times  *Times
 	topics []*topic
 
 	ctx       context.Context // the Store's life: ends at Close
@@ -178,7 +206,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	sctx, cancel := context.WithCancel(context.Background())
 	transport := &kafka.Transport{
 		ClientID:       "wahook-state",
-		MetadataTopics: []string{cfg.LabelsTopic, cfg.ChatsTopic, cfg.DedupTopic},
+		MetadataTopics: []string{cfg.LabelsTopic, cfg.ChatsTopic, cfg.DedupTopic, cfg.TimesTopic},
 		Context:        sctx,
 		TLS:            cfg.TLS,
 		SASL:           cfg.SASL,
@@ -212,11 +240,13 @@ func (s *Store) open(ctx context.Context) error {
 	labels := newTopic(s.cfg.LabelsTopic, counts[s.cfg.LabelsTopic])
 	chats := newTopic(s.cfg.ChatsTopic, counts[s.cfg.ChatsTopic])
 	dedup := newTopic(s.cfg.DedupTopic, counts[s.cfg.DedupTopic])
+	times := newTopic(s.cfg.TimesTopic, counts[s.cfg.TimesTopic])
 	s.labels = newLabels(s, labels)
 	s.chats = newChats(s, chats)
 	s.dedup = newDedup(s, dedup)
-	labels.table, chats.table, dedup.table = s.labels, s.chats, s.dedup
-	s.topics = []*topic{labels, chats, dedup}
+	s.times = newTimes(s, times)
+	labels.table, chats.table, dedup.table, times.table = s.labels, s.chats, s.dedup, s.times
+	s.topics = []*topic{labels, chats, dedup, times}
 
 	// Every partition is read from its first offset; Open returns once each
 	// has reached the end offset it had before reading began.
@@ -245,6 +275,7 @@ func (s *Store) open(ctx context.Context) error {
 			return fmt.Errorf("kafkastate: restore %s: %w", p, err)
 		}
 	}
+	s.chats.compact()
 	return nil
 }
 
@@ -262,23 +293,25 @@ func (s *Store) createTopics(ctx context.Context) error {
 			},
 		}
 	}
-	window := s.cfg.DedupWindow
-	dedup := kafka.TopicConfig{
-		Topic:             s.cfg.DedupTopic,
-		NumPartitions:     s.cfg.Partitions,
-		ReplicationFactor: s.cfg.ReplicationFactor,
-		// Compaction keeps an id's last mark only; deletion drops the
-		// segments whose marks are all older than the window, so ids
-		// that are never marked again need no tombstones. Segments of at
-		// most an hour keep what outlives the window small.
-		ConfigEntries: []kafka.ConfigEntry{
-			{ConfigName: "cleanup.policy", ConfigValue: "compact,delete"},
-			{ConfigName: "retention.ms", ConfigValue: ms(window)},
-			{ConfigName: "segment.ms", ConfigValue: ms(min(window, time.Hour))},
-		},
+	// Compaction keeps an id's last record only; deletion drops the
+	// segments whose records are all older than the window, so ids that
+	// are never written again need no tombstones. Segments of at most an
+	// hour keep what outlives the window small.
+	windowed := func(name string, window time.Duration) kafka.TopicConfig {
+		return kafka.TopicConfig{
+			Topic:             name,
+			NumPartitions:     s.cfg.Partitions,
+			ReplicationFactor: s.cfg.ReplicationFactor,
+			ConfigEntries: []kafka.ConfigEntry{
+				{ConfigName: "cleanup.policy", ConfigValue: "compact,delete"},
+				{ConfigName: "retention.ms", ConfigValue: ms(window)},
+				{ConfigName: "segment.ms", ConfigValue: ms(min(window, time.Hour))},
+			},
+		}
 	}
 	resp, err := s.client.CreateTopics(ctx, &kafka.CreateTopicsRequest{
-		Topics: []kafka.TopicConfig{compacted(s.cfg.LabelsTopic), compacted(s.cfg.ChatsTopic), dedup},
+		Topics: []kafka.TopicConfig{compacted(s.cfg.LabelsTopic), compacted(s.cfg.ChatsTopic),
+			windowed(s.cfg.DedupTopic, s.cfg.DedupWindow), windowed(s.cfg.TimesTopic, s.cfg.TimesTTL)},
 	})
 	if err != nil {
 		return fmt.Errorf("kafkastate: create topics: %w", err)
@@ -297,7 +330,7 @@ func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10)
 // transport caches: a topic another process created moments ago shows up
 // at the cache's next refresh.
 func (s *Store) partitionCounts(ctx context.Context) (map[string]int, error) {
-	names := []string{s.cfg.LabelsTopic, s.cfg.ChatsTopic, s.cfg.DedupTopic}
+	names := []string{s.cfg.LabelsTopic, s.cfg.ChatsTopic, s.cfg.DedupTopic, s.cfg.TimesTopic}
 	for attempt := 0; ; attempt++ {
 		meta, err := s.client.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
 		if err != nil {
@@ -420,6 +453,9 @@ func (s *Store) Chats() *Chats { return s.chats }
 
 // Dedup returns the deduplication of event ids.
 func (s *Store) Dedup() *Dedup { return s.dedup }
+
+// Times returns the first times of raw events stamped at receipt.
+func (s *Store) Times() *Times { return s.times }
 
 // Close stops tailing and waits, within ctx, for the background work to
 // end. Calls after Close fail with ErrClosed; writes already acknowledged

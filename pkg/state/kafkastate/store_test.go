@@ -317,10 +317,11 @@ func TestOpenCreatesTopics(t *testing.T) {
 	cfg := freshConfig(c)
 	cfg.Partitions = 3
 	cfg.DedupWindow = 2 * time.Hour
+	cfg.TimesTTL = 30 * time.Minute
 	open(t, cfg)
 	ctx := testCtx(t)
 	cl := client(c)
-	meta, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{cfg.LabelsTopic, cfg.ChatsTopic, cfg.DedupTopic}})
+	meta, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{cfg.LabelsTopic, cfg.ChatsTopic, cfg.DedupTopic, cfg.TimesTopic}})
 	if err != nil {
 		t.Fatalf("Metadata: %v", err)
 	}
@@ -333,6 +334,7 @@ func TestOpenCreatesTopics(t *testing.T) {
 		cfg.LabelsTopic: {"cleanup.policy": "compact", "min.compaction.lag.ms": "3600000"},
 		cfg.ChatsTopic:  {"cleanup.policy": "compact", "min.compaction.lag.ms": "3600000"},
 		cfg.DedupTopic:  {"cleanup.policy": "compact,delete", "retention.ms": "7200000", "segment.ms": "3600000"},
+		cfg.TimesTopic:  {"cleanup.policy": "compact,delete", "retention.ms": "1800000", "segment.ms": "1800000"},
 	}
 	req := &kafka.DescribeConfigsRequest{}
 	for name := range want {
@@ -377,6 +379,9 @@ func TestOpenValidates(t *testing.T) {
 		"no brokers":   {},
 		"same topics":  {Brokers: []string{"x:9092"}, LabelsTopic: "t", ChatsTopic: "t"},
 		"short window": {Brokers: []string{"x:9092"}, DedupWindow: time.Millisecond},
+		"times topic":  {Brokers: []string{"x:9092"}, TimesTopic: kafkastate.DefaultDedupTopic},
+		"short TTL":    {Brokers: []string{"x:9092"}, TimesTTL: time.Millisecond},
+		"times bound":  {Brokers: []string{"x:9092"}, TimesMaxIDs: -1},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if s, err := kafkastate.Open(testCtx(t), cfg); err == nil {
@@ -395,5 +400,28 @@ func TestOpenWithoutBroker(t *testing.T) {
 	if err == nil {
 		closeStore(t, s)
 		t.Fatalf("Open without a broker: no error")
+	}
+}
+
+// Memory keeps a wahook id (32 lower-case hex digits) as its bytes and any
+// other first event as it is: both answer alike, also once restored.
+func TestChatsFirstEventForms(t *testing.T) {
+	c := newCluster(t)
+	cfg := freshConfig(c)
+	ids := map[string]string{
+		"1@s.whatsapp.net": "0123456789abcdef0123456789abcdef",
+		"2@s.whatsapp.net": "0123456789ABCDEF0123456789ABCDEF", // not lower case
+		"3@s.whatsapp.net": "0123456789abcdef0123456789abcdeg", // not hex
+		"4@s.whatsapp.net": "0123456789abcdef",
+	}
+	for _, s := range []*kafkastate.Store{open(t, cfg), nil} {
+		if s == nil {
+			s = open(t, cfg) // restored from the topic
+		}
+		for chat, ev := range ids {
+			firstSeen(t, s, chat, ev, true)
+			firstSeen(t, s, chat, strings.ToUpper(ev), ev == strings.ToUpper(ev))
+			firstSeen(t, s, chat, "0123456789abcdef0123456789abcdee", false)
+		}
 	}
 }

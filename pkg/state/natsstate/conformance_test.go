@@ -26,3 +26,23 @@ func TestConformanceChatRegistry(t *testing.T) {
 		return open(t, b.JetStream(), freshConfig()).Chats()
 	})
 }
+
+// TestConformanceLabelRegistryRaces races two stores as two processes
+// would: one over an in-process connection, one over TCP.
+func TestConformanceLabelRegistryRaces(t *testing.T) {
+	e := startServer(t, t.TempDir())
+	b1 := connect(t, natsbroker.Config{Embedded: e})
+	b2 := connect(t, natsbroker.Config{URL: e.ClientURL()})
+	derivetest.TestLabelRegistryRaces(t, func(t *testing.T) [2]derive.LabelRegistry {
+		cfg := freshConfig()
+		return [2]derive.LabelRegistry{open(t, b1.JetStream(), cfg).Labels(), open(t, b2.JetStream(), cfg).Labels()}
+	})
+}
+
+func TestConformanceTimeRegistry(t *testing.T) {
+	e := startServer(t, t.TempDir())
+	b := connect(t, natsbroker.Config{URL: e.ClientURL()})
+	derivetest.TestTimeRegistry(t, func(t *testing.T) derive.TimeRegistry {
+		return open(t, b.JetStream(), freshConfig()).Times()
+	})
+}

@@ -1,17 +1,21 @@
 // Package natsstate keeps the derived streams' state in JetStream key-value
-// buckets: the label registry (derive.LabelRegistry) and the set of known
-// chats (derive.ChatRegistry). The state lives on the broker, so it survives
+// buckets: the label registry (derive.LabelRegistry), the set of known
+// chats (derive.ChatRegistry) and the first time of raw events stamped at
+// receipt (derive.TimeRegistry). The state lives on the broker, so it survives
 // restarts and is shared by every consumer instance; instances coordinate
 // only through the buckets' compare-and-set writes (Create, and Update at a
 // revision), never through locks or leaders.
 //
 // # Buckets and keys
 //
-// Open creates or updates two buckets, WAHOOK_LABELS and WAHOOK_CHATS by
-// default, each keeping one revision per key. Keys are
+// Open creates or updates three buckets, WAHOOK_LABELS, WAHOOK_CHATS and
+// WAHOOK_TIMES by default, each keeping one revision per key; WAHOOK_TIMES
+// forgets a key Config.TimesTTL after it was written (its max age). Keys
+// are
 //
 //	labels: {provider}.{channel}.{label id}
 //	chats:  {provider}.{channel}.{canonical chat id}
+//	times:  {raw event id}
 //
 // where each part is one key token encoded on its own: the bytes
 // [A-Za-z0-9-] are kept, every other byte becomes '_' and two upper-case hex
@@ -26,7 +30,7 @@
 // # Values
 //
 // Values are JSON. A chat is {"first_event", "first_seen_at"} and never
-// changes once written. A label is its last known state
+// changes once written. A time is the RFC 3339 text of the time. A label is its last known state
 // {"id", "name", "color", "color_hex"} with "created_by" (the raw event that
 // created it), "updated_by" (the last raw event that set it), "previous"
 // (its state before updated_by), "deleted_by" (set on a tombstone) and
@@ -49,16 +53,23 @@
 // told the state it replaced.
 //
 // Delete resolves a reference by id, or, without an id, by name among the
-// channel's labels: the label this event deleted before (a reprocessing),
+// channel's labels, listed from the bucket stream's subjects and read one
+// by one (a KV watch may end before a key being rewritten: see
+// Labels.scan): the label this event deleted before (a reprocessing),
 // else a live label of that name, else a deleted one, the smallest id (as
 // text) among several. It marks the label deleted and returns its last
 // state as known, also when the label was deleted already (by another
 // event). A label never set is unknown and returned as the reference says;
 // by id, the miss is recorded on the label's key, so that reprocessing the
-// Delete after a later creation still misses. A name that resolves to no
-// label leaves no trace: reprocessing such a Delete after a label of that
-// name appeared deletes that label. Lookup returns a label's last state,
-// also once deleted.
+// Delete after a later creation still misses; by name, on the name's key
+// "{provider}.{channel}.{name}.n" (one token more than a label's), so that
+// reprocessing the Delete after a label of that name appeared still misses
+// and leaves that label alone. Lookup returns a label's last state, also
+// once deleted.
+//
+// FirstTime writes a raw event's time with Create; the first writer wins
+// and every other caller, in any process, reads its time, until the entry
+// expires.
 //
 // # Errors
 //

@@ -127,5 +127,6 @@ func freshConfig() natsstate.Config {
 	return natsstate.Config{
 		LabelsBucket: fmt.Sprintf("LABELS_%d", n),
 		ChatsBucket:  fmt.Sprintf("CHATS_%d", n),
+		TimesBucket:  fmt.Sprintf("TIMES_%d", n),
 	}
 }

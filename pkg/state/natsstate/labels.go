@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -18,6 +20,11 @@ import (
 // Labels is the label registry of every channel, a derive.LabelRegistry.
 type Labels struct {
 	kv jetstream.KeyValue
+	// stream is the bucket's stream and subjects its subject prefix
+	// ("$KV.{bucket}."): a channel's keys are listed from the stream's
+	// subjects, see scan.
+	stream   jetstream.Stream
+	subjects string
 }
 
 var _ derive.LabelRegistry = (*Labels)(nil)
@@ -118,13 +125,21 @@ func (r *Labels) deleteByID(ctx context.Context, provider, channel, id, eventID 
 }
 
 func (r *Labels) deleteByName(ctx context.Context, provider, channel, name, eventID string) (fact.Label, bool, error) {
+	nameKey := state.NameKey(provider, channel, name)
 	for attempt := range maxAttempts {
 		if attempt > 0 {
 			if err := pause(ctx, attempt); err != nil {
 				return fact.Label{}, false, err
 			}
 		}
-		entries, err := r.scan(ctx, state.ChannelPrefix(provider, channel)+".*")
+		missed, missedRev, err := r.get(ctx, nameKey, "")
+		if err != nil {
+			return fact.Label{}, false, err
+		}
+		if state.MissedByName(missed, eventID) {
+			return fact.Label{}, false, nil
+		}
+		entries, err := r.scan(ctx, state.ChannelPrefix(provider, channel))
 		if err != nil {
 			return fact.Label{}, false, err
 		}
@@ -135,10 +150,16 @@ func (r *Labels) deleteByName(ctx context.Context, provider, channel, name, even
 		// Scan order decides among labels this event deleted before, as
 		// the first found is the answer.
 		i, l, known, next := state.DeleteLabelByName(recs, name, eventID)
-		if next == nil {
+		switch {
+		case i < 0:
+			// Remembered, so that reprocessing misses again whatever
+			// labels appear meanwhile.
+			err = r.put(ctx, nameKey, state.MissByName(missed, name, eventID), missed != nil, missedRev)
+		case next == nil:
 			return l, known, nil
+		default:
+			err = r.put(ctx, entries[i].key, next, true, entries[i].rev)
 		}
-		err = r.put(ctx, entries[i].key, next, true, entries[i].rev)
 		switch {
 		case err == nil:
 			return l, known, nil
@@ -213,46 +234,48 @@ type scanned struct {
 	rec *state.Label
 }
 
-// scan reads the last value of every key matching filter. A channel holds
-// a few labels (WhatsApp allows 20) and deletes by name are rare, so a scan
-// is cheaper than keeping a name index consistent across writers.
-func (r *Labels) scan(ctx context.Context, filter string) ([]scanned, error) {
+// scan reads the last value of every label of the channel whose key prefix
+// is prefix, in key order. A channel holds a few labels (WhatsApp allows
+// 20) and deletes by name are rare, so a scan is cheaper than keeping a
+// name index consistent across writers.
+//
+// The keys come from the stream's subject counts, which the server takes
+// from its index in one piece, and each value from a Get. A KV watch (or
+// Keys, built on one) cannot be used: it ends its initial values when the
+// consumer's pending count says so, and that count can read 0 while a key
+// is being rewritten (the server removes the replaced revision before it
+// counts the new one), so the watch ends before it delivered a label that
+// exists, and a delete by name racing a write to that label answered
+// "unknown".
+func (r *Labels) scan(ctx context.Context, prefix string) ([]scanned, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, scanTimeout)
 		defer cancel()
 	}
-	w, err := r.kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+	info, err := r.stream.Info(ctx, jetstream.WithSubjectFilter(r.subjects+prefix+".*"))
 	if err != nil {
-		return nil, fmt.Errorf("watch %s: %w", filter, err)
+		return nil, fmt.Errorf("list keys %s.*: %w", prefix, err)
 	}
-	defer w.Stop()
-	var out []scanned
-	at := make(map[string]int) // a key written during the scan comes twice
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, fmt.Errorf("watch %s: closed before the last value", filter)
-			}
-			if e == nil { // every current value delivered
-				return out, nil
-			}
-			rec, err := decodeLabel(e.Key(), e.Value())
-			if err != nil {
-				return nil, err
-			}
-			s := scanned{key: e.Key(), rev: e.Revision(), rec: rec}
-			if i, ok := at[s.key]; ok {
-				if s.rev > out[i].rev {
-					out[i] = s
-				}
-				continue
-			}
-			at[s.key] = len(out)
-			out = append(out, s)
-		case <-ctx.Done():
-			return nil, fmt.Errorf("watch %s: %w", filter, ctx.Err())
+	keys := make([]string, 0, len(info.State.Subjects))
+	for subj := range info.State.Subjects {
+		keys = append(keys, strings.TrimPrefix(subj, r.subjects))
+	}
+	slices.Sort(keys)
+	out := make([]scanned, 0, len(keys))
+	for _, key := range keys {
+		e, err := r.kv.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			continue // a delete marker, or removed by the bucket's limits
+		case err != nil:
+			return nil, fmt.Errorf("get %s: %w", key, err)
 		}
+		rec, err := decodeLabel(key, e.Value())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, scanned{key: key, rev: e.Revision(), rec: rec})
 	}
+	return out, nil
 }

@@ -20,6 +20,10 @@ const (
 	DefaultChatCacheSize  = 65536
 	DefaultLabelsMaxBytes = 64 << 20
 	DefaultChatsMaxBytes  = 512 << 20
+	DefaultTimesBucket    = "WAHOOK_TIMES"
+	// DefaultTimesTTL covers the longest retry horizon documented by a
+	// provider (7 days).
+	DefaultTimesTTL = 7 * 24 * time.Hour
 )
 
 // ErrContended reports that a write lost its compare-and-set race too many
@@ -65,6 +69,13 @@ type Config struct {
 	// Logger receives what Open finds on existing buckets; nothing is
 	// logged when nil.
 	Logger *zap.Logger
+	// TimesBucket names the bucket of raw events' first times (see Times),
+	// DefaultTimesBucket when empty.
+	TimesBucket string
+	// TimesTTL is how long a raw event's first time is kept, the bucket's
+	// max age: a copy of the event stored later than that derives events
+	// with its own receive time. DefaultTimesTTL when zero.
+	TimesTTL time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -85,6 +96,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.ChatsMaxBytes == 0 {
 		c.ChatsMaxBytes = DefaultChatsMaxBytes
+	}
+	if c.TimesBucket == "" {
+		c.TimesBucket = DefaultTimesBucket
+	}
+	if c.TimesTTL == 0 {
+		c.TimesTTL = DefaultTimesTTL
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -109,8 +126,11 @@ func (c Config) ReservedBytes() (int64, bool) {
 
 // Validate checks a configuration after defaults are applied.
 func (c Config) Validate() error {
-	if c.LabelsBucket == c.ChatsBucket {
-		return fmt.Errorf("natsstate: labels and chats share bucket %q", c.LabelsBucket)
+	if c.LabelsBucket == c.ChatsBucket || c.TimesBucket == c.LabelsBucket || c.TimesBucket == c.ChatsBucket {
+		return fmt.Errorf("natsstate: buckets %q, %q and %q are not distinct: registries share a bucket", c.LabelsBucket, c.ChatsBucket, c.TimesBucket)
+	}
+	if c.TimesTTL < time.Second {
+		return fmt.Errorf("natsstate: times TTL %v, want at least 1s", c.TimesTTL)
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		return fmt.Errorf("natsstate: %d replicas, want 1 to 5", c.Replicas)
@@ -137,6 +157,7 @@ const minBucketBytes = 1 << 20
 type Store struct {
 	labels *Labels
 	chats  *Chats
+	times  *Times
 }
 
 // Open creates the buckets that do not exist, checks those that do, and
@@ -171,9 +192,26 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	if err != nil {
 		return nil, err
 	}
+	times, err := ensureBucket(ctx, js, jetstream.KeyValueConfig{
+		Bucket:      cfg.TimesBucket,
+		Description: "wahook: the time of raw events stamped at receipt, for their later copies",
+		History:     1,
+		TTL:         cfg.TimesTTL,
+		Storage:     cfg.Storage,
+		Replicas:    cfg.Replicas,
+	}, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	// The bucket's stream, to list a channel's label keys (see Labels.scan).
+	stream, err := js.Stream(ctx, "KV_"+cfg.LabelsBucket)
+	if err != nil {
+		return nil, fmt.Errorf("natsstate: bucket %s: stream: %w", cfg.LabelsBucket, err)
+	}
 	return &Store{
-		labels: &Labels{kv: labels},
+		labels: &Labels{kv: labels, stream: stream, subjects: "$KV." + cfg.LabelsBucket + "."},
 		chats:  &Chats{kv: chats, cache: newFirstCache(cfg.ChatCacheSize)},
+		times:  &Times{kv: times},
 	}, nil
 }
 
@@ -257,6 +295,9 @@ func (s *Store) Labels() *Labels { return s.labels }
 
 // Chats returns the known chats.
 func (s *Store) Chats() *Chats { return s.chats }
+
+// Times returns the first times of raw events stamped at receipt.
+func (s *Store) Times() *Times { return s.times }
 
 // checkEvent refuses an event id the registries cannot keep exactly: see
 // state.CheckEvent.

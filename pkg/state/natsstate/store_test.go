@@ -65,7 +65,7 @@ func TestOpen(t *testing.T) {
 		}
 	}
 
-	custom := open(t, b1.JetStream(), natsstate.Config{LabelsBucket: "L_CUSTOM", ChatsBucket: "C_CUSTOM", Storage: jetstream.MemoryStorage})
+	custom := open(t, b1.JetStream(), natsstate.Config{LabelsBucket: "L_CUSTOM", ChatsBucket: "C_CUSTOM", TimesBucket: "T_CUSTOM", Storage: jetstream.MemoryStorage})
 	if first, err := custom.Chats().FirstSeen(testCtx(t), prov, chan1, "1@s.whatsapp.net", "e2"); err != nil || !first {
 		t.Errorf("FirstSeen in custom buckets = %t, %v; want true: they are not the default ones", first, err)
 	}
@@ -74,7 +74,9 @@ func TestOpen(t *testing.T) {
 		give    natsstate.Config
 		wantErr string
 	}{
-		"shared bucket":   {give: natsstate.Config{LabelsBucket: "X", ChatsBucket: "X"}, wantErr: "share bucket"},
+		"shared bucket":   {give: natsstate.Config{LabelsBucket: "X", ChatsBucket: "X"}, wantErr: "share a bucket"},
+		"times share":     {give: natsstate.Config{TimesBucket: natsstate.DefaultChatsBucket}, wantErr: "share a bucket"},
+		"short times TTL": {give: natsstate.Config{TimesTTL: time.Millisecond}, wantErr: "TTL"},
 		"too many copies": {give: natsstate.Config{Replicas: 6}, wantErr: "replicas"},
 		"bad storage":     {give: natsstate.Config{Storage: 7}, wantErr: "storage"},
 		"bad bucket name": {give: natsstate.Config{LabelsBucket: "a.b"}, wantErr: "bucket a.b"},
