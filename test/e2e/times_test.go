@@ -162,14 +162,11 @@ func TestCopiesDeriveTheSameTime(t *testing.T) {
 	if err := p.broker.Publish(ctx, rawCopies(t, envelope.NATS)...); err != nil {
 		t.Fatal(err)
 	}
-	// Every connection and store first, then the consumers: a stream
-	// update (at Connect) racing a consumer creation trips a data race
-	// inside nats-server.
 	groups := []string{"times-a-", "times-b-"}
 	var deps []consumer.Deps
 	var recs []*recorder
 	for _, group := range groups {
-		b, err := natsbroker.Connect(ctx, natsbroker.Config{URL: p.emb.ClientURL(), Name: "e2e-" + group})
+		b, err := natsbroker.Connect(ctx, natsbroker.Config{URL: p.emb.ClientURL(), Auth: p.emb.ServiceAuth(), Name: "e2e-" + group})
 		if err != nil {
 			t.Fatal(err)
 		}

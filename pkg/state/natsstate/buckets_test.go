@@ -65,7 +65,7 @@ func TestOpenSendsNoUpdateWhenUnchanged(t *testing.T) {
 	b := connect(t, natsbroker.Config{Embedded: e})
 	cfg := freshConfig()
 	got := updates(t, e, b.Conn(), func() { open(t, b.JetStream(), cfg) })
-	if diff := cmp.Diff(map[string]int{"CREATE": 2}, got); diff != "" {
+	if diff := cmp.Diff(map[string]int{"CREATE": 3}, got); diff != "" {
 		t.Errorf("first Open: stream requests (-want +got):\n%s", diff)
 	}
 	got = updates(t, e, b.Conn(), func() { open(t, b.JetStream(), cfg) })

@@ -32,7 +32,7 @@ func TestConformanceChatRegistry(t *testing.T) {
 func TestConformanceLabelRegistryRaces(t *testing.T) {
 	e := startServer(t, t.TempDir())
 	b1 := connect(t, natsbroker.Config{Embedded: e})
-	b2 := connect(t, natsbroker.Config{URL: e.ClientURL()})
+	b2 := connect(t, natsbroker.Config{URL: e.ClientURL(), Auth: e.ServiceAuth()})
 	derivetest.TestLabelRegistryRaces(t, func(t *testing.T) [2]derive.LabelRegistry {
 		cfg := freshConfig()
 		return [2]derive.LabelRegistry{open(t, b1.JetStream(), cfg).Labels(), open(t, b2.JetStream(), cfg).Labels()}
@@ -41,7 +41,7 @@ func TestConformanceLabelRegistryRaces(t *testing.T) {
 
 func TestConformanceTimeRegistry(t *testing.T) {
 	e := startServer(t, t.TempDir())
-	b := connect(t, natsbroker.Config{URL: e.ClientURL()})
+	b := connect(t, natsbroker.Config{URL: e.ClientURL(), Auth: e.ServiceAuth()})
 	derivetest.TestTimeRegistry(t, func(t *testing.T) derive.TimeRegistry {
 		return open(t, b.JetStream(), freshConfig()).Times()
 	})
