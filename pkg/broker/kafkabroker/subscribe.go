@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
-	"math/rand/v2"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 
 	"github.com/wahook/wahook/pkg/broker"
+	"github.com/wahook/wahook/pkg/broker/internal/dispatch"
 )
 
 const (
@@ -70,10 +69,8 @@ type subscription struct {
 	cfg   SubscribeConfig
 	h     broker.Handler
 	log   *zap.Logger
-	// seed hashes keys to workers. It is not PartitionOf's hash: with
-	// Partitions 2 all the keys of a partition would have hashes of one
-	// parity and leave half of the workers idle.
-	seed maphash.Seed
+	// tracker keeps the progress across the group's generations.
+	tracker *dispatch.Tracker
 }
 
 // newSubscription checks s; its errors are the caller's mistakes.
@@ -95,13 +92,13 @@ func (b *Broker) newSubscription(s broker.Subscription, h broker.Handler) (*subs
 	}
 	group := GroupID(s.Group, s.Partition, s.Partitions)
 	return &subscription{
-		b:     b,
-		s:     s,
-		group: group,
-		cfg:   b.cfg.Subscribe,
-		h:     h,
-		seed:  maphash.MakeSeed(),
-		log:   b.log.With(zap.String("topic", s.Topic), zap.String("group", group)),
+		b:       b,
+		s:       s,
+		group:   group,
+		cfg:     b.cfg.Subscribe,
+		h:       h,
+		tracker: dispatch.NewTracker(s.Progress),
+		log:     b.log.With(zap.String("topic", s.Topic), zap.String("group", group)),
 	}, nil
 }
 
@@ -239,32 +236,9 @@ func (sub *subscription) checkTopic(ctx context.Context) error {
 			return nil
 		}
 		sub.log.Warn("looking the topic up failed, retrying", zap.Error(err))
-		if !sleepCtx(ctx, jitter(wait)) {
+		if !dispatch.Sleep(ctx, dispatch.Jitter(wait)) {
 			return nil
 		}
 		wait = min(max(2*wait, time.Millisecond), setupRetryMax)
 	}
-}
-
-// backoff is the pause after the n-th failure (from 0): lo doubling up to
-// hi, jittered.
-func backoff(n int, lo, hi time.Duration) time.Duration {
-	d := lo
-	for range n {
-		if d >= hi/2 {
-			d = hi
-			break
-		}
-		d *= 2
-	}
-	return jitter(min(d, hi))
-}
-
-// jitter takes up to half of d off at random, so that instances retrying
-// the same failure spread out.
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d - rand.N(d/2)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"math/rand/v2"
 	"reflect"
 	"slices"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wahook/wahook/pkg/broker"
+	"github.com/wahook/wahook/pkg/broker/internal/dispatch"
 )
 
 // SubscribeConfig tunes Subscribe. The zero value of every field is usable.
@@ -65,9 +65,6 @@ const (
 	// drainTimeout bounds reading back, at shutdown, the messages already
 	// sent to this instance, so they can be handed back at once.
 	drainTimeout = 5 * time.Second
-	// lateHandlerWait is how long Subscribe still waits, after the grace
-	// period, for handlers that ignore their ctx.
-	lateHandlerWait = 5 * time.Second
 	// flushTimeout bounds the final flush that puts the last acks on the
 	// server before Subscribe returns.
 	flushTimeout = 5 * time.Second
@@ -339,7 +336,7 @@ func (b *Broker) setUp(ctx context.Context, p plan) (jetstream.Consumer, error) 
 			return nil, err
 		}
 		b.log.Warn("consumer setup failed, retrying", zap.String("consumer", p.consumer), zap.Error(err))
-		if !sleepCtx(ctx, jitter(wait)) {
+		if !dispatch.Sleep(ctx, dispatch.Jitter(wait)) {
 			return nil, ctx.Err()
 		}
 		wait = min(2*wait, setupRetryMax)
@@ -351,41 +348,6 @@ func (b *Broker) connClosedForGood() bool {
 	case <-b.connClosed:
 		return true
 	default:
-		return false
-	}
-}
-
-// backoff is the pause before retry n (0 for the first): min doubling up
-// to max, jittered.
-func backoff(n int, lo, hi time.Duration) time.Duration {
-	d := lo
-	for range n {
-		if d >= hi/2 {
-			d = hi
-			break
-		}
-		d *= 2
-	}
-	return jitter(min(d, hi))
-}
-
-// jitter takes up to half of d off at random, so that instances retrying
-// the same failure spread out.
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d - rand.N(d/2)
-}
-
-// sleepCtx waits d or until ctx is done, reporting whether d passed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
 		return false
 	}
 }
