@@ -61,6 +61,18 @@ func parseConfig(args []string) (config, error) {
 	return c, nil
 }
 
+// readiness is what /readyz checks: the broker is reachable with its
+// streams, and no consumer has held raw events without finishing any for
+// longer than stuckAfter.
+func readiness(broker func(context.Context) error, m *consumer.Metrics, stuckAfter time.Duration) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if err := broker(ctx); err != nil {
+			return err
+		}
+		return m.Stuck(stuckAfter)
+	}
+}
+
 // run consumes until ctx is cancelled, then finishes the raw events in
 // flight. ready, when set, receives the address of the HTTP endpoints.
 func run(ctx context.Context, args []string, ready chan<- string) error {
@@ -91,12 +103,14 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 	}()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := consumer.NewMetrics(reg)
+	isReady := readiness(bb.Ready, metrics, cfg.streams.StuckAfter)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		rctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		if err := bb.Ready(rctx); err != nil {
+		if err := isReady(rctx); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
@@ -114,7 +128,7 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 		ready <- ln.Addr().String()
 	}
 
-	deps, err := bb.ConsumerDeps(ctx, all.Providers(), consumer.NewMetrics(reg), log.Named("consumer"))
+	deps, err := bb.ConsumerDeps(ctx, all.Providers(), metrics, log.Named("consumer"))
 	if err != nil {
 		return err
 	}

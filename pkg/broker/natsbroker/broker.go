@@ -398,6 +398,11 @@ func classify(err error) error {
 	return err
 }
 
+// Classify wraps err with broker.ErrUnavailable when retrying later can
+// succeed, as Publish does: for the other packages that talk to JetStream
+// (the state stores), so a store that is down is told from a bad input.
+func Classify(err error) error { return classify(err) }
+
 func transient(err error) bool {
 	for _, target := range [...]error{
 		context.DeadlineExceeded,

@@ -65,12 +65,14 @@
 // Acknowledgements are explicit. A handler returning nil acknowledges the
 // message; an error wrapped by broker.Permanent terminates it (Term, with
 // the error as the reason in JetStream's advisory): it is never delivered
-// again. Any other error, or a panic (recovered and logged with its stack),
-// retries the message in place after a pause of SubscribeConfig.RetryMin
-// (100ms) doubling up to RetryMax (30s), jittered, for as long as it takes:
-// MaxDeliver is unlimited, so a message is never dropped by the
-// server. Received.Attempt is JetStream's delivery count plus the retries
-// in place. Every message held, being retried or queued behind one, is kept
+// again. Other errors and panics follow the poison policy of broker.Handler
+// (shared with kafkabroker, in internal/dispatch): retried in place after a
+// pause of SubscribeConfig.RetryMin (100ms) doubling up to RetryMax (30s),
+// jittered, forever for errors wrapping broker.ErrUnavailable, else until
+// Subscription.MaxAttempts, when Subscription.Poison stores the message and
+// it is terminated like a Permanent one. MaxDeliver is unlimited, so a
+// message is never dropped by the server. Received.Attempt is JetStream's
+// delivery count plus the retries in place. Every message held, being retried or queued behind one, is kept
 // alive (InProgress every quarter of AckWait), so JetStream redelivers
 // nothing while this instance lives; AckWait (30s) is how long a dead
 // instance's messages wait before they are redelivered.

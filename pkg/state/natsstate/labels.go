@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/wahook/wahook/pkg/broker"
+	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/fact"
 	"github.com/wahook/wahook/pkg/state"
@@ -168,7 +170,7 @@ func (r *Labels) get(ctx context.Context, key, id string) (*state.Label, uint64,
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		return nil, 0, nil
 	case err != nil:
-		return nil, 0, fmt.Errorf("get %s: %w", key, err)
+		return nil, 0, fmt.Errorf("get %s: %w", key, natsbroker.Classify(err))
 	}
 	rec, err := decodeLabel(key, e.Value())
 	if err != nil {
@@ -193,7 +195,7 @@ func (r *Labels) put(ctx context.Context, key string, rec *state.Label, exists b
 		_, err = r.kv.Create(ctx, key, val)
 	}
 	if err != nil {
-		return fmt.Errorf("write %s: %w", key, err)
+		return fmt.Errorf("write %s: %w", key, natsbroker.Classify(err))
 	}
 	return nil
 }
@@ -224,7 +226,7 @@ func (r *Labels) scan(ctx context.Context, filter string) ([]scanned, error) {
 	}
 	w, err := r.kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
 	if err != nil {
-		return nil, fmt.Errorf("watch %s: %w", filter, err)
+		return nil, fmt.Errorf("watch %s: %w", filter, natsbroker.Classify(err))
 	}
 	defer w.Stop()
 	var out []scanned
@@ -233,7 +235,7 @@ func (r *Labels) scan(ctx context.Context, filter string) ([]scanned, error) {
 		select {
 		case e, ok := <-w.Updates():
 			if !ok {
-				return nil, fmt.Errorf("watch %s: closed before the last value", filter)
+				return nil, fmt.Errorf("watch %s: closed before the last value: %w", filter, broker.ErrUnavailable)
 			}
 			if e == nil { // every current value delivered
 				return out, nil
@@ -252,7 +254,7 @@ func (r *Labels) scan(ctx context.Context, filter string) ([]scanned, error) {
 			at[s.key] = len(out)
 			out = append(out, s)
 		case <-ctx.Done():
-			return nil, fmt.Errorf("watch %s: %w", filter, ctx.Err())
+			return nil, fmt.Errorf("watch %s: %w", filter, natsbroker.Classify(ctx.Err()))
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/wahook/wahook/pkg/broker"
 	"github.com/wahook/wahook/pkg/state"
 )
 
@@ -20,8 +21,9 @@ const (
 )
 
 // ErrContended reports that a write lost its compare-and-set race too many
-// times in a row; the caller may retry the call later.
-var ErrContended = errors.New("natsstate: too many concurrent writers")
+// times in a row; the caller may retry the call later (it wraps
+// broker.ErrUnavailable).
+var ErrContended = fmt.Errorf("natsstate: too many concurrent writers: %w", broker.ErrUnavailable)
 
 // maxAttempts bounds the compare-and-set rounds of one call. Each round has a
 // winner, so it is enough for this many writers racing on one key.
