@@ -34,6 +34,11 @@ type run struct {
 	d       *dispatch.Dispatcher[*delivery]
 	tracker *dispatch.Tracker
 	held    heldSet
+	// leaseLost reports whether the run ends because the consumer's lease
+	// was lost; its handlers then get lostGrace, less than the time left
+	// before a standby may take over.
+	leaseLost func() bool
+	lostGrace time.Duration
 
 	// ctx is Subscribe's ctx, also cancelled when shutdown begins for
 	// another reason (the connection closed): workers then hand back what
@@ -48,14 +53,14 @@ type run struct {
 	pullStopped chan struct{}
 }
 
-func newRun(b *Broker, p plan, h broker.Handler) *run {
+func newRun(b *Broker, p plan, h broker.Handler, tracker *dispatch.Tracker) *run {
 	return &run{
 		b:           b,
 		p:           p,
 		cfg:         b.cfg.Subscribe,
 		h:           h,
 		held:        heldSet{m: make(map[uint64]*delivery)},
-		tracker:     dispatch.NewTracker(p.Progress),
+		tracker:     tracker,
 		pullStopped: make(chan struct{}),
 		log: b.log.With(zap.String("stream", p.stream), zap.String("consumer", p.consumer),
 			zap.String("group", p.Group)),
@@ -215,7 +220,11 @@ func (r *run) dispatch(m jetstream.Msg) {
 // handling, within the grace period.
 func (r *run) shutdown(iter jetstream.MessagesContext) {
 	r.cancel()
-	r.d.Stop(r.cfg.ShutdownGrace)
+	grace := r.cfg.ShutdownGrace
+	if r.leaseLost != nil && r.leaseLost() {
+		grace = min(grace, r.lostGrace)
+	}
+	r.d.Stop(grace)
 
 	if iter != nil && !r.b.connClosedForGood() {
 		iter.Drain()
@@ -242,7 +251,7 @@ func (r *run) shutdown(iter jetstream.MessagesContext) {
 		r.dropPullRequests()
 	}
 	close(r.pullStopped)
-	r.d.Wait(r.cfg.ShutdownGrace)
+	r.d.Wait(grace)
 }
 
 // dropPullRequests makes the server forget this instance's pull requests

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -40,6 +41,14 @@ type SubscribeConfig struct {
 	// ShutdownGrace is how long the handlers running when Subscribe's ctx
 	// ends may take to finish, 30s when zero; their ctx is cancelled then.
 	ShutdownGrace time.Duration
+	// LeaseTTL is how long the lease on a durable consumer outlives its
+	// holder's last renewal, 10s when zero, at least 1s. Only the holder
+	// consumes; other instances of the consumer wait as standbys, and the
+	// first takes over once the holder released the lease (a clean stop)
+	// or it expired (the holder died), resuming from the consumer's ack
+	// floor in the latter case. It is the delay before a dead instance's
+	// consumer is taken over.
+	LeaseTTL time.Duration
 }
 
 // Defaults of SubscribeConfig.
@@ -50,6 +59,7 @@ const (
 	DefaultRetryMin            = 100 * time.Millisecond
 	DefaultRetryMax            = 30 * time.Second
 	DefaultShutdownGrace       = 30 * time.Second
+	DefaultLeaseTTL            = 10 * time.Second
 )
 
 const (
@@ -90,6 +100,9 @@ func (c *SubscribeConfig) setDefaults() {
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = DefaultShutdownGrace
 	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = DefaultLeaseTTL
+	}
 }
 
 // Validate checks a configuration after defaults are applied.
@@ -104,6 +117,9 @@ func (c SubscribeConfig) Validate() error {
 		return fmt.Errorf("natsbroker: subscribe: retry backoff %s to %s, want 0 <= min <= max", c.RetryMin, c.RetryMax)
 	case c.ShutdownGrace < 0:
 		return fmt.Errorf("natsbroker: subscribe: negative shutdown grace %s", c.ShutdownGrace)
+	case c.LeaseTTL < time.Second:
+		// Renewed every quarter of it.
+		return fmt.Errorf("natsbroker: subscribe: lease TTL %s, want 1s or more", c.LeaseTTL)
 	}
 	return nil
 }
@@ -311,11 +327,74 @@ func (b *Broker) Subscribe(ctx context.Context, s broker.Subscription, h broker.
 	if b.isClosing() {
 		return fmt.Errorf("natsbroker: subscribe %s: %w", p.consumer, broker.ErrClosed)
 	}
-	cons, err := b.setUp(ctx, p)
-	if err != nil {
+	tracker := dispatch.NewTracker(p.Progress)
+	for {
+		l, orphaned, err := b.acquire(ctx, p)
+		if err != nil {
+			return b.subscribeEnd(ctx, p, err)
+		}
+		cons, err := b.setUp(ctx, p)
+		if err == nil && orphaned {
+			err = b.resumeRetrying(ctx, p, cons)
+		}
+		if err != nil {
+			l.release()
+			return b.subscribeEnd(ctx, p, err)
+		}
+		// rctx also ends when the lease is lost: a standby may take over.
+		rctx, cancel := context.WithCancel(ctx)
+		var lost atomic.Bool
+		kept := make(chan struct{})
+		go func() {
+			defer close(kept)
+			l.keep(rctx, func() {
+				lost.Store(true)
+				cancel()
+			})
+		}()
+		r := newRun(b, p, h, tracker)
+		r.leaseLost, r.lostGrace = lost.Load, l.ttl/4
+		err = r.run(rctx, cons)
+		cancel()
+		<-kept
+		switch {
+		case lost.Load() && ctx.Err() == nil && !b.connClosedForGood() && !b.isClosing():
+			// Wait as a standby again; whoever takes over resumes from
+			// the ack floor.
+			continue
+		case ctx.Err() != nil && !errors.Is(err, broker.ErrClosed):
+			l.release()
+		}
 		return err
 	}
-	return newRun(b, p, h).run(ctx, cons)
+}
+
+// subscribeEnd is what Subscribe returns when it stops before consuming.
+func (b *Broker) subscribeEnd(ctx context.Context, p plan, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case b.connClosedForGood() || b.isClosing():
+		return fmt.Errorf("natsbroker: subscribe %s: %w", p.consumer, broker.ErrClosed)
+	}
+	return err
+}
+
+// resumeRetrying resumes p's consumer (see resume), retrying while
+// JetStream is unavailable.
+func (b *Broker) resumeRetrying(ctx context.Context, p plan, cons jetstream.Consumer) error {
+	wait := b.cfg.Subscribe.RetryMin
+	for {
+		err := b.resume(ctx, p, cons)
+		if err == nil || !errors.Is(err, broker.ErrUnavailable) || ctx.Err() != nil || b.connClosedForGood() || b.isClosing() {
+			return err
+		}
+		b.log.Warn("resuming the consumer failed, retrying", zap.String("consumer", p.consumer), zap.Error(err))
+		if !dispatch.Sleep(ctx, dispatch.Jitter(wait)) {
+			return ctx.Err()
+		}
+		wait = min(2*wait, setupRetryMax)
+	}
 }
 
 // setUp ensures the consumer, retrying while JetStream is unavailable.

@@ -25,10 +25,14 @@ import (
 // keep-alive (every quarter of it).
 const conformanceAckWait = 5 * time.Second
 
+// conformanceLeaseTTL is how soon a crashed instance's consumer is taken
+// over in the conformance cases.
+const conformanceLeaseTTL = 2 * time.Second
+
 func TestConformance(t *testing.T) {
 	brokertest.Run(t, func(t *testing.T) brokertest.Pair {
 		e := startServer(t, t.TempDir())
-		sub := SubscribeConfig{AckWait: conformanceAckWait}
+		sub := SubscribeConfig{AckWait: conformanceAckWait, LeaseTTL: conformanceLeaseTTL}
 		b := connect(t, Config{Embedded: e, Subscribe: sub})
 		return brokertest.Pair{
 			Publisher:  b,
@@ -598,6 +602,7 @@ func TestSubscribeConfigValidate(t *testing.T) {
 		"retry max < min":   {give: SubscribeConfig{RetryMin: time.Second, RetryMax: 10 * time.Millisecond}, wantErr: "retry backoff"},
 		"negative pending":  {give: SubscribeConfig{MaxAckPending: -1}, wantErr: "max ack pending"},
 		"negative grace":    {give: SubscribeConfig{ShutdownGrace: -time.Second}, wantErr: "shutdown grace"},
+		"lease TTL too low": {give: SubscribeConfig{LeaseTTL: 500 * time.Millisecond}, wantErr: "lease TTL"},
 		"min above default": {give: SubscribeConfig{RetryMin: time.Minute}},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -614,5 +619,68 @@ func TestSubscribeConfigValidate(t *testing.T) {
 				t.Errorf("Validate() = %v, want an error containing %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// A second instance of a consumer waits as a standby while the first
+// lives, however long the first holds a message: it handles nothing and
+// never resets the consumer under it. Once the first stops, the standby
+// takes over and goes on in order, each message handled once.
+func TestSubscribeStandbyNeverResetsALiveInstance(t *testing.T) {
+	e := startServer(t, t.TempDir())
+	cfg := SubscribeConfig{AckWait: 2 * time.Second, LeaseTTL: time.Second}
+	b1 := connect(t, Config{Embedded: e, Subscribe: cfg})
+	b2 := connect(t, Config{URL: e.ClientURL(), Subscribe: cfg})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var msgs []broker.Message
+	for i := range 4 {
+		msgs = append(msgs, ingressMsg("STANDBY", i, jsonBody(i)))
+	}
+	if err := b1.Publish(ctx, msgs[:2]...); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	started, release := make(chan struct{}), make(chan struct{})
+	var first collector
+	run1 := subscribed(t, b1, broker.Subscription{Topic: "wahook.ingress", Group: "standby", Concurrency: 2},
+		func(ctx context.Context, m broker.Received) error {
+			if m.ID == msgs[0].ID {
+				close(started)
+				<-release
+			}
+			return first.handle(ctx, m)
+		})
+	<-started
+	var second collector
+	subscribed(t, b2, broker.Subscription{Topic: "wahook.ingress", Group: "standby", Concurrency: 2}, second.handle)
+	if err := b1.Publish(ctx, msgs[2]); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	// Several lease TTLs and AckWaits: the first instance keeps its lease
+	// and its messages alive.
+	time.Sleep(5 * time.Second)
+	if got := second.ids(); len(got) != 0 {
+		t.Errorf("standby handled %v while the first instance lived", got)
+	}
+	close(release)
+	first.waitIDs(t, 20*time.Second, msgs[0].ID, msgs[1].ID, msgs[2].ID)
+	if err := run1.stop(); !errors.Is(err, context.Canceled) {
+		t.Errorf("Subscribe = %v, want context.Canceled", err)
+	}
+	if err := b1.Publish(ctx, msgs[3]); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	second.waitIDs(t, 20*time.Second, msgs[3].ID)
+	time.Sleep(500 * time.Millisecond)
+	all := append(first.ids(), second.ids()...)
+	var want []string
+	for _, m := range msgs {
+		want = append(want, m.ID)
+	}
+	if diff := cmp.Diff(want, all); diff != "" {
+		t.Errorf("messages handled (first instance, then standby) mismatch (-want +got):\n%s", diff)
+	}
+	if n := consumerInfo(t, b2, IngressStream, "standby").NumRedelivered; n != 0 {
+		t.Errorf("JetStream redelivered %d messages, want 0", n)
 	}
 }
