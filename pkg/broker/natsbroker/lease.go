@@ -77,11 +77,15 @@ func (b *Broker) leaseKV(ctx context.Context) (jetstream.KeyValue, error) {
 	return nil, fmt.Errorf("natsbroker: lease bucket created and deleted concurrently: %w", broker.ErrUnavailable)
 }
 
-// acquire waits, as a standby, until this instance holds the lease of
-// p's consumer. It reports whether the previous holder left without
-// releasing it (it died, or lost its connection): its unacknowledged
-// messages are then still pending on the consumer.
-func (b *Broker) acquire(ctx context.Context, p plan) (l *lease, orphaned bool, err error) {
+// newHolder names a Subscribe call as a lease holder.
+func (b *Broker) newHolder() string { return b.cfg.Name + "-" + rand.Text() }
+
+// acquire waits, as a standby, until holder holds the lease of p's
+// consumer. It reports whether the previous holder left without releasing
+// it (it died, or lost its connection; holder itself, when it lost the
+// lease): its unacknowledged messages are then still pending on the
+// consumer.
+func (b *Broker) acquire(ctx context.Context, p plan, holder string) (l *lease, orphaned bool, err error) {
 	kv, err := b.leaseKV(ctx)
 	for err != nil {
 		if ctx.Err() != nil || b.connClosedForGood() || b.isClosing() {
@@ -93,7 +97,7 @@ func (b *Broker) acquire(ctx context.Context, p plan) (l *lease, orphaned bool, 
 		}
 		kv, err = b.leaseKV(ctx)
 	}
-	l = &lease{b: b, kv: kv, key: p.stream + "." + p.consumer, holder: b.cfg.Name + "-" + rand.Text(),
+	l = &lease{b: b, kv: kv, key: p.stream + "." + p.consumer, holder: holder,
 		ttl: b.cfg.Subscribe.LeaseTTL, log: b.log.With(zap.String("consumer", p.consumer))}
 	standby := false
 	for {
@@ -139,8 +143,14 @@ func (l *lease) try(ctx context.Context) (orphaned, ok bool, err error) {
 		return false, false, fmt.Errorf("get lease %s: %w", l.key, classify(err))
 	}
 	var v leaseValue
+	mine := false
 	if json.Unmarshal(e.Value(), &v) == nil && v.State == leaseHeld {
-		return false, false, nil
+		if v.Holder != l.holder {
+			return false, false, nil
+		}
+		// This Subscribe call lost it (renewals failed) and nobody took
+		// it over since: its messages may be pending.
+		mine = true
 	}
 	// Released by its holder, which handed back everything in order.
 	rev, err := l.kv.Update(ctx, l.key, l.value(leaseHeld), e.Revision())
@@ -151,7 +161,7 @@ func (l *lease) try(ctx context.Context) (orphaned, ok bool, err error) {
 		return false, false, fmt.Errorf("update lease %s: %w", l.key, classify(err))
 	}
 	l.rev = rev
-	return false, true, nil
+	return mine, true, nil
 }
 
 func (l *lease) value(state string) []byte {

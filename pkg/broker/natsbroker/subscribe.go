@@ -328,8 +328,9 @@ func (b *Broker) Subscribe(ctx context.Context, s broker.Subscription, h broker.
 		return fmt.Errorf("natsbroker: subscribe %s: %w", p.consumer, broker.ErrClosed)
 	}
 	tracker := dispatch.NewTracker(p.Progress)
+	holder := b.newHolder()
 	for {
-		l, orphaned, err := b.acquire(ctx, p)
+		l, orphaned, err := b.acquire(ctx, p, holder)
 		if err != nil {
 			return b.subscribeEnd(ctx, p, err)
 		}
