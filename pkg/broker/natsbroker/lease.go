@@ -19,6 +19,10 @@ import (
 // consumer, held by the one instance that consumes it.
 const LeaseBucket = "WAHOOK_CONSUMER_LEASES"
 
+// leaseBucketBytes bounds the lease bucket: a record of about 150 bytes per
+// durable consumer.
+const leaseBucketBytes = 1 << 20
+
 // Lease states, as stored.
 const (
 	leaseHeld     = "held"
@@ -64,6 +68,7 @@ func (b *Broker) leaseKV(ctx context.Context) (jetstream.KeyValue, error) {
 			Description: "wahook: which instance consumes each durable consumer",
 			History:     1,
 			TTL:         ttl,
+			MaxBytes:    leaseBucketBytes,
 			Storage:     jetstream.FileStorage,
 			Replicas:    b.cfg.Streams.Replicas,
 		})
@@ -99,6 +104,14 @@ func (b *Broker) acquire(ctx context.Context, p plan, holder string) (l *lease, 
 	}
 	l = &lease{b: b, kv: kv, key: p.stream + "." + p.consumer, holder: holder,
 		ttl: b.cfg.Subscribe.LeaseTTL, log: b.log.With(zap.String("consumer", p.consumer))}
+	// The bucket's max age is what expires a lease: renew by it, should
+	// it have been created with another TTL than this instance's.
+	if st, err := kv.Status(ctx); err == nil && st.TTL() >= time.Second {
+		l.ttl = st.TTL()
+	} else if err == nil {
+		return nil, false, fmt.Errorf("natsbroker: lease bucket %s has max age %s, want 1s or more: leases would never expire",
+			LeaseBucket, st.TTL())
+	}
 	standby := false
 	for {
 		orphaned, ok, err := l.try(ctx)

@@ -684,3 +684,61 @@ func TestSubscribeStandbyNeverResetsALiveInstance(t *testing.T) {
 		t.Errorf("JetStream redelivered %d messages, want 0", n)
 	}
 }
+
+// An instance that cannot renew its lease (the server is down longer than
+// half of LeaseTTL) stops consuming, cancelling its handlers, and takes
+// its lease again once the server is back, resuming from the ack floor: the
+// message it was handling comes first again, then the later ones, in order.
+func TestSubscribeLeaseLostResumesInOrder(t *testing.T) {
+	dir := t.TempDir()
+	e := startServer(t, dir)
+	b := connect(t, Config{URL: e.ClientURL(), ReconnectWait: 50 * time.Millisecond,
+		Subscribe: SubscribeConfig{AckWait: time.Minute, LeaseTTL: time.Second}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	msgs := []broker.Message{ingressMsg("LOST", 0, jsonBody(0)), ingressMsg("LOST", 1, jsonBody(1)), ingressMsg("LOST", 2, jsonBody(2))}
+	if err := b.Publish(ctx, msgs[:2]...); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	started := make(chan struct{})
+	var once sync.Once
+	var c collector
+	run := subscribed(t, b, broker.Subscription{Topic: "wahook.ingress", Group: "lost", Concurrency: 2},
+		func(ctx context.Context, m broker.Received) error {
+			first := false
+			once.Do(func() { first = true })
+			if first {
+				close(started)
+				// Hangs until the lease is lost.
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			return c.handle(ctx, m)
+		})
+	<-started
+	if err := e.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	// Longer than the lease TTL: it expires on the server's clock too.
+	time.Sleep(2 * time.Second)
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(e.ClientURL(), "nats://"))
+	startServerAt(t, dir, "127.0.0.1:"+port)
+	for {
+		err := b.Publish(ctx, msgs[2])
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, broker.ErrUnavailable) || ctx.Err() != nil {
+			t.Fatalf("Publish: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.waitIDs(t, 30*time.Second, msgs[0].ID, msgs[1].ID, msgs[2].ID)
+	time.Sleep(500 * time.Millisecond)
+	if diff := cmp.Diff([]string{msgs[0].ID, msgs[1].ID, msgs[2].ID}, c.ids()); diff != "" {
+		t.Errorf("messages handled after the lease was lost and taken again (-want +got):\n%s", diff)
+	}
+	if err := run.stop(); !errors.Is(err, context.Canceled) {
+		t.Errorf("Subscribe = %v, want context.Canceled", err)
+	}
+}
