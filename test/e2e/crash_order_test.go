@@ -63,7 +63,7 @@ func (d *dying) FirstSeen(ctx context.Context, provider, channel, chat, eventID 
 // crashConfig is a deriver's: a dead instance is taken over within a
 // second or two.
 var crashConfig = natsbroker.SubscribeConfig{AckWait: 2 * time.Second, RetryMax: time.Second,
-	LeaseTTL: time.Second, ShutdownGrace: time.Second}
+	LeaseTTL: 2 * time.Second, ShutdownGrace: time.Second}
 
 // deriver runs the label-changed and chat-created consumers in-process on
 // a connection of their own; wrap, when set, replaces their state.

@@ -23,9 +23,8 @@ type SubscribeConfig struct {
 	// AckWait is how long JetStream waits for a message's acknowledgement
 	// before it redelivers it, 30s when zero, at least 1s. Subscribe keeps
 	// every message it holds alive (InProgress) however long it is retried
-	// or queued, so AckWait is, in effect, how long the messages of an
-	// instance that died wait before another instance gets them. Applied
-	// to existing consumers too.
+	// or queued; an instance that died is taken over after LeaseTTL, which
+	// resumes its messages at once. Applied to existing consumers too.
 	AckWait time.Duration
 	// MaxAckPending caps the messages a consumer has delivered and not yet
 	// had acknowledged, over all the instances sharing it. When zero it is

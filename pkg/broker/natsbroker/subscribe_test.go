@@ -27,7 +27,7 @@ const conformanceAckWait = 5 * time.Second
 
 // conformanceLeaseTTL is how soon a crashed instance's consumer is taken
 // over in the conformance cases.
-const conformanceLeaseTTL = 2 * time.Second
+const conformanceLeaseTTL = 3 * time.Second
 
 func TestConformance(t *testing.T) {
 	brokertest.Run(t, func(t *testing.T) brokertest.Pair {
@@ -628,7 +628,7 @@ func TestSubscribeConfigValidate(t *testing.T) {
 // takes over and goes on in order, each message handled once.
 func TestSubscribeStandbyNeverResetsALiveInstance(t *testing.T) {
 	e := startServer(t, t.TempDir())
-	cfg := SubscribeConfig{AckWait: 2 * time.Second, LeaseTTL: time.Second}
+	cfg := SubscribeConfig{AckWait: 2 * time.Second, LeaseTTL: 2 * time.Second}
 	b1 := connect(t, Config{Embedded: e, Subscribe: cfg})
 	b2 := connect(t, Config{URL: e.ClientURL(), Subscribe: cfg})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -658,7 +658,7 @@ func TestSubscribeStandbyNeverResetsALiveInstance(t *testing.T) {
 	}
 	// Several lease TTLs and AckWaits: the first instance keeps its lease
 	// and its messages alive.
-	time.Sleep(5 * time.Second)
+	time.Sleep(6 * time.Second)
 	if got := second.ids(); len(got) != 0 {
 		t.Errorf("standby handled %v while the first instance lived", got)
 	}
@@ -693,7 +693,7 @@ func TestSubscribeLeaseLostResumesInOrder(t *testing.T) {
 	dir := t.TempDir()
 	e := startServer(t, dir)
 	b := connect(t, Config{URL: e.ClientURL(), ReconnectWait: 50 * time.Millisecond,
-		Subscribe: SubscribeConfig{AckWait: time.Minute, LeaseTTL: time.Second}})
+		Subscribe: SubscribeConfig{AckWait: time.Minute, LeaseTTL: 2 * time.Second}})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	msgs := []broker.Message{ingressMsg("LOST", 0, jsonBody(0)), ingressMsg("LOST", 1, jsonBody(1)), ingressMsg("LOST", 2, jsonBody(2))}
@@ -720,7 +720,7 @@ func TestSubscribeLeaseLostResumesInOrder(t *testing.T) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 	// Longer than the lease TTL: it expires on the server's clock too.
-	time.Sleep(2 * time.Second)
+	time.Sleep(3 * time.Second)
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(e.ClientURL(), "nats://"))
 	startServerAt(t, dir, "127.0.0.1:"+port)
 	for {
