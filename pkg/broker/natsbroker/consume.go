@@ -39,6 +39,10 @@ type run struct {
 	// before a standby may take over.
 	leaseLost func() bool
 	lostGrace time.Duration
+	// unsettled is set when a message held could not be settled: it is
+	// redelivered after AckWait, so the lease must not be released as
+	// if everything had been handed back.
+	unsettled atomic.Bool
 
 	// ctx is Subscribe's ctx, also cancelled when shutdown begins for
 	// another reason (the connection closed): workers then hand back what
@@ -251,7 +255,9 @@ func (r *run) shutdown(iter jetstream.MessagesContext) {
 		r.dropPullRequests()
 	}
 	close(r.pullStopped)
-	r.d.Wait(grace)
+	if !r.d.Wait(grace) {
+		r.unsettled.Store(true)
+	}
 }
 
 // dropPullRequests makes the server forget this instance's pull requests
@@ -321,6 +327,7 @@ func (r *run) settle(d *delivery, op string, send func() error) {
 		}
 		hctx := r.d.HandlerContext()
 		if r.b.connClosedForGood() || hctx.Err() != nil {
+			r.unsettled.Store(true)
 			r.log.Warn("message not settled; JetStream redelivers it after AckWait", zap.String("op", op),
 				zap.String("subject", d.msg.Subject()), zap.Uint64("stream_seq", d.seq), zap.Error(err))
 			return

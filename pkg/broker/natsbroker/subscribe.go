@@ -338,7 +338,9 @@ func (b *Broker) Subscribe(ctx context.Context, s broker.Subscription, h broker.
 			err = b.resumeRetrying(ctx, p, cons)
 		}
 		if err != nil {
-			l.release()
+			if !orphaned {
+				l.release()
+			}
 			return b.subscribeEnd(ctx, p, err)
 		}
 		// rctx also ends when the lease is lost: a standby may take over.
@@ -362,7 +364,9 @@ func (b *Broker) Subscribe(ctx context.Context, s broker.Subscription, h broker.
 			// Wait as a standby again; whoever takes over resumes from
 			// the ack floor.
 			continue
-		case ctx.Err() != nil && !errors.Is(err, broker.ErrClosed):
+		case ctx.Err() != nil && !errors.Is(err, broker.ErrClosed) && !r.unsettled.Load():
+			// Everything held was settled or handed back in order: the
+			// next holder need not resume from the ack floor.
 			l.release()
 		}
 		return err

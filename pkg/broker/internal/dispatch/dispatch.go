@@ -154,8 +154,9 @@ func (d *Dispatcher[M]) Stop(grace time.Duration) {
 // Wait closes the queues and waits for the workers: each finishes the
 // handler it is running and releases what it has not started. Past the
 // grace period it waits LateHandlerWait more for handlers that ignore
-// their ctx, then gives up on them (their messages are not settled).
-func (d *Dispatcher[M]) Wait(grace time.Duration) {
+// their ctx, then gives up on them: their messages are not settled, and
+// Wait reports false.
+func (d *Dispatcher[M]) Wait(grace time.Duration) bool {
 	d.Stop(grace)
 	defer d.hcancel()
 	for _, q := range d.queues {
@@ -169,16 +170,18 @@ func (d *Dispatcher[M]) Wait(grace time.Duration) {
 	select {
 	case <-done:
 		d.timer.Stop()
-		return
+		return true
 	case <-d.hctx.Done():
 	}
 	late := time.NewTimer(LateHandlerWait)
 	defer late.Stop()
 	select {
 	case <-done:
+		return true
 	case <-late.C:
 		d.log.Error("handlers still running after the shutdown grace period; their messages are redelivered",
 			zap.Duration("grace", grace))
+		return false
 	}
 }
 
