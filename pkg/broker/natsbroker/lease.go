@@ -167,7 +167,7 @@ func (l *lease) try(ctx context.Context) (orphaned, ok bool, err error) {
 	}
 	// Released by its holder, which handed back everything in order.
 	rev, err := l.kv.Update(ctx, l.key, l.value(leaseHeld), e.Revision())
-	if errors.Is(err, jetstream.ErrKeyExists) || conflict(err) {
+	if errors.Is(err, jetstream.ErrKeyExists) || KVConflict(err) {
 		return false, false, nil
 	}
 	if err != nil {
@@ -206,7 +206,7 @@ func (l *lease) keep(ctx context.Context, lost func()) {
 		if ctx.Err() != nil {
 			return
 		}
-		if conflict(err) || errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyNotFound) {
+		if KVConflict(err) || errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyNotFound) {
 			l.log.Warn("lost the consumer's lease: stopping", zap.Error(err))
 			lost()
 			return
@@ -230,8 +230,12 @@ func (l *lease) release() {
 	}
 }
 
-// conflict reports a compare-and-set lost: the lease changed since read.
-func conflict(err error) bool {
+// KVConflict reports whether err is a lost compare-and-set on a KV bucket:
+// Create of a key that exists, or Update at a revision that is no longer
+// the last. Depending on the stream's replica count the server reports it
+// as error 10071 or 10164; nats.go maps both, but only per method, so all
+// are checked.
+func KVConflict(err error) bool {
 	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		return true
 	}

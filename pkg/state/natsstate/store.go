@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wahook/wahook/pkg/broker"
+	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/state"
 )
 
@@ -146,19 +147,8 @@ func checkEvent(eventID string) error {
 	return nil
 }
 
-// conflict reports whether err is a lost compare-and-set: Create of a key
-// that exists, or Update at a revision that is no longer the last. Depending
-// on the stream's replica count the server reports it as error 10071 or
-// 10164; nats.go maps both, but only per method, so all are checked.
-func conflict(err error) bool {
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return true
-	}
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) &&
-		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
-}
+// conflict reports whether err is a lost compare-and-set.
+var conflict = natsbroker.KVConflict
 
 // pause waits before compare-and-set round attempt (from 1), a random
 // while growing with the attempt, so racing writers spread out.
