@@ -344,12 +344,15 @@ func (b *Broker) Subscribe(ctx context.Context, s broker.Subscription, h broker.
 			return b.subscribeEnd(ctx, p, err)
 		}
 		// rctx also ends when the lease is lost: a standby may take over.
+		// The lease is renewed until the run has returned, its handlers
+		// finished and its messages handed back, however long that takes.
 		rctx, cancel := context.WithCancel(ctx)
+		kctx, stopKeeping := context.WithCancel(context.WithoutCancel(ctx))
 		var lost atomic.Bool
 		kept := make(chan struct{})
 		go func() {
 			defer close(kept)
-			l.keep(rctx, func() {
+			l.keep(kctx, func() {
 				lost.Store(true)
 				cancel()
 			})
@@ -357,6 +360,7 @@ func (b *Broker) Subscribe(ctx context.Context, s broker.Subscription, h broker.
 		r := newRun(b, p, h, tracker)
 		r.leaseLost, r.lostGrace = lost.Load, l.ttl/4
 		err = r.run(rctx, cons)
+		stopKeeping()
 		cancel()
 		<-kept
 		switch {

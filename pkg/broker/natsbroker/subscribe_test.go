@@ -742,3 +742,41 @@ func TestSubscribeLeaseLostResumesInOrder(t *testing.T) {
 		t.Errorf("Subscribe = %v, want context.Canceled", err)
 	}
 }
+
+// An instance that stops keeps its lease while its handlers finish, and
+// when it stops with a message it could not settle (its handler ignored
+// the end of the grace period) it does not release the lease: the next
+// instance takes over when it expires and resumes from the ack floor, so
+// that message comes back at once and first, not after AckWait.
+func TestSubscribeUnsettledStopKeepsTheLease(t *testing.T) {
+	e := startServer(t, t.TempDir())
+	cfg := SubscribeConfig{AckWait: 10 * time.Minute, LeaseTTL: 2 * time.Second, ShutdownGrace: 100 * time.Millisecond}
+	b := connect(t, Config{Embedded: e, Subscribe: cfg})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	msgs := []broker.Message{ingressMsg("STUCK", 0, jsonBody(0)), ingressMsg("STUCK", 1, jsonBody(1))}
+	if err := b.Publish(ctx, msgs[0]); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	started, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	run := subscribed(t, b, broker.Subscription{Topic: "wahook.ingress", Group: "stuck"},
+		func(ctx context.Context, m broker.Received) error {
+			close(started)
+			<-release // ignores ctx
+			return nil
+		})
+	<-started
+	if err := run.stop(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Subscribe = %v, want context.Canceled", err)
+	}
+	if err := b.Publish(ctx, msgs[1]); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	var c collector
+	subscribed(t, b, broker.Subscription{Topic: "wahook.ingress", Group: "stuck"}, c.handle)
+	c.waitIDs(t, 20*time.Second, msgs[0].ID, msgs[1].ID)
+	if diff := cmp.Diff([]string{msgs[0].ID, msgs[1].ID}, c.ids()); diff != "" {
+		t.Errorf("next instance's messages mismatch (-want +got):\n%s", diff)
+	}
+}
