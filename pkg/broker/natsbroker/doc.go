@@ -87,10 +87,13 @@
 // to its ack floor (JetStream's consumer reset), so that every message
 // after the floor, acknowledged or not, is delivered again in stream order
 // before anything newer, as a Kafka group resumes from its committed
-// offset. A holder that could not renew its lease for half of the TTL
-// stops consuming (its handlers' ctx is cancelled a quarter of the TTL
-// later) and waits as a standby: it has stopped before anyone may take
-// over, so a live instance is never reset under its feet.
+// offset. A stopping instance renews its lease until its handlers finished
+// and it handed back what it held, and releases it only if every message
+// it held was settled or handed back. A holder that could not renew its
+// lease for half of the TTL stops consuming (its handlers' ctx is
+// cancelled a quarter of the TTL later) and waits as a standby: it has
+// stopped before anyone may take over, so a live instance is never reset
+// under its feet.
 //
 // Messages go to Subscription.Concurrency workers by a hash of their key.
 // What is guaranteed: a key's messages are handled one at a time and in
