@@ -354,6 +354,17 @@ func (bb *Backbone) Ready(ctx context.Context) error {
 	return bb.nats.Ready(ctx)
 }
 
+// ConsumerGroups reports consumer groups that do not consume: on Kafka, a
+// subscription out of its group or with a stalled partition for longer
+// than the stall timeout (kafkabroker.Broker.GroupsErr); nil on NATS, whose
+// consumers report stalls through their progress.
+func (bb *Backbone) ConsumerGroups() error {
+	if bb.kafka != nil {
+		return bb.kafka.GroupsErr()
+	}
+	return nil
+}
+
 // Collector exports the broker's storage use (streams, state buckets,
 // account, embedded server) as Prometheus metrics; nil on Kafka.
 func (bb *Backbone) Collector() prometheus.Collector {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -99,10 +100,15 @@ type Received struct {
 
 // Handler processes one received message. Returning nil acknowledges it; an
 // error wrapped by Permanent terminates it (it is never redelivered: the
-// handler has dead-lettered it); any other error, or a panic, is retried
-// after a backoff, in place, so that the messages after it with the same Key
-// wait. When Subscribe's ctx ends, a running handler's ctx stays usable for
-// a grace period so that it can finish what it started.
+// handler has dead-lettered it). Any other error is retried in place after
+// a backoff, so that the messages after it with the same Key wait: for as
+// long as it takes when the error wraps ErrUnavailable (the broker or a
+// store is down or slow), else up to Subscription.MaxAttempts failed
+// attempts, after which the message is given to Subscription.Poison. A
+// panic is recovered and given to Poison at once. Without a Poison hook
+// every failure, panics included, is retried in place forever. When
+// Subscribe's ctx ends, a running handler's ctx stays usable for a grace
+// period so that it can finish what it started.
 type Handler func(ctx context.Context, m Received) error
 
 // Subscription says what to consume and how.
@@ -125,6 +131,83 @@ type Subscription struct {
 	// processes the keys that hash to its partition (0 <= Partition <
 	// Partitions). Partitions 0 or 1 means one instance does everything.
 	Partition, Partitions int
+	// MaxAttempts is how many times a message whose handler fails with an
+	// error not wrapping ErrUnavailable is tried before it is given to
+	// Poison; 10 when zero. Only with a Poison hook.
+	MaxAttempts int
+	// Poison, when set, receives a message given up on (see Handler) with
+	// the error that ended it (wrapping ErrPanic after a panic). It stores
+	// the message elsewhere (a dead letter) and returns nil: the message
+	// is then terminated, as with a Permanent error, and the key's later
+	// messages go on. An error from Poison is retried in place, holding
+	// the key, until it succeeds or Subscribe's ctx ends.
+	Poison func(ctx context.Context, m Received, cause error) error
+	// Progress, when set, reports the subscription's progress while
+	// Subscribe runs (see Progress).
+	Progress *Progress
+}
+
+// ErrPanic is wrapped by the error a handler's panic becomes.
+var ErrPanic = errors.New("handler panicked")
+
+// Stats is a subscription's progress at one moment.
+type Stats struct {
+	// Pending counts the messages received and not settled: queued,
+	// being handled, or waiting to be tried again.
+	Pending int
+	// Retrying counts the pending messages whose last attempt failed and
+	// that wait for the next one.
+	Retrying int
+	// Oldest is when the oldest pending message was received; zero when
+	// none is pending.
+	Oldest time.Time
+	// LastProgress is when a message was last settled (acknowledged,
+	// terminated or poisoned), or when Subscribe started.
+	LastProgress time.Time
+	// Handled, Terminated and Poisoned count the messages settled since
+	// Subscribe started: acknowledged, terminated by their handler
+	// (Permanent), and given up on and stored by Poison.
+	Handled, Terminated, Poisoned uint64
+}
+
+// Stalled is how long the subscription has held work without settling any
+// message: zero when nothing is pending, else the time since the later of
+// the last progress and the oldest pending message's arrival.
+func (s Stats) Stalled(now time.Time) time.Duration {
+	if s.Pending == 0 {
+		return 0
+	}
+	since := s.LastProgress
+	if s.Oldest.After(since) {
+		since = s.Oldest
+	}
+	return max(now.Sub(since), 0)
+}
+
+// Progress lets the caller of Subscribe watch a subscription: put one in
+// Subscription.Progress and call Stats at any time, from any goroutine.
+type Progress struct {
+	mu  sync.Mutex
+	src func() Stats
+}
+
+// Stats returns the subscription's progress; the zero Stats until
+// Subscribe started consuming.
+func (p *Progress) Stats() Stats {
+	p.mu.Lock()
+	src := p.src
+	p.mu.Unlock()
+	if src == nil {
+		return Stats{}
+	}
+	return src()
+}
+
+// Report is for Subscriber implementations: Stats calls src from now on.
+func (p *Progress) Report(src func() Stats) {
+	p.mu.Lock()
+	p.src = src
+	p.mu.Unlock()
 }
 
 // Subscriber consumes messages durably. One Subscriber may run several

@@ -3,15 +3,23 @@
 // derives the stream's events and publishes them, acknowledging the raw
 // event only once every derived event is stored. A raw event that cannot be
 // interpreted is dead-lettered with the reason and acknowledged, so it never
-// blocks the stream; a broker or state error is retried with a backoff,
-// holding back the later events of the same chat so that their order holds.
+// blocks the stream. A broker or state store that is down or slow
+// (broker.ErrUnavailable) is retried with a backoff for as long as it
+// takes, holding back the later events of the same chat so that their
+// order holds; any other failure is retried MaxAttempts times, a panic not
+// at all, and the raw event is then dead-lettered with the reason
+// (poisoned) so that its chat goes on.
 package consumer
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -38,6 +46,10 @@ type Config struct {
 	Concurrency int
 	// Partition and Partitions split the chats among instances.
 	Partition, Partitions int
+	// MaxAttempts is how many times a raw event failing for another
+	// reason than an unavailable broker or store is tried before it is
+	// dead-lettered; DefaultMaxAttempts when zero.
+	MaxAttempts int
 	// Dedup, when set, drops raw events this stream already derived: on
 	// brokers without a duplicate window (Kafka) a provider's retried
 	// webhook is stored twice.
@@ -57,6 +69,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 64
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = DefaultMaxAttempts
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -83,6 +98,14 @@ func (c Config) validate() error {
 	return nil
 }
 
+// DefaultMaxAttempts is Config.MaxAttempts when zero: with the brokers'
+// default backoff (100ms doubling to 30s) a failing raw event is given up
+// on after about half a minute.
+const DefaultMaxAttempts = 10
+
+// maxReason bounds the reason a poisoned raw event is dead-lettered with.
+const maxReason = 1024
+
 // Dedup remembers which raw events a stream has derived.
 type Dedup interface {
 	// Seen reports whether id was marked in scope.
@@ -97,6 +120,7 @@ type Consumer struct {
 	stream    string
 	providers map[string]provider.Provider
 	log       *zap.Logger
+	progress  *broker.Progress
 }
 
 // New checks cfg and returns a consumer.
@@ -106,7 +130,7 @@ func New(cfg Config) (*Consumer, error) {
 	}
 	cfg.setDefaults()
 	c := &Consumer{cfg: cfg, stream: cfg.Deriver.Stream(), providers: map[string]provider.Provider{},
-		log: cfg.Logger.With(zap.String("stream", cfg.Deriver.Stream()))}
+		log: cfg.Logger.With(zap.String("stream", cfg.Deriver.Stream())), progress: new(broker.Progress)}
 	for _, p := range cfg.Providers {
 		c.providers[p.Name()] = p
 	}
@@ -115,6 +139,7 @@ func New(cfg Config) (*Consumer, error) {
 
 // Run consumes until ctx is done, then finishes the raw events in flight.
 func (c *Consumer) Run(ctx context.Context) error {
+	c.cfg.Metrics.watch(c.stream, c.progress)
 	c.log.Info("derived stream consumer started", zap.String("group", c.cfg.Group),
 		zap.Int("partition", c.cfg.Partition), zap.Int("partitions", c.cfg.Partitions))
 	err := c.cfg.Subscriber.Subscribe(ctx, broker.Subscription{
@@ -124,6 +149,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 		Concurrency: c.cfg.Concurrency,
 		Partition:   c.cfg.Partition,
 		Partitions:  c.cfg.Partitions,
+		MaxAttempts: c.cfg.MaxAttempts,
+		Poison:      c.Poison,
+		Progress:    c.progress,
 	}, c.Handle)
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		c.log.Info("derived stream consumer stopped")
@@ -143,7 +171,7 @@ func (c *Consumer) Handle(ctx context.Context, m broker.Received) error {
 		if m.Attempt > 3 {
 			lvl = zap.ErrorLevel
 		}
-		c.log.Check(lvl, "raw event will be retried").Write(zap.String("subject", m.Subject),
+		c.log.Check(lvl, "raw event failed").Write(zap.String("subject", m.Subject),
 			zap.String("event_id", m.ID), zap.Int("attempt", m.Attempt), zap.Error(err))
 	}
 	return err
@@ -152,11 +180,11 @@ func (c *Consumer) Handle(ctx context.Context, m broker.Received) error {
 func (c *Consumer) handle(ctx context.Context, m broker.Received) (string, error) {
 	raw, err := envelope.DecodeRaw(m.Message, c.cfg.Binding)
 	if err != nil {
-		return c.deadLetter(ctx, m, m.ID, "", "", fmt.Sprintf("not a raw event: %v", err))
+		return c.reject(ctx, m, m.ID, "", "", fmt.Sprintf("not a raw event: %v", err))
 	}
 	p, ok := c.providers[raw.Provider]
 	if !ok {
-		return c.deadLetter(ctx, m, raw.ID, raw.Provider, raw.Channel, fmt.Sprintf("unknown provider %q", raw.Provider))
+		return c.reject(ctx, m, raw.ID, raw.Provider, raw.Channel, fmt.Sprintf("unknown provider %q", raw.Provider))
 	}
 	providerName, channel := raw.Provider, raw.Channel
 	if c.cfg.Dedup != nil {
@@ -171,7 +199,7 @@ func (c *Consumer) handle(ctx context.Context, m broker.Received) (string, error
 	facts, err := p.Interpret(raw.Kind, raw.Data)
 	if err != nil {
 		if errors.Is(err, provider.ErrInvalid) {
-			return c.deadLetter(ctx, m, raw.ID, providerName, channel, err.Error())
+			return c.reject(ctx, m, raw.ID, providerName, channel, err.Error())
 		}
 		return "error", fmt.Errorf("interpret %s: %w", raw.ID, err)
 	}
@@ -186,7 +214,7 @@ func (c *Consumer) handle(ctx context.Context, m broker.Received) (string, error
 	events, err := c.cfg.Deriver.Derive(ctx, raw, facts)
 	if err != nil {
 		if broker.IsPermanent(err) {
-			return c.deadLetter(ctx, m, raw.ID, providerName, channel, err.Error())
+			return c.reject(ctx, m, raw.ID, providerName, channel, err.Error())
 		}
 		return "error", fmt.Errorf("derive %s: %w", raw.ID, err)
 	}
@@ -197,7 +225,7 @@ func (c *Consumer) handle(ctx context.Context, m broker.Received) (string, error
 	for _, d := range events {
 		msg, err := envelope.Derived(d, raw, c.cfg.Binding)
 		if err != nil {
-			return c.deadLetter(ctx, m, raw.ID, providerName, channel, err.Error())
+			return c.reject(ctx, m, raw.ID, providerName, channel, err.Error())
 		}
 		msgs = append(msgs, msg)
 	}
@@ -226,9 +254,55 @@ func (c *Consumer) mark(ctx context.Context, id string) error {
 	return nil
 }
 
-// deadLetter stores a raw event the stream cannot use, with the reason, and
-// ends its redelivery; if the store fails the event is retried.
-func (c *Consumer) deadLetter(ctx context.Context, m broker.Received, eventID, providerName, channel, reason string) (string, error) {
+// Poison dead-letters a raw event given up on (its handling kept failing,
+// or panicked), with the cause as the reason; it is the consumer's
+// broker.Subscription.Poison. An error means the dead letter is not stored
+// and the event is tried again.
+func (c *Consumer) Poison(ctx context.Context, m broker.Received, cause error) error {
+	eventID, providerName, channel := m.ID, "", ""
+	if raw, err := envelope.DecodeRaw(m.Message, c.cfg.Binding); err == nil {
+		eventID, providerName, channel = raw.ID, raw.Provider, raw.Channel
+	}
+	reason := fmt.Sprintf("gave up after %d attempts: %v", m.Attempt, cause)
+	if errors.Is(cause, broker.ErrPanic) {
+		reason = cause.Error()
+	}
+	reason = bounded(reason, maxReason)
+	if err := c.deadLetter(ctx, m, eventID, providerName, channel, reason); err != nil {
+		c.log.Error("poisoned raw event not dead-lettered; retrying", zap.String("event_id", eventID), zap.Error(err))
+		return err
+	}
+	c.cfg.Metrics.processed.WithLabelValues(c.stream, "poisoned").Inc()
+	c.log.Error("raw event poisoned: dead-lettered and skipped", zap.String("event_id", eventID),
+		zap.String("subject", m.Subject), zap.Int("attempt", m.Attempt), zap.String("reason", reason))
+	return nil
+}
+
+// bounded is s on one line, at most n bytes, cut on a rune boundary.
+func bounded(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// reject dead-letters a raw event the stream cannot use, with the reason,
+// and ends its redelivery; if the store fails the event is retried.
+func (c *Consumer) reject(ctx context.Context, m broker.Received, eventID, providerName, channel, reason string) (string, error) {
+	if err := c.deadLetter(ctx, m, eventID, providerName, channel, reason); err != nil {
+		return "error", err
+	}
+	c.log.Warn("raw event dead-lettered", zap.String("event_id", eventID), zap.String("subject", m.Subject), zap.String("reason", reason))
+	return "dead_lettered", broker.Permanent(errors.New(reason))
+}
+
+// deadLetter stores a raw event on the dead-letter stream with the reason.
+func (c *Consumer) deadLetter(ctx context.Context, m broker.Received, eventID, providerName, channel, reason string) error {
 	if providerName == "" {
 		providerName = "unknown"
 	}
@@ -246,18 +320,27 @@ func (c *Consumer) deadLetter(ctx context.Context, m broker.Received, eventID, p
 		err = envelope.PublishDeadLetter(ctx, c.cfg.Publisher.Publish, msgs)
 	}
 	if err != nil {
-		return "error", fmt.Errorf("dead-letter %s: %w", eventID, err)
+		return fmt.Errorf("dead-letter %s: %w", eventID, err)
 	}
-	c.log.Warn("raw event dead-lettered", zap.String("event_id", eventID), zap.String("subject", m.Subject), zap.String("reason", reason))
-	return "dead_lettered", broker.Permanent(errors.New(reason))
+	return nil
 }
 
 // Metrics are a consumer's Prometheus collectors, shared by the streams of
-// one process.
+// one process; they also watch the consumers' progress (see Stuck).
 type Metrics struct {
 	processed *prometheus.CounterVec
 	derived   *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
+
+	mu      sync.Mutex
+	watched []watched
+	now     func() time.Time
+}
+
+// watched is a consumer's subscription progress.
+type watched struct {
+	stream   string
+	progress *broker.Progress
 }
 
 // NewMetrics registers the consumer collectors with reg.
@@ -265,7 +348,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		processed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "wahook", Subsystem: "consumer", Name: "raw_events_total",
-			Help: "Raw events processed, by stream and outcome (derived, skipped, duplicate, dead_lettered, error).",
+			Help: "Raw events processed, by stream and outcome (derived, skipped, duplicate, dead_lettered, error, poisoned).",
 		}, []string{"stream", "outcome"}),
 		derived: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "wahook", Subsystem: "consumer", Name: "derived_events_total",
@@ -276,7 +359,113 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time to process one raw event, derived events stored included.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 12),
 		}, []string{"stream"}),
+		now: time.Now,
 	}
-	reg.MustRegister(m.processed, m.derived, m.duration)
+	reg.MustRegister(m.processed, m.derived, m.duration, progressCollector{m})
 	return m
+}
+
+func (m *Metrics) watch(stream string, p *broker.Progress) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, w := range m.watched {
+		if w.progress == p {
+			return
+		}
+	}
+	m.watched = append(m.watched, watched{stream: stream, progress: p})
+}
+
+// streamProgress is the progress of a stream's consumers in this process,
+// added up.
+type streamProgress struct {
+	pending, retrying int
+	oldest, last      time.Time
+	stalled           time.Duration
+}
+
+func (m *Metrics) progress() map[string]*streamProgress {
+	m.mu.Lock()
+	ws := append([]watched(nil), m.watched...)
+	m.mu.Unlock()
+	now := m.now()
+	out := map[string]*streamProgress{}
+	for _, w := range ws {
+		st := w.progress.Stats()
+		if st.LastProgress.IsZero() {
+			// Not consuming yet.
+			continue
+		}
+		sp := out[w.stream]
+		if sp == nil {
+			sp = &streamProgress{last: st.LastProgress}
+			out[w.stream] = sp
+		}
+		sp.pending += st.Pending
+		sp.retrying += st.Retrying
+		if !st.Oldest.IsZero() && (sp.oldest.IsZero() || st.Oldest.Before(sp.oldest)) {
+			sp.oldest = st.Oldest
+		}
+		if st.LastProgress.Before(sp.last) {
+			sp.last = st.LastProgress
+		}
+		sp.stalled = max(sp.stalled, st.Stalled(now))
+	}
+	return out
+}
+
+// Stuck returns an error naming the streams whose consumer has held raw
+// events without finishing any for longer than after, nil when none has:
+// a readiness check.
+func (m *Metrics) Stuck(after time.Duration) error {
+	var stuck []string
+	for stream, sp := range m.progress() {
+		if sp.stalled > after {
+			stuck = append(stuck, fmt.Sprintf("%s (%d pending, %d retrying, no progress for %s)",
+				stream, sp.pending, sp.retrying, sp.stalled.Round(time.Second)))
+		}
+	}
+	if len(stuck) == 0 {
+		return nil
+	}
+	slices.Sort(stuck)
+	return fmt.Errorf("consumer stuck: %s", strings.Join(stuck, "; "))
+}
+
+var (
+	pendingDesc = prometheus.NewDesc("wahook_consumer_pending_events",
+		"Raw events received and not finished: queued, being processed or waiting to be retried.", []string{"stream"}, nil)
+	retryingDesc = prometheus.NewDesc("wahook_consumer_retrying_events",
+		"Raw events whose last attempt failed and that wait for the next one.", []string{"stream"}, nil)
+	oldestDesc = prometheus.NewDesc("wahook_consumer_oldest_pending_age_seconds",
+		"Age of the oldest raw event received and not finished; 0 when none is.", []string{"stream"}, nil)
+	lastDesc = prometheus.NewDesc("wahook_consumer_last_progress_timestamp_seconds",
+		"When a raw event was last finished (or the consumer started), Unix time; the earliest of the stream's consumers.",
+		[]string{"stream"}, nil)
+	stalledDesc = prometheus.NewDesc("wahook_consumer_stalled_seconds",
+		"How long the consumer has held raw events without finishing any; 0 when it holds none.", []string{"stream"}, nil)
+)
+
+// progressCollector exports the watched consumers' progress.
+type progressCollector struct{ m *Metrics }
+
+func (c progressCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{pendingDesc, retryingDesc, oldestDesc, lastDesc, stalledDesc} {
+		ch <- d
+	}
+}
+
+func (c progressCollector) Collect(ch chan<- prometheus.Metric) {
+	now := c.m.now()
+	for stream, sp := range c.m.progress() {
+		age := 0.0
+		if !sp.oldest.IsZero() {
+			age = now.Sub(sp.oldest).Seconds()
+		}
+		ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(sp.pending), stream)
+		ch <- prometheus.MustNewConstMetric(retryingDesc, prometheus.GaugeValue, float64(sp.retrying), stream)
+		ch <- prometheus.MustNewConstMetric(oldestDesc, prometheus.GaugeValue, age, stream)
+		ch <- prometheus.MustNewConstMetric(lastDesc, prometheus.GaugeValue, float64(sp.last.UnixNano())/1e9, stream)
+		ch <- prometheus.MustNewConstMetric(stalledDesc, prometheus.GaugeValue, sp.stalled.Seconds(), stream)
+	}
 }

@@ -30,6 +30,8 @@ type Streams struct {
 	Concurrency int
 	// Partition and Partitions split the chats among instances.
 	Partition, Partitions int
+	// MaxAttempts: see Config.MaxAttempts.
+	MaxAttempts int
 }
 
 // ParseNames reads a comma-separated stream list ("all" for every stream).
@@ -111,6 +113,7 @@ func (s Streams) Run(ctx context.Context, d Deps) error {
 			Concurrency: s.Concurrency,
 			Partition:   s.Partition,
 			Partitions:  s.Partitions,
+			MaxAttempts: s.MaxAttempts,
 			Dedup:       d.Dedup,
 			Times:       d.Times,
 			Metrics:     d.Metrics,

@@ -65,6 +65,22 @@ func parseConfig(args []string) (config, error) {
 	return c, nil
 }
 
+// readiness is what /readyz checks: the broker is reachable with its
+// streams, every consumer group consumes (Kafka: joined, no stalled
+// partition), and no consumer has held raw events without finishing any for
+// longer than stuckAfter.
+func readiness(broker func(context.Context) error, groups func() error, m *consumer.Metrics, stuckAfter time.Duration) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if err := broker(ctx); err != nil {
+			return err
+		}
+		if err := groups(); err != nil {
+			return err
+		}
+		return m.Stuck(stuckAfter)
+	}
+}
+
 // run consumes until ctx is cancelled, then finishes the raw events in
 // flight. ready, when set, receives the admin listener's address.
 func run(ctx context.Context, args []string, ready chan<- string) error {
@@ -98,7 +114,8 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 	if c := bb.Collector(); c != nil {
 		reg.MustRegister(c)
 	}
-	deps, err := bb.ConsumerDeps(ctx, all.Providers(), consumer.NewMetrics(reg), log.Named("consumer"))
+	metrics := consumer.NewMetrics(reg)
+	deps, err := bb.ConsumerDeps(ctx, all.Providers(), metrics, log.Named("consumer"))
 	if err != nil {
 		if ctx.Err() != nil {
 			// Stopped while the state was still opening.
@@ -113,7 +130,8 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 		if err != nil {
 			return err
 		}
-		srv := admin.NewServer(admin.Handler(admin.Config{Registry: reg, Ready: bb.Ready, Pprof: cfg.pprof}),
+		isReady := readiness(bb.Ready, bb.ConsumerGroups, metrics, cfg.streams.StuckAfter)
+		srv := admin.NewServer(admin.Handler(admin.Config{Registry: reg, Ready: isReady, Pprof: cfg.pprof}),
 			admin.AdminTimeouts, log.Named("admin-http"))
 		log.Info("admin listening", zap.String("addr", ln.Addr().String()), zap.Bool("pprof", cfg.pprof))
 		g.Go(func() error { return admin.Serve(gctx, srv, ln, 5*time.Second) })

@@ -2,10 +2,22 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wahook/wahook/pkg/broker/natsbroker"
+	"github.com/wahook/wahook/pkg/consumer"
+	"github.com/wahook/wahook/pkg/derive"
+	"github.com/wahook/wahook/pkg/derive/label"
+	"github.com/wahook/wahook/pkg/envelope"
+	"github.com/wahook/wahook/pkg/fact"
+	"github.com/wahook/wahook/pkg/provider/all"
+	"github.com/wahook/wahook/pkg/state/natsstate"
 )
 
 func TestRunServesHealthAndStops(t *testing.T) {
@@ -49,6 +61,8 @@ func TestRejectsBadStreamFlags(t *testing.T) {
 		{"-derive", "labels"},
 		{"-derive-partitions", "2", "-derive-partition", "2"},
 		{"-derive-start-time", "yesterday"},
+		{"-derive-max-attempts", "0"},
+		{"-derive-stuck-after", "0s"},
 	} {
 		err := run(context.Background(), append(args, "-admin-addr", "127.0.0.1:0", "-nats-embedded-addr", "127.0.0.1:-1", "-data-dir", t.TempDir()), nil)
 		if err == nil || !strings.Contains(err.Error(), "derive") {
@@ -56,3 +70,82 @@ func TestRejectsBadStreamFlags(t *testing.T) {
 		}
 	}
 }
+
+// hanging is a label registry whose first Upsert waits until release is
+// closed, as a hanging store would.
+type hanging struct {
+	derive.LabelRegistry
+	release chan struct{}
+}
+
+func (h hanging) Upsert(ctx context.Context, provider, channel string, l fact.Label, eventID string) (bool, fact.Label, error) {
+	<-h.release
+	return h.LabelRegistry.Upsert(ctx, provider, channel, l, eventID)
+}
+
+// /readyz's check fails while a consumer holds a raw event without
+// finishing it for longer than -derive-stuck-after, and when the broker is
+// not ready; it passes again once the consumer moves.
+func TestReadinessReportsStuckConsumers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	emb, err := natsbroker.StartEmbedded(ctx, natsbroker.EmbeddedConfig{Addr: "127.0.0.1:-1", StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb.Shutdown(context.Background())
+	b, err := natsbroker.Connect(ctx, natsbroker.Config{Embedded: emb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(context.Background())
+	st, err := natsstate.Open(ctx, b.JetStream(), natsstate.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics := consumer.NewMetrics(prometheus.NewRegistry())
+	ready := readiness(b.Ready, noGroupErr, metrics, time.Millisecond)
+	if err := ready(ctx); err != nil {
+		t.Fatalf("ready before any consumer = %v", err)
+	}
+	if err := readiness(func(context.Context) error { return errors.New("broker down") }, noGroupErr, metrics, time.Hour)(ctx); err == nil {
+		t.Errorf("ready with the broker down = nil, want an error")
+	}
+	if err := readiness(b.Ready, func() error { return errors.New("group stalled") }, metrics, time.Hour)(ctx); err == nil {
+		t.Errorf("ready with a consumer group out of its group = nil, want an error")
+	}
+
+	release := make(chan struct{})
+	c, err := consumer.New(consumer.Config{
+		Deriver:   label.Deriver{Registry: hanging{LabelRegistry: st.Labels(), release: release}},
+		Providers: all.Providers(), Subscriber: b, Publisher: b, Binding: envelope.NATS, Metrics: metrics,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(runCtx) }()
+	defer func() {
+		stop()
+		<-done
+	}()
+	if err := b.Publish(ctx, envelope.Ingress(envelope.Raw{ID: "r1", Provider: "whapi", Channel: "CH", Kind: "labels.post",
+		Time: time.Now(), Data: []byte(`{"id":"1","name":"New","color":"gold"}`)}, envelope.NATS)); err != nil {
+		t.Fatal(err)
+	}
+	poll := func(what string, cond func(error) bool) {
+		t.Helper()
+		for err := ready(ctx); !cond(err); err = ready(ctx) {
+			if ctx.Err() != nil {
+				t.Fatalf("timed out waiting for %s; last: %v", what, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	poll("not ready", func(err error) bool { return err != nil && strings.Contains(err.Error(), "label-changed") })
+	close(release)
+	poll("ready again", func(err error) bool { return err == nil })
+}
+
+func noGroupErr() error { return nil }

@@ -83,7 +83,7 @@ func (p *pipeline) consumers(names []string, group string, partition, partitions
 	p.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	b, err := natsbroker.Connect(ctx, natsbroker.Config{URL: p.emb.ClientURL(), Auth: p.emb.ServiceAuth(), Name: "e2e-consumer",
-		Subscribe: natsbroker.SubscribeConfig{AckWait: 2 * time.Second, RetryMax: time.Second}})
+		Subscribe: natsbroker.SubscribeConfig{AckWait: 2 * time.Second, RetryMax: time.Second, LeaseTTL: 2 * time.Second}})
 	if err != nil {
 		p.t.Fatal(err)
 	}

@@ -3,7 +3,9 @@ package brokertest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -183,7 +185,8 @@ func testPermanent(t *testing.T, e *env) {
 	}
 }
 
-// testPanic: a handler that panics is retried like a failure, and
+// testPanic: without a Poison hook, a handler that panics is retried
+// like a failure, and
 // Subscribe goes on.
 func testPanic(t *testing.T, e *env) {
 	k := e.keys(1)[0]
@@ -437,13 +440,12 @@ func testShutdownHandsBack(t *testing.T, e *env) {
 }
 
 // testCrash: the messages an instance held when it died, unacknowledged,
-// reach another instance of its group within Redelivery, the one it was
-// handling with an Attempt above 1. Their order is not checked: after a
-// crash it is not guaranteed (JetStream may requeue one redelivery behind
-// another).
+// reach another instance of its group within Redelivery, in stream order:
+// the one it was handling first, then the later ones of its key, also
+// those published after the crash.
 func testCrash(t *testing.T, e *env) {
 	k := e.keys(1)[0]
-	m0, m1 := e.msg(k, 0), e.msg(k, 1)
+	m0, m1, m2 := e.msg(k, 0), e.msg(k, 1), e.msg(k, 2)
 	e.publish(t, m0, m1)
 	group := e.group("crash")
 
@@ -468,16 +470,13 @@ func testCrash(t *testing.T, e *env) {
 	kill()
 
 	rec2 := newRecorder(e)
-	run2 := e.subscribe(t, e.Subscriber, broker.Subscription{Topic: e.Topic, Group: group}, rec2.handler(nil))
-	rec2.waitHandled(t, e.Redelivery+waitTimeout, m0.ID, m1.ID)
+	run2 := e.subscribe(t, e.Subscriber, broker.Subscription{Topic: e.Topic, Group: group, Concurrency: 4}, rec2.handler(nil))
+	e.publish(t, m2)
+	rec2.waitHandled(t, e.Redelivery+waitTimeout, m0.ID, m1.ID, m2.ID)
 	time.Sleep(quiet)
 	run2.stopCancelled(t)
-	checkOnce(t, rec2.handled(), []string{m0.ID, m1.ID})
-	for _, ev := range rec2.events() {
-		if ev.ID == m0.ID && ev.Attempt < 2 {
-			t.Errorf("surviving instance got %s with Attempt %d, want 2 or more", ev.ID, ev.Attempt)
-		}
-	}
+	checkOnce(t, rec2.handled(), []string{m0.ID, m1.ID, m2.ID})
+	checkOrder(t, rec2.events(), []string{k}, 3)
 	if got := rec.events(); len(got) != 1 || got[0].ID != m0.ID {
 		t.Errorf("dead instance's handler calls = %+v, want only %s", got, m0.ID)
 	}
@@ -499,5 +498,220 @@ func testInvalid(t *testing.T, e *env) {
 				t.Errorf("Subscribe(%+v) = %v, want an error at once", s, err)
 			}
 		})
+	}
+}
+
+// poisonLog records the calls of a Subscription.Poison hook.
+type poisonLog struct {
+	mu    sync.Mutex
+	calls []poisonCall
+	// fail, when set, makes the first calls fail: how many.
+	fail int
+}
+
+type poisonCall struct {
+	ID      string
+	Attempt int
+	Cause   error
+}
+
+func (p *poisonLog) hook(e *env) func(ctx context.Context, m broker.Received, cause error) error {
+	return func(ctx context.Context, m broker.Received, cause error) error {
+		if !e.mine(m) {
+			return nil
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.calls = append(p.calls, poisonCall{ID: m.ID, Attempt: m.Attempt, Cause: cause})
+		if len(p.calls) <= p.fail {
+			return fmt.Errorf("brokertest: dead letter not stored: %w", broker.ErrUnavailable)
+		}
+		return nil
+	}
+}
+
+func (p *poisonLog) all() []poisonCall {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]poisonCall(nil), p.calls...)
+}
+
+// checkNotRedelivered subscribes the group again after a sentinel and
+// checks that only the sentinel comes: what the first subscription settled
+// (poisoned messages included) is never delivered again.
+func checkNotRedelivered(t *testing.T, e *env, group, key string, seq int) {
+	t.Helper()
+	sentinel := e.msg(key, seq)
+	e.publish(t, sentinel)
+	rec := newRecorder(e)
+	run := e.subscribe(t, e.Subscriber, broker.Subscription{Topic: e.Topic, Group: group, Concurrency: 2}, rec.handler(nil))
+	rec.waitHandled(t, waitTimeout, sentinel.ID)
+	time.Sleep(quiet)
+	run.stopCancelled(t)
+	if evs := rec.events(); len(evs) != 1 || evs[0].ID != sentinel.ID {
+		t.Errorf("next subscription handled %+v, want only the sentinel %s", evs, sentinel.ID)
+	}
+}
+
+// testPoisonPanic: with a Poison hook, a message whose handler panics is
+// not retried: Poison gets it once with a cause wrapping broker.ErrPanic,
+// it is never delivered again, and the later messages of its key and of
+// other keys are handled, in order.
+func testPoisonPanic(t *testing.T, e *env) {
+	k := e.keys(2)
+	a0, a1, a2, b0 := e.msg(k[0], 0), e.msg(k[0], 1), e.msg(k[0], 2), e.msg(k[1], 0)
+	e.publish(t, a0, a1, a2, b0)
+	group := e.group("poison-panic")
+	var pl poisonLog
+	var progress broker.Progress
+	rec := newRecorder(e)
+	run := e.subscribe(t, e.Subscriber, broker.Subscription{Topic: e.Topic, Group: group, Concurrency: 4,
+		Poison: pl.hook(e), Progress: &progress},
+		rec.handler(func(ctx context.Context, m broker.Received) error {
+			if m.ID == a1.ID {
+				panic("brokertest: deterministic panic")
+			}
+			return nil
+		}))
+	rec.waitHandled(t, waitTimeout, a0.ID, a2.ID, b0.ID)
+	time.Sleep(quiet)
+	stats := progress.Stats()
+	run.stopCancelled(t)
+
+	want := []event{
+		{ID: a0.ID, Key: k[0], Seq: 0, Attempt: 1, Result: "ok"},
+		{ID: a1.ID, Key: k[0], Seq: 1, Attempt: 1, Result: "panic"},
+		{ID: a2.ID, Key: k[0], Seq: 2, Attempt: 1, Result: "ok"},
+	}
+	if diff := cmp.Diff(want, byKey(rec.events(), k[0])); diff != "" {
+		t.Errorf("handler calls of key %s mismatch (-want +got):\n%s", k[0], diff)
+	}
+	calls := pl.all()
+	if len(calls) != 1 || calls[0].ID != a1.ID || calls[0].Attempt != 1 || !errors.Is(calls[0].Cause, broker.ErrPanic) ||
+		!strings.Contains(calls[0].Cause.Error(), "deterministic panic") {
+		t.Errorf("Poison calls = %+v, want one for %s at Attempt 1 with the panic as cause", calls, a1.ID)
+	}
+	if stats.Poisoned != 1 || stats.Pending != 0 || stats.Retrying != 0 {
+		t.Errorf("progress = %+v, want 1 poisoned, nothing pending", stats)
+	}
+	checkNotRedelivered(t, e, group, k[1], 1)
+}
+
+// testPoisonAfterAttempts: a message whose handler always fails with a
+// plain error is tried MaxAttempts times, in place, then given to Poison
+// once with the last error; the key's later messages wait for it, then go
+// on.
+func testPoisonAfterAttempts(t *testing.T, e *env) {
+	k := e.keys(2)
+	a0, a1, b0 := e.msg(k[0], 0), e.msg(k[0], 1), e.msg(k[1], 0)
+	e.publish(t, a0, a1, b0)
+	group := e.group("poison-attempts")
+	var pl poisonLog
+	var progress broker.Progress
+	rec := newRecorder(e)
+	run := e.subscribe(t, e.Subscriber, broker.Subscription{Topic: e.Topic, Group: group, Concurrency: 4,
+		MaxAttempts: 3, Poison: pl.hook(e), Progress: &progress},
+		rec.handler(func(ctx context.Context, m broker.Received) error {
+			if m.ID == a0.ID {
+				return errors.New("brokertest: bad input")
+			}
+			return nil
+		}))
+	rec.waitHandled(t, waitTimeout, a1.ID, b0.ID)
+	time.Sleep(quiet)
+	stats := progress.Stats()
+	run.stopCancelled(t)
+
+	want := []event{
+		{ID: a0.ID, Key: k[0], Seq: 0, Attempt: 1, Result: "error"},
+		{ID: a0.ID, Key: k[0], Seq: 0, Attempt: 2, Result: "error"},
+		{ID: a0.ID, Key: k[0], Seq: 0, Attempt: 3, Result: "error"},
+		{ID: a1.ID, Key: k[0], Seq: 1, Attempt: 1, Result: "ok"},
+	}
+	if diff := cmp.Diff(want, byKey(rec.events(), k[0])); diff != "" {
+		t.Errorf("handler calls of key %s mismatch (-want +got):\n%s", k[0], diff)
+	}
+	calls := pl.all()
+	if len(calls) != 1 || calls[0].ID != a0.ID || calls[0].Attempt != 3 || calls[0].Cause == nil ||
+		calls[0].Cause.Error() != "brokertest: bad input" {
+		t.Errorf("Poison calls = %+v, want one for %s at Attempt 3 with the handler's error", calls, a0.ID)
+	}
+	if stats.Poisoned != 1 || stats.Handled < 2 || stats.Pending != 0 {
+		t.Errorf("progress = %+v, want 1 poisoned, 2 handled, nothing pending", stats)
+	}
+	checkNotRedelivered(t, e, group, k[1], 1)
+}
+
+// testUnavailableNotPoisoned: failures wrapping broker.ErrUnavailable are
+// retried in place past MaxAttempts and never given to Poison; the key's
+// later messages wait, in order.
+func testUnavailableNotPoisoned(t *testing.T, e *env) {
+	k := e.keys(1)[0]
+	m0, m1 := e.msg(k, 0), e.msg(k, 1)
+	e.publish(t, m0, m1)
+	var pl poisonLog
+	rec := newRecorder(e)
+	run := e.subscribe(t, e.Subscriber, broker.Subscription{Topic: e.Topic, Group: e.group("unavailable"),
+		MaxAttempts: 2, Poison: pl.hook(e)},
+		rec.handler(func(ctx context.Context, m broker.Received) error {
+			if m.ID == m0.ID && m.Attempt <= 4 {
+				return fmt.Errorf("brokertest: store down: %w", broker.ErrUnavailable)
+			}
+			return nil
+		}))
+	rec.waitHandled(t, waitTimeout, m0.ID, m1.ID)
+	time.Sleep(quiet)
+	run.stopCancelled(t)
+	var got []int
+	for _, ev := range rec.events() {
+		if ev.ID == m0.ID {
+			got = append(got, ev.Attempt)
+		}
+	}
+	if diff := cmp.Diff([]int{1, 2, 3, 4, 5}, got); diff != "" {
+		t.Errorf("attempts of %s mismatch (-want +got):\n%s", m0.ID, diff)
+	}
+	checkOrder(t, rec.events(), []string{k}, 2)
+	if calls := pl.all(); len(calls) != 0 {
+		t.Errorf("Poison calls = %+v, want none", calls)
+	}
+}
+
+// testPoisonRetried: a Poison hook that fails is retried in place, the
+// handler not called again, and the key's later messages wait until it
+// succeeds.
+func testPoisonRetried(t *testing.T, e *env) {
+	k := e.keys(1)[0]
+	m0, m1 := e.msg(k, 0), e.msg(k, 1)
+	e.publish(t, m0, m1)
+	pl := poisonLog{fail: 2}
+	rec := newRecorder(e)
+	var m1Started atomic.Int32
+	run := e.subscribe(t, e.Subscriber, broker.Subscription{Topic: e.Topic, Group: e.group("poison-retry"),
+		Poison: func(ctx context.Context, m broker.Received, cause error) error {
+			if m1Started.Load() != 0 {
+				t.Errorf("Poison of %s called after the next message of its key started", m.ID)
+			}
+			return pl.hook(e)(ctx, m, cause)
+		}},
+		rec.handler(func(ctx context.Context, m broker.Received) error {
+			if m.ID == m0.ID {
+				panic("brokertest: poison")
+			}
+			m1Started.Add(1)
+			return nil
+		}))
+	rec.waitHandled(t, waitTimeout, m1.ID)
+	time.Sleep(quiet)
+	run.stopCancelled(t)
+	want := []event{
+		{ID: m0.ID, Key: k, Seq: 0, Attempt: 1, Result: "panic"},
+		{ID: m1.ID, Key: k, Seq: 1, Attempt: 1, Result: "ok"},
+	}
+	if diff := cmp.Diff(want, rec.events()); diff != "" {
+		t.Errorf("handler calls mismatch (-want +got):\n%s", diff)
+	}
+	if calls := pl.all(); len(calls) != 3 {
+		t.Errorf("Poison called %d times (%+v), want 3: two failures, then stored", len(calls), calls)
 	}
 }

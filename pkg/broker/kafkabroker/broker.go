@@ -230,15 +230,3 @@ func (b *Broker) finishClose() {
 	b.subs.Wait()
 	b.transport.CloseIdleConnections()
 }
-
-// sleepCtx waits d or until ctx is done, reporting whether d passed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}

@@ -95,10 +95,13 @@
 // key's records are handled one at a time and in offset order. A handler
 // returning nil acknowledges its record; an error wrapped by
 // broker.Permanent terminates it (the handler has dead-lettered it): it is
-// done and never delivered again. Any other error, or a panic (recovered
-// and logged with its stack), retries the record in place after a pause of
-// SubscribeConfig.RetryMin (100ms) doubling up to RetryMax (30s), jittered,
-// for as long as it takes, holding back the key's later records.
+// done and never delivered again. Other errors and panics follow the poison
+// policy of broker.Handler (shared with natsbroker, in internal/dispatch):
+// the record is retried in place after a pause of SubscribeConfig.RetryMin
+// (100ms) doubling up to RetryMax (30s), jittered, holding back the key's
+// later records, forever for errors wrapping broker.ErrUnavailable, else
+// until Subscription.MaxAttempts, when Subscription.Poison stores it and it
+// is done like a terminated one.
 //
 // Kafka keeps one committed offset per partition, so a group commits, for
 // each partition, the offset below which every record is done (handled or

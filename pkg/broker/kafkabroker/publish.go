@@ -229,6 +229,11 @@ func classify(err error) error {
 	return err
 }
 
+// Classify wraps err with broker.ErrUnavailable when retrying later can
+// succeed, as Publish does: for the other packages that talk to Kafka
+// (the state stores), so a store that is down is told from a bad input.
+func Classify(err error) error { return classify(err) }
+
 // transient tells errors that time or an operator fix (no broker reachable,
 // no answer in time, no leader, too few in-sync replicas) from those a retry
 // never fixes (message too large, unknown topic, a request the cluster

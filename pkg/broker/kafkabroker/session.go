@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
-	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -14,7 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wahook/wahook/pkg/broker"
-	"github.com/wahook/wahook/pkg/broker/internal/fifo"
+	"github.com/wahook/wahook/pkg/broker/internal/dispatch"
 )
 
 const (
@@ -24,33 +22,21 @@ const (
 	// fetchMaxBytes bounds one fetch response, at least twice the largest
 	// record.
 	fetchMaxBytes = 10 << 20
-	// lateHandlerWait is how long a session still waits, after the grace
-	// period, for handlers that ignore their ctx.
-	lateHandlerWait = 5 * time.Second
 	// commitRetryMax caps the pause before committing again after a
 	// failed commit.
 	commitRetryMax = time.Second
 )
 
 // session consumes what one generation of the group assigned to this
-// instance: a fetcher per partition queues each record on the worker its
-// key hashes to, workers handle their queue in order, and a committer
-// commits each partition's commit point as it moves.
+// instance: a fetcher per partition pushes each record on the dispatcher,
+// which hands records to workers by key and has the session settle them,
+// and a committer commits each partition's commit point as it moves.
 type session struct {
-	sub     *subscription
-	gen     *kafka.Generation
-	log     *zap.Logger
-	parts   []*partState
-	queues  []*fifo.Queue[*record]
-	workers sync.WaitGroup
-
-	// stopping is closed when the session begins to end: no record starts
-	// and no failed one is retried after it.
-	stopping chan struct{}
-	// hctx is the handlers' context: Subscribe's values, cancelled only
-	// when the grace period after stopping ends.
-	hctx    context.Context
-	hcancel context.CancelFunc
+	sub   *subscription
+	gen   *kafka.Generation
+	log   *zap.Logger
+	parts []*partState
+	d     *dispatch.Dispatcher[*record]
 
 	// commitMu serialises commits and guards each partState.committed.
 	commitMu sync.Mutex
@@ -59,29 +45,25 @@ type session struct {
 }
 
 func newSession(sub *subscription, gen *kafka.Generation) *session {
-	s := &session{
-		sub:      sub,
-		gen:      gen,
-		log:      sub.log.With(zap.Int32("generation", gen.ID)),
-		stopping: make(chan struct{}),
-		dirty:    make(chan struct{}, 1),
+	return &session{
+		sub:   sub,
+		gen:   gen,
+		log:   sub.log.With(zap.Int32("generation", gen.ID)),
+		dirty: make(chan struct{}, 1),
 	}
-	s.queues = make([]*fifo.Queue[*record], sub.s.Concurrency)
-	for i := range s.queues {
-		s.queues[i] = fifo.New[*record]()
-	}
-	return s
 }
 
 // run consumes until ctx (Subscribe's) or gctx (the generation's) ends,
 // then winds down: see stop.
 func (s *session) run(ctx, gctx, parent context.Context) {
-	sctx, cancel := context.WithCancel(ctx)
+	// sctx keeps parent's values for the handlers and ends with ctx or
+	// gctx.
+	sctx, cancel := context.WithCancel(parent)
 	defer cancel()
-	stopAfter := context.AfterFunc(gctx, cancel)
-	defer stopAfter()
-	s.hctx, s.hcancel = context.WithCancel(context.WithoutCancel(parent))
-	defer s.hcancel()
+	stopCtx := context.AfterFunc(ctx, cancel)
+	defer stopCtx()
+	stopGen := context.AfterFunc(gctx, cancel)
+	defer stopGen()
 
 	var ids []int
 	for _, a := range s.gen.Assignments[s.sub.s.Topic] {
@@ -98,10 +80,15 @@ func (s *session) run(ctx, gctx, parent context.Context) {
 		return
 	}
 
-	for _, q := range s.queues {
-		s.workers.Add(1)
-		go s.work(q)
-	}
+	s.d = dispatch.New(sctx, dispatch.Config{
+		Workers:      s.sub.s.Concurrency,
+		RetryMin:     s.sub.cfg.RetryMin,
+		RetryMax:     s.sub.cfg.RetryMax,
+		Subscription: s.sub.s,
+		Handler:      s.sub.h,
+		Log:          s.log,
+		Tracker:      s.sub.tracker,
+	}, s)
 	committerDone, committerStop := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(committerDone)
@@ -160,7 +147,7 @@ func (s *session) setup(ctx context.Context, ids []int) ([]commitPoint, bool) {
 			return nil, false
 		}
 		s.log.Warn("resolving start offsets failed, retrying", zap.Error(err))
-		if !sleepCtx(ctx, jitter(wait)) {
+		if !dispatch.Sleep(ctx, dispatch.Jitter(wait)) {
 			return nil, false
 		}
 		wait = min(max(2*wait, time.Millisecond), setupRetryMax)
@@ -281,7 +268,7 @@ func (s *session) fetch(ctx context.Context, p *partState, start commitPoint) {
 			}
 			// kafka-go retries on its own and reports what persists.
 			s.log.Warn("fetching failed, retrying", zap.Int("partition", p.id), zap.Error(err))
-			if !sleepCtx(ctx, backoff(failures, sub.cfg.RetryMin, setupRetryMax)) {
+			if !dispatch.Sleep(ctx, dispatch.Backoff(failures, sub.cfg.RetryMin, setupRetryMax)) {
 				return
 			}
 			failures++
@@ -300,7 +287,7 @@ func (s *session) fetch(ctx context.Context, p *partState, start commitPoint) {
 			s.markDirty()
 			continue
 		}
-		s.queues[maphash.String(sub.seed, rec.key)%uint64(len(s.queues))].Push(rec)
+		s.d.Push(rec, rec.key)
 	}
 }
 
@@ -315,108 +302,40 @@ func (s *session) debugf(msg string, args ...any) {
 // worker finishes the record it is handling, its ctx cancelled only after
 // grace. A handler failing meanwhile is not retried.
 func (s *session) stop(fetchers *sync.WaitGroup, grace time.Duration) {
-	close(s.stopping)
+	s.d.Stop(grace)
 	fetchers.Wait()
-	for _, q := range s.queues {
-		q.Close()
-	}
-	timer := time.AfterFunc(grace, s.hcancel)
-	defer timer.Stop()
-	done := make(chan struct{})
-	go func() {
-		s.workers.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return
-	case <-s.hctx.Done():
-	}
-	late := time.NewTimer(lateHandlerWait)
-	defer late.Stop()
-	select {
-	case <-done:
-	case <-late.C:
-		s.log.Error("handlers still running after the grace period; their records are redelivered",
-			zap.Duration("grace", grace))
-	}
+	s.d.Wait(grace)
 }
 
-func (s *session) stopped() bool {
-	select {
-	case <-s.stopping:
-		return true
-	default:
-		return false
+// Message is what the handler gets of r.
+func (s *session) Message(r *record) broker.Message { return received(r.msg) }
+
+// Attempt counts a delivery of r. The first delivery of the record at a
+// commit point is committed at once, before its handler runs, so that a
+// crash in the handler still counts (see Received.Attempt).
+func (s *session) Attempt(r *record, try int) int {
+	n := r.part.begin(r)
+	if r.first && try == 0 {
+		s.commitDelivery()
+	} else {
+		s.markDirty()
 	}
+	return n
 }
 
-// work handles the records of one queue, one at a time, in order.
-func (s *session) work(q *fifo.Queue[*record]) {
-	defer s.workers.Done()
-	for {
-		r, ok := q.Pop()
-		if !ok {
-			return
-		}
-		s.process(r)
-	}
-}
-
-// process runs the handler on r until it succeeds, fails for good, or the
-// session stops; only the first two finish r.
-func (s *session) process(r *record) {
-	if s.stopped() {
+// Settle finishes an acknowledged or terminated record: the commit point
+// may move past it. A released record stays unfinished, for the
+// partition's next owner.
+func (s *session) Settle(r *record, o dispatch.Outcome, cause error) {
+	if o == dispatch.Released {
 		return
 	}
-	rcv := broker.Received{Message: received(r.msg)}
-	p := r.part
-	for try := 0; ; try++ {
-		rcv.Attempt = p.begin(r)
-		if r.first && try == 0 {
-			s.commitDelivery()
-		} else {
-			s.markDirty()
-		}
-		err := s.call(rcv)
-		switch {
-		case err == nil:
-			p.finish(r)
-			s.markDirty()
-			return
-		case broker.IsPermanent(err):
-			// The handler has dead-lettered it.
-			s.log.Debug("record terminated", zap.Int("partition", p.id), zap.Int64("offset", r.msg.Offset),
-				zap.String("id", rcv.ID), zap.Error(err))
-			p.finish(r)
-			s.markDirty()
-			return
-		case s.stopped():
-			return
-		}
-		wait := backoff(try, s.sub.cfg.RetryMin, s.sub.cfg.RetryMax)
-		s.log.Debug("handler failed, retrying in place", zap.Int("partition", p.id), zap.Int64("offset", r.msg.Offset),
-			zap.String("id", rcv.ID), zap.Int("attempt", rcv.Attempt), zap.Duration("backoff", wait), zap.Error(err))
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-s.stopping:
-			t.Stop()
-			return
-		}
+	if o == dispatch.Terminated {
+		s.log.Debug("record terminated", zap.Int("partition", r.part.id), zap.Int64("offset", r.msg.Offset),
+			zap.String("key", r.key), zap.Error(cause))
 	}
-}
-
-// call runs the handler, turning a panic into a retryable error.
-func (s *session) call(rcv broker.Received) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			s.log.Error("handler panicked; the record is retried", zap.String("id", rcv.ID),
-				zap.Int("attempt", rcv.Attempt), zap.Any("panic", v), zap.ByteString("stack", debug.Stack()))
-			err = fmt.Errorf("kafkabroker: handler panicked: %v", v)
-		}
-	}()
-	return s.sub.h(s.hctx, rcv)
+	r.part.finish(r)
+	s.markDirty()
 }
 
 // received is a record as handlers see it.
@@ -474,7 +393,7 @@ func (s *session) commitLoop(stop <-chan struct{}) {
 			} else {
 				s.log.Debug("commit failed again", zap.Int("failures", failures+1), zap.Error(err))
 			}
-			pause = max(pause, backoff(failures, 10*time.Millisecond, commitRetryMax))
+			pause = max(pause, dispatch.Backoff(failures, 10*time.Millisecond, commitRetryMax))
 			failures++
 			s.markDirty()
 		} else {

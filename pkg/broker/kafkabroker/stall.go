@@ -8,6 +8,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
+
+	"github.com/wahook/wahook/pkg/broker/internal/dispatch"
 )
 
 // stallPollMax caps the pause between two looks at the group's progress.
@@ -44,7 +46,7 @@ func (sub *subscription) watchStalls(ctx context.Context) {
 	poll := min(max(limit/4, time.Millisecond), stallPollMax)
 	seen := map[int]commitSeen{}
 	var lastRejoin time.Time
-	for sleepCtx(ctx, poll) {
+	for dispatch.Sleep(ctx, poll) {
 		cctx, cancel := context.WithTimeout(ctx, groupTimeout)
 		progress, err := sub.groupProgress(cctx)
 		cancel()

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -14,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wahook/wahook/pkg/broker"
+	"github.com/wahook/wahook/pkg/broker/internal/dispatch"
 )
 
 const (
@@ -67,17 +66,15 @@ func (b *Broker) Subscribe(ctx context.Context, s broker.Subscription, h broker.
 
 // subscription is one Subscribe call.
 type subscription struct {
-	b     *Broker
-	s     broker.Subscription
-	group string
-	cfg   SubscribeConfig
-	h     broker.Handler
-	log   *zap.Logger
-	// seed hashes keys to workers. It is not PartitionOf's hash: with
-	// Partitions 2 all the keys of a partition would have hashes of one
-	// parity and leave half of the workers idle.
-	seed   maphash.Seed
+	b      *Broker
+	s      broker.Subscription
+	group  string
+	cfg    SubscribeConfig
+	h      broker.Handler
+	log    *zap.Logger
 	status *groupState
+	// tracker keeps the progress across the group's generations.
+	tracker *dispatch.Tracker
 
 	// mu guards rejoinFn, which ends the current member (see rejoin).
 	mu       sync.Mutex
@@ -104,14 +101,14 @@ func (b *Broker) newSubscription(s broker.Subscription, h broker.Handler) (*subs
 	group := GroupID(s.Group, s.Partition, s.Partitions)
 	log := b.log.With(zap.String("topic", s.Topic), zap.String("group", group))
 	return &subscription{
-		b:      b,
-		s:      s,
-		group:  group,
-		cfg:    b.cfg.Subscribe,
-		h:      h,
-		seed:   maphash.MakeSeed(),
-		log:    log,
-		status: newGroupState(log, group, s.Topic, time.Now()),
+		b:       b,
+		s:       s,
+		group:   group,
+		cfg:     b.cfg.Subscribe,
+		h:       h,
+		tracker: dispatch.NewTracker(s.Progress),
+		log:     log,
+		status:  newGroupState(log, group, s.Topic, time.Now()),
 	}, nil
 }
 
@@ -317,32 +314,9 @@ func (sub *subscription) checkTopic(ctx context.Context) error {
 			return nil
 		}
 		sub.log.Warn("looking the topic up failed, retrying", zap.Error(err))
-		if !sleepCtx(ctx, jitter(wait)) {
+		if !dispatch.Sleep(ctx, dispatch.Jitter(wait)) {
 			return nil
 		}
 		wait = min(max(2*wait, time.Millisecond), setupRetryMax)
 	}
-}
-
-// backoff is the pause after the n-th failure (from 0): lo doubling up to
-// hi, jittered.
-func backoff(n int, lo, hi time.Duration) time.Duration {
-	d := lo
-	for range n {
-		if d >= hi/2 {
-			d = hi
-			break
-		}
-		d *= 2
-	}
-	return jitter(min(d, hi))
-}
-
-// jitter takes up to half of d off at random, so that instances retrying
-// the same failure spread out.
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d - rand.N(d/2)
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
+
+	"github.com/wahook/wahook/pkg/broker/internal/dispatch"
 )
 
 // wahook's Kafka topics (contract sections 2 and 3).
@@ -87,7 +89,7 @@ func (b *Broker) EnsureTopics(ctx context.Context) error {
 			// learns of it within its TTL.
 			err = fmt.Errorf("topics %q not in the metadata yet", missing)
 		}
-		if !sleepCtx(ctx, topicsWait) {
+		if !dispatch.Sleep(ctx, topicsWait) {
 			return fmt.Errorf("kafkabroker: ensure topics: %w", classify(errors.Join(err, ctx.Err())))
 		}
 	}

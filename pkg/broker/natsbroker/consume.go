@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,16 +13,16 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wahook/wahook/pkg/broker"
-	"github.com/wahook/wahook/pkg/broker/internal/fifo"
+	"github.com/wahook/wahook/pkg/broker/internal/dispatch"
 )
 
 // settleRetryMax caps the pause between attempts to send an ack, nak or
 // term while the connection is down.
 const settleRetryMax = time.Second
 
-// run is one Subscribe call: a dispatcher (the Subscribe goroutine) pulls
-// messages and queues each on the worker its key hashes to; workers handle
-// their queue in order; a keep-alive refreshes the ack timer of every
+// run is one Subscribe call: the Subscribe goroutine pulls messages and
+// pushes each on the dispatcher, which hands them to workers by key and
+// has run settle them; a keep-alive refreshes the ack timer of every
 // message held.
 type run struct {
 	b   *Broker
@@ -33,13 +31,18 @@ type run struct {
 	h   broker.Handler
 	log *zap.Logger
 
-	// seed hashes keys to workers. It is not PartitionOf's hash: with
-	// Partitions 2 all the keys of a partition would have hashes of one
-	// parity and leave half of the workers idle.
-	seed   maphash.Seed
-	queues []*fifo.Queue[*delivery]
-	held   heldSet
-	wg     sync.WaitGroup
+	d       *dispatch.Dispatcher[*delivery]
+	tracker *dispatch.Tracker
+	held    heldSet
+	// leaseLost reports whether the run ends because the consumer's lease
+	// was lost; its handlers then get lostGrace, less than the time left
+	// before a standby may take over.
+	leaseLost func() bool
+	lostGrace time.Duration
+	// unsettled is set when a message held could not be settled: it is
+	// redelivered after AckWait, so the lease must not be released as
+	// if everything had been handed back.
+	unsettled atomic.Bool
 
 	// ctx is Subscribe's ctx, also cancelled when shutdown begins for
 	// another reason (the connection closed): workers then hand back what
@@ -47,10 +50,6 @@ type run struct {
 	// dispatcher means no handler starts once the caller has cancelled.
 	ctx    context.Context
 	cancel context.CancelFunc
-	// hctx is the handlers' context: ctx's values, but cancelled only when
-	// the grace period after shutdown ends.
-	hctx    context.Context
-	hcancel context.CancelFunc
 	// pullStopped is closed once the server can no longer deliver to this
 	// instance. Messages are handed back only then: a Nak'd message sent
 	// back to this instance's draining pull request would be handed back
@@ -58,34 +57,32 @@ type run struct {
 	pullStopped chan struct{}
 }
 
-func newRun(b *Broker, p plan, h broker.Handler) *run {
-	r := &run{
+func newRun(b *Broker, p plan, h broker.Handler, tracker *dispatch.Tracker) *run {
+	return &run{
 		b:           b,
 		p:           p,
 		cfg:         b.cfg.Subscribe,
 		h:           h,
-		seed:        maphash.MakeSeed(),
 		held:        heldSet{m: make(map[uint64]*delivery)},
+		tracker:     tracker,
 		pullStopped: make(chan struct{}),
 		log: b.log.With(zap.String("stream", p.stream), zap.String("consumer", p.consumer),
 			zap.String("group", p.Group)),
 	}
-	r.queues = make([]*fifo.Queue[*delivery], p.Concurrency)
-	for i := range r.queues {
-		r.queues[i] = fifo.New[*delivery]()
-	}
-	return r
 }
 
 func (r *run) run(ctx context.Context, cons jetstream.Consumer) error {
 	r.ctx, r.cancel = context.WithCancel(ctx)
 	defer r.cancel()
-	r.hctx, r.hcancel = context.WithCancel(context.WithoutCancel(ctx))
-	defer r.hcancel()
-	for _, q := range r.queues {
-		r.wg.Add(1)
-		go r.work(q)
-	}
+	r.d = dispatch.New(r.ctx, dispatch.Config{
+		Workers:      r.p.Concurrency,
+		RetryMin:     r.cfg.RetryMin,
+		RetryMax:     r.cfg.RetryMax,
+		Subscription: r.p.Subscription,
+		Handler:      r.h,
+		Log:          r.log,
+		Tracker:      r.tracker,
+	}, r)
 	keepAliveStop, keepAliveDone := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(keepAliveDone)
@@ -156,7 +153,7 @@ func (r *run) pull(ctx context.Context, iter jetstream.MessagesContext) (jetstre
 					return nil, fmt.Errorf("natsbroker: subscribe %s: %w", r.p.consumer, broker.ErrClosed)
 				}
 				r.log.Warn("consumer setup failed, retrying", zap.Error(err))
-				if !sleepCtx(ctx, jitter(wait)) {
+				if !dispatch.Sleep(ctx, dispatch.Jitter(wait)) {
 					return nil, nil
 				}
 				wait = min(2*wait, setupRetryMax)
@@ -189,7 +186,7 @@ func (r *run) pull(ctx context.Context, iter jetstream.MessagesContext) (jetstre
 		}
 		iter.Stop()
 		iter = nil
-		if !sleepCtx(ctx, jitter(wait)) {
+		if !dispatch.Sleep(ctx, dispatch.Jitter(wait)) {
 			return nil, nil
 		}
 		wait = min(2*wait, setupRetryMax)
@@ -218,7 +215,7 @@ func (r *run) dispatch(m jetstream.Msg) {
 		// down) of a message a worker still has: one is enough.
 		return
 	}
-	r.queues[maphash.String(r.seed, key)%uint64(len(r.queues))].Push(d)
+	r.d.Push(d, key)
 }
 
 // shutdown stops pulling, reads back what was already sent to this
@@ -227,8 +224,11 @@ func (r *run) dispatch(m jetstream.Msg) {
 // handling, within the grace period.
 func (r *run) shutdown(iter jetstream.MessagesContext) {
 	r.cancel()
-	grace := time.AfterFunc(r.cfg.ShutdownGrace, r.hcancel)
-	defer grace.Stop()
+	grace := r.cfg.ShutdownGrace
+	if r.leaseLost != nil && r.leaseLost() {
+		grace = min(grace, r.lostGrace)
+	}
+	r.d.Stop(grace)
 
 	if iter != nil && !r.b.connClosedForGood() {
 		iter.Drain()
@@ -255,25 +255,8 @@ func (r *run) shutdown(iter jetstream.MessagesContext) {
 		r.dropPullRequests()
 	}
 	close(r.pullStopped)
-	for _, q := range r.queues {
-		q.Close()
-	}
-
-	done := make(chan struct{})
-	go func() {
-		r.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return
-	case <-r.hctx.Done():
-	}
-	select {
-	case <-done:
-	case <-time.After(lateHandlerWait):
-		r.log.Error("handlers still running after the shutdown grace period; their messages are redelivered after AckWait",
-			zap.Duration("grace", r.cfg.ShutdownGrace))
+	if !r.d.Wait(grace) {
+		r.unsettled.Store(true)
 	}
 }
 
@@ -295,88 +278,40 @@ func (r *run) dropPullRequests() {
 	}
 }
 
-// work handles the messages of one queue, one at a time, in order.
-func (r *run) work(q *fifo.Queue[*delivery]) {
-	defer r.wg.Done()
-	for {
-		d, ok := q.Pop()
-		if !ok {
-			return
-		}
-		r.process(d)
-		r.held.remove(d)
-	}
-}
-
-// process runs the handler on d until it succeeds, fails for good, or
-// shutdown begins, and settles d accordingly: Ack, Term, or Nak.
-func (r *run) process(d *delivery) {
-	if r.ctx.Err() != nil {
-		r.handBack(d)
-		return
-	}
+// Message is what the handler gets of d.
+func (r *run) Message(d *delivery) broker.Message {
 	h := d.msg.Headers()
-	rcv := broker.Received{
-		Message: broker.Message{
-			Topic:   r.p.Topic,
-			Subject: d.msg.Subject(),
-			Key:     d.key,
-			ID:      idOf(h),
-			Header:  broker.Header(h),
-			Data:    d.msg.Data(),
-		},
+	return broker.Message{
+		Topic:   r.p.Topic,
+		Subject: d.msg.Subject(),
+		Key:     d.key,
+		ID:      idOf(h),
+		Header:  broker.Header(h),
+		Data:    d.msg.Data(),
 	}
-	for try := 0; ; try++ {
-		rcv.Attempt = d.attempt + try
-		err := r.call(rcv)
-		switch {
-		case err == nil:
-			r.settle(d, "ack", d.msg.Ack)
-			return
-		case broker.IsPermanent(err):
-			reason := termReason(err)
-			r.settle(d, "term", func() error { return d.msg.TermWithReason(reason) })
-			return
-		case r.ctx.Err() != nil:
-			r.handBack(d)
-			return
-		}
-		wait := backoff(try, r.cfg.RetryMin, r.cfg.RetryMax)
-		r.log.Debug("handler failed, retrying in place", zap.String("subject", rcv.Subject), zap.String("id", rcv.ID),
-			zap.Int("attempt", rcv.Attempt), zap.Duration("backoff", wait), zap.Error(err))
-		t := time.NewTimer(wait)
+}
+
+// Attempt is JetStream's delivery count plus the retries in place.
+func (r *run) Attempt(d *delivery, try int) int { return d.attempt + try }
+
+// Settle acknowledges or terminates d, or hands it back (Nak) once
+// pulling has stopped, so that the next instance of the group gets it at
+// once rather than after AckWait.
+func (r *run) Settle(d *delivery, o dispatch.Outcome, cause error) {
+	defer r.held.remove(d)
+	switch o {
+	case dispatch.Acked:
+		r.settle(d, "ack", d.msg.Ack)
+	case dispatch.Terminated:
+		reason := termReason(cause)
+		r.settle(d, "term", func() error { return d.msg.TermWithReason(reason) })
+	default:
 		select {
-		case <-t.C:
-		case <-r.ctx.Done():
-			t.Stop()
-			r.handBack(d)
-			return
+		case <-r.pullStopped:
+		case <-r.d.HandlerContext().Done():
 		}
+		r.settle(d, "nak", d.msg.Nak)
 	}
-}
-
-// handBack Naks a message at shutdown, once pulling has stopped, so that
-// the next instance of the group gets it at once rather than after
-// AckWait.
-func (r *run) handBack(d *delivery) {
-	select {
-	case <-r.pullStopped:
-	case <-r.hctx.Done():
-	}
-	r.settle(d, "nak", d.msg.Nak)
-}
-
-// call runs the handler, turning a panic into a retryable error.
-func (r *run) call(rcv broker.Received) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			r.log.Error("handler panicked; the message is retried", zap.String("subject", rcv.Subject),
-				zap.String("id", rcv.ID), zap.Int("attempt", rcv.Attempt), zap.Any("panic", v),
-				zap.ByteString("stack", debug.Stack()))
-			err = fmt.Errorf("natsbroker: handler panicked: %v", v)
-		}
-	}()
-	return r.h(r.hctx, rcv)
 }
 
 // settle sends an ack, nak or term. While the connection is down it keeps
@@ -390,7 +325,9 @@ func (r *run) settle(d *delivery, op string, send func() error) {
 		if err == nil || errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
 			return
 		}
-		if r.b.connClosedForGood() || r.hctx.Err() != nil {
+		hctx := r.d.HandlerContext()
+		if r.b.connClosedForGood() || hctx.Err() != nil {
+			r.unsettled.Store(true)
 			r.log.Warn("message not settled; JetStream redelivers it after AckWait", zap.String("op", op),
 				zap.String("subject", d.msg.Subject()), zap.Uint64("stream_seq", d.seq), zap.Error(err))
 			return
@@ -398,7 +335,7 @@ func (r *run) settle(d *delivery, op string, send func() error) {
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
-		case <-r.hctx.Done():
+		case <-hctx.Done():
 			t.Stop()
 		}
 		wait = min(2*wait, settleRetryMax)

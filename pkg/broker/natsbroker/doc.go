@@ -90,37 +90,52 @@
 // Acknowledgements are explicit. A handler returning nil acknowledges the
 // message; an error wrapped by broker.Permanent terminates it (Term, with
 // the error as the reason in JetStream's advisory): it is never delivered
-// again. Any other error, or a panic (recovered and logged with its stack),
-// retries the message in place after a pause of SubscribeConfig.RetryMin
-// (100ms) doubling up to RetryMax (30s), jittered, for as long as it takes:
-// MaxDeliver is unlimited, so a message is never dropped by the
-// server. Received.Attempt is JetStream's delivery count plus the retries
-// in place. Every message held, being retried or queued behind one, is kept
+// again. Other errors and panics follow the poison policy of broker.Handler
+// (shared with kafkabroker, in internal/dispatch): retried in place after a
+// pause of SubscribeConfig.RetryMin (100ms) doubling up to RetryMax (30s),
+// jittered, forever for errors wrapping broker.ErrUnavailable, else until
+// Subscription.MaxAttempts, when Subscription.Poison stores the message and
+// it is terminated like a Permanent one. MaxDeliver is unlimited, so a
+// message is never dropped by the server. Received.Attempt is JetStream's
+// delivery count plus the retries in place. Every message held, being retried or queued behind one, is kept
 // alive (InProgress every quarter of AckWait), so JetStream redelivers
-// nothing while this instance lives; AckWait (30s) is how long a dead
-// instance's messages wait before they are redelivered.
+// nothing while this instance lives.
+//
+// One instance consumes a durable consumer at a time: Subscribe first
+// takes the consumer's lease, a key in the KV bucket LeaseBucket
+// (WAHOOK_CONSUMER_LEASES, created when missing) whose max age is
+// SubscribeConfig.LeaseTTL (10s). The holder renews it every quarter of
+// the TTL; another Subscribe of the same group and partition waits as a
+// standby, taking the lease over once its holder released it (a clean
+// stop) or it expired (the holder died or lost the server). Taking over an
+// expired lease with messages pending, the new holder resets the consumer
+// to its ack floor (JetStream's consumer reset), so that every message
+// after the floor, acknowledged or not, is delivered again in stream order
+// before anything newer, as a Kafka group resumes from its committed
+// offset. A stopping instance renews its lease until its handlers finished
+// and it handed back what it held, and releases it only if every message
+// it held was settled or handed back. A holder that could not renew its
+// lease for half of the TTL stops consuming (its handlers' ctx is
+// cancelled a quarter of the TTL later) and waits as a standby: it has
+// stopped before anyone may take over, so a live instance is never reset
+// under its feet.
 //
 // Messages go to Subscription.Concurrency workers by a hash of their key.
 // What is guaranteed: a key's messages are handled one at a time and in
-// stream order, a failing one holding back those after it, as long as one
-// instance consumes the consumer; and each message is handled at least
-// once. What is not:
-//   - After a crash, the dead instance's messages come back only after
-//     AckWait; meanwhile the instance that replaces it may already have
-//     handled newer messages of the same keys, so those keys go out of
-//     order once. The redelivered messages of a key may also come back out
-//     of order among themselves: nats-server puts a redelivery back at the
-//     end of its queue when the pull request it picked has just expired.
-//   - Two instances consuming one consumer (same group and partition) get
-//     its messages split between them: a key's messages may then be handled
-//     concurrently and out of order. Run one instance per partition, and
-//     scale with Partitions.
-//   - Exactly once: an acknowledgement lost in a crash, a consumer deleted
-//     and re-created (it starts over at StartTime or the beginning) or an
-//     outage longer than AckWait redeliver messages already handled.
-//     Handlers must be idempotent; wahook's deterministic event ids and the
-//     streams' duplicates window make publishing their results again
-//     harmless.
+// stream order, a failing one holding back those after it, also across a
+// crash and a restart; and each message is handled at least once. What is
+// not:
+//   - Exactly once: after a crash the messages after the ack floor are
+//     handled again, also those acknowledged past it; an acknowledgement
+//     lost in a crash, a consumer deleted and re-created (it starts over
+//     at StartTime or the beginning) or an outage longer than AckWait
+//     redeliver messages already handled. Handlers must be idempotent;
+//     wahook's deterministic event ids and the streams' duplicates window
+//     make publishing their results again harmless. Received.Attempt
+//     starts over at 1 after a reset.
+//   - A handler that ignores its ctx for longer than LeaseTTL/4 after its
+//     instance lost the lease may overlap with the new holder's handling
+//     of the same key.
 //
 // MaxAckPending (32 per worker, at least 256) bounds the messages held: a
 // message retried for long keeps the later ones of its worker queued, and

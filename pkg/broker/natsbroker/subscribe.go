@@ -5,16 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"math/rand/v2"
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/wahook/wahook/pkg/broker"
+	"github.com/wahook/wahook/pkg/broker/internal/dispatch"
 )
 
 // SubscribeConfig tunes Subscribe. The zero value of every field is usable.
@@ -22,9 +23,8 @@ type SubscribeConfig struct {
 	// AckWait is how long JetStream waits for a message's acknowledgement
 	// before it redelivers it, 30s when zero, at least 1s. Subscribe keeps
 	// every message it holds alive (InProgress) however long it is retried
-	// or queued, so AckWait is, in effect, how long the messages of an
-	// instance that died wait before another instance gets them. Applied
-	// to existing consumers too.
+	// or queued; an instance that died is taken over after LeaseTTL, which
+	// resumes its messages at once. Applied to existing consumers too.
 	AckWait time.Duration
 	// MaxAckPending caps the messages a consumer has delivered and not yet
 	// had acknowledged, over all the instances sharing it. When zero it is
@@ -40,6 +40,14 @@ type SubscribeConfig struct {
 	// ShutdownGrace is how long the handlers running when Subscribe's ctx
 	// ends may take to finish, 30s when zero; their ctx is cancelled then.
 	ShutdownGrace time.Duration
+	// LeaseTTL is how long the lease on a durable consumer outlives its
+	// holder's last renewal, 10s when zero, at least 1s. Only the holder
+	// consumes; other instances of the consumer wait as standbys, and the
+	// first takes over once the holder released the lease (a clean stop)
+	// or it expired (the holder died), resuming from the consumer's ack
+	// floor in the latter case. It is the delay before a dead instance's
+	// consumer is taken over.
+	LeaseTTL time.Duration
 }
 
 // Defaults of SubscribeConfig.
@@ -50,6 +58,7 @@ const (
 	DefaultRetryMin            = 100 * time.Millisecond
 	DefaultRetryMax            = 30 * time.Second
 	DefaultShutdownGrace       = 30 * time.Second
+	DefaultLeaseTTL            = 10 * time.Second
 )
 
 const (
@@ -65,9 +74,6 @@ const (
 	// drainTimeout bounds reading back, at shutdown, the messages already
 	// sent to this instance, so they can be handed back at once.
 	drainTimeout = 5 * time.Second
-	// lateHandlerWait is how long Subscribe still waits, after the grace
-	// period, for handlers that ignore their ctx.
-	lateHandlerWait = 5 * time.Second
 	// flushTimeout bounds the final flush that puts the last acks on the
 	// server before Subscribe returns.
 	flushTimeout = 5 * time.Second
@@ -93,6 +99,9 @@ func (c *SubscribeConfig) setDefaults() {
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = DefaultShutdownGrace
 	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = DefaultLeaseTTL
+	}
 }
 
 // Validate checks a configuration after defaults are applied.
@@ -107,6 +116,9 @@ func (c SubscribeConfig) Validate() error {
 		return fmt.Errorf("natsbroker: subscribe: retry backoff %s to %s, want 0 <= min <= max", c.RetryMin, c.RetryMax)
 	case c.ShutdownGrace < 0:
 		return fmt.Errorf("natsbroker: subscribe: negative shutdown grace %s", c.ShutdownGrace)
+	case c.LeaseTTL < time.Second:
+		// Renewed every quarter of it.
+		return fmt.Errorf("natsbroker: subscribe: lease TTL %s, want 1s or more", c.LeaseTTL)
 	}
 	return nil
 }
@@ -314,11 +326,83 @@ func (b *Broker) Subscribe(ctx context.Context, s broker.Subscription, h broker.
 	if b.isClosing() {
 		return fmt.Errorf("natsbroker: subscribe %s: %w", p.consumer, broker.ErrClosed)
 	}
-	cons, err := b.setUp(ctx, p)
-	if err != nil {
+	tracker := dispatch.NewTracker(p.Progress)
+	holder := b.newHolder()
+	for {
+		l, orphaned, err := b.acquire(ctx, p, holder)
+		if err != nil {
+			return b.subscribeEnd(ctx, p, err)
+		}
+		cons, err := b.setUp(ctx, p)
+		if err == nil && orphaned {
+			err = b.resumeRetrying(ctx, p, cons)
+		}
+		if err != nil {
+			if !orphaned {
+				l.release()
+			}
+			return b.subscribeEnd(ctx, p, err)
+		}
+		// rctx also ends when the lease is lost: a standby may take over.
+		// The lease is renewed until the run has returned, its handlers
+		// finished and its messages handed back, however long that takes.
+		rctx, cancel := context.WithCancel(ctx)
+		kctx, stopKeeping := context.WithCancel(context.WithoutCancel(ctx))
+		var lost atomic.Bool
+		kept := make(chan struct{})
+		go func() {
+			defer close(kept)
+			l.keep(kctx, func() {
+				lost.Store(true)
+				cancel()
+			})
+		}()
+		r := newRun(b, p, h, tracker)
+		r.leaseLost, r.lostGrace = lost.Load, l.ttl/4
+		err = r.run(rctx, cons)
+		stopKeeping()
+		cancel()
+		<-kept
+		switch {
+		case lost.Load() && ctx.Err() == nil && !b.connClosedForGood() && !b.isClosing():
+			// Wait as a standby again; whoever takes over resumes from
+			// the ack floor.
+			continue
+		case ctx.Err() != nil && !errors.Is(err, broker.ErrClosed) && !r.unsettled.Load():
+			// Everything held was settled or handed back in order: the
+			// next holder need not resume from the ack floor.
+			l.release()
+		}
 		return err
 	}
-	return newRun(b, p, h).run(ctx, cons)
+}
+
+// subscribeEnd is what Subscribe returns when it stops before consuming.
+func (b *Broker) subscribeEnd(ctx context.Context, p plan, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case b.connClosedForGood() || b.isClosing():
+		return fmt.Errorf("natsbroker: subscribe %s: %w", p.consumer, broker.ErrClosed)
+	}
+	return err
+}
+
+// resumeRetrying resumes p's consumer (see resume), retrying while
+// JetStream is unavailable.
+func (b *Broker) resumeRetrying(ctx context.Context, p plan, cons jetstream.Consumer) error {
+	wait := b.cfg.Subscribe.RetryMin
+	for {
+		err := b.resume(ctx, p, cons)
+		if err == nil || !errors.Is(err, broker.ErrUnavailable) || ctx.Err() != nil || b.connClosedForGood() || b.isClosing() {
+			return err
+		}
+		b.log.Warn("resuming the consumer failed, retrying", zap.String("consumer", p.consumer), zap.Error(err))
+		if !dispatch.Sleep(ctx, dispatch.Jitter(wait)) {
+			return ctx.Err()
+		}
+		wait = min(2*wait, setupRetryMax)
+	}
 }
 
 // setUp ensures the consumer, retrying while JetStream is unavailable.
@@ -339,7 +423,7 @@ func (b *Broker) setUp(ctx context.Context, p plan) (jetstream.Consumer, error) 
 			return nil, err
 		}
 		b.log.Warn("consumer setup failed, retrying", zap.String("consumer", p.consumer), zap.Error(err))
-		if !sleepCtx(ctx, jitter(wait)) {
+		if !dispatch.Sleep(ctx, dispatch.Jitter(wait)) {
 			return nil, ctx.Err()
 		}
 		wait = min(2*wait, setupRetryMax)
@@ -351,41 +435,6 @@ func (b *Broker) connClosedForGood() bool {
 	case <-b.connClosed:
 		return true
 	default:
-		return false
-	}
-}
-
-// backoff is the pause before retry n (0 for the first): min doubling up
-// to max, jittered.
-func backoff(n int, lo, hi time.Duration) time.Duration {
-	d := lo
-	for range n {
-		if d >= hi/2 {
-			d = hi
-			break
-		}
-		d *= 2
-	}
-	return jitter(min(d, hi))
-}
-
-// jitter takes up to half of d off at random, so that instances retrying
-// the same failure spread out.
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d - rand.N(d/2)
-}
-
-// sleepCtx waits d or until ctx is done, reporting whether d passed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
 		return false
 	}
 }

@@ -25,10 +25,14 @@ import (
 // keep-alive (every quarter of it).
 const conformanceAckWait = 5 * time.Second
 
+// conformanceLeaseTTL is how soon a crashed instance's consumer is taken
+// over in the conformance cases.
+const conformanceLeaseTTL = 3 * time.Second
+
 func TestConformance(t *testing.T) {
 	brokertest.Run(t, func(t *testing.T) brokertest.Pair {
 		e := startServer(t, t.TempDir())
-		sub := SubscribeConfig{AckWait: conformanceAckWait}
+		sub := SubscribeConfig{AckWait: conformanceAckWait, LeaseTTL: conformanceLeaseTTL}
 		b := connect(t, Config{Embedded: e, Subscribe: sub})
 		return brokertest.Pair{
 			Publisher:  b,
@@ -598,6 +602,7 @@ func TestSubscribeConfigValidate(t *testing.T) {
 		"retry max < min":   {give: SubscribeConfig{RetryMin: time.Second, RetryMax: 10 * time.Millisecond}, wantErr: "retry backoff"},
 		"negative pending":  {give: SubscribeConfig{MaxAckPending: -1}, wantErr: "max ack pending"},
 		"negative grace":    {give: SubscribeConfig{ShutdownGrace: -time.Second}, wantErr: "shutdown grace"},
+		"lease TTL too low": {give: SubscribeConfig{LeaseTTL: 500 * time.Millisecond}, wantErr: "lease TTL"},
 		"min above default": {give: SubscribeConfig{RetryMin: time.Minute}},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -617,13 +622,161 @@ func TestSubscribeConfigValidate(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	lo, hi := 100*time.Millisecond, 30*time.Second
-	for n, want := range map[int]time.Duration{0: lo, 1: 2 * lo, 3: 8 * lo, 20: hi, 1000: hi} {
-		for range 50 {
-			if got := backoff(n, lo, hi); got > want || got < want/2 {
-				t.Fatalf("backoff(%d) = %s, want in [%s, %s]", n, got, want/2, want)
+// A second instance of a consumer waits as a standby while the first
+// lives, however long the first holds a message: it handles nothing and
+// never resets the consumer under it. Once the first stops, the standby
+// takes over and goes on in order, each message handled once.
+func TestSubscribeStandbyNeverResetsALiveInstance(t *testing.T) {
+	e := startServer(t, t.TempDir())
+	cfg := SubscribeConfig{AckWait: 2 * time.Second, LeaseTTL: 2 * time.Second}
+	b1 := connect(t, Config{Embedded: e, Subscribe: cfg})
+	b2 := connect(t, Config{URL: e.ClientURL(), Auth: e.ServiceAuth(), Subscribe: cfg})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var msgs []broker.Message
+	for i := range 4 {
+		msgs = append(msgs, ingressMsg("STANDBY", i, jsonBody(i)))
+	}
+	if err := b1.Publish(ctx, msgs[:2]...); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	started, release := make(chan struct{}), make(chan struct{})
+	var first collector
+	run1 := subscribed(t, b1, broker.Subscription{Topic: "wahook.ingress", Group: "standby", Concurrency: 2},
+		func(ctx context.Context, m broker.Received) error {
+			if m.ID == msgs[0].ID {
+				close(started)
+				<-release
 			}
+			return first.handle(ctx, m)
+		})
+	<-started
+	var second collector
+	subscribed(t, b2, broker.Subscription{Topic: "wahook.ingress", Group: "standby", Concurrency: 2}, second.handle)
+	if err := b1.Publish(ctx, msgs[2]); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	// Several lease TTLs and AckWaits: the first instance keeps its lease
+	// and its messages alive.
+	time.Sleep(6 * time.Second)
+	if got := second.ids(); len(got) != 0 {
+		t.Errorf("standby handled %v while the first instance lived", got)
+	}
+	close(release)
+	first.waitIDs(t, 20*time.Second, msgs[0].ID, msgs[1].ID, msgs[2].ID)
+	if err := run1.stop(); !errors.Is(err, context.Canceled) {
+		t.Errorf("Subscribe = %v, want context.Canceled", err)
+	}
+	if err := b1.Publish(ctx, msgs[3]); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	second.waitIDs(t, 20*time.Second, msgs[3].ID)
+	time.Sleep(500 * time.Millisecond)
+	all := append(first.ids(), second.ids()...)
+	var want []string
+	for _, m := range msgs {
+		want = append(want, m.ID)
+	}
+	if diff := cmp.Diff(want, all); diff != "" {
+		t.Errorf("messages handled (first instance, then standby) mismatch (-want +got):\n%s", diff)
+	}
+	if n := consumerInfo(t, b2, IngressStream, "standby").NumRedelivered; n != 0 {
+		t.Errorf("JetStream redelivered %d messages, want 0", n)
+	}
+}
+
+// An instance that cannot renew its lease (the server is down longer than
+// half of LeaseTTL) stops consuming, cancelling its handlers, and takes
+// its lease again once the server is back, resuming from the ack floor: the
+// message it was handling comes first again, then the later ones, in order.
+func TestSubscribeLeaseLostResumesInOrder(t *testing.T) {
+	dir := t.TempDir()
+	e := startServer(t, dir)
+	b := connect(t, Config{URL: e.ClientURL(), Auth: e.ServiceAuth(), ReconnectWait: 50 * time.Millisecond,
+		Subscribe: SubscribeConfig{AckWait: time.Minute, LeaseTTL: 2 * time.Second}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	msgs := []broker.Message{ingressMsg("LOST", 0, jsonBody(0)), ingressMsg("LOST", 1, jsonBody(1)), ingressMsg("LOST", 2, jsonBody(2))}
+	if err := b.Publish(ctx, msgs[:2]...); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	started := make(chan struct{})
+	var once sync.Once
+	var c collector
+	run := subscribed(t, b, broker.Subscription{Topic: "wahook.ingress", Group: "lost", Concurrency: 2},
+		func(ctx context.Context, m broker.Received) error {
+			first := false
+			once.Do(func() { first = true })
+			if first {
+				close(started)
+				// Hangs until the lease is lost.
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			return c.handle(ctx, m)
+		})
+	<-started
+	if err := e.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	// Longer than the lease TTL: it expires on the server's clock too.
+	time.Sleep(3 * time.Second)
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(e.ClientURL(), "nats://"))
+	startServerAt(t, dir, "127.0.0.1:"+port)
+	for {
+		err := b.Publish(ctx, msgs[2])
+		if err == nil {
+			break
 		}
+		if !errors.Is(err, broker.ErrUnavailable) || ctx.Err() != nil {
+			t.Fatalf("Publish: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.waitIDs(t, 30*time.Second, msgs[0].ID, msgs[1].ID, msgs[2].ID)
+	time.Sleep(500 * time.Millisecond)
+	if diff := cmp.Diff([]string{msgs[0].ID, msgs[1].ID, msgs[2].ID}, c.ids()); diff != "" {
+		t.Errorf("messages handled after the lease was lost and taken again (-want +got):\n%s", diff)
+	}
+	if err := run.stop(); !errors.Is(err, context.Canceled) {
+		t.Errorf("Subscribe = %v, want context.Canceled", err)
+	}
+}
+
+// An instance that stops keeps its lease while its handlers finish, and
+// when it stops with a message it could not settle (its handler ignored
+// the end of the grace period) it does not release the lease: the next
+// instance takes over when it expires and resumes from the ack floor, so
+// that message comes back at once and first, not after AckWait.
+func TestSubscribeUnsettledStopKeepsTheLease(t *testing.T) {
+	e := startServer(t, t.TempDir())
+	cfg := SubscribeConfig{AckWait: 10 * time.Minute, LeaseTTL: 2 * time.Second, ShutdownGrace: 100 * time.Millisecond}
+	b := connect(t, Config{Embedded: e, Subscribe: cfg})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	msgs := []broker.Message{ingressMsg("STUCK", 0, jsonBody(0)), ingressMsg("STUCK", 1, jsonBody(1))}
+	if err := b.Publish(ctx, msgs[0]); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	started, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	run := subscribed(t, b, broker.Subscription{Topic: "wahook.ingress", Group: "stuck"},
+		func(ctx context.Context, m broker.Received) error {
+			close(started)
+			<-release // ignores ctx
+			return nil
+		})
+	<-started
+	if err := run.stop(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Subscribe = %v, want context.Canceled", err)
+	}
+	if err := b.Publish(ctx, msgs[1]); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	var c collector
+	subscribed(t, b, broker.Subscription{Topic: "wahook.ingress", Group: "stuck"}, c.handle)
+	c.waitIDs(t, 20*time.Second, msgs[0].ID, msgs[1].ID)
+	if diff := cmp.Diff([]string{msgs[0].ID, msgs[1].ID}, c.ids()); diff != "" {
+		t.Errorf("next instance's messages mismatch (-want +got):\n%s", diff)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/segmentio/kafka-go/sasl"
 	"go.uber.org/zap"
 
+	"github.com/wahook/wahook/pkg/broker"
+	"github.com/wahook/wahook/pkg/broker/kafkabroker"
 	"github.com/wahook/wahook/pkg/state"
 )
 
@@ -48,7 +50,8 @@ const requestTimeout = 10 * time.Second
 const maxAttempts = 32
 
 // ErrClosed is returned by calls on a Store after Close.
-var ErrClosed = errors.New("kafkastate: store closed")
+// It wraps broker.ErrUnavailable: a consumer still running retries.
+var ErrClosed = fmt.Errorf("kafkastate: store closed: %w", broker.ErrUnavailable)
 
 // ErrContended reports that a write lost to other writers of the same key
 // too many times in a row; the caller may retry the call later.
@@ -429,7 +432,7 @@ func (s *Store) write(ctx context.Context, p *partition, key string, value []byt
 		err = resp.Error
 	}
 	if err != nil {
-		return 0, fmt.Errorf("write %s to %s: %w", key, p, err)
+		return 0, fmt.Errorf("write %s to %s: %w", key, p, kafkabroker.Classify(err))
 	}
 	return resp.BaseOffset, nil
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
+
+	"github.com/wahook/wahook/pkg/broker/kafkabroker"
 )
 
 // Fetch settings of the tailers. A fetch waits at the broker until a record
@@ -105,7 +107,7 @@ func (s *Store) waitFor(ctx context.Context, p *partition, end int64) error {
 		select {
 		case <-moved:
 		case <-ctx.Done():
-			return fmt.Errorf("wait for %s to reach offset %d (at %d): %w", p, end, pos, ctx.Err())
+			return fmt.Errorf("wait for %s to reach offset %d (at %d): %w", p, end, pos, kafkabroker.Classify(ctx.Err()))
 		case <-s.ctx.Done():
 			return ErrClosed
 		}
@@ -144,11 +146,11 @@ func (s *Store) endOffset(ctx context.Context, p *partition) (int64, error) {
 	select {
 	case <-pr.done:
 		if pr.err != nil {
-			return 0, fmt.Errorf("end offset of %s: %w", p, pr.err)
+			return 0, fmt.Errorf("end offset of %s: %w", p, kafkabroker.Classify(pr.err))
 		}
 		return pr.end, nil
 	case <-ctx.Done():
-		return 0, fmt.Errorf("end offset of %s: %w", p, ctx.Err())
+		return 0, fmt.Errorf("end offset of %s: %w", p, kafkabroker.Classify(ctx.Err()))
 	case <-s.ctx.Done():
 		return 0, ErrClosed
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/state"
 )
@@ -54,7 +55,7 @@ func (c *Chats) FirstSeen(ctx context.Context, provider, channel, chat, eventID 
 				return false, fmt.Errorf("natsstate: chat %q of %s/%s: decode %s: %w", chat, provider, channel, key, err)
 			}
 		case !errors.Is(err, jetstream.ErrKeyNotFound):
-			return false, fmt.Errorf("natsstate: chat %q of %s/%s: get: %w", chat, provider, channel, err)
+			return false, fmt.Errorf("natsstate: chat %q of %s/%s: get: %w", chat, provider, channel, natsbroker.Classify(err))
 		}
 		first, next := state.FirstSeen(cur, eventID, time.Now())
 		if next == nil {
@@ -71,7 +72,7 @@ func (c *Chats) FirstSeen(ctx context.Context, provider, channel, chat, eventID 
 			c.cache.put(key, next.FirstEvent)
 			return first, nil
 		case !conflict(err):
-			return false, fmt.Errorf("natsstate: chat %q of %s/%s: create: %w", chat, provider, channel, err)
+			return false, fmt.Errorf("natsstate: chat %q of %s/%s: create: %w", chat, provider, channel, natsbroker.Classify(err))
 		}
 		// Another writer created it first: the next read tells which event.
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/fact"
 	"github.com/wahook/wahook/pkg/state"
@@ -189,7 +190,7 @@ func (r *Labels) get(ctx context.Context, key, id string) (*state.Label, uint64,
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		return nil, 0, nil
 	case err != nil:
-		return nil, 0, fmt.Errorf("get %s: %w", key, err)
+		return nil, 0, fmt.Errorf("get %s: %w", key, natsbroker.Classify(err))
 	}
 	rec, err := decodeLabel(key, e.Value())
 	if err != nil {
@@ -214,7 +215,7 @@ func (r *Labels) put(ctx context.Context, key string, rec *state.Label, exists b
 		_, err = r.kv.Create(ctx, key, val)
 	}
 	if err != nil {
-		return fmt.Errorf("write %s: %w", key, err)
+		return fmt.Errorf("write %s: %w", key, natsbroker.Classify(err))
 	}
 	return nil
 }
@@ -255,7 +256,7 @@ func (r *Labels) scan(ctx context.Context, prefix string) ([]scanned, error) {
 	}
 	info, err := r.stream.Info(ctx, jetstream.WithSubjectFilter(r.subjects+prefix+".*"))
 	if err != nil {
-		return nil, fmt.Errorf("list keys %s.*: %w", prefix, err)
+		return nil, fmt.Errorf("list keys %s.*: %w", prefix, natsbroker.Classify(err))
 	}
 	keys := make([]string, 0, len(info.State.Subjects))
 	for subj := range info.State.Subjects {
@@ -269,7 +270,7 @@ func (r *Labels) scan(ctx context.Context, prefix string) ([]scanned, error) {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 			continue // a delete marker, or removed by the bucket's limits
 		case err != nil:
-			return nil, fmt.Errorf("get %s: %w", key, err)
+			return nil, fmt.Errorf("get %s: %w", key, natsbroker.Classify(err))
 		}
 		rec, err := decodeLabel(key, e.Value())
 		if err != nil {

@@ -10,6 +10,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/wahook/wahook/pkg/broker"
+	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/state"
 )
 
@@ -27,8 +29,9 @@ const (
 )
 
 // ErrContended reports that a write lost its compare-and-set race too many
-// times in a row; the caller may retry the call later.
-var ErrContended = errors.New("natsstate: too many concurrent writers")
+// times in a row; the caller may retry the call later (it wraps
+// broker.ErrUnavailable).
+var ErrContended = fmt.Errorf("natsstate: too many concurrent writers: %w", broker.ErrUnavailable)
 
 // maxAttempts bounds the compare-and-set rounds of one call. Each round has a
 // winner, so it is enough for this many writers racing on one key.
@@ -308,19 +311,8 @@ func checkEvent(eventID string) error {
 	return nil
 }
 
-// conflict reports whether err is a lost compare-and-set: Create of a key
-// that exists, or Update at a revision that is no longer the last. Depending
-// on the stream's replica count the server reports it as error 10071 or
-// 10164; nats.go maps both, but only per method, so all are checked.
-func conflict(err error) bool {
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return true
-	}
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) &&
-		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
-}
+// conflict reports whether err is a lost compare-and-set.
+var conflict = natsbroker.KVConflict
 
 // pause waits before compare-and-set round attempt (from 1), a random
 // while growing with the attempt, so racing writers spread out.

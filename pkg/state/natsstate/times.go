@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/state"
 )
@@ -36,7 +37,7 @@ func (r *Times) FirstTime(ctx context.Context, id string, t time.Time) (time.Tim
 	for attempt := range maxAttempts {
 		if attempt > 0 {
 			if err := pause(ctx, attempt); err != nil {
-				return time.Time{}, fmt.Errorf("natsstate: first time of %q: %w", id, err)
+				return time.Time{}, fmt.Errorf("natsstate: first time of %q: %w", id, natsbroker.Classify(err))
 			}
 		}
 		_, err := r.kv.Create(ctx, key, val)
@@ -44,14 +45,14 @@ func (r *Times) FirstTime(ctx context.Context, id string, t time.Time) (time.Tim
 		case err == nil:
 			return t, nil
 		case !conflict(err):
-			return time.Time{}, fmt.Errorf("natsstate: first time of %q: create: %w", id, err)
+			return time.Time{}, fmt.Errorf("natsstate: first time of %q: create: %w", id, natsbroker.Classify(err))
 		}
 		e, err := r.kv.Get(ctx, key)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 			continue // expired since the Create failed: create it again
 		case err != nil:
-			return time.Time{}, fmt.Errorf("natsstate: first time of %q: get: %w", id, err)
+			return time.Time{}, fmt.Errorf("natsstate: first time of %q: get: %w", id, natsbroker.Classify(err))
 		}
 		var first time.Time
 		if err := first.UnmarshalText(e.Value()); err != nil {
