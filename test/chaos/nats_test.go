@@ -1,0 +1,333 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wahook/wahook/pkg/broker"
+	"github.com/wahook/wahook/pkg/broker/natsbroker"
+	"github.com/wahook/wahook/pkg/derive"
+	"github.com/wahook/wahook/pkg/envelope"
+)
+
+// TestChaosNATS runs the pipeline on a nats-server process with the
+// ingress and one deriver as processes of their own, and under load kills
+// the broker (SIGKILL) and restarts it on its store, stops it (SIGTERM)
+// and restarts it, and kills the deriver (SIGKILL) and restarts it: once
+// each in the short variant, twice each (and a deriver SIGTERM) in the
+// long one.
+func TestChaosNATS(t *testing.T) {
+	if !*longRun {
+		t.Parallel()
+	}
+	h := newHarness(t, "nats")
+	ctx := t.Context()
+	srv := h.natsServer()
+	if err := srv.start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := &natsBackend{srv: srv}
+	_, url := h.startIngress(ctx, b)
+	der := h.derivers(b, 1)[0]
+
+	brokerKill := fault{"broker SIGKILL", func(ctx context.Context) (string, error) {
+		srv.svc.current().kill()
+		return srv.restart(ctx, url)
+	}}
+	brokerStop := fault{"broker SIGTERM", func(ctx context.Context) (string, error) {
+		if err := srv.svc.current().stop(time.Minute); err != nil {
+			return "", err
+		}
+		return srv.restart(ctx, url)
+	}}
+	deriverKill := fault{"deriver SIGKILL", func(ctx context.Context) (string, error) {
+		der.current().kill()
+		der.start()
+		return ", restarted at once", nil
+	}}
+	deriverStop := fault{"deriver SIGTERM", func(ctx context.Context) (string, error) {
+		began := time.Now()
+		if err := der.current().stop(time.Minute); err != nil {
+			return "", err
+		}
+		stopped := time.Since(began)
+		der.start()
+		return fmt.Sprintf(", stopped in %.1fs, restarted", stopped.Seconds()), nil
+	}}
+	faults := []fault{brokerKill, deriverKill, brokerStop}
+	if *longRun {
+		faults = []fault{brokerKill, deriverKill, brokerStop, deriverStop, brokerKill, deriverKill, brokerStop}
+	}
+	h.run(ctx, b, url, faults)
+	h.shutdown(srv.svc)
+}
+
+// natsServer is a nats-server process with JetStream, restarted on the
+// same port and store.
+type natsServer struct {
+	h     *harness
+	svc   *service
+	port  int
+	store string
+}
+
+func (h *harness) natsServer() *natsServer {
+	h.t.Helper()
+	s := &natsServer{h: h, port: freePort(h.t), store: filepath.Join(h.dir, "jetstream")}
+	conf := filepath.Join(h.dir, "nats-server.conf")
+	// The server as make run embeds it: JetStream on files with
+	// nats-server's default sync interval, whose writes survive a crash
+	// of the process (not a power loss), and payloads up to 8 MiB.
+	text := fmt.Sprintf("server_name: wahook-chaos\nlisten: 127.0.0.1:%d\nmax_payload: 8MB\njetstream {\n  store_dir: %q\n}\n", s.port, s.store)
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+	s.svc = h.service("nats-server", h.bins.natsServer, []string{"-c", conf}, nil)
+	return s
+}
+
+func (s *natsServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
+
+// env is how wahook's services reach the server.
+func (s *natsServer) env() []string {
+	return []string{"WAHOOK_BROKER=nats", "WAHOOK_NATS_URL=" + s.url()}
+}
+
+// connect opens the checker's own connection.
+func (s *natsServer) connect() (*nats.Conn, error) {
+	return nats.Connect(s.url(), nats.Name("wahook-chaos-checker"), nats.Timeout(2*time.Second),
+		nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+}
+
+func (s *natsServer) start(ctx context.Context) error {
+	s.svc.start()
+	return s.waitReady(ctx)
+}
+
+// waitReady polls until JetStream answers.
+func (s *natsServer) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var last error
+	for {
+		if s.svc.current().exited() {
+			return fmt.Errorf("nats-server exited: %v\n%s", s.svc.current().err, tail(s.svc.current().log, 30))
+		}
+		nc, err := s.connect()
+		if err == nil {
+			js, jerr := jetstream.New(nc)
+			if jerr == nil {
+				_, jerr = js.AccountInfo(ctx)
+			}
+			nc.Close()
+			if jerr == nil {
+				return nil
+			}
+			err = jerr
+		}
+		last = err
+		if pause(ctx, 100*time.Millisecond) != nil {
+			return fmt.Errorf("nats-server not ready within a minute: %v\n%s", last, tail(s.svc.current().log, 30))
+		}
+	}
+}
+
+// restart starts the server again after the outage and waits until the
+// ingress is ready again.
+func (s *natsServer) restart(ctx context.Context, ingressURL string) (string, error) {
+	down := time.Now()
+	if err := pause(ctx, s.h.plan.outage); err != nil {
+		return "", err
+	}
+	if err := s.start(ctx); err != nil {
+		return "", err
+	}
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := waitReady(rctx, ingressURL); err != nil {
+		return "", fmt.Errorf("ingress after the broker's restart: %w", err)
+	}
+	return fmt.Sprintf(", ingress ready again %.1fs later", time.Since(down).Seconds()), nil
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// natsBackend checks a run on NATS through a connection of its own.
+type natsBackend struct {
+	srv *natsServer
+}
+
+func (b *natsBackend) env() []string             { return b.srv.env() }
+func (b *natsBackend) binding() envelope.Binding { return envelope.NATS }
+func (b *natsBackend) atLeastOnce() bool         { return false }
+
+func (b *natsBackend) js() (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := b.srv.connect()
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+// drained: every derived stream's durable consumer has nothing pending
+// and nothing delivered unacknowledged.
+func (b *natsBackend) drained(ctx context.Context) (bool, string, error) {
+	nc, js, err := b.js()
+	if err != nil {
+		return false, "", err
+	}
+	defer nc.Close()
+	var behind []string
+	for _, stream := range derive.Streams {
+		name, err := natsbroker.ConsumerName("wahook-"+stream, 0, 1)
+		if err != nil {
+			return false, "", err
+		}
+		c, err := js.Consumer(ctx, natsbroker.IngressStream, name)
+		if err != nil {
+			return false, "", fmt.Errorf("consumer %s: %w", name, err)
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return false, "", fmt.Errorf("consumer %s: %w", name, err)
+		}
+		if info.NumPending > 0 || info.NumAckPending > 0 {
+			behind = append(behind, fmt.Sprintf("%s: %d pending, %d unacknowledged (%d redelivered)",
+				name, info.NumPending, info.NumAckPending, info.NumRedelivered))
+		}
+	}
+	return len(behind) == 0, strings.Join(behind, "; "), nil
+}
+
+// read returns every message of a stream in sequence order.
+func (b *natsBackend) read(ctx context.Context, name string) ([]jetstream.Msg, error) {
+	nc, js, err := b.js()
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", name, err)
+	}
+	st := s.CachedInfo().State
+	if st.Msgs == 0 {
+		return nil, nil
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", name, err)
+	}
+	var out []jetstream.Msg
+	for {
+		batch, err := c.Fetch(1000, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("stream %s: %w", name, err)
+		}
+		for m := range batch.Messages() {
+			md, err := m.Metadata()
+			if err != nil {
+				return nil, fmt.Errorf("stream %s: %w", name, err)
+			}
+			out = append(out, m)
+			if md.Sequence.Stream >= st.LastSeq {
+				return out, nil
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return nil, fmt.Errorf("stream %s: %w", name, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("stream %s: read %d of %d messages: %w", name, len(out), st.Msgs, err)
+		}
+	}
+}
+
+func message(m jetstream.Msg) (record, error) {
+	md, err := m.Metadata()
+	if err != nil {
+		return record{}, err
+	}
+	h := broker.Header(m.Headers())
+	return record{
+		pos:   int(md.Sequence.Stream),
+		where: fmt.Sprintf("seq %d", md.Sequence.Stream),
+		msg: broker.Message{Subject: m.Subject(), Key: broker.UnescapeHeader(h.Get(natsbroker.KeyHeader)),
+			Header: h, Data: m.Data()},
+	}, nil
+}
+
+func (b *natsBackend) raw(ctx context.Context) ([]record, error) {
+	msgs, err := b.read(ctx, natsbroker.IngressStream)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]record, 0, len(msgs))
+	for _, m := range msgs {
+		r, err := message(m)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func (b *natsBackend) derived(ctx context.Context) ([]derivedRecord, error) {
+	msgs, err := b.read(ctx, natsbroker.DerivedStream)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]derivedRecord, 0, len(msgs))
+	for _, m := range msgs {
+		r, err := message(m)
+		if err != nil {
+			return nil, err
+		}
+		ev, err := envelope.Decode(r.msg, envelope.NATS)
+		if err != nil {
+			return nil, fmt.Errorf("derived %s on %s is not a CloudEvent: %w", r.where, r.msg.Subject, err)
+		}
+		out = append(out, derivedRecord{record: r, stream: strings.Split(r.msg.Subject, ".")[1], event: ev})
+	}
+	return out, nil
+}
+
+func (b *natsBackend) deadLetters(ctx context.Context) ([]string, error) {
+	msgs, err := b.read(ctx, natsbroker.DeadLetterStream)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, m := range msgs {
+		r, err := message(m)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, deadLetter(r, envelope.NATS))
+	}
+	return out, nil
+}
