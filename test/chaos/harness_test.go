@@ -64,7 +64,7 @@ type plan struct {
 func shortPlan() plan {
 	return plan{
 		variant: "short",
-		load:    loadConfig{rate: 120, labelSenders: 4, chatSenders: 8, giveUp: 90 * time.Second},
+		load:    loadConfig{rate: 120, labelSenders: 6, chatSenders: 10, labelEvery: 200 * time.Millisecond, giveUp: 90 * time.Second},
 		warmup:  3 * time.Second, gap: 3 * time.Second, tail: 2 * time.Second,
 		outage: time.Second,
 		drain:  75 * time.Second,
@@ -74,7 +74,7 @@ func shortPlan() plan {
 func longPlan() plan {
 	return plan{
 		variant: "long",
-		load:    loadConfig{rate: 250, labelSenders: 8, chatSenders: 16, giveUp: 2 * time.Minute},
+		load:    loadConfig{rate: 250, labelSenders: 12, chatSenders: 24, labelEvery: 250 * time.Millisecond, giveUp: 2 * time.Minute},
 		warmup:  10 * time.Second, gap: 15 * time.Second, tail: 10 * time.Second,
 		outage: 3 * time.Second,
 		drain:  3 * time.Minute,
@@ -202,6 +202,8 @@ func (h *harness) startIngress(ctx context.Context, b backend) (*service, string
 	h.t.Helper()
 	s := h.service("ingress", h.bins.ingress, nil, serviceEnv(b, append(h.sec.env(), "WAHOOK_DERIVE=")...))
 	p := s.start()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
 	addr, err := logField(ctx, p, "ingress listening", "addr")
 	if err != nil {
 		h.t.Fatal(err)
@@ -329,6 +331,9 @@ func (h *harness) run(ctx context.Context, b backend, url string, faults []fault
 		settled = fmt.Sprintf("%s, %.1fs after the load ended", settled, time.Since(ended).Seconds())
 	}
 	h.alive()
+	// The services stop before the streams are read, so that what is read
+	// is all they did.
+	h.stopServices()
 
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
@@ -465,19 +470,24 @@ func (h *harness) verdict(o *outcome, atLeastOnce, drained bool, behind string) 
 	}
 }
 
-// shutdown stops the wahook services and then the broker with SIGTERM and
-// fails the test for an unclean exit, a data race or a panic in any run of
-// any process.
-func (h *harness) shutdown(broker *service) {
+// stopServices stops every wahook service with SIGTERM and fails the test
+// for one that does not exit cleanly.
+func (h *harness) stopServices() {
 	h.t.Helper()
 	for _, s := range h.services {
-		if s == broker || s.current().exited() {
+		if s.bin == h.bins.natsServer || s.current().exited() {
 			continue
 		}
 		if err := s.current().stop(45 * time.Second); err != nil {
 			h.t.Error(err)
 		}
 	}
+}
+
+// finish stops the broker, if it is a process, and fails the test for a
+// data race or a panic in any run of any process.
+func (h *harness) finish(broker *service) {
+	h.t.Helper()
 	if broker != nil && !broker.current().exited() {
 		if err := broker.current().stop(45 * time.Second); err != nil {
 			h.t.Error(err)

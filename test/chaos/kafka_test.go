@@ -102,7 +102,7 @@ func TestChaosKafka(t *testing.T) {
 		faults = []fault{killRebalance(0), stopRestart(1), killRestart(0), killRebalance(1), stopRestart(0), killRestart(1)}
 	}
 	h.run(ctx, b, url, faults)
-	h.shutdown(nil)
+	h.finish(nil)
 }
 
 // kafkaBackend checks a run on kfake: group state from the cluster itself,

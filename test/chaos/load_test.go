@@ -54,6 +54,10 @@ type loadConfig struct {
 	// labelSenders each own a Whapi channel's labels; chatSenders make new
 	// chats.
 	labelSenders, chatSenders int
+	// labelEvery spaces two deliveries of one label channel: all of a
+	// channel's label events have one key, which consumers take one at a
+	// time, so a key must not get more than they can do in order.
+	labelEvery time.Duration
 	// giveUp is how long a sender retries one delivery before it gives up,
 	// as a provider eventually does: a failure of the run.
 	giveUp time.Duration
@@ -101,22 +105,34 @@ func startLoad(ctx context.Context, url string, sec secrets, w *workload, cfg lo
 			}
 		}
 	})
-	var sources []source
+	type sender struct {
+		src   source
+		every time.Duration
+	}
+	var senders []sender
 	for i := range cfg.labelSenders {
-		sources = append(sources, w.labelChannel(i))
+		senders = append(senders, sender{w.labelChannel(i), cfg.labelEvery})
 	}
 	for i := range cfg.chatSenders {
-		sources = append(sources, w.chatSender(i))
+		senders = append(senders, sender{w.chatSender(i), 0})
 	}
-	for _, src := range sources {
+	for _, s := range senders {
 		l.wg.Go(func() {
 			for {
+				began := time.Now()
 				select {
 				case <-l.stopped:
 					return
 				case <-l.tokens:
 				}
-				l.send(ctx, src.next())
+				l.send(ctx, s.src.next())
+				if rest := s.every - time.Since(began); rest > 0 {
+					select {
+					case <-l.stopped:
+						return
+					case <-time.After(rest):
+					}
+				}
 			}
 		})
 	}

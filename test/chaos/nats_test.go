@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,9 +24,9 @@ import (
 // TestChaosNATS runs the pipeline on a nats-server process with the
 // ingress and one deriver as processes of their own, and under load kills
 // the broker (SIGKILL) and restarts it on its store, stops it (SIGTERM)
-// and restarts it, and kills the deriver (SIGKILL) and restarts it: once
-// each in the short variant, twice each (and a deriver SIGTERM) in the
-// long one.
+// and restarts it, and kills the deriver (SIGKILL) while it holds raw
+// events unacknowledged and restarts it: once each in the short variant,
+// twice each (and a deriver SIGTERM) in the long one.
 func TestChaosNATS(t *testing.T) {
 	if !*longRun {
 		t.Parallel()
@@ -51,9 +52,13 @@ func TestChaosNATS(t *testing.T) {
 		return srv.restart(ctx, url)
 	}}
 	deriverKill := fault{"deriver SIGKILL", func(ctx context.Context) (string, error) {
+		held, err := b.busy(ctx, der.current())
+		if err != nil {
+			return "", err
+		}
 		der.current().kill()
 		der.start()
-		return ", restarted at once", nil
+		return fmt.Sprintf(" holding %s unacknowledged, restarted at once", held), nil
 	}}
 	deriverStop := fault{"deriver SIGTERM", func(ctx context.Context) (string, error) {
 		began := time.Now()
@@ -69,7 +74,7 @@ func TestChaosNATS(t *testing.T) {
 		faults = []fault{brokerKill, deriverKill, brokerStop, deriverStop, brokerKill, deriverKill, brokerStop}
 	}
 	h.run(ctx, b, url, faults)
-	h.shutdown(srv.svc)
+	h.finish(srv.svc)
 }
 
 // natsServer is a nats-server process with JetStream, restarted on the
@@ -168,6 +173,88 @@ func freePort(t *testing.T) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// busyEvents is how many raw events of the label-changed stream a deriver
+// is made to hold unacknowledged when it is killed: labels are the state
+// whose outcome depends most on order.
+const busyEvents = 10
+
+// busy makes the deriver hold raw events unacknowledged, so that a kill
+// hits work in flight rather than an idle process: it freezes the deriver
+// (SIGSTOP) until a backlog of label-changed events builds up, lets it go
+// on (SIGCONT) and returns once it has taken them in, saying what it
+// holds. Each step polls the consumers with a deadline.
+func (b *natsBackend) busy(ctx context.Context, p *proc) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		return "", err
+	}
+	resumed := false
+	defer func() {
+		if !resumed {
+			_ = p.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}()
+	label, err := natsbroker.ConsumerName("wahook-"+derive.LabelChanged, 0, 1)
+	if err != nil {
+		return "", err
+	}
+	if err := b.poll(ctx, func(infos map[string]*jetstream.ConsumerInfo) bool {
+		i := infos[label]
+		return i.NumPending+uint64(i.NumAckPending) >= busyEvents
+	}); err != nil {
+		return "", fmt.Errorf("no backlog while the deriver was stopped: %w", err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		return "", err
+	}
+	resumed = true
+	var held map[string]*jetstream.ConsumerInfo
+	if err := b.poll(ctx, func(infos map[string]*jetstream.ConsumerInfo) bool {
+		held = infos
+		return infos[label].NumAckPending >= busyEvents
+	}); err != nil {
+		return "", fmt.Errorf("the deriver did not take its backlog in: %w", err)
+	}
+	var parts []string
+	for _, st := range derive.Streams {
+		name, _ := natsbroker.ConsumerName("wahook-"+st, 0, 1)
+		parts = append(parts, fmt.Sprintf("%s %d", st, held[name].NumAckPending))
+	}
+	return strings.Join(parts, ", "), nil
+}
+
+// poll reads the derived streams' consumers until done holds of them.
+func (b *natsBackend) poll(ctx context.Context, done func(map[string]*jetstream.ConsumerInfo) bool) error {
+	nc, js, err := b.js()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	for {
+		infos := map[string]*jetstream.ConsumerInfo{}
+		for _, st := range derive.Streams {
+			name, err := natsbroker.ConsumerName("wahook-"+st, 0, 1)
+			if err != nil {
+				return err
+			}
+			c, err := js.Consumer(ctx, natsbroker.IngressStream, name)
+			if err == nil {
+				infos[name], err = c.Info(ctx)
+			}
+			if err != nil {
+				return fmt.Errorf("consumer %s: %w", name, err)
+			}
+		}
+		if done(infos) {
+			return nil
+		}
+		if err := pause(ctx, 5*time.Millisecond); err != nil {
+			return err
+		}
+	}
 }
 
 // natsBackend checks a run on NATS through a connection of its own.
