@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/envelope"
 )
 
@@ -57,8 +58,12 @@ type plan struct {
 	warmup, gap, tail time.Duration
 	// outage is how long a killed or stopped broker stays down.
 	outage time.Duration
-	// drain bounds the wait for the consumers to finish after the load.
-	drain time.Duration
+	// drain bounds the wait for the consumers to finish after the load;
+	// stall is how long they may make no progress at all before the wait
+	// ends early: longer than a crashed consumer's events take to come
+	// back (the NATS ack wait, the Kafka session timeout, both 30s) plus a
+	// rebalance.
+	drain, stall time.Duration
 }
 
 func shortPlan() plan {
@@ -67,17 +72,17 @@ func shortPlan() plan {
 		load:    loadConfig{rate: 120, labelSenders: 6, chatSenders: 10, labelEvery: 200 * time.Millisecond, giveUp: 90 * time.Second},
 		warmup:  3 * time.Second, gap: 3 * time.Second, tail: 2 * time.Second,
 		outage: time.Second,
-		drain:  75 * time.Second,
+		drain:  3 * time.Minute, stall: 75 * time.Second,
 	}
 }
 
 func longPlan() plan {
 	return plan{
 		variant: "long",
-		load:    loadConfig{rate: 250, labelSenders: 12, chatSenders: 24, labelEvery: 250 * time.Millisecond, giveUp: 2 * time.Minute},
+		load:    loadConfig{rate: 150, labelSenders: 12, chatSenders: 24, labelEvery: 250 * time.Millisecond, giveUp: 2 * time.Minute},
 		warmup:  10 * time.Second, gap: 15 * time.Second, tail: 10 * time.Second,
 		outage: 3 * time.Second,
-		drain:  3 * time.Minute,
+		drain:  15 * time.Minute, stall: 90 * time.Second,
 	}
 }
 
@@ -99,20 +104,22 @@ type backend interface {
 	// be exact copies. Otherwise (NATS, whose duplicate window drops them)
 	// a repeated id is a failure.
 	atLeastOnce() bool
-	// drained reports whether every derived stream's consumer has handled
-	// every raw event, and if not what is behind.
-	drained(ctx context.Context) (bool, string, error)
+	// behind counts the raw events the derived streams' consumers have not
+	// finished (summed over the streams) and says where they are.
+	behind(ctx context.Context) (int64, string, error)
 	// raw, derived and deadLetters read the streams back in stream order.
 	raw(ctx context.Context) ([]record, error)
 	derived(ctx context.Context) ([]derivedRecord, error)
 	deadLetters(ctx context.Context) ([]string, error)
 }
 
-// fault is one injected failure; run returns what happened ("back in
-// 1.2s").
+// fault is one injected failure. ready, when set, waits until the
+// system is in the state the fault is meant for (the groups whole again);
+// run injects it and returns what happened ("back in 1.2s").
 type fault struct {
-	name string
-	run  func(ctx context.Context) (string, error)
+	name  string
+	ready func(ctx context.Context) error
+	run   func(ctx context.Context) (string, error)
 }
 
 // harness is one run: its processes, its directory and what happened.
@@ -235,8 +242,10 @@ func waitReady(ctx context.Context, url string) error {
 	}
 }
 
-// derivers starts n deriver processes running every derived stream.
-func (h *harness) derivers(b backend, n int) []*service {
+// derivers starts n deriver processes running every derived stream and
+// waits until each runs them.
+func (h *harness) derivers(ctx context.Context, b backend, n int) []*service {
+	h.t.Helper()
 	var out []*service
 	for i := range n {
 		name := "deriver"
@@ -249,7 +258,22 @@ func (h *harness) derivers(b backend, n int) []*service {
 		s.start()
 		out = append(out, s)
 	}
+	for _, s := range out {
+		if err := s.up(ctx); err != nil {
+			h.t.Fatal(err)
+		}
+	}
 	return out
+}
+
+// up waits until a deriver's current run has subscribed every derived
+// stream. A deriver that cannot reach the broker while it starts exits
+// (a supervisor restarts it): faults wait for this so that they hit a
+// running deriver.
+func (s *service) up(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	return waitLogged(ctx, s.current(), "subscription started", len(derive.Streams))
 }
 
 // alive fails the test for every process that exited without being told
@@ -287,6 +311,13 @@ func (h *harness) run(ctx context.Context, b backend, url string, faults []fault
 				t.Fatal(err)
 			}
 		}
+		if f.ready != nil {
+			if err := f.ready(ctx); err != nil {
+				t.Errorf("fault %d (%s): %v", i+1, f.name, err)
+				h.faults = append(h.faults, fmt.Sprintf("%s NOT READY", f.name))
+				break
+			}
+		}
 		at := time.Since(began)
 		desc, err := f.run(ctx)
 		if err != nil {
@@ -305,21 +336,7 @@ func (h *harness) run(ctx context.Context, b backend, url string, faults []fault
 	loadTime := time.Since(began)
 	ended := time.Now()
 
-	drained, behind := false, ""
-	for deadline := ended.Add(h.plan.drain); ; {
-		ok, why, err := b.drained(ctx)
-		if err == nil && ok {
-			drained = true
-			break
-		}
-		behind = why
-		if err != nil {
-			behind = err.Error()
-		}
-		if time.Now().After(deadline) || pause(ctx, 200*time.Millisecond) != nil {
-			break
-		}
-	}
+	dr := h.drain(ctx, b, ended)
 	drainTime := time.Since(ended)
 	settled, settleErr := "", error(nil)
 	if h.settle != nil {
@@ -366,16 +383,61 @@ func (h *harness) run(ctx context.Context, b backend, url string, faults []fault
 		t.Fatal(err)
 	}
 
-	rep := h.report(o, l, startup, loadTime, drained, drainTime, settled)
+	rep := h.report(o, l, startup, loadTime, dr, drainTime, settled)
 	t.Log("\n" + rep)
 	if err := os.WriteFile(filepath.Join(h.dir, "report.txt"), []byte(rep), 0o644); err != nil {
 		t.Error(err)
 	}
-	h.verdict(o, b.atLeastOnce(), drained, behind)
+	h.verdict(o, b.atLeastOnce(), dr)
+}
+
+// drainResult is how the consumers finished after the load.
+type drainResult struct {
+	done bool
+	// why says how they failed to: stalled (no progress for plan.stall)
+	// or still busy at plan.drain, and where they are.
+	why          string
+	longestStall time.Duration
+}
+
+// drain polls until the consumers have nothing left, nothing drains for
+// plan.stall (stalled: a liveness failure), or plan.drain has passed since
+// the load ended.
+func (h *harness) drain(ctx context.Context, b backend, ended time.Time) drainResult {
+	var r drainResult
+	best, since := int64(-1), time.Now()
+	for {
+		left, where, err := b.behind(ctx)
+		now := time.Now()
+		if err != nil {
+			where = err.Error()
+		} else {
+			if left == 0 {
+				r.done = true
+				return r
+			}
+			if best < 0 || left < best {
+				best, since = left, now
+			}
+		}
+		r.longestStall = max(r.longestStall, now.Sub(since))
+		switch {
+		case now.Sub(since) > h.plan.stall:
+			r.why = fmt.Sprintf("STALLED: no progress for %s, %d raw events left: %s", h.plan.stall, best, where)
+			return r
+		case now.Sub(ended) > h.plan.drain:
+			r.why = fmt.Sprintf("still %d raw events left %s after the load (progressing): %s", left, h.plan.drain, where)
+			return r
+		}
+		if err := pause(ctx, 200*time.Millisecond); err != nil {
+			r.why = err.Error()
+			return r
+		}
+	}
 }
 
 // report renders the figures and the details of a run.
-func (h *harness) report(o *outcome, l *load, startup, loadTime time.Duration, drained bool, drainTime time.Duration, settled string) string {
+func (h *harness) report(o *outcome, l *load, startup, loadTime time.Duration, dr drainResult, drainTime time.Duration, settled string) string {
 	var b strings.Builder
 	race := "without"
 	if h.bins.race {
@@ -395,10 +457,11 @@ func (h *harness) report(o *outcome, l *load, startup, loadTime time.Duration, d
 		len(o.keys), o.inversions, len(o.invKeys))
 	fmt.Fprintf(&b, "  dead letters    %d\n", len(o.deadLetter))
 	fmt.Fprintf(&b, "  faults          %d: %s\n", len(h.faults), strings.Join(h.faults, "; "))
-	if drained {
-		fmt.Fprintf(&b, "  drain           %.1fs after the load ended\n", drainTime.Seconds())
+	if dr.done {
+		fmt.Fprintf(&b, "  drain           %.1fs after the load ended (longest time without progress %.1fs)\n",
+			drainTime.Seconds(), dr.longestStall.Seconds())
 	} else {
-		fmt.Fprintf(&b, "  drain           NOT drained %.1fs after the load ended\n", drainTime.Seconds())
+		fmt.Fprintf(&b, "  drain           NOT drained %.1fs after the load ended: %s\n", drainTime.Seconds(), dr.why)
 	}
 	if settled != "" {
 		fmt.Fprintf(&b, "  settled         %s\n", settled)
@@ -432,7 +495,7 @@ func (h *harness) report(o *outcome, l *load, startup, loadTime time.Duration, d
 }
 
 // verdict fails the test for every check that does not hold.
-func (h *harness) verdict(o *outcome, atLeastOnce, drained bool, behind string) {
+func (h *harness) verdict(o *outcome, atLeastOnce bool, dr drainResult) {
 	t := h.t
 	if len(o.model) > 0 {
 		t.Errorf("the workload's model and the oracle disagree on %d raw events (a harness bug): %s", len(o.model), o.model[0])
@@ -446,8 +509,8 @@ func (h *harness) verdict(o *outcome, atLeastOnce, drained bool, behind string) 
 	if len(o.badAcks) > 0 {
 		t.Errorf("%d acknowledgements do not match what was delivered: %s", len(o.badAcks), o.badAcks[0])
 	}
-	if !drained {
-		t.Errorf("the consumers did not finish within %s of the load's end: %s", h.plan.drain, behind)
+	if !dr.done {
+		t.Errorf("the consumers did not finish after the load: %s", dr.why)
 	}
 	if o.missing+o.unexpected+o.wrong > 0 {
 		t.Errorf("derived events differ from the crash-free run on %d keys: %d missing, %d unexpected, %d wrong (details in the report above)",

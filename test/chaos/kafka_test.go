@@ -42,7 +42,7 @@ func TestChaosKafka(t *testing.T) {
 	t.Cleanup(c.Close)
 	b := &kafkaBackend{c: c}
 	_, url := h.startIngress(ctx, b)
-	ders := h.derivers(b, 2)
+	ders := h.derivers(ctx, b, 2)
 	if err := b.waitMembers(ctx, 2); err != nil {
 		t.Fatal(err)
 	}
@@ -50,11 +50,9 @@ func TestChaosKafka(t *testing.T) {
 	// Each fault starts once the previous one's restarted deriver is back
 	// in every group; after the last one, the harness waits for that
 	// before its checks.
+	whole := func(ctx context.Context) error { return b.waitMembers(ctx, 2) }
 	killRebalance := func(i int) fault {
-		return fault{ders[i].name + " SIGKILL, rebalance", func(ctx context.Context) (string, error) {
-			if err := b.waitMembers(ctx, 2); err != nil {
-				return "", err
-			}
+		return fault{ders[i].name + " SIGKILL, rebalance", whole, func(ctx context.Context) (string, error) {
 			began := time.Now()
 			ders[i].current().kill()
 			if err := b.waitMembers(ctx, 1); err != nil {
@@ -66,20 +64,14 @@ func TestChaosKafka(t *testing.T) {
 		}}
 	}
 	killRestart := func(i int) fault {
-		return fault{ders[i].name + " SIGKILL", func(ctx context.Context) (string, error) {
-			if err := b.waitMembers(ctx, 2); err != nil {
-				return "", err
-			}
+		return fault{ders[i].name + " SIGKILL", whole, func(ctx context.Context) (string, error) {
 			ders[i].current().kill()
 			ders[i].start()
 			return ", restarted at once", nil
 		}}
 	}
 	stopRestart := func(i int) fault {
-		return fault{ders[i].name + " SIGTERM", func(ctx context.Context) (string, error) {
-			if err := b.waitMembers(ctx, 2); err != nil {
-				return "", err
-			}
+		return fault{ders[i].name + " SIGTERM", whole, func(ctx context.Context) (string, error) {
 			began := time.Now()
 			if err := ders[i].current().stop(time.Minute); err != nil {
 				return "", err
@@ -158,15 +150,15 @@ func (b *kafkaBackend) waitMembers(ctx context.Context, n int) error {
 	}
 }
 
-// drained: every group has committed every raw record.
-func (b *kafkaBackend) drained(context.Context) (bool, string, error) {
+// behind: the raw records each group has not committed.
+func (b *kafkaBackend) behind(context.Context) (int64, string, error) {
 	parts := b.c.PartitionInfos(envelope.IngressTopic)
-	var behind []string
+	var total int64
+	var where []string
 	for _, g := range groups() {
 		info := b.c.GroupInfo(g)
 		if info == nil {
-			behind = append(behind, g+" does not exist")
-			continue
+			return 0, "", fmt.Errorf("group %s does not exist", g)
 		}
 		lag := int64(0)
 		var lagging []string
@@ -182,11 +174,12 @@ func (b *kafkaBackend) drained(context.Context) (bool, string, error) {
 			}
 		}
 		if lag > 0 {
-			behind = append(behind, fmt.Sprintf("%s (%s, %d members) %d records behind: %s",
+			total += lag
+			where = append(where, fmt.Sprintf("%s (%s, %d members) %d records behind: %s",
 				g, info.State, len(info.Members), lag, strings.Join(lagging, ", ")))
 		}
 	}
-	return len(behind) == 0, strings.Join(behind, "; "), nil
+	return total, strings.Join(where, "; "), nil
 }
 
 // records reads every record of topic, partition by partition in offset

@@ -96,6 +96,7 @@ type proc struct {
 	mu       sync.Mutex
 	stopping bool
 	reaped   bool
+	reported bool
 }
 
 // waitExit blocks until the child pid has exited, leaving it unreaped
@@ -166,14 +167,15 @@ func (p *proc) exited() bool {
 	}
 }
 
-// unexpectedExit reports how the process ended when nobody stopped it.
+// unexpectedExit reports, once, how the process ended when nobody
+// stopped it.
 func (p *proc) unexpectedExit() (bool, string) {
 	p.mu.Lock()
-	stopping := p.stopping
-	p.mu.Unlock()
-	if stopping || !p.exited() {
+	defer p.mu.Unlock()
+	if p.stopping || p.reported || !p.exited() {
 		return false, ""
 	}
+	p.reported = true
 	return true, fmt.Sprintf("%s exited on its own (%v); last lines of %s:\n%s", p.name, p.err, p.log, tail(p.log, 30))
 }
 
@@ -233,6 +235,23 @@ func logField(ctx context.Context, p *proc, msg, field string) (string, error) {
 		}
 		if err := pause(ctx, 50*time.Millisecond); err != nil {
 			return "", fmt.Errorf("%s did not log %q: %w; last lines:\n%s", p.name, msg, err, tail(p.log, 30))
+		}
+	}
+}
+
+// waitLogged polls a process's log until it has n lines with message
+// msg.
+func waitLogged(ctx context.Context, p *proc, msg string, n int) error {
+	for {
+		b, err := os.ReadFile(p.log)
+		if err == nil && bytes.Count(b, []byte(`"msg":"`+msg+`"`)) >= n {
+			return nil
+		}
+		if p.exited() {
+			return fmt.Errorf("%s exited (%v) before logging %q %d times:\n%s", p.name, p.err, msg, n, tail(p.log, 30))
+		}
+		if err := pause(ctx, 50*time.Millisecond); err != nil {
+			return fmt.Errorf("%s did not log %q %d times: %w; last lines:\n%s", p.name, msg, n, err, tail(p.log, 30))
 		}
 	}
 }
