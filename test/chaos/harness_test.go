@@ -107,6 +107,8 @@ type backend interface {
 	// behind counts the raw events the derived streams' consumers have not
 	// finished (summed over the streams) and says where they are.
 	behind(ctx context.Context) (int64, string, error)
+	// derivedCount is how many messages the derived streams hold.
+	derivedCount(ctx context.Context) (int64, error)
 	// raw, derived and deadLetters read the streams back in stream order.
 	raw(ctx context.Context) ([]record, error)
 	derived(ctx context.Context) ([]derivedRecord, error)
@@ -296,6 +298,7 @@ func (h *harness) run(ctx context.Context, b backend, url string, faults []fault
 	l := startLoad(ctx, url, h.sec, w, h.plan.load)
 	began := time.Now()
 	startup := began.Sub(h.created)
+	mon := watch(ctx, b, began)
 	stopped := false
 	defer func() {
 		if !stopped {
@@ -338,6 +341,7 @@ func (h *harness) run(ctx context.Context, b backend, url string, faults []fault
 
 	dr := h.drain(ctx, b, ended)
 	drainTime := time.Since(ended)
+	pauseLine := mon.stop()
 	settled, settleErr := "", error(nil)
 	if h.settle != nil {
 		settled, settleErr = h.settle(ctx)
@@ -383,12 +387,67 @@ func (h *harness) run(ctx context.Context, b backend, url string, faults []fault
 		t.Fatal(err)
 	}
 
-	rep := h.report(o, l, startup, loadTime, dr, drainTime, settled)
+	rep := h.report(o, l, startup, loadTime, dr, drainTime, pauseLine, settled)
 	t.Log("\n" + rep)
 	if err := os.WriteFile(filepath.Join(h.dir, "report.txt"), []byte(rep), 0o644); err != nil {
 		t.Error(err)
 	}
 	h.verdict(o, b.atLeastOnce(), dr)
+}
+
+// monitor samples, every second from the start of the load, whether the
+// derived streams grow while raw events wait: the longest time they did
+// not is how long derivation stood still (a fault's outage, a rebalance,
+// a stall).
+type monitor struct {
+	done   chan struct{}
+	result chan string
+}
+
+func watch(ctx context.Context, b backend, began time.Time) *monitor {
+	m := &monitor{done: make(chan struct{}), result: make(chan string, 1)}
+	go func() {
+		var last int64 = -1
+		var grew, longestAt time.Time
+		var longest time.Duration
+		samples, failed := 0, 0
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-m.done:
+				at := "never"
+				if longest > 0 {
+					at = fmt.Sprintf("%.1fs, from %.1fs into the load", longest.Seconds(), longestAt.Sub(began).Seconds())
+				}
+				m.result <- fmt.Sprintf("longest time the derived streams did not grow while raw events waited: %s (%d samples a second apart, %d failed: broker down)",
+					at, samples, failed)
+				return
+			case <-tick.C:
+			}
+			samples++
+			n, err := b.derivedCount(ctx)
+			left, _, berr := b.behind(ctx)
+			now := time.Now()
+			if err != nil || berr != nil {
+				failed++
+				continue
+			}
+			if n > last || left == 0 {
+				last, grew = n, now
+				continue
+			}
+			if d := now.Sub(grew); d > longest {
+				longest, longestAt = d, grew
+			}
+		}
+	}()
+	return m
+}
+
+func (m *monitor) stop() string {
+	close(m.done)
+	return <-m.result
 }
 
 // drainResult is how the consumers finished after the load.
@@ -437,7 +496,7 @@ func (h *harness) drain(ctx context.Context, b backend, ended time.Time) drainRe
 }
 
 // report renders the figures and the details of a run.
-func (h *harness) report(o *outcome, l *load, startup, loadTime time.Duration, dr drainResult, drainTime time.Duration, settled string) string {
+func (h *harness) report(o *outcome, l *load, startup, loadTime time.Duration, dr drainResult, drainTime time.Duration, pauseLine, settled string) string {
 	var b strings.Builder
 	race := "without"
 	if h.bins.race {
@@ -463,6 +522,7 @@ func (h *harness) report(o *outcome, l *load, startup, loadTime time.Duration, d
 	} else {
 		fmt.Fprintf(&b, "  drain           NOT drained %.1fs after the load ended: %s\n", drainTime.Seconds(), dr.why)
 	}
+	fmt.Fprintf(&b, "  liveness        %s\n", pauseLine)
 	if settled != "" {
 		fmt.Fprintf(&b, "  settled         %s\n", settled)
 	}

@@ -43,14 +43,14 @@ func TestChaosKafka(t *testing.T) {
 	b := &kafkaBackend{c: c}
 	_, url := h.startIngress(ctx, b)
 	ders := h.derivers(ctx, b, 2)
-	if err := b.waitMembers(ctx, 2); err != nil {
+	if err := b.whole(ctx, ders); err != nil {
 		t.Fatal(err)
 	}
 
 	// Each fault starts once the previous one's restarted deriver is back
 	// in every group; after the last one, the harness waits for that
 	// before its checks.
-	whole := func(ctx context.Context) error { return b.waitMembers(ctx, 2) }
+	whole := func(ctx context.Context) error { return b.whole(ctx, ders) }
 	killRebalance := func(i int) fault {
 		return fault{ders[i].name + " SIGKILL, rebalance", whole, func(ctx context.Context) (string, error) {
 			began := time.Now()
@@ -82,7 +82,7 @@ func TestChaosKafka(t *testing.T) {
 		}}
 	}
 	h.settle = func(ctx context.Context) (string, error) {
-		if err := b.waitMembers(ctx, 2); err != nil {
+		if err := b.whole(ctx, ders); err != nil {
 			return "", err
 		}
 		return "both derivers in every group", nil
@@ -117,6 +117,37 @@ func groups() []string {
 		out = append(out, kafkabroker.GroupID("wahook-"+s, 0, 1))
 	}
 	return out
+}
+
+// whole polls until every group is stable with one member per deriver
+// and each deriver's current run has been given partitions in every
+// group: a killed deriver stays a member until its session times out, so
+// counting members alone would take it for its restarted run.
+func (b *kafkaBackend) whole(ctx context.Context, ders []*service) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for _, d := range ders {
+		p := d.current()
+		for {
+			got := loggedValues(p.log, "partitions assigned", "group")
+			missing := 0
+			for _, g := range groups() {
+				if !got[g] {
+					missing++
+				}
+			}
+			if missing == 0 {
+				break
+			}
+			if p.exited() {
+				return fmt.Errorf("%s exited (%v) before joining every group:\n%s", p.name, p.err, tail(p.log, 30))
+			}
+			if pause(ctx, 100*time.Millisecond) != nil {
+				return fmt.Errorf("%s has no partitions in %d groups after 2 minutes:\n%s", p.name, missing, tail(p.log, 30))
+			}
+		}
+	}
+	return b.waitMembers(ctx, len(ders))
 }
 
 // waitMembers polls until every derived stream's group is stable with n
@@ -180,6 +211,16 @@ func (b *kafkaBackend) behind(context.Context) (int64, string, error) {
 		}
 	}
 	return total, strings.Join(where, "; "), nil
+}
+
+func (b *kafkaBackend) derivedCount(context.Context) (int64, error) {
+	var n int64
+	for _, s := range derive.Streams {
+		for _, pi := range b.c.PartitionInfos(envelope.DerivedTopic(s)) {
+			n += pi.HighWatermark
+		}
+	}
+	return n, nil
 }
 
 // records reads every record of topic, partition by partition in offset

@@ -309,6 +309,19 @@ func (b *natsBackend) behind(ctx context.Context) (int64, string, error) {
 	return left, strings.Join(where, "; "), err
 }
 
+func (b *natsBackend) derivedCount(ctx context.Context) (int64, error) {
+	nc, js, err := b.js()
+	if err != nil {
+		return 0, err
+	}
+	defer nc.Close()
+	s, err := js.Stream(ctx, natsbroker.DerivedStream)
+	if err != nil {
+		return 0, err
+	}
+	return int64(s.CachedInfo().State.Msgs), nil
+}
+
 // read returns every message of a stream in sequence order.
 func (b *natsBackend) read(ctx context.Context, name string) ([]jetstream.Msg, error) {
 	nc, js, err := b.js()

@@ -256,6 +256,32 @@ func waitLogged(ctx context.Context, p *proc, msg string, n int) error {
 	}
 }
 
+// loggedValues returns the distinct values of field in the lines of a
+// JSON log with message msg.
+func loggedValues(path, msg, field string) map[string]bool {
+	out := map[string]bool{}
+	f, err := os.Open(path)
+	if err != nil {
+		return out
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if !bytes.Contains(line, []byte(`"msg":"`+msg+`"`)) {
+			continue
+		}
+		var m map[string]any
+		if json.Unmarshal(line, &m) == nil {
+			if v, ok := m[field].(string); ok {
+				out[v] = true
+			}
+		}
+	}
+	return out
+}
+
 func scanLog(path, msg, field string) (string, bool) {
 	f, err := os.Open(path)
 	if err != nil {
