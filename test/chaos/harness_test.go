@@ -11,8 +11,9 @@
 // nothing else; no derived id is stored twice; derived events of a key are
 // stored in raw order; nothing is left pending; nothing was dead-lettered.
 //
-// `go test` runs a short variant of each broker (one fault of each kind);
-// `make chaos` (-chaos.long) runs the long one and prints its figures.
+// `go test` runs a short variant on each broker (on NATS one fault of each
+// kind, on Kafka one kill and rebalance); `make chaos` (-chaos.long) runs
+// the long one and prints its figures.
 package chaos
 
 import (
