@@ -56,6 +56,10 @@ fuzz: ## run every fuzzer (provider parsers, subject tokens, the whole HTTP hand
 	  done; \
 	done
 
+.PHONY: chaos
+chaos: ## fault injection, long variant: broker and deriver killed under load, outcomes checked (CHAOS_DIR keeps logs)
+	$(GO) test -race -count=1 -timeout 40m -run '^TestChaos' -v ./test/chaos -chaos.long $(if $(CHAOS_DIR),-chaos.dir=$(CHAOS_DIR))
+
 .PHONY: clean
 clean: ## remove build output and local data
 	rm -rf $(BIN) ./data
