@@ -291,10 +291,11 @@ type Diff struct {
 // differs, and every difference found.
 //
 // Required: the subjects (wahook's must be captured; others may be added),
-// limits retention, file storage, acknowledgements, the duplicates window,
-// DiscardNew where wahook sets it, and at least the configured replicas.
-// The operator's: byte, age and message limits, more replicas, DiscardNew
-// where wahook sets DiscardOld, and everything wahook does not set.
+// limits retention, file storage, acknowledgements, DiscardNew where wahook
+// sets it, and at least the configured replicas. The operator's: byte, age
+// and message limits, the duplicates window (services started with other
+// settings must not flip it back and forth), more replicas, DiscardNew where
+// wahook sets DiscardOld, and everything wahook does not set.
 func Reconcile(have, want jetstream.StreamConfig) (*jetstream.StreamConfig, []Diff) {
 	var diffs []Diff
 	fixed := have
@@ -323,8 +324,7 @@ func Reconcile(have, want jetstream.StreamConfig) (*jetstream.StreamConfig, []Di
 		fixed.NoAck = false
 	}
 	if have.Duplicates != want.Duplicates {
-		add("duplicate_window", have.Duplicates, want.Duplicates, true)
-		fixed.Duplicates = want.Duplicates
+		add("duplicate_window", have.Duplicates, want.Duplicates, false)
 	}
 	if have.Discard != want.Discard {
 		required := want.Discard == jetstream.DiscardNew

@@ -157,7 +157,8 @@ func TestEnsureStreamsKeepsOperatorChanges(t *testing.T) {
 		c.Discard = jetstream.DiscardNew
 	})
 
-	// Restart, with another duplicates window.
+	// Restart, with another duplicates window: an ingress and a deriver
+	// started with different settings must not flip it.
 	if err := e.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
@@ -180,10 +181,10 @@ func TestEnsureStreamsKeepsOperatorChanges(t *testing.T) {
 	}
 	want := map[string]settings{
 		// The raised limit stays; discarding raw events does not.
-		IngressStream:    {raised, DefaultIngressMaxAge, jetstream.DiscardNew, 2 * time.Minute},
-		DeadLetterStream: {DefaultDeadLetterMaxBytes, DefaultDeadLetterMaxAge, jetstream.DiscardNew, 2 * time.Minute},
+		IngressStream:    {raised, DefaultIngressMaxAge, jetstream.DiscardNew, DefaultDuplicates},
+		DeadLetterStream: {DefaultDeadLetterMaxBytes, DefaultDeadLetterMaxAge, jetstream.DiscardNew, DefaultDuplicates},
 		// The shorter age and refusing when full are the operator's choice.
-		DerivedStream: {DefaultDerivedMaxBytes, 48 * time.Hour, jetstream.DiscardNew, 2 * time.Minute},
+		DerivedStream: {DefaultDerivedMaxBytes, 48 * time.Hour, jetstream.DiscardNew, DefaultDuplicates},
 	}
 	have := map[string]settings{}
 	for name, c := range got {
@@ -224,12 +225,12 @@ func TestReconcile(t *testing.T) {
 		}, wantRequired: []string{"subjects"}, wantFixed: func(c *jetstream.StreamConfig) {
 			c.Subjects = []string{LabelChangedSubjects, "ops.>", ChatCreatedSubjects, CallSubjects, GroupNotificationSubjects}
 		}},
-		"window, acks, retention, fewer replicas": {want: ingress, change: func(c *jetstream.StreamConfig) {
+		"acks, retention, fewer replicas; another window": {want: ingress, change: func(c *jetstream.StreamConfig) {
 			c.Duplicates, c.NoAck, c.Retention, c.Replicas = time.Minute, true, jetstream.InterestPolicy, 0
 			c.MaxBytes = 5
-		}, wantRequired: []string{"retention", "no_ack", "duplicate_window", "replicas"}, wantTuned: []string{"max_bytes"},
+		}, wantRequired: []string{"retention", "no_ack", "replicas"}, wantTuned: []string{"duplicate_window", "max_bytes"},
 			wantFixed: func(c *jetstream.StreamConfig) {
-				c.Duplicates, c.NoAck, c.Retention, c.Replicas = ingress.Duplicates, false, jetstream.LimitsPolicy, 1
+				c.Duplicates, c.NoAck, c.Retention, c.Replicas = time.Minute, false, jetstream.LimitsPolicy, 1
 				c.MaxBytes = 5
 			}},
 	} {
