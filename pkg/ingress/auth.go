@@ -296,8 +296,12 @@ func (v *WawpVerifier) VerifyGrant(r *http.Request, _ []byte) (Grant, error) {
 // body. Several keys may be valid at once so that they can be rotated; each
 // may be limited to a channel (ParseSecret).
 type HMACVerifier struct {
-	keys     [][]byte
-	channels []string
+	// plain are the keys valid for every channel; scoped the channel-scoped
+	// ones by channel, so that a delivery costs an HMAC of its body per
+	// plain key and per key of its own channel only, however many
+	// channels have keys.
+	plain  [][]byte
+	scoped map[string][][]byte
 	// MaxSkew, when positive, also refuses (ErrStale) a delivery whose
 	// X-Webhook-Timestamp, or the signed body's top-level "timestamp",
 	// is further than this from now, before or after: a captured delivery
@@ -311,17 +315,21 @@ type HMACVerifier struct {
 
 // NewHMACVerifier returns a verifier accepting signatures made with any of keys.
 func NewHMACVerifier(keys []string) (*HMACVerifier, error) {
-	s, err := newSecrets("hmac key", keys)
-	if err != nil {
+	// newSecrets checks the entries; HMAC needs the keys themselves.
+	if _, err := newSecrets("hmac key", keys); err != nil {
 		return nil, fmt.Errorf("hmac verifier: %w", err)
 	}
-	v := &HMACVerifier{channels: s.channels}
+	v := &HMACVerifier{scoped: map[string][][]byte{}}
 	for _, k := range keys {
 		if strings.TrimSpace(k) == "" {
 			continue
 		}
 		sec, _ := ParseSecret(k) // checked by newSecrets
-		v.keys = append(v.keys, []byte(sec.Value))
+		if sec.Channel == "" {
+			v.plain = append(v.plain, []byte(sec.Value))
+			continue
+		}
+		v.scoped[sec.Channel] = append(v.scoped[sec.Channel], []byte(sec.Value))
 	}
 	return v, nil
 }
@@ -349,20 +357,27 @@ func (v *HMACVerifier) VerifyGrant(r *http.Request, body []byte) (Grant, error) 
 		return Grant{}, ErrBadCredentials
 	}
 	var g Grant
-	ok := false
-	for i, k := range v.keys {
-		m := hmac.New(sha512.New, k)
-		m.Write(body)
-		if subtle.ConstantTimeCompare(m.Sum(nil), want) == 1 {
-			ok = true
-			if v.channels[i] == "" {
-				g.all = true
-			} else {
-				g.channels = append(g.channels, v.channels[i])
+	for _, k := range v.plain {
+		if signedWith(k, body, want) {
+			g.all = true
+		}
+	}
+	if !g.all && len(v.scoped) > 0 {
+		// The delivery's channel: the pin, which the payload must match
+		// anyway, else the body's session.
+		ch := r.URL.Query().Get("channel")
+		if ch == "" {
+			if raw, ok := topLevel(body, "session"); ok {
+				_ = json.Unmarshal(raw, &ch)
+			}
+		}
+		for _, k := range v.scoped[ch] {
+			if signedWith(k, body, want) {
+				g.channels = []string{ch}
 			}
 		}
 	}
-	if !ok {
+	if !g.all && len(g.channels) == 0 {
 		return Grant{}, ErrBadCredentials
 	}
 	if v.MaxSkew > 0 {
@@ -371,6 +386,14 @@ func (v *HMACVerifier) VerifyGrant(r *http.Request, body []byte) (Grant, error) 
 		}
 	}
 	return g, nil
+}
+
+// signedWith reports, in constant time, whether sig is the HMAC-SHA512 of
+// body with key.
+func signedWith(key, body, sig []byte) bool {
+	m := hmac.New(sha512.New, key)
+	m.Write(body)
+	return subtle.ConstantTimeCompare(m.Sum(nil), sig) == 1
 }
 
 // fresh checks the delivery's timestamps against MaxSkew. The header is

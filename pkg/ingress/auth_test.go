@@ -198,16 +198,32 @@ func TestChannelGrants(t *testing.T) {
 	if ch, refused := a.refused([]provider.Item{{Channel: "CH-A"}, {Channel: "CH-B"}}, ""); !refused || ch != "CH-B" {
 		t.Errorf("a mixed delivery: refused %v %q", refused, ch)
 	}
-	// The HMAC keys take the same form.
-	h, err := NewHMACVerifier([]string{"CH-A:key-a"})
+	// The HMAC keys take the same form. A scoped key is tried only for a
+	// delivery of its channel (the pin, else the body's session), so that a
+	// forged body costs one HMAC per plain key and per key of one channel.
+	h, err := NewHMACVerifier([]string{"CH-A:key-a", "CH-B:key-b"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := []byte(`{}`)
-	r := httptest.NewRequest("POST", "/", nil)
-	r.Header.Set(HeaderWAHAHmac, sign("key-a", body))
-	if g, err := h.VerifyGrant(r, body); err != nil || g.Allows("CH-B") || !g.Allows("CH-A") {
-		t.Errorf("scoped HMAC key grant %+v, %v", g, err)
+	for _, tc := range []struct {
+		name, target, key string
+		body              []byte
+		want              string // the granted channel, "" for refused
+	}{
+		{"session", "/", "key-a", []byte(`{"session":"CH-A","event":"message"}`), "CH-A"},
+		{"pin", "/?channel=CH-A", "key-a", []byte(`{"event":"message"}`), "CH-A"},
+		{"key of another channel", "/", "key-b", []byte(`{"session":"CH-A"}`), ""},
+		{"no channel known", "/", "key-a", []byte(`{}`), ""},
+	} {
+		r := httptest.NewRequest("POST", tc.target, nil)
+		r.Header.Set(HeaderWAHAHmac, sign(tc.key, tc.body))
+		g, err := h.VerifyGrant(r, tc.body)
+		switch {
+		case tc.want == "" && !errors.Is(err, ErrBadCredentials):
+			t.Errorf("%s: scoped HMAC key grant %+v, %v; want refused", tc.name, g, err)
+		case tc.want != "" && (err != nil || !g.Allows(tc.want) || g.Allows("CH-C")):
+			t.Errorf("%s: scoped HMAC key grant %+v, %v; want %s only", tc.name, g, err, tc.want)
+		}
 	}
 }
 
@@ -293,8 +309,23 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	})
 	body := []byte(`{"id":"evt_1","timestamp":` + strconv.FormatInt(time.Now().UnixMilli(), 10) + `,"session":"default","event":"message","payload":{"body":"` + strings.Repeat("x", 900) + `"}}`)
+	// One key per session: a delivery still costs one HMAC.
+	var perSession []string
+	for i := range 100 {
+		perSession = append(perSession, "CH-"+strconv.Itoa(i)+":k-"+strconv.Itoa(i))
+	}
+	hv100, _ := NewHMACVerifier(perSession)
+	b.Run("hmac/100-channel-keys", func(b *testing.B) {
+		r := httptest.NewRequest("POST", "/?channel=CH-7", nil)
+		r.Header.Set(HeaderWAHAHmac, sign("forged", body))
+		for b.Loop() {
+			if _, err := hv100.VerifyGrant(r, body); err == nil {
+				b.Fatal("forged signature accepted")
+			}
+		}
+	})
 	for _, skew := range []time.Duration{0, time.Hour} {
-		hv, _ := NewHMACVerifier([]string{"k1", "CH-1:k2"})
+		hv, _ := NewHMACVerifier([]string{"k1", "default:k2"})
 		hv.MaxSkew = skew
 		b.Run("hmac/max-skew="+skew.String(), func(b *testing.B) {
 			r := httptest.NewRequest("POST", "/", nil)
