@@ -77,7 +77,8 @@ func (g Grant) union(o Grant) Grant {
 }
 
 // refused returns the first channel of items (after the pin) the grant does
-// not cover; items without a channel are left to the handler.
+// not cover. A channel-scoped grant covers no item without a channel: its
+// sender may post for its channel only, so nothing else of it is stored.
 func (g Grant) refused(items []provider.Item, pin string) (string, bool) {
 	if g.all {
 		return "", false
@@ -87,7 +88,7 @@ func (g Grant) refused(items []provider.Item, pin string) (string, bool) {
 		if ch == "" {
 			ch = pin
 		}
-		if ch != "" && !g.Allows(ch) {
+		if !g.Allows(ch) {
 			return ch, true
 		}
 	}
@@ -108,6 +109,9 @@ func authorize(v Verifier, r *http.Request, body []byte) (Grant, error) {
 // forbiddenChannel is the answer to credentials scoped to other channels
 // than the delivery's: nothing of it is stored.
 func forbiddenChannel(channel string) outcome {
+	if !provider.ValidChannel(channel) {
+		channel = "" // the delivery log line carries only channels within the bounds
+	}
 	return outcome{status: http.StatusForbidden, code: "forbidden",
 		message: "credentials not accepted for this channel", channel: channel}
 }

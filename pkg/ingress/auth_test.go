@@ -189,8 +189,13 @@ func TestChannelGrants(t *testing.T) {
 		t.Errorf("plain secret grant %+v", all)
 	}
 	items := []provider.Item{{Channel: "CH-A"}, {Channel: ""}}
-	if ch, refused := a.refused(items, ""); refused {
+	if ch, refused := a.refused(items, "CH-A"); refused {
 		t.Errorf("own channel refused (%s)", ch)
+	}
+	// A scoped sender posts for its channel only: an item of no known
+	// channel is refused, not dead-lettered.
+	if _, refused := a.refused(items, ""); !refused {
+		t.Errorf("an item without a channel accepted for a channel-scoped secret")
 	}
 	if ch, refused := a.refused(items, "CH-B"); !refused || ch != "CH-B" {
 		t.Errorf("an item pinned to another channel: refused %v %q", refused, ch)

@@ -327,11 +327,12 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 	d.body = body
 
 	pin := r.URL.Query().Get("channel")
-	if pin != "" && !provider.ValidChannel(pin) {
-		return h.reject(w, r, p.Name(), "", body, start, invalidChannel("?channel="))
-	}
+	// A channel-scoped sender is refused before anything of it is stored.
 	if pin != "" && !grant.Allows(pin) {
 		return h.fail(w, forbiddenChannel(pin))
+	}
+	if pin != "" && !provider.ValidChannel(pin) {
+		return h.reject(w, r, p.Name(), "", body, start, invalidChannel("?channel="))
 	}
 	d.channel = pin
 	items, err := p.Split(body, provider.Delivery{Method: r.Method, Segments: segments, MaxItems: h.cfg.MaxItems})
