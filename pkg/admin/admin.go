@@ -12,11 +12,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
 )
 
 // DefaultAddr is where the admin listener listens unless configured
@@ -66,6 +68,47 @@ func Handler(cfg Config) http.Handler {
 // Healthz answers that the process is alive.
 func Healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// CachedReady returns a readiness check that runs ready at most once per
+// ttl, however many callers ask at once (load balancers, orchestrators and
+// scrapers probing several times a second): concurrent callers share one
+// run, and its answer is reused until ttl has passed. A run is bounded by
+// readyTimeout and is not cut short by the caller that started it.
+func CachedReady(ready func(ctx context.Context) error, ttl time.Duration) func(ctx context.Context) error {
+	if ready == nil {
+		return nil
+	}
+	var (
+		group singleflight.Group
+		mu    sync.Mutex
+		at    time.Time
+		last  error
+	)
+	return func(ctx context.Context) error {
+		mu.Lock()
+		if !at.IsZero() && time.Since(at) < ttl {
+			err := last
+			mu.Unlock()
+			return err
+		}
+		mu.Unlock()
+		ch := group.DoChan("ready", func() (any, error) {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readyTimeout)
+			defer cancel()
+			err := ready(rctx)
+			mu.Lock()
+			at, last = time.Now(), err
+			mu.Unlock()
+			return nil, err
+		})
+		select {
+		case res := <-ch:
+			return res.Err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // Readyz answers 200 when ready reports nil (or is nil), else 503 with the

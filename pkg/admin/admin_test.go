@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -80,5 +82,64 @@ func TestServe(t *testing.T) {
 	}
 	if _, err := Listen(ln.Addr().String() + "x"); err == nil {
 		t.Error("Listen on a bad address = nil error")
+	}
+}
+
+// TestCachedReady checks that probes share one check: concurrent callers
+// wait for the same run, an answer is reused within the TTL, and a caller
+// that gives up does not cut the run short for the others.
+func TestCachedReady(t *testing.T) {
+	var runs atomic.Int32
+	release := make(chan struct{})
+	down := errors.New("broker down")
+	check := func(ctx context.Context) error {
+		runs.Add(1)
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return down
+	}
+	ready := CachedReady(check, time.Hour)
+
+	impatient, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := ready(impatient); !errors.Is(err, context.Canceled) {
+		t.Errorf("a caller whose ctx ended = %v, want context.Canceled", err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = ready(context.Background())
+		}()
+	}
+	close(release)
+	wg.Wait()
+	for i, err := range errs {
+		if !errors.Is(err, down) {
+			t.Errorf("caller %d = %v, want %v", i, err, down)
+		}
+	}
+	if err := ready(context.Background()); !errors.Is(err, down) {
+		t.Errorf("within the TTL = %v, want the cached %v", err, down)
+	}
+	if n := runs.Load(); n != 1 {
+		t.Errorf("the check ran %d times, want once", n)
+	}
+
+	short := CachedReady(func(context.Context) error { runs.Add(1); return nil }, time.Nanosecond)
+	runs.Store(0)
+	for range 3 {
+		if err := short(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := runs.Load(); n != 3 {
+		t.Errorf("past the TTL the check ran %d times for 3 callers, want 3", n)
 	}
 }

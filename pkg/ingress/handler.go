@@ -208,7 +208,9 @@ func (h *Handler) serveReady(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := h.cfg.Ready(ctx); err != nil {
-			writeError(w, http.StatusServiceUnavailable, "not_ready", err.Error())
+			// The reason (broker addresses, stream names, store use) is for
+			// operators: the admin listener's /readyz tells it.
+			writeError(w, http.StatusServiceUnavailable, "not_ready", "not ready")
 			return
 		}
 	}

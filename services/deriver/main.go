@@ -65,6 +65,10 @@ func parseConfig(args []string) (config, error) {
 	return c, nil
 }
 
+// readyCache is how long a readiness answer is reused: probes are cheap
+// whatever their rate.
+const readyCache = time.Second
+
 // readiness is what /readyz checks: the broker is reachable with its
 // streams, every consumer group consumes (Kafka: joined, no stalled
 // partition), and no consumer has held raw events without finishing any for
@@ -130,7 +134,7 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 		if err != nil {
 			return err
 		}
-		isReady := readiness(bb.Ready, bb.ConsumerGroups, metrics, cfg.streams.StuckAfter)
+		isReady := admin.CachedReady(readiness(bb.Ready, bb.ConsumerGroups, metrics, cfg.streams.StuckAfter), readyCache)
 		srv := admin.NewServer(admin.Handler(admin.Config{Registry: reg, Ready: isReady, Pprof: cfg.pprof}),
 			admin.AdminTimeouts, log.Named("admin-http"))
 		log.Info("admin listening", zap.String("addr", ln.Addr().String()), zap.Bool("pprof", cfg.pprof))

@@ -194,6 +194,9 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 	if c := bb.Collector(); c != nil {
 		reg.MustRegister(c)
 	}
+	// Load balancers probe the webhook port's /readyz, operators the admin
+	// one: both share one broker check a second.
+	ready := admin.CachedReady(bb.Ready, time.Second)
 	h, err := ingress.New(ingress.Config{
 		Providers:      providers,
 		Verifiers:      vs,
@@ -204,7 +207,7 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 		MaxInFlight:    cfg.maxInFlight,
 		PublishTimeout: cfg.publishTimeout,
 		RetryAfter:     cfg.retryAfter,
-		Ready:          bb.Ready,
+		Ready:          ready,
 		Metrics:        ingress.NewMetrics(reg),
 		Logger:         log.Named("ingress"),
 
@@ -236,7 +239,7 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 			ln.Close()
 			return err
 		}
-		adminSrv = admin.NewServer(admin.Handler(admin.Config{Registry: reg, Ready: bb.Ready, Pprof: cfg.pprof}),
+		adminSrv = admin.NewServer(admin.Handler(admin.Config{Registry: reg, Ready: ready, Pprof: cfg.pprof}),
 			admin.AdminTimeouts, log.Named("admin-http"))
 		log.Info("admin listening", zap.String("addr", adminLn.Addr().String()), zap.Bool("pprof", cfg.pprof))
 	}
