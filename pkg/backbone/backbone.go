@@ -371,7 +371,8 @@ func (bb *Backbone) Collector() prometheus.Collector {
 	if bb.nats == nil {
 		return nil
 	}
-	return bb.nats.StorageCollector("KV_"+natsstate.DefaultLabelsBucket, "KV_"+natsstate.DefaultChatsBucket)
+	return bb.nats.StorageCollector("KV_"+natsstate.DefaultLabelsBucket, "KV_"+natsstate.DefaultChatsBucket,
+		"KV_"+natsstate.DefaultTimesBucket, "KV_"+natsbroker.LeaseBucket)
 }
 
 // Close drains the connections, then stops the embedded server, if any.

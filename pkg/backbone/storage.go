@@ -19,8 +19,8 @@ type StorageConfig struct {
 	IngressMaxAge, DeadLetterMaxAge, DerivedMaxAge       time.Duration
 	// Byte limits of the state buckets and how long a known chat is
 	// remembered (0: forever), applied when a bucket is created.
-	LabelsMaxBytes, ChatsMaxBytes int64
-	ChatsTTL                      time.Duration
+	LabelsMaxBytes, ChatsMaxBytes, TimesMaxBytes int64
+	ChatsTTL                                     time.Duration
 	// MaxStore and MaxMemory cap the embedded server's stores.
 	MaxStore, MaxMemory int64
 	// HighWater is the share of a limit above which readiness fails.
@@ -41,6 +41,8 @@ func (c *StorageConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.DerivedMaxAge, "nats-derived-max-age", natsbroker.DefaultDerivedMaxAge, "derived stream retention at creation")
 	fs.Var(newByteSize(&c.LabelsMaxBytes, natsstate.DefaultLabelsMaxBytes), "nats-labels-max-bytes", "label registry bucket byte limit at creation (-1 unlimited)")
 	fs.Var(newByteSize(&c.ChatsMaxBytes, natsstate.DefaultChatsMaxBytes), "nats-chats-max-bytes", "known chats bucket byte limit at creation (-1 unlimited)")
+	fs.Var(newByteSize(&c.TimesMaxBytes, natsstate.DefaultTimesMaxBytes), "nats-times-max-bytes",
+		"first receive times bucket byte limit at creation (-1 unlimited); about 150 bytes per raw event without a provider time, kept -received-time-ttl")
 	fs.DurationVar(&c.ChatsTTL, "nats-chats-ttl", 0, "forget a known chat this long after it was first seen (0: never); a chat seen again after that is announced again")
 	fs.Var(newByteSize(&c.MaxStore, natsbroker.DefaultMaxStore), "nats-max-store", "embedded server: file store limit; stream and bucket limits must fit in it")
 	fs.Var(newByteSize(&c.MaxMemory, natsbroker.DefaultMaxMemory), "nats-max-memory", "embedded server: memory store limit")
@@ -57,7 +59,8 @@ func (c StorageConfig) streams(replicas int, duplicates time.Duration) natsbroke
 }
 
 func (c StorageConfig) state(replicas int) natsstate.Config {
-	return natsstate.Config{Replicas: replicas, LabelsMaxBytes: c.LabelsMaxBytes, ChatsMaxBytes: c.ChatsMaxBytes, ChatsTTL: c.ChatsTTL}
+	return natsstate.Config{Replicas: replicas, LabelsMaxBytes: c.LabelsMaxBytes, ChatsMaxBytes: c.ChatsMaxBytes,
+		TimesMaxBytes: c.TimesMaxBytes, ChatsTTL: c.ChatsTTL}
 }
 
 func (c StorageConfig) embedded() natsbroker.EmbeddedStorageConfig {
@@ -89,6 +92,7 @@ func (c StorageConfig) validate(embedded bool, replicas int, duplicates time.Dur
 	}
 	s, _ := streams.ReservedBytes()
 	b, _ := c.state(replicas).ReservedBytes()
+	b += natsbroker.LeaseBucketBytes * int64(replicas)
 	if s+b > maxStore {
 		return fmt.Errorf("the streams' (%s) and buckets' (%s) byte limits exceed the embedded store limit %s: raise WAHOOK_NATS_MAX_STORE or lower WAHOOK_NATS_*_MAX_BYTES",
 			formatByteSize(s), formatByteSize(b), formatByteSize(maxStore))

@@ -60,6 +60,7 @@ func TestStorageFlags(t *testing.T) {
 		"-nats-ingress-max-bytes", "64MiB", "-nats-ingress-max-age", "48h",
 		"-nats-deadletter-max-bytes", "16MiB", "-nats-derived-max-bytes", "-1",
 		"-nats-labels-max-bytes", "2MiB", "-nats-chats-max-bytes", "4MiB", "-nats-chats-ttl", "72h",
+		"-nats-times-max-bytes", "8MiB", "-received-time-ttl", "36h",
 		"-nats-max-store", "1GiB", "-nats-max-memory", "32MiB", "-nats-storage-high-water", "0.8")
 	bb := open(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -70,7 +71,7 @@ func TestStorageFlags(t *testing.T) {
 	js := bb.nats.JetStream()
 	got := map[string][2]any{}
 	for _, name := range []string{natsbroker.IngressStream, natsbroker.DeadLetterStream, natsbroker.DerivedStream,
-		"KV_" + natsstate.DefaultLabelsBucket, "KV_" + natsstate.DefaultChatsBucket} {
+		"KV_" + natsstate.DefaultLabelsBucket, "KV_" + natsstate.DefaultChatsBucket, "KV_" + natsstate.DefaultTimesBucket} {
 		s, err := js.Stream(ctx, name)
 		if err != nil {
 			t.Fatalf("Stream(%s): %v", name, err)
@@ -83,6 +84,7 @@ func TestStorageFlags(t *testing.T) {
 		natsbroker.DerivedStream:              {int64(-1), natsbroker.DefaultDerivedMaxAge},
 		"KV_" + natsstate.DefaultLabelsBucket: {int64(2 << 20), time.Duration(0)},
 		"KV_" + natsstate.DefaultChatsBucket:  {int64(4 << 20), 72 * time.Hour},
+		"KV_" + natsstate.DefaultTimesBucket:  {int64(8 << 20), 36 * time.Hour},
 	}
 	for name, w := range want {
 		if got[name] != w {

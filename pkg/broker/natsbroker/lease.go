@@ -19,9 +19,9 @@ import (
 // consumer, held by the one instance that consumes it.
 const LeaseBucket = "WAHOOK_CONSUMER_LEASES"
 
-// leaseBucketBytes bounds the lease bucket: a record of about 150 bytes per
+// LeaseBucketBytes bounds the lease bucket: a record of about 150 bytes per
 // durable consumer.
-const leaseBucketBytes = 1 << 20
+const LeaseBucketBytes = 1 << 20
 
 // Lease states, as stored.
 const (
@@ -68,7 +68,7 @@ func (b *Broker) leaseKV(ctx context.Context) (jetstream.KeyValue, error) {
 			Description: "wahook: which instance consumes each durable consumer",
 			History:     1,
 			TTL:         ttl,
-			MaxBytes:    leaseBucketBytes,
+			MaxBytes:    LeaseBucketBytes,
 			Storage:     jetstream.FileStorage,
 			Replicas:    b.cfg.Streams.Replicas,
 		})

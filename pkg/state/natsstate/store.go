@@ -23,6 +23,9 @@ const (
 	DefaultLabelsMaxBytes = 64 << 20
 	DefaultChatsMaxBytes  = 512 << 20
 	DefaultTimesBucket    = "WAHOOK_TIMES"
+	// DefaultTimesMaxBytes holds some seven million first times (about 150
+	// bytes each with the bucket's overhead).
+	DefaultTimesMaxBytes = 1 << 30
 	// DefaultTimesTTL covers the longest retry horizon documented by a
 	// provider (7 days).
 	DefaultTimesTTL = 7 * 24 * time.Hour
@@ -79,6 +82,11 @@ type Config struct {
 	// max age: a copy of the event stored later than that derives events
 	// with its own receive time. DefaultTimesTTL when zero.
 	TimesTTL time.Duration
+	// TimesMaxBytes caps the times bucket, DefaultTimesMaxBytes when zero,
+	// -1 unlimited. Like the other buckets it refuses new keys when full
+	// (the consumers then retry in place, and their readiness says so)
+	// until entries older than TimesTTL expire or an operator raises it.
+	TimesMaxBytes int64
 }
 
 func (c *Config) setDefaults() {
@@ -106,18 +114,21 @@ func (c *Config) setDefaults() {
 	if c.TimesTTL == 0 {
 		c.TimesTTL = DefaultTimesTTL
 	}
+	if c.TimesMaxBytes == 0 {
+		c.TimesMaxBytes = DefaultTimesMaxBytes
+	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
 }
 
 // ReservedBytes is what the buckets reserve in the server's store: the sum
-// of their byte limits times the replicas, and whether both have a limit.
+// of their byte limits times the replicas, and whether all have a limit.
 func (c Config) ReservedBytes() (int64, bool) {
 	c.setDefaults()
 	var sum int64
 	bounded := true
-	for _, n := range [...]int64{c.LabelsMaxBytes, c.ChatsMaxBytes} {
+	for _, n := range [...]int64{c.LabelsMaxBytes, c.ChatsMaxBytes, c.TimesMaxBytes} {
 		if n < 0 {
 			bounded = false
 			continue
@@ -141,7 +152,7 @@ func (c Config) Validate() error {
 	if c.Storage != jetstream.FileStorage && c.Storage != jetstream.MemoryStorage {
 		return fmt.Errorf("natsstate: unknown storage %d", c.Storage)
 	}
-	for name, n := range map[string]int64{"labels": c.LabelsMaxBytes, "chats": c.ChatsMaxBytes} {
+	for name, n := range map[string]int64{"labels": c.LabelsMaxBytes, "chats": c.ChatsMaxBytes, "times": c.TimesMaxBytes} {
 		if n != -1 && n < minBucketBytes {
 			return fmt.Errorf("natsstate: %s bucket max bytes %d, want -1 (unlimited) or at least %d", name, n, minBucketBytes)
 		}
@@ -202,6 +213,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 		TTL:         cfg.TimesTTL,
 		Storage:     cfg.Storage,
 		Replicas:    cfg.Replicas,
+		MaxBytes:    cfg.TimesMaxBytes,
 	}, cfg.Logger)
 	if err != nil {
 		return nil, err

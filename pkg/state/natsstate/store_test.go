@@ -65,7 +65,8 @@ func TestOpen(t *testing.T) {
 		}
 	}
 
-	custom := open(t, b1.JetStream(), natsstate.Config{LabelsBucket: "L_CUSTOM", ChatsBucket: "C_CUSTOM", TimesBucket: "T_CUSTOM", Storage: jetstream.MemoryStorage})
+	custom := open(t, b1.JetStream(), natsstate.Config{LabelsBucket: "L_CUSTOM", ChatsBucket: "C_CUSTOM", TimesBucket: "T_CUSTOM",
+		TimesMaxBytes: 16 << 20, Storage: jetstream.MemoryStorage})
 	if first, err := custom.Chats().FirstSeen(testCtx(t), prov, chan1, "1@s.whatsapp.net", "e2"); err != nil || !first {
 		t.Errorf("FirstSeen in custom buckets = %t, %v; want true: they are not the default ones", first, err)
 	}
