@@ -302,6 +302,7 @@ func (bb *Backbone) State(ctx context.Context) (State, error) {
 				Brokers:           bb.cfg.kafkaBrokers(),
 				Partitions:        bb.cfg.KafkaPartitions,
 				ReplicationFactor: bb.cfg.KafkaReplication,
+				MinInSyncReplicas: bb.cfg.KafkaMinInSyncReplicas,
 				DedupWindow:       bb.cfg.KafkaDedupWindow,
 				TimesTTL:          bb.cfg.ReceivedTimeTTL,
 				Logger:            bb.log.Named("kafka-state"),

@@ -81,7 +81,7 @@ func (b *Broker) EnsureTopics(ctx context.Context) error {
 	for {
 		missing, err := b.missingTopics(ctx, Topics())
 		if err == nil && len(missing) == 0 {
-			b.checkMinInSync(ctx)
+			CheckMinInSync(ctx, b.client, Topics(), b.cfg.Topics.MinInSyncReplicas, b.log)
 			return nil
 		}
 		if err == nil {
@@ -108,34 +108,33 @@ func (b *Broker) createTopics(ctx context.Context) error {
 	return nil
 }
 
-// checkMinInSync warns about topics whose min.insync.replicas is below
-// TopicsConfig.MinInSyncReplicas: acks from all in-sync replicas then mean
-// fewer copies than configured. Only a warning: describing configurations
-// may be refused (ACLs) without the topics being unusable.
-func (b *Broker) checkMinInSync(ctx context.Context) {
-	want := b.cfg.Topics.MinInSyncReplicas
+// CheckMinInSync warns about topics whose min.insync.replicas is below
+// want (0: no check): acks from all in-sync replicas then mean fewer
+// copies than configured. Only a warning: describing configurations may be
+// refused (ACLs) without the topics being unusable.
+func CheckMinInSync(ctx context.Context, client *kafka.Client, topics []string, want int, log *zap.Logger) {
 	if want == 0 {
 		return
 	}
 	req := &kafka.DescribeConfigsRequest{}
-	for _, t := range Topics() {
+	for _, t := range topics {
 		req.Resources = append(req.Resources, kafka.DescribeConfigRequestResource{
 			ResourceType: kafka.ResourceTypeTopic, ResourceName: t, ConfigNames: []string{"min.insync.replicas"},
 		})
 	}
-	resp, err := b.client.DescribeConfigs(ctx, req)
+	resp, err := client.DescribeConfigs(ctx, req)
 	if err != nil {
-		b.log.Warn("cannot check the topics' min.insync.replicas", zap.Error(err))
+		log.Warn("cannot check the topics' min.insync.replicas", zap.Error(err))
 		return
 	}
 	for _, r := range resp.Resources {
 		if r.Error != nil {
-			b.log.Warn("cannot check the topic's min.insync.replicas", zap.String("topic", r.ResourceName), zap.Error(r.Error))
+			log.Warn("cannot check the topic's min.insync.replicas", zap.String("topic", r.ResourceName), zap.Error(r.Error))
 			continue
 		}
 		for _, e := range r.ConfigEntries {
 			if n, err := strconv.Atoi(e.ConfigValue); e.ConfigName == "min.insync.replicas" && err == nil && n < want {
-				b.log.Warn("topic's min.insync.replicas is below the configured one; left as it is, change it with kafka-configs",
+				log.Warn("topic's min.insync.replicas is below the configured one; left as it is, change it with kafka-configs",
 					zap.String("topic", r.ResourceName), zap.Int("min_insync_replicas", n), zap.Int("configured", want))
 			}
 		}

@@ -77,6 +77,11 @@ type Config struct {
 	// partitions, whose records are not ordered with the old ones.
 	Partitions        int
 	ReplicationFactor int
+	// MinInSyncReplicas is the min.insync.replicas of the topics Open
+	// creates (0: the broker's default), so that a state write acknowledged
+	// by all in-sync replicas is on at least that many brokers; an
+	// existing topic below it is logged.
+	MinInSyncReplicas int
 	// DedupWindow is how long Dedup remembers an id, DefaultDedupWindow
 	// when zero; it is also the dedup topic's retention.ms.
 	DedupWindow time.Duration
@@ -157,6 +162,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("kafkastate: %d partitions, want at least 1", c.Partitions)
 	case c.ReplicationFactor < 1:
 		return fmt.Errorf("kafkastate: replication factor %d, want at least 1", c.ReplicationFactor)
+	case c.MinInSyncReplicas < 0 || c.MinInSyncReplicas > c.ReplicationFactor:
+		return fmt.Errorf("kafkastate: min in-sync replicas %d, want 0 to the replication factor %d", c.MinInSyncReplicas, c.ReplicationFactor)
 	case c.DedupWindow < time.Second:
 		return fmt.Errorf("kafkastate: dedup window %v, want at least 1s", c.DedupWindow)
 	case c.DedupMaxIDs < 1:
@@ -285,15 +292,21 @@ func (s *Store) open(ctx context.Context) error {
 // createTopics creates the missing topics; an existing topic is left as it
 // is (its partitions included) and checked afterwards.
 func (s *Store) createTopics(ctx context.Context) error {
+	withISR := func(entries ...kafka.ConfigEntry) []kafka.ConfigEntry {
+		if n := s.cfg.MinInSyncReplicas; n > 0 {
+			entries = append(entries, kafka.ConfigEntry{ConfigName: "min.insync.replicas", ConfigValue: strconv.Itoa(n)})
+		}
+		return entries
+	}
 	compacted := func(name string) kafka.TopicConfig {
 		return kafka.TopicConfig{
 			Topic:             name,
 			NumPartitions:     s.cfg.Partitions,
 			ReplicationFactor: s.cfg.ReplicationFactor,
-			ConfigEntries: []kafka.ConfigEntry{
-				{ConfigName: "cleanup.policy", ConfigValue: "compact"},
-				{ConfigName: "min.compaction.lag.ms", ConfigValue: ms(minCompactionLag)},
-			},
+			ConfigEntries: withISR(
+				kafka.ConfigEntry{ConfigName: "cleanup.policy", ConfigValue: "compact"},
+				kafka.ConfigEntry{ConfigName: "min.compaction.lag.ms", ConfigValue: ms(minCompactionLag)},
+			),
 		}
 	}
 	// Compaction keeps an id's last record only; deletion drops the
@@ -305,11 +318,11 @@ func (s *Store) createTopics(ctx context.Context) error {
 			Topic:             name,
 			NumPartitions:     s.cfg.Partitions,
 			ReplicationFactor: s.cfg.ReplicationFactor,
-			ConfigEntries: []kafka.ConfigEntry{
-				{ConfigName: "cleanup.policy", ConfigValue: "compact,delete"},
-				{ConfigName: "retention.ms", ConfigValue: ms(window)},
-				{ConfigName: "segment.ms", ConfigValue: ms(min(window, time.Hour))},
-			},
+			ConfigEntries: withISR(
+				kafka.ConfigEntry{ConfigName: "cleanup.policy", ConfigValue: "compact,delete"},
+				kafka.ConfigEntry{ConfigName: "retention.ms", ConfigValue: ms(window)},
+				kafka.ConfigEntry{ConfigName: "segment.ms", ConfigValue: ms(min(window, time.Hour))},
+			),
 		}
 	}
 	resp, err := s.client.CreateTopics(ctx, &kafka.CreateTopicsRequest{
@@ -324,6 +337,8 @@ func (s *Store) createTopics(ctx context.Context) error {
 			return fmt.Errorf("kafkastate: create topic %s: %w", name, err)
 		}
 	}
+	kafkabroker.CheckMinInSync(ctx, s.client, []string{s.cfg.LabelsTopic, s.cfg.ChatsTopic, s.cfg.DedupTopic, s.cfg.TimesTopic},
+		s.cfg.MinInSyncReplicas, s.log)
 	return nil
 }
 
