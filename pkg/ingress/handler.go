@@ -140,9 +140,6 @@ type Handler struct {
 	mux        *http.ServeMux
 	retryAfter string
 	bufs       sync.Pool
-	// maxMessage is the broker's largest message when the publisher
-	// says (broker.Limits), else 0.
-	maxMessage int
 }
 
 // New returns the ingress handler. metricsHandler serves GET /metrics.
@@ -160,9 +157,6 @@ func New(cfg Config, metricsHandler http.Handler) (*Handler, error) {
 	h.total.maxDeliveries, h.total.maxBytes = int64(cfg.MaxInFlight), cfg.MaxBufferedBytes
 	h.unauth.maxDeliveries, h.unauth.maxBytes = int64(min(cfg.MaxUnauthenticatedInFlight, cfg.MaxInFlight)), cfg.MaxBufferedBytes/4
 	cfg.Metrics.buffered.Store(&h.total)
-	if l, ok := cfg.Publisher.(broker.Limits); ok {
-		h.maxMessage = l.MaxMessageBytes()
-	}
 	h.bufs.New = func() any { return new([]byte) }
 	for _, p := range cfg.Providers {
 		h.providers[p.Name()] = p
@@ -405,7 +399,7 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 	}
 
 	d.channel = channel
-	if err := h.publishItems(r.Context(), msgs); err != nil {
+	if err := h.publish(r.Context(), msgs); err != nil {
 		d.reuse = false
 		o := outcome{channel: channel, items: len(items), ids: ids, err: err}
 		switch {
@@ -440,32 +434,6 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 func invalidChannel(which string) outcome {
 	return outcome{status: http.StatusBadRequest, code: "invalid_channel",
 		message: fmt.Sprintf("%s channel is not 1 to %d bytes of ASCII letters, digits and -_.:@+=~", which, provider.MaxChannelBytes)}
-}
-
-// publishItems publishes a delivery's raw events. A message the broker
-// says is over its size limit is refused before anything is sent, so that
-// no part of a delivery that cannot be stored whole is.
-func (h *Handler) publishItems(ctx context.Context, msgs []broker.Message) error {
-	if h.maxMessage > 0 {
-		for i := range msgs {
-			if n := messageSize(&msgs[i]); n > h.maxMessage {
-				return fmt.Errorf("raw event %s: %w", msgs[i].ID, broker.TooLarge(n, h.maxMessage))
-			}
-		}
-	}
-	return h.publish(ctx, msgs)
-}
-
-// messageSize is what any broker stores of m at least: its data and its
-// headers' names and values.
-func messageSize(m *broker.Message) int {
-	n := len(m.Data)
-	for k, vs := range m.Header {
-		for _, v := range vs {
-			n += len(k) + len(v)
-		}
-	}
-	return n
 }
 
 var connectionClose = []string{"close"}
