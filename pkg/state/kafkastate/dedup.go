@@ -38,16 +38,11 @@ type dedupRecord struct {
 // min-heap of the marks by time, to forget the oldest first.
 type dedupScope struct {
 	at    map[hashKey]int64 // UnixNano of the last mark
-	marks []dedupMark       // a min-heap by time; an id marked again is in it twice
+	marks marks             // an id marked again is in it twice
 	// floor is the newest time forgotten for the bound: a mark that old or
 	// older comes too late to be kept (the tailer echoing a Mark, or a
 	// partition restored after the others), as newer ones took its place.
 	floor int64
-}
-
-type dedupMark struct {
-	id hashKey
-	at int64
 }
 
 func newDedup(s *Store, t *topic) *Dedup {
@@ -141,7 +136,7 @@ func (d *Dedup) record(scope string, id hashKey, at int64) {
 		return // this mark again (the tailer echoing Mark), or an older one
 	}
 	sc.at[id] = at
-	sc.push(dedupMark{id: id, at: at})
+	sc.marks.push(mark{id: id, at: at})
 	sc.evict(now, d.window, d.maxIDs)
 }
 
@@ -160,39 +155,7 @@ func (sc *dedupScope) evict(now int64, window time.Duration, maxIDs int) {
 		if sc.at[m.id] == m.at { // not marked again since
 			delete(sc.at, m.id)
 		}
-		sc.pop()
-	}
-}
-
-func (sc *dedupScope) push(m dedupMark) {
-	sc.marks = append(sc.marks, m)
-	for i := len(sc.marks) - 1; i > 0; {
-		parent := (i - 1) / 2
-		if sc.marks[parent].at <= sc.marks[i].at {
-			break
-		}
-		sc.marks[parent], sc.marks[i] = sc.marks[i], sc.marks[parent]
-		i = parent
-	}
-}
-
-func (sc *dedupScope) pop() {
-	n := len(sc.marks) - 1
-	sc.marks[0] = sc.marks[n]
-	sc.marks = sc.marks[:n]
-	for i := 0; ; {
-		least, l, r := i, 2*i+1, 2*i+2
-		if l < n && sc.marks[l].at < sc.marks[least].at {
-			least = l
-		}
-		if r < n && sc.marks[r].at < sc.marks[least].at {
-			least = r
-		}
-		if least == i {
-			return
-		}
-		sc.marks[i], sc.marks[least] = sc.marks[least], sc.marks[i]
-		i = least
+		sc.marks.pop()
 	}
 }
 

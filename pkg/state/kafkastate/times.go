@@ -33,7 +33,7 @@ type Times struct {
 	m  map[hashKey]timeEntry
 	// byAge is a min-heap of the entries by record time, to forget the
 	// oldest first.
-	byAge []timeMark
+	byAge marks
 }
 
 // timesRecord is a time's value on the topic: the raw event's time, when
@@ -49,11 +49,6 @@ type timeEntry struct {
 	at      int64 // UnixNano of the id's first record applied
 	version int64
 	stale   bool // a record lost after the winner: a repair is due
-}
-
-type timeMark struct {
-	id hashKey
-	at int64
 }
 
 var _ derive.TimeRegistry = (*Times)(nil)
@@ -158,7 +153,7 @@ func (r *Times) apply(_ int, key, value []byte) {
 		return
 	}
 	r.m[h] = timeEntry{time: tm, at: at, version: rec.Version}
-	r.push(timeMark{id: h, at: at})
+	r.byAge.push(mark{id: h, at: at})
 	r.evict(now)
 }
 
@@ -173,38 +168,6 @@ func (r *Times) evict(now int64) {
 		if e, ok := r.m[m.id]; ok && e.at == m.at {
 			delete(r.m, m.id)
 		}
-		r.pop()
-	}
-}
-
-func (r *Times) push(m timeMark) {
-	r.byAge = append(r.byAge, m)
-	for i := len(r.byAge) - 1; i > 0; {
-		parent := (i - 1) / 2
-		if r.byAge[parent].at <= r.byAge[i].at {
-			break
-		}
-		r.byAge[parent], r.byAge[i] = r.byAge[i], r.byAge[parent]
-		i = parent
-	}
-}
-
-func (r *Times) pop() {
-	n := len(r.byAge) - 1
-	r.byAge[0] = r.byAge[n]
-	r.byAge = r.byAge[:n]
-	for i := 0; ; {
-		least, l, rt := i, 2*i+1, 2*i+2
-		if l < n && r.byAge[l].at < r.byAge[least].at {
-			least = l
-		}
-		if rt < n && r.byAge[rt].at < r.byAge[least].at {
-			least = rt
-		}
-		if least == i {
-			return
-		}
-		r.byAge[i], r.byAge[least] = r.byAge[least], r.byAge[i]
-		i = least
+		r.byAge.pop()
 	}
 }
