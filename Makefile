@@ -32,6 +32,10 @@ STATE_RACE_COUNT ?= 20
 test-state-race: ## the state race tests, STATE_RACE_COUNT times each, with the race detector
 	$(GO) test -race -count=$(STATE_RACE_COUNT) -timeout 60m -run 'Race' ./pkg/state/...
 
+.PHONY: test-repeat
+test-repeat: ## make test RUNS (20) times in a row on a fresh clone, another make test beside it as load
+	test/repeat.sh $(or $(RUNS),20)
+
 .PHONY: lint
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
