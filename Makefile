@@ -50,13 +50,15 @@ build: ## build every service into ./bin
 bench: ## benchmarks (go test -bench) of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
 
-FUZZ_PKGS ?= ./pkg/provider/whapi ./pkg/provider/zapi ./pkg/provider/waha ./pkg/envelope ./pkg/ingress
+FUZZ_PKGS ?= ./pkg/provider/whapi ./pkg/provider/zapi ./pkg/provider/waha ./pkg/envelope ./pkg/ingress ./pkg/state
+# FUZZFLAGS passes more go test flags, e.g. -parallel=1 to leave a core free.
+FUZZFLAGS ?=
 
 .PHONY: fuzz
 fuzz: ## run every fuzzer (provider parsers, subject tokens, the whole HTTP handler) for FUZZTIME each
 	@for p in $(FUZZ_PKGS); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do \
-	    echo "== $$p $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$p || exit 1; \
+	    echo "== $$p $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$p || exit 1; \
 	  done; \
 	done
 
