@@ -136,6 +136,12 @@ type Broker struct {
 	// connClosed is closed once the connection is closed for good.
 	connClosed chan struct{}
 
+	// reconnectCtx is cancelled at the next reconnect, then replaced:
+	// subscriptions check then whether deliveries were lost.
+	reconnectMu     sync.Mutex
+	reconnectCtx    context.Context
+	reconnectCancel context.CancelFunc
+
 	// maxPayload is the server's max_payload as first read. Reading it
 	// takes the connection's lock, which every publish takes too, so it is
 	// read again only for a message that seems over it (a reconnect may
@@ -166,6 +172,7 @@ func Connect(ctx context.Context, cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("natsbroker: connect: %w", classify(err))
 	}
 	b := &Broker{cfg: cfg, log: cfg.Logger, connClosed: make(chan struct{})}
+	b.reconnectCtx, b.reconnectCancel = context.WithCancel(context.Background())
 
 	url := cfg.URL
 	dial := dialTimeout
@@ -195,6 +202,7 @@ func Connect(ctx context.Context, cfg Config) (*Broker, error) {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			b.log.Info("nats reconnected", zap.String("url", nc.ConnectedUrlRedacted()))
+			b.reconnected()
 		}),
 		nats.ReconnectErrHandler(func(nc *nats.Conn, err error) {
 			b.log.Debug("nats reconnect attempt failed", zap.Error(err))
@@ -283,6 +291,22 @@ func redact(urls string) string {
 		}
 	}
 	return strings.Join(parts, ",")
+}
+
+// reconnected tells the subscriptions that the connection was
+// re-established.
+func (b *Broker) reconnected() {
+	b.reconnectMu.Lock()
+	defer b.reconnectMu.Unlock()
+	b.reconnectCancel()
+	b.reconnectCtx, b.reconnectCancel = context.WithCancel(context.Background())
+}
+
+// nextReconnect is a context cancelled at the next reconnect.
+func (b *Broker) nextReconnect() context.Context {
+	b.reconnectMu.Lock()
+	defer b.reconnectMu.Unlock()
+	return b.reconnectCtx
 }
 
 // JetStream is the JetStream context, for consumers.

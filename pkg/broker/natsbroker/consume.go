@@ -24,6 +24,16 @@ const settleRetryMax = time.Second
 // pushes each on the dispatcher, which hands them to workers by key and
 // has run settle them; a keep-alive refreshes the ack timer of every
 // message held.
+//
+// JetStream numbers every delivery of a consumer, new or redelivered, one
+// more than the last. The pulling goroutine counts them: a message that
+// arrives with another number means the server delivered messages that
+// never arrived (lost in transit as the connection broke, dropped by the
+// client) or forgot deliveries (a restart that lost its state). The lost
+// ones would come back only after AckWait, behind the later messages of
+// their keys, so the run resyncs instead: it stops pulling, resets the
+// consumer to its ack floor and resumes, every message after the floor
+// coming again in stream order.
 type run struct {
 	b   *Broker
 	p   plan
@@ -55,6 +65,13 @@ type run struct {
 	// back to this instance's draining pull request would be handed back
 	// again, behind the later messages of its key.
 	pullStopped chan struct{}
+
+	// Owned by the pulling goroutine. cons is the consumer pulled from,
+	// created its creation time, next the delivery sequence its next
+	// message must carry.
+	cons    jetstream.Consumer
+	created time.Time
+	next    uint64
 }
 
 func newRun(b *Broker, p plan, h broker.Handler, tracker *dispatch.Tracker) *run {
@@ -71,7 +88,12 @@ func newRun(b *Broker, p plan, h broker.Handler, tracker *dispatch.Tracker) *run
 	}
 }
 
-func (r *run) run(ctx context.Context, cons jetstream.Consumer) error {
+// run consumes cons, whose state info describes: taken while this instance
+// had no pull request on it, so that its last delivery is the last one
+// before this run's first.
+func (r *run) run(ctx context.Context, cons jetstream.Consumer, info *jetstream.ConsumerInfo) error {
+	r.cons = cons
+	r.count(info)
 	r.ctx, r.cancel = context.WithCancel(ctx)
 	defer r.cancel()
 	r.d = dispatch.New(r.ctx, dispatch.Config{
@@ -118,6 +140,26 @@ func (r *run) run(ctx context.Context, cons jetstream.Consumer) error {
 	return ctx.Err()
 }
 
+// count counts deliveries on from the consumer's state in info.
+func (r *run) count(info *jetstream.ConsumerInfo) {
+	r.next, r.created = info.Delivered.Consumer+1, info.Created
+}
+
+// inSequence reports whether m carries the delivery sequence expected
+// next, counting it if so. A message without metadata (JetStream always
+// sends it) passes uncounted, with a nil meta.
+func (r *run) inSequence(m jetstream.Msg) (*jetstream.MsgMetadata, bool) {
+	meta, err := m.Metadata()
+	if err != nil {
+		return nil, true
+	}
+	if meta.Sequence.Consumer != r.next {
+		return meta, false
+	}
+	r.next++
+	return meta, true
+}
+
 func (r *run) messages(cons jetstream.Consumer) (jetstream.MessagesContext, error) {
 	it, err := cons.Messages(
 		jetstream.PullMaxMessages(min(r.p.maxAckPending, maxPullBatch)),
@@ -136,13 +178,22 @@ func (r *run) messages(cons jetstream.Consumer) (jetstream.MessagesContext, erro
 // for good, and returns the iterator in use then (nil if none) with the
 // error Subscribe returns (nil for ctx's). nats.go re-issues pull requests
 // after a reconnect or missed heartbeats; pull itself re-creates the
-// consumer when it is deleted.
+// consumer when it is deleted, and resyncs when deliveries were lost.
 func (r *run) pull(ctx context.Context, iter jetstream.MessagesContext) (jetstream.MessagesContext, error) {
 	wait := r.cfg.RetryMin
+	// wctx also ends at the next reconnect.
+	wctx, unwatch := r.watch(ctx)
+	defer func() { unwatch() }()
 	for {
 		if iter == nil {
 			cons, err := r.b.ensureConsumer(ctx, r.p)
 			if err == nil {
+				r.cons = cons
+				if info := cons.CachedInfo(); !info.Created.Equal(r.created) {
+					// Another consumer of the same name: it counts
+					// its deliveries from its own start.
+					r.count(info)
+				}
 				iter, err = r.messages(cons)
 			}
 			if err != nil {
@@ -160,15 +211,33 @@ func (r *run) pull(ctx context.Context, iter jetstream.MessagesContext) (jetstre
 				continue
 			}
 		}
-		m, err := iter.Next(jetstream.NextContext(ctx))
+		m, err := iter.Next(jetstream.NextContext(wctx))
 		if err == nil {
 			wait = r.cfg.RetryMin
-			r.dispatch(m)
+			meta, ok := r.inSequence(m)
+			if ok {
+				r.dispatch(m, meta)
+				continue
+			}
+			iter = r.resync(ctx, iter, zap.Uint64("want_delivery_seq", r.next),
+				zap.Uint64("got_delivery_seq", meta.Sequence.Consumer))
 			continue
 		}
 		switch {
 		case ctx.Err() != nil:
 			return iter, nil
+		case wctx.Err() != nil:
+			// Reconnected: anything sent as the connection broke is
+			// lost, and nothing may follow to show it.
+			unwatch()
+			wctx, unwatch = r.watch(ctx)
+			if d, missed := r.missed(ctx); missed {
+				iter = r.resync(ctx, iter, zap.String("after", "reconnect"),
+					zap.Uint64("received_up_to_delivery_seq", r.next-1), zap.Uint64("server_delivered_up_to", d))
+			} else if ctx.Err() == nil {
+				r.log.Debug("every delivery arrived before the reconnect", zap.Uint64("delivery_seq", d))
+			}
+			continue
 		case r.b.connClosedForGood() || r.b.isClosing() || errors.Is(err, jetstream.ErrConnectionClosed):
 			return iter, fmt.Errorf("natsbroker: subscribe %s: %w", r.p.consumer, broker.ErrClosed)
 		case errors.Is(err, jetstream.ErrNoHeartbeat):
@@ -184,7 +253,9 @@ func (r *run) pull(ctx context.Context, iter jetstream.MessagesContext) (jetstre
 			// refused the pull request: start over with a fresh consumer.
 			r.log.Warn("consuming interrupted, resuming", zap.Error(err))
 		}
-		iter.Stop()
+		// What it still buffers is not dispatched: its deliveries are
+		// then missing in the new iterator's count, which resyncs.
+		r.drain(iter, nil)
 		iter = nil
 		if !dispatch.Sleep(ctx, dispatch.Jitter(wait)) {
 			return nil, nil
@@ -193,9 +264,134 @@ func (r *run) pull(ctx context.Context, iter jetstream.MessagesContext) (jetstre
 	}
 }
 
+// watch returns a context that ends with ctx or at the next reconnect.
+func (r *run) watch(ctx context.Context) (context.Context, func()) {
+	wctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(r.b.nextReconnect(), cancel)
+	return wctx, func() {
+		stop()
+		cancel()
+	}
+}
+
+// missed reports, after a reconnect, whether the server delivered messages
+// this run did not receive, and the server's last delivery sequence.
+// Those it sent as the connection broke are lost, and JetStream sends them
+// again only after AckWait; when a later message comes first its sequence
+// shows the gap, but none may come. Nothing was missed when the server's
+// last delivery is the last one received: everything delivered before the
+// break arrived. Messages already sent on the new connection also count as
+// missed here (they cannot be told apart), costing a needless resync.
+func (r *run) missed(ctx context.Context) (uint64, bool) {
+	wait := r.cfg.RetryMin
+	for {
+		actx, unwatch := r.watch(ctx)
+		info, err := r.cons.Info(actx)
+		unwatch()
+		switch {
+		case err == nil:
+			d := info.Delivered.Consumer
+			return d, !info.Created.Equal(r.created) || d+1 != r.next
+		case errors.Is(err, jetstream.ErrConsumerNotFound):
+			// resync finds it gone and has pull set it up again.
+			return 0, true
+		case ctx.Err() != nil || r.b.connClosedForGood() || r.b.isClosing():
+			return 0, false
+		case actx.Err() != nil:
+			// Reconnected again: the answer is lost, ask again.
+			continue
+		}
+		r.log.Debug("consumer info after a reconnect failed, retrying", zap.Error(err))
+		if !dispatch.Sleep(ctx, dispatch.Jitter(wait)) {
+			return 0, false
+		}
+		wait = min(2*wait, setupRetryMax)
+	}
+}
+
+// resync resets the consumer to its ack floor after deliveries were lost,
+// so that every message after the floor comes again in stream order: the
+// lost ones before the later messages of their keys. It first drains iter
+// without dispatching what it still buffers (the reset sends that again),
+// so that the server no longer sends anything to its pull requests, and
+// starts the next iterator after the reset, counting from it. The
+// workers go on meanwhile: everything they hold was delivered before the
+// lost messages, and the redeliveries of what they hold are dropped as
+// duplicates (heldSet.add). It returns the iterator to go on with, or nil
+// when pull must set the consumer up again or stop (ctx done, connection
+// closed).
+func (r *run) resync(ctx context.Context, iter jetstream.MessagesContext, why ...zap.Field) jetstream.MessagesContext {
+	r.log.Warn("deliveries lost: resetting the consumer to its ack floor", why...)
+	if iter != nil {
+		r.drain(iter, nil)
+	}
+	wait := r.cfg.RetryMin
+	for {
+		actx, unwatch := r.watch(ctx)
+		resp, err := r.b.js.ResetConsumer(actx, r.p.stream, r.p.consumer)
+		unwatch()
+		if err == nil {
+			r.count(resp.ConsumerInfo)
+			r.log.Info("consumer reset to its ack floor", zap.Uint64("from_stream_seq", resp.ResetSeq))
+			it, err := r.messages(r.cons)
+			if err != nil {
+				r.log.Warn("consuming failed to resume after the reset, retrying", zap.Error(err))
+				return nil
+			}
+			return it
+		}
+		if ctx.Err() != nil || r.b.connClosedForGood() || r.b.isClosing() || errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil
+		}
+		if actx.Err() != nil {
+			// Reconnected meanwhile: the answer is lost (a reset done
+			// twice does no harm), ask again.
+			continue
+		}
+		r.log.Warn("resetting the consumer failed, retrying", zap.Error(err))
+		if !dispatch.Sleep(ctx, dispatch.Jitter(wait)) {
+			return nil
+		}
+		wait = min(2*wait, setupRetryMax)
+	}
+}
+
+// drain stops iter, first reading back what it buffers and what the server
+// still sends until the server has dropped its pull requests, passing each
+// message to keep (nil drops them). It reports whether that completed
+// within drainTimeout; if not, the server may still send to them.
+func (r *run) drain(iter jetstream.MessagesContext, keep func(jetstream.Msg)) bool {
+	defer iter.Stop()
+	if r.b.connClosedForGood() {
+		return false
+	}
+	iter.Drain()
+	deadline := time.Now().Add(drainTimeout)
+	for {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return false
+		}
+		m, err := iter.Next(jetstream.NextMaxWait(wait))
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return true
+			}
+			if errors.Is(err, nats.ErrTimeout) {
+				return false
+			}
+			continue
+		}
+		if keep != nil {
+			keep(m)
+		}
+	}
+}
+
 // dispatch acknowledges a message of another partition, and queues any
-// other on the worker of its key unless a worker already holds it.
-func (r *run) dispatch(m jetstream.Msg) {
+// other on the worker of its key unless a worker already holds it. meta is
+// m's metadata, nil if it has none.
+func (r *run) dispatch(m jetstream.Msg, meta *jetstream.MsgMetadata) {
 	h := m.Headers()
 	key := keyOf(h, m.Subject())
 	if r.p.Partitions > 1 && broker.PartitionOf(key, r.p.Partitions) != r.p.Partition {
@@ -205,14 +401,15 @@ func (r *run) dispatch(m jetstream.Msg) {
 		return
 	}
 	d := &delivery{msg: m, key: key, attempt: 1}
-	if meta, err := m.Metadata(); err == nil {
+	if meta != nil {
 		d.seq = meta.Sequence.Stream
 		d.attempt = int(meta.NumDelivered)
 	}
 	d.touch(time.Now())
 	if !r.held.add(d) {
-		// A redelivery (its ack timer expired while the connection was
-		// down) of a message a worker still has: one is enough.
+		// A redelivery (after a reset, or its ack timer expired while
+		// the connection was down) of a message a worker still has: one
+		// is enough.
 		return
 	}
 	r.d.Push(d, key)
@@ -221,7 +418,10 @@ func (r *run) dispatch(m jetstream.Msg) {
 // shutdown stops pulling, reads back what was already sent to this
 // instance so the workers can hand it back (Nak: another instance gets it
 // at once), and waits for the workers: each finishes the message it is
-// handling, within the grace period.
+// handling, within the grace period. When a message delivered to this
+// instance never reached it, nothing handed back may go first: the run
+// counts as unsettled, so its lease is not released and whoever takes
+// over resets the consumer.
 func (r *run) shutdown(iter jetstream.MessagesContext) {
 	r.cancel()
 	grace := r.cfg.ShutdownGrace
@@ -230,29 +430,23 @@ func (r *run) shutdown(iter jetstream.MessagesContext) {
 	}
 	r.d.Stop(grace)
 
-	if iter != nil && !r.b.connClosedForGood() {
-		iter.Drain()
-		deadline := time.Now().Add(drainTimeout)
-		for {
-			wait := time.Until(deadline)
-			if wait <= 0 {
-				break
-			}
-			m, err := iter.Next(jetstream.NextMaxWait(wait))
-			if err != nil {
-				if errors.Is(err, jetstream.ErrMsgIteratorClosed) || errors.Is(err, nats.ErrTimeout) {
-					break
-				}
-				continue
-			}
-			r.dispatch(m)
-		}
-	}
+	complete := true
 	if iter != nil {
-		iter.Stop()
+		gap := false
+		complete = r.drain(iter, func(m jetstream.Msg) {
+			if gap {
+				return
+			}
+			meta, ok := r.inSequence(m)
+			if !ok {
+				gap = true
+				return
+			}
+			r.dispatch(m, meta)
+		})
 	}
-	if !r.b.connClosedForGood() {
-		r.dropPullRequests()
+	if !r.b.connClosedForGood() && (!r.dropPullRequests() || !complete) {
+		r.unsettled.Store(true)
 	}
 	close(r.pullStopped)
 	if !r.d.Wait(grace) {
@@ -266,16 +460,26 @@ func (r *run) shutdown(iter jetstream.MessagesContext) {
 // redeliver a Nak'd message, it puts that message back at the end of the
 // redelivery queue, behind the later messages of its key. A consumer info
 // request purges the requests without interest, and the unsubscribe is on
-// the server once a flush returned.
-func (r *run) dropPullRequests() {
+// the server once a flush returned. It reports whether every message the
+// server delivered to this run arrived (false when it cannot tell).
+func (r *run) dropPullRequests() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 	defer cancel()
 	if err := r.b.nc.FlushWithContext(ctx); err != nil {
-		return
+		return false
 	}
-	if _, err := r.b.js.Consumer(ctx, r.p.stream, r.p.consumer); err != nil {
+	cons, err := r.b.js.Consumer(ctx, r.p.stream, r.p.consumer)
+	if err != nil {
 		r.log.Debug("consumer info at shutdown", zap.Error(err))
+		return false
 	}
+	info := cons.CachedInfo()
+	if !info.Created.Equal(r.created) || info.Delivered.Consumer+1 != r.next {
+		r.log.Warn("messages delivered to this instance never arrived: leaving the lease to expire, so that the next instance resets the consumer",
+			zap.Uint64("received_up_to_delivery_seq", r.next-1), zap.Uint64("server_delivered_up_to", info.Delivered.Consumer))
+		return false
+	}
+	return true
 }
 
 // Message is what the handler gets of d.
@@ -298,30 +502,41 @@ func (r *run) Attempt(d *delivery, try int) int { return d.attempt + try }
 // pulling has stopped, so that the next instance of the group gets it at
 // once rather than after AckWait.
 func (r *run) Settle(d *delivery, o dispatch.Outcome, cause error) {
-	defer r.held.remove(d)
+	var op string
+	var send func(jetstream.Msg) error
 	switch o {
 	case dispatch.Acked:
-		r.settle(d, "ack", d.msg.Ack)
+		op, send = "ack", jetstream.Msg.Ack
 	case dispatch.Terminated:
 		reason := termReason(cause)
-		r.settle(d, "term", func() error { return d.msg.TermWithReason(reason) })
+		op, send = "term", func(m jetstream.Msg) error { return m.TermWithReason(reason) }
 	default:
 		select {
 		case <-r.pullStopped:
 		case <-r.d.HandlerContext().Done():
 		}
-		r.settle(d, "nak", d.msg.Nak)
+		op, send = "nak", jetstream.Msg.Nak
+	}
+	r.settle(d, op, d.msg, send)
+	// A redelivery of d that arrived while it was held (after a reset) is
+	// the delivery the server now counts: settle it too. An ack or nak of
+	// the first delivery sent after the reset and before the redelivery is
+	// ignored by the server, and a nak is checked against the delivery
+	// sequence, which starts over at a reset.
+	if again := r.held.remove(d); again != nil {
+		r.settle(d, op, again, send)
 	}
 }
 
-// settle sends an ack, nak or term. While the connection is down it keeps
-// trying, holding the worker so that the key's later messages wait; it
-// gives up when the connection is closed for good or the grace period
-// ended, and JetStream redelivers the message after AckWait.
-func (r *run) settle(d *delivery, op string, send func() error) {
+// settle sends an ack, nak or term of m, a delivery of d. While the
+// connection is down it keeps trying, holding the worker so that the key's
+// later messages wait; it gives up when the connection is closed for good
+// or the grace period ended, and JetStream redelivers the message after
+// AckWait.
+func (r *run) settle(d *delivery, op string, m jetstream.Msg, send func(jetstream.Msg) error) {
 	wait := 10 * time.Millisecond
 	for {
-		err := send()
+		err := send(m)
 		if err == nil || errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
 			return
 		}
@@ -365,7 +580,10 @@ func (r *run) keepAlive(stop <-chan struct{}) {
 
 // delivery is a message held by this instance.
 type delivery struct {
-	msg     jetstream.Msg
+	msg jetstream.Msg
+	// again is its latest redelivery while held, if any (guarded by the
+	// heldSet's lock).
+	again   jetstream.Msg
 	key     string
 	seq     uint64 // stream sequence, 0 if unknown
 	attempt int    // JetStream's delivery count
@@ -384,7 +602,8 @@ type heldSet struct {
 	unknown []*delivery
 }
 
-// add reports false if a message with d's sequence is already held.
+// add reports false if a message with d's sequence is already held; d's
+// delivery is then recorded as that message's latest.
 func (s *heldSet) add(d *delivery) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -392,26 +611,29 @@ func (s *heldSet) add(d *delivery) bool {
 		s.unknown = append(s.unknown, d)
 		return true
 	}
-	if _, ok := s.m[d.seq]; ok {
+	if h, ok := s.m[d.seq]; ok {
+		h.again = d.msg
 		return false
 	}
 	s.m[d.seq] = d
 	return true
 }
 
-func (s *heldSet) remove(d *delivery) {
+// remove forgets d and returns its latest redelivery, nil if none came.
+func (s *heldSet) remove(d *delivery) jetstream.Msg {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if d.seq != 0 {
 		delete(s.m, d.seq)
-		return
+		return d.again
 	}
 	for i, u := range s.unknown {
 		if u == d {
 			s.unknown = append(s.unknown[:i], s.unknown[i+1:]...)
-			return
+			return nil
 		}
 	}
+	return nil
 }
 
 // older lists the messages whose ack timer started before t.

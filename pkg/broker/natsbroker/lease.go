@@ -250,20 +250,20 @@ func KVConflict(err error) bool {
 // order, before anything newer: the consumer picks up where the instance
 // that died left it, as a Kafka group resumes from its committed offset.
 // Handlers are idempotent, so redelivering messages already acknowledged
-// past the floor is harmless.
-func (b *Broker) resume(ctx context.Context, p plan, cons jetstream.Consumer) error {
+// past the floor is harmless. It returns the consumer's state then.
+func (b *Broker) resume(ctx context.Context, p plan, cons jetstream.Consumer) (*jetstream.ConsumerInfo, error) {
 	info, err := cons.Info(ctx)
 	if err != nil {
-		return fmt.Errorf("natsbroker: consumer %s info: %w", p.consumer, classify(err))
+		return nil, fmt.Errorf("natsbroker: consumer %s info: %w", p.consumer, classify(err))
 	}
 	if info.NumAckPending == 0 && info.NumRedelivered == 0 {
-		return nil
+		return info, nil
 	}
 	resp, err := b.js.ResetConsumer(ctx, p.stream, p.consumer)
 	if err != nil {
-		return fmt.Errorf("natsbroker: reset consumer %s: %w", p.consumer, classify(err))
+		return nil, fmt.Errorf("natsbroker: reset consumer %s: %w", p.consumer, classify(err))
 	}
 	b.log.Info("consumer resumed from its ack floor after an unclean stop", zap.String("consumer", p.consumer),
 		zap.Uint64("from_stream_seq", resp.ResetSeq), zap.Int("ack_pending", info.NumAckPending))
-	return nil
+	return resp.ConsumerInfo, nil
 }

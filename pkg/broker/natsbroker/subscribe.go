@@ -333,9 +333,13 @@ func (b *Broker) Subscribe(ctx context.Context, s broker.Subscription, h broker.
 		if err != nil {
 			return b.subscribeEnd(ctx, p, err)
 		}
+		var info *jetstream.ConsumerInfo
 		cons, err := b.setUp(ctx, p)
-		if err == nil && orphaned {
-			err = b.resumeRetrying(ctx, p, cons)
+		if err == nil {
+			info = cons.CachedInfo()
+			if orphaned {
+				info, err = b.resumeRetrying(ctx, p, cons)
+			}
 		}
 		if err != nil {
 			if !orphaned {
@@ -359,7 +363,7 @@ func (b *Broker) Subscribe(ctx context.Context, s broker.Subscription, h broker.
 		}()
 		r := newRun(b, p, h, tracker)
 		r.leaseLost, r.lostGrace = lost.Load, l.ttl/4
-		err = r.run(rctx, cons)
+		err = r.run(rctx, cons, info)
 		stopKeeping()
 		cancel()
 		<-kept
@@ -389,17 +393,17 @@ func (b *Broker) subscribeEnd(ctx context.Context, p plan, err error) error {
 }
 
 // resumeRetrying resumes p's consumer (see resume), retrying while
-// JetStream is unavailable.
-func (b *Broker) resumeRetrying(ctx context.Context, p plan, cons jetstream.Consumer) error {
+// JetStream is unavailable, and returns its state then.
+func (b *Broker) resumeRetrying(ctx context.Context, p plan, cons jetstream.Consumer) (*jetstream.ConsumerInfo, error) {
 	wait := b.cfg.Subscribe.RetryMin
 	for {
-		err := b.resume(ctx, p, cons)
+		info, err := b.resume(ctx, p, cons)
 		if err == nil || !errors.Is(err, broker.ErrUnavailable) || ctx.Err() != nil || b.connClosedForGood() || b.isClosing() {
-			return err
+			return info, err
 		}
 		b.log.Warn("resuming the consumer failed, retrying", zap.String("consumer", p.consumer), zap.Error(err))
 		if !dispatch.Sleep(ctx, dispatch.Jitter(wait)) {
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 		wait = min(2*wait, setupRetryMax)
 	}
