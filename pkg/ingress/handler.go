@@ -425,7 +425,7 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 	}
 	d.body = nil
 	for i := range items {
-		h.cfg.Metrics.items.WithLabelValues(p.Name(), items[i].Kind).Inc()
+		h.cfg.Metrics.item(p.Name(), items[i].Kind)
 	}
 	writeAccepted(w, ids)
 	return outcome{status: http.StatusOK, channel: channel, ids: ids, items: len(items)}

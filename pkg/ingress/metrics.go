@@ -1,6 +1,7 @@
 package ingress
 
 import (
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +18,51 @@ type Metrics struct {
 	// buffered reads the handler's budget when scraped, costing the hot
 	// path nothing.
 	buffered atomic.Pointer[budget]
+
+	kinds kindLabels
+}
+
+// maxKindLabels bounds the kind label values of items_total per provider.
+// The provider packages return kinds of closed sets (a few dozen each),
+// so the cap only keeps a provider with open kinds, or a bug, from growing
+// the registry with every new kind an attacker sends.
+const maxKindLabels = 64
+
+// kindOther is the label of the kinds past the cap.
+const kindOther = "other"
+
+// kindLabels remembers which kinds have a series of their own.
+type kindLabels struct {
+	known sync.Map // provider + "\x00" + kind → struct{}
+	mu    sync.Mutex
+	count map[string]int // by provider
+}
+
+// label is kind, or kindOther once provider has maxKindLabels others.
+func (k *kindLabels) label(provider, kind string) string {
+	key := provider + "\x00" + kind
+	if _, ok := k.known.Load(key); ok {
+		return kind
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.known.Load(key); ok {
+		return kind
+	}
+	if k.count == nil {
+		k.count = map[string]int{}
+	}
+	if k.count[provider] >= maxKindLabels {
+		return kindOther
+	}
+	k.count[provider]++
+	k.known.Store(key, struct{}{})
+	return kind
+}
+
+// item counts an item published.
+func (m *Metrics) item(provider, kind string) {
+	m.items.WithLabelValues(provider, m.kinds.label(provider, kind)).Inc()
 }
 
 // NewMetrics registers the ingress collectors with reg.

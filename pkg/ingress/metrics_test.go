@@ -1,0 +1,36 @@
+package ingress
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// A provider with open kinds cannot grow items_total without bound: past
+// maxKindLabels kinds, new ones count as "other", and kinds that already
+// have a series keep it.
+func TestItemKindLabelsAreBounded(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	const kinds = maxKindLabels + 36
+	for i := range kinds {
+		m.item("open", fmt.Sprintf("kind.%d", i))
+	}
+	m.item("open", "kind.0")
+	m.item("whapi", "messages.post")
+
+	if got, want := testutil.CollectAndCount(m.items), maxKindLabels+1+1; got != want {
+		t.Errorf("items_total has %d series, want %d (the cap, other, whapi's)", got, want)
+	}
+	if got := testutil.ToFloat64(m.items.WithLabelValues("open", kindOther)); got != kinds-maxKindLabels {
+		t.Errorf("other = %v, want %d", got, kinds-maxKindLabels)
+	}
+	if got := testutil.ToFloat64(m.items.WithLabelValues("open", "kind.0")); got != 2 {
+		t.Errorf("kind.0 = %v, want 2: a kind with a series keeps it past the cap", got)
+	}
+	if got := testutil.ToFloat64(m.items.WithLabelValues("whapi", "messages.post")); got != 1 {
+		t.Errorf("whapi messages.post = %v, want 1: the cap is per provider", got)
+	}
+}
