@@ -15,6 +15,7 @@ import (
 
 	"github.com/wahook/wahook/pkg/broker"
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
+	"github.com/wahook/wahook/pkg/broker/natsbroker/natstest"
 	"github.com/wahook/wahook/pkg/consumer"
 	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/derive/label"
@@ -39,21 +40,8 @@ func newNATS(t *testing.T) *natsEnv {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	emb, err := natsbroker.StartEmbedded(ctx, natsbroker.EmbeddedConfig{Addr: "127.0.0.1:-1", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := natsbroker.Connect(ctx, natsbroker.Config{Embedded: emb,
+	b := natstest.Broker(t, natsbroker.Config{
 		Subscribe: natsbroker.SubscribeConfig{RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-		defer cancel()
-		_ = b.Close(ctx)
-		_ = emb.Shutdown(ctx)
-	})
 	st, err := natsstate.Open(ctx, b.JetStream(), natsstate.Config{})
 	if err != nil {
 		t.Fatal(err)

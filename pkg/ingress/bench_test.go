@@ -21,6 +21,7 @@ import (
 
 	"github.com/wahook/wahook/pkg/broker"
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
+	"github.com/wahook/wahook/pkg/broker/natsbroker/natstest"
 	"github.com/wahook/wahook/pkg/envelope"
 	"github.com/wahook/wahook/pkg/ingress"
 	"github.com/wahook/wahook/pkg/provider/all"
@@ -32,23 +33,7 @@ const benchBody = `{"messages":[{"id":"bench-%d","from_me":false,"type":"text","
 // acks) and serves h over loopback TCP.
 func benchBroker(b *testing.B) *natsbroker.Broker {
 	b.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	emb, err := natsbroker.StartEmbedded(ctx, natsbroker.EmbeddedConfig{Addr: "127.0.0.1:-1", StoreDir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	br, err := natsbroker.Connect(ctx, natsbroker.Config{Embedded: emb})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = br.Close(ctx)
-		_ = emb.Shutdown(ctx)
-	})
-	return br
+	return natstest.Broker(b, natsbroker.Config{})
 }
 
 func serve(b *testing.B, h http.Handler) string {

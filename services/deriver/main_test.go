@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
+	"github.com/wahook/wahook/pkg/broker/natsbroker/natstest"
 	"github.com/wahook/wahook/pkg/consumer"
 	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/derive/label"
@@ -89,16 +90,7 @@ func (h hanging) Upsert(ctx context.Context, provider, channel string, l fact.La
 func TestReadinessReportsStuckConsumers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	emb, err := natsbroker.StartEmbedded(ctx, natsbroker.EmbeddedConfig{Addr: "127.0.0.1:-1", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emb.Shutdown(context.Background())
-	b, err := natsbroker.Connect(ctx, natsbroker.Config{Embedded: emb})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close(context.Background())
+	b := natstest.Broker(t, natsbroker.Config{})
 	st, err := natsstate.Open(ctx, b.JetStream(), natsstate.Config{})
 	if err != nil {
 		t.Fatal(err)

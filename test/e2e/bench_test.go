@@ -11,6 +11,7 @@ import (
 
 	"github.com/wahook/wahook/pkg/broker"
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
+	"github.com/wahook/wahook/pkg/broker/natsbroker/natstest"
 	"github.com/wahook/wahook/pkg/consumer"
 	"github.com/wahook/wahook/pkg/derive/derivetest"
 	"github.com/wahook/wahook/pkg/derive/label"
@@ -24,16 +25,7 @@ import (
 func BenchmarkDeriveLabelChanged(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	emb, err := natsbroker.StartEmbedded(ctx, natsbroker.EmbeddedConfig{Addr: "127.0.0.1:-1", StoreDir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer emb.Shutdown(context.Background())
-	br, err := natsbroker.Connect(ctx, natsbroker.Config{Embedded: emb})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer br.Close(context.Background())
+	br := natstest.Broker(b, natsbroker.Config{})
 
 	// The raw stream: b.N chats.patch items, each moving one chat from
 	// label A to label B (one added, one removed).

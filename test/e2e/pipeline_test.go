@@ -24,6 +24,7 @@ import (
 
 	"github.com/wahook/wahook/pkg/broker"
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
+	"github.com/wahook/wahook/pkg/broker/natsbroker/natstest"
 	"github.com/wahook/wahook/pkg/consumer"
 	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/envelope"
@@ -48,23 +49,9 @@ type pipeline struct {
 
 func newPipeline(t *testing.T) *pipeline {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	emb, err := natsbroker.StartEmbedded(ctx, natsbroker.EmbeddedConfig{Addr: "127.0.0.1:-1", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := natsbroker.Connect(ctx, natsbroker.Config{Embedded: emb, Name: "e2e-ingress"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	emb := natstest.Start(t, natsbroker.EmbeddedConfig{})
+	b := natstest.Connect(t, emb, natsbroker.Config{Name: "e2e-ingress"})
 	p := &pipeline{t: t, emb: emb, broker: b}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		_ = p.broker.Close(ctx)
-		_ = p.emb.Shutdown(ctx)
-	})
 	h, err := ingress.New(ingress.Config{
 		Providers: providers, AuthDisabled: true, Publisher: b, Binding: envelope.NATS,
 		Metrics: ingress.NewMetrics(prometheus.NewRegistry()),

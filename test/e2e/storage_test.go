@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
+	"github.com/wahook/wahook/pkg/broker/natsbroker/natstest"
 	"github.com/wahook/wahook/pkg/envelope"
 	"github.com/wahook/wahook/pkg/ingress"
 )
@@ -21,23 +22,8 @@ import (
 // smallStreams is a pipeline whose raw and dead-letter streams hold 8 MiB.
 func smallStreams(t *testing.T) (*natsbroker.Broker, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	emb, err := natsbroker.StartEmbedded(ctx, natsbroker.EmbeddedConfig{Addr: "127.0.0.1:-1", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := natsbroker.Connect(ctx, natsbroker.Config{Embedded: emb, Name: "e2e-storage",
+	b := natstest.Broker(t, natsbroker.Config{Name: "e2e-storage",
 		Streams: natsbroker.StreamsConfig{IngressMaxBytes: 8 << 20, DeadLetterMaxBytes: 8 << 20}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		_ = b.Close(ctx)
-		_ = emb.Shutdown(ctx)
-	})
 	h, err := ingress.New(ingress.Config{
 		Providers: providers, AuthDisabled: true, Publisher: b, Binding: envelope.NATS, Ready: b.Ready,
 		RetryAfter: 7 * time.Second, Metrics: ingress.NewMetrics(prometheus.NewRegistry()),
