@@ -6,12 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wahook/wahook/pkg/broker"
-	"github.com/wahook/wahook/pkg/broker/natsbroker"
+	"github.com/wahook/wahook/pkg/broker/natsbroker/natstest"
 	"github.com/wahook/wahook/pkg/consumer"
 	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/envelope"
@@ -33,28 +31,9 @@ func (noDeriver) Derive(context.Context, derive.Raw, fact.Facts) ([]derive.Event
 // ever.
 func TestDeadLetterOverBrokerLimit(t *testing.T) {
 	const maxPayload = 16 << 10
-	srv, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(),
-		MaxPayload: maxPayload, NoSigs: true, NoLog: true,
-	})
-	if err != nil {
-		t.Fatalf("server.NewServer: %v", err)
-	}
-	srv.Start()
-	t.Cleanup(func() {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-	})
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
+	b := natstest.Small(t, maxPayload)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	b, err := natsbroker.Connect(ctx, natsbroker.Config{URL: srv.ClientURL()})
-	if err != nil {
-		t.Fatalf("natsbroker.Connect: %v", err)
-	}
-	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	c, err := consumer.New(consumer.Config{
 		Deriver: noDeriver{}, Providers: []provider.Provider{whapi.New()},
 		Subscriber: b, Publisher: b, Binding: envelope.NATS,
@@ -74,33 +53,8 @@ func TestDeadLetterOverBrokerLimit(t *testing.T) {
 		t.Fatalf("Handle = %v, want a permanent error: dead-lettered", err)
 	}
 
-	s, err := b.JetStream().Stream(ctx, natsbroker.DeadLetterStream)
-	if err != nil {
-		t.Fatalf("Stream: %v", err)
-	}
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatalf("OrderedConsumer: %v", err)
-	}
-	var msgs []broker.Message
-	for {
-		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
-		if err != nil {
-			t.Fatalf("reading the dead-letter stream after %d messages: %v", len(msgs), err)
-		}
-		bm := broker.Message{Header: broker.Header(m.Headers()), Data: m.Data()}
-		msgs = append(msgs, bm)
-		id, d, err := envelope.DecodeDeadLetter(bm, envelope.NATS)
-		if err != nil {
-			continue // a part
-		}
-		body, err := envelope.DeadLetterBody(id, d, msgs, envelope.NATS)
-		if err != nil {
-			t.Fatalf("DeadLetterBody: %v", err)
-		}
-		if d.BodyParts == nil || d.SourceEventID != "big-bad" || !bytes.Equal(body, data) {
-			t.Errorf("dead letter %+v with a body of %d bytes, want the raw event's %d in parts", d, len(body), len(data))
-		}
-		return
+	d, body := natstest.FirstDeadLetter(t, b)
+	if d.BodyParts == nil || d.SourceEventID != "big-bad" || !bytes.Equal(body, data) {
+		t.Errorf("dead letter %+v with a body of %d bytes, want the raw event's %d in parts", d, len(body), len(data))
 	}
 }

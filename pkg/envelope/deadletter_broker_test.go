@@ -8,12 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/wahook/wahook/pkg/broker"
 	"github.com/wahook/wahook/pkg/broker/kafkabroker"
-	"github.com/wahook/wahook/pkg/broker/natsbroker"
+	"github.com/wahook/wahook/pkg/broker/natsbroker/natstest"
 	"github.com/wahook/wahook/pkg/envelope"
 	"github.com/wahook/wahook/schemas"
 )
@@ -135,28 +134,7 @@ func TestDeadLetterRoundTrip(t *testing.T) {
 
 func connectSmallNATS(t *testing.T) dlBroker {
 	t.Helper()
-	srv, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(),
-		MaxPayload: smallLimit, NoSigs: true, NoLog: true,
-	})
-	if err != nil {
-		t.Fatalf("server.NewServer: %v", err)
-	}
-	srv.Start()
-	t.Cleanup(func() {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-	})
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	b, err := natsbroker.Connect(ctx, natsbroker.Config{URL: srv.ClientURL()})
-	if err != nil {
-		t.Fatalf("natsbroker.Connect: %v", err)
-	}
-	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	b := natstest.Small(t, smallLimit)
 	if got := b.MaxMessageBytes(); got != smallLimit {
 		t.Fatalf("MaxMessageBytes() = %d, want %d", got, smallLimit)
 	}
