@@ -167,6 +167,9 @@ func (c StreamsConfig) StreamConfigs() []jetstream.StreamConfig {
 			MaxAge:      maxAge,
 			MaxBytes:    maxBytes,
 			MaxMsgs:     -1,
+			// Subscribers read history with direct gets: they may not
+			// create consumers (access.go).
+			AllowDirect: true,
 		}
 	}
 	return []jetstream.StreamConfig{
@@ -291,7 +294,8 @@ type Diff struct {
 // differs, and every difference found.
 //
 // Required: the subjects (wahook's must be captured; others may be added),
-// limits retention, file storage, acknowledgements, the duplicates window,
+// limits retention, file storage, acknowledgements, direct gets (the
+// subscribers' way to read history), the duplicates window,
 // DiscardNew where wahook sets it, and at least the configured replicas.
 // The operator's: byte, age and message limits, more replicas, DiscardNew
 // where wahook sets DiscardOld, and everything wahook does not set.
@@ -321,6 +325,10 @@ func Reconcile(have, want jetstream.StreamConfig) (*jetstream.StreamConfig, []Di
 	if have.NoAck {
 		add("no_ack", have.NoAck, false, true)
 		fixed.NoAck = false
+	}
+	if have.AllowDirect != want.AllowDirect {
+		add("allow_direct", have.AllowDirect, want.AllowDirect, true)
+		fixed.AllowDirect = want.AllowDirect
 	}
 	if have.Duplicates != want.Duplicates {
 		add("duplicate_window", have.Duplicates, want.Duplicates, true)
