@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -20,16 +21,18 @@ import (
 	"github.com/wahook/wahook/pkg/internal/testtls"
 )
 
-// TestEmbeddedNATSAccess: the embedded server takes its subscribers from
-// the configuration, refuses anonymous clients, and the start log tells how
-// to connect with the nats CLI without showing a password.
+// TestEmbeddedNATSAccess: the embedded server takes its subscribers and
+// their consumers from the configuration, refuses anonymous clients, the
+// start log tells how to connect with the nats CLI without showing a
+// password, and a subscriber consumer someone deleted comes back.
 func TestEmbeddedNATSAccess(t *testing.T) {
 	dir := t.TempDir()
 	core, logs := observer.New(zap.InfoLevel)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	bb, err := Open(ctx, Config{Broker: "nats", NATSEmbeddedAddr: "127.0.0.1:-1", DataDir: dir, NATSDuplicateWindow: time.Minute,
-		NATSSubscribers: "reader:r-secret", ProtectedConsumers: ConsumerNames("wahook-", 1)}, zap.New(core))
+		NATSSubscribers: "reader:r-secret", NATSSubscriberConsumers: "reader:feed:wahook.label-changed.>",
+		ProtectedConsumers: ConsumerNames("wahook-", 1), subscriberCheck: 10 * time.Millisecond}, zap.New(core))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,10 +66,44 @@ func TestEmbeddedNATSAccess(t *testing.T) {
 		t.Fatalf("context %s: %+v, %v", b, c, err)
 	}
 
-	if nc, err := nats.Connect(c.URL, nats.UserInfo("reader", "r-secret")); err != nil {
-		t.Errorf("subscriber: %v", err)
-	} else {
-		nc.Close()
+	if got, _ := fields["subscriber_consumers"].([]any); len(got) != 1 || got[0] != "WAHOOK_DERIVED/sub-reader-feed" {
+		t.Errorf("start log subscriber_consumers = %v", fields["subscriber_consumers"])
+	}
+
+	// The subscriber reads its consumer; deleted, it is re-created.
+	nc, err := nats.Connect(c.URL, nats.UserInfo("reader", "r-secret"))
+	if err != nil {
+		t.Fatalf("subscriber: %v", err)
+	}
+	defer nc.Close()
+	sub, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.Consumer(ctx, natsbroker.DerivedStream, "sub-reader-feed"); err != nil {
+		t.Fatalf("subscriber's consumer: %v", err)
+	}
+	svc, err := nats.Connect(c.URL, nats.UserInfo(c.User, c.Password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	js, err := jetstream.New(svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteConsumer(ctx, natsbroker.DerivedStream, "sub-reader-feed"); err != nil {
+		t.Fatal(err)
+	}
+	for logs.FilterMessageSnippet("had disappeared").Len() == 0 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the deleted subscriber consumer was not re-created: %v", logs.All())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if _, err := sub.Consumer(ctx, natsbroker.DerivedStream, "sub-reader-feed"); err != nil {
+		t.Errorf("subscriber's consumer after re-creation: %v", err)
 	}
 	if nc, err := nats.Connect(c.URL); err == nil {
 		nc.Close()

@@ -70,11 +70,21 @@ type Config struct {
 	// NATSSubscribers are the embedded server's read-only users,
 	// "user:password" pairs, comma-separated.
 	NATSSubscribers string
+	// NATSSubscriberConsumers are the durable consumers wahook keeps for
+	// subscribers, "user:name:filter[:all|new]" entries, comma-separated
+	// (natsbroker.ParseSubscriberConsumers). The embedded server lets each
+	// user use its own; an external server needs the same rights in its
+	// configuration (deployments/nats).
+	NATSSubscriberConsumers string
 	// KafkaSecurity is TLS and SASL to Kafka, for every client.
 	KafkaSecurity kafkabroker.Security
-	// ProtectedConsumers are wahook's durable consumer names, which the
-	// embedded server's subscribers may not touch (ConsumerNames).
+	// ProtectedConsumers are wahook's own durable consumer names
+	// (ConsumerNames), which no subscriber consumer may take.
 	ProtectedConsumers []string
+
+	// subscriberCheck is how often deleted subscriber consumers are looked
+	// for, natsbroker.DefaultSubscriberConsumerCheck when zero.
+	subscriberCheck time.Duration
 }
 
 // RegisterFlags declares the backbone's flags on fs; with ff they are also
@@ -111,6 +121,8 @@ func (c *Config) registerAccessFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.NATSAuth.TLSCert, "nats-tls-cert", "", "external NATS: client certificate (PEM)")
 	fs.StringVar(&c.NATSAuth.TLSKey, "nats-tls-key", "", "external NATS: client key (PEM)")
 	fs.StringVar(&c.NATSSubscribers, "nats-subscribers", "", "embedded NATS: read-only users, user:password pairs, comma-separated")
+	fs.StringVar(&c.NATSSubscriberConsumers, "nats-subscriber-consumers", "",
+		"durable pull consumers wahook keeps for subscribers, user:name:filter[:all|new] entries, comma-separated; each named sub-{user}-{name}")
 	fs.BoolVar(&c.KafkaSecurity.TLS, "kafka-tls", false, "TLS to Kafka with the system's CAs (on as well when a -kafka-tls-* file is set)")
 	fs.StringVar(&c.KafkaSecurity.CA, "kafka-tls-ca", "", "PEM file of the CAs the Kafka brokers' certificates must chain to")
 	fs.StringVar(&c.KafkaSecurity.Cert, "kafka-tls-cert", "", "client certificate for Kafka (PEM)")
@@ -141,7 +153,20 @@ func ConsumerNames(prefix string, partitions int) []string {
 // validateAccess checks the broker access settings.
 func (c Config) validateAccess() error {
 	if c.Broker != "nats" {
+		if c.NATSSubscriberConsumers != "" {
+			return errors.New("-nats-subscriber-consumers applies to NATS")
+		}
 		return nil
+	}
+	consumers, err := natsbroker.ParseSubscriberConsumers(c.NATSSubscriberConsumers)
+	if err != nil {
+		return err
+	}
+	for _, n := range c.ProtectedConsumers {
+		if strings.HasPrefix(n, natsbroker.SubscriberConsumerPrefix) {
+			return fmt.Errorf("durable consumer %s: wahook's consumer names must not start with %q, which names subscribers' consumers: change the group prefix",
+				n, natsbroker.SubscriberConsumerPrefix)
+		}
 	}
 	if c.NATSURL == "" {
 		a := c.NATSAuth
@@ -149,8 +174,18 @@ func (c Config) validateAccess() error {
 		if !a.IsZero() {
 			return errors.New("token, creds, nkey and TLS settings apply to an external NATS (-nats-url); the embedded server takes -nats-user and -nats-password")
 		}
-		if _, err := natsbroker.ParseSubscribers(c.NATSSubscribers); err != nil {
+		subs, err := natsbroker.ParseSubscribers(c.NATSSubscribers)
+		if err != nil {
 			return err
+		}
+		users := map[string]bool{}
+		for _, s := range subs {
+			users[s.User] = true
+		}
+		for _, sc := range consumers {
+			if !users[sc.User] {
+				return fmt.Errorf("subscriber consumer %s is for %q, who is not in -nats-subscribers", sc.Durable(), sc.User)
+			}
 		}
 		return nil
 	}
@@ -213,6 +248,10 @@ type Backbone struct {
 	kafkaState *kafkastate.Store
 	kafkaTLS   *tls.Config
 	kafkaSASL  sasl.Mechanism
+	// stopKeep stops re-creating deleted subscriber consumers; kept is
+	// closed once it has stopped.
+	stopKeep context.CancelFunc
+	kept     chan struct{}
 }
 
 // Open connects to (or starts) the configured broker and makes sure its
@@ -270,7 +309,34 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Backbone, error) {
 		return nil, fmt.Errorf("nats: %w", err)
 	}
 	bb.nats, bb.Publisher, bb.Binding = b, b, envelope.NATS
+	if err := bb.keepSubscriberConsumers(ctx); err != nil {
+		_ = bb.Close(ctx)
+		return nil, fmt.Errorf("nats: %w", err)
+	}
 	return bb, nil
+}
+
+// keepSubscriberConsumers creates the configured subscriber consumers and
+// re-creates any that is deleted while the backbone is open.
+func (bb *Backbone) keepSubscriberConsumers(ctx context.Context) error {
+	consumers, err := natsbroker.ParseSubscriberConsumers(bb.cfg.NATSSubscriberConsumers)
+	if err != nil || len(consumers) == 0 {
+		return err
+	}
+	if err := bb.nats.EnsureSubscriberConsumers(ctx, consumers); err != nil {
+		return err
+	}
+	every := bb.cfg.subscriberCheck
+	if every == 0 {
+		every = natsbroker.DefaultSubscriberConsumerCheck
+	}
+	keepCtx, stop := context.WithCancel(context.Background())
+	bb.stopKeep, bb.kept = stop, make(chan struct{})
+	go func() {
+		defer close(bb.kept)
+		bb.nats.KeepSubscriberConsumers(keepCtx, consumers, every)
+	}()
+	return nil
 }
 
 // Subscriber consumes from the broker.
@@ -379,6 +445,10 @@ func (bb *Backbone) Collector() prometheus.Collector {
 // Close drains the connections, then stops the embedded server, if any.
 func (bb *Backbone) Close(ctx context.Context) error {
 	var errs []error
+	if bb.stopKeep != nil {
+		bb.stopKeep()
+		<-bb.kept
+	}
 	if bb.kafkaState != nil {
 		if err := bb.kafkaState.Close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("close kafka state: %w", err))
@@ -410,17 +480,21 @@ func startEmbedded(ctx context.Context, cfg Config, log *zap.Logger) (*natsbroke
 	if err != nil {
 		return nil, err
 	}
+	consumers, err := natsbroker.ParseSubscriberConsumers(cfg.NATSSubscriberConsumers)
+	if err != nil {
+		return nil, err
+	}
 	emb, err := natsbroker.StartEmbedded(ctx, natsbroker.EmbeddedConfig{
-		Addr:               cfg.NATSEmbeddedAddr,
-		StoreDir:           cfg.DataDir,
-		SyncAlways:         cfg.NATSSyncAlways,
-		ServerName:         "wahook-embedded",
-		Logger:             log.Named("nats-server"),
-		User:               cfg.NATSAuth.User,
-		Password:           cfg.NATSAuth.Password,
-		Subscribers:        subs,
-		ProtectedConsumers: cfg.ProtectedConsumers,
-		Storage:            cfg.NATSStorage.embedded(),
+		Addr:                cfg.NATSEmbeddedAddr,
+		StoreDir:            cfg.DataDir,
+		SyncAlways:          cfg.NATSSyncAlways,
+		ServerName:          "wahook-embedded",
+		Logger:              log.Named("nats-server"),
+		User:                cfg.NATSAuth.User,
+		Password:            cfg.NATSAuth.Password,
+		Subscribers:         subs,
+		SubscriberConsumers: consumers,
+		Storage:             cfg.NATSStorage.embedded(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
@@ -434,9 +508,13 @@ func startEmbedded(ctx context.Context, cfg Config, log *zap.Logger) (*natsbroke
 	for i, s := range subs {
 		names[i] = s.User
 	}
+	durables := make([]string, len(consumers))
+	for i, c := range consumers {
+		durables[i] = c.Stream() + "/" + c.Durable()
+	}
 	log.Info("embedded NATS server started; clients must log in",
 		zap.String("client_url", emb.ClientURL()), zap.String("data_dir", cfg.DataDir),
 		zap.String("service_user", emb.ServiceAuth().User), zap.Strings("subscribers", names),
-		zap.String("connect", cmd+" sub 'wahook.>'"))
+		zap.Strings("subscriber_consumers", durables), zap.String("connect", cmd+" sub 'wahook.>'"))
 	return emb, nil
 }

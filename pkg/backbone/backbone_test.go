@@ -100,6 +100,12 @@ func TestValidate(t *testing.T) {
 		"bad subscribers":       {Broker: "nats", DataDir: "d", NATSSubscribers: "reader"},
 		"external subscribers":  {Broker: "nats", NATSURL: "nats://h:4222", NATSSubscribers: "r:p"},
 		"external two logins":   {Broker: "nats", NATSURL: "nats://h:4222", NATSAuth: natsbroker.Auth{Token: "t", CredsFile: "c"}},
+		"bad subscriber consumer": {Broker: "nats", DataDir: "d", NATSSubscribers: "r:p",
+			NATSSubscriberConsumers: "r:feed:wahook.>"},
+		"consumer of no subscriber": {Broker: "nats", DataDir: "d", NATSSubscribers: "r:p",
+			NATSSubscriberConsumers: "s:feed:wahook.call.>"},
+		"subscriber consumer on kafka": {Broker: "kafka", KafkaBrokers: "k:9092", NATSSubscriberConsumers: "r:feed:wahook.call.>"},
+		"group prefix of subscribers":  {Broker: "nats", DataDir: "d", ProtectedConsumers: ConsumerNames("sub-", 1)},
 	} {
 		if err := cfg.Validate(); err == nil {
 			t.Errorf("%s: Validate = nil", name)

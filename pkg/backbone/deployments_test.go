@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats-server/v2/conf"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/envelope"
@@ -17,11 +21,16 @@ import (
 // composeNATSConfig is the NATS configuration docker-compose runs.
 const composeNATSConfig = "../../deployments/nats/nats-server.conf"
 
+// composeSubscriberAccount is the account of compose's subscriber user.
+const composeSubscriberAccount = "SUBSCRIBER"
+
 // TestComposeNATSConfig loads the compose NATS configuration into a real
-// nats-server: its subscriber has exactly the embedded server's subscriber
-// permissions, monitoring stays inside the container, writes are fsynced,
-// and wahook runs on it while the subscriber and anonymous clients cannot
-// write.
+// nats-server: its accounts export and import exactly what the embedded
+// server's do (natsbroker.AccountsConfig), its subscriber has exactly the
+// embedded server's subscriber permissions, monitoring stays inside the
+// container, writes are fsynced, and wahook runs on it while the subscriber
+// reads but cannot write, not even through a consumer's deliver subject,
+// and anonymous clients cannot connect.
 func TestComposeNATSConfig(t *testing.T) {
 	// As docker-compose.yml sets them: quoted, so that any password stays
 	// a string (here digits only, and one with white space and '#').
@@ -44,26 +53,22 @@ func TestComposeNATSConfig(t *testing.T) {
 		users[u.Username] = u
 	}
 	svc, reader := users["wahook"], users["reader"]
-	if len(users) != 2 || svc == nil || reader == nil || svc.Password != "svc Pa55:w#rd/+=" || svc.Account.Name != reader.Account.Name {
-		t.Fatalf("users %v; want wahook and reader in one account, from the environment", users)
+	if len(users) != 2 || svc == nil || reader == nil || svc.Password != "svc Pa55:w#rd/+=" {
+		t.Fatalf("users %v; want wahook and reader, from the environment", users)
+	}
+	if svc.Account.Name != natsbroker.ServiceAccount || reader.Account.Name != composeSubscriberAccount {
+		t.Errorf("wahook in account %s, reader in %s; want %s and %s", svc.Account.Name, reader.Account.Name,
+			natsbroker.ServiceAccount, composeSubscriberAccount)
 	}
 	if svc.Permissions != nil {
 		t.Errorf("the service user is limited: %+v", svc.Permissions)
 	}
-	want := natsbroker.SubscriberPermissions(ConsumerNames("wahook-", 1))
-	got := reader.Permissions
-	for name, pair := range map[string][2][]string{
-		"publish allow":   {want.Publish.Allow, got.Publish.Allow},
-		"publish deny":    {want.Publish.Deny, got.Publish.Deny},
-		"subscribe allow": {want.Subscribe.Allow, got.Subscribe.Allow},
-	} {
-		w, g := slices.Sorted(slices.Values(pair[0])), slices.Sorted(slices.Values(pair[1]))
-		if !slices.Equal(w, g) {
-			t.Errorf("subscriber %s differs from the embedded server's:\n conf %q\n want %q", name, g, w)
-		}
+	want, got := natsbroker.SubscriberPermissions(nil), reader.Permissions
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("subscriber permissions differ from the embedded server's (-want +conf):\n%s", diff)
 	}
-	if got.Subscribe.Deny != nil {
-		t.Errorf("subscriber subscribe deny %v", got.Subscribe.Deny)
+	if diff := cmp.Diff(embeddedAccounts(t), composeAccounts(t)); diff != "" {
+		t.Errorf("accounts differ from the embedded server's (-embedded +conf):\n%s", diff)
 	}
 
 	// Run it, on a free port and a temporary store.
@@ -86,7 +91,7 @@ func TestComposeNATSConfig(t *testing.T) {
 		nc.Close()
 		t.Error("anonymous client connected")
 	}
-	refusals := make(chan error, 4)
+	refusals := make(chan error, 16)
 	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo("reader", "123456"),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrPermissionViolation) {
@@ -97,17 +102,105 @@ func TestComposeNATSConfig(t *testing.T) {
 		t.Fatalf("subscriber: %v", err)
 	}
 	defer nc.Close()
-	if _, err := nc.SubscribeSync("wahook.ingress.>"); err != nil {
-		t.Errorf("subscriber subscribe: %v", err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// refused runs op and waits for the server to refuse its publish on
+	// subject, then ends op, which waits in vain for an answer.
+	refused := func(subject string, op func(context.Context) error) {
+		t.Helper()
+		opCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- op(opCtx) }()
+		defer func() {
+			stop()
+			if err := <-done; err == nil {
+				t.Errorf("%s: refused, yet the call reported success", subject)
+			}
+		}()
+		for {
+			select {
+			case err := <-refusals:
+				if strings.Contains(err.Error(), subject) {
+					return
+				}
+			case <-ctx.Done():
+				t.Fatalf("the subscriber's publish on %s was not refused", subject)
+			}
+		}
 	}
-	if err := nc.Publish("wahook.ingress.whapi.CH.messages.post", []byte(`{}`)); err != nil {
+
+	// It reads: live events, and the history with direct gets.
+	live, err := nc.SubscribeSync("wahook.ingress.>")
+	if err != nil {
+		t.Fatalf("subscriber subscribe: %v", err)
+	}
+	if err := nc.FlushWithContext(ctx); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	select {
-	case <-refusals:
-	case <-ctx.Done():
-		t.Fatal("the subscriber's publish on wahook.ingress was not refused")
+	var ids []string
+	if _, _, err := natsbroker.DirectBatch(ctx, nc, natsbroker.IngressStream, natsbroker.DirectRequest{Seq: 1, Batch: 10},
+		func(m natsbroker.StoredMsg) error { ids = append(ids, m.Header.Get("ce-id")); return nil }); err != nil || !slices.Equal(ids, []string{"bb-1"}) {
+		t.Errorf("direct get as the subscriber: %v, %v; want bb-1", ids, err)
 	}
+	msg := envelope.Ingress(envelope.Raw{ID: "bb-2", Provider: "whapi", Channel: "CH", Kind: "labels.post",
+		Time: time.Now(), Data: []byte(`{"id":"2"}`)}, bb.Binding)
+	if err := bb.Publisher.Publish(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := live.NextMsgWithContext(ctx); err != nil || m.Header.Get("ce-id") != "bb-2" {
+		t.Errorf("live event %v, %v; want bb-2", m, err)
+	}
+
+	// It cannot write: neither publish on wahook's subjects nor create a
+	// push consumer delivering into another stream (nats-server#8274).
+	refused("wahook.ingress.whapi.CH.messages.post", func(context.Context) error {
+		if err := nc.Publish("wahook.ingress.whapi.CH.messages.post", []byte(`{}`)); err != nil {
+			return err
+		}
+		return errors.New("published")
+	})
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused("$JS.API.CONSUMER.CREATE.KV_WAHOOK_CHATS", func(ctx context.Context) error {
+		_, err := js.CreateConsumer(ctx, "KV_WAHOOK_CHATS", jetstream.ConsumerConfig{Name: "copy",
+			DeliverSubject: "wahook.ingress.whapi.CH.messages.post", AckPolicy: jetstream.AckNonePolicy})
+		return err
+	})
+	s, err := bb.nats.JetStream().Stream(ctx, natsbroker.IngressStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.CachedInfo().State.Msgs; n != 2 {
+		t.Errorf("%s holds %d events, want wahook's 2", natsbroker.IngressStream, n)
+	}
+}
+
+// embeddedAccounts are the embedded server's accounts for one subscriber,
+// renamed as compose names its account, without users.
+func embeddedAccounts(t *testing.T) map[string]any {
+	t.Helper()
+	text := natsbroker.AccountsConfig([]natsbroker.Subscriber{{User: "reader"}}, nil)
+	text = strings.ReplaceAll(text, natsbroker.SubscriberAccount("reader"), composeSubscriberAccount)
+	m, err := conf.Parse(text)
+	if err != nil {
+		t.Fatalf("embedded accounts: %v\n%s", err, text)
+	}
+	return m["accounts"].(map[string]any)
+}
+
+// composeAccounts are the accounts of the compose configuration, without
+// users.
+func composeAccounts(t *testing.T) map[string]any {
+	t.Helper()
+	m, err := conf.ParseFile(composeNATSConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accounts := m["accounts"].(map[string]any)
+	for _, a := range accounts {
+		delete(a.(map[string]any), "users")
+	}
+	return accounts
 }

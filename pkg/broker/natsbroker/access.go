@@ -8,15 +8,34 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// Who may do what on the embedded server (contract section 8): wahook's
-// service user everything; read-only subscribers may read the streams and
-// buckets through consumers of their own; anonymous clients nothing, since
-// the server refuses connections without credentials.
+// Who may do what on the embedded server (contract section 8, README
+// Security): wahook's service user everything, in the account that holds
+// its streams and buckets (ServiceAccount); every read-only subscriber in an
+// account of its own, which imports from ServiceAccount only wahook's live
+// events, the JetStream requests that read, and the requests of the durable
+// consumers wahook keeps for that subscriber (SubscriberConsumer);
+// anonymous clients nothing, since the server refuses connections without
+// credentials.
+//
+// The account boundary is what makes it airtight. A JetStream request
+// sends its answer, and a pull consumer its messages, to whatever reply
+// subject the requester names, and a push consumer delivers to whatever
+// subject its creator names (nats-server#8274); inside wahook's account a
+// stream would store them. A request from a subscriber's account reaches
+// wahook's account with a reply subject the server makes up (_R_.…), which
+// no stream captures, and what comes back lands in the subscriber's own
+// account, which has no streams. Subscribers cannot create consumers, so
+// they name no deliver subject at all.
+
+// ServiceAccount is the account of wahook's service user, streams and
+// buckets, on the embedded server and in deployments/nats.
+const ServiceAccount = "WAHOOK"
 
 // DefaultServiceUser is the user wahook connects to its embedded server as
 // when none is configured.
@@ -62,10 +81,10 @@ func ParseSubscribers(list string) ([]Subscriber, error) {
 			return nil, fmt.Errorf("natsbroker: subscriber %d: want user:password", i+1)
 		case !validUser(user):
 			return nil, fmt.Errorf("natsbroker: subscriber %d: user name must be 1 to %d letters, digits, '-', '_' or '.'", i+1, maxUserLen)
-		case seen[user]:
-			return nil, fmt.Errorf("natsbroker: subscriber %q given twice", user)
+		case seen[userToken(user)]:
+			return nil, fmt.Errorf("natsbroker: subscriber %q given twice (names that differ only in '.' and '_' count as one)", user)
 		}
-		seen[user] = true
+		seen[userToken(user)] = true
 		subs = append(subs, Subscriber{User: user, Password: pass})
 	}
 	return subs, nil
@@ -84,62 +103,112 @@ func validUser(u string) bool {
 	return true
 }
 
-// subscriberPublish are the subjects a subscriber may publish to: the
-// JetStream API requests that read (stream and consumer info, direct and
-// stored message gets, which KV reads use), create and use consumers of
-// their own (pull, ack, flow control of push consumers such as KV
-// watchers), and nothing else: no stream create, update, purge or delete,
-// no message delete, no publish on wahook.> or $KV.> (KV writes).
-var subscriberPublish = []string{
+// SubscriberReads are the JetStream requests a subscriber's account imports
+// from ServiceAccount: account info, stream names, lists and info, stored
+// and direct message gets (KV Get uses them). None has a side effect.
+var SubscriberReads = []string{
 	"$JS.API.INFO",
 	"$JS.API.STREAM.NAMES",
 	"$JS.API.STREAM.LIST",
 	"$JS.API.STREAM.INFO.*",
 	"$JS.API.STREAM.MSG.GET.*",
 	"$JS.API.DIRECT.GET.>",
-	// Named consumers only (stream.name[.filter]): the legacy ephemeral
-	// form $JS.API.CONSUMER.CREATE.<stream> takes the name from the body,
-	// where the denials below cannot see it.
-	"$JS.API.CONSUMER.CREATE.*.>",
-	"$JS.API.CONSUMER.DURABLE.CREATE.*.*",
-	"$JS.API.CONSUMER.NAMES.*",
-	"$JS.API.CONSUMER.LIST.*",
-	"$JS.API.CONSUMER.INFO.*.*",
-	"$JS.API.CONSUMER.DELETE.*.*",
-	"$JS.API.CONSUMER.MSG.NEXT.*.*",
-	"$JS.ACK.>",
-	"$JS.FC.>",
 }
 
-// subscriberSubscribe are the subjects a subscriber may subscribe to:
-// wahook's events, replies (API answers and pushed consumer messages arrive
-// on inboxes) and the KV buckets' subjects.
-var subscriberSubscribe = []string{"wahook.>", "_INBOX.>", "$KV.>"}
+// SubscriberEvents is what a subscriber's account imports as a stream of
+// live events (core NATS), and what its users may subscribe to beside
+// their inboxes.
+const SubscriberEvents = "wahook.>"
 
-// SubscriberPermissions are the permissions of a read-only subscriber.
-// Consumers named in protected (wahook's own durable consumers) are out of
-// its reach on every stream: it can neither update, delete nor pull from
-// them, nor ack their messages, which would take raw events away from the
-// deriver.
-func SubscriberPermissions(protected []string) *server.Permissions {
-	var deny []string
-	for _, n := range protected {
-		deny = append(deny,
-			"$JS.API.CONSUMER.CREATE.*."+n,
-			"$JS.API.CONSUMER.CREATE.*."+n+".>",
-			"$JS.API.CONSUMER.DURABLE.CREATE.*."+n,
-			"$JS.API.CONSUMER.DELETE.*."+n,
-			"$JS.API.CONSUMER.MSG.NEXT.*."+n,
-			// Acks: $JS.ACK.<stream>.<consumer>.… and the v2 form
-			// $JS.ACK.<domain>.<account>.<stream>.<consumer>.….
-			"$JS.ACK.*."+n+".>",
-			"$JS.ACK.*.*.*."+n+".>",
-		)
+// ConsumerRequests are the subjects through which a subscriber uses one of
+// its consumers, naming the stream and the consumer literally: info, pull
+// requests, and acknowledgements (ack, nak, term, in progress) in both of
+// nats-server's reply forms, $JS.ACK.<stream>.<consumer> and five tokens,
+// and $JS.ACK.<domain>.<account hash>.<stream>.<consumer> and five or more.
+// The token counts keep either form from matching another consumer's acks.
+func ConsumerRequests(stream, consumer string) []string {
+	return []string{
+		"$JS.API.CONSUMER.INFO." + stream + "." + consumer,
+		"$JS.API.CONSUMER.MSG.NEXT." + stream + "." + consumer,
+		"$JS.ACK." + stream + "." + consumer + ".*.*.*.*.*",
+		"$JS.ACK.*.*." + stream + "." + consumer + ".*.*.*.*.>",
+	}
+}
+
+// SubscriberPermissions are the permissions of a subscriber user whose
+// consumers are consumers: publish only the reads and its own consumers'
+// requests, subscribe only to wahook's events and inboxes. Consumer names
+// are literal: nothing reaches wahook's durable consumers or another
+// subscriber's.
+func SubscriberPermissions(consumers []SubscriberConsumer) *server.Permissions {
+	publish := append([]string(nil), SubscriberReads...)
+	for _, c := range consumers {
+		publish = append(publish, ConsumerRequests(c.Stream(), c.Durable())...)
 	}
 	return &server.Permissions{
-		Publish:   &server.SubjectPermission{Allow: append([]string(nil), subscriberPublish...), Deny: deny},
-		Subscribe: &server.SubjectPermission{Allow: append([]string(nil), subscriberSubscribe...)},
+		Publish:   &server.SubjectPermission{Allow: publish},
+		Subscribe: &server.SubjectPermission{Allow: []string{SubscriberEvents, "_INBOX.>"}},
 	}
+}
+
+// SubscriberAccount names a subscriber's account on the embedded server.
+func SubscriberAccount(user string) string { return "SUBSCRIBER_" + userToken(user) }
+
+// userToken is user as account and consumer names carry it: they take no
+// '.'. Two users with one token are refused.
+func userToken(user string) string { return strings.ReplaceAll(user, ".", "_") }
+
+// AccountsConfig is the embedded server's accounts for subs and their
+// consumers in nats-server's configuration syntax, without users
+// (configureAccess adds them, so no password is ever in a configuration
+// text); deployments/nats/nats-server.conf holds the same for its
+// subscriber. Names and subjects in it are letters, digits and "$._-*>"
+// only, as the parsers check.
+func AccountsConfig(subs []Subscriber, consumers []SubscriberConsumer) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "accounts {\n  %q: {\n    jetstream: enabled\n    exports: [\n", ServiceAccount)
+	var all []string
+	for _, s := range subs {
+		all = append(all, strconv.Quote(SubscriberAccount(s.User)))
+	}
+	if len(subs) > 0 {
+		to := "[" + strings.Join(all, ", ") + "]"
+		fmt.Fprintf(&b, "      {stream: %q, accounts: %s}\n", SubscriberEvents, to)
+		for _, subj := range SubscriberReads {
+			fmt.Fprintf(&b, "      {service: %q, %saccounts: %s}\n", subj, responseType(subj), to)
+		}
+	}
+	for _, c := range consumers {
+		for _, subj := range ConsumerRequests(c.Stream(), c.Durable()) {
+			fmt.Fprintf(&b, "      {service: %q, %saccounts: [%q]}\n", subj, responseType(subj), SubscriberAccount(c.User))
+		}
+	}
+	b.WriteString("    ]\n  }\n")
+	for _, s := range subs {
+		fmt.Fprintf(&b, "  %q: {\n    imports: [\n", SubscriberAccount(s.User))
+		fmt.Fprintf(&b, "      {stream: {account: %q, subject: %q}}\n", ServiceAccount, SubscriberEvents)
+		imports := append([]string(nil), SubscriberReads...)
+		for _, c := range consumers {
+			if c.User == s.User {
+				imports = append(imports, ConsumerRequests(c.Stream(), c.Durable())...)
+			}
+		}
+		for _, subj := range imports {
+			fmt.Fprintf(&b, "      {service: {account: %q, subject: %q}}\n", ServiceAccount, subj)
+		}
+		b.WriteString("    ]\n  }\n")
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+// responseType says which requests get more than one answer: pull requests
+// and batched direct gets.
+func responseType(subject string) string {
+	if strings.HasPrefix(subject, "$JS.API.CONSUMER.MSG.NEXT.") || subject == "$JS.API.DIRECT.GET.>" {
+		return "response_type: stream, "
+	}
+	return ""
 }
 
 // serviceAuth returns the service user: the configured one, or the one kept
@@ -183,20 +252,49 @@ func serviceAuth(cfg EmbeddedConfig) (Auth, error) {
 	return a, nil
 }
 
-// users are the server's users: the service user with every right, and the
-// subscribers.
-func users(service Auth, subs []Subscriber, protected []string) ([]*server.User, error) {
-	us := []*server.User{{Username: service.User, Password: service.Password}}
-	for _, s := range subs {
-		if s.User == service.User {
-			return nil, fmt.Errorf("natsbroker: embedded server: subscriber %q is the service user", s.User)
-		}
-		if !validUser(s.User) || s.Password == "" {
-			return nil, fmt.Errorf("natsbroker: embedded server: subscriber %q: invalid user name or empty password", s.User)
-		}
-		us = append(us, &server.User{Username: s.User, Password: s.Password, Permissions: SubscriberPermissions(protected)})
+// configureAccess sets the server's accounts and users (contract section
+// 8) and returns the service user.
+func configureAccess(opts *server.Options, cfg EmbeddedConfig) (Auth, error) {
+	service, err := serviceAuth(cfg)
+	if err != nil {
+		return Auth{}, err
 	}
-	return us, nil
+	byUser := map[string][]SubscriberConsumer{}
+	tokens := map[string]string{}
+	for _, s := range cfg.Subscribers {
+		switch {
+		case s.User == service.User:
+			return Auth{}, fmt.Errorf("natsbroker: embedded server: subscriber %q is the service user", s.User)
+		case !validUser(s.User) || s.Password == "":
+			return Auth{}, fmt.Errorf("natsbroker: embedded server: subscriber %q: invalid user name or empty password", s.User)
+		case tokens[userToken(s.User)] != "":
+			return Auth{}, fmt.Errorf("natsbroker: embedded server: subscribers %q and %q differ only in '.' and '_'", tokens[userToken(s.User)], s.User)
+		}
+		tokens[userToken(s.User)] = s.User
+		byUser[s.User] = nil
+	}
+	if err := validateConsumers(cfg.SubscriberConsumers); err != nil {
+		return Auth{}, fmt.Errorf("natsbroker: embedded server: %w", err)
+	}
+	for _, c := range cfg.SubscriberConsumers {
+		if _, ok := byUser[c.User]; !ok {
+			return Auth{}, fmt.Errorf("natsbroker: embedded server: consumer %s is for %q, who is not a subscriber", c.Durable(), c.User)
+		}
+		byUser[c.User] = append(byUser[c.User], c)
+	}
+	if err := opts.ProcessConfigString(AccountsConfig(cfg.Subscribers, cfg.SubscriberConsumers)); err != nil {
+		return Auth{}, fmt.Errorf("natsbroker: embedded server: accounts: %w", err)
+	}
+	accounts := map[string]*server.Account{}
+	for _, a := range opts.Accounts {
+		accounts[a.Name] = a
+	}
+	opts.Users = []*server.User{{Username: service.User, Password: service.Password, Account: accounts[ServiceAccount]}}
+	for _, s := range cfg.Subscribers {
+		opts.Users = append(opts.Users, &server.User{Username: s.User, Password: s.Password,
+			Account: accounts[SubscriberAccount(s.User)], Permissions: SubscriberPermissions(byUser[s.User])})
+	}
+	return service, nil
 }
 
 // writePrivate writes b to path, readable by the owner only, replacing any

@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -83,41 +86,553 @@ func refused(t *testing.T, v violations, subject string, op func(context.Context
 	}
 }
 
-func TestEmbeddedAccess(t *testing.T) {
+// The subscribers of newAccessFixture's server, each with a consumer wahook
+// keeps for it.
+var (
+	readerFeed = SubscriberConsumer{User: "reader", Name: "feed", Filter: "wahook.label-changed.>", AckWait: time.Second}
+	otherFeed  = SubscriberConsumer{User: "other", Name: "feed", Filter: IngressSubjects}
+)
+
+// wahookDurables are durable consumers of wahook's own on the raw stream,
+// named as its consumers name them: unpartitioned, a partition of two, and
+// a replay under another group prefix.
+var wahookDurables = []string{"wahook-label-changed", "wahook-call-p0of2", "replay-2026-11-label-changed"}
+
+// newAccessFixture starts an embedded server with the subscribers reader
+// and other and their consumers, and fills it as wahook would: raw and
+// derived events, the label and chat buckets, wahook's durable consumers
+// (the first holding an event it has not acked). It returns the server and
+// wahook's broker, connected in-process.
+func newAccessFixture(t *testing.T) (*Embedded, *Broker) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	e, err := StartEmbedded(ctx, EmbeddedConfig{
 		Addr: "127.0.0.1:-1", StoreDir: t.TempDir(),
-		Subscribers:        []Subscriber{{User: "reader", Password: "reader-secret"}},
-		ProtectedConsumers: []string{"wahook-label-changed"},
+		Subscribers:         []Subscriber{{User: "reader", Password: "reader-secret"}, {User: "other", Password: "other-secret"}},
+		SubscriberConsumers: []SubscriberConsumer{readerFeed, otherFeed},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = e.Shutdown(context.Background()) })
-
-	// wahook in-process and over TCP.
 	b := connect(t, Config{Embedded: e})
-	if err := b.Publish(ctx, ingressMsg("CH", 1, jsonBody(1))); err != nil {
-		t.Fatalf("in-process publish: %v", err)
+	if err := b.EnsureSubscriberConsumers(ctx, []SubscriberConsumer{readerFeed, otherFeed}); err != nil {
+		t.Fatal(err)
 	}
-	tcp := connect(t, Config{URL: e.ClientURL(), Auth: e.ServiceAuth()})
-	if err := tcp.Publish(ctx, ingressMsg("CH", 2, jsonBody(2))); err != nil {
-		t.Fatalf("TCP publish as the service user: %v", err)
+	for i := 1; i <= 3; i++ {
+		if err := b.Publish(ctx, ingressMsg("CH", i, jsonBody(i))); err != nil {
+			t.Fatal(err)
+		}
 	}
-	kv, err := b.JetStream().CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "WAHOOK_LABELS"})
+	js := b.JetStream()
+	for i := 1; i <= 2; i++ {
+		publishDerived(t, js, i)
+	}
+	for _, bucket := range []string{"WAHOOK_LABELS", "WAHOOK_CHATS"} {
+		kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Put(ctx, "whapi.CH.1", []byte(`{"name":"VIP"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range wahookDurables {
+		if _, err := js.CreateOrUpdateConsumer(ctx, IngressStream, jetstream.ConsumerConfig{
+			Durable: name, AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: IngressSubjects, AckWait: time.Hour,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons, err := js.Consumer(ctx, IngressStream, wahookDurables[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Put(ctx, "whapi.CH.1", []byte(`{"name":"VIP"}`)); err != nil {
+	if _, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.JetStream().CreateOrUpdateConsumer(ctx, IngressStream, jetstream.ConsumerConfig{
-		Durable: "wahook-label-changed", AckPolicy: jetstream.AckExplicitPolicy,
-	}); err != nil {
+	return e, b
+}
+
+// publishDerived stores the i-th derived label event of channel CH.
+func publishDerived(t *testing.T, js jetstream.JetStream, i int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	id := fmt.Sprintf("derived-%d", i)
+	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: "wahook.label-changed.whapi.CH.added", Data: []byte(`{"label":"VIP"}`),
+		Header: nats.Header{"ce-id": {id}, "ce-type": {"io.wahook.label.added"}, jetstream.MsgIDHeader: {id}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// snapshot describes everything a subscriber must not change: each
+// stream's messages and each consumer's definition and position.
+func snapshot(t *testing.T, js jetstream.JetStream) map[string]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	got := map[string]string{}
+	streams := js.ListStreams(ctx)
+	for info := range streams.Info() {
+		got[info.Config.Name] = fmt.Sprintf("%d messages, %d bytes, last %d", info.State.Msgs, info.State.Bytes, info.State.LastSeq)
+		s, err := js.Stream(ctx, info.Config.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		consumers := s.ListConsumers(ctx)
+		for ci := range consumers.Info() {
+			c := ci.Config
+			got[info.Config.Name+"/"+ci.Name] = fmt.Sprintf("filter %q deliver %q %q ack wait %s; delivered %d, ack floor %d, %d unacked",
+				c.FilterSubject, c.DeliverSubject, c.Description, c.AckWait, ci.Delivered.Stream, ci.AckFloor.Stream, ci.NumAckPending)
+		}
+		if err := consumers.Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := streams.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// TestSubscriberCannotWrite: a subscriber cannot make the server write into
+// wahook's streams or buckets, neither by creating a push consumer that
+// delivers there (nats-server#8274) nor by naming one of their subjects as
+// the reply of a request it may make.
+func TestSubscriberCannotWrite(t *testing.T) {
+	e, b := newAccessFixture(t)
+	before := snapshot(t, b.JetStream())
+	nc, v := dialAs(t, e.ClientURL(), "reader", "reader-secret")
+
+	t.Run("push consumers delivering into wahook's streams", func(t *testing.T) {
+		for _, tc := range []struct{ stream, deliver string }{
+			{"KV_WAHOOK_CHATS", "$KV.WAHOOK_LABELS.x"},
+			{"KV_WAHOOK_CHATS", "wahook.ingress.whapi.CH.messages.post"},
+			{DerivedStream, "wahook.ingress.whapi.CH.messages.post"},
+			{DerivedStream, "$KV.WAHOOK_LABELS.x"},
+		} {
+			cfg := fmt.Sprintf(`{"stream_name":%q,"config":{"name":"copy","deliver_subject":%q,"ack_policy":"none","deliver_policy":"all"}}`, tc.stream, tc.deliver)
+			for _, subj := range []string{
+				"$JS.API.CONSUMER.CREATE." + tc.stream + ".copy",
+				"$JS.API.CONSUMER.CREATE." + tc.stream,
+				"$JS.API.CONSUMER.DURABLE.CREATE." + tc.stream + ".copy",
+			} {
+				refused(t, v, subj, func(ctx context.Context) error {
+					_, err := nc.RequestWithContext(ctx, subj, []byte(cfg))
+					return err
+				})
+			}
+		}
+	})
+
+	t.Run("replies into wahook's streams", func(t *testing.T) {
+		// The subscriber may listen on wahook.>: each answer arriving
+		// there shows the server handled the request, and where the
+		// answer went.
+		answers, err := nc.SubscribeSync("wahook.ingress.whapi.EVIL.>")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, req := range []struct{ subject, body string }{
+			{"$JS.API.INFO", ""},
+			{"$JS.API.STREAM.INFO." + IngressStream, ""},
+			{"$JS.API.STREAM.MSG.GET." + IngressStream, `{"seq":1}`},
+			{"$JS.API.DIRECT.GET." + DerivedStream, `{"seq":1}`},
+			{"$JS.API.DIRECT.GET." + DerivedStream, `{"seq":1,"batch":10}`},
+			{"$JS.API.DIRECT.GET.KV_WAHOOK_CHATS.$KV.WAHOOK_CHATS.whapi.CH.1", ""},
+			{"$JS.API.CONSUMER.MSG.NEXT." + DerivedStream + "." + readerFeed.Durable(), `{"batch":10,"no_wait":true}`},
+		} {
+			for _, reply := range []string{"$KV.WAHOOK_LABELS.evil", fmt.Sprintf("wahook.ingress.whapi.EVIL.%d.post", n)} {
+				if err := nc.PublishRequest(req.subject, reply, []byte(req.body)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			n++
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		seen := map[string]bool{}
+		for len(seen) < n {
+			m, err := answers.NextMsgWithContext(ctx)
+			if err != nil {
+				t.Fatalf("answers seen on wahook.ingress.whapi.EVIL.> %v, want %d: %v", seen, n, err)
+			}
+			seen[m.Subject] = true
+		}
+		select {
+		case err := <-v:
+			t.Errorf("a read was refused: %v", err)
+		default:
+		}
+	})
+
+	// The pull request above delivered events of the subscriber's own
+	// consumer to its own account: that changed its position, nothing else.
+	after := snapshot(t, b.JetStream())
+	delete(before, DerivedStream+"/"+readerFeed.Durable())
+	delete(after, DerivedStream+"/"+readerFeed.Durable())
+	if diff := cmp.Diff(before, after); diff != "" {
+		t.Errorf("the subscriber changed wahook's streams or consumers (-before +after):\n%s", diff)
+	}
+}
+
+// TestSubscriberCannotTouchConsumers: a subscriber can neither delete,
+// update, pull from, ack nor read wahook's durable consumers (of every
+// partitioning and group prefix) or another subscriber's, nor create,
+// update or delete any consumer.
+func TestSubscriberCannotTouchConsumers(t *testing.T) {
+	e, b := newAccessFixture(t)
+	before := snapshot(t, b.JetStream())
+	nc, v := dialAs(t, e.ClientURL(), "reader", "reader-secret")
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets := []struct{ stream, name string }{{DerivedStream, readerFeed.Durable()}, {IngressStream, otherFeed.Durable()}}
+	for _, n := range wahookDurables {
+		targets = append(targets, struct{ stream, name string }{IngressStream, n})
+	}
+	for i, tc := range targets {
+		own := i == 0
+		api := "$JS.API.CONSUMER."
+		ops := map[string]func(context.Context) error{
+			api + "DELETE." + tc.stream + "." + tc.name: func(ctx context.Context) error {
+				return js.DeleteConsumer(ctx, tc.stream, tc.name)
+			},
+			api + "CREATE." + tc.stream + "." + tc.name: func(ctx context.Context) error {
+				_, err := js.UpdateConsumer(ctx, tc.stream, jetstream.ConsumerConfig{
+					Durable: tc.name, AckPolicy: jetstream.AckExplicitPolicy, Description: "taken over"})
+				return err
+			},
+			api + "PAUSE." + tc.stream + "." + tc.name: func(ctx context.Context) error {
+				_, err := js.PauseConsumer(ctx, tc.stream, tc.name, time.Now().Add(time.Hour))
+				return err
+			},
+			api + "RESET." + tc.stream + "." + tc.name: func(ctx context.Context) error {
+				_, err := nc.RequestWithContext(ctx, api+"RESET."+tc.stream+"."+tc.name, nil)
+				return err
+			},
+			// The v1 ack form, and the v2 form of the subscriber's own
+			// consumer carrying another's stream and name in its
+			// domain and account tokens.
+			"$JS.ACK." + tc.stream + "." + tc.name + ".1.1.1.1.0": func(ctx context.Context) error {
+				_, err := nc.RequestWithContext(ctx, "$JS.ACK."+tc.stream+"."+tc.name+".1.1.1.1.0", []byte("+ACK"))
+				return err
+			},
+		}
+		if !own {
+			ops[api+"INFO."+tc.stream+"."+tc.name] = func(ctx context.Context) error {
+				_, err := js.Consumer(ctx, tc.stream, tc.name)
+				return err
+			}
+			ops[api+"MSG.NEXT."+tc.stream+"."+tc.name] = func(ctx context.Context) error {
+				_, err := nc.RequestWithContext(ctx, api+"MSG.NEXT."+tc.stream+"."+tc.name, []byte(`{"batch":1,"no_wait":true}`))
+				return err
+			}
+		}
+		for subj, op := range ops {
+			if own && strings.HasPrefix(subj, "$JS.ACK.") {
+				continue
+			}
+			refused(t, v, subj, op)
+		}
+	}
+	// An ack in the v2 form the subscriber may send, for its own consumer,
+	// built to look like another's: nothing in wahook's account answers.
+	crafted := "$JS.ACK." + IngressStream + "." + wahookDurables[0] + "." + DerivedStream + "." + readerFeed.Durable() + ".1.1.1.1.0"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := nc.RequestWithContext(ctx, crafted, []byte("+ACK")); !errors.Is(err, nats.ErrNoResponders) {
+		t.Errorf("crafted ack %s = %v, want no responders", crafted, err)
+	}
+	refused(t, v, "$JS.API.CONSUMER.CREATE."+DerivedStream+".mine", func(ctx context.Context) error {
+		_, err := js.CreateConsumer(ctx, DerivedStream, jetstream.ConsumerConfig{Durable: "mine", AckPolicy: jetstream.AckExplicitPolicy})
+		return err
+	})
+	refused(t, v, "$JS.API.CONSUMER.CREATE."+DerivedStream, func(ctx context.Context) error {
+		_, err := js.OrderedConsumer(ctx, DerivedStream, jetstream.OrderedConsumerConfig{})
+		return err
+	})
+	refused(t, v, "$JS.API.CONSUMER.LIST."+IngressStream, func(ctx context.Context) error {
+		s, err := js.Stream(ctx, IngressStream)
+		if err != nil {
+			return err
+		}
+		l := s.ListConsumers(ctx)
+		for range l.Info() {
+		}
+		return l.Err()
+	})
+	if diff := cmp.Diff(before, snapshot(t, b.JetStream())); diff != "" {
+		t.Errorf("the subscriber changed wahook's streams or consumers (-before +after):\n%s", diff)
+	}
+}
+
+// TestSubscriberCannotManage: no publish on wahook's subjects, no KV write,
+// no stream management, no message delete.
+func TestSubscriberCannotManage(t *testing.T) {
+	e, b := newAccessFixture(t)
+	before := snapshot(t, b.JetStream())
+	nc, v := dialAs(t, e.ClientURL(), "reader", "reader-secret")
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused(t, v, "wahook.ingress.x.y.z", func(context.Context) error {
+		if err := nc.Publish("wahook.ingress.x.y.z", []byte(`{}`)); err != nil {
+			return err
+		}
+		return errors.New("published")
+	})
+	refused(t, v, "wahook.ingress.x.y.z", func(ctx context.Context) error {
+		_, err := js.Publish(ctx, "wahook.ingress.x.y.z", []byte(`{}`))
+		return err
+	})
+	refused(t, v, "$JS.API.STREAM.DELETE."+IngressStream, func(ctx context.Context) error {
+		return js.DeleteStream(ctx, IngressStream)
+	})
+	refused(t, v, "$JS.API.STREAM.PURGE."+IngressStream, func(ctx context.Context) error {
+		s, err := js.Stream(ctx, IngressStream)
+		if err != nil {
+			return err
+		}
+		return s.Purge(ctx)
+	})
+	refused(t, v, "$JS.API.STREAM.UPDATE."+IngressStream, func(ctx context.Context) error {
+		s, err := js.Stream(ctx, IngressStream)
+		if err != nil {
+			return err
+		}
+		cfg := s.CachedInfo().Config
+		cfg.MaxAge = time.Minute
+		_, err = js.UpdateStream(ctx, cfg)
+		return err
+	})
+	refused(t, v, "$JS.API.STREAM.CREATE.EVIL", func(ctx context.Context) error {
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "EVIL", Subjects: []string{"evil.>"}})
+		return err
+	})
+	refused(t, v, "$JS.API.STREAM.MSG.DELETE."+IngressStream, func(ctx context.Context) error {
+		s, err := js.Stream(ctx, IngressStream)
+		if err != nil {
+			return err
+		}
+		return s.DeleteMsg(ctx, 1)
+	})
+	refused(t, v, "$KV.WAHOOK_LABELS.whapi.CH.1", func(ctx context.Context) error {
+		kv, err := js.KeyValue(ctx, "WAHOOK_LABELS")
+		if err != nil {
+			return err
+		}
+		_, err = kv.Put(ctx, "whapi.CH.1", []byte(`{"name":"forged"}`))
+		return err
+	})
+	// KV watchers and key listings need a consumer: not available.
+	refused(t, v, "$JS.API.CONSUMER.CREATE.KV_WAHOOK_LABELS", func(ctx context.Context) error {
+		kv, err := js.KeyValue(ctx, "WAHOOK_LABELS")
+		if err != nil {
+			return err
+		}
+		_, err = kv.WatchAll(ctx)
+		return err
+	})
+	if diff := cmp.Diff(before, snapshot(t, b.JetStream())); diff != "" {
+		t.Errorf("the subscriber changed wahook's streams or consumers (-before +after):\n%s", diff)
+	}
+}
+
+// TestSubscriberReads: a subscriber follows live events, reads history
+// with direct gets (by sequence, last by subject, from a start time), reads
+// the buckets, and consumes its own durable consumer: fetch, ack, and
+// redelivery of what it had not acked when it reconnects.
+func TestSubscriberReads(t *testing.T) {
+	e, b := newAccessFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nc, v := dialAs(t, e.ClientURL(), "reader", "reader-secret")
+	js, err := jetstream.New(nc)
+	if err != nil {
 		t.Fatal(err)
 	}
 
+	t.Run("live", func(t *testing.T) {
+		sub, err := nc.SubscribeSync("wahook.>")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+		if err := nc.FlushWithContext(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Publish(ctx, ingressMsg("LIVE", 1, jsonBody(1))); err != nil {
+			t.Fatal(err)
+		}
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil || m.Header.Get("ce-channel") != "LIVE" {
+			t.Fatalf("live event %v, %v", m, err)
+		}
+	})
+
+	t.Run("history", func(t *testing.T) {
+		s, err := js.Stream(ctx, IngressStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !s.CachedInfo().Config.AllowDirect {
+			t.Fatalf("%s does not allow direct gets", IngressStream)
+		}
+		m, err := s.GetMsg(ctx, 2)
+		if err != nil || m.Header.Get("ce-id") != "evt-CH-00002" {
+			t.Fatalf("GetMsg(2) = %v, %v", m, err)
+		}
+		m, err = s.GetLastMsgForSubject(ctx, "wahook.ingress.whapi.CH.>")
+		if err != nil || m.Header.Get("ce-id") != "evt-CH-00003" {
+			t.Fatalf("GetLastMsgForSubject = %v, %v", m, err)
+		}
+		// From a start time, in batches of two.
+		start := time.Now().Add(-time.Hour)
+		req := DirectRequest{StartTime: &start, NextBySubject: "wahook.>", Batch: 2}
+		var ids []string
+		for {
+			last, pending, err := DirectBatch(ctx, nc, DerivedStream, req, func(m StoredMsg) error {
+				if m.Subject != "wahook.label-changed.whapi.CH.added" || m.Header.Get("Nats-Sequence") != "" || m.Time.IsZero() {
+					t.Errorf("stored message %+v", m)
+				}
+				ids = append(ids, m.Header.Get("ce-id"))
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pending == 0 {
+				break
+			}
+			req = DirectRequest{Seq: last + 1, NextBySubject: "wahook.>", Batch: 2}
+		}
+		publishDerived(t, b.JetStream(), 3)
+		if want := []string{"derived-1", "derived-2"}; !slices.Equal(ids, want) {
+			t.Errorf("replayed %v, want %v", ids, want)
+		}
+		future := time.Now().Add(time.Hour)
+		if last, _, err := DirectBatch(ctx, nc, DerivedStream, DirectRequest{StartTime: &future, Batch: 5}, func(StoredMsg) error { return nil }); err != nil || last != 0 {
+			t.Errorf("DirectBatch from the future = %d, %v; want nothing", last, err)
+		}
+	})
+
+	t.Run("buckets", func(t *testing.T) {
+		for _, bucket := range []string{"WAHOOK_LABELS", "WAHOOK_CHATS"} {
+			kv, err := js.KeyValue(ctx, bucket)
+			if err != nil {
+				t.Fatal(err)
+			}
+			entry, err := kv.Get(ctx, "whapi.CH.1")
+			if err != nil || string(entry.Value()) != `{"name":"VIP"}` {
+				t.Fatalf("%s Get = %v, %v", bucket, entry, err)
+			}
+		}
+	})
+
+	t.Run("own consumer", func(t *testing.T) {
+		cons, err := js.Consumer(ctx, DerivedStream, readerFeed.Durable())
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch, err := cons.Fetch(2, jetstream.FetchMaxWait(10*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for m := range batch.Messages() {
+			got = append(got, m.Headers().Get("ce-id"))
+			if len(got) == 1 {
+				if err := m.DoubleAck(ctx); err != nil {
+					t.Fatalf("ack: %v", err)
+				}
+			}
+		}
+		if err := batch.Error(); err != nil || !slices.Equal(got, []string{"derived-1", "derived-2"}) {
+			t.Fatalf("fetched %v (%v), want derived-1 and derived-2", got, err)
+		}
+		// The subscriber goes away without acking derived-2, and comes
+		// back: derived-2 is delivered again once its ack wait is over,
+		// and what it missed.
+		nc.Close()
+		nc2, v2 := dialAs(t, e.ClientURL(), "reader", "reader-secret")
+		js2, err := jetstream.New(nc2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cons, err = js2.Consumer(ctx, DerivedStream, readerFeed.Durable())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = nil
+		for len(got) < 2 {
+			m, err := cons.Next(jetstream.FetchMaxWait(20 * time.Second))
+			if err != nil {
+				t.Fatalf("after %v: %v", got, err)
+			}
+			md, err := m.Metadata()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, fmt.Sprintf("%s#%d", m.Headers().Get("ce-id"), md.NumDelivered))
+			if err := m.DoubleAck(ctx); err != nil {
+				t.Fatalf("ack: %v", err)
+			}
+		}
+		slices.Sort(got)
+		if want := []string{"derived-2#2", "derived-3#1"}; !slices.Equal(got, want) {
+			t.Errorf("after reconnecting got %v, want %v", got, want)
+		}
+		info, err := cons.Info(ctx)
+		if err != nil || info.AckFloor.Stream != 3 || info.NumAckPending != 0 {
+			t.Errorf("consumer info %+v, %v; want everything acked", info, err)
+		}
+		select {
+		case err := <-v2:
+			t.Errorf("refused: %v", err)
+		default:
+		}
+	})
+	select {
+	case err := <-v:
+		t.Errorf("refused: %v", err)
+	default:
+	}
+}
+
+// TestServiceUserAccess: wahook itself, in-process and over TCP, keeps
+// every right in its account.
+func TestServiceUserAccess(t *testing.T) {
+	e, b := newAccessFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tcp := connect(t, Config{URL: e.ClientURL(), Auth: e.ServiceAuth()})
+	if err := tcp.Publish(ctx, ingressMsg("CH", 9, jsonBody(9))); err != nil {
+		t.Fatalf("TCP publish as the service user: %v", err)
+	}
+	for _, js := range []jetstream.JetStream{b.JetStream(), tcp.JetStream()} {
+		kv, err := js.KeyValue(ctx, "WAHOOK_LABELS")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Put(ctx, "whapi.CH.2", []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.CreateOrUpdateConsumer(ctx, IngressStream, jetstream.ConsumerConfig{Durable: "svc", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+			t.Fatal(err)
+		}
+		if err := js.DeleteConsumer(ctx, IngressStream, "svc"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := streamCount(t, b.JetStream(), IngressStream); n != 4 {
+		t.Errorf("%s holds %d messages, want 4", IngressStream, n)
+	}
 	t.Run("anonymous", func(t *testing.T) {
 		_, err := nats.Connect(e.ClientURL(), nats.MaxReconnects(0))
 		if err == nil || !strings.Contains(strings.ToLower(err.Error()), "authorization") {
@@ -128,157 +643,6 @@ func TestEmbeddedAccess(t *testing.T) {
 			t.Fatal("a wrong password was accepted")
 		}
 	})
-
-	nc, v := dialAs(t, e.ClientURL(), "reader", "reader-secret")
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	t.Run("reads through its own consumer", func(t *testing.T) {
-		cons, err := js.CreateOrUpdateConsumer(ctx, IngressStream, jetstream.ConsumerConfig{
-			Durable: "reader-archive", AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: IngressSubjects,
-		})
-		if err != nil {
-			t.Fatalf("create consumer: %v", err)
-		}
-		batch, err := cons.Fetch(2, jetstream.FetchMaxWait(10*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			if m.Headers().Get("ce-channel") != "CH" {
-				t.Errorf("event headers %v", m.Headers())
-			}
-			if err := m.DoubleAck(ctx); err != nil {
-				t.Errorf("ack: %v", err)
-			}
-			n++
-		}
-		if n != 2 {
-			t.Fatalf("read %d events, want 2 (batch error %v)", n, batch.Error())
-		}
-		if err := js.DeleteConsumer(ctx, IngressStream, "reader-archive"); err != nil {
-			t.Errorf("delete own consumer: %v", err)
-		}
-		// An ordered consumer, as services/tail and `nats sub --stream` use.
-		oc, err := js.OrderedConsumer(ctx, IngressStream, jetstream.OrderedConsumerConfig{})
-		if err != nil {
-			t.Fatalf("ordered consumer: %v", err)
-		}
-		if m, err := oc.Next(jetstream.FetchMaxWait(10 * time.Second)); err != nil || m.Headers().Get("ce-id") == "" {
-			t.Fatalf("ordered consumer Next = %v, %v", m, err)
-		}
-	})
-
-	t.Run("reads the KV buckets", func(t *testing.T) {
-		kv, err := js.KeyValue(ctx, "WAHOOK_LABELS")
-		if err != nil {
-			t.Fatal(err)
-		}
-		entry, err := kv.Get(ctx, "whapi.CH.1")
-		if err != nil || string(entry.Value()) != `{"name":"VIP"}` {
-			t.Fatalf("Get = %v, %v", entry, err)
-		}
-		w, err := kv.WatchAll(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer w.Stop()
-		if u := <-w.Updates(); u == nil || u.Key() != "whapi.CH.1" {
-			t.Fatalf("watch = %v", u)
-		}
-	})
-
-	t.Run("cannot write or manage", func(t *testing.T) {
-		refused(t, v, "wahook.ingress.x.y.z", func(context.Context) error {
-			if err := nc.Publish("wahook.ingress.x.y.z", []byte(`{}`)); err != nil {
-				return err
-			}
-			return errors.New("published")
-		})
-		refused(t, v, "wahook.ingress.x.y.z", func(ctx context.Context) error {
-			_, err := js.Publish(ctx, "wahook.ingress.x.y.z", []byte(`{}`))
-			return err
-		})
-		refused(t, v, "$JS.API.STREAM.DELETE."+IngressStream, func(ctx context.Context) error {
-			return js.DeleteStream(ctx, IngressStream)
-		})
-		refused(t, v, "$JS.API.STREAM.PURGE."+IngressStream, func(ctx context.Context) error {
-			s, err := js.Stream(ctx, IngressStream)
-			if err != nil {
-				return err
-			}
-			return s.Purge(ctx)
-		})
-		refused(t, v, "$JS.API.STREAM.UPDATE."+IngressStream, func(ctx context.Context) error {
-			s, err := js.Stream(ctx, IngressStream)
-			if err != nil {
-				return err
-			}
-			cfg := s.CachedInfo().Config
-			cfg.MaxAge = time.Minute
-			_, err = js.UpdateStream(ctx, cfg)
-			return err
-		})
-		refused(t, v, "$JS.API.STREAM.CREATE.EVIL", func(ctx context.Context) error {
-			_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "EVIL", Subjects: []string{"evil.>"}})
-			return err
-		})
-		refused(t, v, "$JS.API.STREAM.MSG.DELETE."+IngressStream, func(ctx context.Context) error {
-			s, err := js.Stream(ctx, IngressStream)
-			if err != nil {
-				return err
-			}
-			return s.DeleteMsg(ctx, 1)
-		})
-		refused(t, v, "$KV.WAHOOK_LABELS.whapi.CH.1", func(ctx context.Context) error {
-			kv, err := js.KeyValue(ctx, "WAHOOK_LABELS")
-			if err != nil {
-				return err
-			}
-			_, err = kv.Put(ctx, "whapi.CH.1", []byte(`{"name":"forged"}`))
-			return err
-		})
-	})
-
-	t.Run("cannot touch wahook's consumers", func(t *testing.T) {
-		refused(t, v, "$JS.API.CONSUMER.MSG.NEXT."+IngressStream+".wahook-label-changed", func(ctx context.Context) error {
-			cons, err := js.Consumer(ctx, IngressStream, "wahook-label-changed")
-			if err != nil {
-				return err
-			}
-			_, err = cons.Next(jetstream.FetchContext(ctx))
-			return err
-		})
-		refused(t, v, "$JS.API.CONSUMER.DELETE."+IngressStream+".wahook-label-changed", func(ctx context.Context) error {
-			return js.DeleteConsumer(ctx, IngressStream, "wahook-label-changed")
-		})
-		refused(t, v, "$JS.API.CONSUMER.CREATE."+IngressStream+".wahook-label-changed", func(ctx context.Context) error {
-			_, err := js.UpdateConsumer(ctx, IngressStream, jetstream.ConsumerConfig{
-				Durable: "wahook-label-changed", AckPolicy: jetstream.AckExplicitPolicy, Description: "taken over",
-			})
-			return err
-		})
-		// The legacy form names the consumer in the body only.
-		refused(t, v, "$JS.API.CONSUMER.CREATE."+IngressStream, func(ctx context.Context) error {
-			_, err := nc.RequestWithContext(ctx, "$JS.API.CONSUMER.CREATE."+IngressStream,
-				[]byte(`{"stream_name":"`+IngressStream+`","config":{"name":"wahook-label-changed","ack_policy":"explicit"}}`))
-			return err
-		})
-	})
-
-	// Nothing the subscriber tried changed what wahook stored.
-	if n := streamCount(t, b.JetStream(), IngressStream); n != 2 {
-		t.Errorf("%s holds %d messages, want 2", IngressStream, n)
-	}
-	if entry, err := kv.Get(ctx, "whapi.CH.1"); err != nil || string(entry.Value()) != `{"name":"VIP"}` {
-		t.Errorf("KV value after the subscriber's attempts = %v, %v", entry, err)
-	}
-	if info, err := b.JetStream().Consumer(ctx, IngressStream, "wahook-label-changed"); err != nil || info.CachedInfo().Config.Description != "" {
-		t.Errorf("wahook's consumer after the subscriber's attempts = %v, %v", info, err)
-	}
 }
 
 func TestEmbeddedServiceUser(t *testing.T) {
@@ -322,11 +686,16 @@ func TestEmbeddedServiceUser(t *testing.T) {
 	connect(t, Config{Embedded: e})
 
 	for name, cfg := range map[string]EmbeddedConfig{
-		"user without password":  {User: "svc"},
-		"password without user":  {Password: "x"},
-		"subscriber is service":  {User: "svc", Password: "p", Subscribers: []Subscriber{{User: "svc", Password: "q"}}},
-		"subscriber bad name":    {Subscribers: []Subscriber{{User: "a b", Password: "q"}}},
-		"subscriber no password": {Subscribers: []Subscriber{{User: "ab"}}},
+		"user without password":          {User: "svc"},
+		"password without user":          {Password: "x"},
+		"subscriber is service":          {User: "svc", Password: "p", Subscribers: []Subscriber{{User: "svc", Password: "q"}}},
+		"subscriber bad name":            {Subscribers: []Subscriber{{User: "a b", Password: "q"}}},
+		"subscriber no password":         {Subscribers: []Subscriber{{User: "ab"}}},
+		"subscribers sharing an account": {Subscribers: []Subscriber{{User: "a.b", Password: "p"}, {User: "a_b", Password: "q"}}},
+		"consumer of no subscriber": {Subscribers: []Subscriber{{User: "ab", Password: "p"}},
+			SubscriberConsumers: []SubscriberConsumer{{User: "cd", Name: "x", Filter: IngressSubjects}}},
+		"consumer outside the streams": {Subscribers: []Subscriber{{User: "ab", Password: "p"}},
+			SubscriberConsumers: []SubscriberConsumer{{User: "ab", Name: "x", Filter: "wahook.>"}}},
 	} {
 		cfg.Addr, cfg.StoreDir = "127.0.0.1:-1", t.TempDir()
 		if e, err := StartEmbedded(ctx, cfg); err == nil {
@@ -388,7 +757,7 @@ func TestParseSubscribers(t *testing.T) {
 	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
 		t.Errorf("ParseSubscribers = %+v, want %+v", got, want)
 	}
-	for _, bad := range []string{"reader", "reader:", ":pw", "a b:pw", "r:1,r:2"} {
+	for _, bad := range []string{"reader", "reader:", ":pw", "a b:pw", "r:1,r:2", "a.b:1,a_b:2"} {
 		_, err := ParseSubscribers(bad)
 		if err == nil {
 			t.Errorf("ParseSubscribers(%q) = nil error", bad)

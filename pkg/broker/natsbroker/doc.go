@@ -175,8 +175,11 @@
 // # Access
 //
 // Every client of the embedded server logs in: Connect with Config.Embedded
-// as its service user (Embedded.ServiceAuth), read-only subscribers with
-// SubscriberPermissions, anonymous clients not at all. Config.Auth logs in
+// as its service user (Embedded.ServiceAuth) in ServiceAccount, read-only
+// subscribers each in an account of its own (AccountsConfig,
+// SubscriberPermissions) that reads live events, stream info and stored
+// messages (DirectBatch) and uses the consumers wahook keeps for it
+// (EnsureSubscriberConsumers), anonymous clients not at all. Config.Auth logs in
 // to an external server (user and password, token, creds or nkey file) and
 // sets up TLS to it.
 package natsbroker

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -50,12 +52,13 @@ type EmbeddedConfig struct {
 	// the user is DefaultServiceUser with a random password, generated at
 	// first start and kept in StoreDir (ServiceUserFile, mode 0600).
 	User, Password string
-	// Subscribers are read-only users (SubscriberPermissions). Clients
-	// without credentials are refused.
+	// Subscribers are read-only users, each in an account of its own
+	// (access.go). Clients without credentials are refused.
 	Subscribers []Subscriber
-	// ProtectedConsumers are the durable consumers of wahook's own
-	// consumers, which subscribers may not use, change or delete.
-	ProtectedConsumers []string
+	// SubscriberConsumers are the consumers subscribers may use, each of
+	// a subscriber in Subscribers. The server lets them use these; the
+	// broker creates them (Broker.EnsureSubscriberConsumers).
+	SubscriberConsumers []SubscriberConsumer
 	// Storage limits the store and sets how JetStream recovers after the
 	// disk was full (embedded_storage.go).
 	Storage EmbeddedStorageConfig
@@ -132,6 +135,9 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := moveGlobalStore(cfg.StoreDir, cfg.Logger); err != nil {
+		return nil, err
+	}
 	cfg.Storage.applyStorage(opts)
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -181,20 +187,6 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	}
 	watch.start()
 	return &Embedded{srv: srv, url: "nats://" + net.JoinHostPort(dialHost(host), strconv.Itoa(tcp.Port)), service: service, watch: watch}, nil
-}
-
-// configureAccess sets the server's users (contract section 8) and returns
-// the service user.
-func configureAccess(opts *server.Options, cfg EmbeddedConfig) (Auth, error) {
-	service, err := serviceAuth(cfg)
-	if err != nil {
-		return Auth{}, err
-	}
-	opts.Users, err = users(service, cfg.Subscribers, cfg.ProtectedConsumers)
-	if err != nil {
-		return Auth{}, err
-	}
-	return service, nil
 }
 
 // dialHost is the host clients dial for a listen host. It follows the
@@ -278,4 +270,30 @@ func (l *serverLogger) Fatalf(format string, v ...any) {
 	}
 	l.mu.Unlock()
 	l.log.Error(msg, zap.Bool("fatal", true))
+}
+
+// moveGlobalStore moves streams that an embedded server without accounts
+// kept (nats-server's global account, $G) to ServiceAccount's store, where
+// the server now looks for them. The server is not running yet, so a
+// rename of the directory moves them whole.
+func moveGlobalStore(storeDir string, log *zap.Logger) error {
+	js := filepath.Join(storeDir, server.JetStreamStoreDir)
+	old, now := filepath.Join(js, server.DEFAULT_GLOBAL_ACCOUNT), filepath.Join(js, ServiceAccount)
+	if _, err := os.Stat(old); errors.Is(err, os.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("natsbroker: embedded server: %w", err)
+	}
+	if _, err := os.Stat(now); err == nil {
+		log.Warn("the store holds streams of the global account beside wahook's account: left as they are, the server ignores them",
+			zap.String("global", old), zap.String("wahook", now))
+		return nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("natsbroker: embedded server: %w", err)
+	}
+	if err := os.Rename(old, now); err != nil {
+		return fmt.Errorf("natsbroker: embedded server: move the streams to account %s: %w", ServiceAccount, err)
+	}
+	log.Info("streams moved from the global account to wahook's account", zap.String("from", old), zap.String("to", now))
+	return nil
 }

@@ -167,6 +167,9 @@ func (c StreamsConfig) StreamConfigs() []jetstream.StreamConfig {
 			MaxAge:      maxAge,
 			MaxBytes:    maxBytes,
 			MaxMsgs:     -1,
+			// Subscribers read history with direct gets: they may not
+			// create consumers (access.go).
+			AllowDirect: true,
 		}
 	}
 	return []jetstream.StreamConfig{
@@ -291,11 +294,12 @@ type Diff struct {
 // differs, and every difference found.
 //
 // Required: the subjects (wahook's must be captured; others may be added),
-// limits retention, file storage, acknowledgements, DiscardNew where wahook
-// sets it, and at least the configured replicas. The operator's: byte, age
-// and message limits, the duplicates window (services started with other
-// settings must not flip it back and forth), more replicas, DiscardNew where
-// wahook sets DiscardOld, and everything wahook does not set.
+// limits retention, file storage, acknowledgements, direct gets (the
+// subscribers' way to read history), DiscardNew where wahook sets it, and
+// at least the configured replicas. The operator's: byte, age and message
+// limits, the duplicates window (services started with other settings must
+// not flip it back and forth), more replicas, DiscardNew where wahook sets
+// DiscardOld, and everything wahook does not set.
 func Reconcile(have, want jetstream.StreamConfig) (*jetstream.StreamConfig, []Diff) {
 	var diffs []Diff
 	fixed := have
@@ -322,6 +326,10 @@ func Reconcile(have, want jetstream.StreamConfig) (*jetstream.StreamConfig, []Di
 	if have.NoAck {
 		add("no_ack", have.NoAck, false, true)
 		fixed.NoAck = false
+	}
+	if have.AllowDirect != want.AllowDirect {
+		add("allow_direct", have.AllowDirect, want.AllowDirect, true)
+		fixed.AllowDirect = want.AllowDirect
 	}
 	if have.Duplicates != want.Duplicates {
 		add("duplicate_window", have.Duplicates, want.Duplicates, false)

@@ -220,6 +220,8 @@ func TestReconcile(t *testing.T) {
 			wantTuned: []string{"discard"}},
 		"raw discarding when full": {want: ingress, change: func(c *jetstream.StreamConfig) { c.Discard = jetstream.DiscardOld },
 			wantRequired: []string{"discard"}, wantFixed: func(c *jetstream.StreamConfig) { c.Discard = jetstream.DiscardNew }},
+		"stream of an earlier wahook, without direct gets": {want: derived, change: func(c *jetstream.StreamConfig) { c.AllowDirect = false },
+			wantRequired: []string{"allow_direct"}, wantFixed: func(c *jetstream.StreamConfig) { c.AllowDirect = true }},
 		"subject missing, extra kept": {want: derived, change: func(c *jetstream.StreamConfig) {
 			c.Subjects = []string{LabelChangedSubjects, "ops.>"}
 		}, wantRequired: []string{"subjects"}, wantFixed: func(c *jetstream.StreamConfig) {
