@@ -112,14 +112,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 // section 8). Prefer the WAHOOK_* variables for secrets: flags show in
 // process listings.
 func (c *Config) registerAccessFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.NATSAuth.User, "nats-user", "", "NATS user; for the embedded server, its service user (generated and kept in the data dir when empty)")
-	fs.StringVar(&c.NATSAuth.Password, "nats-password", "", "password of -nats-user")
-	fs.StringVar(&c.NATSAuth.Token, "nats-token", "", "external NATS: authorization token")
-	fs.StringVar(&c.NATSAuth.CredsFile, "nats-creds", "", "external NATS: creds file (user JWT and nkey seed)")
-	fs.StringVar(&c.NATSAuth.NKeyFile, "nats-nkey", "", "external NATS: file holding an nkey seed")
-	fs.StringVar(&c.NATSAuth.TLSCA, "nats-tls-ca", "", "external NATS: PEM file of the CAs its certificate must chain to (turns TLS on)")
-	fs.StringVar(&c.NATSAuth.TLSCert, "nats-tls-cert", "", "external NATS: client certificate (PEM)")
-	fs.StringVar(&c.NATSAuth.TLSKey, "nats-tls-key", "", "external NATS: client key (PEM)")
+	c.NATSAuth.RegisterFlags(fs, "NATS user; for the embedded server, its service user (generated and kept in the data dir when empty)")
 	fs.StringVar(&c.NATSSubscribers, "nats-subscribers", "", "embedded NATS: read-only users, user:password pairs, comma-separated")
 	fs.StringVar(&c.NATSSubscriberConsumers, "nats-subscriber-consumers", "",
 		"durable pull consumers wahook keeps for subscribers, user:name:filter[:all|new] entries, comma-separated; each named sub-{user}-{name}")

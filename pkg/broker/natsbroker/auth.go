@@ -2,6 +2,7 @@ package natsbroker
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 
@@ -31,6 +32,22 @@ type Auth struct {
 
 // IsZero reports whether a says nothing: no credentials and no TLS.
 func (a Auth) IsZero() bool { return a == Auth{} }
+
+// RegisterFlags declares the -nats-user, -nats-password, -nats-token,
+// -nats-creds, -nats-nkey and -nats-tls-* flags on fs, setting a; userHelp
+// says what -nats-user is to the program. With ff they are also read from
+// WAHOOK_NATS_* variables, the better place for secrets: flags show in
+// process listings.
+func (a *Auth) RegisterFlags(fs *flag.FlagSet, userHelp string) {
+	fs.StringVar(&a.User, "nats-user", "", userHelp)
+	fs.StringVar(&a.Password, "nats-password", "", "password of -nats-user")
+	fs.StringVar(&a.Token, "nats-token", "", "external NATS: authorization token")
+	fs.StringVar(&a.CredsFile, "nats-creds", "", "external NATS: creds file (user JWT and nkey seed)")
+	fs.StringVar(&a.NKeyFile, "nats-nkey", "", "external NATS: file holding an nkey seed")
+	fs.StringVar(&a.TLSCA, "nats-tls-ca", "", "external NATS: PEM file of the CAs its certificate must chain to (turns TLS on)")
+	fs.StringVar(&a.TLSCert, "nats-tls-cert", "", "external NATS: client certificate (PEM)")
+	fs.StringVar(&a.TLSKey, "nats-tls-key", "", "external NATS: client key (PEM)")
+}
 
 // Validate reports contradictory settings.
 func (a Auth) Validate() error {
