@@ -33,7 +33,7 @@ test-state-race: ## the state race tests, STATE_RACE_COUNT times each, with the 
 	$(GO) test -race -count=$(STATE_RACE_COUNT) -timeout 60m -run 'Race' ./pkg/state/...
 
 .PHONY: test-repeat
-test-repeat: ## make test RUNS (20) times in a row on a fresh clone, another make test beside it as load
+test-repeat: ## make test until RUNS (20) runs pass in a row, two fresh clones at once, each the other's load
 	test/repeat.sh $(or $(RUNS),20)
 
 .PHONY: lint
