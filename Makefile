@@ -32,6 +32,10 @@ STATE_RACE_COUNT ?= 20
 test-state-race: ## the state race tests, STATE_RACE_COUNT times each, with the race detector
 	$(GO) test -race -count=$(STATE_RACE_COUNT) -timeout 60m -run 'Race' ./pkg/state/...
 
+.PHONY: upstream
+upstream: ## reproduce known defects of dependencies (fails while they are there: test/upstream/README.md)
+	$(GO) test -race -count=1 -tags upstream -v ./test/upstream/
+
 .PHONY: test-repeat
 test-repeat: ## make test until RUNS (20) runs pass in a row, two fresh clones at once, each the other's load
 	test/repeat.sh $(or $(RUNS),20)
