@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,6 +58,9 @@ type Config struct {
 	KafkaMinInSyncReplicas int
 	// KafkaDedupWindow bounds how long consumers remember raw event ids.
 	KafkaDedupWindow time.Duration
+	// KafkaChatsTTL forgets a known chat that long after it was first seen
+	// (0: never); at least the raw topic's retention.
+	KafkaChatsTTL time.Duration
 	// ReceivedTimeTTL is how long consumers keep the time of raw events
 	// stamped at receipt, so that later copies derive the same events.
 	ReceivedTimeTTL time.Duration
@@ -104,6 +108,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.KafkaMinInSyncReplicas, "kafka-min-insync-replicas", 0,
 		"min.insync.replicas of the topics created at start (0: the broker's default); acks=all then means at least this many copies")
 	fs.DurationVar(&c.KafkaDedupWindow, "kafka-dedup-window", 24*time.Hour, "how long consumers remember raw event ids to drop repeats (Kafka has no duplicate window)")
+	fs.DurationVar(&c.KafkaChatsTTL, "kafka-chats-ttl", 0,
+		"forget a known chat this long after it was first seen (0: never; else at least the raw topic's retention); a chat seen again after that is announced again")
 	fs.DurationVar(&c.ReceivedTimeTTL, "received-time-ttl", 7*24*time.Hour, "how long consumers keep the first time of raw events without a provider time, so that a provider's later retry derives the same events")
 	c.registerAccessFlags(fs)
 }
@@ -206,6 +212,9 @@ func (c Config) Validate() error {
 			return fmt.Errorf("kafka min in-sync replicas %d: want 0 (the broker's default) to the replication factor %d",
 				c.KafkaMinInSyncReplicas, max(c.KafkaReplication, 1))
 		}
+		if err := checkKafkaChatsTTL(c.KafkaChatsTTL, c.kafkaTopics().IngressRetention); err != nil {
+			return err
+		}
 	default:
 		return fmt.Errorf("broker %q: want nats or kafka", c.Broker)
 	}
@@ -234,11 +243,12 @@ type Backbone struct {
 	// Embedded is the in-process NATS server, when one was started.
 	Embedded *natsbroker.Embedded
 
-	cfg        Config
-	log        *zap.Logger
-	nats       *natsbroker.Broker
-	kafka      *kafkabroker.Broker
-	kafkaState *kafkastate.Store
+	cfg   Config
+	log   *zap.Logger
+	nats  *natsbroker.Broker
+	kafka *kafkabroker.Broker
+	// kafkaState is opened by State; the collector reads it on scrape.
+	kafkaState atomic.Pointer[kafkastate.Store]
 	kafkaTLS   *tls.Config
 	kafkaSASL  sasl.Mechanism
 	// stopKeep stops re-creating deleted subscriber consumers; kept is
@@ -356,14 +366,17 @@ type State struct {
 // memory.
 func (bb *Backbone) State(ctx context.Context) (State, error) {
 	if bb.kafka != nil {
-		if bb.kafkaState == nil {
-			st, err := kafkastate.Open(ctx, kafkastate.Config{
+		st := bb.kafkaState.Load()
+		if st == nil {
+			var err error
+			st, err = kafkastate.Open(ctx, kafkastate.Config{
 				Brokers:           bb.cfg.kafkaBrokers(),
 				Partitions:        bb.cfg.KafkaPartitions,
 				ReplicationFactor: bb.cfg.KafkaReplication,
 				MinInSyncReplicas: bb.cfg.KafkaMinInSyncReplicas,
 				DedupWindow:       bb.cfg.KafkaDedupWindow,
 				TimesTTL:          bb.cfg.ReceivedTimeTTL,
+				ChatsTTL:          bb.cfg.KafkaChatsTTL,
 				Logger:            bb.log.Named("kafka-state"),
 				TLS:               bb.kafkaTLS,
 				SASL:              bb.kafkaSASL,
@@ -371,9 +384,9 @@ func (bb *Backbone) State(ctx context.Context) (State, error) {
 			if err != nil {
 				return State{}, fmt.Errorf("state: %w", err)
 			}
-			bb.kafkaState = st
+			bb.kafkaState.Store(st)
 		}
-		return State{Labels: bb.kafkaState.Labels(), Chats: bb.kafkaState.Chats(), Dedup: bb.kafkaState.Dedup(), Times: bb.kafkaState.Times()}, nil
+		return State{Labels: st.Labels(), Chats: st.Chats(), Dedup: st.Dedup(), Times: st.Times()}, nil
 	}
 	scfg := bb.cfg.NATSStorage.state(bb.cfg.NATSReplicas)
 	scfg.Logger = bb.log.Named("nats-state")
@@ -426,13 +439,34 @@ func (bb *Backbone) ConsumerGroups() error {
 }
 
 // Collector exports the broker's storage use (streams, state buckets,
-// account, embedded server) as Prometheus metrics; nil on Kafka.
+// account, embedded server) as Prometheus metrics; on Kafka, the state
+// held in memory, once State has opened it.
 func (bb *Backbone) Collector() prometheus.Collector {
+	if bb.kafka != nil {
+		return kafkaStateCollector{&bb.kafkaState}
+	}
 	if bb.nats == nil {
 		return nil
 	}
 	return bb.nats.StorageCollector("KV_"+natsstate.DefaultLabelsBucket, "KV_"+natsstate.DefaultChatsBucket,
 		"KV_"+natsstate.DefaultTimesBucket, "KV_"+natsbroker.LeaseBucket)
+}
+
+var descChatsHeld = prometheus.NewDesc("wahook_state_chats_held",
+	"Known chats held in memory by the Kafka state, and those expired less than an hour ago until swept.", nil, nil)
+
+// kafkaStateCollector exports what the Kafka state holds in memory: nothing
+// before State opened it (an ingress never does).
+type kafkaStateCollector struct {
+	st *atomic.Pointer[kafkastate.Store]
+}
+
+func (c kafkaStateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descChatsHeld }
+
+func (c kafkaStateCollector) Collect(ch chan<- prometheus.Metric) {
+	if st := c.st.Load(); st != nil {
+		ch <- prometheus.MustNewConstMetric(descChatsHeld, prometheus.GaugeValue, float64(st.Chats().Held()))
+	}
 }
 
 // Close drains the connections, then stops the embedded server, if any.
@@ -442,8 +476,8 @@ func (bb *Backbone) Close(ctx context.Context) error {
 		bb.stopKeep()
 		<-bb.kept
 	}
-	if bb.kafkaState != nil {
-		if err := bb.kafkaState.Close(ctx); err != nil {
+	if st := bb.kafkaState.Load(); st != nil {
+		if err := st.Close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("close kafka state: %w", err))
 		}
 	}

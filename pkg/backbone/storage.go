@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/wahook/wahook/pkg/broker/kafkabroker"
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/state/natsstate"
 )
@@ -96,6 +97,24 @@ func (c StorageConfig) validate(embedded bool, replicas int, duplicates time.Dur
 	if s+b > maxStore {
 		return fmt.Errorf("the streams' (%s) and buckets' (%s) byte limits exceed the embedded store limit %s: raise WAHOOK_NATS_MAX_STORE or lower WAHOOK_NATS_*_MAX_BYTES",
 			formatByteSize(s), formatByteSize(b), formatByteSize(maxStore))
+	}
+	return nil
+}
+
+// checkKafkaChatsTTL refuses a Kafka chat TTL shorter than the raw topic's
+// retention (its default when zero, -1 forever), for the NATS TTL's reason:
+// a replayed raw event must still find the chat it made known.
+func checkKafkaChatsTTL(ttl, ingressRetention time.Duration) error {
+	if ingressRetention == 0 {
+		ingressRetention = kafkabroker.DefaultIngressRetention
+	}
+	switch {
+	case ttl == 0:
+		return nil
+	case ingressRetention < 0:
+		return fmt.Errorf("kafka chats TTL %s: want 0 (never), as the raw topic keeps its records forever", ttl)
+	case ttl < ingressRetention:
+		return fmt.Errorf("kafka chats TTL %s: want 0 (never) or at least the raw topic's retention %s", ttl, ingressRetention)
 	}
 	return nil
 }

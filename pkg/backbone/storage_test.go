@@ -3,6 +3,7 @@ package backbone
 import (
 	"context"
 	"flag"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/wahook/wahook/pkg/broker/kafkabroker"
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
+	"github.com/wahook/wahook/pkg/state/kafkastate"
 	"github.com/wahook/wahook/pkg/state/natsstate"
 )
 
@@ -110,6 +112,9 @@ func TestValidateStorage(t *testing.T) {
 		"high water over 1":                 {[]string{"-nats-storage-high-water", "1.5"}, "high-water"},
 		"min isr over replication": {[]string{"-broker", "kafka", "-kafka-brokers", "k:9092", "-kafka-replication", "2",
 			"-kafka-min-insync-replicas", "3"}, "min in-sync replicas 3"},
+		"kafka chats forgotten before raw events": {[]string{"-broker", "kafka", "-kafka-brokers", "k:9092", "-kafka-chats-ttl", "719h"},
+			"kafka chats TTL 719h0m0s: want 0 (never) or at least the raw topic's retention 720h0m0s"},
+		"negative kafka chats TTL": {[]string{"-broker", "kafka", "-kafka-brokers", "k:9092", "-kafka-chats-ttl", "-1h"}, "kafka chats TTL"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			err := parse(t, tc.args...).Validate()
@@ -159,11 +164,8 @@ func TestKafkaMinInSyncReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	bb := open(t, Config{Broker: "kafka", KafkaBrokers: strings.Join(c.ListenAddrs(), ","), KafkaPartitions: 2,
+	open(t, Config{Broker: "kafka", KafkaBrokers: strings.Join(c.ListenAddrs(), ","), KafkaPartitions: 2,
 		KafkaReplication: 3, KafkaMinInSyncReplicas: 2, KafkaDedupWindow: time.Hour})
-	if bb.Collector() != nil {
-		t.Error("Collector() on Kafka is not nil")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	resp, err := (&kafka.Client{Addr: kafka.TCP(c.ListenAddrs()...)}).DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{
@@ -175,5 +177,91 @@ func TestKafkaMinInSyncReplicas(t *testing.T) {
 	}
 	if got := resp.Resources[0].ConfigEntries[0].ConfigValue; got != "2" {
 		t.Errorf("%s min.insync.replicas = %s, want 2", kafkabroker.IngressTopic, got)
+	}
+}
+
+func TestKafkaChatsTTLFlag(t *testing.T) {
+	c := parse(t, "-broker", "kafka", "-kafka-brokers", "k:9092", "-kafka-chats-ttl", "720h")
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate with the chats TTL at the raw topic's retention: %v", err)
+	}
+	if c.KafkaChatsTTL != 720*time.Hour {
+		t.Errorf("KafkaChatsTTL = %s, want 720h", c.KafkaChatsTTL)
+	}
+	if d := parse(t).KafkaChatsTTL; d != 0 {
+		t.Errorf("default KafkaChatsTTL = %s, want 0", d)
+	}
+	for _, tt := range []struct {
+		ttl, retention time.Duration
+		ok             bool
+	}{
+		{0, 0, true},
+		{0, -1, true},
+		{time.Hour, -1, false},
+		{kafkabroker.DefaultIngressRetention, 0, true},
+		{kafkabroker.DefaultIngressRetention - time.Second, 0, false},
+		{48 * time.Hour, 48 * time.Hour, true},
+		{47 * time.Hour, 48 * time.Hour, false},
+		{-time.Hour, 48 * time.Hour, false},
+	} {
+		if err := checkKafkaChatsTTL(tt.ttl, tt.retention); (err == nil) != tt.ok {
+			t.Errorf("checkKafkaChatsTTL(%s, retention %s) = %v, want ok %v", tt.ttl, tt.retention, err, tt.ok)
+		}
+	}
+}
+
+// On Kafka the state is opened with the chats TTL, its chats topic deletes
+// what expired, and the collector exports the chats held once it is open.
+func TestKafkaChatsTTL(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	bb := open(t, Config{Broker: "kafka", KafkaBrokers: strings.Join(c.ListenAddrs(), ","), KafkaPartitions: 2,
+		KafkaDedupWindow: time.Hour, ReceivedTimeTTL: time.Hour, KafkaChatsTTL: 720 * time.Hour})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(bb.Collector())
+	held := func() (float64, bool) {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatalf("Gather: %v", err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "wahook_state_chats_held" {
+				return mf.GetMetric()[0].GetGauge().GetValue(), true
+			}
+		}
+		return 0, false
+	}
+	if v, ok := held(); ok {
+		t.Errorf("wahook_state_chats_held = %g before the state is open, want none", v)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, err := bb.State(ctx)
+	if err != nil {
+		t.Fatalf("State: %v", err)
+	}
+	if first, err := st.Chats.FirstSeen(ctx, "whapi", "C1", "1@s.whatsapp.net", "ev1"); err != nil || !first {
+		t.Fatalf("FirstSeen = %v, %v; want true", first, err)
+	}
+	if v, ok := held(); !ok || v != 1 {
+		t.Errorf("wahook_state_chats_held = %g (present %v), want 1", v, ok)
+	}
+	resp, err := (&kafka.Client{Addr: kafka.TCP(c.ListenAddrs()...)}).DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{
+		Resources: []kafka.DescribeConfigRequestResource{{ResourceType: kafka.ResourceTypeTopic,
+			ResourceName: kafkastate.DefaultChatsTopic, ConfigNames: []string{"cleanup.policy", "retention.ms"}}},
+	})
+	if err != nil || len(resp.Resources) != 1 {
+		t.Fatalf("DescribeConfigs = %+v, %v", resp, err)
+	}
+	got := map[string]string{}
+	for _, e := range resp.Resources[0].ConfigEntries {
+		got[e.ConfigName] = e.ConfigValue
+	}
+	if want := map[string]string{"cleanup.policy": "compact,delete", "retention.ms": "2595600000"}; !maps.Equal(got, want) {
+		t.Errorf("chats topic configs %v, want %v", got, want)
 	}
 }

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
@@ -91,7 +93,10 @@ func TestFetchSkipsDeletedRecords(t *testing.T) {
 // TestChatShard sets, updates and removes chats at random, across many
 // merges of the map into the sorted slice, against a plain map.
 func TestChatShard(t *testing.T) {
-	sh := chatShard{m: map[hashKey]chatEntry{}, other: map[hashKey]string{}}
+	if n := unsafe.Sizeof(coldChat{}); n != 48 {
+		t.Errorf("a chat in the slice takes %d bytes, want 48", n)
+	}
+	sh := newShard()
 	want := map[hashKey]chatEntry{}
 	rng := rand.New(rand.NewPCG(1, 2))
 	key := func() hashKey { return hashOf(strconv.Itoa(rng.IntN(30000))) }
@@ -102,8 +107,8 @@ func TestChatShard(t *testing.T) {
 			sh.remove(k)
 			delete(want, k)
 		default:
-			e := chatEntry{seenAt: int64(i), version: uint32(op), stale: op%2 == 0}
-			sh.set(k, e)
+			e := chatEntry{seenAt: int64(i), version: uint16(op), stale: op%2 == 0}
+			sh.set(k, e, 0)
 			want[k] = e
 		}
 	}
@@ -127,5 +132,112 @@ func TestChatShard(t *testing.T) {
 				t.Fatalf("entry(%x) found, want none", k)
 			}
 		}
+	}
+}
+
+// TestChatShardDropsGone sets chats of which some expire, and checks that
+// merges and sweeps drop those gone (chatsKept after their expiry) and
+// only those, the map's and the slice's alike.
+func TestChatShardDropsGone(t *testing.T) {
+	sh := newShard()
+	const n = 3 * minMerge
+	expiring := func(i int) bool { return i%3 != 0 }
+	for i := range n {
+		e := chatEntry{seenAt: int64(i) * int64(time.Second), version: 1}
+		if expiring(i) {
+			e.life = 10
+		}
+		sh.set(hashOf(strconv.Itoa(i)), e, 0)
+	}
+	if got := len(sh.cold) + len(sh.m); got != n {
+		t.Fatalf("%d chats held before any expiry, want %d", got, n)
+	}
+	// At now, chats 0 to half-1 are gone (expired at i+10s, gone an hour later).
+	half := n / 2
+	now := int64(half-1+10)*int64(time.Second) + int64(chatsKept)
+	sh.merge(now)
+	wantHeld := func(upTo int) int {
+		held := 0
+		for i := range n {
+			if !expiring(i) || i >= upTo {
+				held++
+			}
+		}
+		return held
+	}
+	if got, want := len(sh.cold)+len(sh.m), wantHeld(half); got != want {
+		t.Errorf("after a merge %d chats held, want %d", got, want)
+	}
+	if got := sh.sweep(now); got != 0 {
+		t.Errorf("a sweep at the same time dropped %d chats, want 0", got)
+	}
+	// Some new chats in the map, and later all expiring ones gone.
+	for i := n; i < n+100; i++ {
+		sh.set(hashOf(strconv.Itoa(i)), chatEntry{seenAt: int64(i) * int64(time.Second), life: 10}, now)
+	}
+	later := int64(n+200)*int64(time.Second) + int64(chatsKept)
+	if got, want := sh.sweep(later), wantHeld(half)-wantHeld(n)+100; got != want {
+		t.Errorf("sweep dropped %d chats, want %d", got, want)
+	}
+	if got, want := len(sh.cold)+len(sh.m), wantHeld(n); got != want {
+		t.Errorf("after the sweep %d chats held, want %d", got, want)
+	}
+	if sh.nextGone != math.MaxInt64 {
+		t.Errorf("nextGone = %d with no expiring chat held, want none", sh.nextGone)
+	}
+	for i := range n {
+		if _, ok := sh.entry(hashOf(strconv.Itoa(i))); ok == expiring(i) {
+			t.Fatalf("chat %d held = %v, want %v", i, ok, !expiring(i))
+		}
+	}
+}
+
+// TestChatRule walks the apply rule through its cases on hand-made
+// entries.
+func TestChatRule(t *testing.T) {
+	const s = int64(time.Second)
+	cur := chatEntry{seenAt: 100 * s, life: 50, version: 3} // expires at 150s
+	for name, tt := range map[string]struct {
+		give chatEntry
+		v    int64
+		want bool
+	}{
+		"claimed at the expiry":        {chatEntry{seenAt: 150 * s, life: 50}, 1, true},
+		"claimed before the expiry":    {chatEntry{seenAt: 149 * s, life: 50}, 1, false},
+		"older epoch, higher version":  {chatEntry{seenAt: 50 * s, life: 50}, 9, false},
+		"repair of the same epoch":     {chatEntry{seenAt: 100 * s, life: 50}, 4, true},
+		"stale record of the epoch":    {chatEntry{seenAt: 100 * s, life: 50}, 3, false},
+		"never expiring, lower":        {chatEntry{seenAt: 120 * s}, 2, false},
+		"never expiring, after expiry": {chatEntry{seenAt: 160 * s}, 1, true},
+	} {
+		if got := wins(cur, tt.give, tt.v); got != tt.want {
+			t.Errorf("%s: wins = %v, want %v", name, got, tt.want)
+		}
+	}
+	never := chatEntry{seenAt: 100 * s, version: 1}
+	if wins(never, chatEntry{seenAt: 1000 * s, life: 1}, 1) {
+		t.Error("a claim won over a chat that never expires")
+	}
+	if !wins(never, chatEntry{seenAt: 100 * s}, 2) {
+		t.Error("a repair lost to a chat that never expires")
+	}
+}
+
+func TestLifeOf(t *testing.T) {
+	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	for give, want := range map[time.Duration]uint32{
+		time.Hour:                  3600,
+		time.Hour + 1:              3601,
+		0:                          1,
+		-time.Hour:                 1,
+		137 * 365 * 24 * time.Hour: 0,
+	} {
+		exp := at.Add(give)
+		if got := lifeOf(chatRecord{Chat: state.Chat{FirstSeenAt: at}, ExpiresAt: &exp}); got != want {
+			t.Errorf("lifeOf(expiry %v after first seen) = %d, want %d", give, got, want)
+		}
+	}
+	if got := lifeOf(chatRecord{Chat: state.Chat{FirstSeenAt: at}}); got != 0 {
+		t.Errorf("lifeOf(no expiry) = %d, want 0", got)
 	}
 }

@@ -94,6 +94,13 @@ type Config struct {
 	// zero; the oldest are forgotten first.
 	TimesTTL    time.Duration
 	TimesMaxIDs int
+	// ChatsTTL forgets a known chat that long after it was first seen, as
+	// natsstate's: a chat seen again later is claimed again, and announced
+	// again. Zero, the default, never forgets. Each claim carries its
+	// expiry, so that processes agree whatever their own ChatsTTL; the
+	// chats topic Open creates then deletes records older than the TTL and
+	// an hour (see the package documentation).
+	ChatsTTL time.Duration
 	// CatchUpCache lets one catch-up (a partition's end offset read, then
 	// the wait for it) serve the reads that start within this long after
 	// it was asked for, instead of one round trip each. Zero, the default,
@@ -174,6 +181,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("kafkastate: times bound %d, want at least 1", c.TimesMaxIDs)
 	case c.CatchUpCache < 0:
 		return fmt.Errorf("kafkastate: negative catch-up cache %v", c.CatchUpCache)
+	case c.ChatsTTL < 0 || c.ChatsTTL > 0 && c.ChatsTTL < time.Second:
+		return fmt.Errorf("kafkastate: chats TTL %v, want 0 (never) or at least 1s", c.ChatsTTL)
 	}
 	return nil
 }
@@ -244,7 +253,7 @@ func (s *Store) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.checkCompacted(ctx, s.cfg.LabelsTopic, s.cfg.ChatsTopic); err != nil {
+	if err := s.checkTopics(ctx); err != nil {
 		return err
 	}
 	labels := newTopic(s.cfg.LabelsTopic, counts[s.cfg.LabelsTopic])
@@ -286,7 +295,27 @@ func (s *Store) open(ctx context.Context) error {
 		}
 	}
 	s.chats.compact()
+	s.wg.Add(1)
+	go s.sweep(sweepEvery(s.cfg.ChatsTTL))
 	return nil
+}
+
+// sweep drops the chats gone from memory every interval until Close. It
+// runs whatever ChatsTTL is: other processes' claims may carry an expiry.
+func (s *Store) sweep(every time.Duration) {
+	defer s.wg.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			if n := s.chats.sweep(); n > 0 {
+				s.log.Debug("expired chats dropped from memory", zap.Int("chats", n))
+			}
+		}
+	}
 }
 
 // createTopics creates the missing topics; an existing topic is left as it
@@ -325,8 +354,15 @@ func (s *Store) createTopics(ctx context.Context) error {
 			),
 		}
 	}
+	// Chats that expire leave with their segments once no process holds
+	// them (see chatsKept); compaction still keeps a key's last record.
+	chats := compacted(s.cfg.ChatsTopic)
+	if ttl := s.cfg.ChatsTTL; ttl > 0 {
+		chats.ConfigEntries[0].ConfigValue = "compact,delete"
+		chats.ConfigEntries = append(chats.ConfigEntries, kafka.ConfigEntry{ConfigName: "retention.ms", ConfigValue: ms(ttl + chatsKept)})
+	}
 	resp, err := s.client.CreateTopics(ctx, &kafka.CreateTopicsRequest{
-		Topics: []kafka.TopicConfig{compacted(s.cfg.LabelsTopic), compacted(s.cfg.ChatsTopic),
+		Topics: []kafka.TopicConfig{compacted(s.cfg.LabelsTopic), chats,
 			windowed(s.cfg.DedupTopic, s.cfg.DedupWindow), windowed(s.cfg.TimesTopic, s.cfg.TimesTTL)},
 	})
 	if err != nil {
@@ -375,13 +411,17 @@ func (s *Store) partitionCounts(ctx context.Context) (map[string]int, error) {
 	}
 }
 
-// checkCompacted refuses state topics that are not compacted: a delete
-// policy would drop a channel's labels and known chats once they are old.
-func (s *Store) checkCompacted(ctx context.Context, names ...string) error {
+// checkTopics refuses state topics whose cleanup would lose state that
+// processes still hold: the labels and the chats topics must be compacted,
+// and must not delete records by age, but for chats that expire, which
+// then must be kept for their TTL and chatsKept (no process holds them
+// longer). A topic that only grows is logged: restores read ever more.
+func (s *Store) checkTopics(ctx context.Context) error {
+	names := []string{s.cfg.LabelsTopic, s.cfg.ChatsTopic, s.cfg.DedupTopic, s.cfg.TimesTopic}
 	req := &kafka.DescribeConfigsRequest{}
 	for _, n := range names {
 		req.Resources = append(req.Resources, kafka.DescribeConfigRequestResource{
-			ResourceType: kafka.ResourceTypeTopic, ResourceName: n, ConfigNames: []string{"cleanup.policy"},
+			ResourceType: kafka.ResourceTypeTopic, ResourceName: n, ConfigNames: []string{"cleanup.policy", "retention.ms"},
 		})
 	}
 	resp, err := s.client.DescribeConfigs(ctx, req)
@@ -392,10 +432,41 @@ func (s *Store) checkCompacted(ctx context.Context, names ...string) error {
 		if r.Error != nil {
 			return fmt.Errorf("kafkastate: describe topic %s: %w", r.ResourceName, r.Error)
 		}
+		policy, described, retention := "", false, int64(-1)
 		for _, e := range r.ConfigEntries {
-			if e.ConfigName == "cleanup.policy" && !strings.Contains(e.ConfigValue, "compact") {
-				return fmt.Errorf("kafkastate: topic %s has cleanup.policy=%s, want compact", r.ResourceName, e.ConfigValue)
+			switch e.ConfigName {
+			case "cleanup.policy":
+				policy, described = e.ConfigValue, true
+			case "retention.ms":
+				if v, err := strconv.ParseInt(e.ConfigValue, 10, 64); err == nil {
+					retention = v
+				}
 			}
+		}
+		compacts, deletes := false, false
+		for _, p := range strings.Split(policy, ",") {
+			compacts = compacts || strings.TrimSpace(p) == "compact"
+			deletes = deletes || strings.TrimSpace(p) == "delete"
+		}
+		name, ttl := r.ResourceName, s.cfg.ChatsTTL
+		switch {
+		case !described:
+			// A broker that does not tell: nothing to check.
+		case name != s.cfg.LabelsTopic && name != s.cfg.ChatsTopic:
+			if !deletes {
+				s.log.Warn("state topic keeps every record: restores read ever more", zap.String("topic", name), zap.String("cleanup.policy", policy))
+			}
+		case !compacts:
+			return fmt.Errorf("kafkastate: topic %s has cleanup.policy=%s, want compact", name, policy)
+		case deletes && (name == s.cfg.LabelsTopic || ttl == 0):
+			return fmt.Errorf("kafkastate: topic %s has cleanup.policy=%s: records deleted by age would take state kept forever; want compact, or for chats a chats TTL",
+				name, policy)
+		case deletes && retention >= 0 && retention < (ttl+chatsKept).Milliseconds():
+			return fmt.Errorf("kafkastate: topic %s has retention.ms=%d: records deleted before chats expire; want at least the chats TTL %s and %s",
+				name, retention, ttl, chatsKept)
+		case name == s.cfg.ChatsTopic && ttl > 0 && !deletes:
+			s.log.Warn("chats topic keeps expired chats: restores read them all; add delete to its cleanup.policy, with retention.ms the chats TTL and an hour",
+				zap.String("topic", name), zap.String("cleanup.policy", policy))
 		}
 	}
 	return nil

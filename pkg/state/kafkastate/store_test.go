@@ -382,6 +382,8 @@ func TestOpenValidates(t *testing.T) {
 		"times topic":  {Brokers: []string{"x:9092"}, TimesTopic: kafkastate.DefaultDedupTopic},
 		"short TTL":    {Brokers: []string{"x:9092"}, TimesTTL: time.Millisecond},
 		"times bound":  {Brokers: []string{"x:9092"}, TimesMaxIDs: -1},
+		"negative TTL": {Brokers: []string{"x:9092"}, ChatsTTL: -time.Hour},
+		"chats TTL":    {Brokers: []string{"x:9092"}, ChatsTTL: 500 * time.Millisecond},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if s, err := kafkastate.Open(testCtx(t), cfg); err == nil {
