@@ -85,15 +85,20 @@ func CachedReady(ready func(ctx context.Context) error, ttl time.Duration) func(
 		at    time.Time
 		last  error
 	)
-	return func(ctx context.Context) error {
+	cached := func() (bool, error) {
 		mu.Lock()
-		if !at.IsZero() && time.Since(at) < ttl {
-			err := last
-			mu.Unlock()
+		defer mu.Unlock()
+		return !at.IsZero() && time.Since(at) < ttl, last
+	}
+	return func(ctx context.Context) error {
+		if ok, err := cached(); ok {
 			return err
 		}
-		mu.Unlock()
 		ch := group.DoChan("ready", func() (any, error) {
+			// A run may have ended between the look above and this one.
+			if ok, err := cached(); ok {
+				return nil, err
+			}
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readyTimeout)
 			defer cancel()
 			err := ready(rctx)
