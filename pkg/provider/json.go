@@ -102,18 +102,21 @@ func Text(raw json.RawMessage) string {
 
 // ContentKey identifies a JSON value by its canonical form (object keys
 // sorted, insignificant white space dropped), so that a retried delivery
-// re-serialised by the provider keeps its identity.
+// re-serialised by the provider keeps its identity. The form is the one
+// json.Marshal gives the value decoded into an any with UseNumber, written
+// in one pass without building the value: identities stored by earlier
+// versions stay valid.
 func ContentKey(data []byte) (string, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return "", fmt.Errorf("canonical json: %w", err)
-	}
-	canon, err := json.Marshal(v)
+	c := canonPool.Get().(*canon)
+	defer c.release()
+	form, err := c.canonicalize(data)
 	if err != nil {
 		return "", fmt.Errorf("canonical json: %w", err)
 	}
-	sum := sha256.Sum256(canon)
-	return "sha256:" + hex.EncodeToString(sum[:]), nil
+	sum := sha256.Sum256(form)
+	const prefix = "sha256:"
+	var key [len(prefix) + 2*sha256.Size]byte
+	copy(key[:], prefix)
+	hex.Encode(key[len(prefix):], sum[:])
+	return string(key[:]), nil
 }
