@@ -3,7 +3,6 @@ package kafkastate_test
 import (
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -87,46 +86,8 @@ func TestChatsReclaimRaceAcrossStores(t *testing.T) {
 		firstSeen(t, s1, name(i), "old", true)
 	}
 	clk.Add(time.Hour + time.Second)
-	got := make([][2]bool, chats)
-	errs := make(chan error, 2*chats)
-	var wg sync.WaitGroup
-	for i := range chats {
-		start := make(chan struct{})
-		for j, s := range []*kafkastate.Store{s1, s2} {
-			wg.Go(func() {
-				<-start
-				first, err := s.Chats().FirstSeen(testCtx(t), prov, chan1, name(i), []string{"a", "b"}[j])
-				got[i][j] = first
-				errs <- err
-			})
-		}
-		close(start)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatalf("FirstSeen: %v", err)
-		}
-	}
-	winners := make([]string, chats)
-	for i, g := range got {
-		if g[0] == g[1] {
-			t.Fatalf("chat %d: store 1 first = %v, store 2 first = %v; want exactly one", i, g[0], g[1])
-		}
-		winners[i] = map[bool]string{true: "a", false: "b"}[g[0]]
-	}
-	agree := func(what string, s *kafkastate.Store) {
-		t.Helper()
-		for i, w := range winners {
-			for _, ev := range []string{"old", "a", "b"} {
-				firstSeen(t, s, name(i), ev, ev == w)
-			}
-		}
-		if t.Failed() {
-			t.Fatalf("%s disagrees on the winners", what)
-		}
-	}
+	winners := raceFirstSeen(t, s1, s2, chats, name)
+	agree := func(what string, s *kafkastate.Store) { agreeOnWinners(t, what, s, winners, name, "old", "a", "b") }
 	agree("store 1", s1)
 	agree("store 2", s2)
 	for i := range chats {

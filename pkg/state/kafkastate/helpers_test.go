@@ -190,3 +190,54 @@ func (c *clock) Add(d time.Duration) {
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
 }
+
+// raceFirstSeen has s1 and s2 see each of chats chats (named by name) at
+// once, s1 with event "a" and s2 with "b", and returns each chat's winner:
+// it fails t unless exactly one of them was first.
+func raceFirstSeen(t *testing.T, s1, s2 *kafkastate.Store, chats int, name func(int) string) []string {
+	t.Helper()
+	got := make([][2]bool, chats)
+	errs := make(chan error, 2*chats)
+	var wg sync.WaitGroup
+	for i := range chats {
+		start := make(chan struct{})
+		for j, s := range []*kafkastate.Store{s1, s2} {
+			wg.Go(func() {
+				<-start
+				first, err := s.Chats().FirstSeen(testCtx(t), prov, chan1, name(i), []string{"a", "b"}[j])
+				got[i][j] = first
+				errs <- err
+			})
+		}
+		close(start)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("FirstSeen: %v", err)
+		}
+	}
+	winners := make([]string, chats)
+	for i, g := range got {
+		if g[0] == g[1] {
+			t.Fatalf("chat %d: store 1 first = %v, store 2 first = %v; want exactly one", i, g[0], g[1])
+		}
+		winners[i] = map[bool]string{true: "a", false: "b"}[g[0]]
+	}
+	return winners
+}
+
+// agreeOnWinners fails t unless s answers each chat's winner, and only it,
+// as first among events.
+func agreeOnWinners(t *testing.T, what string, s *kafkastate.Store, winners []string, name func(int) string, events ...string) {
+	t.Helper()
+	for i, w := range winners {
+		for _, ev := range events {
+			firstSeen(t, s, name(i), ev, ev == w)
+		}
+	}
+	if t.Failed() {
+		t.Fatalf("%s disagrees on the winners", what)
+	}
+}

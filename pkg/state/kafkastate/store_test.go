@@ -156,53 +156,9 @@ func TestFirstSeenRaceAcrossStores(t *testing.T) {
 	cfg := freshConfig(c)
 	s1, s2 := open(t, cfg), open(t, cfg)
 	const chats = 40
-	type answer struct{ a, b bool }
-	got := make([]answer, chats)
-	var wg sync.WaitGroup
-	errs := make(chan error, 2*chats)
-	for i := range chats {
-		chat := fmt.Sprintf("%d@s.whatsapp.net", i)
-		start := make(chan struct{})
-		wg.Go(func() {
-			<-start
-			first, err := s1.Chats().FirstSeen(testCtx(t), prov, chan1, chat, "a")
-			got[i].a = first
-			errs <- err
-		})
-		wg.Go(func() {
-			<-start
-			first, err := s2.Chats().FirstSeen(testCtx(t), prov, chan1, chat, "b")
-			got[i].b = first
-			errs <- err
-		})
-		close(start)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatalf("FirstSeen: %v", err)
-		}
-	}
-	winners := make([]string, chats)
-	for i, g := range got {
-		if g.a == g.b {
-			t.Fatalf("chat %d: store 1 first = %v, store 2 first = %v; want exactly one", i, g.a, g.b)
-		}
-		winners[i] = map[bool]string{true: "a", false: "b"}[g.a]
-	}
-	agree := func(name string, s *kafkastate.Store) {
-		t.Helper()
-		for i, w := range winners {
-			chat := fmt.Sprintf("%d@s.whatsapp.net", i)
-			for _, ev := range []string{"a", "b"} {
-				firstSeen(t, s, chat, ev, ev == w)
-			}
-		}
-		if t.Failed() {
-			t.Fatalf("%s disagrees on the winners", name)
-		}
-	}
+	name := func(i int) string { return fmt.Sprintf("%d@s.whatsapp.net", i) }
+	winners := raceFirstSeen(t, s1, s2, chats, name)
+	agree := func(what string, s *kafkastate.Store) { agreeOnWinners(t, what, s, winners, name, "a", "b") }
 	agree("store 1", s1)
 	agree("store 2", s2)
 
