@@ -25,9 +25,10 @@ import (
 )
 
 // BenchmarkDeriveLabelChanged measures raw events per second through one
-// label-changed consumer on the embedded server: fetch, decode, interpret
-// a Whapi chats.patch, derive the label difference, publish the derived
-// events with durable acks, acknowledge the raw event.
+// label-changed consumer on the embedded server, subscribed as it
+// subscribes (its filter subjects): fetch, decode, interpret a Whapi
+// chats.patch, derive the label difference, publish the derived events
+// with durable acks, acknowledge the raw event.
 func BenchmarkDeriveLabelChanged(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -56,23 +57,23 @@ func BenchmarkDeriveLabelChanged(b *testing.B) {
 
 	var done atomic.Int64
 	finished := make(chan struct{})
+	counting := &countingSubscriber{Subscriber: br, onDone: func() {
+		if done.Add(1) == int64(b.N) {
+			close(finished)
+		}
+	}}
 	c, err := consumer.New(consumer.Config{
 		Deriver: label.Deriver{Registry: derivetest.NewLabelRegistry()}, Providers: providers,
-		Subscriber: br, Publisher: br, Binding: envelope.NATS, Concurrency: 64,
+		Subscriber: counting, Publisher: br, Binding: envelope.NATS, Group: "bench", Concurrency: 64,
 		Metrics: consumer.NewMetrics(prometheus.NewRegistry()),
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
 	runCtx, stop := context.WithCancel(ctx)
-	counting := &countingSubscriber{Subscriber: br, onDone: func() {
-		if done.Add(1) == int64(b.N) {
-			close(finished)
-		}
-	}}
 	b.ResetTimer()
 	start := time.Now()
-	go func() { _ = counting.run(runCtx, c) }()
+	go func() { _ = c.Run(runCtx) }()
 	<-finished
 	elapsed := time.Since(start)
 	b.StopTimer()
@@ -80,21 +81,21 @@ func BenchmarkDeriveLabelChanged(b *testing.B) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "raw-events/s")
 }
 
-// countingSubscriber counts raw events whose handling finished.
+// countingSubscriber counts raw events whose handling finished, under the
+// subscription the consumer asks for.
 type countingSubscriber struct {
 	broker.Subscriber
 	onDone func()
 }
 
-func (s *countingSubscriber) run(ctx context.Context, c *consumer.Consumer) error {
-	return s.Subscribe(ctx, broker.Subscription{Topic: envelope.IngressTopic, Group: "bench", Concurrency: 64},
-		func(ctx context.Context, m broker.Received) error {
-			err := c.Handle(ctx, m)
-			if err == nil || broker.IsPermanent(err) {
-				s.onDone()
-			}
-			return err
-		})
+func (s *countingSubscriber) Subscribe(ctx context.Context, sub broker.Subscription, h broker.Handler) error {
+	return s.Subscriber.Subscribe(ctx, sub, func(ctx context.Context, m broker.Received) error {
+		err := h(ctx, m)
+		if err == nil || broker.IsPermanent(err) {
+			s.onDone()
+		}
+		return err
+	})
 }
 
 // mixedRaws is every documented example of the three providers in turn,
