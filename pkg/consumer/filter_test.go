@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"github.com/wahook/wahook/pkg/broker/natsbroker/natstest"
 	"github.com/wahook/wahook/pkg/consumer"
 	"github.com/wahook/wahook/pkg/derive"
+	"github.com/wahook/wahook/pkg/derive/derivetest"
 	"github.com/wahook/wahook/pkg/derive/label"
 	"github.com/wahook/wahook/pkg/envelope"
 	"github.com/wahook/wahook/pkg/fact"
@@ -122,28 +125,69 @@ func TestFilterSubjects(t *testing.T) {
 	}
 	// received.notification is under received.>: JetStream refuses
 	// overlapping filters.
-	if got, want := filter(chatDeriver{}, zapi.New()), []string{"wahook.ingress.zapi.*.delivery", "wahook.ingress.zapi.*.received.>"}; !slices.Equal(got, want) {
+	if got, want := filter(streamOf(derive.ChatCreated), zapi.New()), []string{"wahook.ingress.zapi.*.delivery", "wahook.ingress.zapi.*.received.>"}; !slices.Equal(got, want) {
 		t.Errorf("chat-created filter of zapi = %q, want %q", got, want)
 	}
 	if got, want := filter(label.Deriver{}, undeclared{}), []string{"wahook.ingress.acme.>"}; !slices.Equal(got, want) {
 		t.Errorf("filter of a provider without Feeds = %q, want %q", got, want)
 	}
-	if got := filter(otherStream{}, allProviders...); got != nil {
+	if got := filter(streamOf("elsewhere"), allProviders...); got != nil {
 		t.Errorf("filter of a stream no Feeds name = %q, want none", got)
 	}
 }
 
-type chatDeriver struct{}
-
-func (chatDeriver) Stream() string { return derive.ChatCreated }
-func (chatDeriver) Derive(context.Context, derive.Raw, fact.Facts) ([]derive.Event, error) {
-	return nil, nil
+// TestFilterMatchesFeeds: a raw event's subject matches a stream's filter
+// exactly when its provider's Feeds say the stream reads its kind, for
+// every kind of the providers' documented examples, on any channel.
+func TestFilterMatchesFeeds(t *testing.T) {
+	metrics := consumer.NewMetrics(prometheus.NewRegistry())
+	b := natstest.Broker(t, natsbroker.Config{})
+	for _, d := range []derive.Deriver{label.Deriver{}, streamOf(derive.ChatCreated), streamOf(derive.Call), streamOf(derive.GroupNotification)} {
+		c, err := consumer.New(consumer.Config{Deriver: d, Providers: allProviders, Subscriber: b, Publisher: b, Metrics: metrics})
+		if err != nil {
+			t.Fatal(err)
+		}
+		filter := c.Filter()
+		for _, p := range allProviders {
+			feeds, _ := provider.FeedsOf(p)
+			kinds := []string{provider.KindUnknown}
+			for _, it := range derivetest.Fixtures(t, p, filepath.Join("..", "provider", p.Name(), "testdata")) {
+				kinds = append(kinds, it.Kind)
+			}
+			for _, kind := range kinds {
+				for _, channel := range []string{"CH", "instance.id"} {
+					subject := envelope.IngressSubject(p.Name(), channel, kind)
+					matched := slices.ContainsFunc(filter, func(f string) bool { return subjectMatch(f, subject) })
+					if want := feeds.Reads(d.Stream(), kind); matched != want {
+						t.Errorf("%s: %s matches the filter: %v; Feeds say the stream reads it: %v", d.Stream(), subject, matched, want)
+					}
+				}
+			}
+		}
+	}
 }
 
-type otherStream struct{}
+// subjectMatch reports whether subject matches the NATS filter f.
+func subjectMatch(f, subject string) bool {
+	ft, st := strings.Split(f, "."), strings.Split(subject, ".")
+	for i, tok := range ft {
+		switch {
+		case tok == ">":
+			return len(st) > i
+		case i >= len(st):
+			return false
+		case tok != "*" && tok != st[i]:
+			return false
+		}
+	}
+	return len(ft) == len(st)
+}
 
-func (otherStream) Stream() string { return "elsewhere" }
-func (otherStream) Derive(context.Context, derive.Raw, fact.Facts) ([]derive.Event, error) {
+// streamOf derives nothing for the stream it names.
+type streamOf string
+
+func (s streamOf) Stream() string { return string(s) }
+func (streamOf) Derive(context.Context, derive.Raw, fact.Facts) ([]derive.Event, error) {
 	return nil, nil
 }
 
