@@ -145,6 +145,14 @@ type Subscription struct {
 	// Progress, when set, reports the subscription's progress while
 	// Subscribe runs (see Progress).
 	Progress *Progress
+	// Skip, when set, is asked about each message, by its headers alone,
+	// before the message is queued: a message it reports is acknowledged
+	// at once (Kafka: committed), without calling the handler or waiting
+	// for the key's earlier messages. It passes over what a subscriber
+	// does not read where Filter cannot (Kafka records have no subject),
+	// and what a narrowed Filter no longer matches but the server still
+	// holds for redelivery. It must be quick and must not block.
+	Skip func(Header) bool
 }
 
 // ErrPanic is wrapped by the error a handler's panic becomes.

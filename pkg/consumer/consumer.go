@@ -9,12 +9,22 @@
 // order holds; any other failure is retried MaxAttempts times, a panic not
 // at all, and the raw event is then dead-lettered with the reason
 // (poisoned) so that its chat goes on.
+//
+// A consumer receives only the raw kinds its stream reads, as each
+// provider's Feeds declare them: on NATS the durable consumer's filter
+// subjects name them (per provider, any channel), and records of other
+// kinds are passed over by their type header without being decoded, which
+// is all a Kafka consumer can do. A kind no stream reads is read by no
+// consumer: it stays in the raw stream, from which a derivation that comes
+// to read it replays; an uninterpretable raw event is dead-lettered by the
+// streams that read its kind.
 package consumer
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -119,8 +129,13 @@ type Consumer struct {
 	cfg       Config
 	stream    string
 	providers map[string]provider.Provider
-	log       *zap.Logger
-	progress  *broker.Progress
+	// feeds are the providers' Feeds by provider name, nil for a provider
+	// that declares none (read whole); nil altogether when the stream is
+	// none of derive.Streams, which no Feeds name (read whole too).
+	feeds    map[string]provider.Feeds
+	notRead  prometheus.Counter
+	log      *zap.Logger
+	progress *broker.Progress
 }
 
 // New checks cfg and returns a consumer.
@@ -134,17 +149,75 @@ func New(cfg Config) (*Consumer, error) {
 	for _, p := range cfg.Providers {
 		c.providers[p.Name()] = p
 	}
+	if slices.Contains(derive.Streams, c.stream) {
+		c.feeds = map[string]provider.Feeds{}
+		for _, p := range cfg.Providers {
+			f, ok := provider.FeedsOf(p)
+			if ok {
+				if err := f.Check(); err != nil {
+					return nil, fmt.Errorf("consumer: %s: %w", p.Name(), err)
+				}
+			}
+			c.feeds[p.Name()] = f
+		}
+	}
+	c.notRead = cfg.Metrics.processed.WithLabelValues(c.stream, "not_read")
 	return c, nil
+}
+
+// Filter returns the raw subjects the stream reads: for each provider, the
+// kinds its Feeds say the stream reads, on any channel, or all of the
+// provider's subjects when it declares no Feeds. Nil means the whole raw
+// stream: a stream the Feeds do not know, or one no provider feeds (an
+// empty filter list is the whole stream to JetStream too; Skip then passes
+// over each raw event).
+func (c *Consumer) Filter() []string {
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(c.feeds)) {
+		p := envelope.IngressTopic + "." + envelope.Token(name) + "."
+		f := c.feeds[name]
+		if f == nil {
+			out = append(out, p+">")
+			continue
+		}
+		for _, k := range f.Kinds(c.stream) {
+			out = append(out, p+"*."+k)
+		}
+	}
+	return out
+}
+
+// skip reports a raw event of a kind the stream does not read, by its
+// headers alone: the Subscription's Skip. What is not a raw event or names
+// a provider the consumer does not serve is handled, and dead-lettered.
+func (c *Consumer) skip(h broker.Header) bool {
+	name, kind, ok := envelope.RawKind(h, c.cfg.Binding)
+	if !ok {
+		return false
+	}
+	f := c.feeds[name]
+	if f == nil || f.Reads(c.stream, kind) {
+		return false
+	}
+	c.notRead.Inc()
+	return true
 }
 
 // Run consumes until ctx is done, then finishes the raw events in flight.
 func (c *Consumer) Run(ctx context.Context) error {
 	c.cfg.Metrics.watch(c.stream, c.progress)
+	filter := c.Filter()
 	c.log.Info("derived stream consumer started", zap.String("group", c.cfg.Group),
-		zap.Int("partition", c.cfg.Partition), zap.Int("partitions", c.cfg.Partitions))
+		zap.Int("partition", c.cfg.Partition), zap.Int("partitions", c.cfg.Partitions), zap.Strings("filter", filter))
+	var skip func(broker.Header) bool
+	if c.feeds != nil {
+		skip = c.skip
+	}
 	err := c.cfg.Subscriber.Subscribe(ctx, broker.Subscription{
 		Topic:       envelope.IngressTopic,
 		Group:       c.cfg.Group,
+		Filter:      filter,
+		Skip:        skip,
 		StartTime:   c.cfg.StartTime,
 		Concurrency: c.cfg.Concurrency,
 		Partition:   c.cfg.Partition,
@@ -348,7 +421,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		processed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "wahook", Subsystem: "consumer", Name: "raw_events_total",
-			Help: "Raw events processed, by stream and outcome (derived, skipped, duplicate, dead_lettered, error, poisoned).",
+			Help: "Raw events processed, by stream and outcome (derived, skipped, duplicate, dead_lettered, error, poisoned, not_read: of a kind the stream does not read, passed over undecoded).",
 		}, []string{"stream", "outcome"}),
 		derived: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "wahook", Subsystem: "consumer", Name: "derived_events_total",

@@ -149,3 +149,23 @@ type ChatRegistry interface {
 	// different events.
 	FirstSeen(ctx context.Context, provider, channel, chat, eventID string) (bool, error)
 }
+
+// StreamsOf returns the streams whose derivation reads some of f, in the
+// order of Streams: what a provider's Feeds must declare for the kind f
+// came from.
+func StreamsOf(f fact.Facts) []string {
+	var out []string
+	if len(f.LabelSets)+len(f.LabelAssocs)+len(f.LabelUpserts)+len(f.LabelDeletes) > 0 {
+		out = append(out, LabelChanged)
+	}
+	if len(f.ChatsCreated)+len(f.ChatsSeen) > 0 {
+		out = append(out, ChatCreated)
+	}
+	if len(f.Calls) > 0 {
+		out = append(out, Call)
+	}
+	if len(f.Groups) > 0 {
+		out = append(out, GroupNotification)
+	}
+	return out
+}

@@ -1,9 +1,11 @@
 package derive_test
 
 import (
+	"context"
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/derive/call"
@@ -12,6 +14,7 @@ import (
 	"github.com/wahook/wahook/pkg/derive/group"
 	"github.com/wahook/wahook/pkg/derive/label"
 	"github.com/wahook/wahook/pkg/envelope"
+	"github.com/wahook/wahook/pkg/fact"
 	"github.com/wahook/wahook/pkg/provider"
 	"github.com/wahook/wahook/pkg/provider/waha"
 	"github.com/wahook/wahook/pkg/provider/whapi"
@@ -72,6 +75,43 @@ func TestAllFixtures(t *testing.T) {
 				if counts[s] == 0 {
 					t.Errorf("%s fixtures gave no %s events", p.Name(), s)
 				}
+			}
+		})
+	}
+}
+
+// TestStreamsOf: StreamsOf names exactly the streams whose deriver derives
+// events from facts of each kind, so that a provider's Feeds, checked
+// against it, say what each consumer needs.
+func TestStreamsOf(t *testing.T) {
+	const chat = "5511999999999@s.whatsapp.net"
+	for name, f := range map[string]fact.Facts{
+		"label set":    {LabelSets: []fact.LabelSet{{Chat: chat, After: []fact.Label{{ID: "1"}}}}},
+		"label assoc":  {LabelAssocs: []fact.LabelAssoc{{Chat: chat, Label: fact.Label{ID: "1"}, Assigned: true}}},
+		"label upsert": {LabelUpserts: []fact.Label{{ID: "1", Name: "New"}}},
+		"label delete": {LabelDeletes: []fact.LabelRef{{ID: "1"}}},
+		"chat created": {ChatsCreated: []fact.ChatCreated{{Chat: chat}}},
+		"chat seen":    {ChatsSeen: []fact.ChatSeen{{Chat: chat}}},
+		"call":         {Calls: []fact.Call{{CallID: "c1", Chat: chat, State: fact.CallOffered, Status: "ringing"}}},
+		"group":        {Groups: []fact.GroupChange{{Chat: "1203@g.us", Change: fact.GroupCreated}}},
+		"nothing":      {},
+	} {
+		t.Run(name, func(t *testing.T) {
+			raw := derive.Raw{ID: "raw-1", Provider: "zapi", Channel: "C", Kind: "k", Time: time.Unix(1747391325, 0)}
+			var got []string
+			for _, d := range derivers() {
+				evs, err := d.Derive(context.Background(), raw, f)
+				if err != nil {
+					t.Fatalf("%s: Derive: %v", d.Stream(), err)
+				}
+				if len(evs) > 0 {
+					got = append(got, d.Stream())
+				}
+			}
+			slices.Sort(got)
+			want := slices.Sorted(slices.Values(derive.StreamsOf(f)))
+			if !slices.Equal(got, want) {
+				t.Errorf("streams deriving events = %v, StreamsOf = %v", got, want)
 			}
 		})
 	}

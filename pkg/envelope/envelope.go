@@ -230,6 +230,25 @@ func Decode(m broker.Message, b Binding) (event.Event, error) {
 	return ev, nil
 }
 
+// RawKind reads a raw event's provider and kind from its headers alone, as
+// DecodeRaw reads them (the provider extension, the type after
+// io.wahook.ingress.{provider}.), without decoding the rest: consumers
+// pass over the kinds they do not read with it. It reports false when the
+// headers are not those of a raw event.
+func RawKind(h broker.Header, b Binding) (provider, kind string, ok bool) {
+	provider = b.decode(h.Get(b.Prefix + ExtProvider))
+	typ := b.decode(h.Get(b.Prefix + AttrType))
+	rest, ok := strings.CutPrefix(typ, IngressTypePrefix)
+	if !ok || provider == "" {
+		return "", "", false
+	}
+	kind, ok = strings.CutPrefix(rest, provider+".")
+	if !ok || kind == "" {
+		return "", "", false
+	}
+	return provider, kind, true
+}
+
 // DecodeRaw reads a raw event's attributes from a binary-mode message
 // without building a full CloudEvent: consumers do it for every raw event.
 // It checks what they rely on: specversion, id, source, a raw event type,

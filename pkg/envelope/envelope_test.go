@@ -352,3 +352,38 @@ func TestDerivedIsAValidCloudEvent(t *testing.T) {
 		t.Error("Derived without id and type = nil error")
 	}
 }
+
+// TestRawKind reads a raw event's provider and kind from its headers as
+// DecodeRaw does, on both bindings, and refuses what is not a raw event.
+func TestRawKind(t *testing.T) {
+	for _, b := range []Binding{NATS, Kafka} {
+		t.Run(b.Name, func(t *testing.T) {
+			m := Ingress(sampleRaw(), b)
+			p, k, ok := RawKind(m.Header, b)
+			raw, err := DecodeRaw(m, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok || p != raw.Provider || k != raw.Kind || k != "received.notification" {
+				t.Errorf("RawKind = %q, %q, %v; DecodeRaw says %q, %q", p, k, ok, raw.Provider, raw.Kind)
+			}
+			for name, edit := range map[string]func(broker.Header){
+				"no type":          func(h broker.Header) { delete(h, b.Prefix+AttrType) },
+				"no provider":      func(h broker.Header) { delete(h, b.Prefix+ExtProvider) },
+				"derived type":     func(h broker.Header) { h.Set(b.Prefix+AttrType, "io.wahook.label.added") },
+				"other provider":   func(h broker.Header) { h.Set(b.Prefix+ExtProvider, "whapi") },
+				"no kind":          func(h broker.Header) { h.Set(b.Prefix+AttrType, IngressTypePrefix+"zapi.") },
+				"provider as kind": func(h broker.Header) { h.Set(b.Prefix+AttrType, IngressTypePrefix+"zapi") },
+			} {
+				h := broker.Header{}
+				for k, v := range m.Header {
+					h[k] = v
+				}
+				edit(h)
+				if p, k, ok := RawKind(h, b); ok {
+					t.Errorf("%s: RawKind = %q, %q, true; want false", name, p, k)
+				}
+			}
+		})
+	}
+}

@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,16 +15,20 @@ import (
 	"github.com/wahook/wahook/pkg/broker"
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/broker/natsbroker/natstest"
+	"github.com/wahook/wahook/pkg/chatid"
 	"github.com/wahook/wahook/pkg/consumer"
+	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/derive/derivetest"
 	"github.com/wahook/wahook/pkg/derive/label"
 	"github.com/wahook/wahook/pkg/envelope"
+	"github.com/wahook/wahook/pkg/provider"
 )
 
 // BenchmarkDeriveLabelChanged measures raw events per second through one
-// label-changed consumer on the embedded server: fetch, decode, interpret
-// a Whapi chats.patch, derive the label difference, publish the derived
-// events with durable acks, acknowledge the raw event.
+// label-changed consumer on the embedded server, subscribed as it
+// subscribes (its filter subjects): fetch, decode, interpret a Whapi
+// chats.patch, derive the label difference, publish the derived events
+// with durable acks, acknowledge the raw event.
 func BenchmarkDeriveLabelChanged(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -50,23 +57,23 @@ func BenchmarkDeriveLabelChanged(b *testing.B) {
 
 	var done atomic.Int64
 	finished := make(chan struct{})
+	counting := &countingSubscriber{Subscriber: br, onDone: func() {
+		if done.Add(1) == int64(b.N) {
+			close(finished)
+		}
+	}}
 	c, err := consumer.New(consumer.Config{
 		Deriver: label.Deriver{Registry: derivetest.NewLabelRegistry()}, Providers: providers,
-		Subscriber: br, Publisher: br, Binding: envelope.NATS, Concurrency: 64,
+		Subscriber: counting, Publisher: br, Binding: envelope.NATS, Group: "bench", Concurrency: 64,
 		Metrics: consumer.NewMetrics(prometheus.NewRegistry()),
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
 	runCtx, stop := context.WithCancel(ctx)
-	counting := &countingSubscriber{Subscriber: br, onDone: func() {
-		if done.Add(1) == int64(b.N) {
-			close(finished)
-		}
-	}}
 	b.ResetTimer()
 	start := time.Now()
-	go func() { _ = counting.run(runCtx, c) }()
+	go func() { _ = c.Run(runCtx) }()
 	<-finished
 	elapsed := time.Since(start)
 	b.StopTimer()
@@ -74,19 +81,120 @@ func BenchmarkDeriveLabelChanged(b *testing.B) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "raw-events/s")
 }
 
-// countingSubscriber counts raw events whose handling finished.
+// countingSubscriber counts raw events whose handling finished, under the
+// subscription the consumer asks for.
 type countingSubscriber struct {
 	broker.Subscriber
 	onDone func()
 }
 
-func (s *countingSubscriber) run(ctx context.Context, c *consumer.Consumer) error {
-	return s.Subscribe(ctx, broker.Subscription{Topic: envelope.IngressTopic, Group: "bench", Concurrency: 64},
-		func(ctx context.Context, m broker.Received) error {
-			err := c.Handle(ctx, m)
-			if err == nil || broker.IsPermanent(err) {
-				s.onDone()
+func (s *countingSubscriber) Subscribe(ctx context.Context, sub broker.Subscription, h broker.Handler) error {
+	return s.Subscriber.Subscribe(ctx, sub, func(ctx context.Context, m broker.Received) error {
+		err := h(ctx, m)
+		if err == nil || broker.IsPermanent(err) {
+			s.onDone()
+		}
+		return err
+	})
+}
+
+// mixedRaws is every documented example of the three providers in turn,
+// split as the ingress splits them, b times over with fresh ids: the raw
+// stream of a deriver serving all three, each kind as often as documented.
+func mixedRaws(tb testing.TB, n int) []envelope.Raw {
+	tb.Helper()
+	var items []envelope.Raw
+	for _, p := range providers {
+		files, err := filepath.Glob(filepath.Join("..", "..", "pkg", "provider", p.Name(), "testdata", "*.json"))
+		if err != nil || len(files) == 0 {
+			tb.Fatalf("no fixtures of %s: %v", p.Name(), err)
+		}
+		for _, f := range files {
+			body, err := os.ReadFile(f)
+			if err != nil {
+				tb.Fatal(err)
 			}
-			return err
-		})
+			split, err := p.Split(body, provider.Delivery{Method: "POST"})
+			if err != nil {
+				tb.Fatalf("%s: Split: %v", f, err)
+			}
+			for _, it := range split {
+				channel := it.Channel
+				if channel == "" {
+					channel = "BENCH"
+				}
+				items = append(items, envelope.Raw{Provider: p.Name(), Channel: channel, Kind: it.Kind,
+					Chat: chatid.ID(it.Chat), Time: it.Time, TimeReceived: it.Time.IsZero(), Data: it.Data})
+			}
+		}
+	}
+	raws := make([]envelope.Raw, n)
+	for i := range raws {
+		raws[i] = items[i%len(items)]
+		raws[i].ID = fmt.Sprintf("mixed-%d", i)
+		if raws[i].Time.IsZero() {
+			raws[i].Time = time.Now()
+		}
+	}
+	return raws
+}
+
+// BenchmarkDeriveMixed measures raw events per second through a deriver
+// running the four derived streams (each its own durable consumer,
+// concurrency 64) on the embedded server, over the providers' documented
+// examples in turn (mixedRaws): the time from starting the consumers until
+// every one of them has nothing pending or unacknowledged. It also reports
+// how many deliveries the four consumers took per raw event.
+func BenchmarkDeriveMixed(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	br := natstest.Broker(b, natsbroker.Config{})
+	batch := make([]broker.Message, 0, 256)
+	for i, r := range mixedRaws(b, b.N) {
+		batch = append(batch, envelope.Ingress(r, envelope.NATS))
+		if len(batch) == cap(batch) || i == b.N-1 {
+			if err := br.Publish(ctx, batch...); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+
+	const prefix = "bench-"
+	streams := consumer.Streams{Names: derive.Streams, GroupPrefix: prefix, Concurrency: 64}
+	deps := consumer.Deps{Subscriber: br, Publisher: br, Binding: envelope.NATS,
+		Labels: derivetest.NewLabelRegistry(), Chats: derivetest.NewChatRegistry(), Times: &derivetest.TimeRegistry{},
+		Providers: providers, Metrics: consumer.NewMetrics(prometheus.NewRegistry())}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	b.ResetTimer()
+	start := time.Now()
+	go func() { done <- streams.Run(runCtx, deps) }()
+	var delivered uint64
+	for {
+		idle := true
+		delivered = 0
+		for _, s := range derive.Streams {
+			c, err := br.JetStream().Consumer(ctx, natsbroker.IngressStream, prefix+s)
+			if err != nil {
+				idle = false
+				break
+			}
+			info := c.CachedInfo()
+			delivered += info.Delivered.Consumer
+			idle = idle && info.NumPending == 0 && info.NumAckPending == 0 && info.NumRedelivered == 0
+		}
+		if idle {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	stop()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "raw-events/s")
+	b.ReportMetric(float64(delivered)/float64(b.N), "deliveries/raw-event")
 }

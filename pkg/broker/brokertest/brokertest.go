@@ -83,6 +83,7 @@ func Run(t *testing.T, newPair func(t *testing.T) Pair) {
 		{"PoisonRetried", testPoisonRetried},
 		{"Resume", testResume},
 		{"Partitions", testPartitions},
+		{"Skip", testSkip},
 		{"StartTime", testStartTime},
 		{"ShutdownWaitsForHandler", testShutdownWaits},
 		{"ShutdownHandsBackFailed", testShutdownHandsBack},

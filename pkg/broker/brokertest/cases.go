@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -284,6 +286,60 @@ func testPartitions(t *testing.T, e *env) {
 		checkOrder(t, rec.events(), mine, perKey)
 	}
 	checkOnce(t, total, ids(msgs))
+}
+
+// testSkip: messages Skip reports by their headers are never handed to the
+// handler, even behind a message of their key being retried, and are
+// acknowledged: a later subscription of the group does not get them. The
+// others are handled once each, in order per key.
+func testSkip(t *testing.T, e *env) {
+	keys := e.keys(3)
+	msgs := e.publishRounds(t, keys, 0, 6)
+	var want []broker.Message
+	for _, m := range msgs {
+		if seqOf(broker.Received{Message: m})%2 == 0 {
+			want = append(want, m)
+		}
+	}
+	odd := func(h broker.Header) bool {
+		n, err := strconv.Atoi(h.Get("wahook-test-seq"))
+		return err == nil && n%2 == 1
+	}
+	group := e.group("skip")
+	rec := newRecorder(e)
+	run := e.subscribe(t, e.Subscriber, broker.Subscription{Topic: e.Topic, Group: group, Concurrency: 2, Skip: odd},
+		rec.handler(func(ctx context.Context, m broker.Received) error {
+			if m.Key == keys[0] && seqOf(m) == 0 && m.Attempt < 3 {
+				return errTransient
+			}
+			return nil
+		}))
+	rec.waitHandled(t, waitTimeout, ids(want)...)
+	time.Sleep(quiet)
+	run.stopCancelled(t)
+	checkOnce(t, rec.handled(), ids(want))
+	for _, k := range keys {
+		var seqs []int
+		for _, ev := range byKey(rec.events(), k) {
+			if ev.Result == "ok" {
+				seqs = append(seqs, ev.Seq)
+			}
+		}
+		if !slices.Equal(seqs, []int{0, 2, 4}) {
+			t.Errorf("key %s handled in order %v, want [0 2 4]", k, seqs)
+		}
+	}
+
+	sentinel := e.msg(keys[1], 6)
+	e.publish(t, sentinel)
+	rec2 := newRecorder(e)
+	run2 := e.subscribe(t, e.Subscriber, broker.Subscription{Topic: e.Topic, Group: group, Concurrency: 2}, rec2.handler(nil))
+	rec2.waitHandled(t, waitTimeout, sentinel.ID)
+	time.Sleep(quiet)
+	run2.stopCancelled(t)
+	if evs := rec2.events(); len(evs) != 1 {
+		t.Errorf("second subscription handled %+v, want only the sentinel: skipped messages were not acknowledged", evs)
+	}
 }
 
 // testStartTime: a new group with a StartTime skips the messages stored

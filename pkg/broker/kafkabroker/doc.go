@@ -77,7 +77,10 @@
 // partition; n partitions cost n reads of every record.
 //
 // Subscription.Filter (NATS subject filters) is ignored: Kafka records carry
-// no subject, and a subscriber gets every record of its topic.
+// no subject, and a subscriber gets every record of its topic. A
+// subscriber passes over records by their headers with Subscription.Skip:
+// those it reports are finished as they are fetched, like another
+// partition's, and committed with the records around them.
 //
 // A new group starts at the first record whose timestamp is at or after
 // Subscription.StartTime, or at the beginning of each partition when

@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/wahook/wahook/pkg/broker"
 )
 
 // commitPoint is what a group commits for a partition: the offset of the
@@ -50,6 +52,9 @@ type record struct {
 	msg  kafka.Message
 	key  string
 	part *partState
+	// hdr is msg's headers once read (see header): by the fetcher, then
+	// by the worker the record was handed to.
+	hdr broker.Header
 	// first marks the first record fetched from its partition in the
 	// session: the one at the commit point, redelivered after a crash if
 	// any is. Its first delivery is committed before the handler runs, so

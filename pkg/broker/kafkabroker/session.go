@@ -281,8 +281,9 @@ func (s *session) fetch(ctx context.Context, p *partState, start commitPoint) {
 		}
 		first = false
 		p.add(rec)
-		if !sub.mine(rec.key) {
-			// Another partition's group handles it.
+		if !sub.mine(rec.key) || sub.s.Skip != nil && sub.s.Skip(rec.header()) {
+			// Another partition's group handles it, or the subscriber
+			// does not read it.
 			p.finish(rec)
 			s.markDirty()
 			continue
@@ -308,7 +309,7 @@ func (s *session) stop(fetchers *sync.WaitGroup, grace time.Duration) {
 }
 
 // Message is what the handler gets of r.
-func (s *session) Message(r *record) broker.Message { return received(r.msg) }
+func (s *session) Message(r *record) broker.Message { return received(r.msg, r.header()) }
 
 // Attempt counts a delivery of r. The first delivery of the record at a
 // commit point is committed at once, before its handler runs, so that a
@@ -338,12 +339,19 @@ func (s *session) Settle(r *record, o dispatch.Outcome, cause error) {
 	s.markDirty()
 }
 
-// received is a record as handlers see it.
-func received(m kafka.Message) broker.Message {
-	h := make(broker.Header, len(m.Headers))
-	for _, kh := range m.Headers {
-		h[kh.Key] = append(h[kh.Key], string(kh.Value))
+// header returns the record's headers, read once.
+func (r *record) header() broker.Header {
+	if r.hdr == nil {
+		r.hdr = make(broker.Header, len(r.msg.Headers))
+		for _, kh := range r.msg.Headers {
+			r.hdr[kh.Key] = append(r.hdr[kh.Key], string(kh.Value))
+		}
 	}
+	return r.hdr
+}
+
+// received is a record with headers h as handlers see it.
+func received(m kafka.Message, h broker.Header) broker.Message {
 	return broker.Message{
 		Topic: m.Topic,
 		// Kafka routes by topic alone: the topic is the subject.

@@ -388,8 +388,9 @@ func (r *run) drain(iter jetstream.MessagesContext, keep func(jetstream.Msg)) bo
 	}
 }
 
-// dispatch acknowledges a message of another partition, and queues any
-// other on the worker of its key unless a worker already holds it. meta is
+// dispatch acknowledges a message of another partition or one Skip
+// reports, and queues any other on the worker of its key unless a worker
+// already holds it. meta is
 // m's metadata, nil if it has none.
 func (r *run) dispatch(m jetstream.Msg, meta *jetstream.MsgMetadata) {
 	h := m.Headers()
@@ -397,6 +398,11 @@ func (r *run) dispatch(m jetstream.Msg, meta *jetstream.MsgMetadata) {
 	if r.p.Partitions > 1 && broker.PartitionOf(key, r.p.Partitions) != r.p.Partition {
 		// Another partition's consumer handles it. A lost ack only brings
 		// it back here to be skipped again.
+		_ = m.Ack()
+		return
+	}
+	if r.p.Skip != nil && r.p.Skip(broker.Header(h)) {
+		// Not read by this subscription; likewise.
 		_ = m.Ack()
 		return
 	}

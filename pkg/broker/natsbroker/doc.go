@@ -82,6 +82,12 @@
 // consumer starts at Subscription.StartTime, or at the beginning of the
 // stream; an existing one resumes where it was whatever StartTime says, and
 // only its filters, AckWait, MaxAckPending and MaxDeliver are updated.
+// Changed filters apply from the consumer's position on: JetStream keeps
+// its ack floor, the messages it delivered and has not had acknowledged
+// are delivered again even when the new filters no longer match them, and
+// those stored before the position that only the new filters match are
+// not delivered. Subscription.Skip, when set, is asked about every message
+// that arrives, and those it reports are acknowledged unhandled.
 //
 // A message's key is its ce-partitionkey header (percent-decoded), else its
 // subject; its ID is Nats-Msg-Id, else ce-id. Publish writes the key header

@@ -5,9 +5,23 @@ import (
 	"fmt"
 
 	"github.com/wahook/wahook/pkg/chatid"
+	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/fact"
 	"github.com/wahook/wahook/pkg/provider"
 )
+
+// Feeds says which kinds each derived stream reads: the kinds Interpret
+// has a case for, by the facts that case can give (joining a group is a new
+// chat and a group change). Keep the two together.
+func (*Provider) Feeds() provider.Feeds {
+	return provider.Feeds{
+		derive.LabelChanged: {KindLabelUpsert, KindLabelDeleted, KindLabelChatAdded, KindLabelChatDeleted},
+		derive.ChatCreated:  {KindMessage, KindMessageAny, KindGroupV2Join},
+		derive.Call:         {KindCallReceived, KindCallAccepted, KindCallRejected},
+		derive.GroupNotification: {KindGroupV2Join, KindGroupV2Leave, KindGroupV2Update, KindGroupV2Participants,
+			KindGroupJoin, KindGroupLeave},
+	}
+}
 
 // Interpret reads one WAHA event as facts: labels, label associations,
 // calls, group changes, the group you joined, and the chat of every message.

@@ -7,6 +7,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/wahook/wahook/pkg/derive/derivetest"
 	"github.com/wahook/wahook/pkg/fact"
 	"github.com/wahook/wahook/pkg/provider"
 	"github.com/wahook/wahook/pkg/provider/waha"
@@ -23,7 +24,11 @@ func interpret(t *testing.T, body []byte) (fact.Facts, error) {
 	if len(items) != 1 {
 		t.Fatalf("Split: %d items, want 1", len(items))
 	}
-	return p.Interpret(items[0].Kind, items[0].Data)
+	f, err := p.Interpret(items[0].Kind, items[0].Data)
+	if err == nil {
+		derivetest.CheckFacts(t, p, items[0].Kind, f)
+	}
+	return f, err
 }
 
 func TestInterpretFixtures(t *testing.T) {

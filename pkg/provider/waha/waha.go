@@ -59,7 +59,10 @@ var kinds = map[string]bool{
 // Provider is the WAHA webhook format. The zero value is ready to use.
 type Provider struct{}
 
-var _ provider.Provider = (*Provider)(nil)
+var (
+	_ provider.Provider = (*Provider)(nil)
+	_ provider.Feeder   = (*Provider)(nil)
+)
 
 // New returns a WAHA provider.
 func New() *Provider { return &Provider{} }

@@ -4,9 +4,21 @@ import (
 	"encoding/json"
 	"strings"
 
+	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/fact"
 	"github.com/wahook/wahook/pkg/provider"
 )
+
+// Feeds says which kinds each derived stream reads: the kinds Interpret
+// has a case for, by the facts that case can give. Keep the two together.
+func (*Provider) Feeds() provider.Feeds {
+	return provider.Feeds{
+		derive.LabelChanged:      {KindChatsPatch, KindLabelsPost, KindLabelsDelete},
+		derive.ChatCreated:       {KindMessagesPost, KindMessagesPut, KindChatsPost, KindGroupsPost},
+		derive.Call:              {KindCallsPost},
+		derive.GroupNotification: {KindGroupsPost, KindGroupsPut, KindGroupsPatch},
+	}
+}
 
 // Interpret reads one item Split produced as provider-neutral facts.
 func (*Provider) Interpret(kind string, data []byte) (fact.Facts, error) {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/wahook/wahook/pkg/derive/derivetest"
 	"github.com/wahook/wahook/pkg/fact"
 	"github.com/wahook/wahook/pkg/provider"
 )
@@ -294,6 +295,7 @@ func TestInterpretCases(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Interpret(%s, %s) error: %v", tc.kind, tc.give, err)
 			}
+			derivetest.CheckFacts(t, New(), tc.kind, got)
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("Interpret(%s, %s) mismatch (-want +got):\n%s", tc.kind, tc.give, diff)
 			}

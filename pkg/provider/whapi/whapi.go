@@ -21,6 +21,7 @@ func New() *Provider { return &Provider{} }
 var (
 	_ provider.Provider     = (*Provider)(nil)
 	_ provider.RouteChecker = (*Provider)(nil)
+	_ provider.Feeder       = (*Provider)(nil)
 )
 
 // Name returns "whapi".

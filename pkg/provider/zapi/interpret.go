@@ -3,9 +3,23 @@ package zapi
 import (
 	"strings"
 
+	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/fact"
 	"github.com/wahook/wahook/pkg/provider"
 )
+
+// Feeds says which kinds each derived stream reads, by the facts Interpret
+// gives them: notifications tell labels, calls and group changes; every
+// ReceivedCallback (a notification too) and a delivery report show a chat.
+// Keep the two together.
+func (*Provider) Feeds() provider.Feeds {
+	return provider.Feeds{
+		derive.LabelChanged:      {KindNotification},
+		derive.ChatCreated:       {ReceivedPrefix + ">", KindDelivery},
+		derive.Call:              {KindNotification},
+		derive.GroupNotification: {KindNotification},
+	}
+}
 
 // Interpret reads one item as facts: calls, group changes and label
 // associations from notifications, a chat seen from every message and from

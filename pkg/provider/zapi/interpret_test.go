@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/wahook/wahook/pkg/derive/derivetest"
 	"github.com/wahook/wahook/pkg/fact"
 	"github.com/wahook/wahook/pkg/provider"
 )
@@ -20,6 +21,7 @@ func interpret(t *testing.T, kind string, data []byte) fact.Facts {
 	if err != nil {
 		t.Fatalf("Interpret(%s, %s) error: %v", kind, data, err)
 	}
+	derivetest.CheckFacts(t, New(), kind, got)
 	return got
 }
 

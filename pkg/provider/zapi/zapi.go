@@ -50,7 +50,10 @@ var receivedKinds = func() (k [len(contentKeys)]string) {
 // Provider reads Z-API webhook callbacks. The zero value is ready to use.
 type Provider struct{}
 
-var _ provider.Provider = (*Provider)(nil)
+var (
+	_ provider.Provider = (*Provider)(nil)
+	_ provider.Feeder   = (*Provider)(nil)
+)
 
 // New returns a Z-API provider.
 func New() *Provider { return &Provider{} }
