@@ -173,17 +173,22 @@ func testPermanent(t *testing.T, e *env) {
 		t.Errorf("handler calls of key %s mismatch (-want +got):\n%s", k[0], diff)
 	}
 
-	// A sentinel published after everything shows the group's position.
-	sentinel := e.msg(k[1], 1)
+	e.checkPosition(t, group, e.msg(k[1], 1), "")
+}
+
+// checkPosition publishes sentinel and fails t unless the next subscription
+// of group handles it and nothing else: everything before it was settled.
+func (e *env) checkPosition(t *testing.T, group string, sentinel broker.Message, why string) {
+	t.Helper()
 	e.publish(t, sentinel)
-	rec2 := newRecorder(e)
-	run2 := e.subscribe(t, e.Subscriber, broker.Subscription{Topic: e.Topic, Group: group, Concurrency: 2}, rec2.handler(nil))
-	rec2.waitHandled(t, waitTimeout, sentinel.ID)
+	rec := newRecorder(e)
+	run := e.subscribe(t, e.Subscriber, broker.Subscription{Topic: e.Topic, Group: group, Concurrency: 2}, rec.handler(nil))
+	rec.waitHandled(t, waitTimeout, sentinel.ID)
 	time.Sleep(quiet)
-	run2.stopCancelled(t)
-	checkOnce(t, rec2.handled(), []string{sentinel.ID})
-	if evs := rec2.events(); len(evs) != 1 {
-		t.Errorf("second subscription handled %+v, want only the sentinel", evs)
+	run.stopCancelled(t)
+	checkOnce(t, rec.handled(), []string{sentinel.ID})
+	if evs := rec.events(); len(evs) != 1 {
+		t.Errorf("next subscription handled %+v, want only the sentinel%s", evs, why)
 	}
 }
 
@@ -330,16 +335,7 @@ func testSkip(t *testing.T, e *env) {
 		}
 	}
 
-	sentinel := e.msg(keys[1], 6)
-	e.publish(t, sentinel)
-	rec2 := newRecorder(e)
-	run2 := e.subscribe(t, e.Subscriber, broker.Subscription{Topic: e.Topic, Group: group, Concurrency: 2}, rec2.handler(nil))
-	rec2.waitHandled(t, waitTimeout, sentinel.ID)
-	time.Sleep(quiet)
-	run2.stopCancelled(t)
-	if evs := rec2.events(); len(evs) != 1 {
-		t.Errorf("second subscription handled %+v, want only the sentinel: skipped messages were not acknowledged", evs)
-	}
+	e.checkPosition(t, group, e.msg(keys[1], 6), ": skipped messages were not acknowledged")
 }
 
 // testStartTime: a new group with a StartTime skips the messages stored
