@@ -237,16 +237,22 @@ func Decode(m broker.Message, b Binding) (event.Event, error) {
 // headers are not those of a raw event.
 func RawKind(h broker.Header, b Binding) (provider, kind string, ok bool) {
 	provider = b.decode(h.Get(b.Prefix + ExtProvider))
-	typ := b.decode(h.Get(b.Prefix + AttrType))
-	rest, ok := strings.CutPrefix(typ, IngressTypePrefix)
-	if !ok || provider == "" {
-		return "", "", false
-	}
-	kind, ok = strings.CutPrefix(rest, provider+".")
-	if !ok || kind == "" {
+	kind, ok = rawKind(provider, b.decode(h.Get(b.Prefix+AttrType)))
+	if !ok {
 		return "", "", false
 	}
 	return provider, kind, true
+}
+
+// rawKind returns the kind a raw event type of provider names:
+// io.wahook.ingress.{provider}.{kind}.
+func rawKind(provider, typ string) (string, bool) {
+	rest, ok := strings.CutPrefix(typ, IngressTypePrefix)
+	if !ok || provider == "" {
+		return "", false
+	}
+	kind, ok := strings.CutPrefix(rest, provider+".")
+	return kind, ok && kind != ""
 }
 
 // DecodeRaw reads a raw event's attributes from a binary-mode message
@@ -267,16 +273,16 @@ func DecodeRaw(m broker.Message, b Binding) (derive.Raw, error) {
 		Data:     m.Data,
 	}
 	typ := get(AttrType)
-	prefix := IngressTypePrefix + r.Provider + "."
+	kind, isRaw := rawKind(r.Provider, typ)
 	switch {
 	case r.ID == "" || r.Source == "":
 		return derive.Raw{}, errors.New("decode raw event: id and source are required")
 	case r.Provider == "" || r.Channel == "":
 		return derive.Raw{}, fmt.Errorf("decode raw event %s: provider and channel extensions are required", r.ID)
-	case !strings.HasPrefix(typ, prefix) || len(typ) == len(prefix):
+	case !isRaw:
 		return derive.Raw{}, fmt.Errorf("decode raw event %s: type %q is not a raw %s event", r.ID, typ, r.Provider)
 	}
-	r.Kind = typ[len(prefix):]
+	r.Kind = kind
 	t, err := time.Parse(time.RFC3339Nano, get(AttrTime))
 	if err != nil {
 		return derive.Raw{}, fmt.Errorf("decode raw event %s: time: %w", r.ID, err)
