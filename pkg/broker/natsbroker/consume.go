@@ -436,10 +436,10 @@ func (r *run) shutdown(iter jetstream.MessagesContext) {
 	}
 	r.d.Stop(grace)
 
-	complete := true
+	complete, paused := true, false
 	if iter != nil {
 		gap := false
-		complete = r.drain(iter, func(m jetstream.Msg) {
+		keep := func(m jetstream.Msg) {
 			if gap {
 				return
 			}
@@ -449,14 +449,85 @@ func (r *run) shutdown(iter jetstream.MessagesContext) {
 				return
 			}
 			r.dispatch(m, meta)
-		})
+		}
+		paused = r.catchUp(iter, keep)
+		complete = r.drain(iter, keep)
 	}
 	if !r.b.connClosedForGood() && (!r.dropPullRequests() || !complete) {
 		r.unsettled.Store(true)
 	}
+	if paused {
+		r.unpause()
+	}
 	close(r.pullStopped)
 	if !r.d.Wait(grace) {
 		r.unsettled.Store(true)
+	}
+}
+
+// catchUp pauses the consumer and reads what the server delivered to this
+// run before the pause and is still on its way: nats-server queues a
+// delivery before sending it, so one queued as the pull requests are
+// dropped is lost, and the lease must then expire and the next holder
+// reset the consumer, restarting the delivery counts (Received.Attempt).
+// It reports whether it paused the consumer, which unpause undoes; should
+// this instance die first, the pause ends by itself after pauseFor. A
+// consumer paused already (by an operator) is left as it is.
+func (r *run) catchUp(iter jetstream.MessagesContext, keep func(jetstream.Msg)) (paused bool) {
+	if r.b.connClosedForGood() {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	defer cancel()
+	info, err := r.cons.Info(ctx)
+	if err != nil {
+		r.log.Debug("consumer info at shutdown", zap.Error(err))
+		return false
+	}
+	if !info.Paused {
+		if _, err := r.b.js.PauseConsumer(ctx, r.p.stream, r.p.consumer, time.Now().Add(pauseFor)); err != nil {
+			r.log.Debug("pausing the consumer at shutdown", zap.Error(err))
+			return false
+		}
+		paused = true
+		if info, err = r.cons.Info(ctx); err != nil {
+			r.log.Debug("consumer info at shutdown", zap.Error(err))
+			return paused
+		}
+	}
+	if !info.Created.Equal(r.created) {
+		return paused
+	}
+	deadline := time.Now().Add(drainTimeout)
+	for r.next <= info.Delivered.Consumer {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return paused
+		}
+		m, err := iter.Next(jetstream.NextMaxWait(wait))
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || errors.Is(err, nats.ErrTimeout) {
+				return paused
+			}
+			continue
+		}
+		next := r.next
+		keep(m)
+		if r.next == next {
+			// Out of sequence: dropPullRequests tells.
+			return paused
+		}
+	}
+	return paused
+}
+
+// unpause ends the pause catchUp began. Failing that, it ends by itself.
+func (r *run) unpause() {
+	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	defer cancel()
+	if _, err := r.b.js.ResumeConsumer(ctx, r.p.stream, r.p.consumer); err != nil {
+		r.log.Warn("resuming the consumer after shutdown failed; its pause ends by itself",
+			zap.Duration("within", pauseFor), zap.Error(err))
 	}
 }
 

@@ -154,7 +154,10 @@
 // start at StartTime: set it to where the old partitions stopped.
 //
 // When Subscribe's ctx is done it stops pulling and reads back what was
-// already sent to it. Each worker finishes the message it is handling; the
+// already sent to it: it pauses the consumer (JetStream's consumer pause,
+// ending by itself after 20s should the instance die) and waits for the
+// deliveries the server counts but had not sent yet, so that dropping its
+// pull requests loses none and the stop is clean. Each worker finishes the message it is handling; the
 // handler's ctx is not cancelled until SubscribeConfig.ShutdownGrace (30s)
 // later, so it can still publish its results. A handler failing meanwhile
 // is not retried. Everything not handled is then Nak'd, in order, once the

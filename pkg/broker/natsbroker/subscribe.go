@@ -74,6 +74,10 @@ const (
 	// drainTimeout bounds reading back, at shutdown, the messages already
 	// sent to this instance, so they can be handed back at once.
 	drainTimeout = 5 * time.Second
+	// pauseFor bounds the pause of a consumer during a shutdown, should
+	// the instance die before it resumes it: the time a shutdown takes
+	// to read back what it was sent and drop its pull requests.
+	pauseFor = 2*drainTimeout + 2*flushTimeout
 	// flushTimeout bounds the final flush that puts the last acks on the
 	// server before Subscribe returns.
 	flushTimeout = 5 * time.Second

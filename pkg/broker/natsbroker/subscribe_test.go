@@ -2,6 +2,7 @@ package natsbroker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -778,5 +779,72 @@ func TestSubscribeUnsettledStopKeepsTheLease(t *testing.T) {
 	c.waitIDs(t, 20*time.Second, msgs[0].ID, msgs[1].ID)
 	if diff := cmp.Diff([]string{msgs[0].ID, msgs[1].ID}, c.ids()); diff != "" {
 		t.Errorf("next instance's messages mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// TestSubscribeStopLosesNoDeliveryOnItsWay: instances stopping while the
+// server is still sending them messages read back every delivery, so each
+// releases its lease and the next one need not reset the consumer (which
+// would restart Received.Attempt). Many stop at once, each with a stream of
+// deliveries queued on the server, where one queued as its pull requests
+// are dropped would be lost.
+func TestSubscribeStopLosesNoDeliveryOnItsWay(t *testing.T) {
+	e := startServer(t, t.TempDir())
+	b := connect(t, Config{Embedded: e, Subscribe: SubscribeConfig{AckWait: time.Minute, LeaseTTL: time.Minute}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const groups, msgs = 16, 400
+	for i := range msgs {
+		if err := b.Publish(ctx, ingressMsg(fmt.Sprintf("C%d", i%50), i, jsonBody(i))); err != nil {
+			t.Fatalf("Publish: %v", err)
+		}
+	}
+	var started sync.WaitGroup
+	started.Add(groups)
+	release := make(chan struct{})
+	runs := make([]*sub, groups)
+	for g := range groups {
+		var once sync.Once
+		runs[g] = subscribed(t, b, broker.Subscription{Topic: "wahook.ingress", Group: fmt.Sprintf("g%02d", g), Concurrency: 4},
+			func(ctx context.Context, m broker.Received) error {
+				once.Do(started.Done)
+				<-release
+				return nil
+			})
+	}
+	started.Wait()
+	for _, r := range runs {
+		r.cancel()
+	}
+	close(release)
+	for _, r := range runs {
+		if err := r.wait(); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Subscribe = %v, want context.Canceled", err)
+		}
+	}
+	kv, err := b.JetStream().KeyValue(ctx, LeaseBucket)
+	if err != nil {
+		t.Fatalf("lease bucket: %v", err)
+	}
+	keys, err := kv.Keys(ctx)
+	if err != nil {
+		t.Fatalf("lease keys: %v", err)
+	}
+	if len(keys) != groups {
+		t.Fatalf("%d leases, want %d", len(keys), groups)
+	}
+	for _, k := range keys {
+		v, err := kv.Get(ctx, k)
+		if err != nil {
+			t.Fatalf("lease %s: %v", k, err)
+		}
+		var l leaseValue
+		if err := json.Unmarshal(v.Value(), &l); err != nil || l.State != leaseReleased {
+			t.Errorf("lease %s after a clean stop = %s, want state %q", k, v.Value(), leaseReleased)
+		}
+		info := consumerInfo(t, b, "WAHOOK_INGRESS", strings.TrimPrefix(k, "WAHOOK_INGRESS."))
+		if info.Paused {
+			t.Errorf("consumer %s still paused after its instance stopped", info.Name)
+		}
 	}
 }
