@@ -33,6 +33,29 @@ var (
 	Kafka = Binding{Name: "kafka", Prefix: "ce_", ContentType: "content-type"}
 )
 
+// prefixed are the attribute header names of the two bindings, built once:
+// every raw and derived event carries about ten of them.
+var prefixed = func() map[string]map[string]string {
+	attrs := []string{AttrSpecVersion, AttrID, AttrSource, AttrType, AttrSubject, AttrTime, AttrDataSchema,
+		AttrDataContentType, ExtProvider, ExtChannel, ExtPartitionKey, ExtCausationID, ExtTraceParent, ExtTimeSource}
+	m := map[string]map[string]string{}
+	for _, p := range []string{NATS.Prefix, Kafka.Prefix} {
+		m[p] = make(map[string]string, len(attrs))
+		for _, a := range attrs {
+			m[p][a] = p + a
+		}
+	}
+	return m
+}()
+
+// attr is the header name of attribute name.
+func (b Binding) attr(name string) string {
+	if s, ok := prefixed[b.Prefix][name]; ok {
+		return s
+	}
+	return b.Prefix + name
+}
+
 func (b Binding) encode(v string) string {
 	if !b.PercentEncode {
 		return v

@@ -295,10 +295,10 @@ func DecodeDeadLetter(m broker.Message, b Binding) (string, DeadLetter, error) {
 // DeadLetterPart tells whether m is a part of a dead letter's body, and
 // whose: the record's id.
 func DeadLetterPart(m broker.Message, b Binding) (recordID string, ok bool) {
-	if b.decode(m.Header.Get(b.Prefix+AttrType)) != DeadLetterPartType {
+	if b.decode(m.Header.Get(b.attr(AttrType))) != DeadLetterPartType {
 		return "", false
 	}
-	return b.decode(m.Header.Get(b.Prefix + ExtDeadLetterID)), true
+	return b.decode(m.Header.Get(b.attr(ExtDeadLetterID))), true
 }
 
 // DeadLetterBody returns the raw body of the dead letter d whose record's
@@ -317,7 +317,7 @@ func DeadLetterBody(id string, d DeadLetter, msgs []broker.Message, b Binding) (
 	found := 0
 	prefix := id + "-" + strconv.Itoa(p.PartSize) + "-"
 	for _, m := range msgs {
-		pid := b.decode(m.Header.Get(b.Prefix + AttrID))
+		pid := b.decode(m.Header.Get(b.attr(AttrID)))
 		if !strings.HasPrefix(pid, prefix) {
 			continue
 		}

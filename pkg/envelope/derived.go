@@ -47,7 +47,7 @@ func Derived(d derive.Event, raw derive.Raw, b Binding) (broker.Message, error) 
 		vals = append(vals, v)
 		h[name] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
-	enc := func(name, v string) { set(b.Prefix+name, b.encode(v)) }
+	enc := func(name, v string) { set(b.attr(name), b.encode(v)) }
 	enc(AttrSpecVersion, event.CloudEventsVersionV1)
 	enc(AttrID, d.ID)
 	enc(AttrSource, raw.Source)

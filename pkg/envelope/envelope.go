@@ -91,7 +91,7 @@ func Ingress(r Raw, b Binding) broker.Message {
 	h := make(broker.Header, 13)
 	set := func(name, v string) {
 		vals = append(vals, b.encode(v))
-		h[b.Prefix+name] = vals[len(vals)-1 : len(vals) : len(vals)]
+		h[b.attr(name)] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
 	set(AttrSpecVersion, event.CloudEventsVersionV1)
 	set(AttrID, r.ID)
@@ -135,7 +135,7 @@ func Encode(ev event.Event, topic, subject string, b Binding) (broker.Message, e
 	h := make(broker.Header, 8+len(ev.Extensions()))
 	set := func(name, v string) {
 		if v != "" {
-			h[b.Prefix+name] = []string{b.encode(v)}
+			h[b.attr(name)] = []string{b.encode(v)}
 		}
 	}
 	set(AttrSpecVersion, ev.SpecVersion())
@@ -236,8 +236,8 @@ func Decode(m broker.Message, b Binding) (event.Event, error) {
 // pass over the kinds they do not read with it. It reports false when the
 // headers are not those of a raw event.
 func RawKind(h broker.Header, b Binding) (provider, kind string, ok bool) {
-	provider = b.decode(h.Get(b.Prefix + ExtProvider))
-	kind, ok = rawKind(provider, b.decode(h.Get(b.Prefix+AttrType)))
+	provider = b.decode(h.Get(b.attr(ExtProvider)))
+	kind, ok = rawKind(provider, b.decode(h.Get(b.attr(AttrType))))
 	if !ok {
 		return "", "", false
 	}
@@ -260,7 +260,7 @@ func rawKind(provider, typ string) (string, bool) {
 // It checks what they rely on: specversion, id, source, a raw event type,
 // the provider and channel extensions and the time.
 func DecodeRaw(m broker.Message, b Binding) (derive.Raw, error) {
-	get := func(name string) string { return b.decode(m.Header.Get(b.Prefix + name)) }
+	get := func(name string) string { return b.decode(m.Header.Get(b.attr(name))) }
 	if sv := get(AttrSpecVersion); sv != event.CloudEventsVersionV1 {
 		return derive.Raw{}, fmt.Errorf("decode raw event: specversion %q, want %s", sv, event.CloudEventsVersionV1)
 	}

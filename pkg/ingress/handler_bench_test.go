@@ -26,6 +26,8 @@ func BenchmarkHandler(b *testing.B) {
 		{"whapi", "/v1/webhooks/whapi", benchBody},
 		{"zapi", "/v1/webhooks/zapi", `{"isStatusReply":false,"instanceId":"A20DA9C0183A2D35A260F53F5D2B9244","messageId":"bench-%d","phone":"5544999999999","fromMe":false,"momment":1632228638000,"status":"RECEIVED","chatName":"name","senderName":"name","type":"ReceivedCallback","text":{"message":"test"}}`},
 		{"whapi-batch-20", "/v1/webhooks/whapi", batchBody(20)},
+		// No provider id: identified by its content (provider.ContentKey).
+		{"whapi-chats-patch", "/v1/webhooks/whapi", chatsPatchBody},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			h, err := ingress.New(ingress.Config{
@@ -77,3 +79,7 @@ func batchBody(n int) string {
 type discard struct{}
 
 func (discard) Publish(context.Context, ...broker.Message) error { return nil }
+
+// chatsPatchBody is a Whapi chats.patch delivery about its own chat (%d):
+// an item without a provider id.
+const chatsPatchBody = `{"chats_updates":[{"before_update":{"id":"1203633987509%[1]d@g.us","type":"group","timestamp":1747391325,"name":"Jack Smith and his team","not_spam":true,"last_message":{"id":"EHdEMDU-kmEBq53fm7NK5g-E8JdK1c"}},"after_update":{"id":"1203633987509%[1]d@g.us","type":"group","timestamp":1747391325,"name":"Jack Smith and his team","not_spam":true,"last_message":{"id":"EHdEMDU-kmEBq53fm7NK5g-E8JdK1c"},"labels":[{"id":"76","name":"New order","color":"gold"}]},"changes":["labels"]}],"event":{"type":"chats","event":"patch"},"channel_id":"MANTIS-M72HC"}`
