@@ -71,7 +71,9 @@ fresh_nats() {
   {
     echo "listen: $NATSADDR"
     echo "max_payload: 8MB"
-    echo "jetstream { store_dir: \"$work/nats\""
+    # Streams reserve their byte limits at creation: room for them
+    # whatever the disk's free space.
+    echo "jetstream { store_dir: \"$work/nats\", max_file_store: 16GB"
     [ "${NATS_SYNC:-}" = always ] && echo "  sync_interval: always"
     echo "}"
   } >"$work/nats.conf"
