@@ -85,7 +85,7 @@ func TestReport(t *testing.T) {
 	for _, r := range []record{
 		rec(rowReference, "message", "nats", 120_000),
 		rec(rowReferenceHeaders, "message", "nats", 100_000),
-		rec(rowIngress, "message", "nats", 90_000),
+		{Row: rowIngress, Body: "message", Broker: "nats", Conns: 64, OK: 90_000, Failed: 3, Elapsed: 10 * time.Second, P99: 5 * time.Millisecond},
 		rec(rowPipeline, "message", "nats", 60_000),
 		rec(rowPipeline, "message", "kafka", 40_000),
 	} {
@@ -104,7 +104,7 @@ func TestReport(t *testing.T) {
 	for _, want := range []string{
 		"message      reference          nats      64         12000    1.20        5ms",
 		"message      reference+headers  nats      64         10000    1.00        5ms",
-		"message      ingress            nats      64          9000    0.90        5ms",
+		"message      ingress            nats      64          9000    0.90        5ms            3 FAILED",
 		"message      pipeline           nats      64          6000    0.60        5ms",
 		"message      pipeline           kafka     64          2000    0.20        5ms      0.33  40000 in 20s (load 10s, lag 7 at its end)",
 	} {

@@ -158,6 +158,9 @@ func writeReport(out io.Writer, rs []record) {
 				e2e = fmt.Sprintf("%d in %s (load %s, lag %d at its end)", r.OK, r.EndToEnd.Round(time.Millisecond),
 					r.Elapsed.Round(time.Millisecond), r.Lag)
 			}
+			if r.Failed > 0 {
+				e2e = strings.TrimSpace(fmt.Sprintf("%s %d FAILED", e2e, r.Failed))
+			}
 			line := fmt.Sprintf("%-12s %-18s %-6s %5d %13.0f %7s %10s %9s  %s",
 				body, r.Row, brokerOf(r), r.Conns, r.rate(), ratio, r.P99.Round(10*time.Microsecond), vsNATS, e2e)
 			fmt.Fprintln(out, strings.TrimRight(line, " "))
