@@ -9,7 +9,8 @@ import (
 // The deliveries loadgen posts; {{seq}} in them is replaced by a number
 // unique to each delivery, so that every one is a distinct event.
 //
-//   - message: a one-message Whapi delivery, identified by its message id
+//   - message: a one-message Whapi delivery about a chat of its own,
+//     identified by its message id
 //   - chats.patch: a Whapi chat update (1.9 KB) about a chat of its own,
 //     moving it from one label to another: no provider id, so the ingress
 //     identifies it by its canonical content
