@@ -33,7 +33,7 @@ func TestBodies(t *testing.T) {
 		ownChat        bool
 		minSize        int
 	}{
-		{"message", "messages.post", true, false, 200},
+		{"message", "messages.post", true, true, 200},
 		{"chats.patch", "chats.patch", false, true, 1800},
 	} {
 		t.Run(tt.kind, func(t *testing.T) {
