@@ -75,5 +75,5 @@ clean: ## remove build output and local data
 	rm -rf $(BIN) ./data
 
 .PHONY: bench-load
-bench-load: ## load test: the ingress process vs a bare publish-and-ack handler, 16 and 64 connections
+bench-load: ## load test: bare handlers, ingress, whole pipeline, two bodies, ratios (DURATION, CONNS, BROKER, PROFILE)
 	services/loadgen/compare.sh $(or $(DURATION),10s)

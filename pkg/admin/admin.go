@@ -1,7 +1,8 @@
 // Package admin is the operators' HTTP listener of a wahook service, apart
 // from the public webhook port: Prometheus metrics, health and readiness,
 // and, when enabled, Go's pprof profiles. It also sets the timeouts every
-// wahook HTTP server uses.
+// wahook HTTP server uses, and writes a whole run's CPU profile to a file
+// (StartCPUProfile).
 package admin
 
 import (

@@ -23,6 +23,7 @@ import (
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/broker/natsbroker/natstest"
 	"github.com/wahook/wahook/pkg/envelope"
+	"github.com/wahook/wahook/pkg/envelope/envelopetest"
 	"github.com/wahook/wahook/pkg/ingress"
 	"github.com/wahook/wahook/pkg/provider/all"
 )
@@ -162,10 +163,8 @@ func BenchmarkReferenceHTTP(b *testing.B) {
 					msg := &nats.Msg{Subject: "reference", Data: body}
 					var opts []jetstream.PublishOpt
 					if withHeaders {
-						id := strconv.FormatInt(n.Add(1), 16) + "0123456789abcdef0123456789"
-						m := envelope.Ingress(envelope.Raw{ID: id, Provider: "whapi", Channel: "BENCH", Kind: "messages.post",
-							Chat: "919984351847@s.whatsapp.net", Time: time.Now(), Data: body}, envelope.NATS)
-						msg.Header = nats.Header(m.Header)
+						id := envelopetest.ID(0, n.Add(1))
+						msg.Header = nats.Header(envelopetest.Reference(id, body, envelope.NATS).Header)
 						opts = append(opts, jetstream.WithMsgID(id))
 					}
 					if _, err := js.PublishMsg(r.Context(), msg, opts...); err != nil {

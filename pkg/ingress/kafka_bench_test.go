@@ -15,6 +15,7 @@ import (
 
 	"github.com/wahook/wahook/pkg/broker/kafkabroker"
 	"github.com/wahook/wahook/pkg/envelope"
+	"github.com/wahook/wahook/pkg/envelope/envelopetest"
 )
 
 // referenceTopic is the topic the bare reference handler writes to.
@@ -97,9 +98,7 @@ func BenchmarkReferenceHTTPKafka(b *testing.B) {
 					}
 					rec := kafka.Message{Value: body}
 					if withHeaders {
-						id := strconv.FormatInt(n.Add(1), 16) + "0123456789abcdef0123456789"
-						m := envelope.Ingress(envelope.Raw{ID: id, Provider: "whapi", Channel: "BENCH", Kind: "messages.post",
-							Chat: "919984351847@s.whatsapp.net", Time: time.Now(), Data: body}, envelope.Kafka)
+						m := envelopetest.Reference(envelopetest.ID(0, n.Add(1)), body, envelope.Kafka)
 						rec.Key = []byte(m.Key)
 						for k, vs := range m.Header {
 							for _, v := range vs {

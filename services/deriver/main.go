@@ -38,12 +38,13 @@ func main() {
 }
 
 type config struct {
-	adminAddr string
-	pprof     bool
-	backbone  backbone.Config
-	streams   consumer.StreamFlags
-	logLevel  string
-	logFormat string
+	adminAddr  string
+	pprof      bool
+	cpuProfile string
+	backbone   backbone.Config
+	streams    consumer.StreamFlags
+	logLevel   string
+	logFormat  string
 }
 
 func parseConfig(args []string) (config, error) {
@@ -53,6 +54,7 @@ func parseConfig(args []string) (config, error) {
 	// as in the ingress (WAHOOK_HTTP_ADDR is the ingress's webhook port).
 	fs.StringVar(&c.adminAddr, "admin-addr", admin.DefaultAddr, "admin listen address: /metrics, /healthz, /readyz, pprof when enabled (empty: off); keep it private")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve Go's pprof profiles on the admin listener")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file, closed once the process has drained on shutdown")
 	c.backbone.RegisterFlags(fs)
 	c.streams.RegisterFlags(fs, "all")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -101,6 +103,19 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	if cfg.cpuProfile != "" {
+		stop, err := admin.StartCPUProfile(cfg.cpuProfile)
+		if err != nil {
+			return err
+		}
+		// Deferred before the broker's close, so it runs after it: the
+		// profile covers the drain.
+		defer func() {
+			if err := stop(); err != nil {
+				log.Error("cpu profile", zap.Error(err))
+			}
+		}()
+	}
 
 	bb, err := backbone.Open(ctx, cfg.backbone, log)
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -54,6 +56,39 @@ func TestRunServesHealthAndStops(t *testing.T) {
 		}
 	case <-time.After(40 * time.Second):
 		t.Fatal("deriver did not stop")
+	}
+}
+
+// TestCPUProfile: -cpuprofile writes a profile of the whole run, complete
+// once run has returned.
+func TestCPUProfile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "deriver.cpu.pprof")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-cpuprofile", path, "-admin-addr", "127.0.0.1:0", "-nats-embedded-addr", "127.0.0.1:-1",
+			"-data-dir", t.TempDir(), "-log-level", "warn"}, ready)
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("run: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("deriver did not start")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("profile: %v", err)
+	}
+	// A pprof profile is gzip-compressed protobuf.
+	if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Errorf("profile is %d bytes, not gzip: % x", len(b), b[:min(len(b), 8)])
 	}
 }
 

@@ -43,6 +43,7 @@ type config struct {
 	httpAddr        string
 	adminAddr       string
 	pprof           bool
+	cpuProfile      string
 	backbone        backbone.Config
 	whapiTokens     string
 	zapiTokens      string
@@ -70,6 +71,7 @@ func parseConfig(args []string) (config, error) {
 	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8080", "webhook listen address (also /healthz and /readyz for load balancers)")
 	fs.StringVar(&c.adminAddr, "admin-addr", admin.DefaultAddr, "admin listen address: /metrics, /healthz, /readyz, pprof when enabled (empty: off); keep it private")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve Go's pprof profiles on the admin listener")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file, closed once the process has drained on shutdown")
 	c.backbone.RegisterFlags(fs)
 	fs.StringVar(&c.whapiTokens, "auth-whapi-tokens", "", "accepted Whapi secrets, comma-separated, each secret or channel:secret (Authorization: Bearer, X-Wahook-Token or ?token=)")
 	fs.StringVar(&c.zapiTokens, "auth-zapi-tokens", "", "accepted Z-API secrets, comma-separated, each secret or channel:secret (?token= or X-Wahook-Token)")
@@ -163,6 +165,19 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	if cfg.cpuProfile != "" {
+		stop, err := admin.StartCPUProfile(cfg.cpuProfile)
+		if err != nil {
+			return err
+		}
+		// Deferred before the broker's close, so it runs after it: the
+		// profile covers the drain.
+		defer func() {
+			if err := stop(); err != nil {
+				log.Error("cpu profile", zap.Error(err))
+			}
+		}()
+	}
 
 	vs, err := verifiers(cfg)
 	if err != nil {

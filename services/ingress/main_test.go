@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -182,5 +184,33 @@ func TestEnvironmentConfiguresAndFlagsWin(t *testing.T) {
 	}
 	if c.backbone.NATSEmbeddedAddr != "127.0.0.1:4222" || c.backbone.DataDir != "./data" || c.backbone.Broker != "nats" {
 		t.Errorf("defaults = %+v", c.backbone)
+	}
+}
+
+// TestCPUProfile: WAHOOK_CPUPROFILE writes a profile of the whole run,
+// complete once run has returned.
+func TestCPUProfile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ingress.cpu.pprof")
+	t.Setenv("WAHOOK_CPUPROFILE", path)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	url, done := start(t, ctx, "-http-addr", "127.0.0.1:0", "-nats-embedded-addr", "127.0.0.1:-1",
+		"-data-dir", t.TempDir(), "-auth-disabled", "-log-level", "warn")
+	res, err := http.Post(url+"/v1/webhooks/whapi", "application/json", strings.NewReader(delivery))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("profile: %v", err)
+	}
+	// A pprof profile is gzip-compressed protobuf.
+	if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Errorf("profile is %d bytes, not gzip: % x", len(b), b[:min(len(b), 8)])
 	}
 }

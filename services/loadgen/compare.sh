@@ -1,39 +1,140 @@
 #!/usr/bin/env bash
-# Load test of the ingress as a separate process, against the reference (a
-# bare handler that publishes the body to JetStream and waits for the ack) on
-# the same embedded NATS server, at 16 and 64 connections.
-# Usage: services/loadgen/compare.sh [duration]   (make bench-load)
-# With NATS_URL set, both use that server instead of the ingress's embedded
-# one (services/loadgen/durability.sh).
+# The load test (make bench-load): every row of issue 8's table measured in
+# one run, on a nats-server process of its own, and the ratios between them.
+#
+# Rows, each with two bodies (a Whapi message, which has a provider id, and
+# a 1.9 KB Whapi chats.patch about a chat of its own, which has none):
+#   reference          bare handler: read the body, publish, wait for the ack
+#   reference+headers  the same with the contract's headers and a unique
+#                      Nats-Msg-Id: the yardstick of the ratios
+#   ingress            services/ingress alone (WAHOOK_DERIVE=)
+#   pipeline           services/ingress with the four consumers in the
+#                      process, as make run starts it: accepted deliveries
+#                      over the time until the consumers processed them all
+#
+# Usage: services/loadgen/compare.sh [duration]
+# Settings (environment):
+#   DURATION (10s)  measured load of each row, after WARMUP (2s) of warm-up
+#   CONNS (64)      concurrent connections
+#   BROKER (nats)   whose ingress and pipeline rows: nats, kafka (on kfake,
+#                   served by loadgen kafka) or all (both, and their ratio)
+#   PROFILE         directory for the ingress's CPU profile of each row,
+#                   <row>-<body>.cpu.pprof (<row>-kafka-<body> on Kafka)
+#   NATS_URL        an external server instead of our own; wahook's streams
+#                   on it are deleted before each row (loadgen reset)
+#   NATS_SYNC       "always": our server fsyncs before every ack
+#   DRAIN_TIMEOUT (5m), LOG_LEVEL (warn), INGRESS_GOGC (100), BIN (bin)
 set -euo pipefail
+if [ -n "${PROFILE:-}" ]; then mkdir -p "$PROFILE" && PROFILE=$(cd "$PROFILE" && pwd); fi
 cd "$(dirname "$0")/../.."
-DURATION=${1:-10s}
+DURATION=${DURATION:-${1:-10s}}
+CONNS=${CONNS:-64}
+WARMUP=${WARMUP:-2s}
+BROKER=${BROKER:-nats}
+NATS_URL=${NATS_URL:-}
 BIN=${BIN:-bin}
-HTTP=127.0.0.1:18080 REF=127.0.0.1:18081 NATSADDR=127.0.0.1:14222 ADMIN=127.0.0.1:19090
-DATA=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$DATA"; }
+HTTP=127.0.0.1:18080 REF=127.0.0.1:18081 ADMIN=127.0.0.1:19090 NATSADDR=127.0.0.1:14222 KAFKA=127.0.0.1:19092
+case $BROKER in
+  nats) brokers=(nats) ;;
+  kafka) brokers=(kafka) ;;
+  all) brokers=(nats kafka) ;;
+  *) echo "BROKER=$BROKER: want nats, kafka or all" >&2; exit 2 ;;
+esac
+
+work=$(mktemp -d)
+results=$work/results.jsonl
+nats_pid='' kafka_pid='' target_pid='' url=''
+# stop ends one process this script started and waits for it.
+stop() { if [ -n "$1" ]; then kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; fi; }
+# cleanup stops what is left and, after a failure, shows the end of the logs.
+cleanup() {
+  local status=$?
+  stop "$target_pid"; stop "$kafka_pid"; stop "$nats_pid"
+  if [ "$status" != 0 ]; then
+    for f in "$work"/*.log; do [ -f "$f" ] && { echo "== ${f##*/}"; tail -n 20 "$f"; } >&2; done
+  fi
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 go build -o "$BIN/" ./services/ingress ./services/loadgen
-# With NATS_URL unset both use the ingress's embedded server, which wants a
-# login: its service user, from the context file.
-NATS_URL=${NATS_URL:-}
-WAHOOK_AUTH_DISABLED=true WAHOOK_NATS_URL="$NATS_URL" WAHOOK_DATA_DIR="$DATA" WAHOOK_HTTP_ADDR=$HTTP \
-  WAHOOK_NATS_EMBEDDED_ADDR=$NATSADDR WAHOOK_ADMIN_ADDR=$ADMIN WAHOOK_LOG_LEVEL=${LOG_LEVEL:-warn} GOGC=${INGRESS_GOGC:-100} "$BIN/ingress" &
-pids+=($!)
-for _ in $(seq 100); do curl -fsS "http://$HTTP/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-curl -fsS "http://$HTTP/readyz" >/dev/null
-if [ -n "$NATS_URL" ]; then
-  "$BIN/loadgen" reference -addr $REF -nats-url "$NATS_URL" &
-else
-  "$BIN/loadgen" reference -addr $REF -nats-context "$DATA/nats-context.json" &
-fi
-pids+=($!)
-for _ in $(seq 100); do curl -s -o /dev/null "http://$REF/" && break; sleep 0.1; done
+[ -n "$NATS_URL" ] || go build -o "$BIN/nats-server" github.com/nats-io/nats-server/v2
 
-echo "# $(date -u +%FT%TZ) $(nproc) cores, $(go version | cut -d' ' -f3), duration $DURATION per run, nats ${NATS_URL:-embedded}"
-for c in 16 64; do
-  "$BIN/loadgen" hit -url "http://$REF/" -c $c -d "$DURATION" -label reference
-  "$BIN/loadgen" hit -url "http://$HTTP/v1/webhooks/whapi" -c $c -d "$DURATION" -label ingress
+wait_tcp() { for _ in $(seq 300); do (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null && return; sleep 0.1; done; echo "nothing listens on $1" >&2; exit 1; }
+wait_ok() { for _ in $(seq 600); do curl -fsS -o /dev/null "$1" 2>/dev/null && return; sleep 0.1; done; echo "$1 never answered 200" >&2; exit 1; }
+
+# fresh_nats starts a nats-server on a new store, or empties the external one.
+fresh_nats() {
+  if [ -n "$NATS_URL" ]; then url=$NATS_URL; "$BIN/loadgen" reset -nats-url "$url"; return; fi
+  stop "$nats_pid"; nats_pid=''
+  rm -rf "$work/nats"; mkdir "$work/nats"
+  {
+    echo "listen: $NATSADDR"
+    echo "max_payload: 8MB"
+    # Streams reserve their byte limits at creation: room for them
+    # whatever the disk's free space.
+    echo "jetstream { store_dir: \"$work/nats\", max_file_store: 16GB"
+    [ "${NATS_SYNC:-}" = always ] && echo "  sync_interval: always"
+    echo "}"
+  } >"$work/nats.conf"
+  "$BIN/nats-server" -c "$work/nats.conf" >"$work/nats.log" 2>&1 &
+  nats_pid=$!
+  url=nats://$NATSADDR
+  wait_tcp "$NATSADDR"
+}
+
+# fresh_kafka starts a kfake broker with nothing in it.
+fresh_kafka() {
+  stop "$kafka_pid"
+  "$BIN/loadgen" kafka -addr "$KAFKA" >"$work/kafka.log" 2>&1 &
+  kafka_pid=$!
+  wait_tcp "$KAFKA"
+}
+
+# row measures one row with one body on broker, each on a fresh broker.
+row() {
+  local broker=$1 row=$2 body=$3 tag=$2-$3 target warmup=$WARMUP
+  [ "$broker" = kafka ] && tag=$row-kafka-$body
+  if [ "$broker" = kafka ]; then fresh_kafka; else fresh_nats; fi
+  case $row in
+  reference*)
+    "$BIN/loadgen" reference -addr "$REF" -nats-url "$url" $([ "$row" = reference+headers ] && echo -headers) >"$work/$tag.log" 2>&1 &
+    target_pid=$!
+    target=http://$REF/
+    wait_tcp "$REF"
+    ;;
+  *)
+    rm -rf "$work/data"
+    WAHOOK_BROKER=$broker WAHOOK_NATS_URL=${url:-} WAHOOK_KAFKA_BROKERS=$KAFKA WAHOOK_DATA_DIR="$work/data" \
+      WAHOOK_DERIVE=$([ "$row" = pipeline ] && echo all) WAHOOK_AUTH_DISABLED=true \
+      WAHOOK_HTTP_ADDR=$HTTP WAHOOK_ADMIN_ADDR=$ADMIN WAHOOK_LOG_LEVEL=${LOG_LEVEL:-warn} \
+      WAHOOK_CPUPROFILE=${PROFILE:+$PROFILE/$tag.cpu.pprof} GOGC=${INGRESS_GOGC:-100} "$BIN/ingress" >"$work/$tag.log" 2>&1 &
+    target_pid=$!
+    target=http://$HTTP/v1/webhooks/whapi
+    wait_ok "http://$HTTP/readyz"
+    ;;
+  esac
+  local drain=("$BIN/loadgen" drain -broker "$broker" -nats-url "${url:-}" -kafka-brokers "$KAFKA" -timeout "${DRAIN_TIMEOUT:-5m}")
+  if [ "$row" = pipeline ]; then
+    # The warm-up's backlog is processed before the measured load starts.
+    "$BIN/loadgen" hit -url "$target" -c "$CONNS" -d "$WARMUP" -warmup 0 -body-kind "$body" >/dev/null
+    "${drain[@]}" >/dev/null
+    warmup=0
+  fi
+  "$BIN/loadgen" hit -url "$target" -c "$CONNS" -d "$DURATION" -warmup "$warmup" -body-kind "$body" \
+    -label "$row" -broker "$broker" -results "$results"
+  [ "$row" != pipeline ] || "${drain[@]}" -results "$results"
+  stop "$target_pid"; target_pid=''
+}
+
+echo "# $(date -u +%FT%TZ) $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(go version | cut -d' ' -f3)," \
+  "$CONNS connections, $DURATION per row, nats-server ${NATS_URL:-$("$BIN/nats-server" --version | cut -d' ' -f2) on a fresh store${NATS_SYNC:+, sync $NATS_SYNC}}"
+for body in message chats.patch; do
+  row nats reference "$body"
+  row nats reference+headers "$body"
+  for b in "${brokers[@]}"; do
+    row "$b" ingress "$body"
+    row "$b" pipeline "$body"
+  done
 done
+"$BIN/loadgen" report -results "$results"

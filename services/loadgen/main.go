@@ -1,8 +1,11 @@
 // Command loadgen measures a running ingress: it posts webhook deliveries
 // over loopback HTTP from a number of concurrent connections and reports
-// deliveries per second and latency percentiles. It can also serve the
-// reference the ingress is compared with: a bare net/http handler that only
-// publishes the body to JetStream and waits for the acknowledgement.
+// deliveries per second and latency percentiles. It also serves what the
+// load test (compare.sh, make bench-load) needs around that: the reference
+// the ingress is compared with (a bare net/http handler that only publishes
+// the body to JetStream and waits for the acknowledgement), a Kafka broker
+// (kfake), the wait until the derived streams' consumers have caught up,
+// and the report of a run's rows.
 package main
 
 import (
@@ -22,29 +25,33 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/wahook/wahook/pkg/admin"
-	"github.com/wahook/wahook/pkg/broker/natsbroker"
 )
+
+const usage = "usage: loadgen hit|reference|kafka|drain|reset|report [flags]"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: loadgen hit|reference [flags]")
+		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
 	}
 	var err error
-	switch os.Args[1] {
+	switch args := os.Args[2:]; os.Args[1] {
 	case "hit":
-		err = hit(ctx, os.Args[2:], os.Stdout)
+		err = hit(ctx, args, os.Stdout)
 	case "reference":
-		err = reference(ctx, os.Args[2:])
+		err = reference(ctx, args)
+	case "kafka":
+		err = serveKafka(ctx, args, os.Stdout)
+	case "drain":
+		err = drain(ctx, args, os.Stdout)
+	case "reset":
+		err = reset(ctx, args)
+	case "report":
+		err = report(args, os.Stdout)
 	default:
-		err = fmt.Errorf("unknown command %q: want hit or reference", os.Args[1])
+		err = fmt.Errorf("unknown command %q; %s", os.Args[1], usage)
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
@@ -52,12 +59,9 @@ func main() {
 	}
 }
 
-// defaultBody is a one-message Whapi delivery; {{seq}} makes every
-// delivery a distinct event so that no duplicate is dropped cheaply.
-const defaultBody = `{"messages":[{"id":"load-{{seq}}","from_me":false,"type":"text","chat_id":"919984351847@s.whatsapp.net","timestamp":1712995245,"source":"mobile","text":{"body":"Hello world"},"from":"919984351847","from_name":"Gerald"}],"event":{"type":"messages","event":"post"},"channel_id":"LOAD-TEST"}`
-
 type result struct {
 	ok, failed int64
+	start      time.Time
 	elapsed    time.Duration
 	latencies  []time.Duration
 	statuses   map[int]int64
@@ -77,19 +81,21 @@ func hit(ctx context.Context, args []string, out io.Writer) error {
 	conns := fs.Int("c", 64, "concurrent connections")
 	duration := fs.Duration("d", 10*time.Second, "how long to post")
 	warmup := fs.Duration("warmup", 2*time.Second, "posting before measuring")
-	bodyFile := fs.String("body", "", "file with the delivery to post ({{seq}} is replaced by a sequence number); a Whapi message by default")
-	label := fs.String("label", "", "name printed with the result")
+	kind := fs.String("body-kind", "message", "delivery to post: message or chats.patch")
+	bodyFile := fs.String("body", "", "file with the delivery to post instead ({{seq}} is replaced by a sequence number)")
+	label := fs.String("label", "", "name printed with the result (the row of the report)")
+	brokerName := fs.String("broker", "", "broker behind the target, recorded for the report")
+	results := fs.String("results", "", "append the result to this file, for drain and report")
 	header := fs.String("header", "", "extra request header, 'Name: value'")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	body := []byte(defaultBody)
+	body, err := loadBody(*kind, *bodyFile)
+	if err != nil {
+		return err
+	}
 	if *bodyFile != "" {
-		b, err := os.ReadFile(*bodyFile)
-		if err != nil {
-			return err
-		}
-		body = b
+		*kind = "file"
 	}
 	if *warmup > 0 {
 		if _, err := drive(ctx, *url, *conns, *warmup, body, *header); err != nil {
@@ -101,17 +107,27 @@ func hit(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	rate := float64(r.ok) / r.elapsed.Seconds()
-	fmt.Fprintf(out, "%-12s conns=%-3d ok=%-7d failed=%-5d rate=%8.0f/s p50=%-8s p99=%-8s max=%-8s statuses=%v\n",
-		*label, *conns, r.ok, r.failed, rate, r.percentile(.50).Round(10*time.Microsecond),
+	fmt.Fprintf(out, "%-18s %-12s %-5s conns=%-3d ok=%-7d failed=%-5d rate=%8.0f/s p50=%-8s p99=%-8s max=%-8s statuses=%v\n",
+		*label, *kind, *brokerName, *conns, r.ok, r.failed, rate, r.percentile(.50).Round(10*time.Microsecond),
 		r.percentile(.99).Round(10*time.Microsecond), r.percentile(1).Round(10*time.Microsecond), r.statuses)
 	if r.ok == 0 {
 		return errors.New("no delivery succeeded")
 	}
-	return nil
+	if *results == "" {
+		return nil
+	}
+	return appendRecord(*results, record{
+		Row: *label, Body: *kind, Broker: *brokerName, Conns: *conns, OK: r.ok, Failed: r.failed,
+		Start: r.start, Elapsed: r.elapsed, P50: r.percentile(.50), P99: r.percentile(.99), Max: r.percentile(1),
+	})
 }
 
-// seq numbers deliveries across warm-up and measured runs.
+// seq numbers deliveries. It starts at the time in microseconds, so that
+// runs one after the other against one server never repeat a number (and
+// an event) as long as they post fewer than a million deliveries a second.
 var seq atomic.Int64
+
+func init() { seq.Store(time.Now().UnixMicro()) }
 
 func drive(ctx context.Context, url string, conns int, d time.Duration, body []byte, header string) (result, error) {
 	tr := &http.Transport{
@@ -122,14 +138,16 @@ func drive(ctx context.Context, url string, conns int, d time.Duration, body []b
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	hname, hvalue, _ := bytes.Cut([]byte(header), []byte(":"))
 
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
 	var (
 		mu  sync.Mutex
 		res = result{statuses: map[int]int64{}}
 		wg  sync.WaitGroup
 	)
-	start := time.Now()
+	res.start = time.Now()
+	// At the deadline no new delivery starts, but those in flight finish:
+	// every delivery the target accepted is counted, and none is cut off
+	// halfway (the ingress would log it as a client gone).
+	deadline := res.start.Add(d)
 	for w := 0; w < conns; w++ {
 		wg.Add(1)
 		go func() {
@@ -137,7 +155,7 @@ func drive(ctx context.Context, url string, conns int, d time.Duration, body []b
 			lat := make([]time.Duration, 0, 4096)
 			statuses := map[int]int64{}
 			var ok, failed int64
-			for ctx.Err() == nil {
+			for ctx.Err() == nil && time.Now().Before(deadline) {
 				b := bytes.ReplaceAll(body, []byte("{{seq}}"), strconv.AppendInt(nil, seq.Add(1), 10))
 				req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(b))
 				if err != nil {
@@ -177,75 +195,7 @@ func drive(ctx context.Context, url string, conns int, d time.Duration, body []b
 		}()
 	}
 	wg.Wait()
-	res.elapsed = time.Since(start)
+	res.elapsed = time.Since(res.start)
 	sort.Slice(res.latencies, func(i, j int) bool { return res.latencies[i] < res.latencies[j] })
 	return res, nil
-}
-
-// reference serves the baseline: read the body, publish it to JetStream,
-// wait for the PubAck, answer 200. Nothing else.
-func reference(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("reference", flag.ContinueOnError)
-	addr := fs.String("addr", "127.0.0.1:8081", "listen address")
-	url := fs.String("nats-url", "", "NATS server (default: the context file's)")
-	ctxFile := fs.String("nats-context", "", "nats CLI context file that logs in, e.g. <data-dir>/"+natsbroker.ContextFile+" of the embedded server")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	var auth natsbroker.Auth
-	if *ctxFile != "" {
-		u, a, err := natsbroker.LoadContext(*ctxFile)
-		if err != nil {
-			return err
-		}
-		auth = a
-		if *url == "" {
-			*url = u
-		}
-	}
-	if *url == "" {
-		*url = "nats://127.0.0.1:4222"
-	}
-	opts, err := auth.Options()
-	if err != nil {
-		return err
-	}
-	nc, err := nats.Connect(*url, append(opts, nats.Name("wahook-loadgen-reference"))...)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: "LOADGEN_REFERENCE", Subjects: []string{"loadgen.reference"}, Storage: jetstream.FileStorage, MaxAge: time.Hour,
-	}); err != nil {
-		return fmt.Errorf("reference stream: %w", err)
-	}
-	// The ingress's own timeouts, so that both sides are measured alike.
-	srv := admin.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			w.WriteHeader(http.StatusBadRequest)
-			return
-		}
-		if _, err := js.Publish(r.Context(), "loadgen.reference", body); err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		w.WriteHeader(http.StatusOK)
-	}), admin.WebhookTimeouts, nil)
-	srv.Addr = *addr
-	go func() {
-		<-ctx.Done()
-		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(shut)
-	}()
-	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }

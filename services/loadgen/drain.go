@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/wahook/wahook/pkg/backbone"
+	"github.com/wahook/wahook/pkg/broker/kafkabroker"
+	"github.com/wahook/wahook/pkg/broker/natsbroker"
+	"github.com/wahook/wahook/pkg/derive"
+	"github.com/wahook/wahook/pkg/envelope"
+)
+
+// drainPoll is how often drain looks at the consumers' positions: the
+// precision of an end-to-end time.
+const drainPoll = 50 * time.Millisecond
+
+// lagFunc returns how many raw events the derived streams' consumers have
+// not finished yet, summed over them, and which of them lag.
+type lagFunc func(ctx context.Context) (int64, string, error)
+
+// drain waits until every derived-stream consumer of the raw stream has
+// processed every raw event, and reports how long that took and the lag
+// it saw first. With -results it completes the file's last row (the
+// pipeline's load) with its end-to-end time.
+func drain(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("drain", flag.ContinueOnError)
+	brokerName := fs.String("broker", "nats", "broker: nats or kafka")
+	natsURL := fs.String("nats-url", "nats://127.0.0.1:4222", "NATS server")
+	kafkaBrokers := fs.String("kafka-brokers", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated")
+	prefix := fs.String("group-prefix", "wahook-", "the consumers' group prefix (WAHOOK_DERIVE_GROUP_PREFIX)")
+	timeout := fs.Duration("timeout", 5*time.Minute, "longest wait")
+	results := fs.String("results", "", "complete the last row of this file with the end-to-end time")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var lag lagFunc
+	switch *brokerName {
+	case "nats":
+		nc, err := nats.Connect(*natsURL, nats.Name("wahook-loadgen-drain"))
+		if err != nil {
+			return fmt.Errorf("connect %s: %w", *natsURL, err)
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		lag = natsLag(js, backbone.ConsumerNames(*prefix, 1))
+	case "kafka":
+		var groups []string
+		for _, s := range derive.Streams {
+			groups = append(groups, kafkabroker.GroupID(*prefix+s, 0, 1))
+		}
+		lag = kafkaLag(&kafka.Client{Addr: kafka.TCP(strings.Split(*kafkaBrokers, ",")...), Timeout: 5 * time.Second}, groups)
+	default:
+		return fmt.Errorf("drain: broker %q: want nats or kafka", *brokerName)
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	began := time.Now()
+	first, err := waitDrained(ctx, lag)
+	if err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	done := time.Now()
+	fmt.Fprintf(out, "drained: %d raw events unfinished at first look, none %s later\n", first, done.Sub(began).Round(time.Millisecond))
+	if *results == "" {
+		return nil
+	}
+	r, err := updateLast(*results, func(r *record) {
+		r.EndToEnd, r.Lag = done.Sub(r.Start), first
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "%-18s %-12s %-5s end to end: %d deliveries in %s, %.0f/s\n",
+		r.Row, r.Body, r.Broker, r.OK, r.EndToEnd.Round(time.Millisecond), r.rate())
+	return nil
+}
+
+// waitDrained polls lag until it is zero and returns its first value.
+func waitDrained(ctx context.Context, lag lagFunc) (int64, error) {
+	first := int64(-1)
+	for {
+		n, where, err := lag(ctx)
+		if err == nil && first < 0 {
+			first = n
+		}
+		if err == nil && n == 0 {
+			return first, nil
+		}
+		select {
+		case <-ctx.Done():
+			if err != nil {
+				return first, fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+			}
+			return first, fmt.Errorf("%w: %d raw events unfinished: %s", ctx.Err(), n, where)
+		case <-time.After(drainPoll):
+		}
+	}
+}
+
+// natsLag is the sum of the consumers' pending and unacknowledged raw
+// events; a consumer that does not exist yet is an error.
+func natsLag(js jetstream.JetStream, consumers []string) lagFunc {
+	return func(ctx context.Context) (int64, string, error) {
+		var total int64
+		var where []string
+		for _, name := range consumers {
+			c, err := js.Consumer(ctx, natsbroker.IngressStream, name)
+			if err != nil {
+				return 0, "", fmt.Errorf("consumer %s: %w", name, err)
+			}
+			info := c.CachedInfo()
+			if n := int64(info.NumPending) + int64(info.NumAckPending); n > 0 {
+				total += n
+				where = append(where, fmt.Sprintf("%s %d pending, %d unacknowledged", name, info.NumPending, info.NumAckPending))
+			}
+		}
+		return total, strings.Join(where, "; "), nil
+	}
+}
+
+// kafkaLag is the sum over the groups and the raw topic's partitions of
+// the records after each group's committed offset; a partition a group
+// has not committed yet counts from its beginning.
+func kafkaLag(client *kafka.Client, groups []string) lagFunc {
+	topic := envelope.IngressTopic
+	return func(ctx context.Context) (int64, string, error) {
+		meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+		if err != nil {
+			return 0, "", fmt.Errorf("metadata: %w", err)
+		}
+		if len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
+			return 0, "", fmt.Errorf("topic %s: %v", topic, meta.Topics)
+		}
+		var parts []int
+		var reqs []kafka.OffsetRequest
+		for _, p := range meta.Topics[0].Partitions {
+			parts = append(parts, p.ID)
+			reqs = append(reqs, kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
+		}
+		lo, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+		if err != nil {
+			return 0, "", fmt.Errorf("list offsets: %w", err)
+		}
+		first, end := map[int]int64{}, map[int]int64{}
+		for _, p := range lo.Topics[topic] {
+			if p.Error != nil {
+				return 0, "", fmt.Errorf("list offsets partition %d: %w", p.Partition, p.Error)
+			}
+			first[p.Partition], end[p.Partition] = p.FirstOffset, p.LastOffset
+		}
+		var total int64
+		var where []string
+		for _, g := range groups {
+			of, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: g, Topics: map[string][]int{topic: parts}})
+			if err != nil {
+				return 0, "", fmt.Errorf("offset fetch %s: %w", g, err)
+			}
+			if of.Error != nil {
+				return 0, "", fmt.Errorf("offset fetch %s: %w", g, of.Error)
+			}
+			var behind int64
+			for _, p := range of.Topics[topic] {
+				if p.Error != nil {
+					return 0, "", fmt.Errorf("offset fetch %s partition %d: %w", g, p.Partition, p.Error)
+				}
+				committed := p.CommittedOffset
+				if committed < 0 {
+					committed = first[p.Partition]
+				}
+				behind += max(end[p.Partition]-committed, 0)
+			}
+			if behind > 0 {
+				total += behind
+				where = append(where, fmt.Sprintf("%s %d behind", g, behind))
+			}
+		}
+		return total, strings.Join(where, "; "), nil
+	}
+}
+
+// reset deletes wahook's streams and key-value buckets and the reference's
+// stream on a NATS server, so that the next row starts from nothing, as on
+// a fresh store. It destroys their data: point it at a test server only.
+func reset(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("reset", flag.ContinueOnError)
+	natsURL := fs.String("nats-url", "nats://127.0.0.1:4222", "NATS server")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	nc, err := nats.Connect(*natsURL, nats.Name("wahook-loadgen-reset"))
+	if err != nil {
+		return fmt.Errorf("connect %s: %w", *natsURL, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	names := js.StreamNames(ctx)
+	for name := range names.Name() {
+		if !strings.HasPrefix(name, "WAHOOK_") && !strings.HasPrefix(name, "KV_WAHOOK_") && name != referenceStream {
+			continue
+		}
+		if err := js.DeleteStream(ctx, name); err != nil {
+			return fmt.Errorf("reset: delete stream %s: %w", name, err)
+		}
+	}
+	if err := names.Err(); err != nil {
+		return fmt.Errorf("reset: list streams: %w", err)
+	}
+	return nil
+}

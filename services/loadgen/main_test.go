@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/wahook/wahook/pkg/backbone"
+	"github.com/wahook/wahook/pkg/broker/natsbroker"
+	"github.com/wahook/wahook/pkg/broker/natsbroker/natstest"
+	"github.com/wahook/wahook/pkg/chatid"
+	"github.com/wahook/wahook/pkg/envelope"
+	"github.com/wahook/wahook/pkg/provider"
+	"github.com/wahook/wahook/pkg/provider/whapi"
+)
+
+// TestBodies: each body is one Whapi item of its kind, a distinct event
+// about a chat of its own for every sequence number (the message keeps one
+// chat), identified by the provider's id or, for chats.patch, by content.
+func TestBodies(t *testing.T) {
+	for _, tt := range []struct {
+		kind, itemKind string
+		withKey        bool
+		ownChat        bool
+		minSize        int
+	}{
+		{"message", "messages.post", true, true, 200},
+		{"chats.patch", "chats.patch", false, true, 1800},
+	} {
+		t.Run(tt.kind, func(t *testing.T) {
+			body, err := loadBody(tt.kind, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids, chats := map[string]bool{}, map[string]bool{}
+			for _, n := range []int64{1, 2, time.Now().UnixMicro()} {
+				b := bytes.ReplaceAll(body, []byte("{{seq}}"), []byte(strconv.FormatInt(n, 10)))
+				if len(b) < tt.minSize {
+					t.Errorf("body %d is %d bytes; want at least %d", n, len(b), tt.minSize)
+				}
+				items, err := whapi.New().Split(b, provider.Delivery{Method: "POST"})
+				if err != nil || len(items) != 1 {
+					t.Fatalf("Split(%s) = %d items, %v; want one", b, len(items), err)
+				}
+				it := items[0]
+				if it.Kind != tt.itemKind || (it.Key != "") != tt.withKey {
+					t.Errorf("item kind %q, key %q; want kind %q, key: %t", it.Kind, it.Key, tt.itemKind, tt.withKey)
+				}
+				id, err := provider.EventID("whapi", it)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids[id], chats[chatid.ID(it.Chat)] = true, true
+			}
+			if len(ids) != 3 {
+				t.Errorf("three sequence numbers gave %d distinct event ids", len(ids))
+			}
+			if tt.ownChat != (len(chats) == 3) {
+				t.Errorf("three sequence numbers gave %d chats; a chat of its own each: %t", len(chats), tt.ownChat)
+			}
+		})
+	}
+	if _, err := loadBody("chats.post", ""); err == nil {
+		t.Error("loadBody(chats.post) = nil error; want an unknown kind")
+	}
+}
+
+// TestReport: every row's rate is divided by reference+headers of its body,
+// a pipeline row's rate is end to end, a Kafka row's is also divided by
+// the same row on NATS.
+func TestReport(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "results.jsonl")
+	rec := func(row, body, broker string, ok int64) record {
+		return record{Row: row, Body: body, Broker: broker, Conns: 64, OK: ok, Elapsed: 10 * time.Second, P99: 5 * time.Millisecond}
+	}
+	for _, r := range []record{
+		rec(rowReference, "message", "nats", 120_000),
+		rec(rowReferenceHeaders, "message", "nats", 100_000),
+		{Row: rowIngress, Body: "message", Broker: "nats", Conns: 64, OK: 90_000, Failed: 3, Elapsed: 10 * time.Second, P99: 5 * time.Millisecond},
+		rec(rowPipeline, "message", "nats", 60_000),
+		rec(rowPipeline, "message", "kafka", 40_000),
+	} {
+		if err := appendRecord(path, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The Kafka pipeline took 20s from the start of its load to drain.
+	if _, err := updateLast(path, func(r *record) { r.EndToEnd, r.Lag = 20*time.Second, 7 }); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := report([]string{"-results", path}, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"message      reference          nats      64         12000    1.20        5ms",
+		"message      reference+headers  nats      64         10000    1.00        5ms",
+		"message      ingress            nats      64          9000    0.90        5ms            3 FAILED",
+		"message      pipeline           nats      64          6000    0.60        5ms",
+		"message      pipeline           kafka     64          2000    0.20        5ms      0.33  40000 in 20s (load 10s, lag 7 at its end)",
+	} {
+		if !strings.Contains(out.String(), want+"\n") {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestNATSLag: the lag is what the derived streams' durable consumers have
+// not delivered or not acknowledged; a missing consumer is an error.
+func TestNATSLag(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	js := natstest.Broker(t, natsbroker.Config{}).JetStream()
+	names := backbone.ConsumerNames("wahook-", 1)
+	lag := natsLag(js, names)
+	if _, _, err := lag(ctx); err == nil {
+		t.Fatal("lag without consumers = nil error")
+	}
+	var cons []jetstream.Consumer
+	for _, name := range names {
+		c, err := js.CreateConsumer(ctx, natsbroker.IngressStream, jetstream.ConsumerConfig{Durable: name, AckPolicy: jetstream.AckExplicitPolicy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cons = append(cons, c)
+	}
+	for i := range 3 {
+		if _, err := js.Publish(ctx, "wahook.ingress.whapi.C.messages.post", []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, _, err := lag(ctx); err != nil || n != 3*int64(len(names)) {
+		t.Fatalf("lag = %d, %v; want %d", n, err, 3*len(names))
+	}
+	// One consumer takes everything and acknowledges one: two left
+	// unacknowledged there.
+	batch, err := cons[0].Fetch(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []jetstream.Msg
+	for m := range batch.Messages() {
+		held = append(held, m)
+	}
+	if len(held) != 3 {
+		t.Fatalf("fetched %d; want 3", len(held))
+	}
+	if err := held[0].DoubleAck(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, where, err := lag(ctx); err != nil || n != 3*int64(len(names))-1 || !strings.Contains(where, "0 pending, 2 unacknowledged") {
+		t.Fatalf("lag = %d (%s), %v; want %d with 2 unacknowledged", n, where, err, 3*len(names)-1)
+	}
+	for _, m := range held[1:] {
+		if err := m.DoubleAck(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range cons[1:] {
+		batch, err := c.Fetch(3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			if err := m.DoubleAck(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n, where, err := lag(ctx); err != nil || n != 0 {
+		t.Fatalf("lag once all is acknowledged = %d (%s), %v; want 0", n, where, err)
+	}
+}
+
+// TestWaitDrained: it polls until the lag is zero and returns the first
+// lag it could read; past its deadline it says what lags.
+func TestWaitDrained(t *testing.T) {
+	seen := []int64{-1, 5, 3, 0}
+	lag := func(context.Context) (int64, string, error) {
+		n := seen[0]
+		seen = seen[1:]
+		if n < 0 {
+			return 0, "", errors.New("no consumer yet")
+		}
+		return n, "", nil
+	}
+	if first, err := waitDrained(context.Background(), lag); err != nil || first != 5 {
+		t.Errorf("waitDrained = %d, %v; want 5, nil", first, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*drainPoll)
+	defer cancel()
+	stuck := func(context.Context) (int64, string, error) { return 2, "wahook-call 2 pending", nil }
+	if _, err := waitDrained(ctx, stuck); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "wahook-call 2 pending") {
+		t.Errorf("waitDrained on a stuck consumer = %v; want the deadline and what lags", err)
+	}
+}
+
+// TestKafkaLag: the lag is, for each group, the raw topic's records after
+// its committed offsets, all of them before its first commit.
+func TestKafkaLag(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, envelope.IngressTopic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	w := &kafka.Writer{Addr: kafka.TCP(c.ListenAddrs()...), Topic: envelope.IngressTopic, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll}
+	defer w.Close()
+	if err := w.WriteMessages(ctx, kafka.Message{Key: []byte("a"), Value: []byte("1")}, kafka.Message{Key: []byte("b"), Value: []byte("2")},
+		kafka.Message{Key: []byte("c"), Value: []byte("3")}); err != nil {
+		t.Fatal(err)
+	}
+	client := &kafka.Client{Addr: kafka.TCP(c.ListenAddrs()...)}
+	lag := kafkaLag(client, []string{"g1", "g2"})
+	if _, _, err := lag(ctx); err == nil {
+		t.Fatal("lag before the groups exist = nil error")
+	}
+	lo, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
+		envelope.IngressTopic: {kafka.LastOffsetOf(0), kafka.LastOffsetOf(1)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []kafka.OffsetCommit
+	for _, p := range lo.Topics[envelope.IngressTopic] {
+		all = append(all, kafka.OffsetCommit{Partition: p.Partition, Offset: p.LastOffset})
+	}
+	commit := func(group string, offsets []kafka.OffsetCommit) {
+		t.Helper()
+		res, err := client.OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: group, GenerationID: -1,
+			Topics: map[string][]kafka.OffsetCommit{envelope.IngressTopic: offsets}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range res.Topics[envelope.IngressTopic] {
+			if p.Error != nil {
+				t.Fatalf("commit %s partition %d: %v", group, p.Partition, p.Error)
+			}
+		}
+	}
+	// g1 has committed everything; g2 has committed the start of
+	// partition 0 and nothing of partition 1, which counts from its start.
+	commit("g1", all)
+	commit("g2", []kafka.OffsetCommit{{Partition: 0, Offset: 0}})
+	if n, where, err := lag(ctx); err != nil || n != 3 || where != "g2 3 behind" {
+		t.Fatalf("lag = %d (%s), %v; want 3, g2 3 behind", n, where, err)
+	}
+	commit("g2", all)
+	if n, where, err := lag(ctx); err != nil || n != 0 {
+		t.Fatalf("lag once both committed everything = %d (%s), %v; want 0", n, where, err)
+	}
+}

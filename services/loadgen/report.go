@@ -1,0 +1,189 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+// record is one measured row of a load test: hit writes it, drain adds the
+// end-to-end time of a pipeline row, report reads them all.
+type record struct {
+	Row     string        `json:"row"`
+	Body    string        `json:"body"`
+	Broker  string        `json:"broker,omitempty"`
+	Conns   int           `json:"conns"`
+	OK      int64         `json:"ok"`
+	Failed  int64         `json:"failed"`
+	Start   time.Time     `json:"start"`
+	Elapsed time.Duration `json:"elapsed"`
+	P50     time.Duration `json:"p50"`
+	P99     time.Duration `json:"p99"`
+	Max     time.Duration `json:"max"`
+	// EndToEnd runs from Start until the consumers had processed every
+	// raw event; Lag is what they had left when the load stopped. Zero
+	// for rows without consumers.
+	EndToEnd time.Duration `json:"end_to_end,omitempty"`
+	Lag      int64         `json:"lag,omitempty"`
+}
+
+// rate is deliveries per second: accepted over the load's duration, or
+// over the time until the consumers were done with them.
+func (r record) rate() float64 {
+	d := r.Elapsed
+	if r.EndToEnd > 0 {
+		d = r.EndToEnd
+	}
+	return float64(r.OK) / d.Seconds()
+}
+
+func appendRecord(path string, r record) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return fmt.Errorf("results: %w", err)
+	}
+	return f.Close()
+}
+
+func readRecords(path string) ([]record, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("results: %w", err)
+	}
+	var rs []record
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		var r record
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			return nil, fmt.Errorf("results %s line %d: %w", path, len(rs)+1, err)
+		}
+		rs = append(rs, r)
+	}
+	return rs, sc.Err()
+}
+
+// updateLast rewrites the file's last record with f applied to it.
+func updateLast(path string, f func(*record)) (record, error) {
+	rs, err := readRecords(path)
+	if err != nil {
+		return record{}, err
+	}
+	if len(rs) == 0 {
+		return record{}, fmt.Errorf("results %s: no record", path)
+	}
+	f(&rs[len(rs)-1])
+	var buf bytes.Buffer
+	for _, r := range rs {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return record{}, err
+		}
+		buf.Write(append(b, '\n'))
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		return record{}, fmt.Errorf("results: %w", err)
+	}
+	return rs[len(rs)-1], nil
+}
+
+// The rows a load test measures; yardstick is the one every row is
+// compared with.
+const (
+	rowReference        = "reference"
+	rowReferenceHeaders = "reference+headers"
+	rowIngress          = "ingress"
+	rowPipeline         = "pipeline"
+	yardstick           = rowReferenceHeaders
+)
+
+// report prints a run's rows with their ratio to the yardstick of the same
+// body and, for rows on Kafka, to the same row on NATS.
+func report(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	results := fs.String("results", "", "the file hit and drain wrote")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *results == "" {
+		return errors.New("report: -results is required")
+	}
+	rs, err := readRecords(*results)
+	if err != nil {
+		return err
+	}
+	writeReport(out, rs)
+	return nil
+}
+
+func writeReport(out io.Writer, rs []record) {
+	type key struct{ row, body, broker string }
+	byKey := map[key]record{}
+	for _, r := range rs {
+		byKey[key{r.Row, r.Body, brokerOf(r)}] = r
+	}
+	fmt.Fprintf(out, "\n# deliveries/s and ratios, each to %s of the same body (goals: ingress >= 0.85, pipeline >= 0.50, p99 < 20ms; Kafka >= 0.50 of NATS)\n", yardstick)
+	fmt.Fprintf(out, "%-12s %-18s %-6s %5s %13s %7s %10s %9s  %s\n",
+		"body", "row", "broker", "conns", "deliveries/s", "ratio", "p99", "kafka/nats", "end to end")
+	for _, body := range bodyOrder(rs) {
+		ref, haveRef := byKey[key{yardstick, body, "nats"}]
+		for _, r := range rs {
+			if r.Body != body {
+				continue
+			}
+			ratio, vsNATS, e2e := "-", "", ""
+			if haveRef {
+				ratio = fmt.Sprintf("%.2f", r.rate()/ref.rate())
+			}
+			if b := brokerOf(r); b != "nats" {
+				if n, ok := byKey[key{r.Row, body, "nats"}]; ok {
+					vsNATS = fmt.Sprintf("%.2f", r.rate()/n.rate())
+				}
+			}
+			if r.EndToEnd > 0 {
+				e2e = fmt.Sprintf("%d in %s (load %s, lag %d at its end)", r.OK, r.EndToEnd.Round(time.Millisecond),
+					r.Elapsed.Round(time.Millisecond), r.Lag)
+			}
+			if r.Failed > 0 {
+				e2e = strings.TrimSpace(fmt.Sprintf("%s %d FAILED", e2e, r.Failed))
+			}
+			line := fmt.Sprintf("%-12s %-18s %-6s %5d %13.0f %7s %10s %9s  %s",
+				body, r.Row, brokerOf(r), r.Conns, r.rate(), ratio, r.P99.Round(10*time.Microsecond), vsNATS, e2e)
+			fmt.Fprintln(out, strings.TrimRight(line, " "))
+		}
+	}
+}
+
+func brokerOf(r record) string {
+	if r.Broker == "" {
+		return "nats"
+	}
+	return r.Broker
+}
+
+// bodyOrder lists the bodies of rs in the order they first appear.
+func bodyOrder(rs []record) []string {
+	var order []string
+	seen := map[string]bool{}
+	for _, r := range rs {
+		if !seen[r.Body] {
+			seen[r.Body] = true
+			order = append(order, r.Body)
+		}
+	}
+	return order
+}
