@@ -121,9 +121,14 @@ row() {
     "${drain[@]}" >/dev/null
     warmup=0
   fi
+  # The CPU time of the broker process (ours, not an external one) and of
+  # the target, per delivery in the report.
+  local pids=target=$target_pid bpid=$nats_pid
+  [ "$broker" = kafka ] && bpid=$kafka_pid
+  [ -n "$bpid" ] && pids=broker=$bpid,$pids
   "$BIN/loadgen" hit -url "$target" -c "$CONNS" -d "$DURATION" -warmup "$warmup" -body-kind "$body" \
-    -label "$row" -broker "$broker" -results "$results"
-  [ "$row" != pipeline ] || "${drain[@]}" -results "$results"
+    -label "$row" -broker "$broker" -results "$results" -pids "$pids"
+  [ "$row" != pipeline ] || "${drain[@]}" -results "$results" -pids "$pids"
   stop "$target_pid"; target_pid=''
 }
 

@@ -39,7 +39,12 @@ func drain(ctx context.Context, args []string, out io.Writer) error {
 	prefix := fs.String("group-prefix", "wahook-", "the consumers' group prefix (WAHOOK_DERIVE_GROUP_PREFIX)")
 	timeout := fs.Duration("timeout", 5*time.Minute, "longest wait")
 	results := fs.String("results", "", "complete the last row of this file with the end-to-end time")
+	pids := fs.String("pids", "", "processes whose CPU time until drained to add to that row, name=pid,... (Linux)")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cpu, err := watchCPU(*pids)
+	if err != nil {
 		return err
 	}
 	var lag lagFunc
@@ -76,8 +81,18 @@ func drain(ctx context.Context, args []string, out io.Writer) error {
 	if *results == "" {
 		return nil
 	}
+	used, err := cpu.used()
+	if err != nil {
+		return err
+	}
 	r, err := updateLast(*results, func(r *record) {
 		r.EndToEnd, r.Lag = done.Sub(r.Start), first
+		for name, d := range used {
+			if r.CPU == nil {
+				r.CPU = map[string]time.Duration{}
+			}
+			r.CPU[name] += d
+		}
 	})
 	if err != nil {
 		return err

@@ -87,6 +87,7 @@ func hit(ctx context.Context, args []string, out io.Writer) error {
 	brokerName := fs.String("broker", "", "broker behind the target, recorded for the report")
 	results := fs.String("results", "", "append the result to this file, for drain and report")
 	header := fs.String("header", "", "extra request header, 'Name: value'")
+	pids := fs.String("pids", "", "processes whose CPU time over the measured load to record, name=pid,... (Linux)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -102,7 +103,15 @@ func hit(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 	}
+	cpu, err := watchCPU(*pids)
+	if err != nil {
+		return err
+	}
 	r, err := drive(ctx, *url, *conns, *duration, body, *header)
+	if err != nil {
+		return err
+	}
+	used, err := cpu.used()
 	if err != nil {
 		return err
 	}
@@ -119,6 +128,7 @@ func hit(ctx context.Context, args []string, out io.Writer) error {
 	return appendRecord(*results, record{
 		Row: *label, Body: *kind, Broker: *brokerName, Conns: *conns, OK: r.ok, Failed: r.failed,
 		Start: r.start, Elapsed: r.elapsed, P50: r.percentile(.50), P99: r.percentile(.99), Max: r.percentile(1),
+		CPU: used,
 	})
 }
 

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -86,15 +88,19 @@ func TestReport(t *testing.T) {
 		rec(rowReference, "message", "nats", 120_000),
 		rec(rowReferenceHeaders, "message", "nats", 100_000),
 		{Row: rowIngress, Body: "message", Broker: "nats", Conns: 64, OK: 90_000, Failed: 3, Elapsed: 10 * time.Second, P99: 5 * time.Millisecond},
-		rec(rowPipeline, "message", "nats", 60_000),
+		{Row: rowPipeline, Body: "message", Broker: "nats", Conns: 64, OK: 60_000, Elapsed: 10 * time.Second, P99: 5 * time.Millisecond,
+			CPU: map[string]time.Duration{"broker": 9 * time.Second, "target": 12 * time.Second}},
 		rec(rowPipeline, "message", "kafka", 40_000),
 	} {
 		if err := appendRecord(path, r); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// The Kafka pipeline took 20s from the start of its load to drain.
-	if _, err := updateLast(path, func(r *record) { r.EndToEnd, r.Lag = 20*time.Second, 7 }); err != nil {
+	// The Kafka pipeline took 20s from the start of its load to drain,
+	// its target using 4s of CPU meanwhile.
+	if _, err := updateLast(path, func(r *record) {
+		r.EndToEnd, r.Lag, r.CPU = 20*time.Second, 7, map[string]time.Duration{"target": 4 * time.Second}
+	}); err != nil {
 		t.Fatal(err)
 	}
 	var out strings.Builder
@@ -107,10 +113,48 @@ func TestReport(t *testing.T) {
 		"message      ingress            nats      64          9000    0.90        5ms            3 FAILED",
 		"message      pipeline           nats      64          6000    0.60        5ms",
 		"message      pipeline           kafka     64          2000    0.20        5ms      0.33  40000 in 20s (load 10s, lag 7 at its end)",
+		"# CPU time per accepted delivery, µs (the load generator's own not counted)",
+		"message      pipeline           nats    broker 150 + target 200",
+		"message      pipeline           kafka   target 100",
 	} {
 		if !strings.Contains(out.String(), want+"\n") {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// TestCPUWatch: the CPU time a process used over a window is read from
+// /proc, and a malformed list of processes is refused.
+func TestCPUWatch(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	w, err := watchCPU(fmt.Sprintf("self=%d", os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Spin until the kernel has counted at least a tick of it.
+	var used map[string]time.Duration
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		if used, err = w.used(); err != nil {
+			t.Fatal(err)
+		}
+		if used["self"] > 0 {
+			break
+		}
+	}
+	if used["self"] <= 0 {
+		t.Errorf("used = %v after spinning; want some CPU time for self", used)
+	}
+	for _, bad := range []string{"self", "self=", "=1", "self=x", "self=-1"} {
+		if _, err := watchCPU(bad); err == nil {
+			t.Errorf("watchCPU(%q) = nil error", bad)
+		}
+	}
+	if w, err := watchCPU(""); err != nil || w == nil {
+		t.Errorf("watchCPU(\"\") = %v, %v; want a watch of nothing", w, err)
+	} else if used, err := w.used(); used != nil || err != nil {
+		t.Errorf("used of nothing = %v, %v", used, err)
 	}
 }
 

@@ -32,6 +32,9 @@ type record struct {
 	// for rows without consumers.
 	EndToEnd time.Duration `json:"end_to_end,omitempty"`
 	Lag      int64         `json:"lag,omitempty"`
+	// CPU is the CPU time each watched process (the broker, the target)
+	// used over the load and, for a pipeline row, until it was drained.
+	CPU map[string]time.Duration `json:"cpu,omitempty"`
 }
 
 // rate is deliveries per second: accepted over the load's duration, or
@@ -127,6 +130,7 @@ func report(args []string, out io.Writer) error {
 		return err
 	}
 	writeReport(out, rs)
+	writeCPU(out, rs)
 	return nil
 }
 
@@ -165,6 +169,25 @@ func writeReport(out io.Writer, rs []record) {
 				body, r.Row, brokerOf(r), r.Conns, r.rate(), ratio, r.P99.Round(10*time.Microsecond), vsNATS, e2e)
 			fmt.Fprintln(out, strings.TrimRight(line, " "))
 		}
+	}
+}
+
+// writeCPU prints, for the rows whose processes were watched, the CPU time
+// each used per accepted delivery: where a row's time goes, broker or
+// wahook, and what a ratio below its goal is made of.
+func writeCPU(out io.Writer, rs []record) {
+	header := false
+	for _, r := range rs {
+		c := cpuPerDelivery(r.CPU, r.OK)
+		if c == "" {
+			continue
+		}
+		if !header {
+			fmt.Fprintf(out, "\n# CPU time per accepted delivery, µs (the load generator's own not counted)\n")
+			fmt.Fprintf(out, "%-12s %-18s %-6s  %s\n", "body", "row", "broker", "cpu")
+			header = true
+		}
+		fmt.Fprintf(out, "%-12s %-18s %-6s  %s\n", r.Body, r.Row, brokerOf(r), c)
 	}
 }
 
