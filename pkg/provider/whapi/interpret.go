@@ -1,7 +1,6 @@
 package whapi
 
 import (
-	"encoding/json"
 	"strings"
 
 	"github.com/wahook/wahook/pkg/derive"
@@ -22,7 +21,7 @@ func (*Provider) Feeds() provider.Feeds {
 
 // Interpret reads one item Split produced as provider-neutral facts.
 func (*Provider) Interpret(kind string, data []byte) (fact.Facts, error) {
-	if !json.Valid(data) {
+	if !provider.ValidJSON(data) {
 		return fact.Facts{}, provider.Invalid("whapi %s: data is not JSON", kind)
 	}
 	data = trim(data)

@@ -1,7 +1,6 @@
 package whapi
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -384,7 +383,7 @@ func route(d provider.Delivery) (typ, event string) {
 // Split reads one Whapi delivery. Every element of the kind's collection is
 // one item; the body's "event" names the kind, else the URL does.
 func (*Provider) Split(body []byte, d provider.Delivery) ([]provider.Item, error) {
-	if !json.Valid(body) {
+	if !provider.ValidJSON(body) {
 		return nil, provider.Invalid("whapi: body is not JSON")
 	}
 	body = trim(body)

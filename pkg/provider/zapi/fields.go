@@ -1,7 +1,6 @@
 package zapi
 
 import (
-	"encoding/json"
 	"math/bits"
 
 	"github.com/wahook/wahook/pkg/provider"
@@ -139,7 +138,7 @@ type fields struct {
 // decode reads the members of the JSON object in data.
 func decode(data []byte) (fields, error) {
 	var f fields
-	if !json.Valid(data) {
+	if !provider.ValidJSON(data) {
 		return f, provider.Invalid("not valid JSON")
 	}
 	m, ok := newMembers(data)
