@@ -12,8 +12,10 @@ import (
 // has a case for, by the facts that case can give. Keep the two together.
 func (*Provider) Feeds() provider.Feeds {
 	return provider.Feeds{
-		derive.LabelChanged:      {KindChatsPatch, KindLabelsPost, KindLabelsDelete},
-		derive.ChatCreated:       {KindMessagesPost, KindMessagesPut, KindChatsPost, KindGroupsPost},
+		derive.LabelChanged: {KindChatsPatch, KindLabelsPost, KindLabelsDelete},
+		// Whapi says when a chat is created (chats.post, groups.post), so
+		// its messages are not read for it: chats are not inferred from them.
+		derive.ChatCreated:       {KindChatsPost, KindGroupsPost},
 		derive.Call:              {KindCallsPost},
 		derive.GroupNotification: {KindGroupsPost, KindGroupsPut, KindGroupsPatch},
 	}
@@ -26,8 +28,6 @@ func (*Provider) Interpret(kind string, data []byte) (fact.Facts, error) {
 	}
 	data = trim(data)
 	switch kind {
-	case KindMessagesPost, KindMessagesPut:
-		return messageSeen(kind, data)
 	case KindChatsPost:
 		return chatCreated(kind, data)
 	case KindChatsPatch:
@@ -62,20 +62,6 @@ func direction(fromMe []byte) string {
 	default:
 		return fact.Incoming
 	}
-}
-
-func messageSeen(kind string, data []byte) (fact.Facts, error) {
-	if first(data) != '{' {
-		return fact.Facts{}, notObject(kind)
-	}
-	var f [3][]byte
-	pick(data, f[:], "chat_id", "chat_name", "from_me")
-	chat, name, fromMe := f[0], f[1], f[2]
-	id := str(chat)
-	if id == "" {
-		return fact.Facts{}, nil
-	}
-	return fact.Facts{ChatsSeen: []fact.ChatSeen{{Chat: id, Name: str(name), Direction: direction(fromMe)}}}, nil
 }
 
 func chatCreated(kind string, data []byte) (fact.Facts, error) {

@@ -58,11 +58,12 @@ var fixtureFacts = map[string]fact.Facts{
 	"labels.delete.json": {LabelDeletes: []fact.LabelRef{{Name: "New order"}}},
 	"labels.post.json":   {LabelUpserts: []fact.Label{{ID: "76", Name: "Order complete", Color: "lightsteelblue"}}},
 
-	"messages.post_action-ephemeral.json": {ChatsSeen: []fact.ChatSeen{{Chat: contact, Name: "Jonathan", Direction: fact.Incoming}}},
-	"messages.post_group-text.json":       {ChatsSeen: []fact.ChatSeen{{Chat: group, Direction: fact.Incoming}}},
-	"messages.post_incoming-text.json":    {ChatsSeen: []fact.ChatSeen{{Chat: contact, Direction: fact.Incoming}}},
-	"messages.post_outgoing-api.json":     {ChatsSeen: []fact.ChatSeen{{Chat: contact, Direction: fact.Outgoing}}},
-	"messages.post_outgoing-mobile.json":  {ChatsSeen: []fact.ChatSeen{{Chat: contact, Direction: fact.Outgoing}}},
+	// Whapi tells chat creations itself: a message feeds nothing.
+	"messages.post_action-ephemeral.json": {},
+	"messages.post_group-text.json":       {},
+	"messages.post_incoming-text.json":    {},
+	"messages.post_outgoing-api.json":     {},
+	"messages.post_outgoing-mobile.json":  {},
 
 	"presences.post_online.json":       {},
 	"presences.post_recording.json":    {},
@@ -268,20 +269,10 @@ func TestInterpretCases(t *testing.T) {
 			give: `{"id":"C1","from":"919984351847@s.whatsapp.net","status":"transferred"}`,
 		},
 
-		// messages
-		"messages.put": {
-			kind: "messages.put",
-			give: `{"id":"A","from_me":true,"chat_id":"120363271212442249@g.us","chat_name":"Team"}`,
-			want: fact.Facts{ChatsSeen: []fact.ChatSeen{{Chat: group, Name: "Team", Direction: fact.Outgoing}}},
-		},
-		"message without from_me": {
-			kind: "messages.post",
-			give: `{"id":"A","chat_id":"120363271212442249@g.us"}`,
-			want: fact.Facts{ChatsSeen: []fact.ChatSeen{{Chat: group}}},
-		},
-		"message without chat tells nothing": {kind: "messages.post", give: `{"id":"A"}`},
-
-		// kinds that feed nothing
+		// kinds that feed nothing; messages too: Whapi tells chat
+		// creations itself (chats.post), none is inferred from a message
+		"messages.put":    {kind: "messages.put", give: `{"id":"A","from_me":true,"chat_id":"120363271212442249@g.us","chat_name":"Team"}`},
+		"messages.post":   {kind: "messages.post", give: `{"id":"A","chat_id":"120363271212442249@g.us"}`},
 		"statuses.put":    {kind: "statuses.put", give: `{"id":"A","status":"read"}`},
 		"messages.patch":  {kind: "messages.patch", give: `{"id":"A","changes":["text"]}`},
 		"messages.delete": {kind: "messages.delete", give: `"A"`},
@@ -307,7 +298,6 @@ func TestInterpretInvalid(t *testing.T) {
 	for name, tc := range map[string]struct{ kind, give string }{
 		"not JSON":                  {"messages.post", `{"id":`},
 		"not JSON, kind unknown":    {provider.KindUnknown, `nope`},
-		"message as an array":       {"messages.post", `[{"chat_id":"1@s.whatsapp.net"}]`},
 		"chat update as a string":   {"chats.patch", `"1@s.whatsapp.net"`},
 		"label change without chat": {"chats.patch", `{"before_update":{},"after_update":{"labels":[]},"changes":["labels"]}`},
 		"new chat without id":       {"chats.post", `{"name":"x"}`},
