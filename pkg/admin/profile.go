@@ -4,12 +4,15 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+
+	"go.uber.org/zap"
 )
 
 // StartCPUProfile writes a CPU profile of the process to path from now until
 // stop is called: the whole of a run, start and drain included, which the
-// admin listener's timed profiles cannot catch.
-func StartCPUProfile(path string) (stop func() error, err error) {
+// admin listener's timed profiles cannot catch. stop logs to log what it
+// cannot finish, so that a service can defer it as it is.
+func StartCPUProfile(path string, log *zap.Logger) (stop func(), err error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("cpu profile: %w", err)
@@ -18,11 +21,10 @@ func StartCPUProfile(path string) (stop func() error, err error) {
 		f.Close()
 		return nil, fmt.Errorf("cpu profile %s: %w", path, err)
 	}
-	return func() error {
+	return func() {
 		pprof.StopCPUProfile()
 		if err := f.Close(); err != nil {
-			return fmt.Errorf("cpu profile %s: %w", path, err)
+			log.Error("cpu profile", zap.String("path", path), zap.Error(err))
 		}
-		return nil
 	}, nil
 }

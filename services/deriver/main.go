@@ -104,17 +104,13 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 	}
 	defer func() { _ = log.Sync() }()
 	if cfg.cpuProfile != "" {
-		stop, err := admin.StartCPUProfile(cfg.cpuProfile)
+		stop, err := admin.StartCPUProfile(cfg.cpuProfile, log)
 		if err != nil {
 			return err
 		}
 		// Deferred before the broker's close, so it runs after it: the
 		// profile covers the drain.
-		defer func() {
-			if err := stop(); err != nil {
-				log.Error("cpu profile", zap.Error(err))
-			}
-		}()
+		defer stop()
 	}
 
 	bb, err := backbone.Open(ctx, cfg.backbone, log)

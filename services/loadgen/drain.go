@@ -50,15 +50,11 @@ func drain(ctx context.Context, args []string, out io.Writer) error {
 	var lag lagFunc
 	switch *brokerName {
 	case "nats":
-		nc, err := nats.Connect(*natsURL, nats.Name("wahook-loadgen-drain"))
-		if err != nil {
-			return fmt.Errorf("connect %s: %w", *natsURL, err)
-		}
-		defer nc.Close()
-		js, err := jetstream.New(nc)
+		js, closeNC, err := connectJS(*natsURL, "wahook-loadgen-drain")
 		if err != nil {
 			return err
 		}
+		defer closeNC()
 		lag = natsLag(js, backbone.ConsumerNames(*prefix, 1))
 	case "kafka":
 		var groups []string
@@ -214,15 +210,11 @@ func reset(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	nc, err := nats.Connect(*natsURL, nats.Name("wahook-loadgen-reset"))
-	if err != nil {
-		return fmt.Errorf("connect %s: %w", *natsURL, err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
+	js, closeNC, err := connectJS(*natsURL, "wahook-loadgen-reset")
 	if err != nil {
 		return err
 	}
+	defer closeNC()
 	names := js.StreamNames(ctx)
 	for name := range names.Name() {
 		if !strings.HasPrefix(name, "WAHOOK_") && !strings.HasPrefix(name, "KV_WAHOOK_") && name != referenceStream {
@@ -236,4 +228,18 @@ func reset(ctx context.Context, args []string) error {
 		return fmt.Errorf("reset: list streams: %w", err)
 	}
 	return nil
+}
+
+// connectJS connects to the NATS server at url, without a login, as name.
+func connectJS(url, name string) (jetstream.JetStream, func(), error) {
+	nc, err := nats.Connect(url, nats.Name(name))
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return js, nc.Close, nil
 }
