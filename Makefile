@@ -77,3 +77,7 @@ clean: ## remove build output and local data
 .PHONY: bench-load
 bench-load: ## load test: bare handlers, ingress, whole pipeline, two bodies, ratios (DURATION, CONNS, BROKER, PROFILE)
 	services/loadgen/compare.sh $(or $(DURATION),10s)
+
+.PHONY: bench-scale
+bench-scale: ## derivation throughput with 1, 2, 4 derivers on NATS and Kafka; peak memory under a 60 s load (FILL, INSTANCES, BROKER)
+	services/loadgen/scale.sh

@@ -104,3 +104,40 @@ func cpuPerDelivery(cpu map[string]time.Duration, ok int64) string {
 	}
 	return strings.Join(parts, " + ")
 }
+
+// procPeakRSS is the most resident memory process pid has held so far
+// (VmHWM), in bytes.
+func procPeakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, fmt.Errorf("memory of %d: %w", pid, err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		v, ok := strings.CutPrefix(line, "VmHWM:")
+		if !ok {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("memory of %d: VmHWM %q: %w", pid, v, err)
+		}
+		return kb << 10, nil
+	}
+	return 0, fmt.Errorf("memory of %d: no VmHWM", pid)
+}
+
+// peakRSS returns each process's peak resident memory so far, in bytes.
+func (w *cpuWatch) peakRSS() (map[string]int64, error) {
+	if len(w.pids) == 0 {
+		return nil, nil
+	}
+	m := make(map[string]int64, len(w.pids))
+	for i, pid := range w.pids {
+		n, err := procPeakRSS(pid)
+		if err != nil {
+			return nil, err
+		}
+		m[w.names[i]] += n
+	}
+	return m, nil
+}

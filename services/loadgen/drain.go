@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"time"
 
@@ -12,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/wahook/wahook/pkg/backbone"
 	"github.com/wahook/wahook/pkg/broker/kafkabroker"
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/derive"
@@ -24,28 +24,37 @@ import (
 const drainPoll = 50 * time.Millisecond
 
 // lagFunc returns how many raw events the derived streams' consumers have
-// not finished yet, summed over them, and which of them lag.
+// not finished yet, as many as the consumer furthest behind has (on Kafka
+// every consumer reads every raw event, on NATS only the kinds its stream
+// reads: the most is the raw events some derivation still owes on either),
+// and which of them lag.
 type lagFunc func(ctx context.Context) (int64, string, error)
 
 // drain waits until every derived-stream consumer of the raw stream has
 // processed every raw event, and reports how long that took and the lag
 // it saw first. With -results it completes the file's last row (the
-// pipeline's load) with its end-to-end time.
+// pipeline's load) with its end-to-end time, or with -row appends a row of
+// its own: the raw events the consumers had left when every -ready URL
+// answered 200, and the time they took to finish them (a scale row).
 func drain(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("drain", flag.ContinueOnError)
 	brokerName := fs.String("broker", "nats", "broker: nats or kafka")
 	natsURL := fs.String("nats-url", "nats://127.0.0.1:4222", "NATS server")
 	kafkaBrokers := fs.String("kafka-brokers", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated")
 	prefix := fs.String("group-prefix", "wahook-", "the consumers' group prefix (WAHOOK_DERIVE_GROUP_PREFIX)")
+	partitions := fs.Int("partitions", 1, "the derivers' WAHOOK_DERIVE_PARTITIONS: whose consumers (NATS) or groups (Kafka) to watch")
 	timeout := fs.Duration("timeout", 5*time.Minute, "longest wait")
 	results := fs.String("results", "", "complete the last row of this file with the end-to-end time")
-	pids := fs.String("pids", "", "processes whose CPU time until drained to add to that row, name=pid,... (Linux)")
+	pids := fs.String("pids", "", "processes whose CPU time until drained and peak memory to add to that row, name=pid,... (Linux)")
+	ready := fs.String("ready", "", "readiness URLs, comma-separated: the clock starts when all answer 200")
+	row := fs.String("row", "", "append a row of this name to -results instead of completing the last one")
+	body := fs.String("body-kind", "", "the body of the appended row")
+	instances := fs.Int("instances", 0, "the derivers of the appended row")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cpu, err := watchCPU(*pids)
-	if err != nil {
-		return err
+	if *partitions < 1 {
+		return fmt.Errorf("drain: -partitions %d", *partitions)
 	}
 	var lag lagFunc
 	switch *brokerName {
@@ -55,11 +64,25 @@ func drain(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 		defer closeNC()
-		lag = natsLag(js, backbone.ConsumerNames(*prefix, 1))
+		var streams [][]string
+		for _, s := range derive.Streams {
+			var names []string
+			for i := range *partitions {
+				n, err := natsbroker.ConsumerName(*prefix+s, i, *partitions)
+				if err != nil {
+					return fmt.Errorf("drain: %w", err)
+				}
+				names = append(names, n)
+			}
+			streams = append(streams, names)
+		}
+		lag = natsLag(js, streams)
 	case "kafka":
 		var groups []string
 		for _, s := range derive.Streams {
-			groups = append(groups, kafkabroker.GroupID(*prefix+s, 0, 1))
+			for i := range *partitions {
+				groups = append(groups, kafkabroker.GroupID(*prefix+s, i, *partitions))
+			}
 		}
 		lag = kafkaLag(&kafka.Client{Addr: kafka.TCP(strings.Split(*kafkaBrokers, ",")...), Timeout: 5 * time.Second}, groups)
 	default:
@@ -67,6 +90,15 @@ func drain(ctx context.Context, args []string, out io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
+	if *ready != "" {
+		if err := waitReady(ctx, strings.Split(*ready, ",")); err != nil {
+			return fmt.Errorf("drain: %w", err)
+		}
+	}
+	cpu, err := watchCPU(*pids)
+	if err != nil {
+		return err
+	}
 	began := time.Now()
 	first, err := waitDrained(ctx, lag)
 	if err != nil {
@@ -81,6 +113,17 @@ func drain(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	rss, err := cpu.peakRSS()
+	if err != nil {
+		return err
+	}
+	if *row != "" {
+		r := record{Row: *row, Body: *body, Broker: *brokerName, Instances: *instances, OK: first,
+			Start: began, EndToEnd: done.Sub(began), CPU: used, RSS: rss}
+		fmt.Fprintf(out, "%-18s %-12s %-5s %d instances: %d raw events in %s, %.0f/s\n",
+			r.Row, r.Body, r.Broker, r.Instances, r.OK, r.EndToEnd.Round(time.Millisecond), r.rate())
+		return appendRecord(*results, r)
+	}
 	r, err := updateLast(*results, func(r *record) {
 		r.EndToEnd, r.Lag = done.Sub(r.Start), first
 		for name, d := range used {
@@ -89,12 +132,44 @@ func drain(ctx context.Context, args []string, out io.Writer) error {
 			}
 			r.CPU[name] += d
 		}
+		for name, n := range rss {
+			if r.RSS == nil {
+				r.RSS = map[string]int64{}
+			}
+			r.RSS[name] = max(r.RSS[name], n)
+		}
 	})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "%-18s %-12s %-5s end to end: %d deliveries in %s, %.0f/s\n",
 		r.Row, r.Body, r.Broker, r.OK, r.EndToEnd.Round(time.Millisecond), r.rate())
+	return nil
+}
+
+// waitReady polls each URL until it answers 200.
+func waitReady(ctx context.Context, urls []string) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	for _, u := range urls {
+		for {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+			if err != nil {
+				return fmt.Errorf("ready %s: %w", u, err)
+			}
+			resp, err := client.Do(req)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s never answered 200: %w", u, ctx.Err())
+			case <-time.After(drainPoll):
+			}
+		}
+	}
 	return nil
 }
 
@@ -120,30 +195,36 @@ func waitDrained(ctx context.Context, lag lagFunc) (int64, error) {
 	}
 }
 
-// natsLag is the sum of the consumers' pending and unacknowledged raw
-// events; a consumer that does not exist yet is an error.
-func natsLag(js jetstream.JetStream, consumers []string) lagFunc {
+// natsLag is the most pending and unacknowledged raw events of a stream,
+// summed over its consumers (one per partition); streams lists each
+// stream's consumers. A consumer that does not exist yet is an error.
+func natsLag(js jetstream.JetStream, streams [][]string) lagFunc {
 	return func(ctx context.Context) (int64, string, error) {
-		var total int64
+		var most int64
 		var where []string
-		for _, name := range consumers {
-			c, err := js.Consumer(ctx, natsbroker.IngressStream, name)
-			if err != nil {
-				return 0, "", fmt.Errorf("consumer %s: %w", name, err)
+		for _, consumers := range streams {
+			var stream int64
+			for _, name := range consumers {
+				c, err := js.Consumer(ctx, natsbroker.IngressStream, name)
+				if err != nil {
+					return 0, "", fmt.Errorf("consumer %s: %w", name, err)
+				}
+				info := c.CachedInfo()
+				if n := int64(info.NumPending) + int64(info.NumAckPending); n > 0 {
+					stream += n
+					where = append(where, fmt.Sprintf("%s %d pending, %d unacknowledged", name, info.NumPending, info.NumAckPending))
+				}
 			}
-			info := c.CachedInfo()
-			if n := int64(info.NumPending) + int64(info.NumAckPending); n > 0 {
-				total += n
-				where = append(where, fmt.Sprintf("%s %d pending, %d unacknowledged", name, info.NumPending, info.NumAckPending))
-			}
+			most = max(most, stream)
 		}
-		return total, strings.Join(where, "; "), nil
+		return most, strings.Join(where, "; "), nil
 	}
 }
 
-// kafkaLag is the sum over the groups and the raw topic's partitions of
-// the records after each group's committed offset; a partition a group
-// has not committed yet counts from its beginning.
+// kafkaLag is the most records after a group's committed offsets, summed
+// over the raw topic's partitions; a partition a group has not committed
+// yet counts from its beginning. Every group reads every record, so the
+// most is the raw events the slowest still owes.
 func kafkaLag(client *kafka.Client, groups []string) lagFunc {
 	topic := envelope.IngressTopic
 	return func(ctx context.Context) (int64, string, error) {
@@ -193,7 +274,7 @@ func kafkaLag(client *kafka.Client, groups []string) lagFunc {
 				behind += max(end[p.Partition]-committed, 0)
 			}
 			if behind > 0 {
-				total += behind
+				total = max(total, behind)
 				where = append(where, fmt.Sprintf("%s %d behind", g, behind))
 			}
 		}

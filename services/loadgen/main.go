@@ -87,7 +87,7 @@ func hit(ctx context.Context, args []string, out io.Writer) error {
 	brokerName := fs.String("broker", "", "broker behind the target, recorded for the report")
 	results := fs.String("results", "", "append the result to this file, for drain and report")
 	header := fs.String("header", "", "extra request header, 'Name: value'")
-	pids := fs.String("pids", "", "processes whose CPU time over the measured load to record, name=pid,... (Linux)")
+	pids := fs.String("pids", "", "processes whose CPU time over the measured load and peak memory to record, name=pid,... (Linux)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -115,6 +115,10 @@ func hit(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	rss, err := cpu.peakRSS()
+	if err != nil {
+		return err
+	}
 	rate := float64(r.ok) / r.elapsed.Seconds()
 	fmt.Fprintf(out, "%-18s %-12s %-5s conns=%-3d ok=%-7d failed=%-5d rate=%8.0f/s p50=%-8s p99=%-8s max=%-8s statuses=%v\n",
 		*label, *kind, *brokerName, *conns, r.ok, r.failed, rate, r.percentile(.50).Round(10*time.Microsecond),
@@ -128,7 +132,7 @@ func hit(ctx context.Context, args []string, out io.Writer) error {
 	return appendRecord(*results, record{
 		Row: *label, Body: *kind, Broker: *brokerName, Conns: *conns, OK: r.ok, Failed: r.failed,
 		Start: r.start, Elapsed: r.elapsed, P50: r.percentile(.50), P99: r.percentile(.99), Max: r.percentile(1),
-		CPU: used,
+		CPU: used, RSS: rss,
 	})
 }
 

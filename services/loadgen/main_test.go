@@ -16,7 +16,6 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/wahook/wahook/pkg/backbone"
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/broker/natsbroker/natstest"
 	"github.com/wahook/wahook/pkg/chatid"
@@ -123,6 +122,60 @@ func TestReport(t *testing.T) {
 	}
 }
 
+// TestReportScale: a scale row's rate is its raw events over its time,
+// compared with one instance on the same broker, its derivers' CPU added
+// up; peak memory is listed per process.
+func TestReportScale(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "results.jsonl")
+	for _, r := range []record{
+		{Row: rowScale, Body: "chats.patch", Broker: "nats", Instances: 1, OK: 50_000, EndToEnd: 10 * time.Second,
+			CPU: map[string]time.Duration{"broker": 5 * time.Second, "deriver0": 5 * time.Second}, RSS: map[string]int64{"broker": 100 << 20, "deriver0": 50 << 20}},
+		{Row: rowScale, Body: "chats.patch", Broker: "nats", Instances: 2, OK: 80_000, EndToEnd: 10 * time.Second,
+			CPU: map[string]time.Duration{"broker": 4 * time.Second, "deriver0": 4 * time.Second, "deriver1": 4 * time.Second}},
+		{Row: rowScale, Body: "chats.patch", Broker: "kafka", Instances: 2, OK: 10_000, EndToEnd: 10 * time.Second},
+	} {
+		if err := appendRecord(path, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out strings.Builder
+	if err := report([]string{"-results", path}, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"chats.patch  nats           1      50000       10s         5000     1.00  broker 100 + derivers 100",
+		"chats.patch  nats           2      80000       10s         8000     1.60  broker 50 + derivers 100",
+		"chats.patch  kafka          2      10000       10s         1000        -",
+		"chats.patch  scale x1           nats    broker 100, deriver0 50",
+	} {
+		if !strings.Contains(out.String(), want+"\n") {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "deliveries/s and ratios") {
+		t.Errorf("report of scale rows only has the deliveries table:\n%s", out.String())
+	}
+}
+
+// TestPeakRSS: a process's peak resident memory is read from /proc.
+func TestPeakRSS(t *testing.T) {
+	if _, err := os.Stat("/proc/self/status"); err != nil {
+		t.Skip("no /proc")
+	}
+	w, err := watchCPU(fmt.Sprintf("self=%d", os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rss, err := w.peakRSS()
+	// A Go test binary holds a few MiB at least.
+	if err != nil || rss["self"] < 1<<20 {
+		t.Errorf("peakRSS = %v, %v; want a MiB or more for self", rss, err)
+	}
+	if _, err := procPeakRSS(1 << 30); err == nil {
+		t.Error("procPeakRSS of no process = nil error")
+	}
+}
+
 // TestCPUWatch: the CPU time a process used over a window is read from
 // /proc, and a malformed list of processes is refused.
 func TestCPUWatch(t *testing.T) {
@@ -158,70 +211,73 @@ func TestCPUWatch(t *testing.T) {
 	}
 }
 
-// TestNATSLag: the lag is what the derived streams' durable consumers have
-// not delivered or not acknowledged; a missing consumer is an error.
+// TestNATSLag: a stream's lag is what its durable consumers (one per
+// partition) have not delivered or not acknowledged, summed; the lag is
+// the most of a stream; a missing consumer is an error.
 func TestNATSLag(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	js := natstest.Broker(t, natsbroker.Config{}).JetStream()
-	names := backbone.ConsumerNames("wahook-", 1)
-	lag := natsLag(js, names)
-	if _, _, err := lag(ctx); err == nil {
-		t.Fatal("lag without consumers = nil error")
-	}
-	var cons []jetstream.Consumer
-	for _, name := range names {
-		c, err := js.CreateConsumer(ctx, natsbroker.IngressStream, jetstream.ConsumerConfig{Durable: name, AckPolicy: jetstream.AckExplicitPolicy})
+	name := func(group string, i, n int) string {
+		t.Helper()
+		s, err := natsbroker.ConsumerName(group, i, n)
 		if err != nil {
 			t.Fatal(err)
 		}
-		cons = append(cons, c)
+		return s
+	}
+	one := name("wahook-call", 0, 1)
+	split := []string{name("wahook-label-changed", 0, 2), name("wahook-label-changed", 1, 2)}
+	lag := natsLag(js, [][]string{{one}, split})
+	if _, _, err := lag(ctx); err == nil {
+		t.Fatal("lag without consumers = nil error")
+	}
+	cons := map[string]jetstream.Consumer{}
+	for _, n := range append([]string{one}, split...) {
+		c, err := js.CreateConsumer(ctx, natsbroker.IngressStream, jetstream.ConsumerConfig{Durable: n, AckPolicy: jetstream.AckExplicitPolicy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cons[n] = c
 	}
 	for i := range 3 {
 		if _, err := js.Publish(ctx, "wahook.ingress.whapi.C.messages.post", []byte(strconv.Itoa(i))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n, _, err := lag(ctx); err != nil || n != 3*int64(len(names)) {
-		t.Fatalf("lag = %d, %v; want %d", n, err, 3*len(names))
-	}
-	// One consumer takes everything and acknowledges one: two left
-	// unacknowledged there.
-	batch, err := cons[0].Fetch(3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var held []jetstream.Msg
-	for m := range batch.Messages() {
-		held = append(held, m)
-	}
-	if len(held) != 3 {
-		t.Fatalf("fetched %d; want 3", len(held))
-	}
-	if err := held[0].DoubleAck(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if n, where, err := lag(ctx); err != nil || n != 3*int64(len(names))-1 || !strings.Contains(where, "0 pending, 2 unacknowledged") {
-		t.Fatalf("lag = %d (%s), %v; want %d with 2 unacknowledged", n, where, err, 3*len(names)-1)
-	}
-	for _, m := range held[1:] {
-		if err := m.DoubleAck(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, c := range cons[1:] {
+	// take fetches every message of a consumer and acknowledges the
+	// first ack of them.
+	take := func(c jetstream.Consumer, ack int) {
+		t.Helper()
 		batch, err := c.Fetch(3)
 		if err != nil {
 			t.Fatal(err)
 		}
+		i := 0
 		for m := range batch.Messages() {
-			if err := m.DoubleAck(ctx); err != nil {
-				t.Fatal(err)
+			if i < ack {
+				if err := m.DoubleAck(ctx); err != nil {
+					t.Fatal(err)
+				}
 			}
+			i++
+		}
+		if i != 3 {
+			t.Fatalf("fetched %d; want 3", i)
 		}
 	}
-	if n, where, err := lag(ctx); err != nil || n != 0 {
-		t.Fatalf("lag once all is acknowledged = %d (%s), %v; want 0", n, where, err)
+	// Each consumer here reads every message: the split stream owes 6.
+	if n, _, err := lag(ctx); err != nil || n != 6 {
+		t.Fatalf("lag = %d, %v; want 6", n, err)
+	}
+	take(cons[split[0]], 3)
+	take(cons[split[1]], 1)
+	if n, where, err := lag(ctx); err != nil || n != 3 || !strings.Contains(where, split[1]+" 0 pending, 2 unacknowledged") {
+		t.Fatalf("lag = %d (%s), %v; want 3 with 2 unacknowledged on %s", n, where, err, split[1])
+	}
+	take(cons[one], 3)
+	if n, where, err := lag(ctx); err != nil || n != 2 {
+		t.Fatalf("lag = %d (%s), %v; want 2", n, where, err)
 	}
 }
 
@@ -248,8 +304,9 @@ func TestWaitDrained(t *testing.T) {
 	}
 }
 
-// TestKafkaLag: the lag is, for each group, the raw topic's records after
-// its committed offsets, all of them before its first commit.
+// TestKafkaLag: a group's lag is the raw topic's records after its
+// committed offsets, all of them before its first commit; the lag is the
+// most of a group.
 func TestKafkaLag(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -291,10 +348,16 @@ func TestKafkaLag(t *testing.T) {
 			}
 		}
 	}
-	// g1 has committed everything; g2 has committed the start of
-	// partition 0 and nothing of partition 1, which counts from its start.
-	commit("g1", all)
+	// Both have committed the start of partition 0 and nothing of
+	// partition 1, which counts from its start: each owes the 3 records,
+	// and the lag is the most one owes.
+	commit("g1", []kafka.OffsetCommit{{Partition: 0, Offset: 0}})
 	commit("g2", []kafka.OffsetCommit{{Partition: 0, Offset: 0}})
+	if n, where, err := lag(ctx); err != nil || n != 3 || where != "g1 3 behind; g2 3 behind" {
+		t.Fatalf("lag = %d (%s), %v; want 3, both 3 behind", n, where, err)
+	}
+	// g1 has committed everything.
+	commit("g1", all)
 	if n, where, err := lag(ctx); err != nil || n != 3 || where != "g2 3 behind" {
 		t.Fatalf("lag = %d (%s), %v; want 3, g2 3 behind", n, where, err)
 	}

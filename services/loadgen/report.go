@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 	"time"
 )
@@ -35,6 +36,11 @@ type record struct {
 	// CPU is the CPU time each watched process (the broker, the target)
 	// used over the load and, for a pipeline row, until it was drained.
 	CPU map[string]time.Duration `json:"cpu,omitempty"`
+	// RSS is each watched process's peak resident memory, in bytes, when
+	// the row ended.
+	RSS map[string]int64 `json:"rss,omitempty"`
+	// Instances is the number of derivers of a scale row.
+	Instances int `json:"instances,omitempty"`
 }
 
 // rate is deliveries per second: accepted over the load's duration, or
@@ -111,6 +117,7 @@ const (
 	rowReferenceHeaders = "reference+headers"
 	rowIngress          = "ingress"
 	rowPipeline         = "pipeline"
+	rowScale            = "scale"
 	yardstick           = rowReferenceHeaders
 )
 
@@ -129,8 +136,20 @@ func report(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	writeReport(out, rs)
-	writeCPU(out, rs)
+	var table, scale []record
+	for _, r := range rs {
+		if r.Row == rowScale {
+			scale = append(scale, r)
+		} else {
+			table = append(table, r)
+		}
+	}
+	if len(table) > 0 {
+		writeReport(out, table)
+		writeCPU(out, table)
+	}
+	writeScale(out, scale)
+	writeRSS(out, rs)
 	return nil
 }
 
@@ -209,4 +228,72 @@ func bodyOrder(rs []record) []string {
 		}
 	}
 	return order
+}
+
+// writeScale prints the scale rows: raw events the derivers finished per
+// second with each number of instances, and how that compares with one.
+func writeScale(out io.Writer, rs []record) {
+	if len(rs) == 0 {
+		return
+	}
+	type key struct{ body, broker string }
+	one := map[key]record{}
+	for _, r := range rs {
+		if r.Instances == 1 {
+			one[key{r.Body, brokerOf(r)}] = r
+		}
+	}
+	fmt.Fprintf(out, "\n# derivation: raw events the derivers finished per second, from a full raw stream, by instances\n")
+	fmt.Fprintf(out, "%-12s %-6s %9s %10s %9s %12s %8s  %s\n", "body", "broker", "instances", "raw events", "time", "raw events/s", "x one", "cpu µs per raw event")
+	for _, r := range rs {
+		x := "-"
+		if o, ok := one[key{r.Body, brokerOf(r)}]; ok {
+			x = fmt.Sprintf("%.2f", r.rate()/o.rate())
+		}
+		line := fmt.Sprintf("%-12s %-6s %9d %10d %9s %12.0f %8s  %s", r.Body, brokerOf(r), r.Instances, r.OK,
+			r.EndToEnd.Round(10*time.Millisecond), r.rate(), x, cpuPerDelivery(sumDerivers(r.CPU), r.OK))
+		fmt.Fprintln(out, strings.TrimRight(line, " "))
+	}
+}
+
+// sumDerivers adds the CPU of the processes named deriver* into one.
+func sumDerivers(cpu map[string]time.Duration) map[string]time.Duration {
+	m := map[string]time.Duration{}
+	for n, d := range cpu {
+		if strings.HasPrefix(n, "deriver") {
+			n = "derivers"
+		}
+		m[n] += d
+	}
+	return m
+}
+
+// writeRSS prints the peak resident memory of every watched process of
+// the rows that recorded it.
+func writeRSS(out io.Writer, rs []record) {
+	header := false
+	for _, r := range rs {
+		if len(r.RSS) == 0 {
+			continue
+		}
+		if !header {
+			fmt.Fprintf(out, "\n# peak resident memory (VmHWM) of each process when the row ended, MiB\n")
+			fmt.Fprintf(out, "%-12s %-18s %-6s  %s\n", "body", "row", "broker", "peak rss")
+			header = true
+		}
+		names := make([]string, 0, len(r.RSS))
+		for n := range r.RSS {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		var parts []string
+		for _, n := range names {
+			parts = append(parts, fmt.Sprintf("%s %.0f", n, float64(r.RSS[n])/(1<<20)))
+		}
+		row := r.Row
+		if r.Instances > 0 {
+			row = fmt.Sprintf("%s x%d", r.Row, r.Instances)
+		}
+		fmt.Fprintf(out, "%-12s %-18s %-6s  %s\n", r.Body, row, brokerOf(r), strings.Join(parts, ", "))
+	}
 }
