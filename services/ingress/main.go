@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/peterbourgon/ff/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -25,12 +26,21 @@ import (
 	"github.com/wahook/wahook/pkg/admin"
 	"github.com/wahook/wahook/pkg/backbone"
 	"github.com/wahook/wahook/pkg/consumer"
+	"github.com/wahook/wahook/pkg/gctune"
 	"github.com/wahook/wahook/pkg/ingress"
 	"github.com/wahook/wahook/pkg/logging"
 	"github.com/wahook/wahook/pkg/provider/all"
 )
 
+// gc is the garbage collector's pacing main chose, logged by run; zero in
+// tests, which keep Go's defaults.
+var gc struct {
+	settings gctune.Settings
+	err      error
+}
+
 func main() {
+	gc.settings, gc.err = gctune.Apply(os.Getenv, memlimit.FromCgroup)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], nil); err != nil {
@@ -165,6 +175,12 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	if gc.settings.GOGCFrom != "" {
+		log.Info("garbage collector", gc.settings.Fields()...)
+	}
+	if gc.err != nil {
+		log.Warn("garbage collector: the container's memory limit is unknown", zap.Error(gc.err))
+	}
 	if cfg.cpuProfile != "" {
 		stop, err := admin.StartCPUProfile(cfg.cpuProfile, log)
 		if err != nil {

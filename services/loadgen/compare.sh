@@ -23,7 +23,8 @@
 #   NATS_URL        an external server instead of our own; wahook's streams
 #                   on it are deleted before each row (loadgen reset)
 #   NATS_SYNC       "always": our server fsyncs before every ack
-#   DRAIN_TIMEOUT (5m), LOG_LEVEL (warn), INGRESS_GOGC (100), BIN (bin)
+#   DRAIN_TIMEOUT (5m), LOG_LEVEL (warn), BIN (bin), INGRESS_GOGC (the
+#                   ingress's GOGC; unset: its own default, pkg/gctune)
 set -euo pipefail
 if [ -n "${PROFILE:-}" ]; then mkdir -p "$PROFILE" && PROFILE=$(cd "$PROFILE" && pwd); fi
 cd "$(dirname "$0")/../.."
@@ -48,7 +49,7 @@ row() {
     WAHOOK_BROKER=$broker WAHOOK_NATS_URL=${url:-} WAHOOK_KAFKA_BROKERS=$KAFKA WAHOOK_DATA_DIR="$work/data" \
       WAHOOK_DERIVE=$([ "$row" = pipeline ] && echo all) WAHOOK_AUTH_DISABLED=true \
       WAHOOK_HTTP_ADDR=$HTTP WAHOOK_ADMIN_ADDR=$ADMIN WAHOOK_LOG_LEVEL=${LOG_LEVEL:-warn} \
-      WAHOOK_CPUPROFILE=${PROFILE:+$PROFILE/$tag.cpu.pprof} GOGC=${INGRESS_GOGC:-100} "$BIN/ingress" >"$work/$tag.log" 2>&1 &
+      WAHOOK_CPUPROFILE=${PROFILE:+$PROFILE/$tag.cpu.pprof} GOGC=${INGRESS_GOGC:-} "$BIN/ingress" >"$work/$tag.log" 2>&1 &
     target_pid=$!
     target=http://$HTTP/v1/webhooks/whapi
     wait_ok "http://$HTTP/readyz"

@@ -8,9 +8,11 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/envelope"
 	"github.com/wahook/wahook/pkg/envelope/envelopetest"
+	"github.com/wahook/wahook/pkg/gctune"
 )
 
 // The reference's stream and subject.
@@ -38,6 +41,11 @@ func reference(ctx context.Context, args []string) error {
 	ctxFile := fs.String("nats-context", "", "nats CLI context file that logs in, e.g. <data-dir>/"+natsbroker.ContextFile+" of the embedded server")
 	headers := fs.Bool("headers", false, "publish with the contract's headers and a unique Nats-Msg-Id")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	// The services' garbage collector pacing, so that the ratios compare
+	// the work done and not the pacing.
+	if _, err := gctune.Apply(os.Getenv, memlimit.FromCgroup); err != nil {
 		return err
 	}
 	var auth natsbroker.Auth

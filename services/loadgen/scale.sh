@@ -15,9 +15,12 @@
 #
 # Usage: services/loadgen/scale.sh
 # Settings (environment): FILL (10s), INSTANCES ("1 2 4"), MEMORY_DURATION
-# (60s), KAFKA_PARTITIONS (12), and compare.sh's CONNS, BROKER (all here),
-# NATS_URL, LOG_LEVEL, DRAIN_TIMEOUT, BIN.
+# (60s), KAFKA_PARTITIONS (12), PROFILE (a directory for each scale
+# deriver's CPU profile, scale-<broker>-<n>-deriver<i>.cpu.pprof), and
+# compare.sh's CONNS, BROKER (all here), NATS_URL, LOG_LEVEL,
+# DRAIN_TIMEOUT, BIN.
 set -euo pipefail
+if [ -n "${PROFILE:-}" ]; then mkdir -p "$PROFILE" && PROFILE=$(cd "$PROFILE" && pwd); fi
 cd "$(dirname "$0")/../.."
 BROKER=${BROKER:-all}
 FILL=${FILL:-10s}
@@ -55,7 +58,8 @@ scale() {
   more_pids=()
   for ((i = 0; i < n; i++)); do
     WAHOOK_DERIVE_PARTITIONS=$partitions WAHOOK_DERIVE_PARTITION=$((partitions > 1 ? i : 0)) \
-      WAHOOK_ADMIN_ADDR=127.0.0.1:$((19100 + i)) wahook "$broker" "deriver-$broker-$n-$i" deriver
+      WAHOOK_ADMIN_ADDR=127.0.0.1:$((19100 + i)) WAHOOK_CPUPROFILE=${PROFILE:+$PROFILE/scale-$broker-$n-deriver$i.cpu.pprof} \
+      wahook "$broker" "deriver-$broker-$n-$i" deriver
     more_pids+=($!)
     pids+=,deriver$i=$!
     ready+=${ready:+,}http://127.0.0.1:$((19100 + i))/readyz

@@ -1,0 +1,91 @@
+// Package gctune paces the Go garbage collector of wahook's services when
+// the operator has not: GOGC 400 under a soft memory limit.
+//
+// Both services keep a small live heap (a few MB) and allocate fast (each
+// event is received, decoded and sent again), so with Go's default GOGC of
+// 100 the heap goal is the 4 MB floor and the collector runs dozens of times
+// a second: about 13% of a deriver's CPU on a busy stream. GOGC 400 lets the
+// heap grow to five times the live one between collections. The soft limit
+// (GOMEMLIMIT) keeps that bounded: the collector works harder as the heap
+// nears it, so a heap that the default would keep under the limit stays
+// under it. The limit is 90% of the container's (cgroup) memory limit, or
+// DefaultMemoryLimit when there is none.
+//
+// GOGC and GOMEMLIMIT in the environment are the operator's choice: the Go
+// runtime applies them itself and Apply leaves each one that is set alone
+// (GOGC=off included).
+package gctune
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
+	"go.uber.org/zap"
+)
+
+const (
+	// DefaultGOGC is the GC percent when GOGC is not set.
+	DefaultGOGC = 400
+	// DefaultMemoryLimit is the soft memory limit when GOMEMLIMIT is not
+	// set and no cgroup limits the process's memory: about what Go's
+	// default pacing reaches when the ingress holds its whole default body
+	// budget (256 MiB), so GOGC 400 does not raise the worst case.
+	DefaultMemoryLimit = 512 << 20
+	// cgroupRatio is the part of a cgroup's limit given to the Go heap:
+	// the rest is for what the runtime does not count (stacks of threads
+	// in C, the binary, page cache charged to the container).
+	cgroupRatio = 0.9
+)
+
+// Settings is what Apply found and chose, for the start-up log.
+type Settings struct {
+	// GOGC is the GC percent now in force, and GOGCFrom "GOGC" when the
+	// environment set it, else "default".
+	GOGC     int
+	GOGCFrom string
+	// MemoryLimit is the soft limit in bytes now in force, and
+	// MemoryLimitFrom "GOMEMLIMIT", "cgroup" or "default".
+	MemoryLimit     int64
+	MemoryLimitFrom string
+}
+
+// Apply sets the defaults where getenv reports GOGC or GOMEMLIMIT unset;
+// cgroup tells the memory limit of the process's cgroup (memlimit.FromCgroup
+// in the services), memlimit.ErrNoLimit or another error when it has none.
+// Only an error of cgroup other than "no cgroup" or "no limit" is
+// returned, with the default limit applied.
+func Apply(getenv func(string) string, cgroup memlimit.Provider) (Settings, error) {
+	var s Settings
+	var err error
+	if getenv("GOMEMLIMIT") != "" {
+		s.MemoryLimit, s.MemoryLimitFrom = debug.SetMemoryLimit(-1), "GOMEMLIMIT"
+	} else {
+		s.MemoryLimit, s.MemoryLimitFrom = DefaultMemoryLimit, "default"
+		limit, cerr := cgroup()
+		switch {
+		case cerr == nil && limit > 0:
+			s.MemoryLimit, s.MemoryLimitFrom = int64(min(float64(limit)*cgroupRatio, float64(1<<62))), "cgroup"
+		case cerr != nil && !errors.Is(cerr, memlimit.ErrNoLimit) && !errors.Is(cerr, memlimit.ErrNoCgroup) &&
+			!errors.Is(cerr, memlimit.ErrCgroupsNotSupported):
+			err = fmt.Errorf("gctune: cgroup memory limit: %w", cerr)
+		}
+		debug.SetMemoryLimit(s.MemoryLimit)
+	}
+	if getenv("GOGC") != "" {
+		// SetGCPercent returns the setting it replaces: put it back.
+		s.GOGC, s.GOGCFrom = debug.SetGCPercent(100), "GOGC"
+		debug.SetGCPercent(s.GOGC)
+	} else {
+		s.GOGC, s.GOGCFrom = DefaultGOGC, "default"
+		debug.SetGCPercent(DefaultGOGC)
+	}
+	return s, err
+}
+
+// Fields are the settings as log fields.
+func (s Settings) Fields() []zap.Field {
+	return []zap.Field{zap.Int("gogc", s.GOGC), zap.String("gogc_from", s.GOGCFrom),
+		zap.Int64("memory_limit_bytes", s.MemoryLimit), zap.String("memory_limit_from", s.MemoryLimitFrom)}
+}
