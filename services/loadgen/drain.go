@@ -24,10 +24,10 @@ import (
 const drainPoll = 50 * time.Millisecond
 
 // lagFunc returns how many raw events the derived streams' consumers have
-// not finished yet, as many as the consumer furthest behind has (on Kafka
-// every consumer reads every raw event, on NATS only the kinds its stream
-// reads: the most is the raw events some derivation still owes on either),
-// and which of them lag.
+// not finished yet, as many as the consumer furthest behind has (each
+// reads every raw event it may derive from: on Kafka all of them, on NATS
+// the kinds its stream reads, in every partition; the most is the raw
+// events some derivation still owes), and which of them lag.
 type lagFunc func(ctx context.Context) (int64, string, error)
 
 // drain waits until every derived-stream consumer of the raw stream has
@@ -64,9 +64,8 @@ func drain(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 		defer closeNC()
-		var streams [][]string
+		var names []string
 		for _, s := range derive.Streams {
-			var names []string
 			for i := range *partitions {
 				n, err := natsbroker.ConsumerName(*prefix+s, i, *partitions)
 				if err != nil {
@@ -74,9 +73,8 @@ func drain(ctx context.Context, args []string, out io.Writer) error {
 				}
 				names = append(names, n)
 			}
-			streams = append(streams, names)
 		}
-		lag = natsLag(js, streams)
+		lag = natsLag(js, names)
 	case "kafka":
 		var groups []string
 		for _, s := range derive.Streams {
@@ -195,27 +193,25 @@ func waitDrained(ctx context.Context, lag lagFunc) (int64, error) {
 	}
 }
 
-// natsLag is the most pending and unacknowledged raw events of a stream,
-// summed over its consumers (one per partition); streams lists each
-// stream's consumers. A consumer that does not exist yet is an error.
-func natsLag(js jetstream.JetStream, streams [][]string) lagFunc {
+// natsLag is the most pending and unacknowledged raw events of a
+// consumer: every consumer of a partitioned stream receives every raw event
+// of its stream's kinds (passing over those of other partitions), so the
+// most is what the slowest still owes. A consumer that does not exist yet
+// is an error.
+func natsLag(js jetstream.JetStream, consumers []string) lagFunc {
 	return func(ctx context.Context) (int64, string, error) {
 		var most int64
 		var where []string
-		for _, consumers := range streams {
-			var stream int64
-			for _, name := range consumers {
-				c, err := js.Consumer(ctx, natsbroker.IngressStream, name)
-				if err != nil {
-					return 0, "", fmt.Errorf("consumer %s: %w", name, err)
-				}
-				info := c.CachedInfo()
-				if n := int64(info.NumPending) + int64(info.NumAckPending); n > 0 {
-					stream += n
-					where = append(where, fmt.Sprintf("%s %d pending, %d unacknowledged", name, info.NumPending, info.NumAckPending))
-				}
+		for _, name := range consumers {
+			c, err := js.Consumer(ctx, natsbroker.IngressStream, name)
+			if err != nil {
+				return 0, "", fmt.Errorf("consumer %s: %w", name, err)
 			}
-			most = max(most, stream)
+			info := c.CachedInfo()
+			if n := int64(info.NumPending) + int64(info.NumAckPending); n > 0 {
+				most = max(most, n)
+				where = append(where, fmt.Sprintf("%s %d pending, %d unacknowledged", name, info.NumPending, info.NumAckPending))
+			}
 		}
 		return most, strings.Join(where, "; "), nil
 	}

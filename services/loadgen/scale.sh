@@ -7,11 +7,14 @@
 #           processes start at once; the row is the raw events they had
 #           left when all were ready over the time until none was left.
 #           On NATS instance i runs with WAHOOK_DERIVE_PARTITIONS=n and
-#           WAHOOK_DERIVE_PARTITION=i; on Kafka the instances share one
-#           consumer group, over KAFKA_PARTITIONS topic partitions.
+#           WAHOOK_DERIVE_PARTITION=i (each partition's consumer receives
+#           every raw event and passes over other partitions' chats); on
+#           Kafka the instances share one consumer group, over
+#           KAFKA_PARTITIONS topic partitions.
 #   memory  the ingress and one deriver, separate processes, under
 #           MEMORY_DURATION of chats.patch load: their peak resident memory
-#           and the broker's, and the time until the deriver caught up.
+#           and the broker's, and the time until the deriver caught up
+#           (MEMORY_DURATION=0: not measured).
 #
 # Usage: services/loadgen/scale.sh
 # Settings (environment): FILL (10s), INSTANCES ("1 2 4"), MEMORY_DURATION
@@ -96,5 +99,7 @@ echo "# $(date -u +%FT%TZ) $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/
 for b in "${brokers[@]}"; do
   for n in $INSTANCES; do scale "$b" "$n"; done
 done
-for b in "${brokers[@]}"; do memory "$b"; done
+if [ "$MEMORY_DURATION" != 0 ]; then
+  for b in "${brokers[@]}"; do memory "$b"; done
+fi
 "$BIN/loadgen" report -results "$results"
