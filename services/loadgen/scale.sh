@@ -19,9 +19,10 @@
 # Usage: services/loadgen/scale.sh
 # Settings (environment): FILL (10s), INSTANCES ("1 2 4"), MEMORY_DURATION
 # (60s), KAFKA_PARTITIONS (12), PROFILE (a directory for each scale
-# deriver's CPU profile, scale-<broker>-<n>-deriver<i>.cpu.pprof), and
-# compare.sh's CONNS, BROKER (all here), NATS_URL, LOG_LEVEL,
-# DRAIN_TIMEOUT, BIN.
+# deriver's CPU profile, scale-<broker>-<n>-deriver<i>.cpu.pprof),
+# DERIVER_GOGC (the scale derivers' GOGC; unset: their own default,
+# pkg/gctune), and compare.sh's CONNS, BROKER (all here), NATS_URL,
+# LOG_LEVEL, DRAIN_TIMEOUT, BIN.
 set -euo pipefail
 if [ -n "${PROFILE:-}" ]; then mkdir -p "$PROFILE" && PROFILE=$(cd "$PROFILE" && pwd); fi
 cd "$(dirname "$0")/../.."
@@ -62,7 +63,7 @@ scale() {
   for ((i = 0; i < n; i++)); do
     WAHOOK_DERIVE_PARTITIONS=$partitions WAHOOK_DERIVE_PARTITION=$((partitions > 1 ? i : 0)) \
       WAHOOK_ADMIN_ADDR=127.0.0.1:$((19100 + i)) WAHOOK_CPUPROFILE=${PROFILE:+$PROFILE/scale-$broker-$n-deriver$i.cpu.pprof} \
-      wahook "$broker" "deriver-$broker-$n-$i" deriver
+      GOGC=${DERIVER_GOGC:-} wahook "$broker" "deriver-$broker-$n-$i" deriver
     more_pids+=($!)
     pids+=,deriver$i=$!
     ready+=${ready:+,}http://127.0.0.1:$((19100 + i))/readyz
