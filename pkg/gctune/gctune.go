@@ -89,3 +89,22 @@ func (s Settings) Fields() []zap.Field {
 	return []zap.Field{zap.Int("gogc", s.GOGC), zap.String("gogc_from", s.GOGCFrom),
 		zap.Int64("memory_limit_bytes", s.MemoryLimit), zap.String("memory_limit_from", s.MemoryLimitFrom)}
 }
+
+// Applied is what Apply chose and the error it reported, kept by a
+// service's main for its start-up log.
+type Applied struct {
+	Settings Settings
+	Err      error
+}
+
+// Log writes the settings at info level and an unreadable cgroup limit at
+// warn level; nothing when Apply was not called (tests of run).
+func (a Applied) Log(log *zap.Logger) {
+	if a.Settings.GOGCFrom == "" {
+		return
+	}
+	log.Info("garbage collector", a.Settings.Fields()...)
+	if a.Err != nil {
+		log.Warn("garbage collector: the container's memory limit is unknown, the default applies", zap.Error(a.Err))
+	}
+}

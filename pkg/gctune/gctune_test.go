@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // keep restores the process's GC settings after a test changes them.
@@ -96,4 +98,23 @@ func TestCgroupOfThisMachine(t *testing.T) {
 		t.Fatalf("FromCgroup = %d, %v", limit, err)
 	}
 	t.Logf("cgroup memory limit %d, %v", limit, err)
+}
+
+// TestAppliedLog: the settings are logged at start, an unreadable cgroup
+// as a warning; nothing when Apply did not run.
+func TestAppliedLog(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	Applied{}.Log(zap.New(core))
+	if logs.Len() != 0 {
+		t.Errorf("logged %v without Apply", logs.All())
+	}
+	Applied{Settings: Settings{GOGC: 400, GOGCFrom: "default", MemoryLimit: 1 << 20, MemoryLimitFrom: "cgroup"},
+		Err: os.ErrPermission}.Log(zap.New(core))
+	all := logs.All()
+	if len(all) != 2 || all[0].Message != "garbage collector" || all[1].Level != zap.WarnLevel {
+		t.Fatalf("logged %v; want the settings, then a warning", all)
+	}
+	if f := all[0].ContextMap(); f["gogc"] != int64(400) || f["memory_limit_from"] != "cgroup" {
+		t.Errorf("fields %v", f)
+	}
 }

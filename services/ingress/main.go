@@ -34,13 +34,10 @@ import (
 
 // gc is the garbage collector's pacing main chose, logged by run; zero in
 // tests, which keep Go's defaults.
-var gc struct {
-	settings gctune.Settings
-	err      error
-}
+var gc gctune.Applied
 
 func main() {
-	gc.settings, gc.err = gctune.Apply(os.Getenv, memlimit.FromCgroup)
+	gc.Settings, gc.Err = gctune.Apply(os.Getenv, memlimit.FromCgroup)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], nil); err != nil {
@@ -175,12 +172,7 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
-	if gc.settings.GOGCFrom != "" {
-		log.Info("garbage collector", gc.settings.Fields()...)
-	}
-	if gc.err != nil {
-		log.Warn("garbage collector: the container's memory limit is unknown", zap.Error(gc.err))
-	}
+	gc.Log(log)
 	if cfg.cpuProfile != "" {
 		stop, err := admin.StartCPUProfile(cfg.cpuProfile, log)
 		if err != nil {
