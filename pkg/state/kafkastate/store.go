@@ -283,10 +283,11 @@ func (s *Store) open(ctx context.Context) error {
 		}
 	}
 	for _, t := range s.topics {
-		s.wg.Add(1 + len(t.parts))
+		s.wg.Add(1 + 2*len(t.parts))
 		go s.probe(t)
 		for _, p := range t.parts {
 			go s.tail(p)
+			go s.writer(p)
 		}
 	}
 	for i, p := range parts {
@@ -499,26 +500,106 @@ func (s *Store) offsets(ctx context.Context, t *topic, ids []int) (first, last m
 }
 
 // write appends one record to partition p and returns its offset once every
-// in-sync replica has it.
+// in-sync replica has it. The records written to a partition at once go in
+// one produce request (Store.writer): a deriver claims a first time and
+// marks an event done for each of the raw events it has in flight, so under
+// load one round trip serves many of them.
 func (s *Store) write(ctx context.Context, p *partition, key string, value []byte) (int64, error) {
 	if err := s.alive(ctx); err != nil {
 		return 0, err
 	}
-	resp, err := s.client.Produce(ctx, &kafka.ProduceRequest{
+	w := &pendingWrite{rec: kafka.Record{Time: s.cfg.Now(), Key: kafka.NewBytes([]byte(key)), Value: kafka.NewBytes(value)},
+		size: len(key) + len(value), done: make(chan struct{})}
+	select {
+	case p.writes <- w:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-s.ctx.Done():
+		return 0, ErrClosed
+	}
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+		// The record may still be written: a claim is settled by the
+		// first record of its key, whoever wrote it.
+		return 0, ctx.Err()
+	case <-s.ctx.Done():
+		return 0, ErrClosed
+	}
+	if w.err != nil {
+		return 0, fmt.Errorf("write %s to %s: %w", key, p, w.err)
+	}
+	return w.off, nil
+}
+
+// pendingWrite is one record waiting for the partition's writer, and its
+// outcome once done is closed.
+type pendingWrite struct {
+	rec  kafka.Record
+	size int
+	done chan struct{}
+	off  int64
+	err  error
+}
+
+// A produce request carries at most maxBatchRecords records, or
+// maxBatchBytes of keys and values, whichever comes first: well under a
+// topic's default max.message.bytes (1 MB).
+const (
+	maxBatchRecords = 256
+	maxBatchBytes   = 256 << 10
+)
+
+// writer sends partition p's queued records, those waiting at the time in
+// one request, until Close.
+func (s *Store) writer(p *partition) {
+	defer s.wg.Done()
+	batch := make([]*pendingWrite, 0, maxBatchRecords)
+	recs := make([]kafka.Record, 0, maxBatchRecords)
+	for {
+		select {
+		case w := <-p.writes:
+			batch = append(batch[:0], w)
+		case <-s.ctx.Done():
+			return
+		}
+		size := batch[0].size
+	gather:
+		for len(batch) < maxBatchRecords && size < maxBatchBytes {
+			select {
+			case w := <-p.writes:
+				batch, size = append(batch, w), size+w.size
+			default:
+				break gather
+			}
+		}
+		recs = recs[:0]
+		for _, w := range batch {
+			recs = append(recs, w.rec)
+		}
+		off, err := s.produce(p, recs)
+		for i, w := range batch {
+			w.off, w.err = off+int64(i), err
+			close(w.done)
+		}
+		clear(batch)
+	}
+}
+
+// produce appends recs to p in one request, in order, and returns the first
+// one's offset once every in-sync replica has them.
+func (s *Store) produce(p *partition, recs []kafka.Record) (int64, error) {
+	resp, err := s.client.Produce(s.ctx, &kafka.ProduceRequest{
 		Topic:        p.t.name,
 		Partition:    p.id,
 		RequiredAcks: kafka.RequireAll,
-		Records: kafka.NewRecordReader(kafka.Record{
-			Time:  s.cfg.Now(),
-			Key:   kafka.NewBytes([]byte(key)),
-			Value: kafka.NewBytes(value),
-		}),
+		Records:      kafka.NewRecordReader(recs...),
 	})
 	if err == nil {
 		err = resp.Error
 	}
 	if err != nil {
-		return 0, fmt.Errorf("write %s to %s: %w", key, p, kafkabroker.Classify(err))
+		return 0, kafkabroker.Classify(err)
 	}
 	return resp.BaseOffset, nil
 }

@@ -36,7 +36,7 @@ func newTopic(name string, n int) *topic {
 	t := &topic{name: name, ids: make([]int, n), kick: make(chan struct{}, 1)}
 	for i := range n {
 		t.ids[i] = i
-		t.parts = append(t.parts, &partition{t: t, id: i})
+		t.parts = append(t.parts, &partition{t: t, id: i, writes: make(chan *pendingWrite, maxBatchRecords)})
 	}
 	return t
 }
@@ -51,6 +51,9 @@ func (t *topic) partFor(what string) *partition {
 type partition struct {
 	t  *topic
 	id int
+	// writes queues the records to append, for the partition's writer
+	// (Store.writer), which sends those waiting together.
+	writes chan *pendingWrite
 
 	mu sync.Mutex
 	// pos is the next offset to read: every record below it is applied.
