@@ -74,7 +74,14 @@ func (Deriver) Derive(_ context.Context, raw derive.Raw, f fact.Facts) ([]derive
 			chatRaw = c.From
 		}
 		chat, ct := chatid.Canonical(chatRaw)
-		id := derive.ID(raw.ID, derive.Call, "call."+c.State, c.CallID, chat)
+		base := raw.ID
+		if c.PerCall {
+			// Not the raw event's id: every raw event of this call in
+			// this state derives the same id, which subscribers and
+			// the broker's duplicate window drop after the first.
+			base = "call\x00" + raw.Provider + "\x00" + raw.Channel
+		}
+		id := derive.ID(base, derive.Call, "call."+c.State, c.CallID, chat)
 		if seen[id] {
 			continue
 		}
