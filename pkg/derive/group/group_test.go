@@ -162,7 +162,8 @@ func TestZapi(t *testing.T) {
 		{"MEMBERSHIP_APPROVAL_REQUEST non_admin_add (fixture)", derivetest.Fixture(t, p, fixture("zapi", "ReceivedCallback_notification-MEMBERSHIP_APPROVAL_REQUEST-non_admin_add.json"))[0],
 			func(raw derive.Raw) []derive.Event {
 				return []derive.Event{event(raw, fact.GroupJoinRequested, fg, group.Data{
-					Participants: []string{"5544999999999@s.whatsapp.net", "5544888888888@s.whatsapp.net"},
+					// The adder (participantPhone) is the actor, not a requester.
+					Participants: []string{"5544888888888@s.whatsapp.net"},
 					Actor:        "5544999999999@s.whatsapp.net", RequestMethod: "non_admin_add",
 				})}
 			}},
