@@ -1,6 +1,8 @@
 // Package call derives the call stream: io.wahook.call.offered, .missed,
 // .accepted, .rejected and .ended, one per call state change a provider
 // reports, with the provider's own word for it in status. It keeps no state.
+// A state told twice by one provider (fact.Call.PerCall) derives one id for
+// the call, whichever raw event tells it.
 //
 // The chat fields name the call's chat when the provider gives one (else the
 // caller); a call the provider tells by id alone (WAHA call.accepted) has no
