@@ -159,3 +159,35 @@ func TestKindsTable(t *testing.T) {
 		t.Error("typeOfKind of a kind Split never names is not empty")
 	}
 }
+
+// TestNonAdminAddLeavesTheAdderOut: in a non_admin_add approval request the
+// member who added the others (participantPhone, or participantLid) is the
+// actor, not a requester, whichever of its ids the parameters use.
+func TestNonAdminAddLeavesTheAdderOut(t *testing.T) {
+	for name, tc := range map[string]struct {
+		notification, extra string
+		want                []string
+	}{
+		"by the payload's requestMethod": {"MEMBERSHIP_APPROVAL_REQUEST",
+			`"participantPhone":"5544999999999","requestMethod":"non_admin_add","notificationParameters":["5544999999999","5544888888888"]`,
+			[]string{"5544888888888"}},
+		"by the stub name, the adder as a lid": {"GROUP_MEMBERSHIP_JOIN_APPROVAL_REQUEST_NON_ADMIN_ADD",
+			`"participantPhone":"5544999999999","participantLid":"9001@lid","notificationParameters":["9001@lid","5544888888888@s.whatsapp.net"]`,
+			[]string{"5544888888888@s.whatsapp.net"}},
+		"invite_link keeps its requester": {"MEMBERSHIP_APPROVAL_REQUEST",
+			`"participantPhone":"5544999999999","requestMethod":"invite_link","notificationParameters":["5544999999999"]`,
+			[]string{"5544999999999"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			body := `{"isGroup":true,"instanceId":"i","messageId":"m","phone":"120363019502650977-group","fromMe":false,` +
+				`"type":"ReceivedCallback","notification":"` + tc.notification + `",` + tc.extra + `}`
+			f, err := New().Interpret(KindNotification, []byte(body))
+			if err != nil || len(f.Groups) != 1 {
+				t.Fatalf("Interpret = %+v, %v; want one group change", f, err)
+			}
+			if g := f.Groups[0]; !slices.Equal(g.Participants, tc.want) || g.Actor != "5544999999999" {
+				t.Errorf("participants %v, actor %q; want %v, actor 5544999999999", g.Participants, g.Actor, tc.want)
+			}
+		})
+	}
+}
