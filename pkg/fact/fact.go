@@ -102,6 +102,10 @@ type Call struct {
 	Group  bool
 	State  string // one of the Call* states
 	Status string // the provider's own word, e.g. "ringing", "CALL_MISSED_VIDEO"
+	// PerCall makes this state one event per call, whichever raw event
+	// reports it: for a provider that reports one state under two words
+	// (Whapi's initiated then ringing), so both derive the same id.
+	PerCall bool
 }
 
 // Group changes; the derived type is "io.wahook.group." + change.

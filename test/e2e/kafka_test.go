@@ -307,6 +307,9 @@ func TestKafkaDeadLetter(t *testing.T) {
 	}
 }
 
+// storesDuplicates: Kafka has no duplicate window.
+func (p *kpipeline) storesDuplicates() bool { return true }
+
 func (p *kpipeline) awaitEvents(stream, provider, channel string, want int) []cloudevents.Event {
 	p.t.Helper()
 	return p.await(stream, provider, channel, want)

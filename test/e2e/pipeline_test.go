@@ -435,6 +435,9 @@ func TestUninterpretableRawEventIsDeadLettered(t *testing.T) {
 	}
 }
 
+// storesDuplicates: JetStream drops a derived id within its duplicate window.
+func (p *pipeline) storesDuplicates() bool { return false }
+
 func (p *pipeline) awaitEvents(stream, provider, channel string, want int) []cloudevents.Event {
 	p.t.Helper()
 	if channel == "" {

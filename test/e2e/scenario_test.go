@@ -17,6 +17,9 @@ type backbone interface {
 	// provider's channel ("" for all its channels), and returns them in
 	// stream order.
 	awaitEvents(stream, provider, channel string, want int) []cloudevents.Event
+	// storesDuplicates reports a broker without a duplicate window: two
+	// publishes of one derived id are both stored (subscribers dedupe).
+	storesDuplicates() bool
 }
 
 // callsAndGroups posts the providers' documented calls and group
@@ -31,8 +34,14 @@ func callsAndGroups(t *testing.T, p backbone) {
 	}
 	p.post("/v1/webhooks/waha", p.fixture("waha", "call.received.json"))
 	zapiCalls := p.awaitEvents("call", "zapi", "", 2)
-	// One call, one chat, one partition: in order.
-	whapiCalls := p.awaitEvents("call", "whapi", "", 3)
+	// One call, one chat, one partition: in order. Initiated and ringing
+	// are one offer, one derived id: NATS keeps it once, and on Kafka a
+	// subscriber drops the second copy by id.
+	stored := 2
+	if p.storesDuplicates() {
+		stored = 3
+	}
+	whapiCalls := byID(p.awaitEvents("call", "whapi", "", stored))
 	wahaCalls := p.awaitEvents("call", "waha", "", 1)
 	var video struct {
 		Video  bool
@@ -47,7 +56,8 @@ func callsAndGroups(t *testing.T, p backbone) {
 	if !video.Video || video.Status != "CALL_MISSED_VIDEO" || video.CallID != "F44E0E2011E7C784BB9A4AC11749C436" {
 		t.Errorf("Z-API missed video call = %+v (%v)", video, types(zapiCalls))
 	}
-	if whapiCalls[2].Type() != "io.wahook.call.missed" || wahaCalls[0].Type() != "io.wahook.call.offered" {
+	if len(whapiCalls) != 2 || whapiCalls[0].Type() != "io.wahook.call.offered" || whapiCalls[1].Type() != "io.wahook.call.missed" ||
+		wahaCalls[0].Type() != "io.wahook.call.offered" {
 		t.Errorf("calls = %v / %v", types(whapiCalls), types(wahaCalls))
 	}
 
@@ -65,6 +75,19 @@ func callsAndGroups(t *testing.T, p backbone) {
 	if zapiGroups[0].Type() != "io.wahook.group.join.requested" || wahaGroups[0].Type() != "io.wahook.group.participants.promoted" {
 		t.Errorf("groups = %v / %v", types(zapiGroups), types(wahaGroups))
 	}
+}
+
+// byID keeps the first event of each id, in order, as a subscriber does.
+func byID(evs []cloudevents.Event) []cloudevents.Event {
+	seen := map[string]bool{}
+	var out []cloudevents.Event
+	for _, ev := range evs {
+		if !seen[ev.ID()] {
+			seen[ev.ID()] = true
+			out = append(out, ev)
+		}
+	}
+	return out
 }
 
 // labelChanged checks the label-changed stream: a label list's difference,

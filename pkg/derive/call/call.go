@@ -1,6 +1,8 @@
 // Package call derives the call stream: io.wahook.call.offered, .missed,
 // .accepted, .rejected and .ended, one per call state change a provider
 // reports, with the provider's own word for it in status. It keeps no state.
+// A state told twice by one provider (fact.Call.PerCall) derives one id for
+// the call, whichever raw event tells it.
 //
 // The chat fields name the call's chat when the provider gives one (else the
 // caller); a call the provider tells by id alone (WAHA call.accepted) has no
@@ -74,7 +76,14 @@ func (Deriver) Derive(_ context.Context, raw derive.Raw, f fact.Facts) ([]derive
 			chatRaw = c.From
 		}
 		chat, ct := chatid.Canonical(chatRaw)
-		id := derive.ID(raw.ID, derive.Call, "call."+c.State, c.CallID, chat)
+		base := raw.ID
+		if c.PerCall {
+			// Not the raw event's id: every raw event of this call in
+			// this state derives the same id, which subscribers and
+			// the broker's duplicate window drop after the first.
+			base = "call\x00" + raw.Provider + "\x00" + raw.Channel
+		}
+		id := derive.ID(base, derive.Call, "call."+c.State, c.CallID, chat)
 		if seen[id] {
 			continue
 		}

@@ -48,6 +48,12 @@ func event(raw derive.Raw, typ, state string, c chat, data call.Data) derive.Eve
 	}
 }
 
+// perCall gives ev the id of a call state derived once per call.
+func perCall(raw derive.Raw, ev derive.Event, state string) derive.Event {
+	ev.ID = derive.ID("call\x00"+raw.Provider+"\x00"+raw.Channel, derive.Call, "call."+state, ev.Data.(call.Data).CallID, ev.Chat)
+	return ev
+}
+
 func TestStream(t *testing.T) {
 	if got := (call.Deriver{}).Stream(); got != derive.Call {
 		t.Errorf("Stream() = %q, want %q", got, derive.Call)
@@ -117,7 +123,11 @@ func TestWhapi(t *testing.T) {
 		{"calls.post_missed.json", "missed", fact.CallMissed, call.TypeMissed},
 	} {
 		rows = append(rows, row{f.file, derivetest.Fixture(t, p, fixture("whapi", f.file))[0], func(raw derive.Raw) []derive.Event {
-			return []derive.Event{event(raw, f.typ, f.state, contact, call.Data{CallID: id, From: contact.id, Status: f.status})}
+			ev := event(raw, f.typ, f.state, contact, call.Data{CallID: id, From: contact.id, Status: f.status})
+			if f.state == fact.CallOffered {
+				ev = perCall(raw, ev, f.state)
+			}
+			return []derive.Event{ev}
 		}})
 	}
 	for _, c := range []struct{ status, state, typ, extra string }{
@@ -127,12 +137,35 @@ func TestWhapi(t *testing.T) {
 		{"ringing", fact.CallOffered, call.TypeOffered, `,"video_call":true,"group_call":true`},
 	} {
 		rows = append(rows, row{"calls.post " + c.status + c.extra, derivetest.One(t, p, whapiCall(c.status, c.extra)), func(raw derive.Raw) []derive.Event {
-			return []derive.Event{event(raw, c.typ, c.state, contact, call.Data{CallID: id, From: contact.id, Status: c.status,
-				Video: strings.Contains(c.extra, "video"), GroupCall: strings.Contains(c.extra, "group")})}
+			ev := event(raw, c.typ, c.state, contact, call.Data{CallID: id, From: contact.id, Status: c.status,
+				Video: strings.Contains(c.extra, "video"), GroupCall: strings.Contains(c.extra, "group")})
+			if c.state == fact.CallOffered {
+				ev = perCall(raw, ev, c.state)
+			}
+			return []derive.Event{ev}
 		}})
 	}
 	rows = append(rows, row{"calls.post unknown status", derivetest.One(t, p, whapiCall("transferred", "")), func(derive.Raw) []derive.Event { return nil }})
 	run(t, rows)
+}
+
+// TestWhapiOneOffer: Whapi reports one incoming call's offer twice,
+// initiated then ringing (calls.post_initiated.json, calls.post_ringing.json:
+// Whapi's help desk examples of one call): both derive one id.
+func TestWhapiOneOffer(t *testing.T) {
+	p := whapi.New()
+	initiated := derivetest.Derive(t, call.Deriver{}, derivetest.Fixture(t, p, fixture("whapi", "calls.post_initiated.json"))[0])
+	ringing := derivetest.Derive(t, call.Deriver{}, derivetest.Fixture(t, p, fixture("whapi", "calls.post_ringing.json"))[0])
+	missed := derivetest.Derive(t, call.Deriver{}, derivetest.Fixture(t, p, fixture("whapi", "calls.post_missed.json"))[0])
+	if len(initiated) != 1 || len(ringing) != 1 || len(missed) != 1 {
+		t.Fatalf("events: %d initiated, %d ringing, %d missed; want one each", len(initiated), len(ringing), len(missed))
+	}
+	if initiated[0].ID != ringing[0].ID {
+		t.Errorf("initiated id %s, ringing id %s: want one offer", initiated[0].ID, ringing[0].ID)
+	}
+	if missed[0].ID == initiated[0].ID {
+		t.Errorf("missed has the offer's id %s", missed[0].ID)
+	}
 }
 
 func TestWaha(t *testing.T) {
@@ -168,6 +201,31 @@ func TestDeriveFacts(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Derive mismatch (-want +got):\n%s", diff)
+	}
+
+	// Once per call: the same id from any raw event of the channel, another
+	// in another channel or for another call.
+	offer := fact.Facts{Calls: []fact.Call{{CallID: "c1", Chat: "1@lid", State: fact.CallOffered, PerCall: true}}}
+	idOf := func(r derive.Raw, f fact.Facts) string {
+		evs := derivetest.Derive(t, call.Deriver{}, derivetest.Input{Raw: r, Facts: f})
+		if len(evs) != 1 {
+			t.Fatalf("Derive(%+v): %d events, want 1", f, len(evs))
+		}
+		return evs[0].ID
+	}
+	other := raw
+	other.ID = "r2"
+	otherChannel := other
+	otherChannel.Channel = "C2"
+	otherCall := fact.Facts{Calls: []fact.Call{{CallID: "c2", Chat: "1@lid", State: fact.CallOffered, PerCall: true}}}
+	if a, b := idOf(raw, offer), idOf(other, offer); a != b {
+		t.Errorf("per-call offer: ids %s and %s from two raw events, want one", a, b)
+	}
+	if a, b := idOf(other, offer), idOf(otherChannel, offer); a == b {
+		t.Errorf("per-call offer: one id %s in two channels", a)
+	}
+	if a, b := idOf(raw, offer), idOf(raw, otherCall); a == b {
+		t.Errorf("per-call offer: one id %s for two calls", a)
 	}
 
 	for name, f := range map[string]fact.Call{

@@ -162,7 +162,8 @@ func TestZapi(t *testing.T) {
 		{"MEMBERSHIP_APPROVAL_REQUEST non_admin_add (fixture)", derivetest.Fixture(t, p, fixture("zapi", "ReceivedCallback_notification-MEMBERSHIP_APPROVAL_REQUEST-non_admin_add.json"))[0],
 			func(raw derive.Raw) []derive.Event {
 				return []derive.Event{event(raw, fact.GroupJoinRequested, fg, group.Data{
-					Participants: []string{"5544999999999@s.whatsapp.net", "5544888888888@s.whatsapp.net"},
+					// The adder (participantPhone) is the actor, not a requester.
+					Participants: []string{"5544888888888@s.whatsapp.net"},
 					Actor:        "5544999999999@s.whatsapp.net", RequestMethod: "non_admin_add",
 				})}
 			}},
@@ -214,7 +215,12 @@ func TestZapi(t *testing.T) {
 }
 
 func wahaBody(id, event, payload string) []byte {
-	return fmt.Appendf(nil, `{"id":%q,"timestamp":1666943582000,"session":"default","engine":"NOWEB","event":%q,"payload":%s}`, id, event, payload)
+	return wahaBodyOn("NOWEB", id, event, payload)
+}
+
+func wahaBodyOn(engine, id, event, payload string) []byte {
+	return fmt.Appendf(nil, `{"id":%q,"timestamp":1666943582000,"session":"default","engine":%q,"event":%q,"payload":%s,"me":{"id":"5511933333333@c.us"}}`,
+		id, engine, event, payload)
 }
 
 func TestWaha(t *testing.T) {
@@ -256,11 +262,12 @@ func TestWaha(t *testing.T) {
 			func(raw derive.Raw) []derive.Event {
 				return []derive.Event{
 					event(raw, fact.GroupSubjectChanged, g, group.Data{Subject: ptr("New name")}),
-					event(raw, fact.GroupSettingsChanged, g, group.Data{Setting: &group.Setting{Name: "membersCanSendMessages", Value: "false"}}),
+					// NOWEB's membersCanSendMessages is the raw announce flag.
+					event(raw, fact.GroupSettingsChanged, g, group.Data{Setting: &group.Setting{Name: "membersCanSendMessages", Value: "true"}}),
 					event(raw, fact.GroupSettingsChanged, g, group.Data{Setting: &group.Setting{Name: "announce", Value: "true"}}),
 				}
 			}},
-		{"group.v2.update picture (WAHA webjs)", derivetest.One(t, p, wahaBody("evt_5", "group.v2.update",
+		{"group.v2.update picture (WAHA webjs)", derivetest.One(t, p, wahaBodyOn("WEBJS", "evt_5", "group.v2.update",
 			`{"group":{"id":"`+g.id+`","subject":"Team","description":""},"_data":{"type":"picture","author":"5511900000000@c.us"}}`)),
 			func(raw derive.Raw) []derive.Event {
 				return []derive.Event{event(raw, fact.GroupIconChanged, g, group.Data{Actor: admin})}
@@ -270,9 +277,19 @@ func TestWaha(t *testing.T) {
 			func(raw derive.Raw) []derive.Event {
 				return []derive.Event{event(raw, fact.GroupJoined, g, group.Data{Subject: ptr("Team")})}
 			}},
-		{"group.v2.leave (WAHA engine)", derivetest.One(t, p, wahaBody("evt_7", "group.v2.leave", `{"timestamp":1666943582,"group":{"id":"`+g.id+`"},"_data":{}}`)),
+		{"group.v2.leave (WAHA engine): the participant is me", derivetest.One(t, p, wahaBody("evt_7", "group.v2.leave", `{"timestamp":1666943582,"group":{"id":"`+g.id+`"},"_data":{}}`)),
 			func(raw derive.Raw) []derive.Event {
-				return []derive.Event{event(raw, fact.GroupParticipantsLeft, g, group.Data{})}
+				return []derive.Event{event(raw, fact.GroupParticipantsLeft, g, group.Data{Participants: []string{"5511933333333@s.whatsapp.net"}})}
+			}},
+		{"group.v2.leave (GOWS): removed by an admin", derivetest.One(t, p, wahaBodyOn("GOWS", "evt_10", "group.v2.leave",
+			`{"group":{"id":"`+g.id+`"},"_data":{"JID":"`+g.id+`","Sender":"5511900000000@s.whatsapp.net","Leave":["5511933333333@s.whatsapp.net"]}}`)),
+			func(raw derive.Raw) []derive.Event {
+				return []derive.Event{event(raw, fact.GroupParticipantsRemoved, g, group.Data{Participants: []string{"5511933333333@s.whatsapp.net"}, Actor: admin})}
+			}},
+		{"group.v2.participants.join-request (GOWS)", derivetest.One(t, p, wahaBodyOn("GOWS", "evt_11", "group.v2.participants.join-request",
+			`{"group":{"id":"`+g.id+`"},"action":"created","requesterId":"9001@lid","requesterPn":"5511911111111@c.us","requestMethod":"invite_link","_data":{"JID":"`+g.id+`","Sender":"9001@lid"}}`)),
+			func(raw derive.Raw) []derive.Event {
+				return []derive.Event{event(raw, fact.GroupJoinRequested, g, group.Data{Participants: []string{alice}, Actor: "9001@lid", RequestMethod: "invite_link"})}
 			}},
 		{"group.v2.leave (Wawp doc shape)", derivetest.One(t, p, wahaBody("evt_8", "group.v2.leave", `{"chatId":"`+g.id+`","participants":{"0":"5511911111111@c.us"}}`)),
 			func(raw derive.Raw) []derive.Event {

@@ -18,6 +18,11 @@
 // magnitude). Chat: payload chatId, else a group's id, else a message's from
 // (to when fromMe), else the chat part of a serialized message id
 // ("false_<chat>_<id>"); ids are kept as written (…@c.us, …@g.us, …@lid).
+// A call's chat is GOWS's _data.CallCreator when given, as WAHA takes it.
+//
+// Interpret also reads the envelope's engine (which engine's meaning a
+// group setting has, and whether a group update is the whole group) and me
+// (the session's own ids: who left in group.v2.leave).
 //
 // Wawp's documentation and WAHA's DTOs disagree on several payloads (label
 // wrapping, chatId against group.id, action against type, arrays rendered as

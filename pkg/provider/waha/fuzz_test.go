@@ -17,6 +17,10 @@ var seeds = []string{
 	`{"event":"group.v2.update","session":"s1","payload":{"group":{"id":"1@g.us","subject":"S","membersCanSendMessages":false},"_data":{"type":"subject"}}}`,
 	`{"event":"label.chat.added","session":"s1","payload":{"labelId":"1","label":{"id":"1","name":"L","color":0,"colorHex":"#ff9485"},"chatId":"5511@c.us"}}`,
 	`{"event":"group.join","session":"s1","payload":{"id":{"remote":"1@g.us","_serialized":"false_1@g.us_N"},"recipientIds":["5511@c.us"],"type":"add"}}`,
+	`{"event":"group.v2.participants.join-request","session":"s1","engine":"GOWS","payload":{"group":{"id":"1@g.us"},"action":"rejected","requesterId":"9@lid","requesterPn":"5511@c.us","_data":{"Sender":"8@lid","SenderPN":"5599@s.whatsapp.net"}}}`,
+	`{"event":"call.received","session":"s1","engine":"GOWS","payload":{"id":"C1","from":"9@lid","_data":{"CallCreator":"9@lid","CallCreatorAlt":"","Data":{"Attrs":{"caller_pn":"5511@s.whatsapp.net"}}}}}`,
+	`{"event":"group.v2.leave","session":"s1","engine":"GOWS","payload":{"group":{"id":"1@g.us"},"_data":{"JID":"1@g.us","Sender":"8@lid"}},"me":{"id":"5500@c.us","lid":"8@lid"}}`,
+	`{"event":"group.v2.update","session":"s1","engine":"NOWEB","payload":{"group":{"id":"1@g.us","membersCanSendMessages":true},"_data":{"id":"1@g.us","announce":true,"restrict":false}}}`,
 	`{"event":"poll.vote","session":"s1","payload":{"vote":{"id":"v","from":"5511@c.us"},"poll":{"id":"p","fromMe":true,"to":"5511@c.us"}}}`,
 }
 

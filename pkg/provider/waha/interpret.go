@@ -3,6 +3,8 @@ package waha
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/wahook/wahook/pkg/chatid"
 	"github.com/wahook/wahook/pkg/derive"
@@ -19,29 +21,30 @@ func (*Provider) Feeds() provider.Feeds {
 		derive.ChatCreated:  {KindMessage, KindMessageAny, KindGroupV2Join},
 		derive.Call:         {KindCallReceived, KindCallAccepted, KindCallRejected},
 		derive.GroupNotification: {KindGroupV2Join, KindGroupV2Leave, KindGroupV2Update, KindGroupV2Participants,
-			KindGroupJoin, KindGroupLeave},
+			KindGroupV2JoinRequest, KindGroupJoin, KindGroupLeave},
 	}
 }
 
 // Interpret reads one WAHA event as facts: labels, label associations,
-// calls, group changes, the group you joined, and the chat of every message.
+// calls, group changes and join requests, the group you joined, and the
+// chat of every message.
 func (*Provider) Interpret(kind string, data []byte) (fact.Facts, error) {
-	var read func(json.RawMessage) (fact.Facts, error)
+	var read func(json.RawMessage, envMeta) (fact.Facts, error)
 	switch kind {
 	case KindLabelUpsert:
 		read = labelUpsert
 	case KindLabelDeleted:
 		read = labelDeleted
 	case KindLabelChatAdded:
-		read = func(p json.RawMessage) (fact.Facts, error) { return labelAssoc(p, true) }
+		read = func(p json.RawMessage, _ envMeta) (fact.Facts, error) { return labelAssoc(p, true) }
 	case KindLabelChatDeleted:
-		read = func(p json.RawMessage) (fact.Facts, error) { return labelAssoc(p, false) }
+		read = func(p json.RawMessage, _ envMeta) (fact.Facts, error) { return labelAssoc(p, false) }
 	case KindCallReceived:
-		read = func(p json.RawMessage) (fact.Facts, error) { return call(p, fact.CallOffered, kind) }
+		read = func(p json.RawMessage, _ envMeta) (fact.Facts, error) { return call(p, fact.CallOffered, kind) }
 	case KindCallAccepted:
-		read = func(p json.RawMessage) (fact.Facts, error) { return call(p, fact.CallAccepted, kind) }
+		read = func(p json.RawMessage, _ envMeta) (fact.Facts, error) { return call(p, fact.CallAccepted, kind) }
 	case KindCallRejected:
-		read = func(p json.RawMessage) (fact.Facts, error) { return call(p, fact.CallRejected, kind) }
+		read = func(p json.RawMessage, _ envMeta) (fact.Facts, error) { return call(p, fact.CallRejected, kind) }
 	case KindGroupV2Join:
 		read = groupJoined
 	case KindGroupV2Leave:
@@ -50,10 +53,12 @@ func (*Provider) Interpret(kind string, data []byte) (fact.Facts, error) {
 		read = groupUpdate
 	case KindGroupV2Participants:
 		read = groupParticipants
+	case KindGroupV2JoinRequest:
+		read = groupJoinRequest
 	case KindGroupJoin:
-		read = func(p json.RawMessage) (fact.Facts, error) { return groupV1(p, fact.GroupParticipantsAdded) }
+		read = func(p json.RawMessage, _ envMeta) (fact.Facts, error) { return groupV1(p, fact.GroupParticipantsAdded) }
 	case KindGroupLeave:
-		read = func(p json.RawMessage) (fact.Facts, error) { return groupV1(p, fact.GroupParticipantsLeft) }
+		read = func(p json.RawMessage, _ envMeta) (fact.Facts, error) { return groupV1(p, fact.GroupParticipantsLeft) }
 	case KindMessage, KindMessageAny:
 		read = messageSeen
 	default:
@@ -61,6 +66,8 @@ func (*Provider) Interpret(kind string, data []byte) (fact.Facts, error) {
 	}
 	var env struct {
 		Payload json.RawMessage `json:"payload"`
+		Engine  json.RawMessage `json:"engine"`
+		Me      json.RawMessage `json:"me"`
 	}
 	if err := decodeObject(data, &env); err != nil {
 		return fact.Facts{}, err
@@ -68,11 +75,46 @@ func (*Provider) Interpret(kind string, data []byte) (fact.Facts, error) {
 	if len(env.Payload) == 0 || env.Payload[0] != '{' {
 		return fact.Facts{}, provider.Invalid("%s: payload is not an object", kind)
 	}
-	f, err := read(env.Payload)
+	f, err := read(env.Payload, readMeta(env.Engine, env.Me))
 	if err != nil {
 		return fact.Facts{}, fmt.Errorf("%s: %w", kind, err)
 	}
 	return f, nil
+}
+
+// WAHA engines, as the envelope's engine names them.
+const (
+	engineWEBJS = "WEBJS"
+	engineNOWEB = "NOWEB"
+	engineGOWS  = "GOWS"
+)
+
+// envMeta is what a WAHA envelope tells beside the payload.
+type envMeta struct {
+	// engine is the engine that produced the event, upper-cased, or "".
+	engine string
+	// me are the session's own ids (MeInfo id, lid, jid), phone-number id
+	// first: "you" in group.v2.leave, which names no participant.
+	me []string
+}
+
+func readMeta(engine, me json.RawMessage) envMeta {
+	m := envMeta{engine: strings.ToUpper(provider.String(engine))}
+	if len(me) > 0 && me[0] == '{' {
+		var w struct {
+			ID  json.RawMessage `json:"id"`
+			LID json.RawMessage `json:"lid"`
+			JID json.RawMessage `json:"jid"`
+		}
+		if json.Unmarshal(me, &w) == nil {
+			for _, raw := range [...]json.RawMessage{w.ID, w.LID, w.JID} {
+				if id := serialized(raw); id != "" {
+					m.me = append(m.me, id)
+				}
+			}
+		}
+	}
+	return m
 }
 
 // unmarshal decodes a payload part, reporting a mismatch as ErrInvalid.
@@ -118,7 +160,7 @@ func labelOf(raw json.RawMessage) (label, error) {
 }
 
 // labelUpsert reads Wawp's {label: {...}} or WAHA's payload that is the Label.
-func labelUpsert(p json.RawMessage) (fact.Facts, error) {
+func labelUpsert(p json.RawMessage, _ envMeta) (fact.Facts, error) {
 	var w struct {
 		label
 		Label json.RawMessage `json:"label"`
@@ -141,7 +183,7 @@ func labelUpsert(p json.RawMessage) (fact.Facts, error) {
 }
 
 // labelDeleted reads Wawp's {labelId} or WAHA's payload that is the Label.
-func labelDeleted(p json.RawMessage) (fact.Facts, error) {
+func labelDeleted(p json.RawMessage, _ envMeta) (fact.Facts, error) {
 	var w struct {
 		label
 		LabelID json.RawMessage `json:"labelId"`
@@ -196,8 +238,8 @@ func labelAssoc(p json.RawMessage, assigned bool) (fact.Facts, error) {
 	return fact.Facts{LabelAssocs: []fact.LabelAssoc{a}}, nil
 }
 
-// call reads WAHA's CallData {id, from, timestamp, isVideo, isGroup}; Wawp
-// documents {id, from, isVideo} and, once answered, {id}.
+// call reads WAHA's CallData {id, from, timestamp, isVideo, isGroup, _data};
+// Wawp documents {id, from, isVideo} and, once answered, {id}.
 func call(p json.RawMessage, state, status string) (fact.Facts, error) {
 	var w struct {
 		ID      json.RawMessage `json:"id"`
@@ -205,19 +247,21 @@ func call(p json.RawMessage, state, status string) (fact.Facts, error) {
 		ChatID  json.RawMessage `json:"chatId"`
 		IsVideo json.RawMessage `json:"isVideo"`
 		IsGroup json.RawMessage `json:"isGroup"`
+		Data    json.RawMessage `json:"_data"`
 	}
 	if err := unmarshal(p, &w); err != nil {
 		return fact.Facts{}, err
 	}
+	chat, from := callParties(provider.String(w.From), w.Data)
 	c := fact.Call{
 		CallID: provider.Text(w.ID),
-		From:   provider.String(w.From),
+		From:   from,
 		Chat:   provider.String(w.ChatID),
 		State:  state,
 		Status: status,
 	}
 	if c.Chat == "" {
-		c.Chat = c.From
+		c.Chat = chat
 	}
 	c.Video, _ = boolean(w.IsVideo)
 	c.Group, _ = boolean(w.IsGroup)
@@ -225,6 +269,51 @@ func call(p json.RawMessage, state, status string) (fact.Facts, error) {
 		return fact.Facts{}, provider.Invalid("call has no id")
 	}
 	return fact.Facts{Calls: []fact.Call{c}}, nil
+}
+
+// callParties returns a call's chat and caller from CallData's from and the
+// engine's raw call. GOWS's raw call (whatsmeow BasicCallMeta and the call
+// node) names the caller CallCreator, which WAHA itself takes for the call's
+// chat; when from is a …@lid, the caller's phone-number id is CallCreatorAlt
+// or the node's caller_pn attribute.
+func callParties(from string, data json.RawMessage) (chat, caller string) {
+	chat, caller = from, from
+	if len(data) == 0 || data[0] != '{' {
+		return chat, caller
+	}
+	var d struct {
+		CallCreator    json.RawMessage `json:"CallCreator"`
+		CallCreatorAlt json.RawMessage `json:"CallCreatorAlt"`
+		Data           struct {
+			Attrs struct {
+				CallerPN json.RawMessage `json:"caller_pn"`
+			} `json:"Attrs"`
+		} `json:"Data"`
+	}
+	if json.Unmarshal(data, &d) != nil {
+		return chat, caller
+	}
+	creator := provider.String(d.CallCreator)
+	if creator != "" {
+		chat = creator
+		if caller == "" {
+			caller = creator
+		}
+	}
+	if !isLID(caller) || (creator != "" && chatid.ID(creator) != chatid.ID(caller)) {
+		return chat, caller
+	}
+	for _, alt := range [...]string{provider.String(d.CallCreatorAlt), provider.String(d.Data.Attrs.CallerPN)} {
+		if alt != "" && !isLID(alt) {
+			return chat, alt
+		}
+	}
+	return chat, caller
+}
+
+// isLID reports a hidden (…@lid) id.
+func isLID(id string) bool {
+	return strings.HasSuffix(id, "@lid")
 }
 
 // groupPayload is a group event in both shapes: WAHA's {group: GroupInfo or
@@ -254,11 +343,64 @@ type groupFields struct {
 }
 
 // engineData is what a group event's raw engine object (_data) tells:
-// whatsapp-web.js GroupNotification {type, author}, Baileys {action, author}.
+// whatsapp-web.js GroupNotification {type, author, body, recipientIds},
+// Baileys {action, author, authorPn} or Partial<GroupMetadata> {restrict},
+// whatsmeow GroupInfoEvent {JID, Sender, SenderPN, Locked}.
 type engineData struct {
-	Type   json.RawMessage `json:"type"`
-	Action json.RawMessage `json:"action"`
-	Author json.RawMessage `json:"author"`
+	Type     json.RawMessage `json:"type"`
+	Action   json.RawMessage `json:"action"`
+	Author   json.RawMessage `json:"author"`
+	AuthorPN json.RawMessage `json:"authorPn"`
+	Sender   json.RawMessage `json:"Sender"`
+	SenderPN json.RawMessage `json:"SenderPN"`
+	Body     json.RawMessage `json:"body"`
+	Restrict json.RawMessage `json:"restrict"`
+	Locked   *struct {
+		IsLocked json.RawMessage `json:"IsLocked"`
+	} `json:"Locked"`
+	keys map[string]bool
+}
+
+// actor is who acted, by the phone-number id when the engine gives it.
+func (d engineData) actor() string {
+	for _, raw := range [...]json.RawMessage{d.SenderPN, d.AuthorPN, d.Sender, d.Author} {
+		if id := serialized(raw); id != "" {
+			return id
+		}
+	}
+	return ""
+}
+
+// actorIDs are every id the engine gives the actor, canonical.
+func (d engineData) actorIDs() []string {
+	var ids []string
+	for _, raw := range [...]json.RawMessage{d.SenderPN, d.AuthorPN, d.Sender, d.Author} {
+		if id := chatid.ID(serialized(raw)); id != "" {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// engineOf names the engine of a group event: the envelope's word, else
+// the shape of its raw object, else "".
+func engineOf(m envMeta, d engineData) string {
+	switch m.engine {
+	case engineWEBJS, engineNOWEB, engineGOWS:
+		return m.engine
+	case "":
+	default:
+		return ""
+	}
+	switch {
+	case d.keys["JID"]:
+		return engineGOWS
+	case d.keys["recipientIds"]:
+		return engineWEBJS
+	case d.keys["id"] && (d.keys["announce"] || d.keys["restrict"] || d.keys["subject"] || d.keys["desc"]):
+		return engineNOWEB
+	}
+	return ""
 }
 
 // readGroup decodes a group event; info is the group object (WAHA), else the
@@ -289,13 +431,21 @@ func readGroup(p json.RawMessage) (w groupPayload, info groupFields, gid string,
 func (w groupPayload) engine() engineData {
 	var d engineData
 	if len(w.Data) > 0 && w.Data[0] == '{' {
-		_ = json.Unmarshal(w.Data, &d) // engine detail only refines the facts
+		// Engine detail only refines the facts: a mismatch leaves it out.
+		var keys map[string]json.RawMessage
+		if json.Unmarshal(w.Data, &keys) == nil {
+			_ = json.Unmarshal(w.Data, &d)
+			d.keys = make(map[string]bool, len(keys))
+			for k := range keys {
+				d.keys[k] = true
+			}
+		}
 	}
 	return d
 }
 
 // groupJoined: you joined or were added to a group, which is a new chat.
-func groupJoined(p json.RawMessage) (fact.Facts, error) {
+func groupJoined(p json.RawMessage, _ envMeta) (fact.Facts, error) {
 	_, info, gid, err := readGroup(p)
 	if err != nil {
 		return fact.Facts{}, err
@@ -307,8 +457,10 @@ func groupJoined(p json.RawMessage) (fact.Facts, error) {
 	}, nil
 }
 
-// groupLeft: you left or were removed from a group.
-func groupLeft(p json.RawMessage) (fact.Facts, error) {
+// groupLeft: you left or were removed from a group. WAHA's payload names
+// nobody (the session left), so the participant is the envelope's me; the
+// engine's actor tells a removal from a leave.
+func groupLeft(p json.RawMessage, m envMeta) (fact.Facts, error) {
 	w, _, gid, err := readGroup(p)
 	if err != nil {
 		return fact.Facts{}, err
@@ -317,56 +469,125 @@ func groupLeft(p json.RawMessage) (fact.Facts, error) {
 	if err != nil {
 		return fact.Facts{}, provider.Invalid("participants: %v", err)
 	}
-	return fact.Facts{Groups: []fact.GroupChange{{Chat: gid, Change: fact.GroupParticipantsLeft, Participants: ids}}}, nil
+	went := participantForms(w.Participants)
+	if len(ids) == 0 && len(m.me) > 0 {
+		ids = m.me[:1]
+		went = went[:0]
+		for _, id := range m.me {
+			went = append(went, chatid.ID(id))
+		}
+	}
+	d := w.engine()
+	change := fact.GroupParticipantsLeft
+	if removed(d, went) {
+		change = fact.GroupParticipantsRemoved
+	}
+	return fact.Facts{Groups: []fact.GroupChange{{Chat: gid, Change: change, Participants: ids, Actor: d.actor()}}}, nil
 }
 
-// groupUpdate emits one change per field present. whatsapp-web.js engines
-// send the whole group info on every update; their notification type then
-// says which field changed.
-func groupUpdate(p json.RawMessage) (fact.Facts, error) {
+// whatsapp-web.js notification types of a group update, by the GroupInfo
+// field each changes.
+const (
+	webjsSubject     = "subject"
+	webjsDescription = "description"
+	webjsPicture     = "picture"
+	webjsAnnounce    = "announce"
+	webjsRestrict    = "restrict"
+)
+
+// membersCanSendMessages is the one setting whose meaning WAHA engines
+// disagree on: WEBJS and NOWEB put the group's raw announce flag in it (true:
+// only admins send), GOWS its negation. Derived events always say what the
+// name says: true when every member may send.
+const membersCanSendMessages = "membersCanSendMessages"
+
+// groupUpdate emits one change per group field that changed. NOWEB and GOWS
+// send only the changed fields; WEBJS sends the whole group on every change,
+// and its notification's type says which one changed: an update of another
+// type (or none) cannot be told from the one event, and gives nothing rather
+// than every field present. Wawp's flat payload carries the changed fields.
+func groupUpdate(p json.RawMessage, m envMeta) (fact.Facts, error) {
 	w, info, gid, err := readGroup(p)
 	if err != nil {
 		return fact.Facts{}, err
 	}
 	d := w.engine()
-	only := provider.String(d.Type)
-	switch only {
-	case "subject", "description", "picture", "announce", "restrict":
-	default:
-		only = ""
-	}
-	actor := serialized(d.Author)
+	engine := engineOf(m, d)
+	actor := d.actor()
 	var out []fact.GroupChange
 	add := func(c fact.GroupChange) {
 		c.Chat, c.Actor = gid, actor
 		out = append(out, c)
 	}
-	if (only == "" || only == "subject") && !isNull(info.Subject) {
+	setting := func(name, value string) {
+		if value != "" {
+			add(fact.GroupChange{Change: fact.GroupSettingsChanged, Setting: &fact.Setting{Name: name, Value: value}})
+		}
+	}
+	canSend := func() string {
+		v, ok := boolean(info.MembersCanSendMessages)
+		switch {
+		case !ok:
+			return ""
+		case engine == engineWEBJS || engine == engineNOWEB:
+			v = !v
+		case engine != engineGOWS:
+			return "" // an engine whose meaning is not known
+		}
+		return strconv.FormatBool(v)
+	}
+	if engine == engineWEBJS && !isNull(w.Group) {
+		switch provider.String(d.Type) {
+		case webjsSubject:
+			add(fact.GroupChange{Change: fact.GroupSubjectChanged, Subject: provider.String(info.Subject)})
+		case webjsDescription:
+			add(fact.GroupChange{Change: fact.GroupDescriptionChanged, Description: provider.String(info.Description)})
+		case webjsPicture:
+			add(fact.GroupChange{Change: fact.GroupIconChanged})
+		case webjsAnnounce:
+			setting(membersCanSendMessages, canSend())
+		case webjsRestrict:
+			// GroupInfo has no such field; the notification's body may say.
+			setting("restrict", onOff(d.Body))
+		}
+		return fact.Facts{Groups: out}, nil
+	}
+	if !isNull(info.Subject) {
 		add(fact.GroupChange{Change: fact.GroupSubjectChanged, Subject: provider.String(info.Subject)})
 	}
-	if (only == "" || only == "description") && !isNull(info.Description) {
+	if !isNull(info.Description) {
 		add(fact.GroupChange{Change: fact.GroupDescriptionChanged, Description: provider.String(info.Description)})
 	}
-	if only == "picture" {
-		add(fact.GroupChange{Change: fact.GroupIconChanged})
-	}
-	if only == "" || only == "announce" || only == "restrict" {
-		for _, s := range [...]struct {
-			name string
-			raw  json.RawMessage
-		}{
-			{"membersCanAddNewMember", info.MembersCanAddNewMember},
-			{"membersCanSendMessages", info.MembersCanSendMessages},
-			{"newMembersApprovalRequired", info.NewMembersApprovalRequired},
-			{"announce", info.Announce},
-			{"restrict", info.Restrict},
-		} {
-			if v := scalar(s.raw); v != "" {
-				add(fact.GroupChange{Change: fact.GroupSettingsChanged, Setting: &fact.Setting{Name: s.name, Value: v}})
+	setting("membersCanAddNewMember", scalar(info.MembersCanAddNewMember))
+	setting(membersCanSendMessages, canSend())
+	setting("newMembersApprovalRequired", scalar(info.NewMembersApprovalRequired))
+	setting("announce", scalar(info.Announce))
+	restrict := scalar(info.Restrict)
+	if restrict == "" && !isNull(w.Group) {
+		// Not in GroupInfo: NOWEB's raw update or GOWS's Locked says it.
+		switch engine {
+		case engineNOWEB:
+			restrict = scalar(d.Restrict)
+		case engineGOWS:
+			if d.Locked != nil {
+				restrict = scalar(d.Locked.IsLocked)
 			}
 		}
 	}
+	setting("restrict", restrict)
 	return fact.Facts{Groups: out}, nil
+}
+
+// onOff reads a whatsapp-web.js setting notification's body: "on", "off",
+// or a boolean; else "".
+func onOff(raw json.RawMessage) string {
+	switch scalar(raw) {
+	case "on", "true":
+		return "true"
+	case "off", "false":
+		return "false"
+	}
+	return ""
 }
 
 // participantChanges maps WAHA's type and Wawp's (and Baileys') action.
@@ -382,7 +603,7 @@ var participantChanges = map[string]string{
 }
 
 // groupParticipants reads members joining, leaving, promoted or demoted.
-func groupParticipants(p json.RawMessage) (fact.Facts, error) {
+func groupParticipants(p json.RawMessage, _ envMeta) (fact.Facts, error) {
 	w, _, gid, err := readGroup(p)
 	if err != nil {
 		return fact.Facts{}, err
@@ -400,42 +621,104 @@ func groupParticipants(p json.RawMessage) (fact.Facts, error) {
 		return fact.Facts{}, provider.Invalid("participants: %v", err)
 	}
 	d := w.engine()
-	actor := serialized(d.Author)
-	if change == fact.GroupParticipantsLeft && removed(d, actor, ids, w.Participants) {
+	if change == fact.GroupParticipantsLeft && removed(d, participantForms(w.Participants)) {
 		change = fact.GroupParticipantsRemoved
 	}
-	return fact.Facts{Groups: []fact.GroupChange{{Chat: gid, Change: change, Participants: ids, Actor: actor}}}, nil
+	return fact.Facts{Groups: []fact.GroupChange{{Chat: gid, Change: change, Participants: ids, Actor: d.actor()}}}, nil
 }
 
-// removed tells a removal from a leave, which WAHA both calls "leave": the
-// engine's own word, else an author who is not among those who went.
-func removed(d engineData, actor string, ids []string, raw json.RawMessage) bool {
+// joinRequestChanges maps GroupV2ParticipantsJoinRequestEvent's action.
+var joinRequestChanges = map[string]string{
+	"created":  fact.GroupJoinRequested,
+	"rejected": fact.GroupJoinRejected,
+	"revoked":  fact.GroupJoinRevoked,
+}
+
+// groupJoinRequest reads a request to join a group created, rejected by an
+// admin or revoked by its requester: {group: {id}, action, requesterId,
+// requesterPn?, requestMethod?, _data}. The requester is the participant,
+// by the phone-number id when given; the engine's sender is the actor.
+func groupJoinRequest(p json.RawMessage, _ envMeta) (fact.Facts, error) {
+	w, _, gid, err := readGroup(p)
+	if err != nil {
+		return fact.Facts{}, err
+	}
+	change, ok := joinRequestChanges[provider.String(w.Action)]
+	if !ok {
+		return fact.Facts{}, nil
+	}
+	var r struct {
+		RequesterID   json.RawMessage `json:"requesterId"`
+		RequesterPN   json.RawMessage `json:"requesterPn"`
+		RequestMethod json.RawMessage `json:"requestMethod"`
+	}
+	if err := unmarshal(p, &r); err != nil {
+		return fact.Facts{}, err
+	}
+	requester := serialized(r.RequesterPN)
+	if requester == "" {
+		requester = serialized(r.RequesterID)
+	}
+	if requester == "" {
+		return fact.Facts{}, provider.Invalid("join request has no requester")
+	}
+	return fact.Facts{Groups: []fact.GroupChange{{
+		Chat:          gid,
+		Change:        change,
+		Participants:  []string{requester},
+		Actor:         w.engine().actor(),
+		RequestMethod: provider.String(r.RequestMethod),
+	}}}, nil
+}
+
+// removed tells a removal from a leave, which WAHA calls both "leave" (and
+// NOWEB "remove"): whatsapp-web.js's notification type, else an actor who
+// is none of those who went (went: their canonical ids, every form known).
+// An actor known only in a form none of theirs is in (a …@lid against
+// phone-number ids) cannot be compared: a leave.
+func removed(d engineData, went []string) bool {
 	switch provider.String(d.Type) {
 	case "remove":
 		return true
 	case "leave":
 		return false
 	}
-	if provider.String(d.Action) != "remove" || actor == "" {
-		return false
-	}
-	a := chatid.ID(actor)
-	for _, id := range ids {
-		if chatid.ID(id) == a {
-			return false
-		}
-	}
-	// A participant's other id (…@lid beside its phone-number id).
-	list, _ := elements(raw)
-	for _, e := range list {
-		if len(e) > 0 && e[0] == '{' {
-			var pt participant
-			if json.Unmarshal(e, &pt) == nil && chatid.ID(serialized(pt.ID)) == a {
+	comparable := false
+	for _, a := range d.actorIDs() {
+		for _, id := range went {
+			if a == id {
 				return false
+			}
+			if isLID(a) == isLID(id) {
+				comparable = true
 			}
 		}
 	}
-	return true
+	return comparable
+}
+
+// participantForms returns every id of a participant list, canonical: each
+// member's id and its phone-number id pn.
+func participantForms(raw json.RawMessage) []string {
+	list, _ := elements(raw)
+	var ids []string
+	for _, e := range list {
+		if len(e) > 0 && e[0] == '{' {
+			var pt participant
+			if json.Unmarshal(e, &pt) == nil {
+				for _, r := range [...]json.RawMessage{pt.ID, pt.PN} {
+					if id := chatid.ID(serialized(r)); id != "" {
+						ids = append(ids, id)
+					}
+				}
+			}
+			continue
+		}
+		if id := chatid.ID(provider.Text(e)); id != "" {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 // groupV1 reads WAHA's first group events, whose payload is the engine's
@@ -464,14 +747,14 @@ func groupV1(p json.RawMessage, change string) (fact.Facts, error) {
 		return fact.Facts{}, nil
 	}
 	actor := serialized(w.Author)
-	if change == fact.GroupParticipantsLeft && removed(engineData{Type: w.Type}, actor, ids, nil) {
+	if change == fact.GroupParticipantsLeft && removed(engineData{Type: w.Type, Author: w.Author}, participantForms(w.RecipientIDs)) {
 		change = fact.GroupParticipantsRemoved
 	}
 	return fact.Facts{Groups: []fact.GroupChange{{Chat: gid, Change: change, Participants: ids, Actor: actor}}}, nil
 }
 
 // messageSeen: a message shows its chat; status updates are no chat.
-func messageSeen(p json.RawMessage) (fact.Facts, error) {
+func messageSeen(p json.RawMessage, _ envMeta) (fact.Facts, error) {
 	var w struct {
 		msgRef
 		ChatID json.RawMessage `json:"chatId"`

@@ -165,7 +165,7 @@ func TestInterpret(t *testing.T) {
 		},
 		"group.v2.leave waha": {
 			"group.v2.leave", `{"timestamp":1666943582,"group":{"id":"` + grp + `"},"_data":{}}`,
-			fact.Facts{Groups: []fact.GroupChange{{Chat: grp, Change: fact.GroupParticipantsLeft}}},
+			fact.Facts{Groups: []fact.GroupChange{{Chat: grp, Change: fact.GroupParticipantsLeft, Participants: []string{"5500@c.us"}}}},
 		},
 		"group.v2.leave wawp": {
 			"group.v2.leave", `{"chatId":"` + grp + `","participants":{"0":"` + alice + `"}}`,
@@ -177,24 +177,6 @@ func TestInterpret(t *testing.T) {
 				{Chat: grp, Change: fact.GroupSubjectChanged, Subject: "New name"},
 				{Chat: grp, Change: fact.GroupSettingsChanged, Setting: &fact.Setting{Name: "membersCanSendMessages", Value: "false"}},
 			}},
-		},
-		"group.v2.update waha whole info (webjs) narrowed by notification type": {
-			"group.v2.update", `{"timestamp":1666943582,"group":{"id":"` + grp + `","subject":"Team","description":"New rules","invite":"https://chat.whatsapp.com/X",` +
-				`"membersCanAddNewMember":false,"membersCanSendMessages":false,"newMembersApprovalRequired":false},` +
-				`"_data":{"id":{"remote":"` + grp + `"},"type":"description","author":"` + admin + `","recipientIds":[]}}`,
-			fact.Facts{Groups: []fact.GroupChange{
-				{Chat: grp, Change: fact.GroupDescriptionChanged, Description: "New rules", Actor: admin},
-			}},
-		},
-		"group.v2.update webjs picture": {
-			"group.v2.update", `{"group":{"id":"` + grp + `","subject":"Team","description":""},"_data":{"type":"picture","author":"` + admin + `"}}`,
-			fact.Facts{Groups: []fact.GroupChange{{Chat: grp, Change: fact.GroupIconChanged, Actor: admin}}},
-		},
-		"group.v2.update webjs announce": {
-			"group.v2.update", `{"group":{"id":"` + grp + `","subject":"Team","membersCanSendMessages":true},"_data":{"type":"announce","author":"` + admin + `"}}`,
-			fact.Facts{Groups: []fact.GroupChange{{
-				Chat: grp, Change: fact.GroupSettingsChanged, Setting: &fact.Setting{Name: "membersCanSendMessages", Value: "true"}, Actor: admin,
-			}}},
 		},
 		"group.v2.update wawp with settings": {
 			"group.v2.update", `{"chatId":"` + grp + `","description":"","announce":true}`,
@@ -304,7 +286,7 @@ func TestInterpret(t *testing.T) {
 		},
 		"poll.vote":      {"poll.vote", `{"vote":{"id":"v"},"poll":{"id":"p"}}`, fact.Facts{}},
 		"session.status": {"session.status", `{"name":"default","status":"WORKING"}`, fact.Facts{}},
-		"unknown":        {"group.v2.participants.join-request", `{"group":{"id":"` + grp + `"},"action":"created"}`, fact.Facts{}},
+		"unknown":        {"group.v2.participants.future", `{"group":{"id":"` + grp + `"},"action":"created"}`, fact.Facts{}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			got, err := interpret(t, wrap(tc.event, tc.payload))

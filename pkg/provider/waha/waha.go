@@ -29,6 +29,7 @@ const (
 	KindGroupV2Leave        = "group.v2.leave"
 	KindGroupV2Update       = "group.v2.update"
 	KindGroupV2Participants = "group.v2.participants"
+	KindGroupV2JoinRequest  = "group.v2.participants.join-request"
 	KindPresenceUpdate      = "presence.update"
 	KindPollVote            = "poll.vote"
 	KindPollVoteFailed      = "poll.vote.failed"
@@ -50,7 +51,8 @@ var kinds = map[string]bool{
 	KindMessageAck: true, KindMessageAckGroup: true, KindMessageWaiting: true, KindMessageRevoked: true,
 	KindMessageEdited: true, KindStateChange: true, KindGroupJoin: true, KindGroupLeave: true,
 	KindGroupV2Join: true, KindGroupV2Leave: true, KindGroupV2Update: true, KindGroupV2Participants: true,
-	KindPresenceUpdate: true, KindPollVote: true, KindPollVoteFailed: true, KindChatArchive: true,
+	KindGroupV2JoinRequest: true,
+	KindPresenceUpdate:     true, KindPollVote: true, KindPollVoteFailed: true, KindChatArchive: true,
 	KindCallReceived: true, KindCallAccepted: true, KindCallRejected: true, KindLabelUpsert: true,
 	KindLabelDeleted: true, KindLabelChatAdded: true, KindLabelChatDeleted: true, KindEventResponse: true,
 	KindEventResponseFailed: true, KindEngineEvent: true,
@@ -94,10 +96,11 @@ type head struct {
 	Group       *struct {
 		ID json.RawMessage `json:"id"`
 	} `json:"group"`
-	After  *msgRef `json:"after"`
-	Before *msgRef `json:"before"`
-	Vote   *msgRef `json:"vote"`
-	Poll   *msgRef `json:"poll"`
+	Data   json.RawMessage `json:"_data"`
+	After  *msgRef         `json:"after"`
+	Before *msgRef         `json:"before"`
+	Vote   *msgRef         `json:"vote"`
+	Poll   *msgRef         `json:"poll"`
 }
 
 // msgRef is a message as far as its id and chat go.
@@ -242,7 +245,7 @@ func chat(k string, p *head) string {
 		KindLabelChatAdded, KindLabelChatDeleted, provider.KindUnknown:
 		return ""
 	case KindGroupJoin, KindGroupLeave, KindGroupV2Join, KindGroupV2Leave, KindGroupV2Update,
-		KindGroupV2Participants:
+		KindGroupV2Participants, KindGroupV2JoinRequest:
 		if p.Group != nil {
 			return serialized(p.Group.ID)
 		}
@@ -251,7 +254,8 @@ func chat(k string, p *head) string {
 		// WAHA's ChatArchiveEvent and WAHAChatPresences name the chat "id".
 		return provider.String(p.ID)
 	case KindCallReceived, KindCallAccepted, KindCallRejected:
-		return provider.String(p.From)
+		c, _ := callParties(provider.String(p.From), p.Data)
+		return c
 	case KindPollVote, KindPollVoteFailed:
 		if p.Poll != nil {
 			if c := p.Poll.chat(); c != "" {

@@ -177,8 +177,20 @@ func TestSplitEngineShapes(t *testing.T) {
 			item{"session.status", "s1", "", "", time.Time{}},
 		},
 		"unknown event name": {
-			`{"id":"evt_X","event":"group.v2.participants.join-request","session":"s1","payload":{"chatId":"123@g.us"}}`,
+			`{"id":"evt_X","event":"group.v2.participants.future","session":"s1","payload":{"chatId":"123@g.us"}}`,
 			item{provider.KindUnknown, "s1", "evt_X", "123@g.us", time.Time{}},
+		},
+		// GroupV2ParticipantsJoinRequestEvent (devlikeapro/waha
+		// src/structures/groups.events.dto.ts): the group is group.id.
+		"group join request": {
+			`{"id":"evt_J","event":"group.v2.participants.join-request","session":"s1","payload":{"group":{"id":"123@g.us"},"action":"created","requesterId":"9@lid"}}`,
+			item{"group.v2.participants.join-request", "s1", "evt_J", "123@g.us", time.Time{}},
+		},
+		// GOWS call: WAHA takes the chat from _data.CallCreator
+		// (devlikeapro/waha src/core/engines/gows/session.gows.core.ts).
+		"gows call chat is the creator": {
+			`{"id":"evt_C","event":"call.received","session":"s1","payload":{"id":"C1","from":"9@lid","_data":{"CallCreator":"9@lid","CallCreatorAlt":"5511@s.whatsapp.net"}}}`,
+			item{"call.received", "s1", "evt_C", "9@lid", time.Time{}},
 		},
 		"payload of an unexpected type is kept": {
 			`{"event":"message","session":"s1","payload":["odd"]}`,

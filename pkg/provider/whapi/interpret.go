@@ -2,6 +2,7 @@ package whapi
 
 import (
 	"strings"
+	"time"
 
 	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/fact"
@@ -244,28 +245,41 @@ func participants(v []byte) []string {
 	return out
 }
 
+// newGroupWindow is how far a group's created_at may be from the event's
+// timestamp for groups.post to report the group's creation.
+const newGroupWindow = time.Minute
+
+// groupCreated reads groups.post, which Whapi sends both when a group is
+// created and when you are added to an existing one: a new chat either way,
+// and the group's creation when it was created as the event happened (by
+// created_by: you, or someone who added you as they created it), else the
+// group you joined, as WAHA's group.v2.join. Without both times it is the
+// creation, as the documented example (created_at = timestamp).
 func groupCreated(kind string, data []byte) (fact.Facts, error) {
 	if first(data) != '{' {
 		return fact.Facts{}, notObject(kind)
 	}
-	var f [4][]byte
-	pick(data, f[:], "id", "name", "participants", "created_by")
-	id, name, parts, by := f[0], f[1], f[2], f[3]
+	var f [6][]byte
+	pick(data, f[:], "id", "name", "participants", "created_by", "created_at", "timestamp")
+	id, name, parts, by, createdAt, ts := f[0], f[1], f[2], f[3], f[4], f[5]
 	chat := str(id)
 	if chat == "" {
 		return fact.Facts{}, provider.Invalid("whapi %s: group has no id", kind)
 	}
 	subject := str(name)
-	return fact.Facts{
-		ChatsCreated: []fact.ChatCreated{{Chat: chat, Name: subject}},
-		Groups: []fact.GroupChange{{
-			Chat:         chat,
-			Change:       fact.GroupCreated,
-			Participants: participants(parts),
-			Actor:        text(by),
-			Subject:      subject,
-		}},
-	}, nil
+	out := fact.Facts{ChatsCreated: []fact.ChatCreated{{Chat: chat, Name: subject}}}
+	if created, at := unix(createdAt), unix(ts); !created.IsZero() && !at.IsZero() && at.Sub(created) > newGroupWindow {
+		out.Groups = []fact.GroupChange{{Chat: chat, Change: fact.GroupJoined, Subject: subject}}
+		return out, nil
+	}
+	out.Groups = []fact.GroupChange{{
+		Chat:         chat,
+		Change:       fact.GroupCreated,
+		Participants: participants(parts),
+		Actor:        text(by),
+		Subject:      subject,
+	}}
+	return out, nil
 }
 
 // participantChanges maps ParticipantEvent.action to group changes.
@@ -380,8 +394,10 @@ func settingValue(v []byte, def string) string {
 }
 
 // callStates maps Whapi call statuses to call states. "initiated" and
-// "ringing" are both the offer; "canceled" (the caller hung up before an
-// answer) ends the call, and Whapi reports the callee's miss as "missed".
+// "ringing" are both the offer, which Whapi reports one after the other for
+// one call: one offer, derived once per call (fact.Call.PerCall);
+// "canceled" (the caller hung up before an answer) ends the call, and Whapi
+// reports the callee's miss as "missed".
 var callStates = map[string]string{
 	"initiated":  fact.CallOffered,
 	"ringing":    fact.CallOffered,
@@ -411,6 +427,7 @@ func call(kind string, data []byte) (fact.Facts, error) {
 		return fact.Facts{}, nil
 	}
 	c.State = state
+	c.PerCall = state == fact.CallOffered
 	if c.Chat == "" {
 		c.Chat = c.From
 	}

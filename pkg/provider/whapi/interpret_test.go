@@ -17,8 +17,8 @@ const (
 )
 
 var fixtureFacts = map[string]fact.Facts{
-	"calls.post_initiated.json": {Calls: []fact.Call{{CallID: "ED3D9B4864F90327F10D24BAEED6CFB9", Chat: contact, From: contact, State: fact.CallOffered, Status: "initiated"}}},
-	"calls.post_ringing.json":   {Calls: []fact.Call{{CallID: "ED3D9B4864F90327F10D24BAEED6CFB9", Chat: contact, From: contact, State: fact.CallOffered, Status: "ringing"}}},
+	"calls.post_initiated.json": {Calls: []fact.Call{{CallID: "ED3D9B4864F90327F10D24BAEED6CFB9", Chat: contact, From: contact, State: fact.CallOffered, Status: "initiated", PerCall: true}}},
+	"calls.post_ringing.json":   {Calls: []fact.Call{{CallID: "ED3D9B4864F90327F10D24BAEED6CFB9", Chat: contact, From: contact, State: fact.CallOffered, Status: "ringing", PerCall: true}}},
 	"calls.post_missed.json":    {Calls: []fact.Call{{CallID: "ED3D9B4864F90327F10D24BAEED6CFB9", Chat: contact, From: contact, State: fact.CallMissed, Status: "missed"}}},
 
 	"channel.post_health-init.json":   {},
@@ -249,10 +249,46 @@ func TestInterpretCases(t *testing.T) {
 			give: `{"id":"9A8D1BC9430628934B085167CC0AF026","from":"919984351847@s.whatsapp.net","chat_id":"61371989950@s.whatsapp.net","status":"answered","timestamp":1713792568000,"group_call":false,"video_call":false,"offline_call":false}`,
 			want: fact.Facts{Calls: []fact.Call{{CallID: "9A8D1BC9430628934B085167CC0AF026", Chat: "61371989950@s.whatsapp.net", From: contact, State: fact.CallAccepted, Status: "answered"}}},
 		},
+		// groups.post (Group in Whapi's OpenAPI 1.8.7: created_at, created_by,
+		// timestamp; groups.post_new-group.json is a creation, created_at =
+		// timestamp). Added to a group created earlier: joined.
+		"groups.post added to an existing group": {
+			kind: "groups.post",
+			give: `{"id":"120363271212442249@g.us","name":"Old group","type":"group","timestamp":1713791253,` +
+				`"participants":[{"id":"61371989950","rank":"creator"},{"id":"919984351847","rank":"member"}],"created_at":1700000000,"created_by":"61371989950"}`,
+			want: fact.Facts{
+				ChatsCreated: []fact.ChatCreated{{Chat: group, Name: "Old group"}},
+				Groups:       []fact.GroupChange{{Chat: group, Change: fact.GroupJoined, Subject: "Old group"}},
+			},
+		},
+		"groups.post created within the window": {
+			kind: "groups.post",
+			give: `{"id":"120363271212442249@g.us","name":"G","timestamp":1713791313,"created_at":1713791253,"created_by":"919984351847"}`,
+			want: fact.Facts{
+				ChatsCreated: []fact.ChatCreated{{Chat: group, Name: "G"}},
+				Groups:       []fact.GroupChange{{Chat: group, Change: fact.GroupCreated, Actor: "919984351847", Subject: "G"}},
+			},
+		},
+		"groups.post one second past the window is joined": {
+			kind: "groups.post",
+			give: `{"id":"120363271212442249@g.us","name":"G","timestamp":1713791314000,"created_at":1713791253,"created_by":"919984351847"}`,
+			want: fact.Facts{
+				ChatsCreated: []fact.ChatCreated{{Chat: group, Name: "G"}},
+				Groups:       []fact.GroupChange{{Chat: group, Change: fact.GroupJoined, Subject: "G"}},
+			},
+		},
+		"groups.post without created_at is the creation": {
+			kind: "groups.post",
+			give: `{"id":"120363271212442249@g.us","name":"G","timestamp":1713791314,"created_by":"919984351847"}`,
+			want: fact.Facts{
+				ChatsCreated: []fact.ChatCreated{{Chat: group, Name: "G"}},
+				Groups:       []fact.GroupChange{{Chat: group, Change: fact.GroupCreated, Actor: "919984351847", Subject: "G"}},
+			},
+		},
 		"calls.post video ringing": {
 			kind: "calls.post",
 			give: `{"id":"5FC111DE89BCE0BD3401A2718382B314","from":"919984351847@s.whatsapp.net","chat_id":"919984351847@s.whatsapp.net","status":"ringing","timestamp":1713792526000,"group_call":false,"video_call":true,"offline_call":false}`,
-			want: fact.Facts{Calls: []fact.Call{{CallID: "5FC111DE89BCE0BD3401A2718382B314", Chat: contact, From: contact, Video: true, State: fact.CallOffered, Status: "ringing"}}},
+			want: fact.Facts{Calls: []fact.Call{{CallID: "5FC111DE89BCE0BD3401A2718382B314", Chat: contact, From: contact, Video: true, State: fact.CallOffered, Status: "ringing", PerCall: true}}},
 		},
 		"calls.post canceled group call": {
 			kind: "calls.post",

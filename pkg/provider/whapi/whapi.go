@@ -541,6 +541,11 @@ func describe(c coll, v []byte, it *provider.Item) {
 		if it.Chat == "" {
 			it.Chat = str(recipient)
 		}
+		if it.Chat == storiesPseudoID {
+			// A story's status: "stories" is Whapi's word for the
+			// status broadcast, not a chat id.
+			it.Chat = statusBroadcast
+		}
 		it.Time = unix(ts)
 	case cCalls:
 		var f [5][]byte
@@ -586,6 +591,13 @@ func describe(c coll, v []byte, it *provider.Item) {
 		it.Time = healthTime(v)
 	}
 }
+
+// Whapi's pseudo chat id of stories (statuses' recipient_id or chat_id),
+// and WhatsApp's id of the status broadcast they are about.
+const (
+	storiesPseudoID = "stories"
+	statusBroadcast = "status@broadcast"
+)
 
 // updatedID reads field of after_update, else of before_update.
 func updatedID(v []byte, field string) string {

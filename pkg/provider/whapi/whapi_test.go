@@ -181,7 +181,12 @@ func TestSplitCases(t *testing.T) {
 		"story view (statuses.put with viewer_id)": {
 			give: `{"statuses":[{"id":"yqJ_muc_kO8-1CcA-E8JdK1c","code":4,"status":"read","recipient_id":"stories","timestamp":"1710423471","viewer_id":"61371989950"}],
 				"event":{"type":"statuses","event":"put"},"channel_id":"MANTIS-M72HC"}`,
-			want: []got{{Kind: "statuses.put", Key: key("yqJ_muc_kO8-1CcA-E8JdK1c", "read", "stories", "61371989950"), Chat: "stories", Channel: channel, Time: sec(1710423471)}},
+			// "stories" is the status broadcast (providers.md §6).
+			want: []got{{Kind: "statuses.put", Key: key("yqJ_muc_kO8-1CcA-E8JdK1c", "read", "stories", "61371989950"), Chat: "status@broadcast", Channel: channel, Time: sec(1710423471)}},
+		},
+		"story status by chat_id": {
+			give: `{"statuses":[{"id":"S2","status":"read","chat_id":"stories","recipient_id":"61371989950","timestamp":"1710423471"}],"event":{"type":"statuses","event":"post"}}`,
+			want: []got{{Kind: "statuses.post", Key: key("S2", "read", "61371989950", ""), Chat: "status@broadcast", Time: sec(1710423471)}},
 		},
 		"status with chat_id": {
 			give: `{"statuses":[{"id":"S","status":"read","chat_id":"120363271212442249@g.us","recipient_id":"61371989950","timestamp":"1710423471"}],"event":{"type":"statuses","event":"post"}}`,

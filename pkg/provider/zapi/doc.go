@@ -21,7 +21,9 @@
 //
 // Channel is instanceId (the last one when given twice, as encoding/json
 // does). Time is momment, told by magnitude: milliseconds in most examples,
-// seconds in the DisconnectedCallback one.
+// seconds in the DisconnectedCallback one. A momment before 2009 or more than
+// a day ahead of the receiving clock (the ConnectedCallback example's
+// placeholder 26151515154, the year 2798) is no time: the item has none.
 //
 // Keys: a received message is "<phone>|<messageId>", plus "|<notification>",
 // "|waiting" for the placeholder (the real message reuses its id) and

@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/wahook/wahook/pkg/derive/derivetest"
-	"github.com/wahook/wahook/pkg/provider"
 )
 
 // TestFeedsCoverInterpret: every kind Split can name, tried with every
@@ -16,8 +15,5 @@ import (
 func TestFeedsCoverInterpret(t *testing.T) {
 	p := New()
 	items := derivetest.Fixtures(t, p, "testdata", filepath.Join("..", "..", "..", "..", "shared", "fixtures", "zapi"))
-	all := []string{provider.KindUnknown, KindStatus, KindDelivery, KindPresence, KindConnected, KindDisconnected,
-		KindNotification, KindWaiting}
-	all = append(all, receivedKinds[:]...)
-	derivetest.CheckFeeds(t, p, all, items)
+	derivetest.CheckFeeds(t, p, allKinds(), items)
 }

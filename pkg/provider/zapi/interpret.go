@@ -1,8 +1,10 @@
 package zapi
 
 import (
+	"slices"
 	"strings"
 
+	"github.com/wahook/wahook/pkg/chatid"
 	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/fact"
 	"github.com/wahook/wahook/pkg/provider"
@@ -49,26 +51,6 @@ func (*Provider) Interpret(kind string, data []byte) (fact.Facts, error) {
 		}
 	}
 	return fact.Facts{}, nil
-}
-
-// typeOfKind is the callback type Split gives kind, "" for unknown kinds.
-func typeOfKind(kind string) string {
-	switch kind {
-	case KindStatus:
-		return typeStatus
-	case KindDelivery:
-		return typeDelivery
-	case KindPresence:
-		return typePresence
-	case KindConnected:
-		return typeConnected
-	case KindDisconnected:
-		return typeDisconnected
-	}
-	if strings.HasPrefix(kind, ReceivedPrefix) {
-		return typeReceived
-	}
-	return ""
 }
 
 // chatSeen is the chat a message or notification was seen in, with its name
@@ -200,6 +182,24 @@ func callFact(n string, f *fields) (fact.Call, bool) {
 	return c, true
 }
 
+// withoutActor returns ids without the member the event names as its
+// actor (by any of its ids).
+func withoutActor(ids []string, f *fields) []string {
+	var actor []string
+	for _, raw := range [...][]byte{f.participantPhone, f.participantLid, f.participant} {
+		if s := text(raw); s != "" {
+			actor = append(actor, chatid.ID(s))
+		}
+	}
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if !slices.Contains(actor, chatid.ID(id)) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 func isGroup(f *fields, chat string) bool {
 	g, _ := truth(f.isGroup)
 	return g || strings.HasSuffix(chat, "-group") || strings.HasSuffix(chat, "@g.us")
@@ -289,6 +289,12 @@ func groupFact(n string, f *fields) (fact.GroupChange, bool) {
 	switch gc.params {
 	case participants:
 		g.Participants = params
+		if g.Change == fact.GroupJoinRequested && g.RequestMethod == "non_admin_add" {
+			// A member adding others asks the admins' approval: the
+			// first parameter is that member (participantPhone), the
+			// actor, not someone asking to join.
+			g.Participants = withoutActor(params, f)
+		}
 	case subject:
 		g.Subject = first
 	case description:

@@ -78,9 +78,11 @@ func TestInterpretFixtures(t *testing.T) {
 				Actor: one, RequestMethod: "invite_link"}},
 			ChatsSeen: seen(one+"-group", "name", fact.Incoming),
 		},
+		// The first parameter is participantPhone, the member who added the
+		// other: the adder is the actor, not a requester (providers.md §6).
 		"ReceivedCallback_notification-MEMBERSHIP_APPROVAL_REQUEST-non_admin_add.json": {
 			Groups: []fact.GroupChange{{Chat: one + "-group", Change: fact.GroupJoinRequested,
-				Participants: []string{one, "5544888888888"}, Actor: one, RequestMethod: "non_admin_add"}},
+				Participants: []string{"5544888888888"}, Actor: one, RequestMethod: "non_admin_add"}},
 			ChatsSeen: seen(one+"-group", "name", fact.Incoming),
 		},
 		"ReceivedCallback_notification-REVOKED_MEMBERSHIP_REQUESTS.json": {

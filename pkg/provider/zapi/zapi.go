@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/wahook/wahook/pkg/provider"
 )
@@ -47,6 +48,78 @@ var receivedKinds = func() (k [len(contentKeys)]string) {
 	return k
 }()
 
+// callback is one callback type: the kinds Split gives it, and how its
+// item is identified.
+type callback struct {
+	typ   string
+	kinds []string
+	// split sets the item's kind (when the type has several), chat and
+	// key; nil leaves the one kind and no chat or key.
+	split func(f *fields, it *provider.Item) error
+}
+
+// callbacks is the one table of Z-API's callback types and their kinds:
+// Split, Interpret's type check and the tests read it.
+var callbacks = [...]callback{
+	{typeReceived, append([]string{KindNotification, KindWaiting}, receivedKinds[:]...), splitReceived},
+	{typeStatus, []string{KindStatus}, func(f *fields, it *provider.Item) error {
+		it.Chat = text(f.phone)
+		it.Key = statusKey(f, it.Chat)
+		return nil
+	}},
+	{typeDelivery, []string{KindDelivery}, func(f *fields, it *provider.Item) error {
+		it.Chat = text(f.phone)
+		it.Key = deliveryKey(f)
+		return nil
+	}},
+	{typePresence, []string{KindPresence}, func(f *fields, it *provider.Item) error {
+		it.Chat = text(f.phone)
+		return nil
+	}},
+	// phone is the instance's own number, not a chat.
+	{typeConnected, []string{KindConnected}, nil},
+	{typeDisconnected, []string{KindDisconnected}, nil},
+}
+
+// kindTypes maps each kind in callbacks to its callback type.
+var kindTypes = func() map[string]string {
+	m := map[string]string{}
+	for _, c := range callbacks {
+		for _, k := range c.kinds {
+			m[k] = c.typ
+		}
+	}
+	return m
+}()
+
+// typeOfKind is the callback type Split gives kind, "" for unknown kinds.
+func typeOfKind(kind string) string {
+	return kindTypes[kind]
+}
+
+// allKinds is every kind Split can name, provider.KindUnknown included.
+func allKinds() []string {
+	out := []string{provider.KindUnknown}
+	for _, c := range callbacks {
+		out = append(out, c.kinds...)
+	}
+	return out
+}
+
+// Times a callback's momment is trusted in: from before WhatsApp existed
+// to a day ahead of the receiving clock. The docs' ConnectedCallback
+// placeholder (26151515154, the year 2798) is no time: such an item has
+// none, and the ingress stamps it at receipt.
+var earliestTime = time.Date(2009, time.January, 1, 0, 0, 0, 0, time.UTC)
+
+const maxAhead = 24 * time.Hour
+
+// trustedAt reports whether t is a time a callback received at now can
+// carry.
+func trustedAt(t, now time.Time) bool {
+	return !t.Before(earliestTime) && !t.After(now.Add(maxAhead))
+}
+
 // Provider reads Z-API webhook callbacks. The zero value is ready to use.
 type Provider struct{}
 
@@ -75,29 +148,22 @@ func (*Provider) Split(body []byte, _ provider.Delivery) ([]provider.Item, error
 	// The ingress checks the channel's characters and length, as for every
 	// provider.
 	it := provider.Item{Kind: provider.KindUnknown, Channel: text(f.instanceID), Data: body}
-	if t, ok := provider.Unix(f.momment); ok {
+	if t, ok := provider.Unix(f.momment); ok && trustedAt(t, time.Now()) {
 		it.Time = t
 	}
-	switch {
-	case strings.EqualFold(typ, typeReceived):
-		if err := splitReceived(&f, &it); err != nil {
-			return nil, err
+	for _, c := range callbacks {
+		if !strings.EqualFold(typ, c.typ) {
+			continue
 		}
-	case strings.EqualFold(typ, typeStatus):
-		it.Kind = KindStatus
-		it.Chat = text(f.phone)
-		it.Key = statusKey(&f, it.Chat)
-	case strings.EqualFold(typ, typeDelivery):
-		it.Kind = KindDelivery
-		it.Chat = text(f.phone)
-		it.Key = deliveryKey(&f)
-	case strings.EqualFold(typ, typePresence):
-		it.Kind = KindPresence
-		it.Chat = text(f.phone)
-	case strings.EqualFold(typ, typeConnected):
-		it.Kind = KindConnected // phone is the instance's own number, not a chat
-	case strings.EqualFold(typ, typeDisconnected):
-		it.Kind = KindDisconnected
+		if len(c.kinds) == 1 {
+			it.Kind = c.kinds[0]
+		}
+		if c.split != nil {
+			if err := c.split(&f, &it); err != nil {
+				return nil, err
+			}
+		}
+		break
 	}
 	return []provider.Item{it}, nil
 }
