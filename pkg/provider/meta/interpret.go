@@ -303,6 +303,19 @@ func (g *groupElement) failed() bool {
 	return e != "" && e != "null" && e != "[]" && len(g.AddedParticipants) == 0 && len(g.RemovedParticipants) == 0
 }
 
+// groupTypes are the Groups API's event types by the field that carries them.
+var groupTypes = map[string]string{
+	"group_create":               KindGroupLifecycleUpdate,
+	"group_delete":               KindGroupLifecycleUpdate,
+	"group_participants_add":     KindGroupParticipantsUpdate,
+	"group_participants_remove":  KindGroupParticipantsUpdate,
+	"group_join_request_created": KindGroupParticipantsUpdate,
+	"group_join_request_revoked": KindGroupParticipantsUpdate,
+	"group_settings_update":      KindGroupSettingsUpdate,
+	"group_suspend":              KindGroupStatusUpdate,
+	"group_suspend_cleared":      KindGroupStatusUpdate,
+}
+
 // group reads a Groups API event. A request that failed as a whole
 // changed nothing and tells nothing.
 func group(kind string, el json.RawMessage) (fact.Facts, error) {
@@ -314,9 +327,14 @@ func group(kind string, el json.RawMessage) (fact.Facts, error) {
 	if gid == "" || provider.String(g.Type) != "group_settings_update" && g.failed() {
 		return fact.Facts{}, nil
 	}
+	typ := provider.String(g.Type)
+	if groupTypes[typ] != kind {
+		// Each field carries its own types: feeds stay per field.
+		return fact.Facts{}, nil
+	}
 	change := func(c string) fact.GroupChange { return fact.GroupChange{Chat: gid, Change: c} }
 	var f fact.Facts
-	switch typ := provider.String(g.Type); typ {
+	switch typ {
 	case "group_create":
 		gc := change(fact.GroupCreated)
 		gc.Subject, gc.Description = provider.String(g.Subject), provider.String(g.Description)
