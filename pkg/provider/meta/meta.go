@@ -138,7 +138,7 @@ func (*Provider) Split(body []byte, d provider.Delivery) ([]provider.Item, error
 	if err := json.Unmarshal(top["entry"], &entries); err != nil || entries == nil {
 		return nil, provider.Invalid("entry is not an array")
 	}
-	s := splitter{top: top, max: d.MaxItems}
+	s := splitter{top: top, max: d.MaxItems, budget: 4*len(body) + dataSlack}
 	for _, e := range entries {
 		if err := s.entry(e); err != nil {
 			return nil, err
@@ -150,15 +150,36 @@ func (*Provider) Split(body []byte, d provider.Delivery) ([]provider.Item, error
 	return s.items, nil
 }
 
+// dataSlack is what the items' data may add to four times the body: each
+// item repeats the envelope, its entry's and change's members and the
+// value's metadata, a few hundred bytes, so a delivery of 1000 tiny
+// elements stays well within it.
+const dataSlack = 1 << 20
+
 type splitter struct {
 	top   object
 	max   int
 	items []provider.Item
+	// budget bounds the bytes of all items' data: each item repeats the
+	// members its element shares with the others, so a large member shared
+	// by many elements would otherwise multiply the body.
+	budget int
+}
+
+// full reports whether one more item would pass MaxItems.
+func (s *splitter) full() error {
+	if s.max > 0 && len(s.items) >= s.max {
+		return provider.TooManyItems(s.max)
+	}
+	return nil
 }
 
 func (s *splitter) add(it provider.Item) error {
-	if s.max > 0 && len(s.items) >= s.max {
-		return provider.TooManyItems(s.max)
+	if err := s.full(); err != nil {
+		return err
+	}
+	if s.budget -= len(it.Data); s.budget < 0 {
+		return provider.Invalid("the delivery's items would be more than four times its size")
 	}
 	s.items = append(s.items, it)
 	return nil
@@ -201,8 +222,7 @@ func (s *splitter) change(entry object, raw json.RawMessage) error {
 		// Changes about the account itself name no phone number.
 		channel = provider.Text(entry["id"])
 	}
-	var contacts []json.RawMessage
-	_ = json.Unmarshal(value["contacts"], &contacts)
+	contacts := newContacts(value["contacts"])
 
 	found := false
 	for _, arr := range elementArrays {
@@ -212,11 +232,14 @@ func (s *splitter) change(entry object, raw json.RawMessage) error {
 		}
 		for _, el := range elements {
 			found = true
+			if err := s.full(); err != nil {
+				return err
+			}
 			kind := kindOf(field, arr)
 			var h head
 			_ = json.Unmarshal(el, &h)
 			user := userOf(kind, &h)
-			data, err := one(s.top, entry, change, value, arr, el, sender(contacts, user))
+			data, err := one(s.top, entry, change, value, arr, el, contacts.of(user))
 			if err != nil {
 				return err
 			}
@@ -305,26 +328,41 @@ func join(parts ...string) string {
 	return strings.Join(parts, "/")
 }
 
-// sender returns, as a JSON array, the contacts whose wa_id is user, or the
-// only contact when none matches: each item carries the profile of its own
-// sender, not every contact of a batch. Nil when there is none.
-func sender(contacts []json.RawMessage, user string) json.RawMessage {
-	if len(contacts) == 0 {
-		return nil
+// contacts are a change's contacts, indexed by wa_id once so that each of
+// many elements finds its sender's without reading them all again.
+type contacts struct {
+	all    []json.RawMessage
+	byWaID map[string][]json.RawMessage
+}
+
+func newContacts(raw json.RawMessage) contacts {
+	var c contacts
+	if json.Unmarshal(raw, &c.all) != nil {
+		return contacts{}
 	}
-	var kept []json.RawMessage
-	if user != "" {
-		for _, c := range contacts {
-			var ct struct {
-				WaID json.RawMessage `json:"wa_id"`
-			}
-			if json.Unmarshal(c, &ct) == nil && provider.Text(ct.WaID) == user {
-				kept = append(kept, c)
-			}
+	c.byWaID = make(map[string][]json.RawMessage, len(c.all))
+	for _, ct := range c.all {
+		var head struct {
+			WaID json.RawMessage `json:"wa_id"`
+		}
+		if json.Unmarshal(ct, &head) == nil {
+			id := provider.Text(head.WaID)
+			c.byWaID[id] = append(c.byWaID[id], ct)
 		}
 	}
-	if len(kept) == 0 && len(contacts) == 1 {
-		kept = contacts
+	return c
+}
+
+// of returns, as a JSON array, the contacts whose wa_id is user, or the
+// only contact when none matches: each item carries the profile of its own
+// sender, not every contact of a batch. Nil when there is none.
+func (c contacts) of(user string) json.RawMessage {
+	kept := c.byWaID[user]
+	if user == "" {
+		kept = nil
+	}
+	if len(kept) == 0 && len(c.all) == 1 {
+		kept = c.all
 	}
 	if len(kept) == 0 {
 		return nil

@@ -200,6 +200,34 @@ func TestSplitMaxItems(t *testing.T) {
 	}
 }
 
+// TestSplitBounds: a member every element shares is repeated in each
+// item, so a large one in a batch is refused rather than multiplied; many
+// contacts are read once, not once per element.
+func TestSplitBounds(t *testing.T) {
+	big := strings.Repeat("x", 64<<10)
+	els := strings.TrimSuffix(strings.Repeat(`{"id":"m","from":"1"},`, 200), ",")
+	body := `{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"7","pad":"` +
+		big + `"},"messages":[` + els + `]}}]}]}`
+	if _, err := meta.New().Split([]byte(body), provider.Delivery{Method: "POST", MaxItems: 1000}); !errors.Is(err, provider.ErrInvalid) {
+		t.Errorf("Split(200 elements sharing 64 KiB) = %v, want ErrInvalid", err)
+	}
+	// The same elements without the large member are fine.
+	small := strings.Replace(body, big, "x", 1)
+	if items, err := meta.New().Split([]byte(small), provider.Delivery{Method: "POST", MaxItems: 1000}); err != nil || len(items) != 200 {
+		t.Errorf("Split(200 elements) = %d items, %v", len(items), err)
+	}
+	contacts := strings.TrimSuffix(strings.Repeat(`{"wa_id":"2","profile":{"name":"n"}},`, 20000), ",")
+	many := `{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"7"},"contacts":[` +
+		contacts + `,{"wa_id":"1"}],"messages":[` + els + `]}}]}]}`
+	items, err := meta.New().Split([]byte(many), provider.Delivery{Method: "POST", MaxItems: 1000})
+	if err != nil || len(items) != 200 {
+		t.Fatalf("Split(200 elements, 20001 contacts) = %d items, %v", len(items), err)
+	}
+	if !strings.Contains(string(items[0].Data), `"contacts":[{"wa_id":"1"}]`) {
+		t.Errorf("item data %s does not carry its sender's contact only", items[0].Data)
+	}
+}
+
 func TestSplitKinds(t *testing.T) {
 	const meta1 = `"messaging_product":"whatsapp","metadata":{"display_phone_number":"1","phone_number_id":"77"}`
 	for name, tc := range map[string]struct {
