@@ -6,7 +6,9 @@
 // Split gives one item per element: a message, a status, a call, a call's
 // status, a group event, a value-level error; a change of another field
 // (account_update, message_template_status_update, ...) is one item of its
-// own. Each item's Data is itself a Meta delivery of one entry, one change
+// own. A delivery whose items' data would pass four times its size and
+// 1 MiB (a large member every element repeats) is refused. Each item's
+// Data is itself a Meta delivery of one entry, one change
 // and one element: the entry's id, the change's field, the value's members
 // other than element arrays (messaging_product, metadata) and, for messages
 // and calls, the contacts that name the element's sender. So an item reads
@@ -20,7 +22,9 @@
 // without elements, the field. A field this package does not know is
 // provider.KindUnknown.
 //
-// Channel is value.metadata.phone_number_id, an opaque string. Ids: a
+// Channel is value.metadata.phone_number_id, an opaque string; a change
+// without it (account_update and other changes about the account) has the
+// WhatsApp Business Account id, entry.id. Ids: a
 // message's wamid; a status's wamid (or wacid) and status, since one message
 // has several; a call's wacid and event; a group event's type, group and
 // request id when it has one; else the item's canonical content. Time: the

@@ -179,7 +179,7 @@ func (s *splitter) add(it provider.Item) error {
 		return err
 	}
 	if s.budget -= len(it.Data); s.budget < 0 {
-		return provider.Invalid("the delivery's items would be more than four times its size")
+		return provider.Invalid("the delivery's items would hold more than four times its size and 1 MiB")
 	}
 	s.items = append(s.items, it)
 	return nil
