@@ -25,13 +25,14 @@ import (
 	"github.com/wahook/wahook/pkg/envelope"
 	"github.com/wahook/wahook/pkg/fact"
 	"github.com/wahook/wahook/pkg/provider"
+	"github.com/wahook/wahook/pkg/provider/meta"
 	"github.com/wahook/wahook/pkg/provider/waha"
 	"github.com/wahook/wahook/pkg/provider/whapi"
 	"github.com/wahook/wahook/pkg/provider/zapi"
 	"github.com/wahook/wahook/pkg/state/natsstate"
 )
 
-var allProviders = []provider.Provider{waha.New(), whapi.New(), zapi.New()}
+var allProviders = []provider.Provider{meta.New(), waha.New(), whapi.New(), zapi.New()}
 
 // Raw events of each kind, on channel CH, about chat n.
 func chatOf(n int) string { return fmt.Sprintf("55119%08d@s.whatsapp.net", n) }

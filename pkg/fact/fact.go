@@ -124,6 +124,9 @@ const (
 	GroupJoinRevoked         = "join.revoked"
 	GroupJoinRejected        = "join.rejected"
 	GroupJoined              = "joined"
+	// GroupDeleted: the group no longer exists (Meta's Groups API deletes
+	// groups the business created).
+	GroupDeleted = "deleted"
 )
 
 // GroupChange is one group notification.

@@ -31,7 +31,7 @@ var answers = map[int][]string{
 	http.StatusOK:                    nil,
 	http.StatusBadRequest:            {"invalid_payload", "no_channel", "invalid_channel", "too_many_items", "unreadable_body"},
 	http.StatusUnauthorized:          {"unauthenticated"},
-	http.StatusForbidden:             {"forbidden", "channel_mismatch"},
+	http.StatusForbidden:             {"forbidden", "channel_mismatch", "invalid_handshake"},
 	http.StatusNotFound:              {"unknown_provider", "no_route"},
 	http.StatusMethodNotAllowed:      {"method_not_allowed"},
 	http.StatusRequestTimeout:        {"body_timeout"},
@@ -95,6 +95,9 @@ func FuzzHandler(f *testing.F) {
 	f.Add("POST", "/v1/webhooks/waha", "X-Wawp-Signature: k3y", []byte(`{"event":"a*b","session":"`+strings.Repeat("s", 200)+`","payload":{}}`), byte(pubRejected))
 	f.Add("POST", "/v1//webhooks/../zapi", "", []byte(`{}`), byte(pubOK))
 	f.Add("GET", "/healthz", "", []byte(nil), byte(pubOK))
+	f.Add("GET", "/v1/webhooks/meta?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=v3rify", "", []byte(nil), byte(pubOK))
+	f.Add("GET", "/v1/webhooks/meta?hub.mode=subscribe&hub.challenge=%3Cb%3E&hub.verify_token=v3rify", "", []byte(nil), byte(pubOK))
+	f.Add("POST", "/v1/webhooks/meta", "", []byte(`{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"77"},"contacts":[{"wa_id":"5511"}],"messages":[{"from":"5511","id":"wamid.1","timestamp":"1700000000"},{"from":"5522","id":"wamid.2"}],"statuses":[{"id":"wamid.0","status":"read"}]}},{"field":"account_update","value":{"event":"VERIFIED_ACCOUNT"}}]}]}`), byte(pubOK))
 
 	rec := &recorder{}
 	tokens, err := ingress.NewTokenVerifier([]string{"t0k"})
@@ -105,6 +108,10 @@ func FuzzHandler(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	verify, err := ingress.NewVerifyTokens([]string{"v3rify"})
+	if err != nil {
+		f.Fatal(err)
+	}
 	handlers := make([]http.Handler, pubModes)
 	for mode := range handlers {
 		var pub broker.Publisher = rec
@@ -112,9 +119,10 @@ func FuzzHandler(f *testing.F) {
 			pub = limitedRecorder{rec}
 		}
 		h, err := ingress.New(ingress.Config{
-			Providers: all.Providers(),
-			Verifiers: map[string]ingress.Verifier{"whapi": tokens, "waha": keys},
-			// Z-API runs open.
+			Providers:    all.Providers(),
+			Verifiers:    map[string]ingress.Verifier{"whapi": tokens, "waha": keys},
+			VerifyTokens: map[string]*ingress.VerifyTokens{"meta": verify},
+			// Z-API and Meta run open.
 			AuthDisabled: true,
 			Publisher:    pub,
 			Binding:      envelope.NATS,
@@ -208,6 +216,15 @@ func checkAnswer(t *testing.T, req *http.Request, w *httptest.ResponseRecorder, 
 	}
 	if !strings.HasPrefix(req.URL.Path, "/v1/webhooks/") {
 		return // health and readiness
+	}
+	if req.Method == http.MethodGet {
+		// A webhook URL check: the challenge, digits only, and nothing stored.
+		c := w.Body.String()
+		if w.Header().Get("Content-Type") != "text/plain; charset=utf-8" || c == "" || len(c) > 64 ||
+			strings.Trim(c, "0123456789") != "" || len(raw) > 0 {
+			t.Fatalf("GET %s answered 200 %q (%s), published %d raw events", req.URL, c, w.Header().Get("Content-Type"), len(raw))
+		}
+		return
 	}
 	var acc struct {
 		Accepted int      `json:"accepted"`

@@ -38,6 +38,10 @@ type Config struct {
 	// providers with a verifier are always checked.
 	Verifiers    map[string]Verifier
 	AuthDisabled bool
+	// VerifyTokens by provider name: the tokens a provider that checks
+	// its webhook URL with a GET (provider.Challenger, e.g. Meta) must
+	// present. Without them such a check is refused (403).
+	VerifyTokens map[string]*VerifyTokens
 	Publisher    broker.Publisher
 	// Binding is the CloudEvents binding of the broker in use.
 	Binding envelope.Binding
@@ -278,6 +282,9 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 	var segments []string
 	if rest := r.PathValue("rest"); rest != "" {
 		segments = strings.Split(strings.Trim(rest, "/"), "/")
+	}
+	if c, ok := p.(provider.Challenger); ok && r.Method == http.MethodGet && len(segments) == 0 {
+		return h.handshake(w, r, p, c)
 	}
 	if err := provider.CheckRoute(p, r.Method, segments); err != nil {
 		if errors.Is(err, provider.ErrMethod) {

@@ -8,6 +8,7 @@ package provider
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"time"
 
 	"github.com/wahook/wahook/pkg/fact"
@@ -73,6 +74,16 @@ type Provider interface {
 // an error wrapping ErrNoRoute (404) or ErrMethod (405).
 type RouteChecker interface {
 	CheckRoute(method string, segments []string) error
+}
+
+// Challenger is implemented by providers that check a webhook URL with a
+// GET before they deliver to it (Meta's verification request). Challenge
+// reads the request's query: the verify token it presents and the
+// challenge to answer with. A query that is not such a request, or whose
+// challenge is not one the provider sends, gives an error wrapping
+// ErrInvalid. Comparing the token is the ingress's business.
+type Challenger interface {
+	Challenge(query url.Values) (token, challenge string, err error)
 }
 
 // Errors callers match with errors.Is.

@@ -30,6 +30,7 @@ import (
 	"github.com/wahook/wahook/pkg/ingress"
 	"github.com/wahook/wahook/pkg/logging"
 	"github.com/wahook/wahook/pkg/provider/all"
+	"github.com/wahook/wahook/pkg/provider/meta"
 )
 
 // gc is the garbage collector's pacing main chose, logged by run; zero in
@@ -56,6 +57,8 @@ type config struct {
 	zapiTokens      string
 	wahaKeys        string
 	wawpTokens      string
+	metaSecrets     string
+	metaVerify      string
 	wahaMaxSkew     time.Duration
 	authDisabled    bool
 	maxBodyBytes    int64
@@ -84,6 +87,8 @@ func parseConfig(args []string) (config, error) {
 	fs.StringVar(&c.zapiTokens, "auth-zapi-tokens", "", "accepted Z-API secrets, comma-separated, each secret or channel:secret (?token= or X-Wahook-Token)")
 	fs.StringVar(&c.wahaKeys, "auth-waha-hmac-keys", "", "WAHA HMAC-SHA512 keys for X-Webhook-Hmac, comma-separated, each key or channel:key")
 	fs.StringVar(&c.wawpTokens, "auth-wawp-tokens", "", "Wawp X-Wawp-Signature secrets, comma-separated, each secret or channel:secret")
+	fs.StringVar(&c.metaSecrets, "auth-meta-app-secrets", "", "Meta app secrets for X-Hub-Signature-256 (HMAC-SHA256 of the body), comma-separated, each secret or phone_number_id:secret")
+	fs.StringVar(&c.metaVerify, "meta-verify-tokens", "", "verify tokens Meta's webhook check (GET ?hub.verify_token=) may present, comma-separated; without them the check is refused")
 	fs.DurationVar(&c.wahaMaxSkew, "auth-waha-max-skew", 0, "refuse WAHA deliveries whose X-Webhook-Timestamp (and signed body timestamp) is further than this from now (0: off)")
 	fs.BoolVar(&c.authDisabled, "auth-disabled", false, "accept unauthenticated webhooks (local development only)")
 	fs.Int64Var(&c.maxBodyBytes, "max-body-bytes", 4<<20, "largest accepted delivery body; larger ones get 413")
@@ -154,6 +159,26 @@ func verifiers(c config) (map[string]ingress.Verifier, error) {
 	if len(waha) > 0 {
 		v["waha"] = waha
 	}
+	if list := splitList(c.metaSecrets); len(list) > 0 {
+		m, err := ingress.NewHubSignatureVerifier(list)
+		if err != nil {
+			return nil, err
+		}
+		v[meta.Name] = m
+	}
+	return v, nil
+}
+
+// verifyTokens are the tokens of providers' webhook URL checks.
+func verifyTokens(c config) (map[string]*ingress.VerifyTokens, error) {
+	v := map[string]*ingress.VerifyTokens{}
+	if list := splitList(c.metaVerify); len(list) > 0 {
+		t, err := ingress.NewVerifyTokens(list)
+		if err != nil {
+			return nil, fmt.Errorf("meta: %w", err)
+		}
+		v[meta.Name] = t
+	}
 	return v, nil
 }
 
@@ -184,6 +209,10 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 	}
 
 	vs, err := verifiers(cfg)
+	if err != nil {
+		return err
+	}
+	tokens, err := verifyTokens(cfg)
 	if err != nil {
 		return err
 	}
@@ -219,6 +248,7 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 	h, err := ingress.New(ingress.Config{
 		Providers:      providers,
 		Verifiers:      vs,
+		VerifyTokens:   tokens,
 		AuthDisabled:   cfg.authDisabled,
 		Publisher:      bb.Publisher,
 		Binding:        bb.Binding,

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
+	"github.com/wahook/wahook/pkg/ingress"
 )
 
 const delivery = `{"messages":[{"id":"graceful-1","type":"text","chat_id":"919984351847@s.whatsapp.net","timestamp":1712995245,"text":{"body":"hi"}}],"event":{"type":"messages","event":"post"},"channel_id":"MANTIS-M72HC"}`
@@ -174,16 +175,47 @@ func TestEnvironmentConfiguresAndFlagsWin(t *testing.T) {
 	t.Setenv("WAHOOK_BODY_READ_TIMEOUT", "3s")
 	t.Setenv("WAHOOK_MAX_BUFFERED_BYTES", "8192")
 	t.Setenv("WAHOOK_MAX_UNAUTHENTICATED_IN_FLIGHT", "7")
+	t.Setenv("WAHOOK_AUTH_META_APP_SECRETS", "m1,123:m2")
+	t.Setenv("WAHOOK_META_VERIFY_TOKENS", "v1, v2")
 	c, err := parseConfig([]string{"-http-addr", "127.0.0.1:7777"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.httpAddr != "127.0.0.1:7777" || c.zapiTokens != "a,b" || c.maxBodyBytes != 1024 || c.maxItems != 50 ||
-		c.bodyReadTimeout != 3*time.Second || c.maxBuffered != 8192 || c.maxUnauth != 7 {
+		c.bodyReadTimeout != 3*time.Second || c.maxBuffered != 8192 || c.maxUnauth != 7 ||
+		c.metaSecrets != "m1,123:m2" || c.metaVerify != "v1, v2" {
 		t.Errorf("config = %+v", c)
 	}
 	if c.backbone.NATSEmbeddedAddr != "127.0.0.1:4222" || c.backbone.DataDir != "./data" || c.backbone.Broker != "nats" {
 		t.Errorf("defaults = %+v", c.backbone)
+	}
+}
+
+func TestMetaSecrets(t *testing.T) {
+	c, err := parseConfig([]string{"-auth-meta-app-secrets", "s1, 123:s2", "-meta-verify-tokens", "v1,v2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := verifiers(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := vs["meta"].(*ingress.HubSignatureVerifier); !ok {
+		t.Errorf("meta verifier = %T, want *ingress.HubSignatureVerifier", vs["meta"])
+	}
+	tokens, err := verifyTokens(c)
+	if err != nil || tokens["meta"] == nil {
+		t.Errorf("verifyTokens = %v, %v; want meta's", tokens, err)
+	}
+	if c, _ = parseConfig([]string{"-meta-verify-tokens", " , "}); true {
+		if tokens, err := verifyTokens(c); err != nil || len(tokens) != 0 {
+			t.Errorf("verifyTokens(blank) = %v, %v; want none", tokens, err)
+		}
+	}
+	if c, _ = parseConfig([]string{"-auth-meta-app-secrets", "123:"}); true {
+		if _, err := verifiers(c); err == nil {
+			t.Error("verifiers(empty scoped secret) = nil error")
+		}
 	}
 }
 

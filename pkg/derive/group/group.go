@@ -1,5 +1,5 @@
 // Package group derives the group-notification stream: io.wahook.group.{change}
-// for every group change a provider reports (created, joined,
+// for every group change a provider reports (created, deleted, joined,
 // participants.added, .removed, .left, .promoted, .demoted, subject.changed,
 // description.changed, icon.changed, settings.changed, join.requested,
 // join.revoked, join.rejected). It keeps no state.

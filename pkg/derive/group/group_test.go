@@ -14,6 +14,7 @@ import (
 	"github.com/wahook/wahook/pkg/derive/derivetest"
 	"github.com/wahook/wahook/pkg/derive/group"
 	"github.com/wahook/wahook/pkg/fact"
+	"github.com/wahook/wahook/pkg/provider/meta"
 	"github.com/wahook/wahook/pkg/provider/waha"
 	"github.com/wahook/wahook/pkg/provider/whapi"
 	"github.com/wahook/wahook/pkg/provider/zapi"
@@ -332,4 +333,28 @@ func TestDeriveFacts(t *testing.T) {
 			t.Errorf("%s: Derive error = %v, want a permanent error", name, err)
 		}
 	}
+}
+
+// TestMeta: Meta's Groups API names groups by opaque ids (no chat type);
+// a group deleted is io.wahook.group.deleted.
+func TestMeta(t *testing.T) {
+	p := meta.New()
+	const gid = "Y2FwaV9ncm91cDoxNTU1MDc4Mzg4MToxMjAzNjMzOTY0OTQyODY4MjQ"
+	opaque := func(ev derive.Event) derive.Event {
+		d := ev.Data.(group.Data)
+		d.ChatType = ""
+		ev.Data = d
+		return ev
+	}
+	g := grp{gid, gid}
+	run(t, []row{
+		{"group_lifecycle_update delete (fixture)", derivetest.Fixture(t, p, fixture("meta", "groups_delete.json"))[0], func(raw derive.Raw) []derive.Event {
+			return []derive.Event{opaque(event(raw, fact.GroupDeleted, g, group.Data{}))}
+		}},
+		{"group_participants_update leave (fixture)", derivetest.Fixture(t, p, fixture("meta", "groups_participants_leave.json"))[0], func(raw derive.Raw) []derive.Event {
+			return []derive.Event{opaque(event(raw, fact.GroupParticipantsLeft, g, group.Data{
+				Participants: []string{"16505551234@s.whatsapp.net"}, Actor: "16505551234@s.whatsapp.net",
+			}))}
+		}},
+	})
 }
