@@ -53,6 +53,7 @@ type config struct {
 	pprof           bool
 	cpuProfile      string
 	backbone        backbone.Config
+	providers       string
 	whapiTokens     string
 	zapiTokens      string
 	wahaKeys        string
@@ -83,6 +84,7 @@ func parseConfig(args []string) (config, error) {
 	fs.BoolVar(&c.pprof, "pprof", false, "serve Go's pprof profiles on the admin listener")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file, closed once the process has drained on shutdown")
 	c.backbone.RegisterFlags(fs)
+	fs.StringVar(&c.providers, "providers", "all", "providers whose webhooks this ingress serves, comma-separated path names (whapi, zapi...), or all; the others' paths answer 404 and need no secrets")
 	fs.StringVar(&c.whapiTokens, "auth-whapi-tokens", "", "accepted Whapi secrets, comma-separated, each secret or channel:secret (Authorization: Bearer, X-Wahook-Token or ?token=)")
 	fs.StringVar(&c.zapiTokens, "auth-zapi-tokens", "", "accepted Z-API secrets, comma-separated, each secret or channel:secret (?token= or X-Wahook-Token)")
 	fs.StringVar(&c.wahaKeys, "auth-waha-hmac-keys", "", "WAHA HMAC-SHA512 keys for X-Webhook-Hmac, comma-separated, each key or channel:key")
@@ -236,7 +238,19 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 	if err != nil {
 		return err
 	}
-	providers := all.Providers()
+	providers, err := all.Select(splitList(cfg.providers))
+	if err != nil {
+		return fmt.Errorf("providers: %w", err)
+	}
+	served := map[string]bool{}
+	for _, p := range providers {
+		served[p.Name()] = true
+	}
+	for name := range vs {
+		if !served[name] {
+			log.Warn("secrets are set for a provider this ingress does not serve (WAHOOK_PROVIDERS)", zap.String("provider", name))
+		}
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if c := bb.Collector(); c != nil {
@@ -270,7 +284,7 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 	}
 	var deps consumer.Deps
 	if len(streams.Names) > 0 {
-		if deps, err = bb.ConsumerDeps(ctx, providers, consumer.NewMetrics(reg), log.Named("consumer")); err != nil {
+		if deps, err = bb.ConsumerDeps(ctx, all.Providers(), consumer.NewMetrics(reg), log.Named("consumer")); err != nil {
 			return err
 		}
 	}

@@ -167,6 +167,46 @@ func TestRefusesToStartWithoutSecrets(t *testing.T) {
 	}
 }
 
+// TestServesTheSelectedProviders: with WAHOOK_PROVIDERS only the named
+// providers need secrets and are served; the others' paths answer 404; an
+// unknown name stops the start.
+func TestServesTheSelectedProviders(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	base := []string{"-http-addr", "127.0.0.1:0", "-nats-embedded-addr", "127.0.0.1:-1", "-data-dir", t.TempDir(), "-log-level", "error"}
+	if err := run(ctx, append(base, "-providers", "whapi,nope", "-auth-whapi-tokens", "s1"), nil); err == nil ||
+		!strings.Contains(err.Error(), "nope") {
+		t.Fatalf("run with an unknown provider = %v; want a refusal naming it", err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	url, done := start(t, runCtx, append(base, "-providers", "whapi", "-auth-whapi-tokens", "s1")...)
+	post := func(path string) int {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+path, strings.NewReader(delivery))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer s1")
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("/v1/webhooks/whapi"); code != http.StatusOK {
+		t.Errorf("whapi delivery = %d; want 200", code)
+	}
+	if code := post("/v1/webhooks/zapi"); code != http.StatusNotFound {
+		t.Errorf("zapi delivery to an ingress serving whapi only = %d; want 404", code)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Errorf("run: %v", err)
+	}
+}
+
 func TestEnvironmentConfiguresAndFlagsWin(t *testing.T) {
 	t.Setenv("WAHOOK_HTTP_ADDR", "127.0.0.1:9999")
 	t.Setenv("WAHOOK_AUTH_ZAPI_TOKENS", "a,b")
@@ -177,13 +217,14 @@ func TestEnvironmentConfiguresAndFlagsWin(t *testing.T) {
 	t.Setenv("WAHOOK_MAX_UNAUTHENTICATED_IN_FLIGHT", "7")
 	t.Setenv("WAHOOK_AUTH_META_APP_SECRETS", "m1,123:m2")
 	t.Setenv("WAHOOK_META_VERIFY_TOKENS", "v1, v2")
+	t.Setenv("WAHOOK_PROVIDERS", "whapi,zapi")
 	c, err := parseConfig([]string{"-http-addr", "127.0.0.1:7777"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.httpAddr != "127.0.0.1:7777" || c.zapiTokens != "a,b" || c.maxBodyBytes != 1024 || c.maxItems != 50 ||
 		c.bodyReadTimeout != 3*time.Second || c.maxBuffered != 8192 || c.maxUnauth != 7 ||
-		c.metaSecrets != "m1,123:m2" || c.metaVerify != "v1, v2" {
+		c.metaSecrets != "m1,123:m2" || c.metaVerify != "v1, v2" || c.providers != "whapi,zapi" {
 		t.Errorf("config = %+v", c)
 	}
 	if c.backbone.NATSEmbeddedAddr != "127.0.0.1:4222" || c.backbone.DataDir != "./data" || c.backbone.Broker != "nats" {

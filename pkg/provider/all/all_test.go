@@ -1,0 +1,46 @@
+package all
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func names(t *testing.T, sel []string) []string {
+	t.Helper()
+	ps, err := Select(sel)
+	if err != nil {
+		t.Fatalf("Select(%q): %v", sel, err)
+	}
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.Name())
+	}
+	return out
+}
+
+// TestSelect: every provider by default or "all", the named ones in
+// path-name order, and an unknown name refused with the known ones.
+func TestSelect(t *testing.T) {
+	var every []string
+	for _, p := range Providers() {
+		every = append(every, p.Name())
+	}
+	if !slices.IsSorted(every) || len(every) < 2 {
+		t.Fatalf("Providers() = %v; want several, in path-name order", every)
+	}
+	if got := names(t, nil); !slices.Equal(got, every) {
+		t.Errorf("Select(nil) = %v; want %v", got, every)
+	}
+	if got := names(t, []string{"all"}); !slices.Equal(got, every) {
+		t.Errorf("Select(all) = %v; want %v", got, every)
+	}
+	two := []string{every[len(every)-1], every[0]}
+	if got := names(t, two); !slices.Equal(got, []string{every[0], every[len(every)-1]}) {
+		t.Errorf("Select(%v) = %v; want them in path-name order", two, got)
+	}
+	_, err := Select([]string{every[0], "nope", "all"})
+	if err == nil || !strings.Contains(err.Error(), "all, nope") || !strings.Contains(err.Error(), every[0]) {
+		t.Errorf("Select with unknown names = %v; want them named, and the known ones", err)
+	}
+}
