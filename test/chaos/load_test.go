@@ -22,11 +22,11 @@ import (
 // secrets are the providers' webhook secrets the ingress is started with;
 // the senders authenticate as each provider does.
 type secrets struct {
-	whapi, zapi, waha string
+	whapi, zapi, waha, evolution string
 }
 
 func newSecrets() secrets {
-	return secrets{whapi: randomHex(16), zapi: randomHex(16), waha: randomHex(32)}
+	return secrets{whapi: randomHex(16), zapi: randomHex(16), waha: randomHex(32), evolution: randomHex(16)}
 }
 
 // env configures the ingress with the secrets.
@@ -35,6 +35,7 @@ func (s secrets) env() []string {
 		"WAHOOK_AUTH_WHAPI_TOKENS=" + s.whapi,
 		"WAHOOK_AUTH_ZAPI_TOKENS=" + s.zapi,
 		"WAHOOK_AUTH_WAHA_HMAC_KEYS=" + s.waha,
+		"WAHOOK_AUTH_EVOLUTION_TOKENS=" + s.evolution,
 	}
 }
 

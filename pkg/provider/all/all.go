@@ -4,6 +4,7 @@ package all
 
 import (
 	"github.com/wahook/wahook/pkg/provider"
+	"github.com/wahook/wahook/pkg/provider/evolution"
 	"github.com/wahook/wahook/pkg/provider/waha"
 	"github.com/wahook/wahook/pkg/provider/whapi"
 	"github.com/wahook/wahook/pkg/provider/zapi"
@@ -11,5 +12,5 @@ import (
 
 // Providers returns every provider, in path-name order.
 func Providers() []provider.Provider {
-	return []provider.Provider{waha.New(), whapi.New(), zapi.New()}
+	return []provider.Provider{evolution.New(), waha.New(), whapi.New(), zapi.New()}
 }
