@@ -154,12 +154,31 @@ type head struct {
 	Deleted          json.RawMessage `json:"deleted"`
 }
 
-// msgKey is Baileys' WAMessageKey.
+// msgKey is Baileys' WAMessageKey, with the phone-number forms newer
+// Baileys (remoteJidAlt) and Evolution (senderPn) give beside an @lid.
 type msgKey struct {
-	RemoteJID   json.RawMessage `json:"remoteJid"`
-	FromMe      json.RawMessage `json:"fromMe"`
-	ID          json.RawMessage `json:"id"`
-	Participant json.RawMessage `json:"participant"`
+	RemoteJID    json.RawMessage `json:"remoteJid"`
+	RemoteJIDAlt json.RawMessage `json:"remoteJidAlt"`
+	SenderPN     json.RawMessage `json:"senderPn"`
+	FromMe       json.RawMessage `json:"fromMe"`
+	ID           json.RawMessage `json:"id"`
+	Participant  json.RawMessage `json:"participant"`
+}
+
+// chat is the message's chat: remoteJid, or its phone-number form when
+// remoteJid is an @lid and the key gives one, so that a contact's messages
+// keep one chat whichever addressing WhatsApp used.
+func (k *msgKey) chat() string {
+	c := provider.String(k.RemoteJID)
+	if !strings.HasSuffix(c, "@lid") {
+		return c
+	}
+	for _, alt := range [...]json.RawMessage{k.RemoteJIDAlt, k.SenderPN} {
+		if a := provider.String(alt); strings.HasSuffix(a, "@s.whatsapp.net") {
+			return a
+		}
+	}
+	return c
 }
 
 // Split returns the one event of an Evolution delivery.
@@ -284,7 +303,7 @@ func chat(k string, h *head) string {
 		return provider.String(h.ID)
 	}
 	if h.Key != nil {
-		if c := provider.String(h.Key.RemoteJID); c != "" {
+		if c := h.Key.chat(); c != "" {
 			return c
 		}
 	}

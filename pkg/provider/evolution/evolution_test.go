@@ -149,8 +149,13 @@ func TestSplitInvalid(t *testing.T) {
 			}
 		})
 	}
+	// An @lid chat is keyed by its phone-number form when the key gives it.
+	items, err := p.Split([]byte(`{"event":"messages.upsert","instance":"i","data":{"key":{"remoteJid":"27@lid","remoteJidAlt":"5511988887777@s.whatsapp.net","id":"L"}}}`), provider.Delivery{})
+	if err != nil || items[0].Chat != "5511988887777@s.whatsapp.net" {
+		t.Errorf("Split of an @lid message = %+v, %v; want the chat by phone number", items, err)
+	}
 	// Odd field types are left out, not refused: the raw stream keeps them.
-	items, err := p.Split([]byte(`{"event":"messages.upsert","instance":"i","data":{"key":"x","messageTimestamp":{"low":1749564201,"high":0}}}`), provider.Delivery{})
+	items, err = p.Split([]byte(`{"event":"messages.upsert","instance":"i","data":{"key":"x","messageTimestamp":{"low":1749564201,"high":0}}}`), provider.Delivery{})
 	if err != nil {
 		t.Fatalf("Split with odd key: %v", err)
 	}

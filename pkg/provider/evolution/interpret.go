@@ -432,7 +432,8 @@ func chatsUpsert(env *fullEnvelope) (fact.Facts, error) {
 	return f, nil
 }
 
-// messageSeen: a message shows its chat (key.remoteJid); the sender's
+// messageSeen: a message shows its chat (key.remoteJid, by phone number
+// when it is an @lid with one beside it); the sender's
 // pushName names a chat with someone who wrote first.
 func messageSeen(env *fullEnvelope) (fact.Facts, error) {
 	var m struct {
@@ -448,7 +449,7 @@ func messageSeen(env *fullEnvelope) (fact.Facts, error) {
 	if m.Key == nil || provider.String(m.Key.RemoteJID) == "" {
 		return fact.Facts{}, provider.Invalid("message has no key.remoteJid")
 	}
-	c := provider.String(m.Key.RemoteJID)
+	c := m.Key.chat()
 	if c == "status@broadcast" {
 		return fact.Facts{}, nil
 	}
