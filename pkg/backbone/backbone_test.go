@@ -49,7 +49,7 @@ func check(t *testing.T, bb *Backbone, wantBinding envelope.Binding) {
 	if err != nil {
 		t.Fatalf("ConsumerDeps: %v", err)
 	}
-	if deps.Subscriber == nil || deps.Publisher == nil || deps.Labels == nil || deps.Chats == nil || len(deps.Providers) != 3 {
+	if deps.Subscriber == nil || deps.Publisher == nil || deps.Labels == nil || deps.Chats == nil || len(deps.Providers) != len(all.Providers()) {
 		t.Errorf("deps = %+v", deps)
 	}
 	if (deps.Dedup != nil) != (wantBinding.Name == "kafka") {
