@@ -78,6 +78,10 @@ func Suffix(event string) string {
 	return strings.ToLower(strings.ReplaceAll(event, ".", "-"))
 }
 
+// maxChatBytes bounds the chat an item is keyed by: WhatsApp JIDs are well
+// under 100 bytes, and the chat travels in headers and partition keys.
+const maxChatBytes = 256
+
 // maxSuffix bounds the path segment of "webhook by events".
 const maxSuffix = provider.MaxKindBytes
 
@@ -203,7 +207,9 @@ func (*Provider) Split(body []byte, d provider.Delivery) ([]provider.Item, error
 		_ = decodeObject(one, &h) // an object by the check above; odd fields are left out
 	}
 	it.Key = key(it.Kind, &h)
-	it.Chat = chat(it.Kind, &h)
+	if it.Chat = chat(it.Kind, &h); len(it.Chat) > maxChatBytes {
+		it.Chat = "" // not a JID: it would become the subject and partition key
+	}
 	it.Time = eventTime(it.Kind, &h)
 	return []provider.Item{it}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -153,6 +154,12 @@ func TestSplitInvalid(t *testing.T) {
 	items, err := p.Split([]byte(`{"event":"messages.upsert","instance":"i","data":{"key":{"remoteJid":"27@lid","remoteJidAlt":"5511988887777@s.whatsapp.net","id":"L"}}}`), provider.Delivery{})
 	if err != nil || items[0].Chat != "5511988887777@s.whatsapp.net" {
 		t.Errorf("Split of an @lid message = %+v, %v; want the chat by phone number", items, err)
+	}
+	// A chat no JID is that long is no chat to key by; the item is kept.
+	long := strings.Repeat("5", 300) + "@s.whatsapp.net"
+	items, err = p.Split([]byte(`{"event":"messages.upsert","instance":"i","data":{"key":{"remoteJid":"`+long+`","id":"L"}}}`), provider.Delivery{})
+	if err != nil || len(items) != 1 || items[0].Chat != "" {
+		t.Errorf("Split of a 300-byte chat = %+v, %v; want the item without a chat", strip(items), err)
 	}
 	// Odd field types are left out, not refused: the raw stream keeps them.
 	items, err = p.Split([]byte(`{"event":"messages.upsert","instance":"i","data":{"key":"x","messageTimestamp":{"low":1749564201,"high":0}}}`), provider.Delivery{})
