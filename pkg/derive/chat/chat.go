@@ -1,8 +1,9 @@
 // Package chat derives the chat-created stream (io.wahook.chat.created).
 //
 // A chat the provider reports as new (Whapi chats.post and groups.post, WAHA
-// group.v2.join, Evolution chats.upsert when the chat was not seen before,
-// since Evolution re-sends known chats) is created with inferred false. Providers without such
+// group.v2.join, Evolution groups.upsert, and Evolution chats.upsert when the
+// chat was not seen before, since Evolution re-sends known chats) is created
+// with inferred false. Providers without such
 // events (by default every provider but Whapi) get an inferred creation
 // (inferred true) the first time a chat is seen in a message or
 // notification; the ChatRegistry tells the first sighting, and it learns of
