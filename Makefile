@@ -54,7 +54,7 @@ build: ## build every service into ./bin
 bench: ## benchmarks (go test -bench) of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
 
-FUZZ_PKGS ?= ./pkg/provider ./pkg/provider/whapi ./pkg/provider/zapi ./pkg/provider/waha ./pkg/provider/meta ./pkg/envelope ./pkg/ingress ./pkg/state
+FUZZ_PKGS ?= ./pkg/provider ./pkg/provider/whapi ./pkg/provider/zapi ./pkg/provider/waha ./pkg/provider/evolution ./pkg/provider/meta ./pkg/envelope ./pkg/ingress ./pkg/state
 # FUZZFLAGS passes more go test flags, e.g. -parallel=1 to leave a core free.
 FUZZFLAGS ?=
 

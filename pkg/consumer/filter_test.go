@@ -25,6 +25,7 @@ import (
 	"github.com/wahook/wahook/pkg/envelope"
 	"github.com/wahook/wahook/pkg/fact"
 	"github.com/wahook/wahook/pkg/provider"
+	"github.com/wahook/wahook/pkg/provider/evolution"
 	"github.com/wahook/wahook/pkg/provider/meta"
 	"github.com/wahook/wahook/pkg/provider/waha"
 	"github.com/wahook/wahook/pkg/provider/whapi"
@@ -32,7 +33,7 @@ import (
 	"github.com/wahook/wahook/pkg/state/natsstate"
 )
 
-var allProviders = []provider.Provider{meta.New(), waha.New(), whapi.New(), zapi.New()}
+var allProviders = []provider.Provider{evolution.New(), meta.New(), waha.New(), whapi.New(), zapi.New()}
 
 // Raw events of each kind, on channel CH, about chat n.
 func chatOf(n int) string { return fmt.Sprintf("55119%08d@s.whatsapp.net", n) }
@@ -116,6 +117,7 @@ func TestFilterSubjects(t *testing.T) {
 	}
 	got := filter(label.Deriver{}, allProviders...)
 	want := []string{
+		"wahook.ingress.evolution.*.labels.association", "wahook.ingress.evolution.*.labels.edit",
 		"wahook.ingress.waha.*.label.chat.added", "wahook.ingress.waha.*.label.chat.deleted",
 		"wahook.ingress.waha.*.label.deleted", "wahook.ingress.waha.*.label.upsert",
 		"wahook.ingress.whapi.*.chats.patch", "wahook.ingress.whapi.*.labels.delete", "wahook.ingress.whapi.*.labels.post",

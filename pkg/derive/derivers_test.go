@@ -16,6 +16,7 @@ import (
 	"github.com/wahook/wahook/pkg/envelope"
 	"github.com/wahook/wahook/pkg/fact"
 	"github.com/wahook/wahook/pkg/provider"
+	"github.com/wahook/wahook/pkg/provider/evolution"
 	"github.com/wahook/wahook/pkg/provider/waha"
 	"github.com/wahook/wahook/pkg/provider/whapi"
 	"github.com/wahook/wahook/pkg/provider/zapi"
@@ -55,7 +56,7 @@ func TestStreams(t *testing.T) {
 // order on shared registries as one consumer per stream would, and checks
 // each event against its schema.
 func TestAllFixtures(t *testing.T) {
-	for _, p := range []provider.Provider{whapi.New(), zapi.New(), waha.New()} {
+	for _, p := range []provider.Provider{whapi.New(), zapi.New(), waha.New(), evolution.New()} {
 		t.Run(p.Name(), func(t *testing.T) {
 			files, err := filepath.Glob(filepath.Join("..", "provider", p.Name(), "testdata", "*.json"))
 			if err != nil || len(files) == 0 {

@@ -75,6 +75,9 @@ type ChatCreated struct {
 	Chat      string
 	Name      string
 	Direction string // Incoming, Outgoing or ""
+	// Repeated: the provider reports known chats this way too (Evolution's
+	// chats.upsert), so the chat is new only when first seen.
+	Repeated bool
 }
 
 // ChatSeen is a chat in which a message or notification was seen.

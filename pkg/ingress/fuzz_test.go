@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -98,6 +100,8 @@ func FuzzHandler(f *testing.F) {
 	f.Add("GET", "/v1/webhooks/meta?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=v3rify", "", []byte(nil), byte(pubOK))
 	f.Add("GET", "/v1/webhooks/meta?hub.mode=subscribe&hub.challenge=%3Cb%3E&hub.verify_token=v3rify", "", []byte(nil), byte(pubOK))
 	f.Add("POST", "/v1/webhooks/meta", "", []byte(`{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"77"},"contacts":[{"wa_id":"5511"}],"messages":[{"from":"5511","id":"wamid.1","timestamp":"1700000000"},{"from":"5522","id":"wamid.2"}],"statuses":[{"id":"wamid.0","status":"read"}]}},{"field":"account_update","value":{"event":"VERIFIED_ACCOUNT"}}]}]}`), byte(pubOK))
+	f.Add("POST", "/v1/webhooks/evolution/messages-upsert", "", []byte(`{"instance":"i","data":{"key":{"remoteJid":"1@s.whatsapp.net","id":"A"}},"apikey":"s3cr3t-apikey"}`), byte(pubOK))
+	f.Add("POST", "/v1/webhooks/evolution", "", []byte(`{"apikey":"s3cr3t-apikey","event":"call","instance":"i","data":{`), byte(pubOK))
 
 	rec := &recorder{}
 	tokens, err := ingress.NewTokenVerifier([]string{"t0k"})
@@ -181,6 +185,50 @@ func request(method, target, header string, body []byte, chunked bool) (*http.Re
 	return req, true
 }
 
+// plainAPIKey finds an apikey member with the fuzz seeds' value, plainly
+// written, in a body that is not valid JSON.
+var plainAPIKey = regexp.MustCompile(`(?i)"apikey"\s*:\s*"s3cr3t-apikey`)
+
+// keepsAPIKey reports whether a raw event or a dead-letter record holds
+// what the ingress removes from Evolution's bodies: a top-level apikey
+// member of a JSON object, or, in a body that is not valid JSON, a
+// plainly written apikey string.
+func keepsAPIKey(m broker.Message) bool {
+	body := m.Data
+	if m.Topic != envelope.IngressTopic {
+		var dl struct {
+			Body       *string `json:"body"`
+			BodyBase64 string  `json:"body_base64"`
+		}
+		if json.Unmarshal(m.Data, &dl) != nil {
+			return false // a part of a body stored in parts; its record is checked
+		}
+		switch {
+		case dl.Body != nil:
+			body = []byte(*dl.Body)
+		default:
+			b, err := base64.StdEncoding.DecodeString(dl.BodyBase64)
+			if err != nil {
+				return false
+			}
+			body = b
+		}
+	}
+	var top map[string]json.RawMessage
+	if !json.Valid(body) {
+		return plainAPIKey.Match(body)
+	}
+	if json.Unmarshal(body, &top) != nil {
+		return false // valid JSON but no object: nothing to remove
+	}
+	for k := range top {
+		if strings.EqualFold(k, "apikey") {
+			return true
+		}
+	}
+	return false
+}
+
 func checkAnswer(t *testing.T, req *http.Request, w *httptest.ResponseRecorder, published []broker.Message) {
 	t.Helper()
 	codes, known := answers[w.Code]
@@ -190,6 +238,9 @@ func checkAnswer(t *testing.T, req *http.Request, w *httptest.ResponseRecorder, 
 	var raw, dead []broker.Message
 	for _, m := range published {
 		checkMessage(t, m)
+		if strings.HasPrefix(req.URL.Path, "/v1/webhooks/evolution") && keepsAPIKey(m) {
+			t.Fatalf("%s %s stored the apikey: %s", req.Method, req.URL, m.Data)
+		}
 		if m.Topic == envelope.IngressTopic {
 			raw = append(raw, m)
 		} else {

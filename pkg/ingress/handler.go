@@ -327,6 +327,9 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 		grant = g
 		d.authenticated()
 	}
+	// A credential the provider puts in the body goes before anything of
+	// the body is split, stored, dead-lettered or logged.
+	body = provider.Redact(p, body)
 	d.body = body
 
 	pin := r.URL.Query().Get("channel")

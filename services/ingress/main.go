@@ -60,6 +60,8 @@ type config struct {
 	wawpTokens      string
 	metaSecrets     string
 	metaVerify      string
+	evoTokens       string
+	evoJWTKeys      string
 	wahaMaxSkew     time.Duration
 	authDisabled    bool
 	maxBodyBytes    int64
@@ -91,6 +93,8 @@ func parseConfig(args []string) (config, error) {
 	fs.StringVar(&c.wawpTokens, "auth-wawp-tokens", "", "Wawp X-Wawp-Signature secrets, comma-separated, each secret or channel:secret")
 	fs.StringVar(&c.metaSecrets, "auth-meta-app-secrets", "", "Meta app secrets for X-Hub-Signature-256 (HMAC-SHA256 of the body), comma-separated, each secret or phone_number_id:secret")
 	fs.StringVar(&c.metaVerify, "meta-verify-tokens", "", "verify tokens Meta's webhook check (GET ?hub.verify_token=) may present, comma-separated; without them the check is refused")
+	fs.StringVar(&c.evoTokens, "auth-evolution-tokens", "", "accepted Evolution API secrets, comma-separated, each secret or channel:secret (Authorization: Bearer, X-Wahook-Token or ?token=)")
+	fs.StringVar(&c.evoJWTKeys, "auth-evolution-jwt-keys", "", "Evolution API jwt_key values, comma-separated, each key or channel:key: HS256 Authorization: Bearer <jwt> with app evolution, action webhook")
 	fs.DurationVar(&c.wahaMaxSkew, "auth-waha-max-skew", 0, "refuse WAHA deliveries whose X-Webhook-Timestamp (and signed body timestamp) is further than this from now (0: off)")
 	fs.BoolVar(&c.authDisabled, "auth-disabled", false, "accept unauthenticated webhooks (local development only)")
 	fs.Int64Var(&c.maxBodyBytes, "max-body-bytes", 4<<20, "largest accepted delivery body; larger ones get 413")
@@ -160,6 +164,25 @@ func verifiers(c config) (map[string]ingress.Verifier, error) {
 	}
 	if len(waha) > 0 {
 		v["waha"] = waha
+	}
+	// Evolution: a JWT when the bearer value is one, else a static token.
+	var evo ingress.AnyVerifier
+	if list := splitList(c.evoJWTKeys); len(list) > 0 {
+		j, err := ingress.NewJWTVerifier(list)
+		if err != nil {
+			return nil, err
+		}
+		evo = append(evo, j)
+	}
+	if list := splitList(c.evoTokens); len(list) > 0 {
+		t, err := ingress.NewTokenVerifier(list)
+		if err != nil {
+			return nil, err
+		}
+		evo = append(evo, t)
+	}
+	if len(evo) > 0 {
+		v["evolution"] = evo
 	}
 	if list := splitList(c.metaSecrets); len(list) > 0 {
 		m, err := ingress.NewHubSignatureVerifier(list)

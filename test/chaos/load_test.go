@@ -22,11 +22,11 @@ import (
 // secrets are the providers' webhook secrets the ingress is started with;
 // the senders authenticate as each provider does.
 type secrets struct {
-	whapi, zapi, waha, meta string
+	whapi, zapi, waha, meta, evolution string
 }
 
 func newSecrets() secrets {
-	return secrets{whapi: randomHex(16), zapi: randomHex(16), waha: randomHex(32), meta: randomHex(32)}
+	return secrets{whapi: randomHex(16), zapi: randomHex(16), waha: randomHex(32), meta: randomHex(32), evolution: randomHex(16)}
 }
 
 // env configures the ingress with the secrets.
@@ -36,6 +36,7 @@ func (s secrets) env() []string {
 		"WAHOOK_AUTH_ZAPI_TOKENS=" + s.zapi,
 		"WAHOOK_AUTH_WAHA_HMAC_KEYS=" + s.waha,
 		"WAHOOK_AUTH_META_APP_SECRETS=" + s.meta,
+		"WAHOOK_AUTH_EVOLUTION_TOKENS=" + s.evolution,
 	}
 }
 

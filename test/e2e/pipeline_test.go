@@ -30,6 +30,7 @@ import (
 	"github.com/wahook/wahook/pkg/envelope"
 	"github.com/wahook/wahook/pkg/ingress"
 	"github.com/wahook/wahook/pkg/provider"
+	"github.com/wahook/wahook/pkg/provider/evolution"
 	"github.com/wahook/wahook/pkg/provider/waha"
 	"github.com/wahook/wahook/pkg/provider/whapi"
 	"github.com/wahook/wahook/pkg/provider/zapi"
@@ -37,7 +38,7 @@ import (
 	"github.com/wahook/wahook/schemas"
 )
 
-var providers = []provider.Provider{whapi.New(), zapi.New(), waha.New()}
+var providers = []provider.Provider{whapi.New(), zapi.New(), waha.New(), evolution.New()}
 
 // pipeline is an ingress and a broker; consumers are started per test.
 type pipeline struct {

@@ -1,7 +1,9 @@
 // Package chat derives the chat-created stream (io.wahook.chat.created).
 //
 // A chat the provider reports as new (Whapi chats.post and groups.post, WAHA
-// group.v2.join) is created with inferred false. Providers without such
+// group.v2.join, Evolution groups.upsert, and Evolution chats.upsert when the
+// chat was not seen before, since Evolution re-sends known chats) is created
+// with inferred false. Providers without such
 // events (by default every provider but Whapi) get an inferred creation
 // (inferred true) the first time a chat is seen in a message or
 // notification; the ChatRegistry tells the first sighting, and it learns of
@@ -82,8 +84,12 @@ func (d Deriver) Derive(ctx context.Context, raw derive.Raw, f fact.Facts) ([]de
 		done[chat] = true
 		// Only so that a later message does not infer the chat again;
 		// the provider has said it is new either way.
-		if _, err := d.Registry.FirstSeen(ctx, raw.Provider, raw.Channel, chat, raw.ID); err != nil {
+		first, err := d.Registry.FirstSeen(ctx, raw.Provider, raw.Channel, chat, raw.ID)
+		if err != nil {
 			return nil, fmt.Errorf("chat: record chat %s: %w", chat, err)
+		}
+		if c.Repeated && !first {
+			continue
 		}
 		out = append(out, event(raw, common, chat, c.Chat, typ, false, c.Name, c.Direction))
 	}

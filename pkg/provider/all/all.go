@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/wahook/wahook/pkg/provider"
+	"github.com/wahook/wahook/pkg/provider/evolution"
 	"github.com/wahook/wahook/pkg/provider/meta"
 	"github.com/wahook/wahook/pkg/provider/waha"
 	"github.com/wahook/wahook/pkg/provider/whapi"
@@ -16,7 +17,7 @@ import (
 
 // Providers returns every provider, in path-name order.
 func Providers() []provider.Provider {
-	return []provider.Provider{meta.New(), waha.New(), whapi.New(), zapi.New()}
+	return []provider.Provider{evolution.New(), meta.New(), waha.New(), whapi.New(), zapi.New()}
 }
 
 // Select returns the providers with the given path names, in path-name

@@ -1,0 +1,105 @@
+package ingress_test
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/wahook/wahook/pkg/ingress"
+)
+
+func TestJWTVerifier(t *testing.T) {
+	now := time.Date(2025, 6, 10, 14, 0, 0, 0, time.UTC)
+	v, err := ingress.NewJWTVerifier([]string{"old-key", "new-key", "evo-sales:scoped-key"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Now = func() time.Time { return now }
+	iat := now.Unix() - 5
+	claims := func(over map[string]any) jwt.MapClaims {
+		c := jwt.MapClaims{"iat": iat, "exp": iat + 600, "app": "evolution", "action": "webhook"}
+		for k, x := range over {
+			if x == nil {
+				delete(c, k)
+			} else {
+				c[k] = x
+			}
+		}
+		return c
+	}
+	sign := func(m jwt.SigningMethod, key any, c jwt.MapClaims) string {
+		s, err := jwt.NewWithClaims(m, c).SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	none := sign(jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, claims(nil))
+	good := sign(jwt.SigningMethodHS256, []byte("new-key"), claims(nil))
+	// A token whose header says HS512 or RS256: refused even with the key.
+	hs512 := sign(jwt.SigningMethodHS512, []byte("new-key"), claims(nil))
+	rs256 := sign(jwt.SigningMethodRS256, rsaKey, claims(nil))
+	parts := strings.Split(good, ".")
+	for _, tc := range []struct {
+		name    string
+		auth    string
+		want    error
+		channel string // a channel the grant covers
+		notFor  string // one it does not
+	}{
+		{"good", "Bearer " + good, nil, "any", ""},
+		{"rotated, old key", "Bearer " + sign(jwt.SigningMethodHS256, []byte("old-key"), claims(nil)), nil, "any", ""},
+		{"channel-scoped key", "Bearer " + sign(jwt.SigningMethodHS256, []byte("scoped-key"), claims(nil)), nil, "evo-sales", "other"},
+		{"lower-case bearer", "bearer " + good, nil, "any", ""},
+		{"within the leeway", "Bearer " + sign(jwt.SigningMethodHS256, []byte("new-key"), claims(map[string]any{"exp": now.Unix() - 10})), nil, "any", ""},
+		{"expired", "Bearer " + sign(jwt.SigningMethodHS256, []byte("new-key"), claims(map[string]any{"exp": now.Unix() - 120})), ingress.ErrBadCredentials, "", ""},
+		{"no exp", "Bearer " + sign(jwt.SigningMethodHS256, []byte("new-key"), claims(map[string]any{"exp": nil})), ingress.ErrBadCredentials, "", ""},
+		{"issued in the future", "Bearer " + sign(jwt.SigningMethodHS256, []byte("new-key"), claims(map[string]any{"iat": now.Unix() + 3600, "exp": now.Unix() + 4200})), ingress.ErrBadCredentials, "", ""},
+		{"wrong app", "Bearer " + sign(jwt.SigningMethodHS256, []byte("new-key"), claims(map[string]any{"app": "other"})), ingress.ErrBadCredentials, "", ""},
+		{"wrong action", "Bearer " + sign(jwt.SigningMethodHS256, []byte("new-key"), claims(map[string]any{"action": "login"})), ingress.ErrBadCredentials, "", ""},
+		{"no app", "Bearer " + sign(jwt.SigningMethodHS256, []byte("new-key"), claims(map[string]any{"app": nil})), ingress.ErrBadCredentials, "", ""},
+		{"wrong key", "Bearer " + sign(jwt.SigningMethodHS256, []byte("not-a-key"), claims(nil)), ingress.ErrBadCredentials, "", ""},
+		{"alg none", "Bearer " + none, ingress.ErrBadCredentials, "", ""},
+		{"HS512", "Bearer " + hs512, ingress.ErrBadCredentials, "", ""},
+		{"RS256", "Bearer " + rs256, ingress.ErrBadCredentials, "", ""},
+		{"tampered payload", "Bearer " + parts[0] + "." + strings.TrimRight(parts[1], "A") + "x." + parts[2], ingress.ErrBadCredentials, "", ""},
+		{"malformed", "Bearer a.b.c", ingress.ErrBadCredentials, "", ""},
+		{"too long", "Bearer " + strings.Repeat("a", 5000) + ".b.c", ingress.ErrBadCredentials, "", ""},
+		{"not a jwt", "Bearer static-token", ingress.ErrNoCredentials, "", ""},
+		{"basic", "Basic dXNlcjpwYXNz", ingress.ErrNoCredentials, "", ""},
+		{"none", "", ingress.ErrNoCredentials, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("POST", "/v1/webhooks/evolution", nil)
+			if tc.auth != "" {
+				r.Header.Set("Authorization", tc.auth)
+			}
+			g, err := v.VerifyGrant(r, nil)
+			if !errors.Is(err, tc.want) || (err == nil) != (tc.want == nil) {
+				t.Fatalf("VerifyGrant = %v; want %v", err, tc.want)
+			}
+			if tc.channel != "" && !g.Allows(tc.channel) {
+				t.Errorf("grant does not cover %s", tc.channel)
+			}
+			if tc.notFor != "" && g.Allows(tc.notFor) {
+				t.Errorf("grant covers %s", tc.notFor)
+			}
+		})
+	}
+	if _, err := ingress.NewJWTVerifier(nil); err == nil {
+		t.Error("NewJWTVerifier(nil) accepted no keys")
+	}
+	if _, err := ingress.NewJWTVerifier([]string{"ch:"}); err == nil || strings.Contains(err.Error(), "ch:") {
+		t.Errorf("NewJWTVerifier with an empty key = %v; want an error that quotes nothing", err)
+	}
+}
