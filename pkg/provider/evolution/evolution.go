@@ -261,18 +261,15 @@ func key(k string, h *head) string {
 	case KindCall:
 		return join(provider.Text(h.ID), provider.String(h.Status))
 	case KindLabelsEdit:
-		// A label changes many times: its id and the state it reached. The
-		// delete Evolution sends twice is one event.
+		// The delete Evolution sends twice is one event: a label is deleted
+		// once. Edits are identified by their content, date_time included:
+		// a label edited back to an earlier name or colour is a new event,
+		// never taken for a retry of the first.
 		id := provider.Text(h.ID)
-		if id == "" {
+		if deleted, _ := boolean(h.Deleted); !deleted || id == "" {
 			return ""
 		}
-		deleted, _ := boolean(h.Deleted)
-		state := "live"
-		if deleted {
-			state = "deleted"
-		}
-		return id + "/" + state + "/" + provider.Text(h.Color) + "/" + provider.String(h.Name)
+		return id + "/deleted"
 	}
 	return ""
 }
