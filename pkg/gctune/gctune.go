@@ -29,9 +29,8 @@ const (
 	// DefaultGOGC is the GC percent when GOGC is not set.
 	DefaultGOGC = 400
 	// DefaultMemoryLimit is the soft memory limit when GOMEMLIMIT is not
-	// set and no cgroup limits the process's memory: about what Go's
-	// default pacing reaches when the ingress holds its whole default body
-	// budget (256 MiB), so GOGC 400 does not raise the worst case.
+	// set and no cgroup limits the process's memory; a service whose
+	// budgets allow a larger live heap raises it (Applied.Floor).
 	DefaultMemoryLimit = 512 << 20
 	// cgroupRatio is the part of a cgroup's limit given to the Go heap:
 	// the rest is for what the runtime does not count (stacks of threads
@@ -107,4 +106,18 @@ func (a Applied) Log(log *zap.Logger) {
 	if a.Err != nil {
 		log.Warn("garbage collector: the container's memory limit is unknown, the default applies", zap.Error(a.Err))
 	}
+}
+
+// Floor raises a default soft limit to at least n bytes: a service whose
+// configured budgets let its live heap approach the default gives the
+// collector room above them, as Go's default pacing would, rather than
+// collecting without pause near the limit. A limit from GOMEMLIMIT or the
+// container is the operator's and is left alone, as is a call before Apply.
+func (a *Applied) Floor(n int64) {
+	if a.Settings.MemoryLimitFrom != "default" || n <= a.Settings.MemoryLimit {
+		return
+	}
+	debug.SetMemoryLimit(n)
+	a.Settings.MemoryLimit = n
+	a.Settings.MemoryLimitFrom = "default, raised for the configured budgets"
 }

@@ -118,3 +118,30 @@ func TestAppliedLog(t *testing.T) {
 		t.Errorf("fields %v", f)
 	}
 }
+
+// TestFloor: a default limit is raised to a service's floor, never
+// lowered; a limit the operator or the container set is kept.
+func TestFloor(t *testing.T) {
+	keep(t)
+	a := Applied{Settings: Settings{GOGC: DefaultGOGC, GOGCFrom: "default", MemoryLimit: DefaultMemoryLimit, MemoryLimitFrom: "default"}}
+	debug.SetMemoryLimit(DefaultMemoryLimit)
+	a.Floor(DefaultMemoryLimit / 2)
+	if a.Settings.MemoryLimit != DefaultMemoryLimit || debug.SetMemoryLimit(-1) != DefaultMemoryLimit {
+		t.Errorf("Floor below the default changed the limit to %d", a.Settings.MemoryLimit)
+	}
+	a.Floor(2 << 30)
+	if a.Settings.MemoryLimit != 2<<30 || debug.SetMemoryLimit(-1) != 2<<30 || a.Settings.MemoryLimitFrom == "default" {
+		t.Errorf("Floor above the default = %+v, limit in force %d; want 2 GiB", a.Settings, debug.SetMemoryLimit(-1))
+	}
+	c := Applied{Settings: Settings{MemoryLimit: 1 << 30, MemoryLimitFrom: "cgroup"}}
+	debug.SetMemoryLimit(1 << 30)
+	c.Floor(4 << 30)
+	if c.Settings.MemoryLimit != 1<<30 || debug.SetMemoryLimit(-1) != 1<<30 {
+		t.Errorf("Floor changed a container's limit to %d", c.Settings.MemoryLimit)
+	}
+	var none Applied
+	none.Floor(4 << 30)
+	if debug.SetMemoryLimit(-1) != 1<<30 {
+		t.Error("Floor before Apply changed the limit")
+	}
+}

@@ -222,6 +222,9 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	// Room above the bodies the ingress may hold, as Go's default pacing
+	// would leave at the full budget.
+	gc.Floor(2*cfg.maxBuffered + 256<<20)
 	gc.Log(log)
 	if cfg.cpuProfile != "" {
 		stop, err := admin.StartCPUProfile(cfg.cpuProfile, log)
