@@ -64,6 +64,11 @@ type Config struct {
 	// ReceivedTimeTTL is how long consumers keep the time of raw events
 	// stamped at receipt, so that later copies derive the same events.
 	ReceivedTimeTTL time.Duration
+	// ReceivedTimePerCopy derives every stored copy of a raw event stamped
+	// at receipt with its own time: no first-time registry, one store and
+	// one round trip less per such event, and copies a duplicate window
+	// apart derive events with the same ids but different times.
+	ReceivedTimePerCopy bool
 	// ClientName names the connection on the server.
 	ClientName string
 
@@ -111,6 +116,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.KafkaChatsTTL, "kafka-chats-ttl", 0,
 		"forget a known chat this long after it was first seen (0: never; else at least the raw topic's retention); a chat seen again after that is announced again")
 	fs.DurationVar(&c.ReceivedTimeTTL, "received-time-ttl", 7*24*time.Hour, "how long consumers keep the first time of raw events without a provider time, so that a provider's later retry derives the same events")
+	fs.BoolVar(&c.ReceivedTimePerCopy, "received-time-per-copy", false,
+		"derive each stored copy of a raw event without a provider time with its own receive time, without the first-time registry (faster; copies stored a duplicate window apart then differ in time)")
 	c.registerAccessFlags(fs)
 }
 
@@ -386,7 +393,7 @@ func (bb *Backbone) State(ctx context.Context) (State, error) {
 			}
 			bb.kafkaState.Store(st)
 		}
-		return State{Labels: st.Labels(), Chats: st.Chats(), Dedup: st.Dedup(), Times: st.Times()}, nil
+		return State{Labels: st.Labels(), Chats: st.Chats(), Dedup: st.Dedup(), Times: bb.times(st.Times())}, nil
 	}
 	scfg := bb.cfg.NATSStorage.state(bb.cfg.NATSReplicas)
 	scfg.Logger = bb.log.Named("nats-state")
@@ -395,7 +402,16 @@ func (bb *Backbone) State(ctx context.Context) (State, error) {
 	if err != nil {
 		return State{}, fmt.Errorf("state: %w", err)
 	}
-	return State{Labels: st.Labels(), Chats: st.Chats(), Times: st.Times()}, nil
+	return State{Labels: st.Labels(), Chats: st.Chats(), Times: bb.times(st.Times())}, nil
+}
+
+// times is the first-time registry consumers use, none with
+// ReceivedTimePerCopy: the registry's entries may stay behind, unused.
+func (bb *Backbone) times(t derive.TimeRegistry) derive.TimeRegistry {
+	if bb.cfg.ReceivedTimePerCopy {
+		return nil
+	}
+	return t
 }
 
 // ConsumerDeps opens the state and returns what the derived-stream

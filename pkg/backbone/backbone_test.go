@@ -90,6 +90,22 @@ func TestKafka(t *testing.T) {
 	check(t, bb, envelope.Kafka)
 }
 
+// TestReceivedTimePerCopy checks that the option leaves consumers without
+// the first-time registry, and that they have one by default.
+func TestReceivedTimePerCopy(t *testing.T) {
+	for _, perCopy := range []bool{false, true} {
+		bb := open(t, Config{Broker: "nats", NATSEmbeddedAddr: "127.0.0.1:-1", DataDir: t.TempDir(),
+			NATSDuplicateWindow: time.Minute, ReceivedTimePerCopy: perCopy})
+		st, err := bb.State(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.Times != nil; got == perCopy {
+			t.Errorf("ReceivedTimePerCopy %v: a first-time registry: %v", perCopy, got)
+		}
+	}
+}
+
 func TestValidate(t *testing.T) {
 	for name, cfg := range map[string]Config{
 		"unknown broker":        {Broker: "rabbit"},

@@ -219,6 +219,44 @@ func TestKafkaCopiesDeriveTheSameTime(t *testing.T) {
 	checkCopiesDeriveAlike(t, envelope.Kafka, got)
 }
 
+// TestCopiesDeriveTheirOwnTimesPerCopy is the trade of
+// WAHOOK_RECEIVED_TIME_PER_COPY: without the first-time registry the two
+// copies derive events with the same ids and data but each copy's own time.
+func TestCopiesDeriveTheirOwnTimesPerCopy(t *testing.T) {
+	p := newPipeline(t)
+	ctx := testContext(t)
+	if err := p.broker.Publish(ctx, rawCopies(t, envelope.NATS)...); err != nil {
+		t.Fatal(err)
+	}
+	st, err := natsstate.Open(ctx, p.broker.JetStream(), natsstate.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{next: p.broker, msgs: map[string][]broker.Message{}}
+	runConsumers(t, consumer.Deps{Subscriber: p.broker, Publisher: rec, Binding: envelope.NATS,
+		Labels: st.Labels(), Chats: st.Chats()}, "per-copy-")
+	for tp, msgs := range rec.published(t, 2, envelope.DerivedTopic(derive.ChatCreated), envelope.DerivedTopic(derive.GroupNotification)) {
+		if len(msgs) != 2 {
+			t.Fatalf("%s: %d messages, want 2", tp, len(msgs))
+		}
+		var times []time.Time
+		var ids []string
+		for _, m := range msgs {
+			ev, err := envelope.Decode(m, envelope.NATS)
+			if err != nil {
+				t.Fatalf("%s: %v", tp, err)
+			}
+			times, ids = append(times, ev.Time()), append(ids, ev.ID())
+		}
+		if ids[0] != ids[1] {
+			t.Errorf("%s: ids %q and %q, want one id for both copies", tp, ids[0], ids[1])
+		}
+		if want := []time.Time{receivedAt, receivedAt.Add(time.Hour)}; !times[0].Equal(want[0]) || !times[1].Equal(want[1]) {
+			t.Errorf("%s: times %v, want each copy's own %v", tp, times, want)
+		}
+	}
+}
+
 // runConsumers runs timeStreams with d under group until the test ends.
 func runConsumers(t *testing.T, d consumer.Deps, group string) {
 	t.Helper()
