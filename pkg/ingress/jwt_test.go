@@ -5,6 +5,7 @@ import (
 	"crypto/rsa"
 	"errors"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -101,5 +102,48 @@ func TestJWTVerifier(t *testing.T) {
 	}
 	if _, err := ingress.NewJWTVerifier([]string{"ch:"}); err == nil || strings.Contains(err.Error(), "ch:") {
 		t.Errorf("NewJWTVerifier with an empty key = %v; want an error that quotes nothing", err)
+	}
+}
+
+// TestJWTVerifierEvolutionRetries: Evolution signs one token per event and
+// reuses it for every retry. EvolutionAPI/evolution-api
+// src/api/integrations/event/webhook/webhook.controller.ts (2.3.x): emit
+// calls generateJwtToken (iat, exp = iat+600) once, puts the header on the
+// axios instance, and retryWebhookRequest posts with that same instance up
+// to WEBHOOK.RETRY.MAX_ATTEMPTS (10) times, waiting 5 s doubling to at most
+// 300 s (jitter aside), and stops at a 401 or 403. So the attempts after
+// 600 s (and the leeway) are refused.
+func TestJWTVerifierEvolutionRetries(t *testing.T) {
+	iat := time.Date(2025, 6, 10, 14, 0, 0, 0, time.UTC)
+	v, err := ingress.NewJWTVerifier([]string{"jwt-key"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"iat": iat.Unix(), "exp": iat.Unix() + 600, "app": "evolution", "action": "webhook",
+	}).SignedString([]byte("jwt-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Seconds after the first attempt at which each attempt is sent.
+	at, wait := []int64{0}, int64(5)
+	for len(at) < 10 {
+		at = append(at, at[len(at)-1]+wait)
+		wait = min(wait*2, 300)
+	}
+	var refused []int64
+	for _, s := range at {
+		v.Now = func() time.Time { return iat.Add(time.Duration(s) * time.Second) }
+		r := httptest.NewRequest("POST", "/v1/webhooks/evolution", nil)
+		r.Header.Set("Authorization", "Bearer "+token)
+		if _, err := v.VerifyGrant(r, nil); err != nil {
+			if !errors.Is(err, ingress.ErrBadCredentials) {
+				t.Fatalf("attempt at %d s: %v", s, err)
+			}
+			refused = append(refused, s)
+		}
+	}
+	if want := []int64{915, 1215}; !slices.Equal(refused, want) {
+		t.Errorf("attempts refused at %v s; want %v (schedule %v)", refused, want, at)
 	}
 }

@@ -82,18 +82,21 @@ func TestDeriveChats(t *testing.T) {
 
 func TestDeriveCalls(t *testing.T) {
 	got := summarize(t, derivetest.Derive(t, call.Deriver{}, inputs(t, "calls_connect.json", "calls_terminate.json",
-		"calls_terminate_failed.json", "calls_status_ringing.json", "calls_status_accepted.json")...),
+		"calls_terminate_failed.json", "calls_terminate_failed_answered.json", "calls_status_ringing.json",
+		"calls_status_accepted.json")...),
 		"call_id", "from", "status", "video", "group_call")
 	want := []summary{
-		{"io.wahook.call.offered", "16505551234@s.whatsapp.net", map[string]any{"call_id": call1, "from": "16505551234@s.whatsapp.net",
+		{"io.wahook.call.offered", "16315553602@s.whatsapp.net", map[string]any{"call_id": call1, "from": "16315553602@s.whatsapp.net",
 			"status": "connect", "video": false, "group_call": false}},
-		{"io.wahook.call.ended", "16505551234@s.whatsapp.net", map[string]any{"call_id": call1, "from": "16505551234@s.whatsapp.net",
+		{"io.wahook.call.ended", "16315553602@s.whatsapp.net", map[string]any{"call_id": call1, "from": "16315553602@s.whatsapp.net",
 			"status": "COMPLETED", "video": false, "group_call": false}},
-		{"io.wahook.call.missed", "16505559876@s.whatsapp.net", map[string]any{"call_id": call2, "from": "16505559876@s.whatsapp.net",
+		{"io.wahook.call.missed", "16315553603@s.whatsapp.net", map[string]any{"call_id": call2, "from": "16315553603@s.whatsapp.net",
 			"status": "FAILED", "video": false, "group_call": false}},
-		{"io.wahook.call.offered", "16505551234@s.whatsapp.net", map[string]any{"call_id": call3, "status": "RINGING",
+		{"io.wahook.call.ended", "16315553604@s.whatsapp.net", map[string]any{"call_id": call4, "from": "16315553604@s.whatsapp.net",
+			"status": "FAILED", "video": false, "group_call": false}},
+		{"io.wahook.call.offered", "163155536021@s.whatsapp.net", map[string]any{"call_id": call3, "status": "RINGING",
 			"video": false, "group_call": false}},
-		{"io.wahook.call.accepted", "16505551234@s.whatsapp.net", map[string]any{"call_id": call3, "status": "ACCEPTED",
+		{"io.wahook.call.accepted", "163155536021@s.whatsapp.net", map[string]any{"call_id": call3, "status": "ACCEPTED",
 			"video": false, "group_call": false}},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -169,14 +169,14 @@ type callElement struct {
 	Direction json.RawMessage `json:"direction"`
 	Status    json.RawMessage `json:"status"`
 	StartTime json.RawMessage `json:"start_time"`
-	Duration  json.RawMessage `json:"duration"`
 }
 
-// call: connect offers a call; terminate ends it, or, when it never
-// connected, misses it. Meta gives start_time and a duration only for a
-// call that connected, and status FAILED for one that could not be set up:
-// a terminate without start_time or with a zero duration, or FAILED, was
-// never talked on. A call the user placed also shows its chat.
+// call: connect offers a call; terminate ends it, or misses it when it was
+// never picked up. Meta sends start_time, end_time and duration "only
+// present when the call was picked up by the other party", so their absence
+// is the miss. Status (COMPLETED or FAILED) does not tell: a call picked up
+// and then dropped for lack of media ends FAILED with a start_time and a
+// duration (testdata/SOURCES.md). A call the user placed also shows its chat.
 func call(el json.RawMessage, contacts []contact) (fact.Facts, error) {
 	var c callElement
 	if err := decodeElement(KindCalls, el, &c); err != nil {
@@ -206,7 +206,7 @@ func call(el json.RawMessage, contacts []contact) (fact.Facts, error) {
 			fc.Status = status
 		}
 		fc.State = fact.CallEnded
-		if strings.EqualFold(status, "FAILED") || provider.Text(c.StartTime) == "" || provider.Text(c.Duration) == "0" {
+		if provider.Text(c.StartTime) == "" {
 			fc.State = fact.CallMissed
 		}
 	default:

@@ -55,17 +55,27 @@ func TestInterpretFixtures(t *testing.T) {
 			seen("4915123456789", "Kim", fact.Incoming),
 		},
 		"calls_connect.json": {{
-			Calls:     []fact.Call{{CallID: call1, Chat: "16505551234", From: "16505551234", State: fact.CallOffered, Status: "connect"}},
-			ChatsSeen: []fact.ChatSeen{{Chat: "16505551234", Name: "Sheena Nelson", Direction: fact.Incoming}},
+			Calls:     []fact.Call{{CallID: call1, Chat: "16315553602", From: "16315553602", State: fact.CallOffered, Status: "connect"}},
+			ChatsSeen: []fact.ChatSeen{{Chat: "16315553602", Name: "Sheena Nelson", Direction: fact.Incoming}},
 		}},
+		// The business placed the call: the user is the callee, and the chat
+		// is not shown as seen by an incoming call.
+		"calls_connect_business.json": {{Calls: []fact.Call{{
+			CallID: call5, Chat: "12185552828", From: "13175551399", State: fact.CallOffered, Status: "connect"}}}},
 		"calls_terminate.json": {{Calls: []fact.Call{{
-			CallID: call1, Chat: "16505551234", From: "16505551234", State: fact.CallEnded, Status: "COMPLETED"}}}},
+			CallID: call1, Chat: "16315553602", From: "16315553602", State: fact.CallEnded, Status: "COMPLETED"}}}},
+		// Never picked up: no start_time.
 		"calls_terminate_failed.json": {{Calls: []fact.Call{{
-			CallID: call2, Chat: "16505559876", From: "16505559876", State: fact.CallMissed, Status: "FAILED"}}}},
+			CallID: call2, Chat: "16315553603", From: "16315553603", State: fact.CallMissed, Status: "FAILED"}}}},
+		// Picked up, then failed: ended, not missed.
+		"calls_terminate_failed_answered.json": {{Calls: []fact.Call{{
+			CallID: call4, Chat: "16315553604", From: "16315553604", State: fact.CallEnded, Status: "FAILED"}}}, {}},
 		"calls_status_ringing.json": {{Calls: []fact.Call{{
-			CallID: call3, Chat: "16505551234", State: fact.CallOffered, Status: "RINGING"}}}},
+			CallID: call3, Chat: "163155536021", State: fact.CallOffered, Status: "RINGING"}}}},
 		"calls_status_accepted.json": {{Calls: []fact.Call{{
-			CallID: call3, Chat: "16505551234", State: fact.CallAccepted, Status: "ACCEPTED"}}}},
+			CallID: call3, Chat: "163155536021", State: fact.CallAccepted, Status: "ACCEPTED"}}}},
+		"calls_status_rejected.json": {{Calls: []fact.Call{{
+			CallID: call3, Chat: "163155536021", State: fact.CallRejected, Status: "REJECTED"}}}},
 		"groups_create.json": {{
 			Groups:       []fact.GroupChange{{Chat: group, Change: fact.GroupCreated, Subject: "Order 1234 support"}},
 			ChatsCreated: []fact.ChatCreated{{Chat: group, Name: "Order 1234 support"}},
@@ -126,8 +136,12 @@ func TestInterpretCases(t *testing.T) {
 		// A business-initiated call is not the user's message: no chat seen.
 		"business call connect": {element("calls", "calls", `{"id":"wacid.1","from":"1555","to":"5511","event":"connect","direction":"BUSINESS_INITIATED"}`),
 			fact.Facts{Calls: []fact.Call{{CallID: "wacid.1", Chat: "5511", From: "1555", State: fact.CallOffered, Status: "connect"}}}},
+		// start_time is there only when the call was picked up, so a zero
+		// duration with it is a call answered and hung up at once.
 		"terminate zero duration": {element("calls", "calls", `{"id":"wacid.1","from":"5511","event":"terminate","status":"COMPLETED","start_time":"1","duration":0}`),
-			fact.Facts{Calls: []fact.Call{{CallID: "wacid.1", Chat: "5511", From: "5511", State: fact.CallMissed, Status: "COMPLETED"}}}},
+			fact.Facts{Calls: []fact.Call{{CallID: "wacid.1", Chat: "5511", From: "5511", State: fact.CallEnded, Status: "COMPLETED"}}}},
+		"terminate failed after pickup": {element("calls", "calls", `{"id":"wacid.1","from":"5511","event":"terminate","status":"FAILED","start_time":"1","duration":20}`),
+			fact.Facts{Calls: []fact.Call{{CallID: "wacid.1", Chat: "5511", From: "5511", State: fact.CallEnded, Status: "FAILED"}}}},
 		"terminate no start": {element("calls", "calls", `{"id":"wacid.1","from":"5511","event":"terminate","status":"COMPLETED"}`),
 			fact.Facts{Calls: []fact.Call{{CallID: "wacid.1", Chat: "5511", From: "5511", State: fact.CallMissed, Status: "COMPLETED"}}}},
 		"terminate without status": {element("calls", "calls", `{"id":"wacid.1","from":"5511","event":"terminate","start_time":"1","duration":5}`),

@@ -19,9 +19,12 @@ const (
 	waba  = "102290129340398"
 	phone = "106540352242922"
 	group = "Y2FwaV9ncm91cDoxNTU1MDc4Mzg4MToxMjAzNjMzOTY0OTQyODY4MjQ"
-	call1 = "wacid.HBgLMTY1MDU1NTEyMzQVAgARGCAyODRQIAFRRUFQ0RDEzMkFFRTQ4NzE0QkY5NDNCRQA="
-	call2 = "wacid.HBgLMTY1MDU1NTk4NzYVAgARGCA1NjdBQkNERUYwMTIzNDU2Nzg5QUJDREVGMDEyMwA="
-	call3 = "wacid.HBgLMTY1MDU1NTEyMzQVAgARGCA5OTlBQkNERUYwMTIzNDU2Nzg5QUJDREVGMDk5OQA="
+	// Call ids as in Meta's Calling API examples (testdata/SOURCES.md).
+	call1 = "wacid.ABGGFjFVU2AfAgo6V-Hc5eCgK5Gh"
+	call2 = "wacid.ABGGFjFVU2AfAgo6V-Hc5eCgK5Gi"
+	call3 = "wacid.ABGGFjFVU2AfAgo6V"
+	call4 = "wacid.ABGGFjFVU2AfAgo6V-Hc5eCgK5Gj"
+	call5 = "wacid.HBgLMTIxODU1NTI4MjgVAgARGCAyODRQIAFRoA"
 	sent  = "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI3MTE5MjVBOTE3MDk5QUVFM0YA"
 )
 
@@ -77,12 +80,18 @@ func TestSplitFixtures(t *testing.T) {
 			{"statuses", phone, sent + "/read", "16505551234", unix(1750263790)},
 			{"messages", "107654321098765", "wamid.HBgNNDkxNTEyMzQ1Njc4ORUCABIYFDNDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDAA==", "4915123456789", unix(1749416400)},
 		},
-		"calls_connect.json":          {{"calls", phone, call1 + "/connect", "16505551234", unix(1749418001)}},
-		"calls_terminate.json":        {{"calls", phone, call1 + "/terminate", "16505551234", unix(1749418095)}},
-		"calls_terminate_failed.json": {{"calls", phone, call2 + "/terminate", "16505559876", unix(1749418300)}},
-		"calls_status_ringing.json":   {{"calls.statuses", phone, call3 + "/RINGING", "16505551234", unix(1749418500)}},
-		"calls_status_accepted.json":  {{"calls.statuses", phone, call3 + "/ACCEPTED", "16505551234", unix(1749418504)}},
-		"groups_create.json":          {{"group_lifecycle_update", phone, "group_create/3d8a7b1c5e/" + group, group, unix(1749419000)}},
+		"calls_connect.json":          {{"calls", phone, call1 + "/connect", "16315553602", unix(1671644824)}},
+		"calls_connect_business.json": {{"calls", phone, call5 + "/connect", "12185552828", unix(1749196895)}},
+		"calls_terminate.json":        {{"calls", phone, call1 + "/terminate", "16315553602", unix(1671644824)}},
+		"calls_terminate_failed.json": {{"calls", phone, call2 + "/terminate", "16315553603", unix(1671645000)}},
+		"calls_terminate_failed_answered.json": {
+			{"calls", phone, call4 + "/terminate", "16315553604", unix(1760681533)},
+			{"calls.errors", phone, "", "", time.Time{}},
+		},
+		"calls_status_ringing.json":  {{"calls.statuses", phone, call3 + "/RINGING", "163155536021", unix(1671644824)}},
+		"calls_status_accepted.json": {{"calls.statuses", phone, call3 + "/ACCEPTED", "163155536021", unix(1671644824)}},
+		"calls_status_rejected.json": {{"calls.statuses", phone, call3 + "/REJECTED", "163155536021", unix(1671644824)}},
+		"groups_create.json":         {{"group_lifecycle_update", phone, "group_create/3d8a7b1c5e/" + group, group, unix(1749419000)}},
 		"groups_create_failed.json": {{"group_lifecycle_update", phone, "group_create/3d8a7b1c5f/" + group + "X", group + "X",
 			unix(1749419010)}},
 		"groups_delete.json":           {{"group_lifecycle_update", phone, "group_delete/9f1e2d3c4b/" + group, group, unix(1749419900)}},

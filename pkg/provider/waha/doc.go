@@ -18,7 +18,8 @@
 // magnitude). Chat: payload chatId, else a group's id, else a message's from
 // (to when fromMe), else the chat part of a serialized message id
 // ("false_<chat>_<id>"); ids are kept as written (…@c.us, …@g.us, …@lid).
-// A call's chat is GOWS's _data.CallCreator when given, as WAHA takes it.
+// A call's chat is its from (GOWS: whatsmeow's From, as WAHA sets it), else
+// GOWS's _data.CallCreator.
 //
 // Interpret also reads the envelope's engine (which engine's meaning a
 // group setting has, and whether a group update is the whole group) and me

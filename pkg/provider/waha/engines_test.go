@@ -87,9 +87,14 @@ func TestInterpretEngines(t *testing.T) {
 			"GOWS", "group.v2.participants.join-request", `{` + group + `,"action":"approved","requesterId":"` + aliceLID + `"}`, me, fact.Facts{},
 		},
 
-		// GOWS calls: CallData's from is often the caller's …@lid; _data is
-		// whatsmeow's CallOffer (BasicCallMeta, and the call node Data).
-		"call gows: creator is the chat, alt the caller's phone id": {
+		// GOWS calls (devlikeapro/waha src/core/engines/gows/session.gows.core.ts
+		// toCallData): CallData's from is toCusFormat(_data.From || _data.GroupJID),
+		// often the caller's …@lid; _data is whatsmeow's event (tulir/whatsmeow
+		// types/call.go BasicCallMeta {From, Timestamp, CallCreator,
+		// CallCreatorAlt, CallID, GroupJID}, and the call node Data; call.go
+		// sets CallCreatorAlt from the node's caller_pn when CallCreator is a
+		// …@lid, else from caller_lid).
+		"call gows: from is the chat, alt the caller's phone id": {
 			"GOWS", "call.received",
 			`{"id":"C1","from":"` + aliceLID + `","timestamp":1666943582,"isVideo":false,"isGroup":false,` +
 				`"_data":{"From":"` + aliceLID + `","CallCreator":"` + aliceLID + `","CallCreatorAlt":"` + aliceJID + `","CallID":"C1","GroupJID":""}}`,
@@ -101,10 +106,15 @@ func TestInterpretEngines(t *testing.T) {
 				`"Data":{"Tag":"offer","Attrs":{"call-id":"C1","call-creator":"` + aliceLID + `","caller_pn":"` + aliceJID + `"}}}}`,
 			me, fact.Facts{Calls: []fact.Call{{CallID: "C1", Chat: aliceLID, From: aliceJID, State: fact.CallOffered, Status: "call.received"}}},
 		},
-		"call gows: a phone-number caller is kept; the creator is the chat": {
+		"call gows: a phone-number caller is kept; from is the chat, as WAHA gives it": {
 			"GOWS", "call.accepted",
-			`{"id":"C1","from":"` + alice + `","_data":{"From":"` + alice + `","CallCreator":"` + aliceJID + `","CallCreatorAlt":"` + aliceLID + `"}}`,
-			me, fact.Facts{Calls: []fact.Call{{CallID: "C1", Chat: aliceJID, From: alice, State: fact.CallAccepted, Status: "call.accepted"}}},
+			`{"id":"C1","from":"` + alice + `","_data":{"From":"` + aliceJID + `","CallCreator":"` + aliceJID + `","CallCreatorAlt":"` + aliceLID + `"}}`,
+			me, fact.Facts{Calls: []fact.Call{{CallID: "C1", Chat: alice, From: alice, State: fact.CallAccepted, Status: "call.accepted"}}},
+		},
+		"call gows: without from, the creator stands in": {
+			"GOWS", "call.received",
+			`{"id":"C1","_data":{"CallCreator":"` + aliceLID + `","CallCreatorAlt":"` + aliceJID + `"}}`,
+			me, fact.Facts{Calls: []fact.Call{{CallID: "C1", Chat: aliceLID, From: aliceJID, State: fact.CallOffered, Status: "call.received"}}},
 		},
 		"call gows: no phone id known keeps the lid": {
 			"GOWS", "call.rejected",
@@ -189,9 +199,18 @@ func TestInterpretEngines(t *testing.T) {
 			me, fact.Facts{Groups: []fact.GroupChange{{Chat: grp, Change: fact.GroupParticipantsAdded, Participants: []string{alice}, Actor: adminJID}}},
 		},
 
-		// group.v2.update. WEBJS (groups.webjs.ts ToGroupV2UpdateEvent): the
-		// whole GroupInfo, membersCanSendMessages = groupMetadata.announce,
-		// and _data the GroupNotification whose type says what changed.
+		// group.v2.update. WEBJS (devlikeapro/waha
+		// src/core/engines/webjs/groups.webjs.ts ToGroupV2UpdateEvent, fed by
+		// whatsapp-web.js's group_update): the whole GroupInfo (ToGroupInfo:
+		// membersCanSendMessages = groupMetadata.announce, no restrict field),
+		// and _data the GroupNotification (pedroslopez/whatsapp-web.js
+		// src/structures/GroupNotification.js: type = msg.subtype, body =
+		// msg.body || ""), whose type says what changed. What WhatsApp Web
+		// puts in the body of a restrict or announce notification is not
+		// documented (wwebjs issue "GroupNotification - when the type is
+		// description body is empty" shows body "" for description), so the
+		// announce setting comes from GroupInfo and restrict only from an
+		// explicit on/off body.
 		"update webjs subject: only the subject": {
 			"WEBJS", "group.v2.update",
 			`{"group":{"id":"` + grp + `","subject":"Team","description":"Rules","invite":"https://chat.whatsapp.com/X","membersCanAddNewMember":true,` +

@@ -272,10 +272,13 @@ func call(p json.RawMessage, state, status string) (fact.Facts, error) {
 }
 
 // callParties returns a call's chat and caller from CallData's from and the
-// engine's raw call. GOWS's raw call (whatsmeow BasicCallMeta and the call
-// node) names the caller CallCreator, which WAHA itself takes for the call's
-// chat; when from is a …@lid, the caller's phone-number id is CallCreatorAlt
-// or the node's caller_pn attribute.
+// engine's raw call. WAHA's GOWS toCallData sets from to whatsmeow's
+// BasicCallMeta.From (the call stanza's sender, else GroupJID) without its
+// device part, and _data to the whole event; that from is the chat, as WAHA
+// gives it, and CallCreator only stands in when from is missing. When the
+// caller is a …@lid, its phone-number id is CallCreatorAlt (whatsmeow sets
+// it from the node's caller_pn when CallCreator is a …@lid) or, from a
+// whatsmeow without that field, the node's caller_pn attribute.
 func callParties(from string, data json.RawMessage) (chat, caller string) {
 	chat, caller = from, from
 	if len(data) == 0 || data[0] != '{' {
@@ -294,11 +297,8 @@ func callParties(from string, data json.RawMessage) (chat, caller string) {
 		return chat, caller
 	}
 	creator := provider.String(d.CallCreator)
-	if creator != "" {
-		chat = creator
-		if caller == "" {
-			caller = creator
-		}
+	if caller == "" {
+		chat, caller = creator, creator
 	}
 	if !isLID(caller) || (creator != "" && chatid.ID(creator) != chatid.ID(caller)) {
 		return chat, caller
@@ -547,7 +547,10 @@ func groupUpdate(p json.RawMessage, m envMeta) (fact.Facts, error) {
 		case webjsAnnounce:
 			setting(membersCanSendMessages, canSend())
 		case webjsRestrict:
-			// GroupInfo has no such field; the notification's body may say.
+			// WAHA's GroupInfo has no such field, so only the notification's
+			// body (whatsapp-web.js: the message's body, else "") could say;
+			// neither library documents what WhatsApp Web puts there, so
+			// anything but on/off tells nothing.
 			setting("restrict", onOff(d.Body))
 		}
 		return fact.Facts{Groups: out}, nil

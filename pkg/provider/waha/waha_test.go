@@ -186,9 +186,10 @@ func TestSplitEngineShapes(t *testing.T) {
 			`{"id":"evt_J","event":"group.v2.participants.join-request","session":"s1","payload":{"group":{"id":"123@g.us"},"action":"created","requesterId":"9@lid"}}`,
 			item{"group.v2.participants.join-request", "s1", "evt_J", "123@g.us", time.Time{}},
 		},
-		// GOWS call: WAHA takes the chat from _data.CallCreator
-		// (devlikeapro/waha src/core/engines/gows/session.gows.core.ts).
-		"gows call chat is the creator": {
+		// GOWS call: the chat is WAHA's from, whatsmeow's From without its
+		// device (devlikeapro/waha src/core/engines/gows/session.gows.core.ts
+		// toCallData), not the creator's alt.
+		"gows call chat is from": {
 			`{"id":"evt_C","event":"call.received","session":"s1","payload":{"id":"C1","from":"9@lid","_data":{"CallCreator":"9@lid","CallCreatorAlt":"5511@s.whatsapp.net"}}}`,
 			item{"call.received", "s1", "evt_C", "9@lid", time.Time{}},
 		},
