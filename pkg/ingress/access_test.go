@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wahook/wahook/pkg/auth"
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/ingress"
 )
@@ -14,12 +15,12 @@ import (
 // channel only; for any other (in the payload or pinned) the answer is 403
 // and nothing is stored, not even a dead letter.
 func TestChannelScopedSecrets(t *testing.T) {
-	tokens, err := ingress.NewTokenVerifier([]string{"MANTIS-M72HC:tok-mantis", "OTHER:tok-other", "tok-all"})
+	tokens, err := auth.NewTokenVerifier([]string{"MANTIS-M72HC:tok-mantis", "OTHER:tok-other", "tok-all"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e := startEnv(t, func(c *ingress.Config) {
-		c.Verifiers = map[string]ingress.Verifier{"whapi": tokens}
+		c.Verifiers = map[string]auth.Verifier{"whapi": tokens}
 	})
 	body := readFixture(t, "whapi", "labels.post.json") // channel_id MANTIS-M72HC
 	noChannel := []byte(`{"labels":[{"id":"9","name":"VIP","color":"gold"}],"event":{"type":"labels","event":"post"}}`)
@@ -62,17 +63,17 @@ func TestChannelScopedSecrets(t *testing.T) {
 // TestWAHAAuthentication: WAHA's HMAC and Wawp's signature have separate
 // secrets, and a stale signed delivery is refused when a skew is set.
 func TestWAHAAuthentication(t *testing.T) {
-	hm, err := ingress.NewHMACVerifier([]string{"waha-key"})
+	hm, err := auth.NewHMACVerifier([]string{"waha-key"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	hm.MaxSkew = 5 * time.Minute
-	wp, err := ingress.NewWawpVerifier([]string{"wawp-token"})
+	wp, err := auth.NewWawpVerifier([]string{"wawp-token"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e := startEnv(t, func(c *ingress.Config) {
-		c.Verifiers = map[string]ingress.Verifier{"waha": ingress.AnyVerifier{hm, wp}}
+		c.Verifiers = map[string]auth.Verifier{"waha": auth.AnyVerifier{hm, wp}}
 	})
 	body := readFixture(t, "waha", "label.upsert.json") // envelope timestamp 1634567890123 (2021)
 	fresh := []byte(`{"id":"evt_2","timestamp":` + strconv.FormatInt(time.Now().UnixMilli(), 10) +

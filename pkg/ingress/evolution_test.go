@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/wahook/wahook/pkg/auth"
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/ingress"
 	"github.com/wahook/wahook/pkg/provider"
@@ -161,18 +162,18 @@ func evolutionJWT(t *testing.T, key string, claims jwt.MapClaims) string {
 // TestEvolutionAuthentication: a static token or Evolution's jwt_key JWT,
 // on the same route.
 func TestEvolutionAuthentication(t *testing.T) {
-	jv, err := ingress.NewJWTVerifier([]string{"jwt-key"})
+	jv, err := auth.NewJWTVerifier([]string{"jwt-key"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tv, err := ingress.NewTokenVerifier([]string{"evo-token"})
+	tv, err := auth.NewTokenVerifier([]string{"evo-token"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e := startEnv(t, func(c *ingress.Config) {
 		c.Providers = []provider.Provider{evolution.New()}
 		c.AuthDisabled = false
-		c.Verifiers = map[string]ingress.Verifier{"evolution": ingress.AnyVerifier{jv, tv}}
+		c.Verifiers = map[string]auth.Verifier{"evolution": auth.AnyVerifier{jv, tv}}
 	})
 	body, err := os.ReadFile(filepath.Join("..", "provider", "evolution", "testdata", "labels.edit.json"))
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wahook/wahook/pkg/auth"
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/ingress"
 )
@@ -118,12 +119,12 @@ func TestBodyReadTimeout(t *testing.T) {
 // fairEnv has a token for Whapi and Z-API (known before the body is read)
 // and an HMAC key for WAHA (known only once the body is read).
 func fairEnv(t *testing.T, opts ...option) *env {
-	tokens, _ := ingress.NewTokenVerifier([]string{"whapi-secret"})
-	ztokens, _ := ingress.NewTokenVerifier([]string{"zapi-secret"})
-	keys, _ := ingress.NewHMACVerifier([]string{"waha-key"})
+	tokens, _ := auth.NewTokenVerifier([]string{"whapi-secret"})
+	ztokens, _ := auth.NewTokenVerifier([]string{"zapi-secret"})
+	keys, _ := auth.NewHMACVerifier([]string{"waha-key"})
 	return startEnv(t, append([]option{func(c *ingress.Config) {
 		c.AuthDisabled = false
-		c.Verifiers = map[string]ingress.Verifier{"whapi": tokens, "zapi": ztokens, "waha": keys}
+		c.Verifiers = map[string]auth.Verifier{"whapi": tokens, "zapi": ztokens, "waha": keys}
 		c.BodyReadTimeout = time.Minute // the slow clients below hold on
 	}}, opts...)...)
 }

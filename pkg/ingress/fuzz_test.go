@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/wahook/wahook/pkg/auth"
 	"github.com/wahook/wahook/pkg/broker"
 	"github.com/wahook/wahook/pkg/envelope"
 	"github.com/wahook/wahook/pkg/ingress"
@@ -104,15 +105,15 @@ func FuzzHandler(f *testing.F) {
 	f.Add("POST", "/v1/webhooks/evolution", "", []byte(`{"apikey":"s3cr3t-apikey","event":"call","instance":"i","data":{`), byte(pubOK))
 
 	rec := &recorder{}
-	tokens, err := ingress.NewTokenVerifier([]string{"t0k"})
+	tokens, err := auth.NewTokenVerifier([]string{"t0k"})
 	if err != nil {
 		f.Fatal(err)
 	}
-	keys, err := ingress.NewHMACVerifier([]string{"k3y"})
+	keys, err := auth.NewHMACVerifier([]string{"k3y"})
 	if err != nil {
 		f.Fatal(err)
 	}
-	verify, err := ingress.NewVerifyTokens([]string{"v3rify"})
+	verify, err := auth.NewVerifyTokens([]string{"v3rify"})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -124,8 +125,8 @@ func FuzzHandler(f *testing.F) {
 		}
 		h, err := ingress.New(ingress.Config{
 			Providers:    all.Providers(),
-			Verifiers:    map[string]ingress.Verifier{"whapi": tokens, "waha": keys},
-			VerifyTokens: map[string]*ingress.VerifyTokens{"meta": verify},
+			Verifiers:    map[string]auth.Verifier{"whapi": tokens, "waha": keys},
+			VerifyTokens: map[string]*auth.VerifyTokens{"meta": verify},
 			// Z-API and Meta run open.
 			AuthDisabled: true,
 			Publisher:    pub,

@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nuid"
 	"go.uber.org/zap"
 
+	"github.com/wahook/wahook/pkg/auth"
 	"github.com/wahook/wahook/pkg/broker"
 	"github.com/wahook/wahook/pkg/chatid"
 	"github.com/wahook/wahook/pkg/envelope"
@@ -36,12 +37,12 @@ type Config struct {
 	// Verifiers by provider name. A provider without one is refused at
 	// construction unless AuthDisabled is set, in which case it runs open;
 	// providers with a verifier are always checked.
-	Verifiers    map[string]Verifier
+	Verifiers    map[string]auth.Verifier
 	AuthDisabled bool
 	// VerifyTokens by provider name: the tokens a provider that checks
 	// its webhook URL with a GET (provider.Challenger, e.g. Meta) must
 	// present. Without them such a check is refused (403).
-	VerifyTokens map[string]*VerifyTokens
+	VerifyTokens map[string]*auth.VerifyTokens
 	Publisher    broker.Publisher
 	// Binding is the CloudEvents binding of the broker in use.
 	Binding envelope.Binding
@@ -298,10 +299,10 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 	// read or reserved; one that signs the body, or a provider running
 	// open, takes from the smaller unauthenticated budget until checked.
 	verifier := h.cfg.Verifiers[p.Name()]
-	grant := AllChannels
+	grant := auth.AllChannels
 	signed := verifier != nil && verifier.NeedsBody()
 	if verifier != nil && !signed {
-		g, err := authorize(verifier, r, nil)
+		g, err := auth.Authorize(verifier, r, nil)
 		if o, failed := authOutcome(err); failed {
 			return h.fail(w, o)
 		}
@@ -320,7 +321,7 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 	}
 	delete(w.Header(), "Connection")
 	if signed {
-		g, err := authorize(verifier, r, body)
+		g, err := auth.Authorize(verifier, r, body)
 		if o, failed := authOutcome(err); failed {
 			return h.fail(w, o)
 		}
@@ -355,7 +356,7 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 		return h.reject(w, r, p.Name(), pin, body, start, outcome{status: http.StatusBadRequest, code: "invalid_payload", message: "delivery has no items"})
 	}
 	// A channel-scoped secret posts for its channel only: every item or none.
-	if ch, refused := grant.refused(items, pin); refused {
+	if ch, refused := grant.Refused(items, pin); refused {
 		return h.fail(w, forbiddenChannel(ch))
 	}
 
@@ -574,9 +575,9 @@ func authOutcome(err error) (outcome, bool) {
 	switch {
 	case err == nil:
 		return outcome{}, false
-	case errors.Is(err, ErrNoCredentials):
+	case errors.Is(err, auth.ErrNoCredentials):
 		return outcome{status: http.StatusUnauthorized, code: "unauthenticated", message: "credentials required"}, true
-	case errors.Is(err, ErrStale):
+	case errors.Is(err, auth.ErrStale):
 		return outcome{status: http.StatusForbidden, code: "forbidden", message: "delivery timestamp outside the accepted skew"}, true
 	default:
 		return outcome{status: http.StatusForbidden, code: "forbidden", message: "credentials not accepted"}, true

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/wahook/wahook/pkg/auth"
 	"github.com/wahook/wahook/pkg/broker"
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/envelope"
@@ -539,12 +540,12 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestAuthentication(t *testing.T) {
-	tokens, _ := ingress.NewTokenVerifier([]string{"whapi-secret", "whapi-next"})
-	ztokens, _ := ingress.NewTokenVerifier([]string{"zapi-secret"})
-	keys, _ := ingress.NewHMACVerifier([]string{"waha-key"})
+	tokens, _ := auth.NewTokenVerifier([]string{"whapi-secret", "whapi-next"})
+	ztokens, _ := auth.NewTokenVerifier([]string{"zapi-secret"})
+	keys, _ := auth.NewHMACVerifier([]string{"waha-key"})
 	e := startEnv(t, func(c *ingress.Config) {
 		c.AuthDisabled = false
-		c.Verifiers = map[string]ingress.Verifier{"whapi": tokens, "zapi": ztokens, "waha": keys}
+		c.Verifiers = map[string]auth.Verifier{"whapi": tokens, "zapi": ztokens, "waha": keys}
 	})
 	whapiBody := readFixture(t, "whapi", "labels.post.json")
 	zapiBody := readFixture(t, "zapi", "ReceivedCallback_text.json")

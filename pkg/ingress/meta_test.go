@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/wahook/wahook/pkg/auth"
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/ingress"
 	"github.com/wahook/wahook/pkg/provider"
@@ -36,18 +37,18 @@ func metaFixture(t *testing.T, name string) []byte {
 
 func startMeta(t *testing.T, opts ...option) *env {
 	t.Helper()
-	secrets, err := ingress.NewHubSignatureVerifier([]string{"app-secret", "106540352242922:number-secret"})
+	secrets, err := auth.NewHubSignatureVerifier([]string{"app-secret", "106540352242922:number-secret"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens, err := ingress.NewVerifyTokens([]string{"verify-me", "verify-next"})
+	tokens, err := auth.NewVerifyTokens([]string{"verify-me", "verify-next"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return startEnv(t, append([]option{func(c *ingress.Config) {
 		c.Providers = []provider.Provider{meta.New(), whapi.New(), zapi.New(), waha.New()}
-		c.Verifiers = map[string]ingress.Verifier{"meta": secrets}
-		c.VerifyTokens = map[string]*ingress.VerifyTokens{"meta": tokens}
+		c.Verifiers = map[string]auth.Verifier{"meta": secrets}
+		c.VerifyTokens = map[string]*auth.VerifyTokens{"meta": tokens}
 	}}, opts...)...)
 }
 
@@ -121,13 +122,13 @@ func TestMetaDeliveries(t *testing.T) {
 		want   int
 	}{
 		{"unsigned", text, nil, 401},
-		{"wrong secret", text, map[string]string{ingress.HeaderHubSignature256: hubSign("nope", text)}, 403},
-		{"sha1", text, map[string]string{ingress.HeaderHubSignature256: "sha1=" + hubSign("app-secret", text)[7:47]}, 403},
-		{"other body", text, map[string]string{ingress.HeaderHubSignature256: hubSign("app-secret", batch)}, 403},
+		{"wrong secret", text, map[string]string{auth.HeaderHubSignature256: hubSign("nope", text)}, 403},
+		{"sha1", text, map[string]string{auth.HeaderHubSignature256: "sha1=" + hubSign("app-secret", text)[7:47]}, 403},
+		{"other body", text, map[string]string{auth.HeaderHubSignature256: hubSign("app-secret", batch)}, 403},
 		// The number's own secret covers its items only: the batch has another number's.
-		{"scoped secret, other number in batch", batch, map[string]string{ingress.HeaderHubSignature256: hubSign("number-secret", batch)}, 403},
-		{"scoped secret", text, map[string]string{ingress.HeaderHubSignature256: hubSign("number-secret", text)}, 200},
-		{"signed batch", batch, map[string]string{ingress.HeaderHubSignature256: hubSign("app-secret", batch)}, 200},
+		{"scoped secret, other number in batch", batch, map[string]string{auth.HeaderHubSignature256: hubSign("number-secret", batch)}, 403},
+		{"scoped secret", text, map[string]string{auth.HeaderHubSignature256: hubSign("number-secret", text)}, 200},
+		{"signed batch", batch, map[string]string{auth.HeaderHubSignature256: hubSign("app-secret", batch)}, 200},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			a := e.do("POST", "/v1/webhooks/meta", tt.body, tt.header)

@@ -8,7 +8,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/wahook/wahook/pkg/ingress"
+	"github.com/wahook/wahook/pkg/auth"
 )
 
 // TestEvolutionVerifiers: WAHOOK_AUTH_EVOLUTION_TOKENS and
@@ -42,8 +42,8 @@ func TestEvolutionVerifiers(t *testing.T) {
 		{"Bearer " + tok, "", nil},
 		{"Bearer static-2", "", nil},
 		{"", "?token=static-1", nil},
-		{"Bearer nope", "", ingress.ErrBadCredentials},
-		{"", "", ingress.ErrNoCredentials},
+		{"Bearer nope", "", auth.ErrBadCredentials},
+		{"", "", auth.ErrNoCredentials},
 	} {
 		r := httptest.NewRequest("POST", "/v1/webhooks/evolution"+tc.query, nil)
 		if tc.auth != "" {

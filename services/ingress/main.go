@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -24,13 +23,13 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/wahook/wahook/pkg/admin"
+	"github.com/wahook/wahook/pkg/auth"
 	"github.com/wahook/wahook/pkg/backbone"
 	"github.com/wahook/wahook/pkg/consumer"
 	"github.com/wahook/wahook/pkg/gctune"
 	"github.com/wahook/wahook/pkg/ingress"
 	"github.com/wahook/wahook/pkg/logging"
 	"github.com/wahook/wahook/pkg/provider/all"
-	"github.com/wahook/wahook/pkg/provider/meta"
 )
 
 // gc is the garbage collector's pacing main chose, logged by run; zero in
@@ -48,21 +47,14 @@ func main() {
 }
 
 type config struct {
-	httpAddr        string
-	adminAddr       string
-	pprof           bool
-	cpuProfile      string
-	backbone        backbone.Config
-	providers       string
-	whapiTokens     string
-	zapiTokens      string
-	wahaKeys        string
-	wawpTokens      string
-	metaSecrets     string
-	metaVerify      string
-	evoTokens       string
-	evoJWTKeys      string
-	wahaMaxSkew     time.Duration
+	httpAddr   string
+	adminAddr  string
+	pprof      bool
+	cpuProfile string
+	backbone   backbone.Config
+	providers  string
+	// schemes are the providers' auth settings, by provider name.
+	schemes         map[string]auth.Scheme
 	authDisabled    bool
 	maxBodyBytes    int64
 	maxInFlight     int
@@ -87,15 +79,13 @@ func parseConfig(args []string) (config, error) {
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file, closed once the process has drained on shutdown")
 	c.backbone.RegisterFlags(fs)
 	fs.StringVar(&c.providers, "providers", "all", "providers whose webhooks this ingress serves, comma-separated path names (whapi, zapi...), or all; the others' paths answer 404 and need no secrets")
-	fs.StringVar(&c.whapiTokens, "auth-whapi-tokens", "", "accepted Whapi secrets, comma-separated, each secret or channel:secret (Authorization: Bearer, X-Wahook-Token or ?token=)")
-	fs.StringVar(&c.zapiTokens, "auth-zapi-tokens", "", "accepted Z-API secrets, comma-separated, each secret or channel:secret (?token= or X-Wahook-Token)")
-	fs.StringVar(&c.wahaKeys, "auth-waha-hmac-keys", "", "WAHA HMAC-SHA512 keys for X-Webhook-Hmac, comma-separated, each key or channel:key")
-	fs.StringVar(&c.wawpTokens, "auth-wawp-tokens", "", "Wawp X-Wawp-Signature secrets, comma-separated, each secret or channel:secret")
-	fs.StringVar(&c.metaSecrets, "auth-meta-app-secrets", "", "Meta app secrets for X-Hub-Signature-256 (HMAC-SHA256 of the body), comma-separated, each secret or phone_number_id:secret")
-	fs.StringVar(&c.metaVerify, "meta-verify-tokens", "", "verify tokens Meta's webhook check (GET ?hub.verify_token=) may present, comma-separated; without them the check is refused")
-	fs.StringVar(&c.evoTokens, "auth-evolution-tokens", "", "accepted Evolution API secrets, comma-separated, each secret or channel:secret (Authorization: Bearer, X-Wahook-Token or ?token=)")
-	fs.StringVar(&c.evoJWTKeys, "auth-evolution-jwt-keys", "", "Evolution API jwt_key values, comma-separated, each key or channel:key: HS256 Authorization: Bearer <jwt> with app evolution, action webhook")
-	fs.DurationVar(&c.wahaMaxSkew, "auth-waha-max-skew", 0, "refuse WAHA deliveries whose X-Webhook-Timestamp (and signed body timestamp) is further than this from now (0: off)")
+	c.schemes = map[string]auth.Scheme{}
+	for _, p := range all.Providers() {
+		if ap, ok := p.(auth.Provider); ok {
+			c.schemes[p.Name()] = ap.AuthScheme()
+			c.schemes[p.Name()].RegisterFlags(fs)
+		}
+	}
 	fs.BoolVar(&c.authDisabled, "auth-disabled", false, "accept unauthenticated webhooks (local development only)")
 	fs.Int64Var(&c.maxBodyBytes, "max-body-bytes", 4<<20, "largest accepted delivery body; larger ones get 413")
 	fs.IntVar(&c.maxInFlight, "max-in-flight", 4096, "deliveries handled at once; more get 429")
@@ -119,90 +109,38 @@ func parseConfig(args []string) (config, error) {
 	return c, nil
 }
 
-func splitList(s string) []string {
-	var out []string
-	for _, v := range strings.Split(s, ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			out = append(out, v)
-		}
-	}
-	return out
-}
+func splitList(s string) []string { return auth.List(s) }
 
-func verifiers(c config) (map[string]ingress.Verifier, error) {
-	v := map[string]ingress.Verifier{}
-	if list := splitList(c.whapiTokens); len(list) > 0 {
-		t, err := ingress.NewTokenVerifier(list)
+// verifiers are the providers' verifiers of the secrets set, by provider.
+func verifiers(c config) (map[string]auth.Verifier, error) {
+	v := map[string]auth.Verifier{}
+	for name, s := range c.schemes {
+		ver, err := s.Verifier()
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", name, err)
 		}
-		v["whapi"] = t
-	}
-	if list := splitList(c.zapiTokens); len(list) > 0 {
-		t, err := ingress.NewTokenVerifier(list)
-		if err != nil {
-			return nil, err
+		if ver != nil {
+			v[name] = ver
 		}
-		v["zapi"] = t
-	}
-	// WAHA and Wawp post to the same route with their own secrets.
-	var waha ingress.AnyVerifier
-	if list := splitList(c.wahaKeys); len(list) > 0 {
-		h, err := ingress.NewHMACVerifier(list)
-		if err != nil {
-			return nil, err
-		}
-		h.MaxSkew = c.wahaMaxSkew
-		waha = append(waha, h)
-	}
-	if list := splitList(c.wawpTokens); len(list) > 0 {
-		w, err := ingress.NewWawpVerifier(list)
-		if err != nil {
-			return nil, err
-		}
-		waha = append(waha, w)
-	}
-	if len(waha) > 0 {
-		v["waha"] = waha
-	}
-	// Evolution: a JWT when the bearer value is one, else a static token.
-	var evo ingress.AnyVerifier
-	if list := splitList(c.evoJWTKeys); len(list) > 0 {
-		j, err := ingress.NewJWTVerifier(list)
-		if err != nil {
-			return nil, err
-		}
-		evo = append(evo, j)
-	}
-	if list := splitList(c.evoTokens); len(list) > 0 {
-		t, err := ingress.NewTokenVerifier(list)
-		if err != nil {
-			return nil, err
-		}
-		evo = append(evo, t)
-	}
-	if len(evo) > 0 {
-		v["evolution"] = evo
-	}
-	if list := splitList(c.metaSecrets); len(list) > 0 {
-		m, err := ingress.NewHubSignatureVerifier(list)
-		if err != nil {
-			return nil, err
-		}
-		v[meta.Name] = m
 	}
 	return v, nil
 }
 
 // verifyTokens are the tokens of providers' webhook URL checks.
-func verifyTokens(c config) (map[string]*ingress.VerifyTokens, error) {
-	v := map[string]*ingress.VerifyTokens{}
-	if list := splitList(c.metaVerify); len(list) > 0 {
-		t, err := ingress.NewVerifyTokens(list)
-		if err != nil {
-			return nil, fmt.Errorf("meta: %w", err)
+func verifyTokens(c config) (map[string]*auth.VerifyTokens, error) {
+	v := map[string]*auth.VerifyTokens{}
+	for name, s := range c.schemes {
+		h, ok := s.(auth.Handshaker)
+		if !ok {
+			continue
 		}
-		v[meta.Name] = t
+		t, err := h.VerifyTokens()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if t != nil {
+			v[name] = t
+		}
 	}
 	return v, nil
 }

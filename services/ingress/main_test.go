@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wahook/wahook/pkg/auth"
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
-	"github.com/wahook/wahook/pkg/ingress"
 )
 
 const delivery = `{"messages":[{"id":"graceful-1","type":"text","chat_id":"919984351847@s.whatsapp.net","timestamp":1712995245,"text":{"body":"hi"}}],"event":{"type":"messages","event":"post"},"channel_id":"MANTIS-M72HC"}`
@@ -222,10 +222,21 @@ func TestEnvironmentConfiguresAndFlagsWin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.httpAddr != "127.0.0.1:7777" || c.zapiTokens != "a,b" || c.maxBodyBytes != 1024 || c.maxItems != 50 ||
-		c.bodyReadTimeout != 3*time.Second || c.maxBuffered != 8192 || c.maxUnauth != 7 ||
-		c.metaSecrets != "m1,123:m2" || c.metaVerify != "v1, v2" || c.providers != "whapi,zapi" {
+	if c.httpAddr != "127.0.0.1:7777" || c.maxBodyBytes != 1024 || c.maxItems != 50 ||
+		c.bodyReadTimeout != 3*time.Second || c.maxBuffered != 8192 || c.maxUnauth != 7 || c.providers != "whapi,zapi" {
 		t.Errorf("config = %+v", c)
+	}
+	// The providers' own settings, read by their schemes.
+	vs, err := verifiers(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := verifyTokens(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vs["zapi"] == nil || vs["meta"] == nil || tokens["meta"] == nil || vs["whapi"] != nil || len(vs) != 2 || len(tokens) != 1 {
+		t.Errorf("verifiers %v, verify tokens %v; want zapi's and meta's", vs, tokens)
 	}
 	if c.backbone.NATSEmbeddedAddr != "127.0.0.1:4222" || c.backbone.DataDir != "./data" || c.backbone.Broker != "nats" {
 		t.Errorf("defaults = %+v", c.backbone)
@@ -241,8 +252,8 @@ func TestMetaSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := vs["meta"].(*ingress.HubSignatureVerifier); !ok {
-		t.Errorf("meta verifier = %T, want *ingress.HubSignatureVerifier", vs["meta"])
+	if _, ok := vs["meta"].(*auth.HubSignatureVerifier); !ok {
+		t.Errorf("meta verifier = %T, want *auth.HubSignatureVerifier", vs["meta"])
 	}
 	tokens, err := verifyTokens(c)
 	if err != nil || tokens["meta"] == nil {

@@ -41,12 +41,12 @@ type Data struct {
 	Direction string `json:"direction,omitempty"`
 }
 
-// Deriver derives the chat-created stream. Registry is required. Infer
-// reports whether a provider lacks chat-created events of its own, so that
-// its chats are created on first sight; nil means every provider but whapi.
+// Deriver derives the chat-created stream. Registry is required. A chat
+// seen (fact.Facts.ChatsSeen) is created on first sight whatever the
+// provider: a provider that announces new chats itself (Whapi's chats.post)
+// reports chats created, not seen, so nothing of it is inferred.
 type Deriver struct {
 	Registry derive.ChatRegistry
-	Infer    func(provider string) bool
 }
 
 var _ derive.Deriver = Deriver{}
@@ -57,16 +57,9 @@ func (Deriver) Stream() string { return derive.ChatCreated }
 // errNoRegistry is not permanent: the event is fine, the deployment is not.
 var errNoRegistry = errors.New("chat: no chat registry configured")
 
-func (d Deriver) infer(provider string) bool {
-	if d.Infer == nil {
-		return provider != "whapi"
-	}
-	return d.Infer(provider)
-}
-
 // Derive returns the chat creations one raw event tells or implies.
 func (d Deriver) Derive(ctx context.Context, raw derive.Raw, f fact.Facts) ([]derive.Event, error) {
-	inferring := len(f.ChatsSeen) > 0 && d.infer(raw.Provider)
+	inferring := len(f.ChatsSeen) > 0
 	if len(f.ChatsCreated) == 0 && !inferring {
 		return nil, nil
 	}

@@ -59,7 +59,6 @@ func TestDeriveFacts(t *testing.T) {
 		return derive.Raw{ID: id, Provider: provider, Channel: "C1", Time: time.Date(2024, 4, 22, 13, 27, 33, 0, time.UTC)}
 	}
 	for name, tc := range map[string]struct {
-		infer func(string) bool
 		raws  []derive.Raw // derived in order, on one registry
 		facts []fact.Facts
 		want  func(raws []derive.Raw) []derive.Event
@@ -97,18 +96,9 @@ func TestDeriveFacts(t *testing.T) {
 				return []derive.Event{created(r[0], "someone@example.org", "someone@example.org", "", true, "", "")}
 			},
 		},
-		"whapi is not inferred by default": {
+		"a chat seen is inferred whatever the provider": {
 			raws:  []derive.Raw{raw("whapi", "r1")},
-			facts: []fact.Facts{{ChatsSeen: []fact.ChatSeen{{Chat: "919984351847@s.whatsapp.net"}}}},
-			want:  func([]derive.Raw) []derive.Event { return nil },
-		},
-		"Infer decides": {
-			infer: func(p string) bool { return p == "whapi" },
-			raws:  []derive.Raw{raw("whapi", "r1"), raw("zapi", "r2")},
-			facts: []fact.Facts{
-				{ChatsSeen: []fact.ChatSeen{{Chat: "919984351847@s.whatsapp.net", Name: "Jonathan", Direction: fact.Incoming}}},
-				{ChatsSeen: []fact.ChatSeen{{Chat: "5544999999999"}}},
-			},
+			facts: []fact.Facts{{ChatsSeen: []fact.ChatSeen{{Chat: "919984351847@s.whatsapp.net", Name: "Jonathan", Direction: fact.Incoming}}}},
 			want: func(r []derive.Raw) []derive.Event {
 				return []derive.Event{created(r[0], "919984351847@s.whatsapp.net", "919984351847@s.whatsapp.net", "contact", true, "Jonathan", "incoming")}
 			},
@@ -130,7 +120,7 @@ func TestDeriveFacts(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			d := chat.Deriver{Registry: derivetest.NewChatRegistry(), Infer: tc.infer}
+			d := chat.Deriver{Registry: derivetest.NewChatRegistry()}
 			var got []derive.Event
 			for i, r := range tc.raws {
 				got = append(got, derivetest.Derive(t, d, derivetest.Input{Raw: r, Facts: tc.facts[i]})...)

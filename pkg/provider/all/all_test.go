@@ -1,9 +1,13 @@
 package all
 
 import (
+	"flag"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/wahook/wahook/pkg/auth"
+	"github.com/wahook/wahook/pkg/provider"
 )
 
 func names(t *testing.T, sel []string) []string {
@@ -42,5 +46,32 @@ func TestSelect(t *testing.T) {
 	_, err := Select([]string{every[0], "nope", "all"})
 	if err == nil || !strings.Contains(err.Error(), "all, nope") || !strings.Contains(err.Error(), every[0]) {
 		t.Errorf("Select with unknown names = %v; want them named, and the known ones", err)
+	}
+}
+
+// TestEveryProviderOwnsItsAuth: adding a provider to Providers is all the
+// ingress needs: each brings its auth scheme, with the tokens of its URL
+// check when it makes one, and no two share a setting's name.
+func TestEveryProviderOwnsItsAuth(t *testing.T) {
+	fs := flag.NewFlagSet("ingress", flag.ContinueOnError)
+	for _, p := range Providers() {
+		ap, ok := p.(auth.Provider)
+		if !ok {
+			t.Errorf("%s has no auth scheme", p.Name())
+			continue
+		}
+		s := ap.AuthScheme()
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("%s: %v", p.Name(), r)
+				}
+			}()
+			s.RegisterFlags(fs)
+		}()
+		_, challenges := p.(provider.Challenger)
+		if _, handshakes := s.(auth.Handshaker); challenges && !handshakes {
+			t.Errorf("%s checks its URL but its scheme has no verify tokens", p.Name())
+		}
 	}
 }

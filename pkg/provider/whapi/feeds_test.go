@@ -33,3 +33,23 @@ func TestFeedsChatsPatch(t *testing.T) {
 		}
 	}
 }
+
+// TestAnnouncesChats: Whapi says when a chat is created (chats.post,
+// groups.post), so no example gives a chat seen, from which chat-created
+// would infer one a second time.
+func TestAnnouncesChats(t *testing.T) {
+	p := New()
+	items := derivetest.Fixtures(t, p, "testdata", filepath.Join("..", "..", "..", "..", "shared", "fixtures", "whapi"))
+	if len(items) == 0 {
+		t.Fatal("no examples")
+	}
+	for _, it := range items {
+		f, err := p.Interpret(it.Kind, it.Data)
+		if err != nil {
+			continue // refused examples are checked elsewhere
+		}
+		if len(f.ChatsSeen) > 0 {
+			t.Errorf("%s: chats seen %+v; Whapi announces its chats", it.Kind, f.ChatsSeen)
+		}
+	}
+}

@@ -1,4 +1,9 @@
-package ingress
+// Package auth checks who sent a webhook delivery: the providers' schemes
+// (shared tokens, HMAC signatures of the body, Meta's X-Hub-Signature-256,
+// Evolution API's JWT), each with several secrets at once for rotation and
+// secrets limited to a channel. Provider packages build their verifiers
+// from these; the ingress runs them.
+package auth
 
 import (
 	"bytes"
@@ -76,10 +81,10 @@ func (g Grant) union(o Grant) Grant {
 	return Grant{channels: append(append([]string(nil), g.channels...), o.channels...)}
 }
 
-// refused returns the first channel of items (after the pin) the grant does
+// Refused returns the first channel of items (after the pin) the grant does
 // not cover. A channel-scoped grant covers no item without a channel: its
 // sender may post for its channel only, so nothing else of it is stored.
-func (g Grant) refused(items []provider.Item, pin string) (string, bool) {
+func (g Grant) Refused(items []provider.Item, pin string) (string, bool) {
 	if g.all {
 		return "", false
 	}
@@ -95,8 +100,8 @@ func (g Grant) refused(items []provider.Item, pin string) (string, bool) {
 	return "", false
 }
 
-// authorize runs v and returns the grant of the credentials it accepted.
-func authorize(v Verifier, r *http.Request, body []byte) (Grant, error) {
+// Authorize runs v and returns the grant of the credentials it accepted.
+func Authorize(v Verifier, r *http.Request, body []byte) (Grant, error) {
 	if cv, ok := v.(ChannelVerifier); ok {
 		return cv.VerifyGrant(r, body)
 	}
@@ -104,16 +109,6 @@ func authorize(v Verifier, r *http.Request, body []byte) (Grant, error) {
 		return Grant{}, err
 	}
 	return AllChannels, nil
-}
-
-// forbiddenChannel is the answer to credentials scoped to other channels
-// than the delivery's: nothing of it is stored.
-func forbiddenChannel(channel string) outcome {
-	if !provider.ValidChannel(channel) {
-		channel = "" // the delivery log line carries only channels within the bounds
-	}
-	return outcome{status: http.StatusForbidden, code: "forbidden",
-		message: "credentials not accepted for this channel", channel: channel}
 }
 
 // Header names of the schemes.
@@ -494,7 +489,7 @@ func (a AnyVerifier) Verify(r *http.Request, body []byte) error {
 // VerifyGrant implements ChannelVerifier.
 func (a AnyVerifier) VerifyGrant(r *http.Request, body []byte) (Grant, error) {
 	for _, v := range a {
-		g, err := authorize(v, r, body)
+		g, err := Authorize(v, r, body)
 		if !errors.Is(err, ErrNoCredentials) {
 			return g, err
 		}

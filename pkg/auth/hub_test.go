@@ -1,4 +1,4 @@
-package ingress
+package auth
 
 import (
 	"crypto/hmac"
@@ -110,11 +110,11 @@ func TestVerifyTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	for token, want := range map[string]bool{"first": true, "second": true, "secon": false, "": false, "first:x": false} {
-		if got := v.accepts(token); got != want {
-			t.Errorf("accepts(%q) = %v, want %v", token, got, want)
+		if got := v.Accepts(token); got != want {
+			t.Errorf("Accepts(%q) = %v, want %v", token, got, want)
 		}
 	}
-	if (*VerifyTokens)(nil).accepts("first") {
+	if (*VerifyTokens)(nil).Accepts("first") {
 		t.Error("nil VerifyTokens accept a token")
 	}
 	if _, err := NewVerifyTokens([]string{" "}); err == nil {

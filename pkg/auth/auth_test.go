@@ -1,4 +1,4 @@
-package ingress
+package auth
 
 import (
 	"crypto/hmac"
@@ -189,18 +189,18 @@ func TestChannelGrants(t *testing.T) {
 		t.Errorf("plain secret grant %+v", all)
 	}
 	items := []provider.Item{{Channel: "CH-A"}, {Channel: ""}}
-	if ch, refused := a.refused(items, "CH-A"); refused {
+	if ch, refused := a.Refused(items, "CH-A"); refused {
 		t.Errorf("own channel refused (%s)", ch)
 	}
 	// A scoped sender posts for its channel only: an item of no known
 	// channel is refused, not dead-lettered.
-	if _, refused := a.refused(items, ""); !refused {
+	if _, refused := a.Refused(items, ""); !refused {
 		t.Errorf("an item without a channel accepted for a channel-scoped secret")
 	}
-	if ch, refused := a.refused(items, "CH-B"); !refused || ch != "CH-B" {
+	if ch, refused := a.Refused(items, "CH-B"); !refused || ch != "CH-B" {
 		t.Errorf("an item pinned to another channel: refused %v %q", refused, ch)
 	}
-	if ch, refused := a.refused([]provider.Item{{Channel: "CH-A"}, {Channel: "CH-B"}}, ""); !refused || ch != "CH-B" {
+	if ch, refused := a.Refused([]provider.Item{{Channel: "CH-A"}, {Channel: "CH-B"}}, ""); !refused || ch != "CH-B" {
 		t.Errorf("a mixed delivery: refused %v %q", refused, ch)
 	}
 	// The HMAC keys take the same form. A scoped key is tried only for a

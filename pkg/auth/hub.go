@@ -1,4 +1,4 @@
-package ingress
+package auth
 
 import (
 	"crypto/hmac"
@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-
-	"github.com/wahook/wahook/pkg/provider"
 )
 
 // HeaderHubSignature256 is Meta's body signature header.
@@ -136,7 +134,7 @@ func NewVerifyTokens(list []string) (*VerifyTokens, error) {
 }
 
 // accepts compares t with every token, all of them, in constant time.
-func (v *VerifyTokens) accepts(t string) bool {
+func (v *VerifyTokens) Accepts(t string) bool {
 	if v == nil {
 		return false
 	}
@@ -146,29 +144,4 @@ func (v *VerifyTokens) accepts(t string) bool {
 		ok |= subtle.ConstantTimeCompare(d[:], v.digests[i][:])
 	}
 	return ok == 1
-}
-
-var textContentType = []string{"text/plain; charset=utf-8"}
-
-// handshake answers a provider's URL check (a GET of its webhook route):
-// 200 with the challenge as text when the request is well formed and its
-// token is accepted, else 403. Nothing is read, stored or published.
-func (h *Handler) handshake(w http.ResponseWriter, r *http.Request, p provider.Provider, c provider.Challenger) outcome {
-	token, challenge, err := c.Challenge(r.URL.Query())
-	if err != nil {
-		return h.fail(w, outcome{status: http.StatusForbidden, code: "invalid_handshake", message: err.Error()})
-	}
-	tokens := h.cfg.VerifyTokens[p.Name()]
-	if tokens == nil {
-		return h.fail(w, outcome{status: http.StatusForbidden, code: "forbidden",
-			message: "no verify token is configured for this provider", err: errors.New("handshake without configured verify tokens")})
-	}
-	if !tokens.accepts(token) {
-		return h.fail(w, outcome{status: http.StatusForbidden, code: "forbidden", message: "verify token not accepted"})
-	}
-	w.Header()["Content-Type"] = textContentType
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write([]byte(challenge))
-	return outcome{status: http.StatusOK, code: "handshake"}
 }

@@ -1,4 +1,4 @@
-package ingress_test
+package auth_test
 
 import (
 	"crypto/rand"
@@ -12,12 +12,12 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/wahook/wahook/pkg/ingress"
+	"github.com/wahook/wahook/pkg/auth"
 )
 
 func TestJWTVerifier(t *testing.T) {
 	now := time.Date(2025, 6, 10, 14, 0, 0, 0, time.UTC)
-	v, err := ingress.NewJWTVerifier([]string{"old-key", "new-key", "evo-sales:scoped-key"})
+	v, err := auth.NewJWTVerifier([]string{"old-key", "new-key", "evo-sales:scoped-key"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,22 +63,22 @@ func TestJWTVerifier(t *testing.T) {
 		{"channel-scoped key", "Bearer " + sign(jwt.SigningMethodHS256, []byte("scoped-key"), claims(nil)), nil, "evo-sales", "other"},
 		{"lower-case bearer", "bearer " + good, nil, "any", ""},
 		{"within the leeway", "Bearer " + sign(jwt.SigningMethodHS256, []byte("new-key"), claims(map[string]any{"exp": now.Unix() - 10})), nil, "any", ""},
-		{"expired", "Bearer " + sign(jwt.SigningMethodHS256, []byte("new-key"), claims(map[string]any{"exp": now.Unix() - 120})), ingress.ErrBadCredentials, "", ""},
-		{"no exp", "Bearer " + sign(jwt.SigningMethodHS256, []byte("new-key"), claims(map[string]any{"exp": nil})), ingress.ErrBadCredentials, "", ""},
-		{"issued in the future", "Bearer " + sign(jwt.SigningMethodHS256, []byte("new-key"), claims(map[string]any{"iat": now.Unix() + 3600, "exp": now.Unix() + 4200})), ingress.ErrBadCredentials, "", ""},
-		{"wrong app", "Bearer " + sign(jwt.SigningMethodHS256, []byte("new-key"), claims(map[string]any{"app": "other"})), ingress.ErrBadCredentials, "", ""},
-		{"wrong action", "Bearer " + sign(jwt.SigningMethodHS256, []byte("new-key"), claims(map[string]any{"action": "login"})), ingress.ErrBadCredentials, "", ""},
-		{"no app", "Bearer " + sign(jwt.SigningMethodHS256, []byte("new-key"), claims(map[string]any{"app": nil})), ingress.ErrBadCredentials, "", ""},
-		{"wrong key", "Bearer " + sign(jwt.SigningMethodHS256, []byte("not-a-key"), claims(nil)), ingress.ErrBadCredentials, "", ""},
-		{"alg none", "Bearer " + none, ingress.ErrBadCredentials, "", ""},
-		{"HS512", "Bearer " + hs512, ingress.ErrBadCredentials, "", ""},
-		{"RS256", "Bearer " + rs256, ingress.ErrBadCredentials, "", ""},
-		{"tampered payload", "Bearer " + parts[0] + "." + strings.TrimRight(parts[1], "A") + "x." + parts[2], ingress.ErrBadCredentials, "", ""},
-		{"malformed", "Bearer a.b.c", ingress.ErrBadCredentials, "", ""},
-		{"too long", "Bearer " + strings.Repeat("a", 5000) + ".b.c", ingress.ErrBadCredentials, "", ""},
-		{"not a jwt", "Bearer static-token", ingress.ErrNoCredentials, "", ""},
-		{"basic", "Basic dXNlcjpwYXNz", ingress.ErrNoCredentials, "", ""},
-		{"none", "", ingress.ErrNoCredentials, "", ""},
+		{"expired", "Bearer " + sign(jwt.SigningMethodHS256, []byte("new-key"), claims(map[string]any{"exp": now.Unix() - 120})), auth.ErrBadCredentials, "", ""},
+		{"no exp", "Bearer " + sign(jwt.SigningMethodHS256, []byte("new-key"), claims(map[string]any{"exp": nil})), auth.ErrBadCredentials, "", ""},
+		{"issued in the future", "Bearer " + sign(jwt.SigningMethodHS256, []byte("new-key"), claims(map[string]any{"iat": now.Unix() + 3600, "exp": now.Unix() + 4200})), auth.ErrBadCredentials, "", ""},
+		{"wrong app", "Bearer " + sign(jwt.SigningMethodHS256, []byte("new-key"), claims(map[string]any{"app": "other"})), auth.ErrBadCredentials, "", ""},
+		{"wrong action", "Bearer " + sign(jwt.SigningMethodHS256, []byte("new-key"), claims(map[string]any{"action": "login"})), auth.ErrBadCredentials, "", ""},
+		{"no app", "Bearer " + sign(jwt.SigningMethodHS256, []byte("new-key"), claims(map[string]any{"app": nil})), auth.ErrBadCredentials, "", ""},
+		{"wrong key", "Bearer " + sign(jwt.SigningMethodHS256, []byte("not-a-key"), claims(nil)), auth.ErrBadCredentials, "", ""},
+		{"alg none", "Bearer " + none, auth.ErrBadCredentials, "", ""},
+		{"HS512", "Bearer " + hs512, auth.ErrBadCredentials, "", ""},
+		{"RS256", "Bearer " + rs256, auth.ErrBadCredentials, "", ""},
+		{"tampered payload", "Bearer " + parts[0] + "." + strings.TrimRight(parts[1], "A") + "x." + parts[2], auth.ErrBadCredentials, "", ""},
+		{"malformed", "Bearer a.b.c", auth.ErrBadCredentials, "", ""},
+		{"too long", "Bearer " + strings.Repeat("a", 5000) + ".b.c", auth.ErrBadCredentials, "", ""},
+		{"not a jwt", "Bearer static-token", auth.ErrNoCredentials, "", ""},
+		{"basic", "Basic dXNlcjpwYXNz", auth.ErrNoCredentials, "", ""},
+		{"none", "", auth.ErrNoCredentials, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest("POST", "/v1/webhooks/evolution", nil)
@@ -97,10 +97,10 @@ func TestJWTVerifier(t *testing.T) {
 			}
 		})
 	}
-	if _, err := ingress.NewJWTVerifier(nil); err == nil {
+	if _, err := auth.NewJWTVerifier(nil); err == nil {
 		t.Error("NewJWTVerifier(nil) accepted no keys")
 	}
-	if _, err := ingress.NewJWTVerifier([]string{"ch:"}); err == nil || strings.Contains(err.Error(), "ch:") {
+	if _, err := auth.NewJWTVerifier([]string{"ch:"}); err == nil || strings.Contains(err.Error(), "ch:") {
 		t.Errorf("NewJWTVerifier with an empty key = %v; want an error that quotes nothing", err)
 	}
 }
