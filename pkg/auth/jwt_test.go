@@ -115,7 +115,7 @@ func TestJWTVerifier(t *testing.T) {
 // 600 s (and the leeway) are refused.
 func TestJWTVerifierEvolutionRetries(t *testing.T) {
 	iat := time.Date(2025, 6, 10, 14, 0, 0, 0, time.UTC)
-	v, err := ingress.NewJWTVerifier([]string{"jwt-key"})
+	v, err := auth.NewJWTVerifier([]string{"jwt-key"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestJWTVerifierEvolutionRetries(t *testing.T) {
 		r := httptest.NewRequest("POST", "/v1/webhooks/evolution", nil)
 		r.Header.Set("Authorization", "Bearer "+token)
 		if _, err := v.VerifyGrant(r, nil); err != nil {
-			if !errors.Is(err, ingress.ErrBadCredentials) {
+			if !errors.Is(err, auth.ErrBadCredentials) {
 				t.Fatalf("attempt at %d s: %v", s, err)
 			}
 			refused = append(refused, s)
