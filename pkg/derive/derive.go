@@ -13,11 +13,10 @@ package derive
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"time"
 
 	"github.com/wahook/wahook/pkg/fact"
+	"github.com/wahook/wahook/pkg/provider"
 )
 
 // Stream names, as in subjects, topics and schema file names.
@@ -79,14 +78,8 @@ type Deriver interface {
 // ID returns a derived event id: a hash of the raw event id and the parts
 // that tell the derived events of one raw event apart.
 func ID(rawID string, parts ...string) string {
-	h := sha256.New()
-	h.Write([]byte(rawID))
-	for _, p := range parts {
-		h.Write([]byte{0})
-		h.Write([]byte(p))
-	}
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0])[:16])
+	var buf [8]string
+	return provider.HashID(append(append(buf[:0], rawID), parts...)...)
 }
 
 // Common is the data every derived event carries.

@@ -18,6 +18,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/wahook/wahook/pkg/broker"
+	"github.com/wahook/wahook/pkg/provider"
 )
 
 // DeadLetterType is the CloudEvent type of every dead-letter record.
@@ -215,16 +216,11 @@ func PublishDeadLetter(ctx context.Context, publish func(context.Context, ...bro
 }
 
 func deadLetterID(d *DeadLetter) string {
-	h := sha256.New()
-	for _, part := range [...]string{d.Provider, d.Channel, d.Reason, d.SourceEventID, d.BodyBase64} {
-		h.Write([]byte(part))
-		h.Write([]byte{0})
-	}
+	var body string
 	if d.Body != nil {
-		h.Write([]byte(*d.Body))
+		body = *d.Body
 	}
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0])[:16])
+	return provider.HashID(d.Provider, d.Channel, d.Reason, d.SourceEventID, d.BodyBase64, body)
 }
 
 // deadLetterEvent has the attributes a record and its parts share.

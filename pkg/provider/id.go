@@ -18,11 +18,54 @@ func EventID(providerName string, it Item) (string, error) {
 		}
 		key = k
 	}
+	// The empty last part ends the hashed bytes with a NUL, as ids stored
+	// by earlier versions were hashed.
+	return HashID(providerName, it.Channel, it.Kind, key, ""), nil
+}
+
+// HashID returns the id of parts: the first 16 bytes, in hex, of their
+// Sum. Every id wahook derives (raw and derived events, dead letters) is
+// one, so they share one way of hashing that must never change: stored
+// ids, and the duplicate windows that drop retries, depend on it.
+func HashID(parts ...string) string {
+	sum := Sum(parts...)
+	var id [32]byte
+	hex.Encode(id[:], sum[:16])
+	return string(id[:])
+}
+
+// Sum returns the SHA-256 of parts joined by NUL bytes: the hash of every
+// id and content key. Parts that cannot hold a NUL (names, ids, a
+// canonical JSON form) cannot then be confused with other parts.
+func Sum[T string | []byte](parts ...T) [sha256.Size]byte {
+	n := len(parts)
+	for _, p := range parts {
+		n += len(p)
+	}
+	if len(parts) == 1 {
+		return sha256.Sum256([]byte(parts[0]))
+	}
+	// Short parts, the usual case, are joined on the stack and hashed in
+	// one call; long ones (a dead letter's body) are streamed.
+	var buf [256]byte
+	if n <= len(buf) {
+		b := buf[:0]
+		for i, p := range parts {
+			if i > 0 {
+				b = append(b, 0)
+			}
+			b = append(b, p...)
+		}
+		return sha256.Sum256(b)
+	}
 	h := sha256.New()
-	for _, part := range [...]string{providerName, it.Channel, it.Kind, key} {
-		h.Write([]byte(part))
-		h.Write([]byte{0})
+	for i, p := range parts {
+		if i > 0 {
+			h.Write([]byte{0})
+		}
+		h.Write([]byte(p))
 	}
 	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0])[:16]), nil
+	h.Sum(sum[:0])
+	return sum
 }

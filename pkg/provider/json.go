@@ -113,7 +113,7 @@ func ContentKey(data []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("canonical json: %w", err)
 	}
-	sum := sha256.Sum256(form)
+	sum := Sum(form)
 	const prefix = "sha256:"
 	var key [len(prefix) + 2*sha256.Size]byte
 	copy(key[:], prefix)

@@ -7,6 +7,7 @@ import (
 	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/fact"
 	"github.com/wahook/wahook/pkg/provider"
+	"github.com/wahook/wahook/pkg/provider/jsonscan"
 )
 
 // Feeds says which kinds each derived stream reads: the kinds Interpret
@@ -27,7 +28,7 @@ func (*Provider) Interpret(kind string, data []byte) (fact.Facts, error) {
 	if !provider.ValidJSON(data) {
 		return fact.Facts{}, provider.Invalid("whapi %s: data is not JSON", kind)
 	}
-	data = trim(data)
+	data = jsonscan.Trim(data)
 	switch kind {
 	case KindChatsPost:
 		return chatCreated(kind, data)
@@ -55,7 +56,7 @@ func notObject(kind string) error {
 
 // direction tells the chat's direction from a message's from_me.
 func direction(fromMe []byte) string {
-	switch b, ok := boolean(fromMe); {
+	switch b, ok := jsonscan.Bool(fromMe); {
 	case !ok:
 		return ""
 	case b:
@@ -66,25 +67,25 @@ func direction(fromMe []byte) string {
 }
 
 func chatCreated(kind string, data []byte) (fact.Facts, error) {
-	if first(data) != '{' {
+	if jsonscan.First(data) != '{' {
 		return fact.Facts{}, notObject(kind)
 	}
 	var f [4][]byte
-	pick(data, f[:], "id", "name", "unread", "last_message")
+	jsonscan.Pick(data, f[:], "id", "name", "unread", "last_message")
 	id, name, unread, last := f[0], f[1], f[2], f[3]
-	chat := str(id)
+	chat := jsonscan.String(id)
 	if chat == "" {
 		return fact.Facts{}, provider.Invalid("whapi %s: chat has no id", kind)
 	}
 	// Unread messages in a new chat were received; otherwise the last
 	// message's author tells who opened it.
 	var dir string
-	if n, ok := number(unread); ok && n > 0 {
+	if n, ok := jsonscan.Number(unread); ok && n > 0 {
 		dir = fact.Incoming
 	} else {
-		dir = direction(lookup(last, "from_me"))
+		dir = direction(jsonscan.Lookup(last, "from_me"))
 	}
-	return fact.Facts{ChatsCreated: []fact.ChatCreated{{Chat: chat, Name: str(name), Direction: dir}}}, nil
+	return fact.Facts{ChatsCreated: []fact.ChatCreated{{Chat: chat, Name: jsonscan.String(name), Direction: dir}}}, nil
 }
 
 // update is a chats_updates or groups_updates element.
@@ -94,11 +95,11 @@ type update struct {
 }
 
 func readUpdate(kind string, data []byte) (update, error) {
-	if first(data) != '{' {
+	if jsonscan.First(data) != '{' {
 		return update{}, notObject(kind)
 	}
 	var u update
-	for k, v := range members(data) {
+	for k, v := range jsonscan.Members(data) {
 		switch string(k) {
 		case "before_update":
 			u.before = v
@@ -106,8 +107,8 @@ func readUpdate(kind string, data []byte) (update, error) {
 			u.after = v
 		case "changes":
 			u.changes = u.changes[:0]
-			for c := range elements(v) {
-				u.changes = append(u.changes, str(c))
+			for c := range jsonscan.Elements(v) {
+				u.changes = append(u.changes, jsonscan.String(c))
 			}
 		}
 	}
@@ -115,10 +116,10 @@ func readUpdate(kind string, data []byte) (update, error) {
 }
 
 func (u update) id() string {
-	if s := str(lookup(u.after, "id")); s != "" {
+	if s := jsonscan.String(jsonscan.Lookup(u.after, "id")); s != "" {
 		return s
 	}
-	return str(lookup(u.before, "id"))
+	return jsonscan.String(jsonscan.Lookup(u.before, "id"))
 }
 
 func (u update) changed(field string) bool {
@@ -144,8 +145,8 @@ func chatUpdated(kind string, data []byte) (fact.Facts, error) {
 	}
 	return fact.Facts{LabelSets: []fact.LabelSet{{
 		Chat:   chat,
-		Before: labels(lookup(u.before, "labels")),
-		After:  labels(lookup(u.after, "labels")),
+		Before: labels(jsonscan.Lookup(u.before, "labels")),
+		After:  labels(jsonscan.Lookup(u.after, "labels")),
 	}}}, nil
 }
 
@@ -153,7 +154,7 @@ func chatUpdated(kind string, data []byte) (fact.Facts, error) {
 // Whapi leaves out empty fields.
 func labels(v []byte) []fact.Label {
 	out := []fact.Label{}
-	for el := range elements(v) {
+	for el := range jsonscan.Elements(v) {
 		if l, ok := label(el); ok {
 			out = append(out, l)
 		}
@@ -163,19 +164,19 @@ func labels(v []byte) []fact.Label {
 
 // label reads a Label object, or a bare label id.
 func label(v []byte) (fact.Label, bool) {
-	if first(v) != '{' {
-		id := text(v)
+	if jsonscan.First(v) != '{' {
+		id := jsonscan.Text(v)
 		return fact.Label{ID: id}, id != ""
 	}
 	var l fact.Label
-	for k, val := range members(v) {
+	for k, val := range jsonscan.Members(v) {
 		switch string(k) {
 		case "id":
-			l.ID = text(val)
+			l.ID = jsonscan.Text(val)
 		case "name":
-			l.Name = str(val)
+			l.Name = jsonscan.String(val)
 		case "color":
-			l.Color = text(val)
+			l.Color = jsonscan.Text(val)
 		}
 	}
 	if strings.HasPrefix(l.Color, "#") {
@@ -185,7 +186,7 @@ func label(v []byte) (fact.Label, bool) {
 }
 
 func labelUpserted(kind string, data []byte) (fact.Facts, error) {
-	if first(data) != '{' {
+	if jsonscan.First(data) != '{' {
 		return fact.Facts{}, notObject(kind)
 	}
 	l, _ := label(data)
@@ -200,12 +201,12 @@ func labelUpserted(kind string, data []byte) (fact.Facts, error) {
 // taken for an id, anything else for a name that derivation resolves.
 func labelDeleted(kind string, data []byte) (fact.Facts, error) {
 	var ref fact.LabelRef
-	switch first(data) {
+	switch jsonscan.First(data) {
 	case '{':
 		l, _ := label(data)
 		ref = fact.LabelRef{ID: l.ID, Name: l.Name}
 	default:
-		s := strings.TrimSpace(text(data))
+		s := strings.TrimSpace(jsonscan.Text(data))
 		if allDigits(s) {
 			ref.ID = s
 		} else {
@@ -233,10 +234,10 @@ func allDigits(s string) bool {
 // participants reads ContactIDs, or Participant objects {id, rank}.
 func participants(v []byte) []string {
 	var out []string
-	for el := range elements(v) {
-		id := text(el)
-		if first(el) == '{' {
-			id = text(lookup(el, "id"))
+	for el := range jsonscan.Elements(v) {
+		id := jsonscan.Text(el)
+		if jsonscan.First(el) == '{' {
+			id = jsonscan.Text(jsonscan.Lookup(el, "id"))
 		}
 		if id != "" {
 			out = append(out, id)
@@ -256,17 +257,17 @@ const newGroupWindow = time.Minute
 // group you joined, as WAHA's group.v2.join. Without both times it is the
 // creation, as the documented example (created_at = timestamp).
 func groupCreated(kind string, data []byte) (fact.Facts, error) {
-	if first(data) != '{' {
+	if jsonscan.First(data) != '{' {
 		return fact.Facts{}, notObject(kind)
 	}
 	var f [6][]byte
-	pick(data, f[:], "id", "name", "participants", "created_by", "created_at", "timestamp")
+	jsonscan.Pick(data, f[:], "id", "name", "participants", "created_by", "created_at", "timestamp")
 	id, name, parts, by, createdAt, ts := f[0], f[1], f[2], f[3], f[4], f[5]
-	chat := str(id)
+	chat := jsonscan.String(id)
 	if chat == "" {
 		return fact.Facts{}, provider.Invalid("whapi %s: group has no id", kind)
 	}
-	subject := str(name)
+	subject := jsonscan.String(name)
 	out := fact.Facts{ChatsCreated: []fact.ChatCreated{{Chat: chat, Name: subject}}}
 	if created, at := unix(createdAt), unix(ts); !created.IsZero() && !at.IsZero() && at.Sub(created) > newGroupWindow {
 		out.Groups = []fact.GroupChange{{Chat: chat, Change: fact.GroupJoined, Subject: subject}}
@@ -276,7 +277,7 @@ func groupCreated(kind string, data []byte) (fact.Facts, error) {
 		Chat:         chat,
 		Change:       fact.GroupCreated,
 		Participants: participants(parts),
-		Actor:        text(by),
+		Actor:        jsonscan.Text(by),
 		Subject:      subject,
 	}}
 	return out, nil
@@ -295,17 +296,17 @@ var participantChanges = map[string]string{
 }
 
 func groupParticipants(kind string, data []byte) (fact.Facts, error) {
-	if first(data) != '{' {
+	if jsonscan.First(data) != '{' {
 		return fact.Facts{}, notObject(kind)
 	}
 	var f [3][]byte
-	pick(data, f[:], "group_id", "participants", "action")
+	jsonscan.Pick(data, f[:], "group_id", "participants", "action")
 	group, parts, action := f[0], f[1], f[2]
-	chat := str(group)
+	chat := jsonscan.String(group)
 	if chat == "" {
 		return fact.Facts{}, provider.Invalid("whapi %s: participant event has no group_id", kind)
 	}
-	change, ok := participantChanges[lower(str(action))]
+	change, ok := participantChanges[lower(jsonscan.String(action))]
 	if !ok {
 		return fact.Facts{}, nil
 	}
@@ -355,14 +356,14 @@ func groupUpdated(kind string, data []byte) (fact.Facts, error) {
 		case "name", "subject":
 			add(fact.GroupChange{
 				Change:  fact.GroupSubjectChanged,
-				Subject: str(lookup(u.after, "name")),
-				Actor:   text(lookup(u.after, "name_owner")),
+				Subject: jsonscan.String(jsonscan.Lookup(u.after, "name")),
+				Actor:   jsonscan.Text(jsonscan.Lookup(u.after, "name_owner")),
 			})
 		case "description":
 			add(fact.GroupChange{
 				Change:      fact.GroupDescriptionChanged,
-				Description: str(lookup(u.after, "description")),
-				Actor:       text(lookup(u.after, "description_owner")),
+				Description: jsonscan.String(jsonscan.Lookup(u.after, "description")),
+				Actor:       jsonscan.Text(jsonscan.Lookup(u.after, "description_owner")),
 			})
 		case "chat_pic", "chat_pic_full", "icon":
 			add(fact.GroupChange{Change: fact.GroupIconChanged})
@@ -373,7 +374,7 @@ func groupUpdated(kind string, data []byte) (fact.Facts, error) {
 			}
 			add(fact.GroupChange{
 				Change:  fact.GroupSettingsChanged,
-				Setting: &fact.Setting{Name: c, Value: settingValue(lookup(u.after, c), def)},
+				Setting: &fact.Setting{Name: c, Value: settingValue(jsonscan.Lookup(u.after, c), def)},
 			})
 		}
 	}
@@ -382,15 +383,15 @@ func groupUpdated(kind string, data []byte) (fact.Facts, error) {
 
 // settingValue is a setting's JSON value as text: true, false, 86400.
 func settingValue(v []byte, def string) string {
-	switch first(v) {
+	switch jsonscan.First(v) {
 	case 0, 'n':
 		return def
 	case '"':
-		return str(v)
+		return jsonscan.String(v)
 	case 't', 'f':
 		return string(v)
 	}
-	return text(v)
+	return jsonscan.Text(v)
 }
 
 // callStates maps Whapi call statuses to call states. "initiated" and
@@ -412,13 +413,13 @@ var callStates = map[string]string{
 }
 
 func call(kind string, data []byte) (fact.Facts, error) {
-	if first(data) != '{' {
+	if jsonscan.First(data) != '{' {
 		return fact.Facts{}, notObject(kind)
 	}
 	var f [6][]byte
-	pick(data, f[:], "id", "chat_id", "from", "status", "video_call", "group_call")
+	jsonscan.Pick(data, f[:], "id", "chat_id", "from", "status", "video_call", "group_call")
 	id, chat, from, status, video, group := f[0], f[1], f[2], f[3], f[4], f[5]
-	c := fact.Call{CallID: text(id), Chat: str(chat), From: str(from), Status: str(status)}
+	c := fact.Call{CallID: jsonscan.Text(id), Chat: jsonscan.String(chat), From: jsonscan.String(from), Status: jsonscan.String(status)}
 	if c.CallID == "" {
 		return fact.Facts{}, provider.Invalid("whapi %s: call has no id", kind)
 	}
@@ -431,7 +432,7 @@ func call(kind string, data []byte) (fact.Facts, error) {
 	if c.Chat == "" {
 		c.Chat = c.From
 	}
-	c.Video, _ = boolean(video)
-	c.Group, _ = boolean(group)
+	c.Video, _ = jsonscan.Bool(video)
+	c.Group, _ = jsonscan.Bool(group)
 	return fact.Facts{Calls: []fact.Call{c}}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/wahook/wahook/pkg/provider"
+	"github.com/wahook/wahook/pkg/provider/jsonscan"
 )
 
 // Name is the provider's path and event-type token.
@@ -207,16 +208,16 @@ type header struct {
 type member struct{ name, value []byte }
 
 func (e *header) read(body []byte) error {
-	for k, v := range members(body) {
+	for k, v := range jsonscan.Members(body) {
 		switch string(k) {
 		case "event":
-			if first(v) != '{' {
-				e.other = e.other || !absent(v)
+			if jsonscan.First(v) != '{' {
+				e.other = e.other || !jsonscan.Absent(v)
 				continue
 			}
 			e.hasEvent, e.typ = true, ""
 			var ev, method []byte
-			for ek, evv := range members(v) {
+			for ek, evv := range jsonscan.Members(v) {
 				switch string(ek) {
 				case "type":
 					e.typ = token(evv)
@@ -231,12 +232,12 @@ func (e *header) read(body []byte) error {
 			}
 		case "channel_id":
 			e.channel, e.hasChannel = "", false
-			if absent(v) || string(v) == `""` {
+			if jsonscan.Absent(v) || string(v) == `""` {
 				continue
 			}
 			// The ingress checks the channel's characters and length, as
 			// for every provider.
-			if e.channel = text(v); e.channel == "" {
+			if e.channel = jsonscan.Text(v); e.channel == "" {
 				return provider.Invalid("whapi: channel_id %.64s is not a string", v)
 			}
 			e.hasChannel = true
@@ -244,14 +245,14 @@ func (e *header) read(body []byte) error {
 			c := collOf(k)
 			if c == cNone {
 				e.other = true
-				if !absent(v) {
+				if !jsonscan.Absent(v) {
 					e.others = append(e.others, member{k, v})
 				}
 				continue
 			}
 			e.hasColl = true
 			e.colls[c] = nil
-			if !absent(v) {
+			if !jsonscan.Absent(v) {
 				e.colls[c] = v
 			}
 		}
@@ -284,7 +285,7 @@ func lower(s string) string { return strings.ToLower(s) }
 // token reads a type or event name, lower-cased. The usual names come back
 // as constants, sparing the hot path an allocation per delivery.
 func token(v []byte) string {
-	if first(v) == '"' && len(v) >= 2 {
+	if jsonscan.First(v) == '"' && len(v) >= 2 {
 		switch string(v[1 : len(v)-1]) {
 		case "post":
 			return "post"
@@ -302,7 +303,7 @@ func token(v []byte) string {
 			return "chats"
 		}
 	}
-	return lower(str(v))
+	return lower(jsonscan.String(v))
 }
 
 // normType maps the deprecated type names (OpenAPI Webhook.events: "message",
@@ -386,12 +387,12 @@ func (*Provider) Split(body []byte, d provider.Delivery) ([]provider.Item, error
 	if !provider.ValidJSON(body) {
 		return nil, provider.Invalid("whapi: body is not JSON")
 	}
-	body = trim(body)
-	if first(body) != '{' {
+	body = jsonscan.Trim(body)
+	if jsonscan.First(body) != '{' {
 		return nil, provider.Invalid("whapi: body is not a JSON object")
 	}
-	if tooDeep(body, maxDepth) {
-		return nil, provider.Invalid("whapi: body is nested more than %d levels deep", maxDepth)
+	if jsonscan.TooDeep(body, jsonscan.MaxDepth) {
+		return nil, provider.Invalid("whapi: body is nested more than %d levels deep", jsonscan.MaxDepth)
 	}
 	var e header
 	if err := e.read(body); err != nil {
@@ -474,11 +475,11 @@ func (o *collector) result() ([]provider.Item, error) {
 // eachValue calls fn with each element of an array, or with v itself, until
 // fn returns false.
 func eachValue(v []byte, fn func([]byte) bool) {
-	if first(v) != '[' {
+	if jsonscan.First(v) != '[' {
 		fn(v)
 		return
 	}
-	for el := range elements(v) {
+	for el := range jsonscan.Elements(v) {
 		if !fn(el) {
 			return
 		}
@@ -527,19 +528,19 @@ func describe(c coll, v []byte, it *provider.Item) {
 	switch c {
 	case cMessages:
 		var f [3][]byte
-		pick(v, f[:], "id", "chat_id", "timestamp")
+		jsonscan.Pick(v, f[:], "id", "chat_id", "timestamp")
 		id, chat, ts := f[0], f[1], f[2]
-		it.Key, it.Chat, it.Time = text(id), str(chat), unix(ts)
+		it.Key, it.Chat, it.Time = jsonscan.Text(id), jsonscan.String(chat), unix(ts)
 	case cStatuses:
 		var f [6][]byte
-		pick(v, f[:], "id", "status", "recipient_id", "viewer_id", "chat_id", "timestamp")
+		jsonscan.Pick(v, f[:], "id", "status", "recipient_id", "viewer_id", "chat_id", "timestamp")
 		id, status, recipient, viewer, chat, ts := f[0], f[1], f[2], f[3], f[4], f[5]
-		if s := text(id); s != "" {
-			it.Key = s + "\x00" + text(status) + "\x00" + text(recipient) + "\x00" + text(viewer)
+		if s := jsonscan.Text(id); s != "" {
+			it.Key = s + "\x00" + jsonscan.Text(status) + "\x00" + jsonscan.Text(recipient) + "\x00" + jsonscan.Text(viewer)
 		}
-		it.Chat = str(chat)
+		it.Chat = jsonscan.String(chat)
 		if it.Chat == "" {
-			it.Chat = str(recipient)
+			it.Chat = jsonscan.String(recipient)
 		}
 		if it.Chat == storiesPseudoID {
 			// A story's status: "stories" is Whapi's word for the
@@ -549,43 +550,43 @@ func describe(c coll, v []byte, it *provider.Item) {
 		it.Time = unix(ts)
 	case cCalls:
 		var f [5][]byte
-		pick(v, f[:], "id", "status", "chat_id", "from", "timestamp")
+		jsonscan.Pick(v, f[:], "id", "status", "chat_id", "from", "timestamp")
 		id, status, chat, from, ts := f[0], f[1], f[2], f[3], f[4]
-		if s := text(id); s != "" {
-			it.Key = s + "\x00" + text(status)
+		if s := jsonscan.Text(id); s != "" {
+			it.Key = s + "\x00" + jsonscan.Text(status)
 		}
-		it.Chat = str(chat)
+		it.Chat = jsonscan.String(chat)
 		if it.Chat == "" {
-			it.Chat = str(from)
+			it.Chat = jsonscan.String(from)
 		}
 		it.Time = unix(ts)
 	case cChats, cGroups:
 		var f [2][]byte
-		pick(v, f[:], "id", "timestamp")
+		jsonscan.Pick(v, f[:], "id", "timestamp")
 		id, ts := f[0], f[1]
-		it.Chat, it.Time = str(id), unix(ts)
+		it.Chat, it.Time = jsonscan.String(id), unix(ts)
 	case cChatsUpdates, cGroupsUpdates, cContactsUpdates:
 		// The chat's timestamp is its last activity, not this change's time.
 		it.Chat = updatedID(v, "id")
 	case cMessagesUpdates:
 		it.Chat = updatedID(v, "chat_id")
 		if it.Chat == "" {
-			it.Chat = str(lookup(lookup(v, "trigger"), "chat_id"))
+			it.Chat = jsonscan.String(jsonscan.Lookup(jsonscan.Lookup(v, "trigger"), "chat_id"))
 		}
-		it.Time = unix(lookup(lookup(v, "trigger"), "timestamp"))
+		it.Time = unix(jsonscan.Lookup(jsonscan.Lookup(v, "trigger"), "timestamp"))
 	case cChatsRemoved, cMessagesRemovedAll:
-		it.Chat = str(v)
+		it.Chat = jsonscan.String(v)
 	case cContacts:
-		it.Chat = text(lookup(v, "id"))
+		it.Chat = jsonscan.Text(jsonscan.Lookup(v, "id"))
 	case cGroupsParticipants:
-		it.Chat = str(lookup(v, "group_id"))
+		it.Chat = jsonscan.String(jsonscan.Lookup(v, "group_id"))
 	case cPresences:
 		var f [2][]byte
-		pick(v, f[:], "chat_id", "contact_id")
+		jsonscan.Pick(v, f[:], "chat_id", "contact_id")
 		chat, contact := f[0], f[1]
-		it.Chat = str(chat)
+		it.Chat = jsonscan.String(chat)
 		if it.Chat == "" {
-			it.Chat = text(contact)
+			it.Chat = jsonscan.Text(contact)
 		}
 	case cHealth:
 		it.Time = healthTime(v)
@@ -602,24 +603,24 @@ const (
 // updatedID reads field of after_update, else of before_update.
 func updatedID(v []byte, field string) string {
 	var f [2][]byte
-	pick(v, f[:], "before_update", "after_update")
+	jsonscan.Pick(v, f[:], "before_update", "after_update")
 	before, after := f[0], f[1]
-	if s := text(lookup(after, field)); s != "" {
+	if s := jsonscan.Text(jsonscan.Lookup(after, field)); s != "" {
 		return s
 	}
-	return text(lookup(before, field))
+	return jsonscan.Text(jsonscan.Lookup(before, field))
 }
 
 // healthTime is when a health report was made: start_at plus uptime seconds.
 func healthTime(v []byte) time.Time {
 	var f [2][]byte
-	pick(v, f[:], "start_at", "uptime")
+	jsonscan.Pick(v, f[:], "start_at", "uptime")
 	start, uptime := f[0], f[1]
 	t := unix(start)
 	if t.IsZero() {
 		return t
 	}
-	if up, ok := number(uptime); ok && up > 0 && up < 1e10 {
+	if up, ok := jsonscan.Number(uptime); ok && up > 0 && up < 1e10 {
 		t = t.Add(time.Duration(up * float64(time.Second)))
 	}
 	return t
@@ -627,7 +628,7 @@ func healthTime(v []byte) time.Time {
 
 // unix reads a timestamp in seconds or milliseconds, number or string.
 func unix(v []byte) time.Time {
-	if absent(v) {
+	if jsonscan.Absent(v) {
 		return time.Time{}
 	}
 	t, _ := provider.Unix(v)

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/wahook/wahook/pkg/provider"
+	"github.com/wahook/wahook/pkg/provider/jsonscan"
 )
 
 // got is what the tests compare of an item; Data is checked on its own.
@@ -503,7 +504,7 @@ func TestSplitInvalid(t *testing.T) {
 		"WAHA envelope":        `{"id":"evt_01","event":"message","session":"default","payload":{"id":"x"}}`,
 		"Z-API callback":       `{"type":"ReceivedCallback","instanceId":"A20DA9C0183A2D35A260F53F5D2B9244","phone":"5544999999999","text":{"message":"hi"}}`,
 		"channel_id an object": `{"messages":[{"id":"A"}],"channel_id":{"id":"x"}}`,
-		"nested too deep":      `{"chats_updates":[` + strings.Repeat("[", maxDepth) + strings.Repeat("]", maxDepth) + `],"event":{"type":"chats","event":"patch"}}`,
+		"nested too deep":      `{"chats_updates":[` + strings.Repeat("[", jsonscan.MaxDepth) + strings.Repeat("]", jsonscan.MaxDepth) + `],"event":{"type":"chats","event":"patch"}}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			items, err := New().Split([]byte(give), provider.Delivery{Method: "POST"})
@@ -516,10 +517,10 @@ func TestSplitInvalid(t *testing.T) {
 
 // Items nested as deep as ContentKey reads are still accepted and identified.
 func TestSplitDeepButFine(t *testing.T) {
-	const depth = maxDepth - 3 // chats_updates array, element, body
+	const depth = jsonscan.MaxDepth - 3 // chats_updates array, element, body
 	body := `{"chats_updates":[{"x":` + strings.Repeat("[", depth) + strings.Repeat("]", depth) + `}],"event":{"type":"chats","event":"patch"}}`
 	// The whole body as one unknown item, at the limit.
-	whole := `{"event":{"type":"x"},"x":` + strings.Repeat("[", maxDepth-1) + strings.Repeat("]", maxDepth-1) + `}`
+	whole := `{"event":{"type":"x"},"x":` + strings.Repeat("[", jsonscan.MaxDepth-1) + strings.Repeat("]", jsonscan.MaxDepth-1) + `}`
 	for _, b := range []string{body, whole} {
 		items := split(t, []byte(b), provider.Delivery{})
 		if _, err := provider.EventID(Name, items[0]); err != nil {
@@ -643,42 +644,4 @@ func reorder(t *testing.T, body []byte) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-func TestScanner(t *testing.T) {
-	const obj = ` { "a" : [1, {"b":"}"}, "x\"]"] , "c\u0064":null,"e":-1.5e3 ,"f":{"g":[[]]}, "h":"\u00e9\n" } `
-	var keys []string
-	var vals []string
-	for k, v := range members([]byte(obj)) {
-		keys = append(keys, string(k))
-		vals = append(vals, string(v))
-	}
-	if diff := cmp.Diff([]string{"a", "cd", "e", "f", "h"}, keys); diff != "" {
-		t.Errorf("members keys (-want +got):\n%s", diff)
-	}
-	if diff := cmp.Diff([]string{`[1, {"b":"}"}, "x\"]"]`, `null`, `-1.5e3`, `{"g":[[]]}`, `"\u00e9\n"`}, vals); diff != "" {
-		t.Errorf("members values (-want +got):\n%s", diff)
-	}
-	var els []string
-	for el := range elements([]byte(vals[0])) {
-		els = append(els, string(el))
-	}
-	if diff := cmp.Diff([]string{`1`, `{"b":"}"}`, `"x\"]"`}, els); diff != "" {
-		t.Errorf("elements (-want +got):\n%s", diff)
-	}
-	if got := str([]byte(vals[4])); got != "é\n" {
-		t.Errorf("str = %q", got)
-	}
-	if got := str([]byte("\"a\xffb\"")); got != "a\uFFFDb" {
-		t.Errorf("str of invalid UTF-8 = %q", got)
-	}
-	if got := text([]byte(vals[2])); got != "-1.5e3" {
-		t.Errorf("text = %q", got)
-	}
-	for range members([]byte(`[1]`)) {
-		t.Error("members of an array yielded")
-	}
-	for range elements([]byte(`{}`)) {
-		t.Error("elements of an object yielded")
-	}
 }

@@ -4,6 +4,7 @@ import (
 	"math/bits"
 
 	"github.com/wahook/wahook/pkg/provider"
+	"github.com/wahook/wahook/pkg/provider/jsonscan"
 )
 
 // contentKeys are ReceivedCallback's message content keys in order of
@@ -141,17 +142,13 @@ func decode(data []byte) (fields, error) {
 	if !provider.ValidJSON(data) {
 		return f, provider.Invalid("not valid JSON")
 	}
-	m, ok := newMembers(data)
-	if !ok {
+	if jsonscan.First(data) != '{' {
 		return f, provider.Invalid("not a JSON object")
 	}
-	for {
-		key, val, ok := m.next()
-		if !ok {
-			return f, nil
-		}
+	for key, val := range jsonscan.Members(data) {
 		f.set(key, val)
 	}
+	return f, nil
 }
 
 func (f *fields) set(key, val []byte) {
@@ -229,5 +226,17 @@ func (f *fields) notificationName() string {
 	if !isString(f.notification) {
 		return ""
 	}
-	return text(f.notification)
+	return jsonscan.Text(f.notification)
+}
+
+// isString reports whether raw is a JSON string.
+func isString(raw []byte) bool { return len(raw) > 0 && raw[0] == '"' }
+
+// set reports whether raw carries something: not absent, null, false, "" or empty.
+func set(raw []byte) bool {
+	switch string(raw) {
+	case "", "null", "false", `""`, "{}", "[]":
+		return false
+	}
+	return true
 }

@@ -1,11 +1,9 @@
 package zapi
 
 import (
-	"bytes"
 	"encoding/json"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/wahook/wahook/pkg/chatid"
 	"github.com/wahook/wahook/pkg/envelope"
@@ -94,60 +92,6 @@ func FuzzInterpret(f *testing.F) {
 		facts, err := p.Interpret(kind, data)
 		if err != nil && !facts.Empty() {
 			t.Fatalf("Interpret failed with facts: %+v, %v", facts, err)
-		}
-	})
-}
-
-// FuzzScan checks the scanner against encoding/json on valid JSON: the same
-// members (the last of duplicates) and the same array elements, byte for byte.
-func FuzzScan(f *testing.F) {
-	addFixtures(f)
-	f.Add([]byte(`[1, "a\"b", {"x":[]}, null ,true]`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if !json.Valid(data) || !utf8.Valid(data) {
-			return
-		}
-		var obj map[string]json.RawMessage
-		if json.Unmarshal(data, &obj) == nil && obj != nil {
-			m, ok := newMembers(data)
-			if !ok {
-				t.Fatalf("newMembers(%s) refused an object", data)
-			}
-			got := map[string][]byte{}
-			for {
-				k, v, ok := m.next()
-				if !ok {
-					break
-				}
-				got[string(k)] = v
-			}
-			if len(got) != len(obj) {
-				t.Fatalf("members of %s: %d, encoding/json: %d", data, len(got), len(obj))
-			}
-			for k, v := range obj {
-				if !bytes.Equal(got[k], v) {
-					t.Fatalf("member %q of %s: %s, encoding/json: %s", k, data, got[k], v)
-				}
-			}
-		}
-		var arr []json.RawMessage
-		if json.Unmarshal(data, &arr) == nil && arr != nil {
-			e, ok := newElements(data)
-			if !ok {
-				t.Fatalf("newElements(%s) refused an array", data)
-			}
-			for i := 0; ; i++ {
-				v, ok := e.next()
-				if !ok {
-					if i != len(arr) {
-						t.Fatalf("elements of %s: %d, encoding/json: %d", data, i, len(arr))
-					}
-					break
-				}
-				if i >= len(arr) || !bytes.Equal(v, arr[i]) {
-					t.Fatalf("element %d of %s: %s", i, data, v)
-				}
-			}
 		}
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/fact"
 	"github.com/wahook/wahook/pkg/provider"
+	"github.com/wahook/wahook/pkg/provider/jsonscan"
 )
 
 // Feeds says which kinds each derived stream reads, by the facts Interpret
@@ -33,7 +34,7 @@ func (*Provider) Interpret(kind string, data []byte) (fact.Facts, error) {
 		return fact.Facts{}, err
 	}
 	if want := typeOfKind(kind); want != "" {
-		if typ := text(f.typ); !strings.EqualFold(typ, want) {
+		if typ := jsonscan.Text(f.typ); !strings.EqualFold(typ, want) {
 			return fact.Facts{}, provider.Invalid("%s item has type %q, want %s", kind, typ, want)
 		}
 	}
@@ -46,7 +47,7 @@ func (*Provider) Interpret(kind string, data []byte) (fact.Facts, error) {
 		if set(f.errorField) {
 			return fact.Facts{}, nil
 		}
-		if chat := text(f.phone); chat != "" && !statusChat(chat) {
+		if chat := jsonscan.Text(f.phone); chat != "" && !statusChat(chat) {
 			return fact.Facts{ChatsSeen: []fact.ChatSeen{{Chat: chat, Direction: fact.Outgoing}}}, nil
 		}
 	}
@@ -56,13 +57,13 @@ func (*Provider) Interpret(kind string, data []byte) (fact.Facts, error) {
 // chatSeen is the chat a message or notification was seen in, with its name
 // and direction; none for status stories ("status@broadcast").
 func chatSeen(f *fields) []fact.ChatSeen {
-	chat := text(f.phone)
+	chat := jsonscan.Text(f.phone)
 	if chat == "" || statusChat(chat) {
 		return nil
 	}
 	seen := fact.ChatSeen{Chat: chat, Direction: direction(f.fromMe)}
 	if isString(f.chatName) {
-		seen.Name = text(f.chatName)
+		seen.Name = jsonscan.Text(f.chatName)
 	}
 	return []fact.ChatSeen{seen}
 }
@@ -73,7 +74,7 @@ func statusChat(chat string) bool {
 }
 
 func direction(fromMe []byte) string {
-	v, known := truth(fromMe)
+	v, known := jsonscan.Bool(fromMe)
 	switch {
 	case !known:
 		return ""
@@ -106,40 +107,25 @@ func notificationFacts(f *fields) (fact.Facts, error) {
 // labelAssocs reads CHAT_LABEL_ASSOCIATION's [{phone, label, assigned}],
 // skipping elements that do not name a chat, a label and an assignment.
 func labelAssocs(params []byte) []fact.LabelAssoc {
-	e, ok := newElements(params)
-	if !ok {
-		return nil
-	}
 	var out []fact.LabelAssoc
-	for {
-		v, ok := e.next()
-		if !ok {
-			return out
-		}
-		m, ok := newMembers(v)
-		if !ok {
-			continue
-		}
+	for v := range jsonscan.Elements(params) {
 		var chat, label string
 		var assigned, known bool
-		for {
-			key, val, ok := m.next()
-			if !ok {
-				break
-			}
+		for key, val := range jsonscan.Members(v) {
 			switch string(key) {
 			case "phone":
-				chat = text(val)
+				chat = jsonscan.Text(val)
 			case "label":
-				label = text(val)
+				label = jsonscan.Text(val)
 			case "assigned":
-				assigned, known = truth(val)
+				assigned, known = jsonscan.Bool(val)
 			}
 		}
 		if chat != "" && label != "" && known {
 			out = append(out, fact.LabelAssoc{Chat: chat, Label: fact.Label{ID: label}, Assigned: assigned})
 		}
 	}
+	return out
 }
 
 // callFact reads the CALL_* notifications: CALL_VOICE (a call came in),
@@ -158,9 +144,9 @@ func callFact(n string, f *fields) (fact.Call, bool) {
 	default:
 		return fact.Call{}, false
 	}
-	chat := text(f.phone)
+	chat := jsonscan.Text(f.phone)
 	c := fact.Call{
-		CallID: text(f.callID),
+		CallID: jsonscan.Text(f.callID),
 		Chat:   chat,
 		Video:  strings.Contains(n, "VIDEO"),
 		Group:  isGroup(f, chat) || strings.Contains(n, "GROUP"),
@@ -168,14 +154,14 @@ func callFact(n string, f *fields) (fact.Call, bool) {
 		Status: n,
 	}
 	if c.CallID == "" {
-		c.CallID = text(f.messageID)
+		c.CallID = jsonscan.Text(f.messageID)
 	}
-	fromMe, _ := truth(f.fromMe)
+	fromMe, _ := jsonscan.Bool(f.fromMe)
 	switch {
 	case c.Group:
 		c.From = participantOf(f)
 	case fromMe:
-		c.From = text(f.connectedPhone)
+		c.From = jsonscan.Text(f.connectedPhone)
 	default:
 		c.From = chat
 	}
@@ -187,7 +173,7 @@ func callFact(n string, f *fields) (fact.Call, bool) {
 func withoutActor(ids []string, f *fields) []string {
 	var actor []string
 	for _, raw := range [...][]byte{f.participantPhone, f.participantLid, f.participant} {
-		if s := text(raw); s != "" {
+		if s := jsonscan.Text(raw); s != "" {
 			actor = append(actor, chatid.ID(s))
 		}
 	}
@@ -201,7 +187,7 @@ func withoutActor(ids []string, f *fields) []string {
 }
 
 func isGroup(f *fields, chat string) bool {
-	g, _ := truth(f.isGroup)
+	g, _ := jsonscan.Bool(f.isGroup)
 	return g || strings.HasSuffix(chat, "-group") || strings.HasSuffix(chat, "@g.us")
 }
 
@@ -268,7 +254,7 @@ func groupFact(n string, f *fields) (fact.GroupChange, bool) {
 		}
 		gc = groupChange{change: fact.GroupSettingsChanged, params: settingValue, setting: strings.ToLower(rest)}
 	}
-	chat := text(f.phone)
+	chat := jsonscan.Text(f.phone)
 	if chat == "" {
 		return fact.GroupChange{}, false
 	}
@@ -276,7 +262,7 @@ func groupFact(n string, f *fields) (fact.GroupChange, bool) {
 		Chat:          chat,
 		Change:        gc.change,
 		Actor:         participantOf(f),
-		RequestMethod: text(f.requestMethod),
+		RequestMethod: jsonscan.Text(f.requestMethod),
 	}
 	if g.RequestMethod == "" {
 		g.RequestMethod = gc.requestMethod
@@ -302,7 +288,7 @@ func groupFact(n string, f *fields) (fact.GroupChange, bool) {
 	case settingValue:
 		g.Setting = &fact.Setting{Name: gc.setting, Value: first}
 	case linkMode:
-		v := text(f.linkMode)
+		v := jsonscan.Text(f.linkMode)
 		if v == "" {
 			v = first
 		}
@@ -310,7 +296,7 @@ func groupFact(n string, f *fields) (fact.GroupChange, bool) {
 	}
 	// A new group's name is its chat name when the parameters omit it.
 	if gc.change == fact.GroupCreated && g.Subject == "" && isString(f.chatName) {
-		g.Subject = text(f.chatName)
+		g.Subject = jsonscan.Text(f.chatName)
 	}
 	return g, true
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/wahook/wahook/pkg/provider"
+	"github.com/wahook/wahook/pkg/provider/jsonscan"
 )
 
 // Name is the provider's path and event-type token.
@@ -63,17 +64,17 @@ type callback struct {
 var callbacks = [...]callback{
 	{typeReceived, append([]string{KindNotification, KindWaiting}, receivedKinds[:]...), splitReceived},
 	{typeStatus, []string{KindStatus}, func(f *fields, it *provider.Item) error {
-		it.Chat = text(f.phone)
+		it.Chat = jsonscan.Text(f.phone)
 		it.Key = statusKey(f, it.Chat)
 		return nil
 	}},
 	{typeDelivery, []string{KindDelivery}, func(f *fields, it *provider.Item) error {
-		it.Chat = text(f.phone)
+		it.Chat = jsonscan.Text(f.phone)
 		it.Key = deliveryKey(f)
 		return nil
 	}},
 	{typePresence, []string{KindPresence}, func(f *fields, it *provider.Item) error {
-		it.Chat = text(f.phone)
+		it.Chat = jsonscan.Text(f.phone)
 		return nil
 	}},
 	// phone is the instance's own number, not a chat.
@@ -147,7 +148,7 @@ func (*Provider) Split(body []byte, _ provider.Delivery) ([]provider.Item, error
 	}
 	// The ingress checks the channel's characters and length, as for every
 	// provider.
-	it := provider.Item{Kind: provider.KindUnknown, Channel: text(f.instanceID), Data: body}
+	it := provider.Item{Kind: provider.KindUnknown, Channel: jsonscan.Text(f.instanceID), Data: body}
 	if t, ok := provider.Unix(f.momment); ok && trustedAt(t, time.Now()) {
 		it.Time = t
 	}
@@ -173,7 +174,7 @@ func callbackType(f *fields) (string, error) {
 	if !isString(f.typ) {
 		return "", provider.Invalid(`not a Z-API callback: no "type" string`)
 	}
-	typ := text(f.typ)
+	typ := jsonscan.Text(f.typ)
 	if typ == "" {
 		return "", provider.Invalid(`not a Z-API callback: empty "type"`)
 	}
@@ -182,7 +183,7 @@ func callbackType(f *fields) (string, error) {
 
 func splitReceived(f *fields, it *provider.Item) error {
 	n := f.notificationName()
-	waiting, _ := truth(f.waiting)
+	waiting, _ := jsonscan.Bool(f.waiting)
 	switch c := f.firstContent(); {
 	case n != "":
 		it.Kind = KindNotification
@@ -191,11 +192,11 @@ func splitReceived(f *fields, it *provider.Item) error {
 	case waiting:
 		it.Kind = KindWaiting
 	}
-	phone := text(f.phone)
+	phone := jsonscan.Text(f.phone)
 	if !accountNotification(n) {
 		it.Chat = phone
 	}
-	id := text(f.messageID)
+	id := jsonscan.Text(f.messageID)
 	if id == "" {
 		return nil
 	}
@@ -209,7 +210,7 @@ func splitReceived(f *fields, it *provider.Item) error {
 	if waiting {
 		key += "|waiting"
 	}
-	if edit, _ := truth(f.isEdit); edit {
+	if edit, _ := jsonscan.Bool(f.isEdit); edit {
 		ck, err := provider.ContentKey(it.Data)
 		if err != nil {
 			return fmt.Errorf("%w: edited message: %w", provider.ErrInvalid, err)
@@ -244,7 +245,7 @@ func statusKey(f *fields, chat string) string {
 		slices.Sort(ids)
 		ids = slices.Compact(ids)
 	}
-	key := text(f.status) + "|" + chat
+	key := jsonscan.Text(f.status) + "|" + chat
 	if p := participantOf(f); p != "" {
 		key += "|" + p
 	}
@@ -254,7 +255,7 @@ func statusKey(f *fields, chat string) string {
 // deliveryKey identifies a delivery report by zaapId and messageId, marking
 // failures so that a failure and a later success stay two events.
 func deliveryKey(f *fields) string {
-	z, m := text(f.zaapID), text(f.messageID)
+	z, m := jsonscan.Text(f.zaapID), jsonscan.Text(f.messageID)
 	if z == "" && m == "" {
 		return ""
 	}
@@ -267,18 +268,15 @@ func deliveryKey(f *fields) string {
 
 // appendTexts appends raw's text, or the texts of its elements when it is an array.
 func appendTexts(dst []string, raw []byte) []string {
-	if e, ok := newElements(raw); ok {
-		for {
-			v, ok := e.next()
-			if !ok {
-				return dst
-			}
-			if s := text(v); s != "" {
+	if jsonscan.First(raw) == '[' {
+		for v := range jsonscan.Elements(raw) {
+			if s := jsonscan.Text(v); s != "" {
 				dst = append(dst, s)
 			}
 		}
+		return dst
 	}
-	if s := text(raw); s != "" {
+	if s := jsonscan.Text(raw); s != "" {
 		dst = append(dst, s)
 	}
 	return dst
@@ -288,7 +286,7 @@ func appendTexts(dst []string, raw []byte) []string {
 // else participantLid, else participant.
 func participantOf(f *fields) string {
 	for _, raw := range [...][]byte{f.participantPhone, f.participantLid, f.participant} {
-		if s := text(raw); s != "" {
+		if s := jsonscan.Text(raw); s != "" {
 			return s
 		}
 	}
