@@ -85,6 +85,9 @@ type ChatSeen struct {
 	Chat      string
 	Name      string
 	Direction string
+	// LID is the chat's hidden (…@lid) id when the payload gave it beside
+	// Chat, its phone-number form: both name one contact.
+	LID string
 }
 
 // Call states, as far as a provider tells them.

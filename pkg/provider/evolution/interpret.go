@@ -453,7 +453,7 @@ func messageSeen(env *fullEnvelope) (fact.Facts, error) {
 	if c == "status@broadcast" {
 		return fact.Facts{}, nil
 	}
-	seen := fact.ChatSeen{Chat: c}
+	seen := fact.ChatSeen{Chat: c, LID: m.Key.lid()}
 	if fromMe, known := boolean(m.Key.FromMe); known {
 		seen.Direction = fact.Incoming
 		if fromMe {
