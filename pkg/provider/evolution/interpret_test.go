@@ -33,7 +33,7 @@ func TestInterpretFixtures(t *testing.T) {
 			State: fact.CallMissed, Status: "timeout"}}},
 		// The caller's phone-number form beside its @lid.
 		"call_terminate-video-lid.json": {Calls: []fact.Call{{CallID: "9F8E7D6C5B4A39281706F5E4D3C2B1A0", Chat: "201234567890123@lid",
-			From: "5511977776666@s.whatsapp.net", Video: true, State: fact.CallEnded, Status: "terminate"}}},
+			From: "5511977776666@s.whatsapp.net", ChatPhone: "5511977776666@s.whatsapp.net", Video: true, State: fact.CallEnded, Status: "terminate"}}},
 		"groups.upsert.json": {
 			ChatsCreated: []fact.ChatCreated{{Chat: vip, Name: "Clientes VIP"}},
 			Groups:       []fact.GroupChange{{Chat: vip, Change: fact.GroupCreated, Subject: "Clientes VIP", Actor: me}},
