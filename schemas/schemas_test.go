@@ -70,6 +70,12 @@ func TestValidate(t *testing.T) {
 
 		"chat inferred":             {schema: "chat-created.v1.json", data: `{` + common + `,` + chat + `,"inferred":true,"name":"Jonathan","direction":"incoming"}`},
 		"chat unknown type omitted": {schema: "chat-created.v1.json", data: `{` + common + `,"chat_id":"abc","chat_id_raw":"abc","inferred":false}`},
+		"chat with lid":             {schema: "chat-created.v1.json", data: `{` + common + `,` + chat + `,"chat_lid":"27033333333333@lid","inferred":true}`},
+		"chat bad lid":              {schema: "chat-created.v1.json", data: `{` + common + `,` + chat + `,"chat_lid":"919984351847@s.whatsapp.net","inferred":true}`, wantErr: true},
+		"call with lid":             {schema: "call.v1.json", data: `{` + common + `,` + chat + `,"chat_lid":"27033333333333@lid","call_id":"c1","from":"919984351847@s.whatsapp.net","video":false,"group_call":false,"status":"offer"}`},
+		"call lid without chat":     {schema: "call.v1.json", data: `{` + common + `,"chat_lid":"27033333333333@lid","call_id":"c1","from":"919984351847@s.whatsapp.net","video":false,"group_call":false,"status":"offer"}`, wantErr: true},
+		"group with lid":            {schema: "group-notification.v1.json", data: `{` + common + `,` + chat + `,"chat_lid":"27033333333333@lid","participants":[]}`},
+		"label with lid":            {schema: "label-changed.v1.json", data: `{` + common + `,` + chat + `,"chat_lid":"27033333333333@lid","label":{"id":"76"}}`},
 		"chat without inferred":     {schema: "chat-created.v1.json", data: `{` + common + `,` + chat + `}`, wantErr: true},
 		"chat without chat":         {schema: "chat-created.v1.json", data: `{` + common + `,"inferred":false}`, wantErr: true},
 		"chat bad direction":        {schema: "chat-created.v1.json", data: `{` + common + `,` + chat + `,"inferred":false,"direction":"in"}`, wantErr: true},

@@ -24,6 +24,8 @@ func TestCanonical(t *testing.T) {
 		{"waha", "11111111111@C.US", "11111111111@s.whatsapp.net", Contact},
 		{"waha", "11111111111:12@c.us", "11111111111@s.whatsapp.net", Contact},
 		{"waha", "123@lid", "123@lid", LID},
+		// A LID with a device part names the same contact as without it.
+		{"evolution", "27033333333333:4@lid", "27033333333333@lid", LID},
 		{"waha", "1234567890@g.us", "1234567890@g.us", Group},
 		{"legacy", "5544999999999-1623281429", "5544999999999-1623281429@g.us", Group},
 		{"any", "  5544999999999  ", "5544999999999@s.whatsapp.net", Contact},

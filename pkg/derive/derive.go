@@ -105,6 +105,9 @@ type ChatRef struct {
 	ChatID    string `json:"chat_id,omitempty"`
 	ChatIDRaw string `json:"chat_id_raw,omitempty"`
 	ChatType  string `json:"chat_type,omitempty"`
+	// ChatLID is the contact's hidden (…@lid) id when the raw event gave
+	// it beside the phone-number form in ChatID.
+	ChatLID string `json:"chat_lid,omitempty"`
 }
 
 // LabelRegistry is what a channel's labels were last known to be, kept on

@@ -85,6 +85,9 @@ type ChatSeen struct {
 	Chat      string
 	Name      string
 	Direction string
+	// LID is the chat's hidden (…@lid) id when the payload gave it beside
+	// Chat, its phone-number form: both name one contact.
+	LID string
 }
 
 // Call states, as far as a provider tells them.
@@ -103,8 +106,11 @@ type Call struct {
 	From   string
 	Video  bool
 	Group  bool
-	State  string // one of the Call* states
-	Status string // the provider's own word, e.g. "ringing", "CALL_MISSED_VIDEO"
+	// ChatPhone is the phone-number form of a one-to-one call's …@lid
+	// Chat when the payload gives it (the caller's, who is the chat).
+	ChatPhone string
+	State     string // one of the Call* states
+	Status    string // the provider's own word, e.g. "ringing", "CALL_MISSED_VIDEO"
 	// PerCall makes this state one event per call, whichever raw event
 	// reports it: for a provider that reports one state under two words
 	// (Whapi's initiated then ringing), so both derive the same id.

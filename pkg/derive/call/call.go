@@ -104,6 +104,12 @@ func (Deriver) Derive(_ context.Context, raw derive.Raw, f fact.Facts) ([]derive
 		subject := raw.Subject
 		if chat != "" {
 			data.ChatRef = derive.ChatRef{ChatID: chat, ChatIDRaw: chatRaw, ChatType: string(ct)}
+			// A one-to-one call with a LID gets the contact's phone
+			// form, as its messages do; the id above keeps the LID.
+			if phone, pt := chatid.Canonical(c.ChatPhone); ct == chatid.LID && pt == chatid.Contact {
+				data.ChatRef = derive.ChatRef{ChatID: phone, ChatIDRaw: c.ChatPhone, ChatType: string(pt), ChatLID: chat}
+				chat = phone
+			}
 			subject = chat
 		}
 		out = append(out, derive.Event{ID: id, Stream: derive.Call, Type: typ, Subject: subject, Chat: chat, Data: data})

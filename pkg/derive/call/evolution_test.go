@@ -24,9 +24,15 @@ func TestEvolution(t *testing.T) {
 			return []derive.Event{event(raw, call.TypeMissed, fact.CallMissed, maria, call.Data{CallID: id, From: maria.id, Status: "timeout"})}
 		}},
 		{"terminate is ended, caller by phone number", one("call_terminate-video-lid.json"), func(raw derive.Raw) []derive.Event {
+			// One-to-one with a LID: the contact's phone form, the LID beside
+			// it; the id still hashes the LID, as before chat_lid.
 			lid := chat{"201234567890123@lid", "201234567890123@lid", "lid"}
-			return []derive.Event{event(raw, call.TypeEnded, fact.CallEnded, lid, call.Data{CallID: "9F8E7D6C5B4A39281706F5E4D3C2B1A0",
-				From: "5511977776666@s.whatsapp.net", Video: true, Status: "terminate"})}
+			e := event(raw, call.TypeEnded, fact.CallEnded, lid, call.Data{CallID: "9F8E7D6C5B4A39281706F5E4D3C2B1A0",
+				From: "5511977776666@s.whatsapp.net", Video: true, Status: "terminate"})
+			d := e.Data.(call.Data)
+			d.ChatRef = derive.ChatRef{ChatID: "5511977776666@s.whatsapp.net", ChatIDRaw: "5511977776666@s.whatsapp.net", ChatType: "contact", ChatLID: "201234567890123@lid"}
+			e.Data, e.Subject, e.Chat = d, d.ChatID, d.ChatID
+			return []derive.Event{e}
 		}},
 	})
 }

@@ -14,6 +14,11 @@
 // same id whatever the registry answered. Chats whose canonical id is empty
 // or status@broadcast (stories) are skipped. A chat id of a kind chatid does
 // not recognise has no chat_type.
+//
+// A contact seen with both its phone-number id and its hidden (…@lid) id
+// gets chat_id in the phone form and chat_lid; both forms are recorded as
+// seen, so a later event giving only the LID infers nothing, and a chat
+// first seen under one form is not created again when both are given.
 package chat
 
 import (
@@ -95,15 +100,46 @@ func (d Deriver) Derive(ctx context.Context, raw derive.Raw, f fact.Facts) ([]de
 			continue
 		}
 		done[chat] = true
+		lid := lidOf(c.LID, typ)
+		if lid != "" && done[lid] {
+			continue
+		}
+		firstLID := true
+		if lid != "" {
+			done[lid] = true
+			// The LID is recorded as seen too, so that a later event giving
+			// only the LID infers nothing; a chat first seen under either
+			// form is not created again under the other.
+			var err error
+			if firstLID, err = d.Registry.FirstSeen(ctx, raw.Provider, raw.Channel, lid, raw.ID); err != nil {
+				return nil, fmt.Errorf("chat: record chat %s: %w", lid, err)
+			}
+		}
 		first, err := d.Registry.FirstSeen(ctx, raw.Provider, raw.Channel, chat, raw.ID)
 		if err != nil {
 			return nil, fmt.Errorf("chat: record chat %s: %w", chat, err)
 		}
-		if first {
-			out = append(out, event(raw, common, chat, c.Chat, typ, true, c.Name, c.Direction))
+		if first && firstLID {
+			e := event(raw, common, chat, c.Chat, typ, true, c.Name, c.Direction)
+			data := e.Data.(Data)
+			data.ChatLID = lid
+			e.Data = data
+			out = append(out, e)
 		}
 	}
 	return out, nil
+}
+
+// lidOf returns the canonical form of lid when it is a hidden id given
+// beside a contact's phone-number id, else "".
+func lidOf(lid string, chatType chatid.Type) string {
+	if chatType != chatid.Contact {
+		return ""
+	}
+	if id, typ := chatid.Canonical(lid); typ == chatid.LID {
+		return id
+	}
+	return ""
 }
 
 func event(raw derive.Raw, common derive.Common, chat, chatRaw string, typ chatid.Type, inferred bool, name, direction string) derive.Event {

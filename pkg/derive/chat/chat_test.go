@@ -48,6 +48,14 @@ func created(raw derive.Raw, id, idRaw, typ string, inferred bool, name, directi
 	}
 }
 
+// withLID sets e's chat_lid.
+func withLID(e derive.Event, lid string) derive.Event {
+	d := e.Data.(chat.Data)
+	d.ChatLID = lid
+	e.Data = d
+	return e
+}
+
 func TestStream(t *testing.T) {
 	if got := (chat.Deriver{}).Stream(); got != derive.ChatCreated {
 		t.Errorf("Stream() = %q, want %q", got, derive.ChatCreated)
@@ -103,6 +111,46 @@ func TestDeriveFacts(t *testing.T) {
 				return []derive.Event{created(r[0], "919984351847@s.whatsapp.net", "919984351847@s.whatsapp.net", "contact", true, "Jonathan", "incoming")}
 			},
 		},
+		"both forms, then the LID alone: one chat, phone form, LID kept": {
+			raws: []derive.Raw{raw("evolution", "r1"), raw("evolution", "r2"), raw("evolution", "r3")},
+			facts: []fact.Facts{
+				{ChatsSeen: []fact.ChatSeen{{Chat: "5511988887777@s.whatsapp.net", LID: "27033333333333:4@lid", Direction: fact.Incoming}}},
+				{ChatsSeen: []fact.ChatSeen{{Chat: "27033333333333@lid"}}},
+				{ChatsSeen: []fact.ChatSeen{{Chat: "5511988887777@s.whatsapp.net"}}},
+			},
+			want: func(r []derive.Raw) []derive.Event {
+				return []derive.Event{withLID(created(r[0], "5511988887777@s.whatsapp.net", "5511988887777@s.whatsapp.net", "contact", true, "", "incoming"), "27033333333333@lid")}
+			},
+		},
+		"the LID alone, then both forms: the chat stays the LID one": {
+			raws: []derive.Raw{raw("evolution", "r1"), raw("evolution", "r2"), raw("evolution", "r3")},
+			facts: []fact.Facts{
+				{ChatsSeen: []fact.ChatSeen{{Chat: "27033333333333@lid"}}},
+				{ChatsSeen: []fact.ChatSeen{{Chat: "5511988887777@s.whatsapp.net", LID: "27033333333333@lid"}}},
+				{ChatsSeen: []fact.ChatSeen{{Chat: "5511988887777@s.whatsapp.net"}}},
+			},
+			want: func(r []derive.Raw) []derive.Event {
+				return []derive.Event{created(r[0], "27033333333333@lid", "27033333333333@lid", "lid", true, "", "")}
+			},
+		},
+		"the phone form, then both forms: nothing new": {
+			raws: []derive.Raw{raw("evolution", "r1"), raw("evolution", "r2"), raw("evolution", "r3")},
+			facts: []fact.Facts{
+				{ChatsSeen: []fact.ChatSeen{{Chat: "5511988887777@s.whatsapp.net"}}},
+				{ChatsSeen: []fact.ChatSeen{{Chat: "5511988887777@s.whatsapp.net", LID: "27033333333333@lid"}}},
+				{ChatsSeen: []fact.ChatSeen{{Chat: "27033333333333@lid"}}},
+			},
+			want: func(r []derive.Raw) []derive.Event {
+				return []derive.Event{created(r[0], "5511988887777@s.whatsapp.net", "5511988887777@s.whatsapp.net", "contact", true, "", "")}
+			},
+		},
+		"a LID beside a group is ignored": {
+			raws:  []derive.Raw{raw("evolution", "r1")},
+			facts: []fact.Facts{{ChatsSeen: []fact.ChatSeen{{Chat: "1234567890@g.us", LID: "27033333333333@lid"}}}},
+			want: func(r []derive.Raw) []derive.Event {
+				return []derive.Event{created(r[0], "1234567890@g.us", "1234567890@g.us", "group", true, "", "")}
+			},
+		},
 		"chats are known per provider and channel": {
 			raws: []derive.Raw{raw("zapi", "r1"), {ID: "r2", Provider: "zapi", Channel: "C2", Time: time.Date(2024, 4, 22, 13, 27, 33, 0, time.UTC)}, raw("waha", "r3")},
 			facts: []fact.Facts{
@@ -128,6 +176,14 @@ func TestDeriveFacts(t *testing.T) {
 			derivetest.CheckSchema(t, got)
 			if diff := cmp.Diff(tc.want(tc.raws), got); diff != "" {
 				t.Errorf("Derive mismatch (-want +got):\n%s", diff)
+			}
+			// Reprocessing every raw event answers the same.
+			var again []derive.Event
+			for i, r := range tc.raws {
+				again = append(again, derivetest.Derive(t, d, derivetest.Input{Raw: r, Facts: tc.facts[i]})...)
+			}
+			if diff := cmp.Diff(got, again); diff != "" {
+				t.Errorf("reprocessing mismatch (-first +again):\n%s", diff)
 			}
 		})
 	}

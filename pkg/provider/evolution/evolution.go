@@ -185,6 +185,15 @@ func (k *msgKey) chat() string {
 	return c
 }
 
+// lid is remoteJid when it is an @lid that chat replaced by its phone-number
+// form, else "".
+func (k *msgKey) lid() string {
+	if c := provider.String(k.RemoteJID); c != k.chat() {
+		return c
+	}
+	return ""
+}
+
 // Split returns the one event of an Evolution delivery.
 func (*Provider) Split(body []byte, d provider.Delivery) ([]provider.Item, error) {
 	var env envelope

@@ -59,6 +59,10 @@ func TestSplitFixtures(t *testing.T) {
 			time.Unix(1749564201, 0).UTC()},
 		"messages.upsert_outgoing-group.json": {KindMessagesUpsert, ch, "3EB0AA11BB22CC33DD44", "120363041234567890@g.us",
 			time.Unix(1749564300, 0).UTC()},
+		"messages.upsert_lid.json": {KindMessagesUpsert, ch, "3EB0D1E2F3A4B5C6D7E8", "5511977776666@s.whatsapp.net",
+			time.Unix(1749564201, 0).UTC()},
+		"messages.upsert_lid-only.json": {KindMessagesUpsert, ch, "3EB0E2F3A4B5C6D7E8F9", "27033333333333@lid",
+			time.Unix(1749564301, 0).UTC()},
 		"labels.edit.json":                       {KindLabelsEdit, ch, "", "", time.Time{}},
 		"labels.edit_deleted.json":               {KindLabelsEdit, ch, "7/deleted", "", time.Time{}},
 		"labels.association_add.json":            {KindLabelsAssociation, ch, "", "5511988887777@s.whatsapp.net", time.Time{}},
@@ -90,8 +94,8 @@ func TestSplitFixtures(t *testing.T) {
 			}
 		})
 	}
-	if n := len(fixtures(t)); n != 18 {
-		t.Errorf("%d fixtures, the table covers 18: add the new ones", n)
+	if n := len(fixtures(t)); n != 20 {
+		t.Errorf("%d fixtures, the table covers 20: add the new ones", n)
 	}
 }
 

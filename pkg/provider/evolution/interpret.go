@@ -226,6 +226,10 @@ func calls(env *fullEnvelope) (fact.Facts, error) {
 		if call.Chat == "" {
 			call.Chat = call.From
 		}
+		if pn := provider.String(c.CallerPN); !call.Group && pn != "" && !isLIDID(pn) &&
+			isLIDID(call.Chat) && chatid.ID(call.Chat) == chatid.ID(provider.String(c.From)) {
+			call.ChatPhone = pn
+		}
 		f.Calls = append(f.Calls, call)
 	}
 	return f, nil
@@ -453,7 +457,7 @@ func messageSeen(env *fullEnvelope) (fact.Facts, error) {
 	if c == "status@broadcast" {
 		return fact.Facts{}, nil
 	}
-	seen := fact.ChatSeen{Chat: c}
+	seen := fact.ChatSeen{Chat: c, LID: m.Key.lid()}
 	if fromMe, known := boolean(m.Key.FromMe); known {
 		seen.Direction = fact.Incoming
 		if fromMe {
@@ -478,4 +482,10 @@ func scalar(raw json.RawMessage) string {
 		return s
 	}
 	return provider.Text(raw)
+}
+
+// isLIDID reports a hidden (…@lid) id.
+func isLIDID(id string) bool {
+	_, typ := chatid.Canonical(id)
+	return typ == chatid.LID
 }

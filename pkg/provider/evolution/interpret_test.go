@@ -33,7 +33,7 @@ func TestInterpretFixtures(t *testing.T) {
 			State: fact.CallMissed, Status: "timeout"}}},
 		// The caller's phone-number form beside its @lid.
 		"call_terminate-video-lid.json": {Calls: []fact.Call{{CallID: "9F8E7D6C5B4A39281706F5E4D3C2B1A0", Chat: "201234567890123@lid",
-			From: "5511977776666@s.whatsapp.net", Video: true, State: fact.CallEnded, Status: "terminate"}}},
+			From: "5511977776666@s.whatsapp.net", ChatPhone: "5511977776666@s.whatsapp.net", Video: true, State: fact.CallEnded, Status: "terminate"}}},
 		"groups.upsert.json": {
 			ChatsCreated: []fact.ChatCreated{{Chat: vip, Name: "Clientes VIP"}},
 			Groups:       []fact.GroupChange{{Chat: vip, Change: fact.GroupCreated, Subject: "Clientes VIP", Actor: me}},
@@ -108,9 +108,9 @@ func TestInterpretShapes(t *testing.T) {
 				{Chat: g, Change: fact.GroupSettingsChanged, Setting: &fact.Setting{Name: "joinApprovalMode", Value: "false"}},
 			}}},
 		{"@lid chat with remoteJidAlt", KindMessagesUpsert, `{"key":{"remoteJid":"27@lid","remoteJidAlt":"5@s.whatsapp.net","fromMe":false,"id":"A"},"pushName":"P"}`,
-			fact.Facts{ChatsSeen: []fact.ChatSeen{{Chat: "5@s.whatsapp.net", Name: "P", Direction: fact.Incoming}}}},
+			fact.Facts{ChatsSeen: []fact.ChatSeen{{Chat: "5@s.whatsapp.net", Name: "P", Direction: fact.Incoming, LID: "27@lid"}}}},
 		{"@lid chat with senderPn", KindMessagesUpsert, `{"key":{"remoteJid":"27@lid","senderPn":"5@s.whatsapp.net","fromMe":true,"id":"A"}}`,
-			fact.Facts{ChatsSeen: []fact.ChatSeen{{Chat: "5@s.whatsapp.net", Direction: fact.Outgoing}}}},
+			fact.Facts{ChatsSeen: []fact.ChatSeen{{Chat: "5@s.whatsapp.net", Direction: fact.Outgoing, LID: "27@lid"}}}},
 		{"@lid chat alone", KindMessagesUpsert, `{"key":{"remoteJid":"27@lid","remoteJidAlt":"x@lid","id":"A"}}`,
 			fact.Facts{ChatsSeen: []fact.ChatSeen{{Chat: "27@lid"}}}},
 		{"status broadcast is no chat", KindMessagesUpsert, `{"key":{"remoteJid":"status@broadcast","fromMe":false,"id":"A"}}`, fact.Facts{}},

@@ -98,13 +98,13 @@ func TestInterpretEngines(t *testing.T) {
 			"GOWS", "call.received",
 			`{"id":"C1","from":"` + aliceLID + `","timestamp":1666943582,"isVideo":false,"isGroup":false,` +
 				`"_data":{"From":"` + aliceLID + `","CallCreator":"` + aliceLID + `","CallCreatorAlt":"` + aliceJID + `","CallID":"C1","GroupJID":""}}`,
-			me, fact.Facts{Calls: []fact.Call{{CallID: "C1", Chat: aliceLID, From: aliceJID, State: fact.CallOffered, Status: "call.received"}}},
+			me, fact.Facts{Calls: []fact.Call{{CallID: "C1", Chat: aliceLID, From: aliceJID, ChatPhone: aliceJID, State: fact.CallOffered, Status: "call.received"}}},
 		},
 		"call gows: caller_pn when there is no alt": {
 			"GOWS", "call.received",
 			`{"id":"C1","from":"` + aliceLID + `","_data":{"From":"` + aliceLID + `","CallCreator":"` + aliceLID + `","CallCreatorAlt":"",` +
 				`"Data":{"Tag":"offer","Attrs":{"call-id":"C1","call-creator":"` + aliceLID + `","caller_pn":"` + aliceJID + `"}}}}`,
-			me, fact.Facts{Calls: []fact.Call{{CallID: "C1", Chat: aliceLID, From: aliceJID, State: fact.CallOffered, Status: "call.received"}}},
+			me, fact.Facts{Calls: []fact.Call{{CallID: "C1", Chat: aliceLID, From: aliceJID, ChatPhone: aliceJID, State: fact.CallOffered, Status: "call.received"}}},
 		},
 		"call gows: a phone-number caller is kept; from is the chat, as WAHA gives it": {
 			"GOWS", "call.accepted",
@@ -114,7 +114,7 @@ func TestInterpretEngines(t *testing.T) {
 		"call gows: without from, the creator stands in": {
 			"GOWS", "call.received",
 			`{"id":"C1","_data":{"CallCreator":"` + aliceLID + `","CallCreatorAlt":"` + aliceJID + `"}}`,
-			me, fact.Facts{Calls: []fact.Call{{CallID: "C1", Chat: aliceLID, From: aliceJID, State: fact.CallOffered, Status: "call.received"}}},
+			me, fact.Facts{Calls: []fact.Call{{CallID: "C1", Chat: aliceLID, From: aliceJID, ChatPhone: aliceJID, State: fact.CallOffered, Status: "call.received"}}},
 		},
 		"call gows: no phone id known keeps the lid": {
 			"GOWS", "call.rejected",

@@ -265,6 +265,9 @@ func call(p json.RawMessage, state, status string) (fact.Facts, error) {
 	}
 	c.Video, _ = boolean(w.IsVideo)
 	c.Group, _ = boolean(w.IsGroup)
+	if !c.Group && isLID(chat) && from != chat && !isLID(from) && chatid.ID(c.Chat) == chatid.ID(chat) {
+		c.ChatPhone = from
+	}
 	if c.CallID == "" {
 		return fact.Facts{}, provider.Invalid("call has no id")
 	}
