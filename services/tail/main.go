@@ -252,8 +252,9 @@ func (c config) tail(ctx context.Context, out io.Writer) error {
 	return nil
 }
 
-// filter is what -type and -chat select; nil selects everything.
-func (c config) filter() func(typ, chat string) bool {
+// filter is what -type and -chat select, given an event's type and the
+// chats it names (subject, chat_id); nil selects everything.
+func (c config) filter() func(typ string, chats ...string) bool {
 	if len(c.types) == 0 && len(c.chats) == 0 {
 		return nil
 	}
@@ -262,7 +263,7 @@ func (c config) filter() func(typ, chat string) bool {
 		chats[chatid.ID(ch)] = true
 		chats[ch] = true
 	}
-	return func(typ, chat string) bool {
+	return func(typ string, about ...string) bool {
 		if len(c.types) > 0 {
 			ok := false
 			for _, t := range c.types {
@@ -275,7 +276,15 @@ func (c config) filter() func(typ, chat string) bool {
 				return false
 			}
 		}
-		return len(chats) == 0 || chat != "" && chats[chat]
+		if len(chats) == 0 {
+			return true
+		}
+		for _, ch := range about {
+			if ch != "" && chats[ch] {
+				return true
+			}
+		}
+		return false
 	}
 }
 

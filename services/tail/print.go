@@ -39,7 +39,7 @@ type printer struct {
 	// data prints only the events' data.
 	data bool
 	// match selects the events printed by type and chat; nil: all.
-	match func(typ, chat string) bool
+	match func(typ string, chats ...string) bool
 	parts parts
 }
 
@@ -62,7 +62,7 @@ func (p *printer) print(it item) (bool, error) {
 		// Held whatever the filter: the record they belong to may be selected.
 		p.parts.hold(m, b)
 	}
-	if p.match != nil && !p.match(ev.Type(), chatOf(ev.Subject(), ev.Data())) {
+	if p.match != nil && !p.match(ev.Type(), ev.Subject(), dataChatID(ev.Data())) {
 		return false, nil
 	}
 	switch {
@@ -106,11 +106,10 @@ func (p *printer) printData(l line, data []byte) error {
 	return p.enc.Encode(string(data))
 }
 
-// chatOf is the chat an event is about: a raw event's subject, else a
-// derived event's chat_id.
-func chatOf(subject string, data []byte) string {
-	if subject != "" {
-		return subject
+// dataChatID is the chat_id of a derived event's data.
+func dataChatID(data []byte) string {
+	if len(data) == 0 || data[0] != '{' {
+		return ""
 	}
 	var d struct {
 		ChatID string `json:"chat_id"`
