@@ -71,6 +71,7 @@ func eventIDs(t *testing.T, lines []string) []string {
 }
 
 // filterCases are checked on both brokers; base reads every event stored.
+// -idle, the same code on both, is checked when idle is set.
 func filterCases(t *testing.T, ctx context.Context, base []string, idle string) {
 	for _, tc := range []struct {
 		name string
@@ -99,9 +100,11 @@ func filterCases(t *testing.T, ctx context.Context, base []string, idle string) 
 			t.Errorf("-data of a dead letter printed %q, want its record", got)
 		}
 	})
+	if idle == "" {
+		return
+	}
 	t.Run("idle", func(t *testing.T) {
-		// Nothing more comes after the 4 events: tail stops by itself. The
-		// idle time leaves room for a slow start (Kafka's readers connect).
+		// Nothing more comes after the 4 events: tail stops by itself.
 		if got := printed(t, ctx, append(slices.Clone(base), "-idle", idle)...); len(got) != 4 {
 			t.Errorf("printed %d lines before going idle, want 4", len(got))
 		}
@@ -152,7 +155,7 @@ func TestTailKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	brokers := strings.Join(cluster.ListenAddrs(), ",")
-	filterCases(t, ctx, []string{"-broker", "kafka", "-kafka-brokers", brokers, "-all"}, "5s")
+	filterCases(t, ctx, []string{"-broker", "kafka", "-kafka-brokers", brokers, "-all"}, "")
 
 	for name, args := range map[string][]string{
 		"offset": {"-offset", "0"},
