@@ -163,6 +163,15 @@ func (c redriveConfig) build(providers map[string]provider.Provider, k candidate
 	if k.bodyErr != nil {
 		return nil, nil, fmt.Errorf("%w: body incomplete, so the delivery would not be the one received: %w", ingress.ErrNotRedeliverable, k.bodyErr)
 	}
+	if k.d.SourceEventID != "" {
+		// Redeliver says why, whatever the provider (a consumer names
+		// "unknown" when the raw event named none).
+		if p := providers[k.d.Provider]; p != nil {
+			return ingress.Redeliver(p, k.d, k.body, c.maxItems, c.binding())
+		}
+		return nil, nil, fmt.Errorf("%w: a consumer's dead letter of raw event %s, which is in the raw stream: re-derive it by replaying the stream",
+			ingress.ErrNotRedeliverable, k.d.SourceEventID)
+	}
 	p := providers[k.d.Provider]
 	if p == nil {
 		return nil, nil, fmt.Errorf("%w: no provider %q", ingress.ErrNotRedeliverable, k.d.Provider)

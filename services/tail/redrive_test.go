@@ -241,6 +241,9 @@ func TestRedriveRefuses(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if limit > 0 && len(msgs) < 2 {
+			t.Fatalf("dead letter %q in %d message, want parts", d.Reason, len(msgs))
+		}
 		if drop >= 0 {
 			msgs = slices.Delete(msgs, drop, drop+1)
 		}
@@ -250,7 +253,7 @@ func TestRedriveRefuses(t *testing.T) {
 			}
 		}
 	}
-	fromConsumer := envelope.DeadLetter{Reason: "label-changed: bad", Provider: "whapi", Channel: "MANTIS-M72HC", ReceivedAt: now, SourceEventID: "abc"}
+	fromConsumer := envelope.DeadLetter{Reason: "label-changed: bad", Provider: "unknown", Channel: "MANTIS-M72HC", ReceivedAt: now, SourceEventID: "abc"}
 	fromConsumer.SetBody([]byte(`{"id":"1"}`))
 	publish(fromConsumer, 0, -1)
 	lost := envelope.DeadLetter{Reason: "delivery has more than 1 items", Provider: "whapi", ReceivedAt: now, Method: "POST", Path: "/v1/webhooks/whapi"}
@@ -262,7 +265,7 @@ func TestRedriveRefuses(t *testing.T) {
 	good := envelope.DeadLetter{Reason: "delivery has more than 1 items", Provider: "whapi", ReceivedAt: now, Method: "POST", Path: "/v1/webhooks/whapi",
 		Headers: map[string]string{"Content-Type": "application/json"}}
 	good.SetBody([]byte(strings.ReplaceAll(twoPatches, "MANTIS-M72HC", "OTHER")))
-	publish(good, 0, -1)
+	publish(good, 1200, -1) // in parts, put back together
 
 	lines, err := redriveRun(t, ctx, "-data-dir", dir)
 	if err == nil || !strings.Contains(err.Error(), "3 dead letters refused") {
