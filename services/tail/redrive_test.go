@@ -287,17 +287,19 @@ func TestRedriveRefuses(t *testing.T) {
 	}
 }
 
-// TestRedriveKafka: the same on Kafka (kfake over TCP): redriven once,
-// passed over the second time.
+// TestRedriveKafka: the same on Kafka (kfake over TCP): redriven once and
+// derived from, passed over the second time.
 func TestRedriveKafka(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(2))
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(2), kfake.GroupMinSessionTimeout(500*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cluster.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	kb, err := kafkabroker.Connect(ctx, kafkabroker.Config{Brokers: cluster.ListenAddrs(), Topics: kafkabroker.TopicsConfig{Partitions: 2}})
+	kb, err := kafkabroker.Connect(ctx, kafkabroker.Config{Brokers: cluster.ListenAddrs(), Topics: kafkabroker.TopicsConfig{Partitions: 2},
+		Subscribe: kafkabroker.SubscribeConfig{SessionTimeout: 3 * time.Second, HeartbeatInterval: 300 * time.Millisecond,
+			RebalanceTimeout: 10 * time.Second, JoinGroupBackoff: 300 * time.Millisecond, RetryMax: time.Second, ShutdownGrace: 5 * time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,6 +307,17 @@ func TestRedriveKafka(t *testing.T) {
 	if code, _ := deliver(t, kb, envelope.Kafka, 1, "/v1/webhooks/whapi", twoPatches); code != http.StatusBadRequest {
 		t.Fatalf("delivery of 2 items to an ingress taking 1: %d, want 400", code)
 	}
+	cons, err := consumer.New(consumer.Config{Deriver: label.Deriver{Registry: derivetest.NewLabelRegistry()}, Providers: all.Providers(),
+		Subscriber: kb, Publisher: kb, Binding: envelope.Kafka, Metrics: consumer.NewMetrics(prometheus.NewRegistry()),
+		// A new group starts at the end unless given a time: from before the redrive, whenever it joins.
+		StartTime: time.Now().Add(-time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, stopCons := context.WithCancel(ctx)
+	consDone := make(chan error, 1)
+	go func() { consDone <- cons.Run(cctx) }()
+	defer func() { stopCons(); <-consDone }()
 	brokers := strings.Join(cluster.ListenAddrs(), ",")
 	c := conn{broker: "kafka", kafkaBrokers: brokers}
 	args := []string{"-broker", "kafka", "-kafka-brokers", brokers}
@@ -318,6 +331,15 @@ func TestRedriveKafka(t *testing.T) {
 	if !slices.Equal(raw, want) {
 		t.Fatalf("raw records %v, want %v", raw, want)
 	}
+	derived := func() []string { return stored(t, ctx, c, envelope.DerivedTopic("label-changed")) }
+	waitFor(t, "4 label events derived", func() bool {
+		select {
+		case err := <-consDone:
+			t.Fatalf("consumer: %v", err)
+		default:
+		}
+		return len(derived()) == 4
+	})
 	again, err := redriveRun(t, ctx, args...)
 	if err != nil || !slices.Equal(actions(again), []string{"already_redriven"}) {
 		t.Fatalf("second redrive: %+v, %v; want already_redriven", again, err)
