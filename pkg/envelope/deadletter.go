@@ -348,3 +348,43 @@ func DeadLetterBody(id string, d DeadLetter, msgs []broker.Message, b Binding) (
 	}
 	return raw, nil
 }
+
+// DeadLetterRedrivenType is the CloudEvent type of the note a redrive
+// leaves beside a dead letter once its raw events are published again, so
+// that a later redrive passes it over on either broker.
+const DeadLetterRedrivenType = "io.wahook.deadletter.redriven"
+
+// Redriven is the data of a redrive note: the raw event ids published.
+type Redriven struct {
+	DeadLetterID string    `json:"deadletter_id"`
+	IDs          []string  `json:"ids"`
+	RedrivenAt   time.Time `json:"redriven_at"`
+}
+
+// DeadLetterRedrivenID is the id of the redrive note of record id: one per
+// dead letter, so that two notes of it are stored once on NATS.
+func DeadLetterRedrivenID(id string) string { return id + "-redriven" }
+
+// RedrivenMessage builds the redrive note of the dead letter d whose
+// record's id is r.DeadLetterID, on the record's subject and key.
+func RedrivenMessage(d DeadLetter, r Redriven, b Binding) (broker.Message, error) {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return broker.Message{}, fmt.Errorf("redrive note %s: %w", r.DeadLetterID, err)
+	}
+	ev := deadLetterEvent(&d, DeadLetterRedrivenID(r.DeadLetterID), DeadLetterRedrivenType)
+	ev.SetTime(r.RedrivenAt)
+	ev.SetExtension(ExtDeadLetterID, r.DeadLetterID)
+	ev.SetDataContentType(JSON)
+	ev.DataEncoded = data
+	return Encode(ev, DeadLetterTopic, DeadLetterSubject(d.Provider), b)
+}
+
+// DeadLetterRedriven tells whether m is a redrive note, and of which
+// record.
+func DeadLetterRedriven(m broker.Message, b Binding) (recordID string, ok bool) {
+	if b.decode(m.Header.Get(b.attr(AttrType))) != DeadLetterRedrivenType {
+		return "", false
+	}
+	return b.decode(m.Header.Get(b.attr(ExtDeadLetterID))), true
+}

@@ -24,7 +24,6 @@ import (
 
 	"github.com/wahook/wahook/pkg/auth"
 	"github.com/wahook/wahook/pkg/broker"
-	"github.com/wahook/wahook/pkg/chatid"
 	"github.com/wahook/wahook/pkg/envelope"
 	"github.com/wahook/wahook/pkg/provider"
 )
@@ -342,71 +341,25 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 		return h.reject(w, r, p.Name(), "", body, start, invalidChannel("?channel="))
 	}
 	d.channel = pin
-	items, err := p.Split(body, provider.Delivery{Method: r.Method, Segments: segments, MaxItems: h.cfg.MaxItems})
-	switch {
-	case errors.Is(err, provider.ErrTooManyItems) || err == nil && len(items) > h.cfg.MaxItems:
-		return h.reject(w, r, p.Name(), pin, body, start, outcome{status: http.StatusBadRequest, code: "too_many_items",
-			message: fmt.Sprintf("delivery has more than %d items", h.cfg.MaxItems)})
-	case errors.Is(err, provider.ErrInvalid):
-		return h.reject(w, r, p.Name(), pin, body, start, outcome{status: http.StatusBadRequest, code: "invalid_payload", message: err.Error()})
-	case err != nil:
-		return h.reject(w, r, p.Name(), pin, body, start, outcome{status: http.StatusInternalServerError, code: "internal",
-			message: "could not split delivery", err: err})
-	case len(items) == 0:
-		return h.reject(w, r, p.Name(), pin, body, start, outcome{status: http.StatusBadRequest, code: "invalid_payload", message: "delivery has no items"})
+	items, f := splitDelivery(p, body, r.Method, segments, h.cfg.MaxItems)
+	if f != nil {
+		return h.reject(w, r, p.Name(), pin, body, start, *f)
 	}
 	// A channel-scoped secret posts for its channel only: every item or none.
 	if ch, refused := grant.Refused(items, pin); refused {
 		return h.fail(w, forbiddenChannel(ch))
 	}
 
-	msgs := make([]broker.Message, len(items))
-	ids := make([]string, len(items))
-	channel := ""
 	traceParent := r.Header.Get("Traceparent")
 	if !validTraceParent(traceParent) {
 		traceParent = ""
 	}
-	for i := range items {
-		it := &items[i]
-		switch {
-		case it.Channel != "" && !provider.ValidChannel(it.Channel):
-			return h.reject(w, r, p.Name(), "", body, start, invalidChannel("the payload's"))
-		case pin != "" && it.Channel != "" && it.Channel != pin:
-			return h.fail(w, outcome{status: http.StatusForbidden, code: "channel_mismatch",
-				message: "payload names another channel than the one pinned by ?channel=", channel: it.Channel})
-		case it.Channel == "" && pin == "":
-			return h.reject(w, r, p.Name(), pin, body, start, outcome{status: http.StatusBadRequest, code: "no_channel",
-				message: "payload names no channel; pin one with ?channel="})
-		case it.Channel == "":
-			it.Channel = pin
+	msgs, ids, channel, bf := rawEvents(p.Name(), items, pin, false, start, traceParent, h.cfg.Binding)
+	if bf != nil {
+		if bf.keep {
+			return h.reject(w, r, p.Name(), bf.channel, body, start, bf.o)
 		}
-		if !provider.ValidKind(it.Kind) {
-			it.Kind = provider.KindUnknown
-		}
-		id, err := provider.EventID(p.Name(), *it)
-		if err != nil {
-			return h.reject(w, r, p.Name(), pin, body, start, outcome{status: http.StatusBadRequest, code: "invalid_payload", message: err.Error()})
-		}
-		t := it.Time
-		if t.IsZero() {
-			t = start
-		}
-		ids[i] = id
-		channel = it.Channel
-		msgs[i] = envelope.Ingress(envelope.Raw{
-			ID:          id,
-			Provider:    p.Name(),
-			Channel:     it.Channel,
-			Kind:        it.Kind,
-			Chat:        chatid.ID(it.Chat),
-			Time:        t,
-			TraceParent: traceParent,
-			Data:        it.Data,
-
-			// Copies stored apart have other receive times: consumers use the first's.
-			TimeReceived: it.Time.IsZero(),
-		}, h.cfg.Binding)
+		return h.fail(w, bf.o)
 	}
 
 	d.channel = channel
