@@ -32,12 +32,15 @@ import (
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/wahook/wahook/pkg/broker"
 	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/envelope"
 	"github.com/wahook/wahook/pkg/provider"
+	"github.com/wahook/wahook/pkg/tracing"
 )
 
 // Config configures one derived stream's consumer.
@@ -69,6 +72,10 @@ type Config struct {
 	Times   derive.TimeRegistry
 	Metrics *Metrics
 	Logger  *zap.Logger
+	// Tracer, when set, traces the processing of every raw event as a
+	// part of the trace the raw event carries, and carries it on to the
+	// derived events; nil is tracing off.
+	Tracer *tracing.Tracer
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -236,6 +243,20 @@ func (c *Consumer) Run(ctx context.Context) error {
 // Handle processes one raw event; it is the consumer's broker.Handler.
 func (c *Consumer) Handle(ctx context.Context, m broker.Received) error {
 	start := c.cfg.Now()
+	if c.cfg.Tracer != nil {
+		var span trace.Span
+		ctx, span = c.cfg.Tracer.StartProcess(ctx, m, c.cfg.Binding, tracing.Process{Group: c.cfg.Group, Stream: c.stream})
+		var outcome string
+		var err error
+		defer func() { tracing.EndProcess(span, outcome, err) }()
+		outcome, err = c.process(ctx, m, start)
+		return err
+	}
+	_, err := c.process(ctx, m, start)
+	return err
+}
+
+func (c *Consumer) process(ctx context.Context, m broker.Received, start time.Time) (string, error) {
 	outcome, err := c.handle(ctx, m)
 	c.cfg.Metrics.processed.WithLabelValues(c.stream, outcome).Inc()
 	c.cfg.Metrics.duration.WithLabelValues(c.stream).Observe(c.cfg.Now().Sub(start).Seconds())
@@ -244,10 +265,23 @@ func (c *Consumer) Handle(ctx context.Context, m broker.Received) error {
 		if m.Attempt > 3 {
 			lvl = zap.ErrorLevel
 		}
-		c.log.Check(lvl, "raw event failed").Write(zap.String("subject", m.Subject),
+		c.logAt(ctx, lvl, "raw event failed", zap.String("subject", m.Subject),
 			zap.String("event_id", m.ID), zap.Int("attempt", m.Attempt), zap.Error(err))
 	}
-	return err
+	return outcome, err
+}
+
+// logAt writes a line with the trace_id and span_id of the span in ctx
+// when it is recording.
+func (c *Consumer) logAt(ctx context.Context, lvl zapcore.Level, msg string, fields ...zap.Field) {
+	ce := c.log.Check(lvl, msg)
+	if ce == nil {
+		return
+	}
+	if tf := tracing.LogFields(ctx); tf != nil {
+		fields = append(fields, tf...)
+	}
+	ce.Write(fields...)
 }
 
 func (c *Consumer) handle(ctx context.Context, m broker.Received) (string, error) {
@@ -302,7 +336,7 @@ func (c *Consumer) handle(ctx context.Context, m broker.Received) (string, error
 		}
 		msgs = append(msgs, msg)
 	}
-	if err := c.cfg.Publisher.Publish(ctx, msgs...); err != nil {
+	if err := c.cfg.Tracer.Publish(ctx, c.cfg.Publisher, c.cfg.Binding, msgs...); err != nil {
 		return "error", fmt.Errorf("publish derived events of %s: %w", raw.ID, err)
 	}
 	for _, d := range events {
@@ -311,7 +345,7 @@ func (c *Consumer) handle(ctx context.Context, m broker.Received) (string, error
 	if err := c.mark(ctx, raw.ID); err != nil {
 		return "error", err
 	}
-	c.log.Debug("derived", zap.String("event_id", raw.ID), zap.Int("events", len(events)))
+	c.logAt(ctx, zap.DebugLevel, "derived", zap.String("event_id", raw.ID), zap.Int("events", len(events)))
 	return "derived", nil
 }
 
@@ -331,7 +365,12 @@ func (c *Consumer) mark(ctx context.Context, id string) error {
 // or panicked), with the cause as the reason; it is the consumer's
 // broker.Subscription.Poison. An error means the dead letter is not stored
 // and the event is tried again.
-func (c *Consumer) Poison(ctx context.Context, m broker.Received, cause error) error {
+func (c *Consumer) Poison(ctx context.Context, m broker.Received, cause error) (err error) {
+	if c.cfg.Tracer != nil {
+		var span trace.Span
+		ctx, span = c.cfg.Tracer.StartProcess(ctx, m, c.cfg.Binding, tracing.Process{Group: c.cfg.Group, Stream: c.stream})
+		defer func() { tracing.EndProcess(span, "poisoned", err) }()
+	}
 	eventID, providerName, channel := m.ID, "", ""
 	if raw, err := envelope.DecodeRaw(m.Message, c.cfg.Binding); err == nil {
 		eventID, providerName, channel = raw.ID, raw.Provider, raw.Channel
@@ -342,11 +381,11 @@ func (c *Consumer) Poison(ctx context.Context, m broker.Received, cause error) e
 	}
 	reason = bounded(reason, maxReason)
 	if err := c.deadLetter(ctx, m, eventID, providerName, channel, reason); err != nil {
-		c.log.Error("poisoned raw event not dead-lettered; retrying", zap.String("event_id", eventID), zap.Error(err))
+		c.logAt(ctx, zap.ErrorLevel, "poisoned raw event not dead-lettered; retrying", zap.String("event_id", eventID), zap.Error(err))
 		return err
 	}
 	c.cfg.Metrics.processed.WithLabelValues(c.stream, "poisoned").Inc()
-	c.log.Error("raw event poisoned: dead-lettered and skipped", zap.String("event_id", eventID),
+	c.logAt(ctx, zap.ErrorLevel, "raw event poisoned: dead-lettered and skipped", zap.String("event_id", eventID),
 		zap.String("subject", m.Subject), zap.Int("attempt", m.Attempt), zap.String("reason", reason))
 	return nil
 }
@@ -370,7 +409,7 @@ func (c *Consumer) reject(ctx context.Context, m broker.Received, eventID, provi
 	if err := c.deadLetter(ctx, m, eventID, providerName, channel, reason); err != nil {
 		return "error", err
 	}
-	c.log.Warn("raw event dead-lettered", zap.String("event_id", eventID), zap.String("subject", m.Subject), zap.String("reason", reason))
+	c.logAt(ctx, zap.WarnLevel, "raw event dead-lettered", zap.String("event_id", eventID), zap.String("subject", m.Subject), zap.String("reason", reason))
 	return "dead_lettered", broker.Permanent(errors.New(reason))
 }
 
@@ -390,7 +429,9 @@ func (c *Consumer) deadLetter(ctx context.Context, m broker.Received, eventID, p
 	// Parts first when the body does not fit one message, the record last.
 	msgs, err := envelope.DeadLetterMessages(dl, c.cfg.Binding, broker.MaxMessageBytes(c.cfg.Publisher))
 	if err == nil {
-		err = envelope.PublishDeadLetter(ctx, c.cfg.Publisher.Publish, msgs)
+		err = envelope.PublishDeadLetter(ctx, func(ctx context.Context, m ...broker.Message) error {
+			return c.cfg.Tracer.Publish(ctx, c.cfg.Publisher, c.cfg.Binding, m...)
+		}, msgs)
 	}
 	if err != nil {
 		return fmt.Errorf("dead-letter %s: %w", eventID, err)

@@ -17,6 +17,7 @@ import (
 	"github.com/wahook/wahook/pkg/derive/label"
 	"github.com/wahook/wahook/pkg/envelope"
 	"github.com/wahook/wahook/pkg/provider"
+	"github.com/wahook/wahook/pkg/tracing"
 )
 
 // Streams says which derived streams a process runs and how.
@@ -76,6 +77,8 @@ type Deps struct {
 	Providers []provider.Provider
 	Metrics   *Metrics
 	Logger    *zap.Logger
+	// Tracer traces the consumers' work; nil is tracing off.
+	Tracer *tracing.Tracer
 }
 
 // Deriver returns the deriver of a stream.
@@ -118,6 +121,7 @@ func (s Streams) Run(ctx context.Context, d Deps) error {
 			Times:       d.Times,
 			Metrics:     d.Metrics,
 			Logger:      d.Logger,
+			Tracer:      d.Tracer,
 		})
 		if err != nil {
 			return err

@@ -34,6 +34,7 @@ const (
 	ExtPartitionKey     = "partitionkey"
 	ExtCausationID      = "causationid"
 	ExtTraceParent      = "traceparent"
+	ExtTraceState       = "tracestate"
 	ExtTimeSource       = "timesource"
 )
 
@@ -58,8 +59,11 @@ type Raw struct {
 	Time time.Time
 	// TimeReceived marks Time as the receive time (extension timesource).
 	TimeReceived bool
-	TraceParent  string
-	Data         []byte
+	// TraceParent and TraceState are the CloudEvents distributed-tracing
+	// extension; the ingress sets them on the message (TraceCarrier) when
+	// tracing is on.
+	TraceParent, TraceState string
+	Data                    []byte
 }
 
 // Source is the CloudEvent source of a provider channel, a URI reference:
@@ -109,6 +113,9 @@ func Ingress(r Raw, b Binding) broker.Message {
 	set(ExtPartitionKey, key)
 	if r.TraceParent != "" {
 		set(ExtTraceParent, r.TraceParent)
+		if r.TraceState != "" {
+			set(ExtTraceState, r.TraceState)
+		}
 	}
 	vals = append(vals, JSON)
 	h[b.ContentType] = vals[len(vals)-1 : len(vals) : len(vals)]

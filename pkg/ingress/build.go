@@ -43,7 +43,7 @@ type buildFailure struct {
 // (its own, else received) and builds its raw event. fillOnly takes pin
 // for items without a channel only, where the handler refuses an item
 // naming another channel than the one pinned.
-func rawEvents(providerName string, items []provider.Item, pin string, fillOnly bool, received time.Time, traceParent string,
+func rawEvents(providerName string, items []provider.Item, pin string, fillOnly bool, received time.Time,
 	b envelope.Binding) ([]broker.Message, []string, string, *buildFailure) {
 	msgs := make([]broker.Message, len(items))
 	ids := make([]string, len(items))
@@ -77,14 +77,13 @@ func rawEvents(providerName string, items []provider.Item, pin string, fillOnly 
 		ids[i] = id
 		channel = it.Channel
 		msgs[i] = envelope.Ingress(envelope.Raw{
-			ID:          id,
-			Provider:    providerName,
-			Channel:     it.Channel,
-			Kind:        it.Kind,
-			Chat:        chatid.ID(it.Chat),
-			Time:        t,
-			TraceParent: traceParent,
-			Data:        it.Data,
+			ID:       id,
+			Provider: providerName,
+			Channel:  it.Channel,
+			Kind:     it.Kind,
+			Chat:     chatid.ID(it.Chat),
+			Time:     t,
+			Data:     it.Data,
 
 			// Copies stored apart have other receive times: consumers use the first's.
 			TimeReceived: it.Time.IsZero(),

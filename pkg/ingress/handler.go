@@ -20,12 +20,14 @@ import (
 	"time"
 
 	"github.com/nats-io/nuid"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/wahook/wahook/pkg/auth"
 	"github.com/wahook/wahook/pkg/broker"
 	"github.com/wahook/wahook/pkg/envelope"
 	"github.com/wahook/wahook/pkg/provider"
+	"github.com/wahook/wahook/pkg/tracing"
 )
 
 // Config configures a Handler. Zero durations and sizes take the defaults
@@ -72,6 +74,9 @@ type Config struct {
 	Ready   func(ctx context.Context) error
 	Metrics *Metrics
 	Logger  *zap.Logger
+	// Tracer, when set, traces every delivery and carries its trace
+	// context on the raw events; nil is tracing off.
+	Tracer *tracing.Tracer
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -247,6 +252,12 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		metricName = "unknown"
 	}
 
+	var span trace.Span
+	if h.cfg.Tracer != nil {
+		var ctx context.Context
+		ctx, span = h.cfg.Tracer.StartDelivery(r, r.Pattern)
+		r = r.WithContext(ctx)
+	}
 	d := &delivery{h: h, reuse: true}
 	var out outcome
 	defer func() {
@@ -267,7 +278,7 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) {
 			out.err = fmt.Errorf("%w\n%s", out.err, debug.Stack())
 		}
 		d.done()
-		h.finish(r, reqID, metricName, start, out)
+		h.finish(r, reqID, metricName, start, out, span)
 	}()
 
 	if !known {
@@ -350,11 +361,7 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 		return h.fail(w, forbiddenChannel(ch))
 	}
 
-	traceParent := r.Header.Get("Traceparent")
-	if !validTraceParent(traceParent) {
-		traceParent = ""
-	}
-	msgs, ids, channel, bf := rawEvents(p.Name(), items, pin, false, start, traceParent, h.cfg.Binding)
+	msgs, ids, channel, bf := rawEvents(p.Name(), items, pin, false, start, h.cfg.Binding)
 	if bf != nil {
 		if bf.keep {
 			return h.reject(w, r, p.Name(), bf.channel, body, start, bf.o)
@@ -419,31 +426,6 @@ func printable(s string, max int) bool {
 	return true
 }
 
-// validTraceParent reports whether s is a W3C traceparent
-// ("00-{32 hex}-{16 hex}-{2 hex}", or a later version's longer form): it
-// travels on every raw event, so anything else is dropped.
-func validTraceParent(s string) bool {
-	if len(s) < 55 || len(s) > 128 || s[2] != '-' || s[35] != '-' || s[52] != '-' {
-		return false
-	}
-	if s[:2] == "00" && len(s) != 55 || s[:2] == "ff" || len(s) > 55 && s[55] != '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case i == 2 || i == 35 || i == 52:
-		case i >= 55:
-			if c < 0x21 || c > 0x7e {
-				return false
-			}
-		case c >= '0' && c <= '9' || c >= 'a' && c <= 'f':
-		default:
-			return false
-		}
-	}
-	return true
-}
-
 // writeAccepted answers {"accepted": N, "ids": [...]}. Ids are hex, so the
 // body is written without an encoder on this hot path.
 var jsonContentType = []string{"application/json"}
@@ -470,7 +452,8 @@ func (h *Handler) publish(ctx context.Context, msgs []broker.Message) error {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.PublishTimeout)
 	defer cancel()
 	t := time.Now()
-	err := h.cfg.Publisher.Publish(ctx, msgs...)
+	// Traced, each message carries its producer span's context.
+	err := h.cfg.Tracer.Publish(ctx, h.cfg.Publisher, h.cfg.Binding, msgs...)
 	result := "ok"
 	if err != nil {
 		result = "error"
@@ -537,8 +520,13 @@ func authOutcome(err error) (outcome, bool) {
 	}
 }
 
-// finish logs one line and counts one delivery.
-func (h *Handler) finish(r *http.Request, reqID, providerName string, start time.Time, o outcome) {
+// finish logs one line, counts one delivery and ends its span.
+func (h *Handler) finish(r *http.Request, reqID, providerName string, start time.Time, o outcome, span trace.Span) {
+	if span != nil {
+		// Ended after the line is written, so that it is still recording.
+		defer tracing.EndDelivery(span, tracing.Delivery{Provider: providerName, Channel: o.channel, RequestID: reqID,
+			Items: o.items, Status: o.status, Code: o.code, Err: o.err})
+	}
 	elapsed := h.cfg.Now().Sub(start)
 	h.cfg.Metrics.deliveries.WithLabelValues(providerName, strconv.Itoa(o.status)).Inc()
 	h.cfg.Metrics.duration.WithLabelValues(providerName).Observe(elapsed.Seconds())
@@ -574,6 +562,7 @@ func (h *Handler) finish(r *http.Request, reqID, providerName string, start time
 	if o.err != nil {
 		fields = append(fields, zap.Error(o.err))
 	}
+	fields = append(fields, tracing.SpanFields(span)...)
 	ce.Write(fields...)
 }
 

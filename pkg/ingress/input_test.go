@@ -254,31 +254,21 @@ func TestAMillionEmptyItems(t *testing.T) {
 	}
 }
 
-// TestRequestHeadersAreBounded: the traceparent travels on every raw event
-// and the request id is echoed, logged and kept in dead letters, so only
-// well-formed, bounded ones are taken.
+// TestRequestHeadersAreBounded: the request id is echoed, logged and kept
+// in dead letters, so only a well-formed, bounded one is taken; with
+// tracing off a request's traceparent reaches no raw event (pkg/tracing
+// tests tracing on).
 func TestRequestHeadersAreBounded(t *testing.T) {
 	e := startEnv(t)
-	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-	for i, tc := range []struct {
-		traceparent, want string
-	}{
-		{tp, tp},
-		{"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-later", "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-later"},
-		{tp + "-extra", ""},
-		{strings.Repeat("0", 4096), ""},
-		{"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", ""},
-		{"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", ""},
-		{"not a trace", ""},
-	} {
+	for i, tp := range []string{"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", strings.Repeat("0", 4096), "not a trace"} {
 		body := fmt.Sprintf(`{"type":"DeliveryCallback","instanceId":"CH","zaapId":"tp-%d","phone":"5544999999999"}`, i)
-		a := e.do("POST", "/v1/webhooks/zapi", []byte(body), map[string]string{"Traceparent": tc.traceparent})
+		a := e.do("POST", "/v1/webhooks/zapi", []byte(body), map[string]string{"Traceparent": tp})
 		if a.status != http.StatusOK {
-			t.Fatalf("traceparent %.40q = %d %s", tc.traceparent, a.status, a.body)
+			t.Fatalf("traceparent %.40q = %d %s", tp, a.status, a.body)
 		}
 		_, ids := a.accepted(t)
-		if got := byID(e.stream(natsbroker.IngressStream))[ids[0]].Header.Get("ce-traceparent"); got != tc.want {
-			t.Errorf("traceparent %.40q stored as %q; want %q", tc.traceparent, got, tc.want)
+		if got := byID(e.stream(natsbroker.IngressStream))[ids[0]].Header.Get("ce-traceparent"); got != "" {
+			t.Errorf("traceparent %.40q stored as %q with tracing off", tp, got)
 		}
 	}
 	for give, kept := range map[string]bool{"req-42": true, strings.Repeat("r", 129): false, "with space": false} {

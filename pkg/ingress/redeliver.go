@@ -21,8 +21,8 @@ const WebhookPath = "/v1/webhooks/"
 // Redeliver builds the raw events of a delivery the ingress dead-lettered,
 // from its record and its whole body, as the handler builds them: the
 // provider's split, the channel (the payload's, else the record's, which
-// is the ?channel= pin when there was one), ids, receive time and
-// traceparent. Its sender was authenticated when it arrived (the ingress
+// is the ?channel= pin when there was one), ids and receive time.
+// Its sender was authenticated when it arrived (the ingress
 // dead-letters nothing before), so no credential is checked again. The ids
 // are those the handler gives the same body: publishing the events twice
 // stores them once within the broker's duplicate window, and consumers
@@ -64,10 +64,6 @@ func Redeliver(p provider.Provider, d envelope.DeadLetter, body []byte, maxItems
 	if pin != "" && !provider.ValidChannel(pin) {
 		return nil, nil, fmt.Errorf("%w: %s", ErrNotRedeliverable, invalidChannel("the record's").message)
 	}
-	traceParent := d.Headers["Traceparent"]
-	if !validTraceParent(traceParent) {
-		traceParent = ""
-	}
 	// The ingress kept the body with the credential already removed;
 	// removing it again changes nothing else.
 	body = provider.Redact(p, body)
@@ -75,7 +71,7 @@ func Redeliver(p provider.Provider, d envelope.DeadLetter, body []byte, maxItems
 	if f != nil {
 		return nil, nil, fmt.Errorf("%w: still %s: %s", ErrNotRedeliverable, f.code, reason(*f))
 	}
-	msgs, ids, _, bf := rawEvents(p.Name(), items, pin, true, d.ReceivedAt, traceParent, b)
+	msgs, ids, _, bf := rawEvents(p.Name(), items, pin, true, d.ReceivedAt, b)
 	if bf != nil {
 		return nil, nil, fmt.Errorf("%w: still %s: %s", ErrNotRedeliverable, bf.o.code, reason(bf.o))
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/wahook/wahook/pkg/gctune"
 	"github.com/wahook/wahook/pkg/logging"
 	"github.com/wahook/wahook/pkg/provider/all"
+	"github.com/wahook/wahook/pkg/tracing"
 )
 
 // gc is the garbage collector's pacing main chose, logged by run; zero in
@@ -110,6 +111,18 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	tracer, stopTracing, err := tracing.Setup(ctx, "wahook-deriver", log.Named("tracing"))
+	if err != nil {
+		return err
+	}
+	// Deferred first, so it runs last: the drain's spans are flushed too.
+	defer func() {
+		flushCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := stopTracing(flushCtx); err != nil {
+			log.Warn("flush traces", zap.Error(err))
+		}
+	}()
 	gc.Log(log)
 	if cfg.cpuProfile != "" {
 		stop, err := admin.StartCPUProfile(cfg.cpuProfile, log)
@@ -147,6 +160,7 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 		}
 		return err
 	}
+	deps.Tracer = tracer
 	g, gctx := errgroup.WithContext(ctx)
 	if cfg.adminAddr != "" {
 		ln, err := admin.Listen(cfg.adminAddr)

@@ -30,6 +30,7 @@ import (
 	"github.com/wahook/wahook/pkg/ingress"
 	"github.com/wahook/wahook/pkg/logging"
 	"github.com/wahook/wahook/pkg/provider/all"
+	"github.com/wahook/wahook/pkg/tracing"
 )
 
 // gc is the garbage collector's pacing main chose, logged by run; zero in
@@ -160,6 +161,18 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	tracer, stopTracing, err := tracing.Setup(ctx, "wahook-ingress", log.Named("tracing"))
+	if err != nil {
+		return err
+	}
+	// Deferred first, so it runs last: the drain's spans are flushed too.
+	defer func() {
+		flushCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := stopTracing(flushCtx); err != nil {
+			log.Warn("flush traces", zap.Error(err))
+		}
+	}()
 	// Room above the bodies the ingress may hold, as Go's default pacing
 	// would leave at the full budget.
 	gc.Floor(2*cfg.maxBuffered + 256<<20)
@@ -237,6 +250,7 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 		Ready:          ready,
 		Metrics:        ingress.NewMetrics(reg),
 		Logger:         log.Named("ingress"),
+		Tracer:         tracer,
 
 		MaxUnauthenticatedInFlight: cfg.maxUnauth,
 		MaxBufferedBytes:           cfg.maxBuffered,
@@ -251,6 +265,7 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 		if deps, err = bb.ConsumerDeps(ctx, all.Providers(), consumer.NewMetrics(reg), log.Named("consumer")); err != nil {
 			return err
 		}
+		deps.Tracer = tracer
 	}
 
 	ln, err := net.Listen("tcp", cfg.httpAddr)
