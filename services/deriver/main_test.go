@@ -131,14 +131,22 @@ func TestReadinessReportsStuckConsumers(t *testing.T) {
 		t.Fatal(err)
 	}
 	metrics := consumer.NewMetrics(prometheus.NewRegistry())
-	ready := readiness(b.Ready, noGroupErr, metrics, time.Millisecond)
-	if err := ready(ctx); err != nil {
-		t.Fatalf("ready before any consumer = %v", err)
+	streams := []string{derive.LabelChanged}
+	ready := readiness(stateOpen, b.Ready, noGroupErr, metrics, streams, time.Millisecond)
+	if err := readiness(stateOpen, b.Ready, noGroupErr, metrics, nil, time.Millisecond)(ctx); err != nil {
+		t.Fatalf("ready without consumers to run = %v", err)
 	}
-	if err := readiness(func(context.Context) error { return errors.New("broker down") }, noGroupErr, metrics, time.Hour)(ctx); err == nil {
+	if err := ready(ctx); err == nil || !strings.Contains(err.Error(), "consumer not started: label-changed") {
+		t.Errorf("ready before the consumer started = %v, want it not started", err)
+	}
+	if err := readiness(func() bool { return false }, b.Ready, noGroupErr, metrics, nil, time.Hour)(ctx); err == nil ||
+		!strings.Contains(err.Error(), "state store") {
+		t.Errorf("ready with the state store opening = %v, want an error saying so", err)
+	}
+	if err := readiness(stateOpen, func(context.Context) error { return errors.New("broker down") }, noGroupErr, metrics, nil, time.Hour)(ctx); err == nil {
 		t.Errorf("ready with the broker down = nil, want an error")
 	}
-	if err := readiness(b.Ready, func() error { return errors.New("group stalled") }, metrics, time.Hour)(ctx); err == nil {
+	if err := readiness(stateOpen, b.Ready, func() error { return errors.New("group stalled") }, metrics, nil, time.Hour)(ctx); err == nil {
 		t.Errorf("ready with a consumer group out of its group = nil, want an error")
 	}
 
@@ -170,9 +178,13 @@ func TestReadinessReportsStuckConsumers(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	poll("not ready", func(err error) bool { return err != nil && strings.Contains(err.Error(), "label-changed") })
+	poll("stuck", func(err error) bool {
+		return err != nil && strings.Contains(err.Error(), "consumer stuck: label-changed")
+	})
 	close(release)
 	poll("ready again", func(err error) bool { return err == nil })
 }
 
 func noGroupErr() error { return nil }
+
+func stateOpen() bool { return true }

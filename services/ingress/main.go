@@ -48,6 +48,7 @@ func main() {
 }
 
 type config struct {
+	healthcheck     bool
 	httpAddr        string
 	adminAddr       string
 	pprof           bool
@@ -81,6 +82,7 @@ type config struct {
 func parseConfig(args []string) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("ingress", flag.ContinueOnError)
+	fs.BoolVar(&c.healthcheck, "healthcheck", false, "ask the running ingress's admin listener (-admin-addr) whether it is ready, exit 0 if so, 1 if not: a container health check")
 	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8080", "webhook listen address (also /healthz and /readyz for load balancers)")
 	fs.StringVar(&c.adminAddr, "admin-addr", admin.DefaultAddr, "admin listen address: /metrics, /healthz, /readyz, pprof when enabled (empty: off); keep it private")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve Go's pprof profiles on the admin listener")
@@ -217,6 +219,9 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 	if err != nil {
 		return err
 	}
+	if cfg.healthcheck {
+		return admin.Healthcheck(ctx, cfg.adminAddr)
+	}
 	log, err := logging.New(cfg.logLevel, cfg.logFormat)
 	if err != nil {
 		return err
@@ -278,7 +283,7 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 		}
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), admin.BuildInfo())
 	if c := bb.Collector(); c != nil {
 		reg.MustRegister(c)
 	}
