@@ -74,4 +74,3 @@ wahook_build_info{commit="` + b.Commit + `",goversion="` + b.GoVersion + `",vers
 		t.Error(err)
 	}
 }
-

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -40,6 +41,14 @@ func TestRunServesHealthAndStops(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("deriver did not start")
 	}
+	// Ready once the state is open and the consumers run.
+	deadline := time.Now().Add(30 * time.Second)
+	for run(ctx, []string{"-healthcheck", "-admin-addr", addr}, nil) != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("-healthcheck still failing after 30s: %v", run(ctx, []string{"-healthcheck", "-admin-addr", addr}, nil))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200,
 		"/debug/pprof/": 404, "/debug/pprof/cmdline": 404} {
 		res, err := http.Get("http://" + addr + path)
@@ -47,6 +56,18 @@ func TestRunServesHealthAndStops(t *testing.T) {
 			t.Fatalf("GET %s = %v, %v; want %d", path, res, err, want)
 		}
 		res.Body.Close()
+	}
+	res, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, name := range []string{"wahook_build_info{", "wahook_broker_reconnects_total{", `wahook_consumer_retries_total{stream="call"}`,
+		`wahook_consumer_stalled_seconds{stream="group-notification"}`} {
+		if !strings.Contains(string(body), name) {
+			t.Errorf("/metrics has no %s", name)
+		}
 	}
 	cancel()
 	select {
