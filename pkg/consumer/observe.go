@@ -76,6 +76,9 @@ func (m *Metrics) backlogs() []streamBacklog {
 
 func (m *Metrics) collectBacklogs(ch chan<- prometheus.Metric) {
 	up := map[string]bool{}
+	// Two consumers of one group in a process read the same backlog: a
+	// series is exported once.
+	exported := map[[2]string]bool{}
 	for _, b := range m.backlogs() {
 		if _, seen := up[b.stream]; !seen {
 			up[b.stream] = true
@@ -84,6 +87,11 @@ func (m *Metrics) collectBacklogs(ch chan<- prometheus.Metric) {
 			up[b.stream] = false
 			continue
 		}
+		key := [2]string{b.stream, b.backlog.Group}
+		if exported[key] {
+			continue
+		}
+		exported[key] = true
 		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(b.backlog.Pending), b.stream, b.backlog.Group)
 		if b.backlog.Unacked >= 0 {
 			ch <- prometheus.MustNewConstMetric(ackPendingDesc, prometheus.GaugeValue, float64(b.backlog.Unacked), b.stream, b.backlog.Group)
