@@ -224,16 +224,18 @@ func (c *Consumer) Run(ctx context.Context) error {
 		Poison:      c.Poison,
 		Progress:    c.progress,
 	}
+	if c.feeds != nil {
+		sub.Skip = c.skip
+	}
 	w := watched{stream: c.stream, progress: c.progress}
 	if br, ok := c.cfg.Subscriber.(broker.BacklogReader); ok {
-		w.backlog = func(ctx context.Context) (broker.Backlog, error) { return br.Backlog(ctx, sub) }
+		// A copy: scrapes read it while Subscribe runs.
+		asked := sub
+		w.backlog = func(ctx context.Context) (broker.Backlog, error) { return br.Backlog(ctx, asked) }
 	}
 	c.cfg.Metrics.watch(w)
 	c.log.Info("derived stream consumer started", zap.String("group", c.cfg.Group),
 		zap.Int("partition", c.cfg.Partition), zap.Int("partitions", c.cfg.Partitions), zap.Strings("filter", filter))
-	if c.feeds != nil {
-		sub.Skip = c.skip
-	}
 	err := c.cfg.Subscriber.Subscribe(ctx, sub, c.Handle)
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		c.log.Info("derived stream consumer stopped")
