@@ -21,8 +21,14 @@ run: ## run the pipeline on an embedded NATS JetStream (no docker, no external s
 	exec $(GO) run ./services/ingress
 
 .PHONY: test
-test: lint ## every test, with the race detector
+test: lint test-deployments ## every test, with the race detector
 	$(GO) test -race -count=1 -timeout 9m $(PKGS)
+
+# A module of its own: Prometheus's rule and PromQL parsers stay out of
+# wahook's. UPDATE=1 rewrites deployments/prometheus/metrics-used.txt.
+.PHONY: test-deployments
+test-deployments: ## parse the alert rules and dashboard with Prometheus's parsers; list the metrics they use
+	cd deployments/check && $(GO) vet ./... && $(GO) test -count=1 ./... $(if $(UPDATE),-update)
 
 # The state registries' race tests, run many times: a race that loses one run
 # in a hundred shows up here, not as a red `make test` later.

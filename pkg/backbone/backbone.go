@@ -459,13 +459,38 @@ func (bb *Backbone) ConsumerGroups() error {
 // held in memory, once State has opened it.
 func (bb *Backbone) Collector() prometheus.Collector {
 	if bb.kafka != nil {
-		return kafkaStateCollector{&bb.kafkaState}
+		return collectors{kafkaStateCollector{&bb.kafkaState},
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name:        "wahook_broker_dial_errors_total",
+				Help:        "Connections to the Kafka brokers that could not be opened (kafka-go reconnects by dialing again).",
+				ConstLabels: prometheus.Labels{"broker": "kafka"},
+			}, func() float64 { return float64(bb.kafka.DialErrors()) })}
 	}
 	if bb.nats == nil {
 		return nil
 	}
-	return bb.nats.StorageCollector("KV_"+natsstate.DefaultLabelsBucket, "KV_"+natsstate.DefaultChatsBucket,
-		"KV_"+natsstate.DefaultTimesBucket, "KV_"+natsbroker.LeaseBucket)
+	return collectors{bb.nats.StorageCollector("KV_"+natsstate.DefaultLabelsBucket, "KV_"+natsstate.DefaultChatsBucket,
+		"KV_"+natsstate.DefaultTimesBucket, "KV_"+natsbroker.LeaseBucket),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "wahook_broker_reconnects_total",
+			Help:        "Times the NATS connection was lost and opened again.",
+			ConstLabels: prometheus.Labels{"broker": "nats"},
+		}, func() float64 { return float64(bb.nats.Reconnects()) })}
+}
+
+// collectors is several collectors registered as one.
+type collectors []prometheus.Collector
+
+func (cs collectors) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range cs {
+		c.Describe(ch)
+	}
+}
+
+func (cs collectors) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range cs {
+		c.Collect(ch)
+	}
 }
 
 var descChatsHeld = prometheus.NewDesc("wahook_state_chats_held",

@@ -218,6 +218,27 @@ func (p *Progress) Report(src func() Stats) {
 	p.mu.Unlock()
 }
 
+// Backlog is how far a durable consumer is behind its topic.
+type Backlog struct {
+	// Group is the broker's name of the consumer: the JetStream durable
+	// consumer or the Kafka consumer group (partitioned: that partition's).
+	Group string
+	// Pending counts the messages stored after the consumer's position:
+	// not delivered yet (JetStream NumPending), or after the group's
+	// commit up to the high watermark (Kafka, summed over partitions).
+	Pending int64
+	// Unacked counts the messages delivered and not acknowledged
+	// (JetStream NumAckPending); -1 on Kafka, which counts them in
+	// Pending.
+	Unacked int64
+}
+
+// BacklogReader is a Subscriber that can tell a subscription's backlog. The
+// answer is the broker's, whether or not this process is consuming.
+type BacklogReader interface {
+	Backlog(ctx context.Context, s Subscription) (Backlog, error)
+}
+
 // Subscriber consumes messages durably. One Subscriber may run several
 // Subscribe calls at once.
 type Subscriber interface {

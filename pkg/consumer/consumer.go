@@ -141,6 +141,7 @@ type Consumer struct {
 	// none of derive.Streams, which no Feeds name (read whole too).
 	feeds    map[string]provider.Feeds
 	notRead  prometheus.Counter
+	retries  prometheus.Counter
 	log      *zap.Logger
 	progress *broker.Progress
 }
@@ -169,6 +170,11 @@ func New(cfg Config) (*Consumer, error) {
 		}
 	}
 	c.notRead = cfg.Metrics.processed.WithLabelValues(c.stream, "not_read")
+	// Present from the start, so that rates over it are never absent.
+	c.retries = cfg.Metrics.retries.WithLabelValues(c.stream)
+	for _, o := range []string{"derived", "dead_lettered", "error", "poisoned"} {
+		cfg.Metrics.processed.WithLabelValues(c.stream, o)
+	}
 	return c, nil
 }
 
@@ -212,19 +218,11 @@ func (c *Consumer) skip(h broker.Header) bool {
 
 // Run consumes until ctx is done, then finishes the raw events in flight.
 func (c *Consumer) Run(ctx context.Context) error {
-	c.cfg.Metrics.watch(c.stream, c.progress)
 	filter := c.Filter()
-	c.log.Info("derived stream consumer started", zap.String("group", c.cfg.Group),
-		zap.Int("partition", c.cfg.Partition), zap.Int("partitions", c.cfg.Partitions), zap.Strings("filter", filter))
-	var skip func(broker.Header) bool
-	if c.feeds != nil {
-		skip = c.skip
-	}
-	err := c.cfg.Subscriber.Subscribe(ctx, broker.Subscription{
+	sub := broker.Subscription{
 		Topic:       envelope.IngressTopic,
 		Group:       c.cfg.Group,
 		Filter:      filter,
-		Skip:        skip,
 		StartTime:   c.cfg.StartTime,
 		Concurrency: c.cfg.Concurrency,
 		Partition:   c.cfg.Partition,
@@ -232,7 +230,20 @@ func (c *Consumer) Run(ctx context.Context) error {
 		MaxAttempts: c.cfg.MaxAttempts,
 		Poison:      c.Poison,
 		Progress:    c.progress,
-	}, c.Handle)
+	}
+	if c.feeds != nil {
+		sub.Skip = c.skip
+	}
+	w := watched{stream: c.stream, progress: c.progress}
+	if br, ok := c.cfg.Subscriber.(broker.BacklogReader); ok {
+		// A copy: scrapes read it while Subscribe runs.
+		asked := sub
+		w.backlog = func(ctx context.Context) (broker.Backlog, error) { return br.Backlog(ctx, asked) }
+	}
+	c.cfg.Metrics.watch(w)
+	c.log.Info("derived stream consumer started", zap.String("group", c.cfg.Group),
+		zap.Int("partition", c.cfg.Partition), zap.Int("partitions", c.cfg.Partitions), zap.Strings("filter", filter))
+	err := c.cfg.Subscriber.Subscribe(ctx, sub, c.Handle)
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		c.log.Info("derived stream consumer stopped")
 		return nil
@@ -257,6 +268,9 @@ func (c *Consumer) Handle(ctx context.Context, m broker.Received) error {
 }
 
 func (c *Consumer) process(ctx context.Context, m broker.Received, start time.Time) (string, error) {
+	if m.Attempt > 1 {
+		c.retries.Inc()
+	}
 	outcome, err := c.handle(ctx, m)
 	c.cfg.Metrics.processed.WithLabelValues(c.stream, outcome).Inc()
 	c.cfg.Metrics.duration.WithLabelValues(c.stream).Observe(c.cfg.Now().Sub(start).Seconds())
@@ -445,6 +459,9 @@ type Metrics struct {
 	processed *prometheus.CounterVec
 	derived   *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
+	retries   *prometheus.CounterVec
+	state     stateMetrics
+	lag       backlogs
 
 	mu      sync.Mutex
 	watched []watched
@@ -455,6 +472,9 @@ type Metrics struct {
 type watched struct {
 	stream   string
 	progress *broker.Progress
+	// backlog reads the consumer's backlog from the broker; nil when the
+	// broker cannot tell.
+	backlog func(context.Context) (broker.Backlog, error)
 }
 
 // NewMetrics registers the consumer collectors with reg.
@@ -473,21 +493,26 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time to process one raw event, derived events stored included.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 12),
 		}, []string{"stream"}),
-		now: time.Now,
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "wahook", Subsystem: "consumer", Name: "retries_total",
+			Help: "Attempts at raw events after their first (redeliveries: retries after a failure, and deliveries again after a crash or a lost acknowledgement), by stream.",
+		}, []string{"stream"}),
+		state: newStateMetrics(),
+		now:   time.Now,
 	}
-	reg.MustRegister(m.processed, m.derived, m.duration, progressCollector{m})
+	reg.MustRegister(m.processed, m.derived, m.duration, m.retries, m.state.ops, m.state.duration, progressCollector{m})
 	return m
 }
 
-func (m *Metrics) watch(stream string, p *broker.Progress) {
+func (m *Metrics) watch(w watched) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, w := range m.watched {
-		if w.progress == p {
+	for _, o := range m.watched {
+		if o.progress == w.progress {
 			return
 		}
 	}
-	m.watched = append(m.watched, watched{stream: stream, progress: p})
+	m.watched = append(m.watched, w)
 }
 
 // streamProgress is the progress of a stream's consumers in this process,
@@ -564,7 +589,7 @@ var (
 type progressCollector struct{ m *Metrics }
 
 func (c progressCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{pendingDesc, retryingDesc, oldestDesc, lastDesc, stalledDesc} {
+	for _, d := range []*prometheus.Desc{pendingDesc, retryingDesc, oldestDesc, lastDesc, stalledDesc, lagDesc, ackPendingDesc, lagUpDesc} {
 		ch <- d
 	}
 }
@@ -582,4 +607,5 @@ func (c progressCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(lastDesc, prometheus.GaugeValue, float64(sp.last.UnixNano())/1e9, stream)
 		ch <- prometheus.MustNewConstMetric(stalledDesc, prometheus.GaugeValue, sp.stalled.Seconds(), stream)
 	}
+	c.m.collectBacklogs(ch)
 }

@@ -99,6 +99,7 @@ func (d Deps) Deriver(stream string) (derive.Deriver, error) {
 // Run runs every stream of s until ctx is done; each is its own durable
 // consumer, so each keeps its own position, retries and replays alone.
 func (s Streams) Run(ctx context.Context, d Deps) error {
+	d = d.observe()
 	consumers := make([]*Consumer, 0, len(s.Names))
 	for _, name := range s.Names {
 		dr, err := d.Deriver(name)

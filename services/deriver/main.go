@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -46,18 +47,20 @@ func main() {
 }
 
 type config struct {
-	adminAddr  string
-	pprof      bool
-	cpuProfile string
-	backbone   backbone.Config
-	streams    consumer.StreamFlags
-	logLevel   string
-	logFormat  string
+	healthcheck bool
+	adminAddr   string
+	pprof       bool
+	cpuProfile  string
+	backbone    backbone.Config
+	streams     consumer.StreamFlags
+	logLevel    string
+	logFormat   string
 }
 
 func parseConfig(args []string) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("deriver", flag.ContinueOnError)
+	fs.BoolVar(&c.healthcheck, "healthcheck", false, "ask the running deriver's admin listener (-admin-addr) whether it is ready, exit 0 if so, 1 if not: a container health check")
 	// The deriver had -http-addr for these; it is the admin listener now,
 	// as in the ingress (WAHOOK_HTTP_ADDR is the ingress's webhook port).
 	fs.StringVar(&c.adminAddr, "admin-addr", admin.DefaultAddr, "admin listen address: /metrics, /healthz, /readyz, pprof when enabled (empty: off); keep it private")
@@ -79,13 +82,21 @@ func parseConfig(args []string) (config, error) {
 // whatever their rate.
 const readyCache = time.Second
 
-// readiness is what /readyz checks: the broker is reachable with its
-// streams, every consumer group consumes (Kafka: joined, no stalled
-// partition), and no consumer has held raw events without finishing any for
-// longer than stuckAfter.
-func readiness(broker func(context.Context) error, groups func() error, m *consumer.Metrics, stuckAfter time.Duration) func(context.Context) error {
+// readiness is what /readyz checks: the state store is open, the broker
+// is reachable with its streams, every stream's consumer has started,
+// every consumer group consumes (Kafka: joined, no stalled partition), and
+// no consumer has held raw events without finishing any for longer than
+// stuckAfter.
+func readiness(stateOpen func() bool, broker func(context.Context) error, groups func() error, m *consumer.Metrics,
+	streams []string, stuckAfter time.Duration) func(context.Context) error {
 	return func(ctx context.Context) error {
+		if !stateOpen() {
+			return errors.New("state store opening")
+		}
 		if err := broker(ctx); err != nil {
+			return err
+		}
+		if err := m.Running(streams); err != nil {
 			return err
 		}
 		if err := groups(); err != nil {
@@ -101,6 +112,9 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 	cfg, err := parseConfig(args)
 	if err != nil {
 		return err
+	}
+	if cfg.healthcheck {
+		return admin.Healthcheck(ctx, cfg.adminAddr)
 	}
 	streams, err := cfg.streams.Streams()
 	if err != nil {
@@ -150,24 +164,20 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 	if c := bb.Collector(); c != nil {
 		reg.MustRegister(c)
 	}
+	reg.MustRegister(admin.BuildInfo())
 	metrics := consumer.NewMetrics(reg)
-	deps, err := bb.ConsumerDeps(ctx, all.Providers(), metrics, log.Named("consumer"))
-	if err != nil {
-		if ctx.Err() != nil {
-			// Stopped while the state was still opening.
-			log.Info("deriver stopped")
-			return nil
-		}
-		return err
-	}
-	deps.Tracer = tracer
+	// The admin listener comes up first: metrics and liveness while the
+	// state opens (a Kafka state is read whole first), readiness false
+	// until it is open and the consumers run.
+	var stateOpen atomic.Bool
 	g, gctx := errgroup.WithContext(ctx)
 	if cfg.adminAddr != "" {
 		ln, err := admin.Listen(cfg.adminAddr)
 		if err != nil {
 			return err
 		}
-		isReady := admin.CachedReady(readiness(bb.Ready, bb.ConsumerGroups, metrics, cfg.streams.StuckAfter), readyCache)
+		isReady := admin.CachedReady(readiness(stateOpen.Load, bb.Ready, bb.ConsumerGroups, metrics, streams.Names,
+			cfg.streams.StuckAfter), readyCache)
 		srv := admin.NewServer(admin.Handler(admin.Config{Registry: reg, Ready: isReady, Pprof: cfg.pprof}),
 			admin.AdminTimeouts, log.Named("admin-http"))
 		log.Info("admin listening", zap.String("addr", ln.Addr().String()), zap.Bool("pprof", cfg.pprof))
@@ -178,7 +188,17 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 	}
 
 	g.Go(func() error {
-		err := streams.Run(gctx, deps)
+		deps, err := bb.ConsumerDeps(gctx, all.Providers(), metrics, log.Named("consumer"))
+		if err != nil {
+			if gctx.Err() != nil {
+				// Stopped while the state was still opening.
+				return gctx.Err()
+			}
+			return err
+		}
+		deps.Tracer = tracer
+		stateOpen.Store(true)
+		err = streams.Run(gctx, deps)
 		if err == nil && ctx.Err() == nil {
 			// The consumers never end on their own: take the admin
 			// listener down with them.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -40,6 +41,14 @@ func TestRunServesHealthAndStops(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("deriver did not start")
 	}
+	// Ready once the state is open and the consumers run.
+	deadline := time.Now().Add(30 * time.Second)
+	for run(ctx, []string{"-healthcheck", "-admin-addr", addr}, nil) != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("-healthcheck still failing after 30s: %v", run(ctx, []string{"-healthcheck", "-admin-addr", addr}, nil))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200,
 		"/debug/pprof/": 404, "/debug/pprof/cmdline": 404} {
 		res, err := http.Get("http://" + addr + path)
@@ -47,6 +56,18 @@ func TestRunServesHealthAndStops(t *testing.T) {
 			t.Fatalf("GET %s = %v, %v; want %d", path, res, err, want)
 		}
 		res.Body.Close()
+	}
+	res, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, name := range []string{"wahook_build_info{", "wahook_broker_reconnects_total{", `wahook_consumer_retries_total{stream="call"}`,
+		`wahook_consumer_stalled_seconds{stream="group-notification"}`} {
+		if !strings.Contains(string(body), name) {
+			t.Errorf("/metrics has no %s", name)
+		}
 	}
 	cancel()
 	select {
@@ -131,14 +152,22 @@ func TestReadinessReportsStuckConsumers(t *testing.T) {
 		t.Fatal(err)
 	}
 	metrics := consumer.NewMetrics(prometheus.NewRegistry())
-	ready := readiness(b.Ready, noGroupErr, metrics, time.Millisecond)
-	if err := ready(ctx); err != nil {
-		t.Fatalf("ready before any consumer = %v", err)
+	streams := []string{derive.LabelChanged}
+	ready := readiness(stateOpen, b.Ready, noGroupErr, metrics, streams, time.Millisecond)
+	if err := readiness(stateOpen, b.Ready, noGroupErr, metrics, nil, time.Millisecond)(ctx); err != nil {
+		t.Fatalf("ready without consumers to run = %v", err)
 	}
-	if err := readiness(func(context.Context) error { return errors.New("broker down") }, noGroupErr, metrics, time.Hour)(ctx); err == nil {
+	if err := ready(ctx); err == nil || !strings.Contains(err.Error(), "consumer not started: label-changed") {
+		t.Errorf("ready before the consumer started = %v, want it not started", err)
+	}
+	if err := readiness(func() bool { return false }, b.Ready, noGroupErr, metrics, nil, time.Hour)(ctx); err == nil ||
+		!strings.Contains(err.Error(), "state store") {
+		t.Errorf("ready with the state store opening = %v, want an error saying so", err)
+	}
+	if err := readiness(stateOpen, func(context.Context) error { return errors.New("broker down") }, noGroupErr, metrics, nil, time.Hour)(ctx); err == nil {
 		t.Errorf("ready with the broker down = nil, want an error")
 	}
-	if err := readiness(b.Ready, func() error { return errors.New("group stalled") }, metrics, time.Hour)(ctx); err == nil {
+	if err := readiness(stateOpen, b.Ready, func() error { return errors.New("group stalled") }, metrics, nil, time.Hour)(ctx); err == nil {
 		t.Errorf("ready with a consumer group out of its group = nil, want an error")
 	}
 
@@ -170,9 +199,13 @@ func TestReadinessReportsStuckConsumers(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	poll("not ready", func(err error) bool { return err != nil && strings.Contains(err.Error(), "label-changed") })
+	poll("stuck", func(err error) bool {
+		return err != nil && strings.Contains(err.Error(), "consumer stuck: label-changed")
+	})
 	close(release)
 	poll("ready again", func(err error) bool { return err == nil })
 }
 
 func noGroupErr() error { return nil }
+
+func stateOpen() bool { return true }

@@ -48,12 +48,13 @@ func main() {
 }
 
 type config struct {
-	httpAddr   string
-	adminAddr  string
-	pprof      bool
-	cpuProfile string
-	backbone   backbone.Config
-	providers  string
+	healthcheck bool
+	httpAddr    string
+	adminAddr   string
+	pprof       bool
+	cpuProfile  string
+	backbone    backbone.Config
+	providers   string
 	// schemes are the providers' auth settings, by provider name.
 	schemes         map[string]auth.Scheme
 	authDisabled    bool
@@ -74,6 +75,7 @@ type config struct {
 func parseConfig(args []string) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("ingress", flag.ContinueOnError)
+	fs.BoolVar(&c.healthcheck, "healthcheck", false, "ask the running ingress's admin listener (-admin-addr) whether it is ready, exit 0 if so, 1 if not: a container health check")
 	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8080", "webhook listen address (also /healthz and /readyz for load balancers)")
 	fs.StringVar(&c.adminAddr, "admin-addr", admin.DefaultAddr, "admin listen address: /metrics, /healthz, /readyz, pprof when enabled (empty: off); keep it private")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve Go's pprof profiles on the admin listener")
@@ -156,6 +158,9 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 	if err != nil {
 		return err
 	}
+	if cfg.healthcheck {
+		return admin.Healthcheck(ctx, cfg.adminAddr)
+	}
 	log, err := logging.New(cfg.logLevel, cfg.logFormat)
 	if err != nil {
 		return err
@@ -229,7 +234,7 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 		}
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), admin.BuildInfo())
 	if c := bb.Collector(); c != nil {
 		reg.MustRegister(c)
 	}

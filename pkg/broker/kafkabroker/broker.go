@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -33,6 +34,8 @@ type Broker struct {
 	transport *kafka.Transport
 	client    *kafka.Client
 	dialer    *kafka.Dialer
+	// dialErrors counts failed connection attempts (DialErrors).
+	dialErrors atomic.Uint64
 	// w is the one Writer every Publish shares, so that concurrent callers'
 	// messages travel in the same batches.
 	w *kafka.Writer
@@ -102,8 +105,9 @@ func newBroker(cfg Config) *Broker {
 	})
 	// The writer and admin requests go through the transport, readers and
 	// the consumer groups through the dialer: both carry TLS and SASL.
+	dial := countingDial(cfg.Dial, &b.dialErrors)
 	b.transport = &kafka.Transport{
-		Dial:        cfg.Dial,
+		Dial:        dial,
 		DialTimeout: dialTimeout,
 		ClientID:    cfg.ClientID,
 		TLS:         cfg.TLS,
@@ -112,7 +116,7 @@ func newBroker(cfg Config) *Broker {
 	b.client = &kafka.Client{Addr: b.addr, Transport: b.transport}
 	b.dialer = &kafka.Dialer{
 		ClientID:      cfg.ClientID,
-		DialFunc:      cfg.Dial,
+		DialFunc:      dial,
 		Timeout:       dialTimeout,
 		DualStack:     true,
 		TLS:           cfg.TLS,
