@@ -52,6 +52,15 @@ lint: ## gofmt and go vet
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
+.PHONY: asyncapi-validate
+asyncapi-validate: ## check schemas/asyncapi.yaml with the AsyncAPI CLI (npm; needs the npm registry)
+	npx -y @asyncapi/cli validate schemas/asyncapi.yaml
+
+.PHONY: examples-test
+examples-test: ## run examples/ (Go and Node subscribers) against a running ingress on NATS and Kafka (npm ci needs the npm registry)
+	cd examples/node-subscriber && npm ci --no-audit --no-fund
+	$(GO) test -tags examples -count=1 -timeout 10m -v ./examples/
+
 .PHONY: build
 build: ## build every service into ./bin
 	$(GO) build -o $(BIN)/ ./services/...

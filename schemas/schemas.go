@@ -19,9 +19,10 @@ import (
 // Base prefixes every schema's $id.
 const Base = "https://wahook.dev/schemas/"
 
-// FS holds the schema files, for serving or publishing them.
+// FS holds the schema files and the AsyncAPI document, for serving or
+// publishing them.
 //
-//go:embed *.json
+//go:embed *.json asyncapi.yaml
 var FS embed.FS
 
 // ErrUnknown is returned by Validate for a URI that names no schema here.

@@ -28,6 +28,7 @@ import (
 	"github.com/wahook/wahook/pkg/envelope"
 	"github.com/wahook/wahook/pkg/provider"
 	"github.com/wahook/wahook/pkg/tracing"
+	"github.com/wahook/wahook/schemas"
 )
 
 // Config configures a Handler. Zero durations and sizes take the defaults
@@ -176,6 +177,12 @@ func New(cfg Config, metricsHandler http.Handler) (*Handler, error) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	h.mux.HandleFunc("GET /readyz", h.serveReady)
+	// The schemas at their $id paths, so that a derived event's
+	// dataschema resolves against a running wahook; one route each, so
+	// that any other path gets the JSON 404 below.
+	for _, name := range schemas.Names() {
+		h.mux.Handle("GET "+schemas.Path+name, schemas.Handler())
+	}
 	if metricsHandler != nil {
 		h.mux.Handle("GET /metrics", metricsHandler)
 	}
