@@ -23,6 +23,15 @@ run: ## run the pipeline on an embedded NATS JetStream (no docker, no external s
 .PHONY: test
 test: lint ## every test, with the race detector
 	$(GO) test -race -count=1 -timeout 9m $(PKGS)
+	$(MAKE) --no-print-directory test-deploy
+
+# The deployment files' tests are a module of their own (deployments/test):
+# the Compose, Helm and Kubernetes modules they load stay out of wahook's
+# go.mod. They run no goroutines of wahook's, so no race detector: it would
+# only slow down compiling those modules.
+.PHONY: test-deploy
+test-deploy: ## docker-compose.yml and the Helm chart, loaded and checked with Compose's and Helm's own Go packages
+	cd deployments/test && $(GO) vet ./... && $(GO) test -count=1 -timeout 5m ./...
 
 # The state registries' race tests, run many times: a race that loses one run
 # in a hundred shows up here, not as a red `make test` later.
