@@ -41,6 +41,10 @@ STATE_RACE_COUNT ?= 20
 test-state-race: ## the state race tests, STATE_RACE_COUNT times each, with the race detector
 	$(GO) test -race -count=$(STATE_RACE_COUNT) -timeout 60m -run 'Race' ./pkg/state/...
 
+.PHONY: helm-rules
+helm-rules: ## copy the alert rules into the Helm chart (Helm reads only files inside it)
+	cp deployments/prometheus/rules.yml deployments/helm/wahook/files/rules.yml
+
 .PHONY: upstream
 upstream: ## reproduce known defects of dependencies (fails while they are there: test/upstream/README.md)
 	$(GO) test -race -count=1 -tags upstream -v ./test/upstream/
