@@ -24,6 +24,15 @@ run: ## run the pipeline on an embedded NATS JetStream (no docker, no external s
 test: lint test-deployments ## every test, with the race detector
 	$(GO) test -race -count=1 -timeout 9m $(PKGS)
 
+# The deployment files' tests are a module of their own (deployments/test):
+# the Compose, Helm and Kubernetes modules they load stay out of wahook's
+# go.mod. They run no goroutines of wahook's, so no race detector: it would
+# only slow down compiling those modules. Not part of make test: with an
+# empty build cache compiling them takes minutes (8 s once cached).
+.PHONY: test-deploy
+test-deploy: ## docker-compose.yml and the Helm chart, loaded and checked with Compose's and Helm's own Go packages
+	cd deployments/test && $(GO) vet ./... && $(GO) test -count=1 -timeout 5m ./...
+
 # A module of its own: Prometheus's rule and PromQL parsers stay out of
 # wahook's. UPDATE=1 rewrites deployments/prometheus/metrics-used.txt.
 .PHONY: test-deployments
@@ -37,6 +46,10 @@ STATE_RACE_COUNT ?= 20
 .PHONY: test-state-race
 test-state-race: ## the state race tests, STATE_RACE_COUNT times each, with the race detector
 	$(GO) test -race -count=$(STATE_RACE_COUNT) -timeout 60m -run 'Race' ./pkg/state/...
+
+.PHONY: helm-rules
+helm-rules: ## copy the alert rules into the Helm chart (Helm reads only files inside it)
+	cp deployments/prometheus/rules.yml deployments/helm/wahook/files/rules.yml
 
 .PHONY: upstream
 upstream: ## reproduce known defects of dependencies (fails while they are there: test/upstream/README.md)

@@ -18,6 +18,9 @@ type StorageConfig struct {
 	// stream is created; an existing stream keeps the operator's.
 	IngressMaxBytes, DeadLetterMaxBytes, DerivedMaxBytes int64
 	IngressMaxAge, DeadLetterMaxAge, DerivedMaxAge       time.Duration
+	// UpdateStreams applies them (and the replicas and duplicates window)
+	// to existing streams as well.
+	UpdateStreams bool
 	// Byte limits of the state buckets and how long a known chat is
 	// remembered (0: forever), applied when a bucket is created.
 	LabelsMaxBytes, ChatsMaxBytes, TimesMaxBytes int64
@@ -47,6 +50,8 @@ func (c *StorageConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ChatsTTL, "nats-chats-ttl", 0, "forget a known chat this long after it was first seen (0: never); a chat seen again after that is announced again")
 	fs.Var(newByteSize(&c.MaxStore, natsbroker.DefaultMaxStore), "nats-max-store", "embedded server: file store limit; stream and bucket limits must fit in it")
 	fs.Var(newByteSize(&c.MaxMemory, natsbroker.DefaultMaxMemory), "nats-max-memory", "embedded server: memory store limit")
+	fs.BoolVar(&c.UpdateStreams, "nats-update-streams", false,
+		"apply the stream settings above to existing streams too, undoing an operator's edits (default: only create; existing streams keep their settings)")
 	fs.Float64Var(&c.HighWater, "nats-storage-high-water", natsbroker.DefaultStorageHighWater,
 		"readiness fails when the raw stream or a store is fuller than this share of its limit")
 }
@@ -56,6 +61,7 @@ func (c StorageConfig) streams(replicas int, duplicates time.Duration) natsbroke
 		Replicas: replicas, Duplicates: duplicates,
 		IngressMaxAge: c.IngressMaxAge, DeadLetterMaxAge: c.DeadLetterMaxAge, DerivedMaxAge: c.DerivedMaxAge,
 		IngressMaxBytes: c.IngressMaxBytes, DeadLetterMaxBytes: c.DeadLetterMaxBytes, DerivedMaxBytes: c.DerivedMaxBytes,
+		UpdateSettings: c.UpdateStreams,
 	}
 }
 

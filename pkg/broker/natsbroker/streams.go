@@ -71,6 +71,10 @@ type StreamsConfig struct {
 	IngressMaxBytes    int64
 	DeadLetterMaxBytes int64
 	DerivedMaxBytes    int64
+	// UpdateSettings makes EnsureStreams apply these settings to existing
+	// streams too (limits, duplicates window, replicas, discard policy).
+	// Off by default: an operator's edits then survive restarts.
+	UpdateSettings bool
 }
 
 func (c *StreamsConfig) setDefaults() {
@@ -215,7 +219,8 @@ var ErrNoStream = errors.New("natsbroker: no stream for subject")
 // limits, replicas above the configured ones and everything else are the
 // operator's, and a difference from the configuration is only logged. An
 // unchanged stream gets no update request: updating a stream while another
-// instance creates its consumers races inside nats-server.
+// instance creates its consumers races inside nats-server. With
+// StreamsConfig.UpdateSettings every difference is applied instead.
 func (b *Broker) EnsureStreams(ctx context.Context) error {
 	for _, want := range b.cfg.Streams.StreamConfigs() {
 		if err := b.ensureStream(ctx, want); err != nil {
@@ -245,6 +250,14 @@ func (b *Broker) ensureStream(ctx context.Context, want jetstream.StreamConfig) 
 	}
 	have := s.CachedInfo().Config
 	fixed, diffs := Reconcile(have, want)
+	if b.cfg.Streams.UpdateSettings && len(diffs) > 0 {
+		fixed = applySettings(have, want)
+		for _, d := range diffs {
+			b.log.Warn("stream setting differs from the configuration: updating it, as asked", zap.String("stream", want.Name),
+				zap.String("setting", d.Setting), zap.String("have", d.Have), zap.String("want", d.Want))
+		}
+		diffs = nil
+	}
 	for _, d := range diffs {
 		if d.Required {
 			b.log.Warn("stream setting is not what wahook requires: updating it", zap.String("stream", want.Name),
@@ -264,6 +277,22 @@ func (b *Broker) ensureStream(ctx context.Context, want jetstream.StreamConfig) 
 		return fmt.Errorf("update: %w", reservationHint(*fixed, classify(err)))
 	}
 	return nil
+}
+
+// applySettings is have with every setting Reconcile compares set as in
+// want; subjects others added are kept.
+func applySettings(have, want jetstream.StreamConfig) *jetstream.StreamConfig {
+	fixed := have
+	fixed.Subjects = slices.Clone(have.Subjects)
+	for _, subj := range want.Subjects {
+		if !slices.Contains(fixed.Subjects, subj) {
+			fixed.Subjects = append(fixed.Subjects, subj)
+		}
+	}
+	fixed.Retention, fixed.Storage, fixed.NoAck, fixed.AllowDirect = want.Retention, want.Storage, false, want.AllowDirect
+	fixed.Duplicates, fixed.Discard, fixed.Replicas = want.Duplicates, want.Discard, want.Replicas
+	fixed.MaxBytes, fixed.MaxAge, fixed.MaxMsgs = want.MaxBytes, want.MaxAge, want.MaxMsgs
+	return &fixed
 }
 
 // reservationHint explains the server's refusal to reserve a stream's byte

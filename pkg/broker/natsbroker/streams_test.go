@@ -293,3 +293,51 @@ func TestStreamsNeedReservableLimits(t *testing.T) {
 		t.Errorf("Connect = %v, want an error naming %s and the reservation", err, IngressStream)
 	}
 }
+
+// TestEnsureStreamsUpdateSettings: an operator's MaxBytes survives a restart,
+// and a start with UpdateSettings resets it to wahook's.
+func TestEnsureStreamsUpdateSettings(t *testing.T) {
+	dir := t.TempDir()
+	e := startServer(t, dir)
+	b := connect(t, Config{Embedded: e})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	maxBytes := func() int64 {
+		t.Helper()
+		s, err := b.JetStream().Stream(ctx, IngressStream)
+		if err != nil {
+			t.Fatalf("Stream: %v", err)
+		}
+		return s.CachedInfo().Config.MaxBytes
+	}
+	s, err := b.JetStream().Stream(ctx, IngressStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	raised := int64(DefaultIngressMaxBytes + 1<<30)
+	cfg.MaxBytes = raised
+	if _, err := b.JetStream().UpdateStream(ctx, cfg); err != nil {
+		t.Fatalf("UpdateStream: %v", err)
+	}
+
+	restart := func(streams StreamsConfig) {
+		t.Helper()
+		if err := e.Shutdown(ctx); err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		e = startServer(t, dir)
+		b = connect(t, Config{Embedded: e, Streams: streams})
+	}
+	restart(StreamsConfig{})
+	if got := maxBytes(); got != raised {
+		t.Errorf("after a restart max bytes is %d, want the operator's %d", got, raised)
+	}
+	restart(StreamsConfig{UpdateSettings: true})
+	if got := maxBytes(); got != DefaultIngressMaxBytes {
+		t.Errorf("after a restart with UpdateSettings max bytes is %d, want wahook's %d", got, int64(DefaultIngressMaxBytes))
+	}
+	if n := streamCount(t, b.JetStream(), IngressStream); n != 0 {
+		t.Errorf("stream %s holds %d messages, want none", IngressStream, n)
+	}
+}
