@@ -267,6 +267,7 @@ func (c *Consumer) Handle(ctx context.Context, m broker.Received) error {
 	return err
 }
 
+// process handles one attempt at a raw event and records its outcome.
 func (c *Consumer) process(ctx context.Context, m broker.Received, start time.Time) (string, error) {
 	if m.Attempt > 1 {
 		c.retries.Inc()
