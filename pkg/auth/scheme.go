@@ -126,23 +126,23 @@ func (a anyScheme) RegisterFlags(fs *flag.FlagSet) {
 }
 
 func (a anyScheme) Verifier() (Verifier, error) {
-	var any AnyVerifier
+	var set AnyVerifier
 	for _, s := range a {
 		v, err := s.Verifier()
 		if err != nil {
 			return nil, err
 		}
 		if v != nil {
-			any = append(any, v)
+			set = append(set, v)
 		}
 	}
-	switch len(any) {
+	switch len(set) {
 	case 0:
 		return nil, nil
 	case 1:
-		return any[0], nil
+		return set[0], nil
 	}
-	return any, nil
+	return set, nil
 }
 
 // VerifyTokens implements Handshaker when one of the schemes does.
