@@ -129,13 +129,7 @@ func (c *Config) registerAccessFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.NATSSubscribers, "nats-subscribers", "", "embedded NATS: read-only users, user:password pairs, comma-separated")
 	fs.StringVar(&c.NATSSubscriberConsumers, "nats-subscriber-consumers", "",
 		"durable pull consumers wahook keeps for subscribers, user:name:filter[:all|new] entries, comma-separated; each named sub-{user}-{name}")
-	fs.BoolVar(&c.KafkaSecurity.TLS, "kafka-tls", false, "TLS to Kafka with the system's CAs (on as well when a -kafka-tls-* file is set)")
-	fs.StringVar(&c.KafkaSecurity.CA, "kafka-tls-ca", "", "PEM file of the CAs the Kafka brokers' certificates must chain to")
-	fs.StringVar(&c.KafkaSecurity.Cert, "kafka-tls-cert", "", "client certificate for Kafka (PEM)")
-	fs.StringVar(&c.KafkaSecurity.Key, "kafka-tls-key", "", "client key for Kafka (PEM)")
-	fs.StringVar(&c.KafkaSecurity.Mechanism, "kafka-sasl-mechanism", "", "Kafka SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: none)")
-	fs.StringVar(&c.KafkaSecurity.User, "kafka-sasl-user", "", "Kafka SASL user")
-	fs.StringVar(&c.KafkaSecurity.Password, "kafka-sasl-password", "", "Kafka SASL password")
+	c.KafkaSecurity.RegisterFlags(fs)
 }
 
 // ConsumerNames are the durable consumers wahook's derived streams use with

@@ -59,13 +59,7 @@ func (c *conn) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.dataDir, "data-dir", "./data", "data dir of the embedded server of `make run`, whose context file logs in")
 	c.auth.RegisterFlags(fs, "NATS user, e.g. a read-only subscriber")
 	fs.StringVar(&c.kafkaBrokers, "kafka-brokers", "", "Kafka bootstrap brokers, comma-separated (with -broker kafka)")
-	fs.BoolVar(&c.kafkaSecurity.TLS, "kafka-tls", false, "TLS to Kafka with the system's CAs (on as well when a -kafka-tls-* file is set)")
-	fs.StringVar(&c.kafkaSecurity.CA, "kafka-tls-ca", "", "PEM file of the CAs the Kafka brokers' certificates must chain to")
-	fs.StringVar(&c.kafkaSecurity.Cert, "kafka-tls-cert", "", "client certificate for Kafka (PEM)")
-	fs.StringVar(&c.kafkaSecurity.Key, "kafka-tls-key", "", "client key for Kafka (PEM)")
-	fs.StringVar(&c.kafkaSecurity.Mechanism, "kafka-sasl-mechanism", "", "Kafka SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: none)")
-	fs.StringVar(&c.kafkaSecurity.User, "kafka-sasl-user", "", "Kafka SASL user")
-	fs.StringVar(&c.kafkaSecurity.Password, "kafka-sasl-password", "", "Kafka SASL password")
+	c.kafkaSecurity.RegisterFlags(fs)
 }
 
 func (c *conn) check() error {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -335,6 +336,18 @@ type Security struct {
 	Mechanism string
 	// User and Password are the SASL credentials.
 	User, Password string
+}
+
+// RegisterFlags adds the settings to fs as -kafka-tls* and -kafka-sasl-*
+// (WAHOOK_KAFKA_TLS*, WAHOOK_KAFKA_SASL_* through the environment).
+func (s *Security) RegisterFlags(fs *flag.FlagSet) {
+	fs.BoolVar(&s.TLS, "kafka-tls", false, "TLS to Kafka with the system's CAs (on as well when a -kafka-tls-* file is set)")
+	fs.StringVar(&s.CA, "kafka-tls-ca", "", "PEM file of the CAs the Kafka brokers' certificates must chain to")
+	fs.StringVar(&s.Cert, "kafka-tls-cert", "", "client certificate for Kafka (PEM)")
+	fs.StringVar(&s.Key, "kafka-tls-key", "", "client key for Kafka (PEM)")
+	fs.StringVar(&s.Mechanism, "kafka-sasl-mechanism", "", "Kafka SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: none)")
+	fs.StringVar(&s.User, "kafka-sasl-user", "", "Kafka SASL user")
+	fs.StringVar(&s.Password, "kafka-sasl-password", "", "Kafka SASL password")
 }
 
 // SASL mechanisms Security accepts.
