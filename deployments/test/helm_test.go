@@ -276,7 +276,7 @@ func checkChart(t *testing.T, m *manifests, partitions int32) {
 	if ingress == nil || deriver == nil {
 		t.Fatalf("deployments %v, stateful sets %v; want wahook-ingress and wahook-deriver", keys(m.deployments), keys(m.statefulSets))
 	}
-	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	settings, err := os.ReadFile(filepath.Join(root, "docs", "configuration.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,8 +314,8 @@ func checkChart(t *testing.T, m *manifests, partitions int32) {
 				t.Errorf("%s: %s in clear, want it from a Secret", name, e.Name)
 			}
 			// Every variable is one the services read.
-			if !bytes.Contains(readme, []byte(e.Name)) {
-				t.Errorf("%s: %s is no documented setting (README, Configuration)", name, e.Name)
+			if !bytes.Contains(settings, []byte(e.Name)) {
+				t.Errorf("%s: %s is no documented setting (docs/configuration.md)", name, e.Name)
 			}
 		}
 	}

@@ -26,7 +26,7 @@ import (
 	"github.com/wahook/wahook/pkg/provider/all"
 )
 
-// answers are the contract's answers (the README's status table): each
+// answers are the contract's answers (the status table in docs/contract.md): each
 // status with the error codes it may carry. 500 "internal" is left out on
 // purpose: no input may make the handler panic or a parser fail other than
 // with ErrInvalid.

@@ -36,8 +36,8 @@ const (
 )
 
 // replayer prints the stored events matching a subject, stream by stream,
-// then the live ones. Subscribers may not create consumers (README,
-// Security), so it reads the history with direct gets and follows with a
+// then the live ones. Subscribers may not create consumers
+// (docs/security.md), so it reads the history with direct gets and follows with a
 // plain subscription, made before the history is read: what is published
 // meanwhile arrives live and is held (seam) until the history is read to
 // its end. An event both read in the history and received live is printed

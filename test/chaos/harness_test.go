@@ -101,7 +101,7 @@ type backend interface {
 	binding() envelope.Binding
 	// atLeastOnce says the broker stores a provider's retry again and a
 	// consumer that dies between publishing and committing publishes again
-	// (Kafka, as the README says): repeated ids are then counted and must
+	// (Kafka, as docs/kafka.md says): repeated ids are then counted and must
 	// be exact copies. Otherwise (NATS, whose duplicate window drops them)
 	// a repeated id is a failure.
 	atLeastOnce() bool

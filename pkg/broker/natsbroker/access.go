@@ -14,8 +14,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// Who may do what on the embedded server (contract section 8, README
-// Security): wahook's service user everything, in the account that holds
+// Who may do what on the embedded server (contract section 8,
+// docs/security.md): wahook's service user everything, in the account that holds
 // its streams and buckets (ServiceAccount); every read-only subscriber in an
 // account of its own, which imports from ServiceAccount only wahook's live
 // events, the JetStream requests that read, and the requests of the durable
