@@ -190,12 +190,35 @@ func TestQuery(t *testing.T) {
 			})
 			t.Run("scan", func(t *testing.T) {
 				var got []string
-				err := l.Scan(ctx, Query{Channel: "BULK", Limit: 1, MaxScan: 1}, func(r Record) error {
+				collect := func(r Record) error {
 					got = append(got, r.Event.ID())
 					return nil
-				})
-				if err != nil || !slices.Equal(got, bulkIDs(0, 10)) {
-					t.Errorf("Scan: %v, %v; want every bulk event in order", got, err)
+				}
+				p, err := l.Scan(ctx, Query{Channel: "BULK", Limit: 1}, collect)
+				if err != nil || !slices.Equal(got, bulkIDs(0, 10)) || p.Truncated {
+					t.Errorf("Scan: %v, %+v, %v; want every bulk event in order", got, p, err)
+				}
+				got = nil
+				p, err = l.Scan(ctx, Query{Channel: "BULK", MaxScan: 3}, collect)
+				if err != nil || len(got) > 3 || !slices.Equal(got, bulkIDs(0, len(got))) || p.Scanned != 3 || !p.Truncated {
+					t.Errorf("Scan with MaxScan 3: %v, %+v, %v; want 3 read, truncated", got, p, err)
+				}
+			})
+			t.Run("binding", func(t *testing.T) {
+				if l.Binding() != f.binding {
+					t.Errorf("Binding() = %v, want %v", l.Binding(), f.binding)
+				}
+			})
+			if name != "kafka" {
+				return
+			}
+			t.Run("kafka offset", func(t *testing.T) {
+				// The bulk events share a partition, where sample events
+				// may come before them: from offset 7 of it, the last of
+				// them.
+				p, err := f.log(WithKafkaOffset(7)).Query(ctx, Query{Channel: "BULK"})
+				if n := len(p.Records); err != nil || n == 0 || n > 3+len(pipelinetest.Sample(t, f.binding)) || !slices.Equal(ids(p.Records), bulkIDs(10-n, 10)) {
+					t.Errorf("Query from offset 7: %v, %v; want the last bulk events", ids(p.Records), err)
 				}
 			})
 		})

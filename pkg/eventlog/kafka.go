@@ -58,6 +58,8 @@ type kafkaLog struct {
 	opts      options
 }
 
+func (k *kafkaLog) binding() envelope.Binding { return envelope.Kafka }
+
 func (k *kafkaLog) close() error {
 	k.transport.CloseIdleConnections()
 	return nil
@@ -129,7 +131,12 @@ func (k *kafkaLog) parts(ctx context.Context, q Query) ([]kafkaPart, error) {
 	for i := range out {
 		out[i].lo, out[i].hi = first[i], last[i]
 	}
-	if !q.Since.IsZero() {
+	switch {
+	case k.opts.kafkaOffset >= 0:
+		for i := range out {
+			out[i].lo = min(max(k.opts.kafkaOffset, first[i]), last[i])
+		}
+	case !q.Since.IsZero():
 		at, _, err := k.offsets(ctx, out, &q.Since)
 		if err != nil {
 			return nil, err
@@ -353,7 +360,7 @@ func (k *kafkaLog) follow(ctx context.Context, q Query, fn func(entry) error) er
 	defer stop()
 	for _, p := range ps {
 		start := p.lo
-		if q.Since.IsZero() {
+		if q.Since.IsZero() && k.opts.kafkaOffset < 0 {
 			start = p.hi
 		}
 		wg.Add(1)

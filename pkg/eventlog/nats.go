@@ -59,6 +59,8 @@ type natsLog struct {
 
 func (n *natsLog) close() error { return nil }
 
+func (n *natsLog) binding() envelope.Binding { return envelope.NATS }
+
 // natsSource is the part of a JetStream stream a query reads.
 type natsSource struct {
 	stream  Stream
