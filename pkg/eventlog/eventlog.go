@@ -137,6 +137,10 @@ type options struct {
 	clientID string
 	// kafkaOffset, when 0 or more, is where Kafka reads start.
 	kafkaOffset int64
+	// natsSubject and kafkaTopics, when set, are what is read instead of
+	// a query's streams.
+	natsSubject string
+	kafkaTopics []string
 	// afterBatch, when set, runs after each batch a follow reads (tests).
 	afterBatch func()
 }
@@ -153,6 +157,17 @@ func WithClientID(id string) Option { return func(o *options) { o.clientID = id 
 // every partition (the first one kept when it is gone) instead of at
 // Query.Since: for tools that replay by offset. NATS reads ignore it.
 func WithKafkaOffset(offset int64) Option { return func(o *options) { o.kafkaOffset = offset } }
+
+// WithNATSSubject makes the Log read this subject, in the streams that
+// hold it, instead of a query's streams, provider and channel: for tools
+// that watch any part of wahook's subjects (wahook.label-changed.>). The
+// records' Stream is the stream's, as Query names it, else its JetStream
+// name.
+func WithNATSSubject(subject string) Option { return func(o *options) { o.natsSubject = subject } }
+
+// WithKafkaTopics makes the Log read these topics instead of a query's
+// streams.
+func WithKafkaTopics(topics ...string) Option { return func(o *options) { o.kafkaTopics = topics } }
 
 func newOptions(opts []Option) (options, error) {
 	o := options{batch: 256, clientID: "wahook-eventlog", kafkaOffset: -1}

@@ -209,6 +209,16 @@ func TestQuery(t *testing.T) {
 					t.Errorf("Binding() = %v, want %v", l.Binding(), f.binding)
 				}
 			})
+			t.Run("subject or topics", func(t *testing.T) {
+				opt := WithNATSSubject("wahook.label-changed.>")
+				if name == "kafka" {
+					opt = WithKafkaTopics(envelope.DerivedTopic("label-changed"))
+				}
+				p, err := f.log(opt).Query(ctx, Query{Streams: []Stream{Raw}})
+				if err != nil || !slices.Equal(ids(p.Records), []string{"derived-a"}) || p.Records[0].Stream != Derived {
+					t.Errorf("Query of the label-changed stream: %v, %v; want derived-a", ids(p.Records), err)
+				}
+			})
 			if name != "kafka" {
 				return
 			}

@@ -71,8 +71,21 @@ type kafkaTopic struct {
 	topic  string
 }
 
-func kafkaTopics(q Query) []kafkaTopic {
+func (k *kafkaLog) topics(q Query) []kafkaTopic {
 	var out []kafkaTopic
+	if len(k.opts.kafkaTopics) > 0 {
+		for _, t := range k.opts.kafkaTopics {
+			s := Derived
+			switch t {
+			case envelope.IngressTopic:
+				s = Raw
+			case envelope.DeadLetterTopic:
+				s = DeadLetter
+			}
+			out = append(out, kafkaTopic{s, t})
+		}
+		return out
+	}
 	for _, s := range q.Streams {
 		switch s {
 		case Raw:
@@ -101,7 +114,7 @@ type kafkaPart struct {
 func (k *kafkaLog) parts(ctx context.Context, q Query) ([]kafkaPart, error) {
 	var names []string
 	byName := map[string]kafkaTopic{}
-	for _, t := range kafkaTopics(q) {
+	for _, t := range k.topics(q) {
 		names = append(names, t.topic)
 		byName[t.topic] = t
 	}

@@ -68,6 +68,38 @@ type natsSource struct {
 	subject string
 }
 
+// sources are the streams and subject filters of q, or those of the
+// Log's subject.
+func (n *natsLog) sources(ctx context.Context, q Query) ([]natsSource, error) {
+	if n.opts.natsSubject == "" {
+		return natsSources(q), nil
+	}
+	subj := n.opts.natsSubject
+	names := n.js.StreamNames(ctx, jetstream.WithStreamListSubject(subj))
+	var out []natsSource
+	for name := range names.Name() {
+		s := Stream(name)
+		switch name {
+		case natsbroker.IngressStream:
+			s = Raw
+		case natsbroker.DerivedStream:
+			s = Derived
+		case natsbroker.DeadLetterStream:
+			s = DeadLetter
+		}
+		out = append(out, natsSource{s, name, subj})
+	}
+	if err := names.Err(); err != nil {
+		return nil, fmt.Errorf("streams holding %s: %w", subj, err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no stream holds %s", subj)
+	}
+	// Query's order, whatever the server's.
+	slices.SortFunc(out, func(a, b natsSource) int { return slices.Index(Streams, a.stream) - slices.Index(Streams, b.stream) })
+	return out, nil
+}
+
 // natsSources are the streams and subject filters of q.
 func natsSources(q Query) []natsSource {
 	tok := func(s string) string {
@@ -128,8 +160,12 @@ func (n *natsLog) seqAt(ctx context.Context, src natsSource, t time.Time) (uint6
 }
 
 func (n *natsLog) cursors(ctx context.Context, q Query, newest bool) ([]cursor, error) {
+	srcs, err := n.sources(ctx, q)
+	if err != nil {
+		return nil, err
+	}
 	var out []cursor
-	for _, src := range natsSources(q) {
+	for _, src := range srcs {
 		last, ok, err := n.lastSeq(ctx, src)
 		if err != nil {
 			return nil, err
@@ -260,8 +296,12 @@ func (n *natsLog) follow(ctx context.Context, q Query, fn func(entry) error) err
 		default:
 		}
 	}
+	srcs, err := n.sources(ctx, q)
+	if err != nil {
+		return err
+	}
 	var reads []*natsRead
-	for _, src := range natsSources(q) {
+	for _, src := range srcs {
 		sub, err := n.nc.Subscribe(src.subject, ring)
 		if err != nil {
 			return fmt.Errorf("subscribe %s: %w", src.subject, err)
@@ -271,7 +311,7 @@ func (n *natsLog) follow(ctx context.Context, q Query, fn func(entry) error) err
 	if err := n.nc.FlushWithContext(ctx); err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
-	for _, src := range natsSources(q) {
+	for _, src := range srcs {
 		// What the stream holds now came before the subscription or
 		// rang already: from now is from the next sequence.
 		last, ok, err := n.lastSeq(ctx, src)
