@@ -17,7 +17,7 @@ import (
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/broker/natsbroker/natstest"
 	"github.com/wahook/wahook/pkg/envelope"
-	"github.com/wahook/wahook/pkg/internal/pipelinetest"
+	"github.com/wahook/wahook/pkg/eventlog/eventlogtest"
 )
 
 // fixture is a broker holding events and a Log reading it.
@@ -49,7 +49,7 @@ func natsFixture(t *testing.T) fixture {
 
 func kafkaFixture(t *testing.T) fixture {
 	t.Helper()
-	cluster, kb := pipelinetest.Kafka(t)
+	cluster, kb := eventlogtest.Kafka(t)
 	return fixture{pub: kb, binding: envelope.Kafka, log: func(opts ...Option) *Log {
 		l, err := NewKafka(cluster.ListenAddrs(), kafkabroker.Security{}, opts...)
 		if err != nil {
@@ -68,7 +68,7 @@ func bulk(b envelope.Binding, from, n int) []broker.Message {
 	var out []broker.Message
 	for i := from; i < from+n; i++ {
 		out = append(out, envelope.Ingress(envelope.Raw{ID: fmt.Sprintf("bulk-%d", i), Provider: "whapi", Channel: "BULK", Kind: "messages.post",
-			Chat: pipelinetest.ChatA, Time: time.Now(), Data: []byte(`{"id":"x"}`)}, b))
+			Chat: eventlogtest.ChatA, Time: time.Now(), Data: []byte(`{"id":"x"}`)}, b))
 	}
 	return out
 }
@@ -91,7 +91,7 @@ func TestQuery(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			f := start(t)
-			if err := f.pub.Publish(ctx, pipelinetest.Sample(t, f.binding)...); err != nil {
+			if err := f.pub.Publish(ctx, eventlogtest.Sample(t, f.binding)...); err != nil {
 				t.Fatal(err)
 			}
 			if err := f.pub.Publish(ctx, bulk(f.binding, 0, 5)...); err != nil {
@@ -227,7 +227,7 @@ func TestQuery(t *testing.T) {
 				// may come before them: from offset 7 of it, the last of
 				// them.
 				p, err := f.log(WithKafkaOffset(7)).Query(ctx, Query{Channel: "BULK"})
-				if n := len(p.Records); err != nil || n == 0 || n > 3+len(pipelinetest.Sample(t, f.binding)) || !slices.Equal(ids(p.Records), bulkIDs(10-n, 10)) {
+				if n := len(p.Records); err != nil || n == 0 || n > 3+len(eventlogtest.Sample(t, f.binding)) || !slices.Equal(ids(p.Records), bulkIDs(10-n, 10)) {
 					t.Errorf("Query from offset 7: %v, %v; want the last bulk events", ids(p.Records), err)
 				}
 			})
@@ -313,7 +313,7 @@ func TestFollow(t *testing.T) {
 			defer cancel()
 			f := start(t)
 			l := f.log()
-			if err := f.pub.Publish(ctx, pipelinetest.Sample(t, f.binding)...); err != nil {
+			if err := f.pub.Publish(ctx, eventlogtest.Sample(t, f.binding)...); err != nil {
 				t.Fatal(err)
 			}
 			since := time.Now()
@@ -325,7 +325,7 @@ func TestFollow(t *testing.T) {
 			// Follow starts from the end it finds: probes until one comes
 			// through tell that it is there.
 			probes := 0
-			pipelinetest.WaitFor(t, "a probe followed", func() bool {
+			eventlogtest.WaitFor(t, "a probe followed", func() bool {
 				if len(live.ids()) > 0 {
 					return true
 				}
@@ -339,7 +339,7 @@ func TestFollow(t *testing.T) {
 			if err := f.pub.Publish(ctx, bulk(f.binding, 2, 2)...); err != nil {
 				t.Fatal(err)
 			}
-			pipelinetest.WaitFor(t, "bulk-3 followed", func() bool { return slices.Contains(live.ids(), "bulk-3") })
+			eventlogtest.WaitFor(t, "bulk-3 followed", func() bool { return slices.Contains(live.ids(), "bulk-3") })
 			got := live.ids()
 			for _, id := range got {
 				if id == "raw-a" || id == "bulk-0" || id == "bulk-1" {
@@ -351,11 +351,11 @@ func TestFollow(t *testing.T) {
 			}
 
 			replay := follow(t, ctx, l, Query{Since: since, Channel: "BULK", IDs: []string{"bulk-0", "bulk-1", "bulk-2", "bulk-3", "bulk-4"}})
-			pipelinetest.WaitFor(t, "the stored bulk events replayed", func() bool { return len(replay.ids()) == 4 })
+			eventlogtest.WaitFor(t, "the stored bulk events replayed", func() bool { return len(replay.ids()) == 4 })
 			if err := f.pub.Publish(ctx, bulk(f.binding, 4, 1)...); err != nil {
 				t.Fatal(err)
 			}
-			pipelinetest.WaitFor(t, "bulk-4 followed", func() bool { return len(replay.ids()) == 5 })
+			eventlogtest.WaitFor(t, "bulk-4 followed", func() bool { return len(replay.ids()) == 5 })
 			if got := replay.ids(); !slices.Equal(got, []string{"bulk-0", "bulk-1", "bulk-2", "bulk-3", "bulk-4"}) {
 				t.Errorf("Follow since %s passed %v", since, got)
 			}
@@ -389,11 +389,11 @@ func TestFollowWhileReplaying(t *testing.T) {
 		}
 	}
 	fl := follow(t, ctx, l, Query{Since: since})
-	pipelinetest.WaitFor(t, "6 events", func() bool { return len(fl.ids()) >= 6 })
+	eventlogtest.WaitFor(t, "6 events", func() bool { return len(fl.ids()) >= 6 })
 	if err := f.pub.Publish(ctx, bulk(f.binding, 6, 1)...); err != nil {
 		t.Fatal(err)
 	}
-	pipelinetest.WaitFor(t, "7 events", func() bool { return len(fl.ids()) >= 7 })
+	eventlogtest.WaitFor(t, "7 events", func() bool { return len(fl.ids()) >= 7 })
 	want := []string{"bulk-0", "bulk-1", "bulk-2", "bulk-3", "bulk-4", "bulk-5", "bulk-6"}
 	if got := fl.ids(); !slices.Equal(got, want) {
 		t.Errorf("Follow passed %v, want %v", got, want)

@@ -15,7 +15,7 @@ import (
 	"github.com/wahook/wahook/pkg/broker/natsbroker/natstest"
 	"github.com/wahook/wahook/pkg/envelope"
 	"github.com/wahook/wahook/pkg/eventlog"
-	"github.com/wahook/wahook/pkg/internal/pipelinetest"
+	"github.com/wahook/wahook/pkg/eventlog/eventlogtest"
 	"github.com/wahook/wahook/pkg/redrive"
 )
 
@@ -29,7 +29,7 @@ func natsPipeline(t *testing.T) (broker.Publisher, *eventlog.Log) {
 }
 
 func kafkaPipeline(t *testing.T) (broker.Publisher, *eventlog.Log) {
-	cluster, kb := pipelinetest.Kafka(t)
+	cluster, kb := eventlogtest.Kafka(t)
 	l, err := eventlog.NewKafka(cluster.ListenAddrs(), kafkabroker.Security{})
 	if err != nil {
 		t.Fatal(err)
@@ -52,10 +52,10 @@ func TestRedriveOne(t *testing.T) {
 			pub, l := start(t)
 			b := l.Binding()
 			since := time.Now().Add(-time.Minute)
-			if code, _ := pipelinetest.Deliver(t, pub, b, 1, "/v1/webhooks/whapi", pipelinetest.TwoPatches); code != http.StatusBadRequest {
+			if code, _ := eventlogtest.Deliver(t, pub, b, 1, "/v1/webhooks/whapi", eventlogtest.TwoPatches); code != http.StatusBadRequest {
 				t.Fatalf("delivery of 2 items to an ingress taking 1: %d, want 400", code)
 			}
-			if code, _ := pipelinetest.Deliver(t, pub, b, 1, "/v1/webhooks/zapi", "{not json"); code != http.StatusBadRequest {
+			if code, _ := eventlogtest.Deliver(t, pub, b, 1, "/v1/webhooks/zapi", "{not json"); code != http.StatusBadRequest {
 				t.Fatalf("delivery of no JSON: %d, want 400", code)
 			}
 			dead := func(provider string) string {
@@ -93,7 +93,7 @@ func TestRedriveOne(t *testing.T) {
 				t.Fatalf("raw events %v, want %v", got, want)
 			}
 			// The ingress gives the same body the same ids.
-			if code, ids := pipelinetest.Deliver(t, pub, b, 1000, "/v1/webhooks/whapi", pipelinetest.TwoPatches); code != http.StatusOK ||
+			if code, ids := eventlogtest.Deliver(t, pub, b, 1000, "/v1/webhooks/whapi", eventlogtest.TwoPatches); code != http.StatusOK ||
 				!slices.Equal(slices.Sorted(slices.Values(ids)), want) {
 				t.Errorf("the same delivery to the ingress: %d %v, want 200 %v", code, ids, want)
 			}
@@ -141,12 +141,12 @@ func TestRun(t *testing.T) {
 	defer cancel()
 	pub, l := natsPipeline(t)
 	b := l.Binding()
-	for _, body := range []string{pipelinetest.TwoPatches, strings.ReplaceAll(pipelinetest.TwoPatches, "MANTIS-M72HC", "OTHER")} {
-		if code, _ := pipelinetest.Deliver(t, pub, b, 1, "/v1/webhooks/whapi", body); code != http.StatusBadRequest {
+	for _, body := range []string{eventlogtest.TwoPatches, strings.ReplaceAll(eventlogtest.TwoPatches, "MANTIS-M72HC", "OTHER")} {
+		if code, _ := eventlogtest.Deliver(t, pub, b, 1, "/v1/webhooks/whapi", body); code != http.StatusBadRequest {
 			t.Fatalf("delivery of 2 items to an ingress taking 1: %d, want 400", code)
 		}
 	}
-	if code, _ := pipelinetest.Deliver(t, pub, b, 1, "/v1/webhooks/zapi", "{not json"); code != http.StatusBadRequest {
+	if code, _ := eventlogtest.Deliver(t, pub, b, 1, "/v1/webhooks/zapi", "{not json"); code != http.StatusBadRequest {
 		t.Fatalf("delivery of no JSON: %d, want 400", code)
 	}
 	dry, err := redrive.New(redrive.Config{Log: l})
