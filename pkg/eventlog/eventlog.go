@@ -387,6 +387,12 @@ func (c *bufCursor) close() {
 	}
 }
 
+// Check tells whether Query would refuse q (ErrQuery), without reading.
+func (q Query) Check() error {
+	_, err := q.normalize()
+	return err
+}
+
 // normalize checks q's filters and bounds and fills the defaults.
 func (q Query) normalize() (Query, error) {
 	if len(q.Streams) == 0 {

@@ -254,8 +254,8 @@ func TestQueryBounds(t *testing.T) {
 		"max scan":    {MaxScan: -1},
 		"until first": {Since: time.Now(), Until: time.Now().Add(-time.Hour)},
 	} {
-		if _, err := q.normalize(); !errors.Is(err, ErrQuery) {
-			t.Errorf("%s: normalize = %v, want ErrQuery", name, err)
+		if err := q.Check(); !errors.Is(err, ErrQuery) {
+			t.Errorf("%s: Check = %v, want ErrQuery", name, err)
 		}
 	}
 	q, err := Query{Limit: 5000, MaxScan: 1 << 30}.normalize()

@@ -183,3 +183,61 @@ func TestRun(t *testing.T) {
 		t.Errorf("Run of the rest: %v, %+v, %v", actions, sum, err)
 	}
 }
+
+// TestLetters lists dead letters with their bodies, one in parts put
+// together, and tells those a note says were redriven; Limit, Newest, IDs
+// and Channel select records, not the parts and notes they need.
+func TestLetters(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pub, l := natsPipeline(t)
+	b := l.Binding()
+	if code, _ := eventlogtest.Deliver(t, pub, b, 1, "/v1/webhooks/whapi", eventlogtest.TwoPatches); code != http.StatusBadRequest {
+		t.Fatalf("delivery of 2 items to an ingress taking 1: %d, want 400", code)
+	}
+	body := strings.Repeat(`{"text":"<ok>"}`, 1000)
+	parted := envelope.DeadLetter{Reason: "bad", Provider: "waha", Channel: "S1", ReceivedAt: time.Now().UTC()}
+	parted.SetBody([]byte(body))
+	msgs, err := envelope.DeadLetterMessages(parted, b, 4096)
+	if err != nil || len(msgs) < 3 {
+		t.Fatalf("DeadLetterMessages: %d messages, %v; want parts", len(msgs), err)
+	}
+	if err := envelope.PublishDeadLetter(ctx, pub.Publish, msgs); err != nil {
+		t.Fatal(err)
+	}
+	r, err := redrive.New(redrive.Config{Log: l, Publisher: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Run(ctx, redrive.Selection{Provider: "whapi"}, func(redrive.Result) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+
+	all, page, err := r.Letters(ctx, eventlog.Query{})
+	if err != nil || len(all) != 2 || page.Truncated {
+		t.Fatalf("Letters: %d, %+v, %v; want 2", len(all), page, err)
+	}
+	if all[0].DeadLetter.Provider != "whapi" || !all[0].Redriven || string(all[0].Body) != eventlogtest.TwoPatches {
+		t.Errorf("first letter %+v, want whapi's, redriven, with its body", all[0])
+	}
+	if all[1].ID != msgs[len(msgs)-1].ID || all[1].Redriven || all[1].BodyErr != nil || string(all[1].Body) != body {
+		t.Errorf("second letter %s redriven %v, body of %d bytes (%v); want the one in parts put together", all[1].ID, all[1].Redriven, len(all[1].Body), all[1].BodyErr)
+	}
+	for name, tc := range map[string]struct {
+		give eventlog.Query
+		want string
+	}{
+		"limit":   {eventlog.Query{Limit: 1}, all[0].ID},
+		"newest":  {eventlog.Query{Limit: 1, Newest: true}, all[1].ID},
+		"id":      {eventlog.Query{IDs: []string{all[1].ID}}, all[1].ID},
+		"channel": {eventlog.Query{Channel: "S1"}, all[1].ID},
+	} {
+		got, _, err := r.Letters(ctx, tc.give)
+		if err != nil || len(got) != 1 || got[0].ID != tc.want || string(got[0].Body) == "" {
+			t.Errorf("%s: Letters = %d letters, %v; want %s with its body", name, len(got), err, tc.want)
+		}
+	}
+	if _, _, err := r.Letters(ctx, eventlog.Query{Channel: strings.Repeat("x", eventlog.MaxFilterLen+1)}); !errors.Is(err, eventlog.ErrQuery) {
+		t.Errorf("Letters with an over-long channel: %v, want ErrQuery", err)
+	}
+}
