@@ -209,6 +209,17 @@ func TestQuery(t *testing.T) {
 					t.Errorf("Binding() = %v, want %v", l.Binding(), f.binding)
 				}
 			})
+			t.Run("small batches", func(t *testing.T) {
+				// Reads of 2 messages, backward windows that widen over
+				// the messages the filter skips: the same records.
+				small := f.log(WithBatch(2))
+				for _, q := range []Query{{Channel: "BULK"}, {Channel: "BULK", Newest: true, Limit: 4}, {Types: []string{"io.wahook.label.*"}, Newest: true}} {
+					p, err := small.Query(ctx, q)
+					if want := query(q); err != nil || !slices.Equal(ids(p.Records), ids(want.Records)) || p.Scanned != want.Scanned {
+						t.Errorf("Query(%+v) in batches of 2: %v (%d read), %v; want %v (%d read)", q, ids(p.Records), p.Scanned, err, ids(want.Records), want.Scanned)
+					}
+				}
+			})
 			t.Run("subject or topics", func(t *testing.T) {
 				opt := WithNATSSubject("wahook.label-changed.>")
 				if name == "kafka" {

@@ -260,6 +260,11 @@ func (k *kafkaLog) fetch(ctx context.Context, p kafkaPart, from, to int64, out *
 	if c, ok := res.Records.(io.Closer); ok {
 		defer c.Close()
 	}
+	if errors.Is(res.Error, kafka.OffsetOutOfRange) {
+		// Retention removed records since the range was taken: none to
+		// read here.
+		return from, nil
+	}
 	if res.Error != nil {
 		return from, fmt.Errorf("fetch %s/%d at %d: %w", p.t.topic, p.id, from, res.Error)
 	}

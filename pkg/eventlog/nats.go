@@ -144,15 +144,18 @@ func (n *natsLog) lastSeq(ctx context.Context, src natsSource) (uint64, bool, er
 	return s.CachedInfo().State.LastSeq, true, nil
 }
 
-// seqAt is the sequence of src's first message stored at t or later, 0
-// when there is none.
+// seqAt is the sequence of src's first message stored at t or later (the
+// first one kept when t is zero), 0 when there is none.
 func (n *natsLog) seqAt(ctx context.Context, src natsSource, t time.Time) (uint64, error) {
 	var seq uint64
-	_, _, err := natsbroker.DirectBatch(ctx, n.nc, src.name, natsbroker.DirectRequest{StartTime: &t, NextBySubject: src.subject, Batch: 1},
-		func(sm natsbroker.StoredMsg) error {
-			seq = sm.Sequence
-			return nil
-		})
+	req := natsbroker.DirectRequest{Seq: 1, NextBySubject: src.subject, Batch: 1}
+	if !t.IsZero() {
+		req.Seq, req.StartTime = 0, &t
+	}
+	_, _, err := natsbroker.DirectBatch(ctx, n.nc, src.name, req, func(sm natsbroker.StoredMsg) error {
+		seq = sm.Sequence
+		return nil
+	})
 	if err != nil {
 		return 0, fmt.Errorf("%s at %s: %w", src.name, t.Format(time.RFC3339Nano), err)
 	}
@@ -173,14 +176,15 @@ func (n *natsLog) cursors(ctx context.Context, q Query, newest bool) ([]cursor, 
 		if !ok || last == 0 {
 			continue
 		}
-		lo, hi := uint64(1), last
-		if !q.Since.IsZero() {
-			if lo, err = n.seqAt(ctx, src, q.Since); err != nil {
-				return nil, err
-			}
-			if lo == 0 || lo > hi {
-				continue
-			}
+		// From the first message that matches: a backward read stops
+		// there instead of looking further back window by window.
+		lo, err := n.seqAt(ctx, src, q.Since)
+		if err != nil {
+			return nil, err
+		}
+		hi := last
+		if lo == 0 || lo > hi {
+			continue
 		}
 		if !q.Until.IsZero() {
 			after, err := n.seqAt(ctx, src, q.Until.Add(time.Nanosecond))
