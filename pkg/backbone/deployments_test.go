@@ -1,8 +1,13 @@
 package backbone
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +18,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/envelope"
@@ -203,4 +209,122 @@ func composeAccounts(t *testing.T) map[string]any {
 		delete(a.(map[string]any), "users")
 	}
 	return accounts
+}
+
+// helmNATSValues are the NATS chart's values the Kubernetes walk-through
+// installs (docs/operations.md, Deploying).
+const helmNATSValues = "../../deployments/helm/nats-values.yaml"
+
+// helmNATSConfig renders the values' config.merge as the NATS chart does:
+// JSON, with "<< x >>" written unquoted.
+func helmNATSConfig(t *testing.T) (text string, secretKeys map[string]string) {
+	t.Helper()
+	b, err := os.ReadFile(helmNATSValues)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values struct {
+		Config struct {
+			Cluster struct {
+				Enabled  bool
+				Replicas int
+			}
+			JetStream struct{ Enabled bool } `yaml:"jetstream"`
+			Merge     map[string]any
+		}
+		Container struct {
+			Env map[string]struct {
+				ValueFrom struct {
+					SecretKeyRef struct{ Name, Key string } `yaml:"secretKeyRef"`
+				} `yaml:"valueFrom"`
+			}
+		}
+	}
+	if err := yaml.Unmarshal(b, &values); err != nil {
+		t.Fatal(err)
+	}
+	if c := values.Config; !c.JetStream.Enabled || !c.Cluster.Enabled || c.Cluster.Replicas < 3 {
+		t.Errorf("jetstream %v, cluster %+v; want JetStream on 3 servers (the chart's nats.replicas)", c.JetStream.Enabled, c.Cluster)
+	}
+	secrets := map[string]string{}
+	for name, e := range values.Container.Env {
+		if e.ValueFrom.SecretKeyRef.Name != "wahook-nats" {
+			t.Errorf("%s from secret %q, want wahook-nats (the chart's nats.existingSecret)", name, e.ValueFrom.SecretKeyRef.Name)
+		}
+		secrets[name] = e.ValueFrom.SecretKeyRef.Key
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(values.Config.Merge); err != nil {
+		t.Fatal(err)
+	}
+	return regexp.MustCompile(`"<<\s+(.*)\s+>>"`).ReplaceAllString(buf.String(), "${1}"), secrets
+}
+
+// TestHelmNATSValues runs a nats-server with the NATS chart's configuration
+// of the walk-through: its passwords come from the Secret's keys the wahook
+// chart reads, hex passwords stay strings, payloads fit a full body, the
+// accounts are compose's, and wahook runs on it.
+func TestHelmNATSValues(t *testing.T) {
+	text, secrets := helmNATSConfig(t)
+	if secrets["WAHOOK_NATS_PASSWORD"] != "password" || secrets["WAHOOK_NATS_SUBSCRIBER_PASSWORD"] == "" {
+		t.Errorf("environment from secret keys %v, want WAHOOK_NATS_PASSWORD from key password (nats.passwordKey)", secrets)
+	}
+	// As openssl rand -hex 32 makes them; one starts with digits.
+	const svcPassword, subPassword = "0123abcdef0123abcdef0123abcdef0123abcdef0123abcdef0123abcdef0123", "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+	t.Setenv("WAHOOK_NATS_PASSWORD", svcPassword)
+	t.Setenv("WAHOOK_NATS_SUBSCRIBER_PASSWORD", subPassword)
+	// For composeAccounts, which reads compose's configuration.
+	t.Setenv("WAHOOK_NATS_USER", `"wahook"`)
+	t.Setenv("WAHOOK_NATS_SUBSCRIBER_USER", `"subscriber"`)
+	file := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(file)
+	if err != nil {
+		t.Fatalf("ProcessConfigFile: %v\n%s", err, text)
+	}
+	if opts.MaxPayload < 8<<20 {
+		t.Errorf("max payload %d, want 8 MiB", opts.MaxPayload)
+	}
+	users := map[string]*server.User{}
+	for _, u := range opts.Users {
+		users[u.Username] = u
+	}
+	svc, reader := users["wahook"], users["subscriber"]
+	if len(users) != 2 || svc == nil || reader == nil || svc.Password != svcPassword || reader.Password != subPassword {
+		t.Fatalf("users %v; want wahook (the chart's nats.user) and subscriber, passwords from the environment", users)
+	}
+	if diff := cmp.Diff(natsbroker.SubscriberPermissions(nil), reader.Permissions); diff != "" {
+		t.Errorf("subscriber permissions differ from the embedded server's (-want +values):\n%s", diff)
+	}
+	m, err := conf.Parse(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accounts := m["accounts"].(map[string]any)
+	for _, a := range accounts {
+		delete(a.(map[string]any), "users")
+	}
+	if diff := cmp.Diff(composeAccounts(t), accounts); diff != "" {
+		t.Errorf("accounts differ from compose's (-compose +values):\n%s", diff)
+	}
+
+	opts.Host, opts.Port, opts.HTTPPort = "127.0.0.1", -1, 0
+	opts.JetStream, opts.StoreDir, opts.NoSigs, opts.NoLog = true, t.TempDir(), true, true
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	if !srv.ReadyForConnections(20 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	bb := open(t, Config{Broker: "nats", NATSURL: srv.ClientURL(), NATSDuplicateWindow: time.Minute,
+		NATSAuth: natsbroker.Auth{User: "wahook", Password: svcPassword}})
+	check(t, bb, envelope.NATS)
 }
