@@ -94,3 +94,11 @@ func TestCheckSchemaReports(t *testing.T) {
 func TestTimeRegistry(t *testing.T) {
 	derivetest.TestTimeRegistry(t, func(*testing.T) derive.TimeRegistry { return new(derivetest.TimeRegistry) })
 }
+
+func TestAliasRegistry(t *testing.T) {
+	derivetest.TestAliasRegistry(t, func(*testing.T) derive.AliasRegistry { return derivetest.NewAliasRegistry() })
+}
+
+func TestAliasRegistryZeroValue(t *testing.T) {
+	derivetest.TestAliasRegistry(t, func(*testing.T) derive.AliasRegistry { return new(derivetest.AliasRegistry) })
+}
