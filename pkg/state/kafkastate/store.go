@@ -621,6 +621,9 @@ func (s *Store) Labels() *Labels { return s.labels }
 // Chats returns the known chats.
 func (s *Store) Chats() *Chats { return s.chats }
 
+// Aliases returns the LID↔phone aliases, kept on the chats topic.
+func (s *Store) Aliases() *Aliases { return s.chats.aliases }
+
 // Dedup returns the deduplication of event ids.
 func (s *Store) Dedup() *Dedup { return s.dedup }
 
