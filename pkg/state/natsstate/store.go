@@ -53,10 +53,10 @@ type Config struct {
 	// Storage is the buckets' storage, jetstream.FileStorage (the zero
 	// value) unless set.
 	Storage jetstream.StorageType
-	// ChatCacheSize is how many chats' first events a Store remembers in
-	// memory, which spares a read for every repeat sighting;
-	// DefaultChatCacheSize when zero, none when negative. A chat's first
-	// event never changes, so the cache is never stale.
+	// ChatCacheSize is how many chats' first events, and known aliases, a
+	// Store remembers in memory, which spares a read for every repeat
+	// sighting; DefaultChatCacheSize when zero, none when negative. Neither
+	// changes once written, so the cache is never stale.
 	ChatCacheSize int
 
 	// LabelsMaxBytes (64 MiB) and ChatsMaxBytes (512 MiB, some two million
