@@ -1,10 +1,10 @@
 package kafkastate
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"sync"
 
 	"go.uber.org/zap"
@@ -27,6 +27,8 @@ type Aliases struct {
 
 	mu sync.RWMutex
 	m  map[hashKey]aliasEntry
+	// expiring: some alias applied carries an expiry, so sweeps look.
+	expiring bool
 }
 
 var _ derive.AliasRegistry = (*Aliases)(nil)
@@ -55,7 +57,27 @@ func newAliases(s *Store, t *topic) *Aliases {
 // isAliasKey reports whether a chats topic key is an alias's: three dots,
 // where a chat key has two.
 func isAliasKey(key []byte) bool {
-	return strings.Count(string(key), ".") == 3 && strings.HasSuffix(string(key), ".a")
+	return bytes.HasSuffix(key, aliasSuffix) && bytes.Count(key, dot) == 3
+}
+
+var aliasSuffix, dot = []byte(".a"), []byte(".")
+
+// sweep drops the aliases expired at now and returns how many.
+func (a *Aliases) sweep() int {
+	now := a.s.cfg.Now().UnixNano()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.expiring {
+		return 0
+	}
+	n := 0
+	for h, e := range a.m {
+		if e.gone(now) {
+			delete(a.m, h)
+			n++
+		}
+	}
+	return n
 }
 
 // apply is Chats.apply's for alias keys.
@@ -82,6 +104,7 @@ func (a *Aliases) apply(key, value []byte) {
 	if cur, ok := a.m[h]; ok && !cur.gone(now) {
 		if rec.Version > cur.version {
 			cur.other, cur.version, cur.expires, cur.stale = e.other, e.version, e.expires, false
+			a.expiring = a.expiring || e.expires != 0
 		} else {
 			cur.stale = true
 		}
@@ -92,6 +115,7 @@ func (a *Aliases) apply(key, value []byte) {
 		delete(a.m, h)
 		return
 	}
+	a.expiring = a.expiring || e.expires != 0
 	a.m[h] = e
 }
 

@@ -315,6 +315,9 @@ func (s *Store) sweep(every time.Duration) {
 			if n := s.chats.sweep(); n > 0 {
 				s.log.Debug("expired chats dropped from memory", zap.Int("chats", n))
 			}
+			if n := s.chats.aliases.sweep(); n > 0 {
+				s.log.Debug("expired aliases dropped from memory", zap.Int("aliases", n))
+			}
 		}
 	}
 }
