@@ -355,6 +355,9 @@ func (bb *Backbone) Subscriber() broker.Subscriber {
 type State struct {
 	Labels derive.LabelRegistry
 	Chats  derive.ChatRegistry
+	// Aliases ties contacts' LIDs to their phone-number ids, kept with
+	// the chats.
+	Aliases derive.AliasRegistry
 	// Dedup remembers processed raw events where the broker does not drop
 	// repeats itself (Kafka); nil on NATS, whose duplicate window does.
 	Dedup consumer.Dedup
@@ -387,7 +390,7 @@ func (bb *Backbone) State(ctx context.Context) (State, error) {
 			}
 			bb.kafkaState.Store(st)
 		}
-		return State{Labels: st.Labels(), Chats: st.Chats(), Dedup: st.Dedup(), Times: bb.times(st.Times())}, nil
+		return State{Labels: st.Labels(), Chats: st.Chats(), Aliases: st.Aliases(), Dedup: st.Dedup(), Times: bb.times(st.Times())}, nil
 	}
 	scfg := bb.cfg.NATSStorage.state(bb.cfg.NATSReplicas)
 	scfg.Logger = bb.log.Named("nats-state")
@@ -396,7 +399,7 @@ func (bb *Backbone) State(ctx context.Context) (State, error) {
 	if err != nil {
 		return State{}, fmt.Errorf("state: %w", err)
 	}
-	return State{Labels: st.Labels(), Chats: st.Chats(), Times: bb.times(st.Times())}, nil
+	return State{Labels: st.Labels(), Chats: st.Chats(), Aliases: st.Aliases(), Times: bb.times(st.Times())}, nil
 }
 
 // times is the first-time registry consumers use, none with
@@ -421,6 +424,7 @@ func (bb *Backbone) ConsumerDeps(ctx context.Context, providers []provider.Provi
 		Binding:    bb.Binding,
 		Labels:     st.Labels,
 		Chats:      st.Chats,
+		Aliases:    st.Aliases,
 		Dedup:      st.Dedup,
 		Times:      st.Times,
 		Providers:  providers,

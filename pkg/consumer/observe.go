@@ -140,7 +140,7 @@ func newStateMetrics() stateMetrics {
 	return stateMetrics{
 		ops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "wahook", Subsystem: "state", Name: "operations_total",
-			Help: "Operations on the derived streams' state, by store (labels, chats, times, dedup), op and result (ok, error, canceled: the caller stopped waiting).",
+			Help: "Operations on the derived streams' state, by store (labels, chats, aliases, times, dedup), op and result (ok, error, canceled: the caller stopped waiting).",
 		}, []string{"store", "op", "result"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "wahook", Subsystem: "state", Name: "operation_duration_seconds",
@@ -221,6 +221,26 @@ func (o *observedChats) FirstSeen(ctx context.Context, p, c, chat, eventID strin
 	return first, err
 }
 
+// observedAliases counts an AliasRegistry's operations.
+type observedAliases struct {
+	r             derive.AliasRegistry
+	learn, lookup *stateOp
+}
+
+func (o *observedAliases) Learn(ctx context.Context, p, c, lid, phone, eventID string) error {
+	start := o.learn.now()
+	err := o.r.Learn(ctx, p, c, lid, phone, eventID)
+	o.learn.done(ctx, start, err)
+	return err
+}
+
+func (o *observedAliases) Lookup(ctx context.Context, p, c, id string) (string, bool, error) {
+	start := o.lookup.now()
+	other, ok, err := o.r.Lookup(ctx, p, c, id)
+	o.lookup.done(ctx, start, err)
+	return other, ok, err
+}
+
 // observedTimes counts a TimeRegistry's operations.
 type observedTimes struct {
 	r         derive.TimeRegistry
@@ -267,6 +287,9 @@ func (d Deps) observe() Deps {
 	}
 	if _, ok := d.Chats.(*observedChats); d.Chats != nil && !ok {
 		d.Chats = &observedChats{r: d.Chats, firstSeen: m.stateOp("chats", "first_seen")}
+	}
+	if _, ok := d.Aliases.(*observedAliases); d.Aliases != nil && !ok {
+		d.Aliases = &observedAliases{r: d.Aliases, learn: m.stateOp("aliases", "learn"), lookup: m.stateOp("aliases", "lookup")}
 	}
 	if _, ok := d.Times.(*observedTimes); d.Times != nil && !ok {
 		d.Times = &observedTimes{r: d.Times, firstTime: m.stateOp("times", "first_time")}

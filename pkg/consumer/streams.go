@@ -70,6 +70,9 @@ type Deps struct {
 	Binding    envelope.Binding
 	Labels     derive.LabelRegistry
 	Chats      derive.ChatRegistry
+	// Aliases ties contacts' LIDs to their phone-number ids; every stream
+	// learns the pairs of the raw events it reads.
+	Aliases derive.AliasRegistry
 	// Dedup is set on brokers without a duplicate window.
 	Dedup Dedup
 	// Times fixes the time of raw events stamped at receipt.
@@ -85,13 +88,13 @@ type Deps struct {
 func (d Deps) Deriver(stream string) (derive.Deriver, error) {
 	switch stream {
 	case derive.LabelChanged:
-		return label.Deriver{Registry: d.Labels}, nil
+		return label.Deriver{Registry: d.Labels, Aliases: d.Aliases}, nil
 	case derive.ChatCreated:
-		return chat.Deriver{Registry: d.Chats}, nil
+		return chat.Deriver{Registry: d.Chats, Aliases: d.Aliases}, nil
 	case derive.Call:
-		return call.Deriver{}, nil
+		return call.Deriver{Aliases: d.Aliases}, nil
 	case derive.GroupNotification:
-		return group.Deriver{}, nil
+		return group.Deriver{Aliases: d.Aliases}, nil
 	}
 	return nil, fmt.Errorf("unknown derived stream %q", stream)
 }

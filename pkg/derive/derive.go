@@ -13,8 +13,11 @@ package derive
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"time"
 
+	"github.com/wahook/wahook/pkg/chatid"
 	"github.com/wahook/wahook/pkg/fact"
 	"github.com/wahook/wahook/pkg/provider"
 )
@@ -164,4 +167,63 @@ func StreamsOf(f fact.Facts) []string {
 		out = append(out, GroupNotification)
 	}
 	return out
+}
+
+// AliasRegistry ties contacts' hidden (…@lid) ids to their phone-number
+// ids, per channel, both ways. The first pair learnt for an id is kept:
+// a later pair naming another form for it is ignored (a hidden id is not
+// reassigned; a phone number that is, is not followed).
+type AliasRegistry interface {
+	// Learn records that lid and phone (canonical) name one contact, as
+	// raw event eventID tells. Learning a known pair again writes nothing.
+	Learn(ctx context.Context, provider, channel, lid, phone, eventID string) error
+	// Lookup returns the other form of id (canonical, either form) when a
+	// pair naming it was learnt.
+	Lookup(ctx context.Context, provider, channel, id string) (other string, ok bool, err error)
+}
+
+// LearnAliases records in reg the aliases a raw event's facts tell, before
+// anything is derived from it; nil reg learns nothing. A pair that is not a
+// hidden id and a phone-number id is passed over.
+func LearnAliases(ctx context.Context, reg AliasRegistry, raw Raw, aliases []fact.Alias) error {
+	if reg == nil {
+		return nil
+	}
+	for i, a := range aliases {
+		lid, phone, ok := aliasPair(a)
+		if !ok || slices.ContainsFunc(aliases[:i], func(b fact.Alias) bool { return b == a }) {
+			continue
+		}
+		if err := reg.Learn(ctx, raw.Provider, raw.Channel, lid, phone, raw.ID); err != nil {
+			return fmt.Errorf("learn alias %s of %s: %w", lid, phone, err)
+		}
+	}
+	return nil
+}
+
+func aliasPair(a fact.Alias) (lid, phone string, ok bool) {
+	lid, lt := chatid.Canonical(a.LID)
+	phone, pt := chatid.Canonical(a.Phone)
+	return lid, phone, lt == chatid.LID && pt == chatid.Contact
+}
+
+// PhoneOf returns the phone-number form learnt for chat when chat is a
+// hidden (…@lid) id, else ""; nil reg knows none. Only …@lid chats cost a
+// lookup.
+func PhoneOf(ctx context.Context, reg AliasRegistry, raw Raw, chat string) (string, error) {
+	if reg == nil {
+		return "", nil
+	}
+	id, typ := chatid.Canonical(chat)
+	if typ != chatid.LID {
+		return "", nil
+	}
+	phone, ok, err := reg.Lookup(ctx, raw.Provider, raw.Channel, id)
+	if err != nil {
+		return "", fmt.Errorf("look up alias of %s: %w", id, err)
+	}
+	if _, t := chatid.Canonical(phone); !ok || t != chatid.Contact {
+		return "", nil
+	}
+	return phone, nil
 }

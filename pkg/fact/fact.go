@@ -27,13 +27,17 @@ type Facts struct {
 	Calls []Call
 	// Groups are group notifications.
 	Groups []GroupChange
+	// Aliases are the contacts whose hidden id and phone-number id the
+	// payload gives side by side. They feed no stream of their own: every
+	// stream reading the item learns them before deriving.
+	Aliases []Alias
 }
 
 // Empty reports whether f tells nothing.
 func (f Facts) Empty() bool {
 	return len(f.LabelSets) == 0 && len(f.LabelAssocs) == 0 && len(f.LabelUpserts) == 0 &&
 		len(f.LabelDeletes) == 0 && len(f.ChatsCreated) == 0 && len(f.ChatsSeen) == 0 &&
-		len(f.Calls) == 0 && len(f.Groups) == 0
+		len(f.Calls) == 0 && len(f.Groups) == 0 && len(f.Aliases) == 0
 }
 
 // Label is a label as a provider describes it. ID is always a string.
@@ -88,6 +92,13 @@ type ChatSeen struct {
 	// LID is the chat's hidden (…@lid) id when the payload gave it beside
 	// Chat, its phone-number form: both name one contact.
 	LID string
+}
+
+// Alias ties a contact's hidden id to its phone-number id, both canonical
+// (chatid): LID "…@lid", Phone "…@s.whatsapp.net".
+type Alias struct {
+	LID   string
+	Phone string
 }
 
 // Call states, as far as a provider tells them.

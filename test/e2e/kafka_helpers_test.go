@@ -238,6 +238,7 @@ func (p *kpipeline) consumers(names []string, group string, partition, partition
 			Binding:    envelope.Kafka,
 			Labels:     deadLabels{in, st.Labels()},
 			Chats:      deadChats{in, st.Chats()},
+			Aliases:    st.Aliases(),
 			Dedup:      deadDedup{in, st.Dedup()},
 			Times:      st.Times(),
 			Providers:  providers,

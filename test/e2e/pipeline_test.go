@@ -82,7 +82,7 @@ func (p *pipeline) consumers(names []string, group string, partition, partitions
 	done := make(chan error, 1)
 	go func() {
 		done <- consumer.Streams{Names: names, GroupPrefix: group, Concurrency: 16, Partition: partition, Partitions: partitions}.Run(ctx, consumer.Deps{
-			Subscriber: b, Publisher: b, Binding: envelope.NATS, Labels: st.Labels(), Chats: st.Chats(), Times: st.Times(),
+			Subscriber: b, Publisher: b, Binding: envelope.NATS, Labels: st.Labels(), Chats: st.Chats(), Aliases: st.Aliases(), Times: st.Times(),
 			Providers: providers, Metrics: consumer.NewMetrics(prometheus.NewRegistry()),
 		})
 	}()

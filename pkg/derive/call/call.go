@@ -50,8 +50,12 @@ type Data struct {
 	Status string `json:"status"`
 }
 
-// Deriver derives the call stream.
-type Deriver struct{}
+// Deriver derives the call stream. Aliases, when set, learns the LID↔phone
+// pairs of each raw event before deriving, and gives a one-to-one call
+// whose chat is a …@lid the phone-number form learnt for it.
+type Deriver struct {
+	Aliases derive.AliasRegistry
+}
 
 var _ derive.Deriver = Deriver{}
 
@@ -59,7 +63,10 @@ var _ derive.Deriver = Deriver{}
 func (Deriver) Stream() string { return derive.Call }
 
 // Derive returns one event per call fact.
-func (Deriver) Derive(_ context.Context, raw derive.Raw, f fact.Facts) ([]derive.Event, error) {
+func (d Deriver) Derive(ctx context.Context, raw derive.Raw, f fact.Facts) ([]derive.Event, error) {
+	if err := derive.LearnAliases(ctx, d.Aliases, raw, f.Aliases); err != nil {
+		return nil, fmt.Errorf("call: %w", err)
+	}
 	if len(f.Calls) == 0 {
 		return nil, nil
 	}
@@ -109,6 +116,16 @@ func (Deriver) Derive(_ context.Context, raw derive.Raw, f fact.Facts) ([]derive
 			if phone, pt := chatid.Canonical(c.ChatPhone); ct == chatid.LID && pt == chatid.Contact {
 				data.ChatRef = derive.ChatRef{ChatID: phone, ChatIDRaw: c.ChatPhone, ChatType: string(pt), ChatLID: chat}
 				chat = phone
+			} else if ct == chatid.LID && !c.Group {
+				// Else the phone form learnt for it, if any.
+				phone, err := derive.PhoneOf(ctx, d.Aliases, raw, chat)
+				if err != nil {
+					return nil, fmt.Errorf("call: %w", err)
+				}
+				if phone != "" {
+					data.ChatRef = derive.ChatRef{ChatID: phone, ChatIDRaw: chatRaw, ChatType: string(chatid.Contact), ChatLID: chat}
+					chat = phone
+				}
 			}
 			subject = chat
 		}

@@ -18,7 +18,11 @@
 // A contact seen with both its phone-number id and its hidden (…@lid) id
 // gets chat_id in the phone form and chat_lid; both forms are recorded as
 // seen, so a later event giving only the LID infers nothing, and a chat
-// first seen under one form is not created again when both are given.
+// first seen under one form is not created again when both are given. A
+// chat given in one form whose other form was learnt as an alias (from any
+// payload giving both) is created only when neither form was seen, and a
+// …@lid one then gets chat_id in the phone form and chat_lid; the event id
+// still hashes the form given.
 package chat
 
 import (
@@ -49,9 +53,12 @@ type Data struct {
 // Deriver derives the chat-created stream. Registry is required. A chat
 // seen (fact.Facts.ChatsSeen) is created on first sight whatever the
 // provider: a provider that announces new chats itself (Whapi's chats.post)
-// reports chats created, not seen, so nothing of it is inferred.
+// reports chats created, not seen, so nothing of it is inferred. Aliases,
+// when set, learns the LID↔phone pairs of each raw event before its chats
+// are derived, and ties a chat given in one form to its other.
 type Deriver struct {
 	Registry derive.ChatRegistry
+	Aliases  derive.AliasRegistry
 }
 
 var _ derive.Deriver = Deriver{}
@@ -64,6 +71,9 @@ var errNoRegistry = errors.New("chat: no chat registry configured")
 
 // Derive returns the chat creations one raw event tells or implies.
 func (d Deriver) Derive(ctx context.Context, raw derive.Raw, f fact.Facts) ([]derive.Event, error) {
+	if err := derive.LearnAliases(ctx, d.Aliases, raw, f.Aliases); err != nil {
+		return nil, fmt.Errorf("chat: %w", err)
+	}
 	inferring := len(f.ChatsSeen) > 0
 	if len(f.ChatsCreated) == 0 && !inferring {
 		return nil, nil
@@ -74,6 +84,13 @@ func (d Deriver) Derive(ctx context.Context, raw derive.Raw, f fact.Facts) ([]de
 	common := derive.NewCommon(raw)
 	var out []derive.Event
 	done := map[string]bool{}
+	seen := func(chat string) (bool, error) {
+		first, err := d.Registry.FirstSeen(ctx, raw.Provider, raw.Channel, chat, raw.ID)
+		if err != nil {
+			return false, fmt.Errorf("chat: record chat %s: %w", chat, err)
+		}
+		return first, nil
+	}
 	for _, c := range f.ChatsCreated {
 		chat, typ := chatid.Canonical(c.Chat)
 		if chat == "" || chat == statusChat || done[chat] {
@@ -82,14 +99,28 @@ func (d Deriver) Derive(ctx context.Context, raw derive.Raw, f fact.Facts) ([]de
 		done[chat] = true
 		// Only so that a later message does not infer the chat again;
 		// the provider has said it is new either way.
-		first, err := d.Registry.FirstSeen(ctx, raw.Provider, raw.Channel, chat, raw.ID)
+		first, err := seen(chat)
 		if err != nil {
-			return nil, fmt.Errorf("chat: record chat %s: %w", chat, err)
+			return nil, err
+		}
+		ref := derive.ChatRef{ChatID: chat, ChatIDRaw: c.Chat, ChatType: string(typ)}
+		phone, err := derive.PhoneOf(ctx, d.Aliases, raw, chat)
+		if err != nil {
+			return nil, fmt.Errorf("chat: %w", err)
+		}
+		if phone != "" && !done[phone] {
+			done[phone] = true
+			firstPhone, err := seen(phone)
+			if err != nil {
+				return nil, err
+			}
+			first = first && firstPhone
+			ref = phoneForm(ref, phone)
 		}
 		if c.Repeated && !first {
 			continue
 		}
-		out = append(out, event(raw, common, chat, c.Chat, typ, false, c.Name, c.Direction))
+		out = append(out, event(raw, common, chat, ref, false, c.Name, c.Direction))
 	}
 	if !inferring {
 		return out, nil
@@ -100,6 +131,7 @@ func (d Deriver) Derive(ctx context.Context, raw derive.Raw, f fact.Facts) ([]de
 			continue
 		}
 		done[chat] = true
+		ref := derive.ChatRef{ChatID: chat, ChatIDRaw: c.Chat, ChatType: string(typ)}
 		lid := lidOf(c.LID, typ)
 		if lid != "" && done[lid] {
 			continue
@@ -111,23 +143,73 @@ func (d Deriver) Derive(ctx context.Context, raw derive.Raw, f fact.Facts) ([]de
 			// only the LID infers nothing; a chat first seen under either
 			// form is not created again under the other.
 			var err error
-			if firstLID, err = d.Registry.FirstSeen(ctx, raw.Provider, raw.Channel, lid, raw.ID); err != nil {
-				return nil, fmt.Errorf("chat: record chat %s: %w", lid, err)
+			if firstLID, err = seen(lid); err != nil {
+				return nil, err
+			}
+			ref.ChatLID = lid
+		}
+		first, err := seen(chat)
+		if err != nil {
+			return nil, err
+		}
+		if !first || !firstLID {
+			continue
+		}
+		if lid == "" {
+			// A form never seen: its alias, when one was learnt, may have
+			// been. Only new chats pay this lookup.
+			other, ok, err := d.alias(ctx, raw, chat, typ)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				if done[other] {
+					continue
+				}
+				done[other] = true
+				firstOther, err := seen(other)
+				if err != nil {
+					return nil, err
+				}
+				if !firstOther {
+					continue
+				}
+				if typ == chatid.LID {
+					ref = phoneForm(ref, other)
+				} else {
+					ref.ChatLID = other
+				}
 			}
 		}
-		first, err := d.Registry.FirstSeen(ctx, raw.Provider, raw.Channel, chat, raw.ID)
-		if err != nil {
-			return nil, fmt.Errorf("chat: record chat %s: %w", chat, err)
-		}
-		if first && firstLID {
-			e := event(raw, common, chat, c.Chat, typ, true, c.Name, c.Direction)
-			data := e.Data.(Data)
-			data.ChatLID = lid
-			e.Data = data
-			out = append(out, e)
-		}
+		out = append(out, event(raw, common, chat, ref, true, c.Name, c.Direction))
 	}
 	return out, nil
+}
+
+// alias returns the other form learnt for a contact's chat (a …@lid's
+// phone-number id, a phone-number id's …@lid).
+func (d Deriver) alias(ctx context.Context, raw derive.Raw, chat string, typ chatid.Type) (string, bool, error) {
+	if d.Aliases == nil || (typ != chatid.LID && typ != chatid.Contact) {
+		return "", false, nil
+	}
+	other, ok, err := d.Aliases.Lookup(ctx, raw.Provider, raw.Channel, chat)
+	if err != nil {
+		return "", false, fmt.Errorf("chat: look up alias of %s: %w", chat, err)
+	}
+	want := chatid.LID
+	if typ == chatid.LID {
+		want = chatid.Contact
+	}
+	if _, ot := chatid.Canonical(other); !ok || ot != want {
+		return "", false, nil
+	}
+	return other, true, nil
+}
+
+// phoneForm returns ref, a …@lid chat, as its phone-number form with the
+// LID beside it; chat_id_raw stays what the provider wrote.
+func phoneForm(ref derive.ChatRef, phone string) derive.ChatRef {
+	return derive.ChatRef{ChatID: phone, ChatIDRaw: ref.ChatIDRaw, ChatType: string(chatid.Contact), ChatLID: ref.ChatID}
 }
 
 // lidOf returns the canonical form of lid when it is a hidden id given
@@ -142,19 +224,22 @@ func lidOf(lid string, chatType chatid.Type) string {
 	return ""
 }
 
-func event(raw derive.Raw, common derive.Common, chat, chatRaw string, typ chatid.Type, inferred bool, name, direction string) derive.Event {
+// event returns the creation of ref's chat; its id hashes idChat, the
+// canonical form the raw event gave (the phone form when it gave both), so
+// that an alias learnt later does not change it.
+func event(raw derive.Raw, common derive.Common, idChat string, ref derive.ChatRef, inferred bool, name, direction string) derive.Event {
 	if direction != fact.Incoming && direction != fact.Outgoing {
 		direction = ""
 	}
 	return derive.Event{
-		ID:      derive.ID(raw.ID, derive.ChatCreated, "chat.created", chat),
+		ID:      derive.ID(raw.ID, derive.ChatCreated, "chat.created", idChat),
 		Stream:  derive.ChatCreated,
 		Type:    Type,
-		Subject: chat,
-		Chat:    chat,
+		Subject: ref.ChatID,
+		Chat:    ref.ChatID,
 		Data: Data{
 			Common:    common,
-			ChatRef:   derive.ChatRef{ChatID: chat, ChatIDRaw: chatRaw, ChatType: string(typ)},
+			ChatRef:   ref,
 			Inferred:  inferred,
 			Name:      name,
 			Direction: direction,

@@ -303,3 +303,102 @@ func TestChatRegistry(t *testing.T, newRegistry func(t *testing.T) derive.ChatRe
 		}
 	})
 }
+
+// TestAliasRegistry checks that registries made by newRegistry behave as
+// derive.AliasRegistry documents: each subtest gets a new, empty registry.
+func TestAliasRegistry(t *testing.T, newRegistry func(t *testing.T) derive.AliasRegistry) {
+	t.Helper()
+	const (
+		lid    = "123456789012345@lid"
+		phone  = "5544999999999@s.whatsapp.net"
+		lid2   = "999999999999999@lid"
+		phone2 = "5511888888888@s.whatsapp.net"
+	)
+	learn := func(t *testing.T, r derive.AliasRegistry, provider, channel, lid, phone, eventID string) {
+		t.Helper()
+		if err := r.Learn(t.Context(), provider, channel, lid, phone, eventID); err != nil {
+			t.Fatalf("Learn(%s/%s, %s, %s, %s) error: %v", provider, channel, lid, phone, eventID, err)
+		}
+	}
+	check := func(t *testing.T, r derive.AliasRegistry, provider, channel, id, want string) {
+		t.Helper()
+		got, ok, err := r.Lookup(t.Context(), provider, channel, id)
+		if err != nil {
+			t.Fatalf("Lookup(%s/%s, %s) error: %v", provider, channel, id, err)
+		}
+		if ok != (want != "") || got != want {
+			t.Errorf("Lookup(%s/%s, %s) = %q, %v, want %q", provider, channel, id, got, ok, want)
+		}
+	}
+
+	t.Run("both ways, per channel", func(t *testing.T) {
+		r := newRegistry(t)
+		check(t, r, confProvider, confChannel, lid, "")
+		learn(t, r, confProvider, confChannel, lid, phone, "ev1")
+		check(t, r, confProvider, confChannel, lid, phone)
+		check(t, r, confProvider, confChannel, phone, lid)
+		check(t, r, confProvider, "CHANNEL-2", lid, "")
+		check(t, r, "waha", confChannel, phone, "")
+		// Learning it again, by any event, changes nothing.
+		learn(t, r, confProvider, confChannel, lid, phone, "ev2")
+		learn(t, r, confProvider, confChannel, lid, phone, "ev1")
+		check(t, r, confProvider, confChannel, lid, phone)
+		check(t, r, confProvider, confChannel, phone, lid)
+	})
+
+	t.Run("first pair wins", func(t *testing.T) {
+		r := newRegistry(t)
+		learn(t, r, confProvider, confChannel, lid, phone, "ev1")
+		// Another phone for the LID: ignored both ways.
+		learn(t, r, confProvider, confChannel, lid, phone2, "ev2")
+		check(t, r, confProvider, confChannel, lid, phone)
+		check(t, r, confProvider, confChannel, phone2, "")
+		// Another LID for the phone: the new LID keeps its own pair, the
+		// phone its first.
+		learn(t, r, confProvider, confChannel, lid2, phone, "ev3")
+		check(t, r, confProvider, confChannel, phone, lid)
+		check(t, r, confProvider, confChannel, lid2, phone)
+	})
+
+	t.Run("concurrent pairs for one LID: one wins, both ways", func(t *testing.T) {
+		r := newRegistry(t)
+		const n = 8
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				errs[i] = r.Learn(t.Context(), confProvider, confChannel, lid, fmt.Sprintf("55119000000%02d@s.whatsapp.net", i), fmt.Sprintf("ev%d", i))
+			})
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("Learn(ev%d) error: %v", i, err)
+			}
+		}
+		won, ok, err := r.Lookup(t.Context(), confProvider, confChannel, lid)
+		if err != nil || !ok {
+			t.Fatalf("Lookup(%s) = %q, %v, %v after the race", lid, won, ok, err)
+		}
+		for i := range n {
+			p := fmt.Sprintf("55119000000%02d@s.whatsapp.net", i)
+			want := ""
+			if p == won {
+				want = lid
+			}
+			check(t, r, confProvider, confChannel, p, want)
+		}
+	})
+
+	t.Run("cancelled context", func(t *testing.T) {
+		r := newRegistry(t)
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		if err := r.Learn(ctx, confProvider, confChannel, lid, phone, "ev1"); err == nil {
+			t.Errorf("Learn with a cancelled context: no error")
+		}
+		if _, _, err := r.Lookup(ctx, confProvider, confChannel, lid); err == nil {
+			t.Errorf("Lookup with a cancelled context: no error")
+		}
+	})
+}

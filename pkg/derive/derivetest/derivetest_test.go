@@ -6,6 +6,8 @@ import (
 
 	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/derive/derivetest"
+	"github.com/wahook/wahook/pkg/fact"
+	"github.com/wahook/wahook/pkg/provider"
 )
 
 func TestLabelRegistry(t *testing.T) {
@@ -93,4 +95,33 @@ func TestCheckSchemaReports(t *testing.T) {
 
 func TestTimeRegistry(t *testing.T) {
 	derivetest.TestTimeRegistry(t, func(*testing.T) derive.TimeRegistry { return new(derivetest.TimeRegistry) })
+}
+
+func TestAliasRegistry(t *testing.T) {
+	derivetest.TestAliasRegistry(t, func(*testing.T) derive.AliasRegistry { return derivetest.NewAliasRegistry() })
+}
+
+func TestAliasRegistryZeroValue(t *testing.T) {
+	derivetest.TestAliasRegistry(t, func(*testing.T) derive.AliasRegistry { return new(derivetest.AliasRegistry) })
+}
+
+// feeder is a provider that reads kind "read" in the call stream only.
+type feeder struct{ provider.Provider }
+
+func (feeder) Name() string { return "acme" }
+
+func (feeder) Feeds() provider.Feeds { return provider.Feeds{derive.Call: {"read"}} }
+
+// TestCheckFactsAliases: aliases need some stream to read their kind.
+func TestCheckFactsAliases(t *testing.T) {
+	f := fact.Facts{Aliases: []fact.Alias{{LID: "1@lid", Phone: "5511@s.whatsapp.net"}}}
+	r := &recorder{TB: t}
+	derivetest.CheckFacts(r, feeder{}, "read", f)
+	if len(r.errs) != 0 {
+		t.Errorf("aliases of a kind the call stream reads: %v", r.errs)
+	}
+	derivetest.CheckFacts(r, feeder{}, "unread", f)
+	if len(r.errs) != 1 {
+		t.Errorf("aliases of a kind no stream reads: %d reports, want 1: %v", len(r.errs), r.errs)
+	}
 }

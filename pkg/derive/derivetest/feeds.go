@@ -34,6 +34,11 @@ func undeclared(p provider.Provider, kind string, f fact.Facts) []string {
 			out = append(out, s)
 		}
 	}
+	// Aliases feed no stream of their own: whichever reads the kind learns
+	// them, so some stream must.
+	if len(f.Aliases) > 0 && !slices.ContainsFunc(derive.Streams, func(s string) bool { return feeds.Reads(s, kind) }) {
+		out = append(out, "any (for its aliases)")
+	}
 	return out
 }
 

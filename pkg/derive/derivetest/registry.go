@@ -233,3 +233,55 @@ func (r *ChatRegistry) FirstSeen(ctx context.Context, provider, channel, chat, e
 	r.first[k] = eventID
 	return true, nil
 }
+
+// AliasRegistry is an in-memory derive.AliasRegistry, safe for concurrent
+// use; the zero value is empty and ready. It keeps, per provider and
+// channel, the first other form learnt for each id, both ways.
+type AliasRegistry struct {
+	mu    sync.Mutex
+	other map[chatKey]string
+	// Conflicts counts the pairs ignored for naming another form of an id
+	// already tied.
+	Conflicts int
+}
+
+var _ derive.AliasRegistry = (*AliasRegistry)(nil)
+
+// NewAliasRegistry returns an empty registry.
+func NewAliasRegistry() *AliasRegistry { return &AliasRegistry{} }
+
+// Learn implements derive.AliasRegistry: the LID's direction first, and the
+// phone's only when the LID's holds this pair, as the backends do.
+func (r *AliasRegistry) Learn(ctx context.Context, provider, channel, lid, phone, eventID string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.other == nil {
+		r.other = map[chatKey]string{}
+	}
+	for _, d := range [...][2]string{{lid, phone}, {phone, lid}} {
+		k := chatKey{provider, channel, d[0]}
+		if cur, ok := r.other[k]; ok {
+			if cur != d[1] {
+				r.Conflicts++
+				return nil
+			}
+			continue
+		}
+		r.other[k] = d[1]
+	}
+	return nil
+}
+
+// Lookup implements derive.AliasRegistry.
+func (r *AliasRegistry) Lookup(ctx context.Context, provider, channel, id string) (string, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return "", false, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	other, ok := r.other[chatKey{provider, channel, id}]
+	return other, ok, nil
+}

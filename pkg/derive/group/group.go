@@ -45,7 +45,12 @@ type Setting struct {
 }
 
 // Deriver derives the group-notification stream.
-type Deriver struct{}
+type Deriver struct {
+	// Aliases, when set, learns the LID↔phone pairs of each raw event
+	// (group members' ids beside their phone-number ids); participants
+	// stay as given.
+	Aliases derive.AliasRegistry
+}
 
 var _ derive.Deriver = Deriver{}
 
@@ -53,7 +58,10 @@ var _ derive.Deriver = Deriver{}
 func (Deriver) Stream() string { return derive.GroupNotification }
 
 // Derive returns one event per group change.
-func (Deriver) Derive(_ context.Context, raw derive.Raw, f fact.Facts) ([]derive.Event, error) {
+func (d Deriver) Derive(ctx context.Context, raw derive.Raw, f fact.Facts) ([]derive.Event, error) {
+	if err := derive.LearnAliases(ctx, d.Aliases, raw, f.Aliases); err != nil {
+		return nil, fmt.Errorf("group: %w", err)
+	}
 	if len(f.Groups) == 0 {
 		return nil, nil
 	}

@@ -71,8 +71,14 @@ type Previous struct {
 // Deriver derives the label-changed stream. Registry is required for label
 // upserts and deletions; without it those fail and label assignments go
 // without the names it would fill in.
+//
+// Aliases, when set, learns the LID↔phone pairs of each raw event before
+// deriving, and gives a chat that is a …@lid the phone-number form learnt
+// for it (chat_lid the LID; the event id still hashes the LID). Only such
+// chats cost a lookup.
 type Deriver struct {
 	Registry derive.LabelRegistry
+	Aliases  derive.AliasRegistry
 }
 
 var _ derive.Deriver = Deriver{}
@@ -85,6 +91,9 @@ var errNoRegistry = errors.New("label: no label registry configured")
 
 // Derive returns the label events of one raw event's facts.
 func (d Deriver) Derive(ctx context.Context, raw derive.Raw, f fact.Facts) ([]derive.Event, error) {
+	if err := derive.LearnAliases(ctx, d.Aliases, raw, f.Aliases); err != nil {
+		return nil, fmt.Errorf("label: %w", err)
+	}
 	b := builder{raw: raw, common: derive.NewCommon(raw)}
 	for _, s := range f.LabelSets {
 		if err := b.diff(s); err != nil {
@@ -106,7 +115,42 @@ func (d Deriver) Derive(ctx context.Context, raw derive.Raw, f fact.Facts) ([]de
 			return nil, err
 		}
 	}
+	if err := d.phoneForms(ctx, b.events, raw); err != nil {
+		return nil, err
+	}
 	return b.events, nil
+}
+
+// phoneForms gives the events about a …@lid chat the phone-number form
+// learnt for it.
+func (d Deriver) phoneForms(ctx context.Context, events []derive.Event, raw derive.Raw) error {
+	if d.Aliases == nil {
+		return nil
+	}
+	var phones map[string]string
+	for i := range events {
+		data := events[i].Data.(Data)
+		if data.ChatType != string(chatid.LID) {
+			continue
+		}
+		phone, ok := phones[data.ChatID]
+		if !ok {
+			var err error
+			if phone, err = derive.PhoneOf(ctx, d.Aliases, raw, data.ChatID); err != nil {
+				return fmt.Errorf("label: %w", err)
+			}
+			if phones == nil {
+				phones = map[string]string{}
+			}
+			phones[data.ChatID] = phone
+		}
+		if phone == "" {
+			continue
+		}
+		data.ChatRef = derive.ChatRef{ChatID: phone, ChatIDRaw: data.ChatIDRaw, ChatType: string(chatid.Contact), ChatLID: data.ChatID}
+		events[i].Data, events[i].Subject, events[i].Chat = data, phone, phone
+	}
+	return nil
 }
 
 // builder collects one raw event's label events, dropping repeats (the same

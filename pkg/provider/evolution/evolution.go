@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wahook/wahook/pkg/fact"
 	"github.com/wahook/wahook/pkg/provider"
 )
 
@@ -167,6 +168,24 @@ type msgKey struct {
 	FromMe       json.RawMessage `json:"fromMe"`
 	ID           json.RawMessage `json:"id"`
 	Participant  json.RawMessage `json:"participant"`
+	// Baileys' LID↔phone fields (v6.8 and v7 WAMessageKey): the other
+	// form of remoteJid (remoteJidAlt, senderPn, senderLid) and of a group
+	// message's participant (participantAlt, participantPn).
+	SenderLID      json.RawMessage `json:"senderLid"`
+	ParticipantAlt json.RawMessage `json:"participantAlt"`
+	ParticipantPN  json.RawMessage `json:"participantPn"`
+}
+
+// aliases returns the LID↔phone pairs the key gives.
+func (k *msgKey) aliases() []fact.Alias {
+	remote, part := provider.String(k.RemoteJID), provider.String(k.Participant)
+	return provider.Aliases(
+		[2]string{remote, provider.String(k.RemoteJIDAlt)},
+		[2]string{remote, provider.String(k.SenderPN)},
+		[2]string{remote, provider.String(k.SenderLID)},
+		[2]string{part, provider.String(k.ParticipantAlt)},
+		[2]string{part, provider.String(k.ParticipantPN)},
+	)
 }
 
 // chat is the message's chat: remoteJid, or its phone-number form when

@@ -226,6 +226,7 @@ func calls(env *fullEnvelope) (fact.Facts, error) {
 		if call.Chat == "" {
 			call.Chat = call.From
 		}
+		f.Aliases = append(f.Aliases, provider.Aliases([2]string{provider.String(c.From), provider.String(c.CallerPN)})...)
 		if pn := provider.String(c.CallerPN); !call.Group && pn != "" && !isLIDID(pn) &&
 			isLIDID(call.Chat) && chatid.ID(call.Chat) == chatid.ID(provider.String(c.From)) {
 			call.ChatPhone = pn
@@ -344,6 +345,9 @@ func groupParticipants(env *fullEnvelope) (fact.Facts, error) {
 		Author       json.RawMessage   `json:"author"`
 		Action       json.RawMessage   `json:"action"`
 		Participants []json.RawMessage `json:"participants"`
+		// ParticipantsData: Evolution's {jid, phoneNumber} per member, beside
+		// participants as JIDs.
+		ParticipantsData json.RawMessage `json:"participantsData"`
 	}
 	if env.Data[0] != '{' {
 		return fact.Facts{}, provider.Invalid("data is not an object")
@@ -361,6 +365,7 @@ func groupParticipants(env *fullEnvelope) (fact.Facts, error) {
 	}
 	actor := provider.String(w.Author)
 	var ids, all []string
+	var pairs [][2]string
 	for _, raw := range w.Participants {
 		pref, other := participant(raw)
 		if pref == "" {
@@ -368,6 +373,13 @@ func groupParticipants(env *fullEnvelope) (fact.Facts, error) {
 		}
 		ids = append(ids, pref)
 		all = append(all, pref, other)
+		pairs = append(pairs, [2]string{pref, other})
+	}
+	var data []json.RawMessage
+	_ = json.Unmarshal(w.ParticipantsData, &data) // only aliases: another shape tells none
+	for _, raw := range data {
+		pref, other := participant(raw)
+		pairs = append(pairs, [2]string{pref, other})
 	}
 	if change == fact.GroupParticipantsRemoved && actor != "" {
 		a := chatid.ID(actor)
@@ -378,7 +390,8 @@ func groupParticipants(env *fullEnvelope) (fact.Facts, error) {
 			}
 		}
 	}
-	return fact.Facts{Groups: []fact.GroupChange{{Chat: gid, Change: change, Participants: ids, Actor: actor}}}, nil
+	return fact.Facts{Groups: []fact.GroupChange{{Chat: gid, Change: change, Participants: ids, Actor: actor}},
+		Aliases: provider.Aliases(pairs...)}, nil
 }
 
 // participant returns a member's preferred id (phone-number form when
@@ -455,7 +468,8 @@ func messageSeen(env *fullEnvelope) (fact.Facts, error) {
 	}
 	c := m.Key.chat()
 	if c == "status@broadcast" {
-		return fact.Facts{}, nil
+		// A story's poster is still one contact in both forms.
+		return fact.Facts{Aliases: m.Key.aliases()}, nil
 	}
 	seen := fact.ChatSeen{Chat: c, LID: m.Key.lid()}
 	if fromMe, known := boolean(m.Key.FromMe); known {
@@ -466,7 +480,7 @@ func messageSeen(env *fullEnvelope) (fact.Facts, error) {
 			seen.Name = provider.String(m.PushName)
 		}
 	}
-	return fact.Facts{ChatsSeen: []fact.ChatSeen{seen}}, nil
+	return fact.Facts{ChatsSeen: []fact.ChatSeen{seen}, Aliases: m.Key.aliases()}, nil
 }
 
 // isNull reports a missing or null value.

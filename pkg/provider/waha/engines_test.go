@@ -45,6 +45,7 @@ func TestInterpretEngines(t *testing.T) {
 		meBoth   = `{"id":"` + meID + `","lid":"` + meLID + `","pushName":"Me"}`
 		group    = `"group":{"id":"` + grp + `"}`
 	)
+	aliceAlias := []fact.Alias{{LID: aliceLID, Phone: aliceJID}}
 	setting := func(name, value string) *fact.Setting { return &fact.Setting{Name: name, Value: value} }
 	for name, tc := range map[string]struct {
 		engine, event, payload, me string
@@ -58,7 +59,7 @@ func TestInterpretEngines(t *testing.T) {
 				`"_data":{"JID":"` + grp + `","Sender":"` + aliceLID + `","SenderPN":"` + aliceJID + `","Action":"created","Requests":[{"JID":"` + aliceLID + `","PhoneNumber":"` + aliceJID + `","RequestMethod":"invite_link"}]}}`,
 			me, fact.Facts{Groups: []fact.GroupChange{{
 				Chat: grp, Change: fact.GroupJoinRequested, Participants: []string{alice}, Actor: aliceJID, RequestMethod: "invite_link",
-			}}},
+			}}, Aliases: aliceAlias},
 		},
 		"join-request gows rejected by an admin": {
 			"GOWS", "group.v2.participants.join-request",
@@ -74,7 +75,7 @@ func TestInterpretEngines(t *testing.T) {
 				`"_data":{"id":"` + grp + `","author":"` + aliceLID + `","authorPn":"` + aliceJID + `","participant":"` + aliceLID + `","participantPn":"` + aliceJID + `","action":"revoked","method":"non_admin_add"}}`,
 			me, fact.Facts{Groups: []fact.GroupChange{{
 				Chat: grp, Change: fact.GroupJoinRevoked, Participants: []string{alice}, Actor: aliceJID, RequestMethod: "non_admin_add",
-			}}},
+			}}, Aliases: aliceAlias},
 		},
 		// WEBJS: ToGroupV2ParticipantsJoinRequestEvent, created only, the requester is the notification's author.
 		"join-request webjs created": {
@@ -98,23 +99,64 @@ func TestInterpretEngines(t *testing.T) {
 			"GOWS", "call.received",
 			`{"id":"C1","from":"` + aliceLID + `","timestamp":1666943582,"isVideo":false,"isGroup":false,` +
 				`"_data":{"From":"` + aliceLID + `","CallCreator":"` + aliceLID + `","CallCreatorAlt":"` + aliceJID + `","CallID":"C1","GroupJID":""}}`,
-			me, fact.Facts{Calls: []fact.Call{{CallID: "C1", Chat: aliceLID, From: aliceJID, ChatPhone: aliceJID, State: fact.CallOffered, Status: "call.received"}}},
+			me, fact.Facts{Calls: []fact.Call{{CallID: "C1", Chat: aliceLID, From: aliceJID, ChatPhone: aliceJID, State: fact.CallOffered, Status: "call.received"}}, Aliases: aliceAlias},
 		},
 		"call gows: caller_pn when there is no alt": {
 			"GOWS", "call.received",
 			`{"id":"C1","from":"` + aliceLID + `","_data":{"From":"` + aliceLID + `","CallCreator":"` + aliceLID + `","CallCreatorAlt":"",` +
 				`"Data":{"Tag":"offer","Attrs":{"call-id":"C1","call-creator":"` + aliceLID + `","caller_pn":"` + aliceJID + `"}}}}`,
-			me, fact.Facts{Calls: []fact.Call{{CallID: "C1", Chat: aliceLID, From: aliceJID, ChatPhone: aliceJID, State: fact.CallOffered, Status: "call.received"}}},
+			me, fact.Facts{Calls: []fact.Call{{CallID: "C1", Chat: aliceLID, From: aliceJID, ChatPhone: aliceJID, State: fact.CallOffered, Status: "call.received"}}, Aliases: aliceAlias},
 		},
 		"call gows: a phone-number caller is kept; from is the chat, as WAHA gives it": {
 			"GOWS", "call.accepted",
 			`{"id":"C1","from":"` + alice + `","_data":{"From":"` + aliceJID + `","CallCreator":"` + aliceJID + `","CallCreatorAlt":"` + aliceLID + `"}}`,
-			me, fact.Facts{Calls: []fact.Call{{CallID: "C1", Chat: alice, From: alice, State: fact.CallAccepted, Status: "call.accepted"}}},
+			me, fact.Facts{Calls: []fact.Call{{CallID: "C1", Chat: alice, From: alice, State: fact.CallAccepted, Status: "call.accepted"}}, Aliases: aliceAlias},
+		},
+		// Messages: GOWS's _data is whatsmeow's events.Message (Info is a
+		// MessageInfo, whose MessageSource has Chat, Sender, SenderAlt,
+		// RecipientAlt, IsFromMe, IsGroup), NOWEB's the Baileys WAMessage
+		// (key: remoteJid, remoteJidAlt, participant, participantAlt in v7;
+		// senderPn, participantPn in 6.8).
+		"message gows: a contact's LID with SenderAlt": {
+			"GOWS", "message",
+			`{"id":"false_` + aliceLID + `_A1","timestamp":1666943582,"from":"` + aliceLID + `","fromMe":false,"body":"hi",` +
+				`"_data":{"Info":{"Chat":"` + aliceLID + `","Sender":"` + aliceLID + `","SenderAlt":"` + aliceJID + `","IsFromMe":false,"IsGroup":false,"ID":"A1"}}}`,
+			me, fact.Facts{ChatsSeen: []fact.ChatSeen{{Chat: aliceLID, Direction: fact.Incoming}}, Aliases: aliceAlias},
+		},
+		"message gows: ours to a LID, RecipientAlt is the chat's phone id": {
+			"GOWS", "message.any",
+			`{"id":"true_` + aliceLID + `_A2","timestamp":1666943582,"from":"` + meID + `","to":"` + aliceLID + `","fromMe":true,` +
+				`"_data":{"Info":{"Chat":"` + aliceLID + `","Sender":"` + meLID + `","SenderAlt":"` + meJID + `","RecipientAlt":"` + aliceJID + `","IsFromMe":true,"IsGroup":false}}}`,
+			me, fact.Facts{ChatsSeen: []fact.ChatSeen{{Chat: aliceLID, Direction: fact.Outgoing}},
+				Aliases: []fact.Alias{{LID: meLID, Phone: meJID}, {LID: aliceLID, Phone: aliceJID}}},
+		},
+		"message gows in a group: the sender's pair only": {
+			"GOWS", "message",
+			`{"id":"false_` + grp + `_A3_` + aliceLID + `","timestamp":1666943582,"from":"` + grp + `","participant":"` + aliceLID + `","fromMe":false,` +
+				`"_data":{"Info":{"Chat":"` + grp + `","Sender":"` + aliceLID + `","SenderAlt":"` + aliceJID + `","RecipientAlt":"` + adminJID + `","IsFromMe":false,"IsGroup":true}}}`,
+			me, fact.Facts{ChatsSeen: []fact.ChatSeen{{Chat: grp, Direction: fact.Incoming}}, Aliases: aliceAlias},
+		},
+		"message noweb: remoteJidAlt and a group's participantAlt": {
+			"NOWEB", "message",
+			`{"id":"false_` + aliceLID + `_A4","timestamp":1666943582,"from":"` + aliceLID + `","fromMe":false,` +
+				`"_data":{"key":{"remoteJid":"` + aliceLID + `","remoteJidAlt":"` + aliceJID + `","fromMe":false,"id":"A4"}}}`,
+			me, fact.Facts{ChatsSeen: []fact.ChatSeen{{Chat: aliceLID, Direction: fact.Incoming}}, Aliases: aliceAlias},
+		},
+		"message noweb in a group: participantPn": {
+			"NOWEB", "message",
+			`{"id":"false_` + grp + `_A5","timestamp":1666943582,"from":"` + grp + `","fromMe":false,` +
+				`"_data":{"key":{"remoteJid":"` + grp + `","participant":"` + adminLID + `","participantPn":"` + adminJID + `","fromMe":false,"id":"A5"}}}`,
+			me, fact.Facts{ChatsSeen: []fact.ChatSeen{{Chat: grp, Direction: fact.Incoming}}, Aliases: []fact.Alias{{LID: adminLID, Phone: adminJID}}},
+		},
+		"message webjs: no pair read": {
+			"WEBJS", "message",
+			`{"id":"false_` + alice + `_A6","timestamp":1666943582,"from":"` + alice + `","fromMe":false,"_data":{"id":{"remote":"` + alice + `"}}}`,
+			me, fact.Facts{ChatsSeen: []fact.ChatSeen{{Chat: alice, Direction: fact.Incoming}}},
 		},
 		"call gows: without from, the creator stands in": {
 			"GOWS", "call.received",
 			`{"id":"C1","_data":{"CallCreator":"` + aliceLID + `","CallCreatorAlt":"` + aliceJID + `"}}`,
-			me, fact.Facts{Calls: []fact.Call{{CallID: "C1", Chat: aliceLID, From: aliceJID, ChatPhone: aliceJID, State: fact.CallOffered, Status: "call.received"}}},
+			me, fact.Facts{Calls: []fact.Call{{CallID: "C1", Chat: aliceLID, From: aliceJID, ChatPhone: aliceJID, State: fact.CallOffered, Status: "call.received"}}, Aliases: aliceAlias},
 		},
 		"call gows: no phone id known keeps the lid": {
 			"GOWS", "call.rejected",

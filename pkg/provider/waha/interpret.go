@@ -271,7 +271,7 @@ func call(p json.RawMessage, state, status string) (fact.Facts, error) {
 	if c.CallID == "" {
 		return fact.Facts{}, provider.Invalid("call has no id")
 	}
-	return fact.Facts{Calls: []fact.Call{c}}, nil
+	return fact.Facts{Calls: []fact.Call{c}, Aliases: callAliases(w.Data)}, nil
 }
 
 // callParties returns a call's chat and caller from CallData's from and the
@@ -312,6 +312,28 @@ func callParties(from string, data json.RawMessage) (chat, caller string) {
 		}
 	}
 	return chat, caller
+}
+
+// callAliases returns the caller's LID↔phone pair in GOWS's raw call:
+// CallCreator beside CallCreatorAlt or the node's caller_pn, in either form.
+func callAliases(data json.RawMessage) []fact.Alias {
+	if len(data) == 0 || data[0] != '{' {
+		return nil
+	}
+	var d struct {
+		CallCreator    json.RawMessage `json:"CallCreator"`
+		CallCreatorAlt json.RawMessage `json:"CallCreatorAlt"`
+		Data           struct {
+			Attrs struct {
+				CallerPN json.RawMessage `json:"caller_pn"`
+			} `json:"Attrs"`
+		} `json:"Data"`
+	}
+	if json.Unmarshal(data, &d) != nil {
+		return nil
+	}
+	creator := provider.String(d.CallCreator)
+	return provider.Aliases([2]string{creator, provider.String(d.CallCreatorAlt)}, [2]string{creator, provider.String(d.Data.Attrs.CallerPN)})
 }
 
 // isLID reports a hidden (…@lid) id.
@@ -485,7 +507,8 @@ func groupLeft(p json.RawMessage, m envMeta) (fact.Facts, error) {
 	if removed(d, went) {
 		change = fact.GroupParticipantsRemoved
 	}
-	return fact.Facts{Groups: []fact.GroupChange{{Chat: gid, Change: change, Participants: ids, Actor: d.actor()}}}, nil
+	return fact.Facts{Groups: []fact.GroupChange{{Chat: gid, Change: change, Participants: ids, Actor: d.actor()}},
+		Aliases: participantAliases(w.Participants)}, nil
 }
 
 // whatsapp-web.js notification types of a group update, by the GroupInfo
@@ -630,7 +653,8 @@ func groupParticipants(p json.RawMessage, _ envMeta) (fact.Facts, error) {
 	if change == fact.GroupParticipantsLeft && removed(d, participantForms(w.Participants)) {
 		change = fact.GroupParticipantsRemoved
 	}
-	return fact.Facts{Groups: []fact.GroupChange{{Chat: gid, Change: change, Participants: ids, Actor: d.actor()}}}, nil
+	return fact.Facts{Groups: []fact.GroupChange{{Chat: gid, Change: change, Participants: ids, Actor: d.actor()}},
+		Aliases: participantAliases(w.Participants)}, nil
 }
 
 // joinRequestChanges maps GroupV2ParticipantsJoinRequestEvent's action.
@@ -674,7 +698,7 @@ func groupJoinRequest(p json.RawMessage, _ envMeta) (fact.Facts, error) {
 		Participants:  []string{requester},
 		Actor:         w.engine().actor(),
 		RequestMethod: provider.String(r.RequestMethod),
-	}}}, nil
+	}}, Aliases: provider.Aliases([2]string{serialized(r.RequesterID), serialized(r.RequesterPN)})}, nil
 }
 
 // removed tells a removal from a leave, which WAHA calls both "leave" (and
@@ -764,10 +788,12 @@ func messageSeen(p json.RawMessage, _ envMeta) (fact.Facts, error) {
 	var w struct {
 		msgRef
 		ChatID json.RawMessage `json:"chatId"`
+		Data   json.RawMessage `json:"_data"`
 	}
 	if err := unmarshal(p, &w); err != nil {
 		return fact.Facts{}, err
 	}
+	aliases := messageAliases(w.Data)
 	fromMe, known := boolean(w.FromMe)
 	c := provider.String(w.ChatID)
 	if c == "" {
@@ -777,7 +803,8 @@ func messageSeen(p json.RawMessage, _ envMeta) (fact.Facts, error) {
 		return fact.Facts{}, provider.Invalid("message has no chat")
 	}
 	if c == "status@broadcast" {
-		return fact.Facts{}, nil
+		// A story's poster is still one contact in both forms.
+		return fact.Facts{Aliases: aliases}, nil
 	}
 	seen := fact.ChatSeen{Chat: c}
 	if known {
@@ -786,5 +813,58 @@ func messageSeen(p json.RawMessage, _ envMeta) (fact.Facts, error) {
 			seen.Direction = fact.Outgoing
 		}
 	}
-	return fact.Facts{ChatsSeen: []fact.ChatSeen{seen}}, nil
+	return fact.Facts{ChatsSeen: []fact.ChatSeen{seen}, Aliases: aliases}, nil
+}
+
+// messageAliases returns the LID↔phone pairs of a message's engine data:
+// GOWS's whatsmeow event {Info: MessageInfo}, whose MessageSource gives
+// the sender's other form (SenderAlt) and, in a one-to-one chat of ours,
+// the chat's (RecipientAlt); NOWEB's Baileys message {key}, whose
+// WAMessageKey gives remoteJid's (remoteJidAlt, senderPn, senderLid) and a
+// group sender's (participantAlt, participantPn). Other engines give none.
+func messageAliases(data json.RawMessage) []fact.Alias {
+	if len(data) == 0 || data[0] != '{' {
+		return nil
+	}
+	var d struct {
+		Info *struct {
+			Chat         json.RawMessage `json:"Chat"`
+			Sender       json.RawMessage `json:"Sender"`
+			SenderAlt    json.RawMessage `json:"SenderAlt"`
+			RecipientAlt json.RawMessage `json:"RecipientAlt"`
+			IsFromMe     json.RawMessage `json:"IsFromMe"`
+			IsGroup      json.RawMessage `json:"IsGroup"`
+		} `json:"Info"`
+		Key *struct {
+			RemoteJID      json.RawMessage `json:"remoteJid"`
+			RemoteJIDAlt   json.RawMessage `json:"remoteJidAlt"`
+			SenderPN       json.RawMessage `json:"senderPn"`
+			SenderLID      json.RawMessage `json:"senderLid"`
+			Participant    json.RawMessage `json:"participant"`
+			ParticipantAlt json.RawMessage `json:"participantAlt"`
+			ParticipantPN  json.RawMessage `json:"participantPn"`
+		} `json:"key"`
+	}
+	if json.Unmarshal(data, &d) != nil {
+		return nil
+	}
+	var pairs [][2]string
+	if i := d.Info; i != nil {
+		pairs = append(pairs, [2]string{provider.String(i.Sender), provider.String(i.SenderAlt)})
+		fromMe, _ := boolean(i.IsFromMe)
+		group, _ := boolean(i.IsGroup)
+		if fromMe && !group {
+			pairs = append(pairs, [2]string{provider.String(i.Chat), provider.String(i.RecipientAlt)})
+		}
+	}
+	if k := d.Key; k != nil {
+		remote, part := provider.String(k.RemoteJID), provider.String(k.Participant)
+		pairs = append(pairs,
+			[2]string{remote, provider.String(k.RemoteJIDAlt)},
+			[2]string{remote, provider.String(k.SenderPN)},
+			[2]string{remote, provider.String(k.SenderLID)},
+			[2]string{part, provider.String(k.ParticipantAlt)},
+			[2]string{part, provider.String(k.ParticipantPN)})
+	}
+	return provider.Aliases(pairs...)
 }

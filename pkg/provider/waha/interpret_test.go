@@ -188,7 +188,7 @@ func TestInterpret(t *testing.T) {
 		"group.v2.participants waha join prefers pn": {
 			"group.v2.participants", `{"group":{"id":"` + grp + `"},"type":"join","timestamp":1666943582,` +
 				`"participants":[{"id":"9001@lid","pn":"` + alice + `","role":"participant"},{"id":"` + bob + `","pn":null,"role":"participant"}],"_data":{}}`,
-			fact.Facts{Groups: []fact.GroupChange{{Chat: grp, Change: fact.GroupParticipantsAdded, Participants: []string{alice, bob}}}},
+			fact.Facts{Groups: []fact.GroupChange{{Chat: grp, Change: fact.GroupParticipantsAdded, Participants: []string{alice, bob}}}, Aliases: []fact.Alias{{LID: "9001@lid", Phone: "5511@s.whatsapp.net"}}},
 		},
 		"group.v2.participants waha leave": {
 			"group.v2.participants", `{"group":{"id":"` + grp + `"},"type":"leave","participants":[{"id":"` + alice + `","role":"left"}]}`,
@@ -207,12 +207,12 @@ func TestInterpret(t *testing.T) {
 		"group.v2.participants noweb remove by an admin": {
 			"group.v2.participants", `{"group":{"id":"` + grp + `"},"type":"leave","participants":[{"id":"9001@lid","pn":"` + alice + `","role":"left"}],` +
 				`"_data":{"id":"` + grp + `","author":"9009@lid","participants":["9001@lid"],"action":"remove"}}`,
-			fact.Facts{Groups: []fact.GroupChange{{Chat: grp, Change: fact.GroupParticipantsRemoved, Participants: []string{alice}, Actor: "9009@lid"}}},
+			fact.Facts{Groups: []fact.GroupChange{{Chat: grp, Change: fact.GroupParticipantsRemoved, Participants: []string{alice}, Actor: "9009@lid"}}, Aliases: []fact.Alias{{LID: "9001@lid", Phone: "5511@s.whatsapp.net"}}},
 		},
 		"group.v2.participants noweb remove by themselves (lid author)": {
 			"group.v2.participants", `{"group":{"id":"` + grp + `"},"type":"leave","participants":[{"id":"9001@lid","pn":"` + alice + `","role":"left"}],` +
 				`"_data":{"id":"` + grp + `","author":"9001@lid","participants":["9001@lid"],"action":"remove"}}`,
-			fact.Facts{Groups: []fact.GroupChange{{Chat: grp, Change: fact.GroupParticipantsLeft, Participants: []string{alice}, Actor: "9001@lid"}}},
+			fact.Facts{Groups: []fact.GroupChange{{Chat: grp, Change: fact.GroupParticipantsLeft, Participants: []string{alice}, Actor: "9001@lid"}}, Aliases: []fact.Alias{{LID: "9001@lid", Phone: "5511@s.whatsapp.net"}}},
 		},
 		"group.v2.participants waha promote": {
 			"group.v2.participants", `{"group":{"id":"` + grp + `"},"type":"promote","participants":[{"id":"` + bob + `","role":"admin"}]}`,

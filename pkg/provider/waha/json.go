@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/wahook/wahook/pkg/fact"
 	"github.com/wahook/wahook/pkg/provider"
 )
 
@@ -97,6 +98,20 @@ func elements(raw json.RawMessage) ([]json.RawMessage, error) {
 type participant struct {
 	ID json.RawMessage `json:"id"`
 	PN json.RawMessage `json:"pn"`
+}
+
+// participantAliases returns the LID↔phone pairs of a participant list:
+// each member's id beside its pn (WAHA's GroupParticipant).
+func participantAliases(raw json.RawMessage) []fact.Alias {
+	list, _ := elements(raw)
+	var pairs [][2]string
+	for _, e := range list {
+		var p participant
+		if len(e) > 0 && e[0] == '{' && json.Unmarshal(e, &p) == nil {
+			pairs = append(pairs, [2]string{serialized(p.ID), serialized(p.PN)})
+		}
+	}
+	return provider.Aliases(pairs...)
 }
 
 // participants returns the member ids of a list of ids or of WAHA

@@ -129,6 +129,7 @@ type fields struct {
 	connectedPhone   []byte
 	participantPhone []byte
 	participantLid   []byte
+	chatLid          []byte
 	participant      []byte
 	callID           []byte
 	requestMethod    []byte
@@ -193,6 +194,8 @@ func (f *fields) set(key, val []byte) {
 		f.participantPhone = val
 	case "participantLid":
 		f.participantLid = val
+	case "chatLid":
+		f.chatLid = val
 	case "participant":
 		f.participant = val
 	case "callId":

@@ -42,7 +42,7 @@ func (*Provider) Interpret(kind string, data []byte) (fact.Facts, error) {
 	case kind == KindNotification:
 		return notificationFacts(&f)
 	case strings.HasPrefix(kind, ReceivedPrefix):
-		return fact.Facts{ChatsSeen: chatSeen(&f)}, nil
+		return fact.Facts{ChatsSeen: chatSeen(&f), Aliases: aliases(&f)}, nil
 	case kind == KindDelivery:
 		if set(f.errorField) {
 			return fact.Facts{}, nil
@@ -66,6 +66,18 @@ func chatSeen(f *fields) []fact.ChatSeen {
 		seen.Name = jsonscan.Text(f.chatName)
 	}
 	return []fact.ChatSeen{seen}
+}
+
+// aliases returns the LID↔phone pairs of a ReceivedCallback: a one-to-one
+// chat's phone beside its chatLid, a group sender's participantPhone beside
+// its participantLid (pairs of other kinds, a group's phone, are left out).
+func aliases(f *fields) []fact.Alias {
+	if !isString(f.chatLid) && !isString(f.participantLid) {
+		return nil
+	}
+	return provider.Aliases(
+		[2]string{jsonscan.Text(f.phone), jsonscan.Text(f.chatLid)},
+		[2]string{jsonscan.Text(f.participantPhone), jsonscan.Text(f.participantLid)})
 }
 
 // statusChat reports WhatsApp's status (stories) pseudo-chat.
@@ -93,10 +105,10 @@ func notificationFacts(f *fields) (fact.Facts, error) {
 		return fact.Facts{LabelAssocs: labelAssocs(f.params)}, nil
 	}
 	if c, ok := callFact(n, f); ok {
-		return fact.Facts{Calls: []fact.Call{c}, ChatsSeen: chatSeen(f)}, nil
+		return fact.Facts{Calls: []fact.Call{c}, ChatsSeen: chatSeen(f), Aliases: aliases(f)}, nil
 	}
 	if g, ok := groupFact(n, f); ok {
-		return fact.Facts{Groups: []fact.GroupChange{g}, ChatsSeen: chatSeen(f)}, nil
+		return fact.Facts{Groups: []fact.GroupChange{g}, ChatsSeen: chatSeen(f), Aliases: aliases(f)}, nil
 	}
 	// Other notices (encryption banners, business verification, revoked
 	// messages, channel roles, payments, profile changes) say nothing a

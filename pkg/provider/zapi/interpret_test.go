@@ -113,6 +113,28 @@ func TestInterpretFixtures(t *testing.T) {
 		"ReceivedCallback_video.json":                      in("name"),
 		"ReceivedCallback_waiting-message.json":            {ChatsSeen: seen(one, "chat", fact.Outgoing)},
 	}
+	// The examples giving a chatLid beside a contact's phone (the docs'
+	// placeholders tie one LID to two numbers: the registry keeps the first
+	// pair it learns) or a participantLid beside participantPhone.
+	lid := func(phone string) []fact.Alias {
+		return []fact.Alias{{LID: "81896604192873@lid", Phone: phone + "@s.whatsapp.net"}}
+	}
+	for name, a := range map[string][]fact.Alias{
+		"ReceivedCallback_buttons-with-image.json": lid("554499999999"),
+		"ReceivedCallback_buttons-with-video.json": lid("554499999999"),
+		"ReceivedCallback_pix-key-button.json":     lid("554499999999"),
+		"ReceivedCallback_template-document.json":  lid("554499999999"),
+		"ReceivedCallback_template-image.json":     lid("554499999999"),
+		"ReceivedCallback_template-location.json":  lid("554499999999"),
+		"ReceivedCallback_template-text.json":      lid(one),
+		"ReceivedCallback_template-video.json":     lid(one),
+		"ReceivedCallback_notification-GROUP_MEMBER_LINK_PROPERTY_UPDATE-admin.json": {
+			{LID: "99999999999999@lid", Phone: one + "@s.whatsapp.net"}},
+	} {
+		w := want[name]
+		w.Aliases = a
+		want[name] = w
+	}
 	names := map[string]bool{}
 	for _, name := range fixtures(t) {
 		names[name] = true

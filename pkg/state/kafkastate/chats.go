@@ -19,10 +19,11 @@ import (
 
 // Chats is the set of known chats per channel, a derive.ChatRegistry.
 type Chats struct {
-	s      *Store
-	t      *topic
-	locks  keyLocks
-	shards []chatShard // one per partition, written by its tailer
+	s       *Store
+	t       *topic
+	aliases *Aliases // on the same topic: apply hands them their keys
+	locks   keyLocks
+	shards  []chatShard // one per partition, written by its tailer
 }
 
 var _ derive.ChatRegistry = (*Chats)(nil)
@@ -339,7 +340,7 @@ type chatRecord struct {
 }
 
 func newChats(s *Store, t *topic) *Chats {
-	c := &Chats{s: s, t: t, shards: make([]chatShard, len(t.parts))}
+	c := &Chats{s: s, t: t, aliases: newAliases(s, t), shards: make([]chatShard, len(t.parts))}
 	for i := range c.shards {
 		c.shards[i] = newShard()
 	}
@@ -350,6 +351,10 @@ func newChats(s *Store, t *topic) *Chats {
 // now counts as none, as if a sweep had dropped it already, so that what a
 // record does never depends on when this process swept.
 func (c *Chats) apply(part int, key, value []byte) {
+	if isAliasKey(key) {
+		c.aliases.apply(key, value)
+		return
+	}
 	h := hashOf(string(key))
 	sh := &c.shards[part]
 	if value == nil {

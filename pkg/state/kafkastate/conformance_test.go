@@ -40,3 +40,10 @@ func TestConformanceTimeRegistry(t *testing.T) {
 		return open(t, freshConfig(c)).Times()
 	})
 }
+
+func TestConformanceAliasRegistry(t *testing.T) {
+	c := newCluster(t)
+	derivetest.TestAliasRegistry(t, func(t *testing.T) derive.AliasRegistry {
+		return open(t, freshConfig(c)).Aliases()
+	})
+}

@@ -1,6 +1,7 @@
 // Package kafkastate keeps the derived streams' state in compacted Kafka
 // topics: the label registry (derive.LabelRegistry), the set of known chats
-// (derive.ChatRegistry), the first time of raw events stamped at receipt
+// (derive.ChatRegistry) with the LID↔phone aliases (derive.AliasRegistry)
+// on the same topic, the first time of raw events stamped at receipt
 // (derive.TimeRegistry) and the ids a subscriber has handled (Dedup). It is
 // the Kafka counterpart of natsstate, with the same values and semantics.
 // Kafka has no compare-and-set, so writers are ordered by the partition
@@ -32,7 +33,9 @@
 //
 // Keys are natsstate's: "{provider}.{channel}.{label id}" (and
 // "{provider}.{channel}.{name}.n" for a label name's deletions that
-// missed), "{provider}.{channel}.{canonical chat id}", "{raw event id}" for
+// missed), "{provider}.{channel}.{canonical chat id}" (and
+// "{provider}.{channel}.{canonical chat id}.a" for its alias, on the chats
+// topic: one token more, so the two never meet), "{raw event id}" for
 // times and "{scope}.{id}" for dedup,
 // each part encoded on its own ([A-Za-z0-9-] kept, any other byte '_' and
 // two hex digits, "" as "=", a part over 64 bytes "=" and its SHA-256).

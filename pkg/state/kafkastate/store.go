@@ -315,6 +315,9 @@ func (s *Store) sweep(every time.Duration) {
 			if n := s.chats.sweep(); n > 0 {
 				s.log.Debug("expired chats dropped from memory", zap.Int("chats", n))
 			}
+			if n := s.chats.aliases.sweep(); n > 0 {
+				s.log.Debug("expired aliases dropped from memory", zap.Int("aliases", n))
+			}
 		}
 	}
 }
@@ -620,6 +623,9 @@ func (s *Store) Labels() *Labels { return s.labels }
 
 // Chats returns the known chats.
 func (s *Store) Chats() *Chats { return s.chats }
+
+// Aliases returns the LID↔phone aliases, kept on the chats topic.
+func (s *Store) Aliases() *Aliases { return s.chats.aliases }
 
 // Dedup returns the deduplication of event ids.
 func (s *Store) Dedup() *Dedup { return s.dedup }

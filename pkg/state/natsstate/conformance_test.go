@@ -46,3 +46,11 @@ func TestConformanceTimeRegistry(t *testing.T) {
 		return open(t, b.JetStream(), freshConfig()).Times()
 	})
 }
+
+func TestConformanceAliasRegistry(t *testing.T) {
+	e := startServer(t, t.TempDir())
+	b := connect(t, natsbroker.Config{URL: e.ClientURL(), Auth: e.ServiceAuth()})
+	derivetest.TestAliasRegistry(t, func(t *testing.T) derive.AliasRegistry {
+		return open(t, b.JetStream(), freshConfig()).Aliases()
+	})
+}

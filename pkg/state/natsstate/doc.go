@@ -1,6 +1,7 @@
 // Package natsstate keeps the derived streams' state in JetStream key-value
 // buckets: the label registry (derive.LabelRegistry), the set of known
-// chats (derive.ChatRegistry) and the first time of raw events stamped at
+// chats (derive.ChatRegistry), the LID↔phone aliases (derive.AliasRegistry,
+// in the chats bucket) and the first time of raw events stamped at
 // receipt (derive.TimeRegistry). The state lives on the broker, so it survives
 // restarts and is shared by every consumer instance; instances coordinate
 // only through the buckets' compare-and-set writes (Create, and Update at a
@@ -15,6 +16,7 @@
 //
 //	labels: {provider}.{channel}.{label id}
 //	chats:  {provider}.{channel}.{canonical chat id}
+//	        {provider}.{channel}.{canonical chat id}.a  (its alias)
 //	times:  {raw event id}
 //
 // where each part is one key token encoded on its own: the bytes
@@ -30,7 +32,12 @@
 // # Values
 //
 // Values are JSON. A chat is {"first_event", "first_seen_at"} and never
-// changes once written. A time is the RFC 3339 text of the time. A label is its last known state
+// changes once written. An alias is {"id", "first_event", "learnt_at"}: id
+// is the other form (a …@lid's phone-number id, or the reverse), written
+// with Create and never changed either. An alias key has one token more
+// than a chat key, so "{provider}.{channel}.*" still lists chats only; the
+// aliases share the chats bucket's byte limit and ChatsTTL (an alias
+// forgotten is learnt again from the next payload giving the pair). A time is the RFC 3339 text of the time. A label is its last known state
 // {"id", "name", "color", "color_hex"} with "created_by" (the raw event that
 // created it), "updated_by" (the last raw event that set it), "previous"
 // (its state before updated_by), "deleted_by" (set on a tombstone) and
@@ -42,7 +49,12 @@
 //
 // FirstSeen reports true only to the event whose Create wrote the chat, and
 // to any reprocessing of it. Chats whose first event is known are remembered
-// in memory (Config.ChatCacheSize), since that value never changes.
+// in memory (Config.ChatCacheSize), since that value never changes; known
+// aliases share that cache, and an id without an alias is read each time.
+//
+// Learn writes the LID's alias, then the phone's only when the LID's names
+// this phone: a pair conflicting with a known one is ignored (logged at
+// debug), and the first pair for an id wins across processes, by Create.
 //
 // The label registry follows derivetest.LabelRegistry, the reference, and
 // remembers more of the past. Upsert of an absent label, or of a deleted one

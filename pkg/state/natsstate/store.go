@@ -53,10 +53,10 @@ type Config struct {
 	// Storage is the buckets' storage, jetstream.FileStorage (the zero
 	// value) unless set.
 	Storage jetstream.StorageType
-	// ChatCacheSize is how many chats' first events a Store remembers in
-	// memory, which spares a read for every repeat sighting;
-	// DefaultChatCacheSize when zero, none when negative. A chat's first
-	// event never changes, so the cache is never stale.
+	// ChatCacheSize is how many chats' first events, and known aliases, a
+	// Store remembers in memory, which spares a read for every repeat
+	// sighting; DefaultChatCacheSize when zero, none when negative. Neither
+	// changes once written, so the cache is never stale.
 	ChatCacheSize int
 
 	// LabelsMaxBytes (64 MiB) and ChatsMaxBytes (512 MiB, some two million
@@ -169,9 +169,10 @@ const minBucketBytes = 1 << 20
 // Store is the derived streams' state on JetStream. It is safe for
 // concurrent use, also with Stores of other processes on the same buckets.
 type Store struct {
-	labels *Labels
-	chats  *Chats
-	times  *Times
+	labels  *Labels
+	chats   *Chats
+	aliases *Aliases
+	times   *Times
 }
 
 // Open creates the buckets that do not exist, checks those that do, and
@@ -223,10 +224,12 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	if err != nil {
 		return nil, fmt.Errorf("natsstate: bucket %s: stream: %w", cfg.LabelsBucket, err)
 	}
+	cache := newFirstCache(cfg.ChatCacheSize)
 	return &Store{
-		labels: &Labels{kv: labels, stream: stream, subjects: "$KV." + cfg.LabelsBucket + "."},
-		chats:  &Chats{kv: chats, cache: newFirstCache(cfg.ChatCacheSize)},
-		times:  &Times{kv: times},
+		labels:  &Labels{kv: labels, stream: stream, subjects: "$KV." + cfg.LabelsBucket + "."},
+		chats:   &Chats{kv: chats, cache: cache},
+		aliases: &Aliases{kv: chats, cache: cache, log: cfg.Logger},
+		times:   &Times{kv: times},
 	}, nil
 }
 
@@ -310,6 +313,9 @@ func (s *Store) Labels() *Labels { return s.labels }
 
 // Chats returns the known chats.
 func (s *Store) Chats() *Chats { return s.chats }
+
+// Aliases returns the LID↔phone aliases, kept in the chats bucket.
+func (s *Store) Aliases() *Aliases { return s.aliases }
 
 // Times returns the first times of raw events stamped at receipt.
 func (s *Store) Times() *Times { return s.times }

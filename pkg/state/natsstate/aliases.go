@@ -1,0 +1,126 @@
+package natsstate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/wahook/wahook/pkg/broker/natsbroker"
+	"github.com/wahook/wahook/pkg/derive"
+	"github.com/wahook/wahook/pkg/state"
+)
+
+// Aliases ties contacts' hidden ids to their phone-number ids, a
+// derive.AliasRegistry, in the chats bucket: one key per id and direction
+// (state.AliasKey), created once and never changed.
+type Aliases struct {
+	kv    jetstream.KeyValue
+	cache *firstCache // positive answers only: an alias never changes
+	log   *zap.Logger
+}
+
+var _ derive.AliasRegistry = (*Aliases)(nil)
+
+// Learn records lid and phone as one contact's: see derive.AliasRegistry.
+// The LID's direction is written first and the phone's only when the LID's
+// names this phone, so a pair conflicting with the LID's leaves no trace.
+func (a *Aliases) Learn(ctx context.Context, provider, channel, lid, phone, eventID string) error {
+	if err := checkEvent(eventID); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("natsstate: alias %q of %s/%s: %w", lid, provider, channel, err)
+	}
+	for _, d := range [...][2]string{{lid, phone}, {phone, lid}} {
+		conflict, err := a.learn(ctx, state.AliasKey(provider, channel, d[0]), d[1], eventID)
+		if err != nil {
+			return fmt.Errorf("natsstate: alias %q of %s/%s: %w", d[0], provider, channel, err)
+		}
+		if conflict {
+			a.log.Debug("alias ignored: another is known", zap.String("provider", provider), zap.String("channel", channel),
+				zap.String("id", d[0]), zap.String("alias", d[1]), zap.String("event", eventID))
+			return nil
+		}
+	}
+	return nil
+}
+
+// learn creates key's alias other unless it has one, and reports whether
+// the one it has is another.
+func (a *Aliases) learn(ctx context.Context, key, other, eventID string) (bool, error) {
+	if cur, ok := a.cache.get(key); ok {
+		return cur != other, nil
+	}
+	for attempt := range maxAttempts {
+		if attempt > 0 {
+			if err := pause(ctx, attempt); err != nil {
+				return false, err
+			}
+		}
+		cur, err := a.get(ctx, key)
+		if err != nil {
+			return false, err
+		}
+		clash, next := state.LearnAlias(cur, other, eventID, time.Now())
+		if next == nil {
+			a.cache.put(key, cur.ID)
+			return clash, nil
+		}
+		val, err := json.Marshal(next)
+		if err != nil {
+			return false, fmt.Errorf("encode: %w", err)
+		}
+		_, err = a.kv.Create(ctx, key, val)
+		switch {
+		case err == nil:
+			a.cache.put(key, other)
+			return false, nil
+		case !conflict(err):
+			return false, fmt.Errorf("create: %w", natsbroker.Classify(err))
+		}
+		// Another writer created it first: the next read tells which.
+	}
+	return false, ErrContended
+}
+
+// get reads key's alias, nil when there is none.
+func (a *Aliases) get(ctx context.Context, key string) (*state.Alias, error) {
+	e, err := a.kv.Get(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("get: %w", natsbroker.Classify(err))
+	}
+	cur := new(state.Alias)
+	if err := json.Unmarshal(e.Value(), cur); err != nil || cur.ID == "" {
+		return nil, fmt.Errorf("decode %s: not an alias (%v)", key, err)
+	}
+	return cur, nil
+}
+
+// Lookup returns id's other form: see derive.AliasRegistry. An id without
+// one costs a read each time: that answer may change.
+func (a *Aliases) Lookup(ctx context.Context, provider, channel, id string) (string, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return "", false, fmt.Errorf("natsstate: alias %q of %s/%s: %w", id, provider, channel, err)
+	}
+	key := state.AliasKey(provider, channel, id)
+	if other, ok := a.cache.get(key); ok {
+		return other, true, nil
+	}
+	cur, err := a.get(ctx, key)
+	if err != nil {
+		return "", false, fmt.Errorf("natsstate: alias %q of %s/%s: %w", id, provider, channel, err)
+	}
+	if cur == nil {
+		return "", false, nil
+	}
+	a.cache.put(key, cur.ID)
+	return cur.ID, true, nil
+}
