@@ -73,18 +73,17 @@ func (m *manifests) kinds() []string {
 // of the wrong type, fails.
 func render(t *testing.T, valuesFiles ...string) *manifests {
 	t.Helper()
+	return renderWith(t, nil, valuesFiles...)
+}
+
+// renderWith renders with set over the values files, as --set does.
+func renderWith(t *testing.T, set map[string]any, valuesFiles ...string) *manifests {
+	t.Helper()
 	ch, err := loader.Load(chartDir)
 	if err != nil {
 		t.Fatalf("load chart: %v", err)
 	}
-	vals := map[string]any{}
-	for _, f := range valuesFiles {
-		v, err := common.ReadValuesFile(filepath.Join(chartDir, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		vals = util.MergeTables(v, vals)
-	}
+	vals := values(t, set, valuesFiles...)
 	kv, err := common.ParseKubeVersion(kubeVersion)
 	if err != nil {
 		t.Fatal(err)
@@ -121,6 +120,32 @@ func render(t *testing.T, valuesFiles ...string) *manifests {
 		}
 	}
 	return m
+}
+
+// values reads the values files, later ones winning, with set over them.
+func values(t *testing.T, set map[string]any, valuesFiles ...string) map[string]any {
+	t.Helper()
+	vals := map[string]any{}
+	for _, f := range valuesFiles {
+		v, err := common.ReadValuesFile(filepath.Join(chartDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		vals = util.MergeTables(v, vals)
+	}
+	if set != nil {
+		// Through YAML: a deep copy, in the types values files have.
+		b, err := yaml.Marshal(set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := common.ReadValues(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vals = util.MergeTables(v, vals)
+	}
+	return vals
 }
 
 func isComment(doc string) bool {
@@ -196,6 +221,21 @@ func TestChartDefault(t *testing.T) {
 	if len(from) != 1 || from[0].SecretRef == nil || from[0].SecretRef.Name != "wahook-webhooks" {
 		t.Errorf("ingress envFrom %+v, want the webhook secrets' Secret", from)
 	}
+	// Only /tmp by default: the Kafka TLS Secrets and extras are opt-in.
+	for name, tpl := range m.podSpecs() {
+		spec := tpl.Spec
+		if len(spec.Volumes) != 1 || spec.Volumes[0].Name != "tmp" || spec.Volumes[0].EmptyDir == nil {
+			t.Errorf("%s: volumes %+v, want /tmp's emptyDir only", name, spec.Volumes)
+		}
+		if vm := spec.Containers[0].VolumeMounts; len(vm) != 1 || vm[0].MountPath != "/tmp" {
+			t.Errorf("%s: mounts %+v, want /tmp only", name, vm)
+		}
+		for _, e := range spec.Containers[0].Env {
+			if strings.HasPrefix(e.Name, "WAHOOK_KAFKA_") {
+				t.Errorf("%s: %s on NATS", name, e.Name)
+			}
+		}
+	}
 }
 
 func TestChartKafka(t *testing.T) {
@@ -213,26 +253,179 @@ func TestChartKafka(t *testing.T) {
 		if e := findEnv(env, "WAHOOK_NATS_URL"); e != nil {
 			t.Errorf("NATS settings on Kafka: %+v", e)
 		}
+		// The system's CAs: no CA or client certificate files.
+		if e := findEnv(env, "WAHOOK_KAFKA_TLS"); e == nil || e.Value != "true" {
+			t.Errorf("WAHOOK_KAFKA_TLS %+v, want true", e)
+		}
+		for _, e := range env {
+			if strings.HasPrefix(e.Name, "WAHOOK_KAFKA_TLS_") {
+				t.Errorf("%s without kafka.tls Secrets", e.Name)
+			}
+		}
+		if len(spec.Spec.Volumes) != 1 {
+			t.Errorf("volumes %+v, want /tmp's only", spec.Spec.Volumes)
+		}
 	}
 }
 
-// TestChartLint runs Helm's own chart linter with both values.
+// kafkaTLSValues: a private CA and a client certificate from Secrets, as
+// for a Strimzi cluster with a KafkaUser's certificate, and the generic
+// extras on each component.
+var kafkaTLSValues = map[string]any{
+	"kafka": map[string]any{"tls": map[string]any{
+		"caSecret":     map[string]any{"name": "wahook-kafka-ca"},
+		"clientSecret": map[string]any{"name": "wahook-kafka-user", "certKey": "user.crt", "keyKey": "user.key"},
+	}},
+	"ingress": map[string]any{
+		"extraEnv": []any{map[string]any{"name": "WAHOOK_LOG_FORMAT", "value": "console"}},
+	},
+	"deriver": map[string]any{
+		"extraEnv":          []any{map[string]any{"name": "WAHOOK_DERIVE_START_TIME", "value": "2026-01-01T00:00:00Z"}},
+		"extraVolumes":      []any{map[string]any{"name": "profiles", "emptyDir": map[string]any{}}},
+		"extraVolumeMounts": []any{map[string]any{"name": "profiles", "mountPath": "/profiles"}},
+	},
+}
+
+// TestChartKafkaTLS: the CA and client certificate Secrets are mounted
+// read-only into both workloads, and the WAHOOK_KAFKA_TLS_* variables name
+// files those mounts hold.
+func TestChartKafkaTLS(t *testing.T) {
+	m := renderWith(t, kafkaTLSValues, "values-kafka.yaml")
+	checkChart(t, m, 3)
+	for name, tpl := range m.podSpecs() {
+		spec := tpl.Spec
+		c := spec.Containers[0]
+		if e := findEnv(c.Env, "WAHOOK_KAFKA_TLS"); e == nil || e.Value != "true" {
+			t.Errorf("%s: WAHOOK_KAFKA_TLS %+v, want true", name, e)
+		}
+		for _, f := range []struct{ env, secret, key string }{
+			{"WAHOOK_KAFKA_TLS_CA", "wahook-kafka-ca", "ca.crt"},
+			{"WAHOOK_KAFKA_TLS_CERT", "wahook-kafka-user", "user.crt"},
+			{"WAHOOK_KAFKA_TLS_KEY", "wahook-kafka-user", "user.key"},
+		} {
+			e := findEnv(c.Env, f.env)
+			if e == nil || e.Value == "" {
+				t.Errorf("%s: no %s", name, f.env)
+				continue
+			}
+			if secret, key := mountedSecretKey(spec, c, e.Value); secret != f.secret || key != f.key {
+				t.Errorf("%s: %s=%s holds key %q of Secret %q, want %q of %q", name, f.env, e.Value, key, secret, f.key, f.secret)
+			}
+		}
+		if !slices.ContainsFunc(c.VolumeMounts, func(vm corev1.VolumeMount) bool { return vm.Name == "tmp" && vm.MountPath == "/tmp" }) {
+			t.Errorf("%s: /tmp is no longer mounted: %+v", name, c.VolumeMounts)
+		}
+	}
+
+	ingress := m.deployments["wahook-ingress"].Spec.Template.Spec
+	deriver := m.statefulSets["wahook-deriver"].Spec.Template.Spec
+	if e := findEnv(ingress.Containers[0].Env, "WAHOOK_LOG_FORMAT"); e == nil || e.Value != "console" {
+		t.Errorf("ingress.extraEnv: WAHOOK_LOG_FORMAT %+v, want console", e)
+	}
+	if e := findEnv(deriver.Containers[0].Env, "WAHOOK_LOG_FORMAT"); e != nil {
+		t.Errorf("ingress.extraEnv reached the deriver: %+v", e)
+	}
+	if e := findEnv(deriver.Containers[0].Env, "WAHOOK_DERIVE_START_TIME"); e == nil || e.Value != "2026-01-01T00:00:00Z" {
+		t.Errorf("deriver.extraEnv: WAHOOK_DERIVE_START_TIME %+v", e)
+	}
+	if !slices.ContainsFunc(deriver.Volumes, func(v corev1.Volume) bool { return v.Name == "profiles" && v.EmptyDir != nil }) ||
+		!slices.ContainsFunc(deriver.Containers[0].VolumeMounts, func(vm corev1.VolumeMount) bool { return vm.Name == "profiles" && vm.MountPath == "/profiles" }) {
+		t.Errorf("deriver.extraVolumes, extraVolumeMounts: volumes %+v, mounts %+v", deriver.Volumes, deriver.Containers[0].VolumeMounts)
+	}
+	if slices.ContainsFunc(ingress.Volumes, func(v corev1.Volume) bool { return v.Name == "profiles" }) {
+		t.Errorf("deriver.extraVolumes reached the ingress")
+	}
+}
+
+// mountedSecretKey returns the Secret and key whose file is at path in
+// container c, through a read-only mount of a Secret volume.
+func mountedSecretKey(spec corev1.PodSpec, c corev1.Container, path string) (secret, key string) {
+	for _, vm := range c.VolumeMounts {
+		dir, file := filepath.Split(path)
+		if filepath.Clean(dir) != filepath.Clean(vm.MountPath) || !vm.ReadOnly || vm.SubPath != "" {
+			continue
+		}
+		for _, v := range spec.Volumes {
+			if v.Name != vm.Name || v.Secret == nil {
+				continue
+			}
+			for _, it := range v.Secret.Items {
+				if it.Path == file {
+					return v.Secret.SecretName, it.Key
+				}
+			}
+		}
+	}
+	return "", ""
+}
+
+// TestChartKafkaTLSForms: TLS is on whenever a Secret is given; kafka.tls
+// as a bool, the chart's earlier form that helm upgrade --reuse-values
+// keeps, still turns TLS on with the system's CAs.
+func TestChartKafkaTLSForms(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		tls     any
+		wantTLS string
+		wantEnv []string
+	}{
+		{"bool", true, "true", nil},
+		{"bool off", false, "false", nil},
+		{"CA only", map[string]any{"enabled": false, "caSecret": map[string]any{"name": "ca"}}, "true", []string{"WAHOOK_KAFKA_TLS_CA"}},
+		{"client only", map[string]any{"clientSecret": map[string]any{"name": "user"}}, "true", []string{"WAHOOK_KAFKA_TLS_CERT", "WAHOOK_KAFKA_TLS_KEY"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := renderWith(t, map[string]any{"kafka": map[string]any{"tls": tc.tls}}, "values-kafka.yaml")
+			checkChart(t, m, 3)
+			for name, tpl := range m.podSpecs() {
+				c := tpl.Spec.Containers[0]
+				if e := findEnv(c.Env, "WAHOOK_KAFKA_TLS"); e == nil || e.Value != tc.wantTLS {
+					t.Errorf("%s: WAHOOK_KAFKA_TLS %+v, want %s", name, e, tc.wantTLS)
+				}
+				var files []string
+				for _, e := range c.Env {
+					if strings.HasPrefix(e.Name, "WAHOOK_KAFKA_TLS_") {
+						files = append(files, e.Name)
+						if s, k := mountedSecretKey(tpl.Spec, c, e.Value); s == "" || k == "" {
+							t.Errorf("%s: %s=%s is no mounted Secret key", name, e.Name, e.Value)
+						}
+					}
+				}
+				if !slices.Equal(files, tc.wantEnv) {
+					t.Errorf("%s: TLS files %v, want %v", name, files, tc.wantEnv)
+				}
+				if got, want := len(tpl.Spec.Volumes), 1+min(len(tc.wantEnv), 1); got != want {
+					t.Errorf("%s: %d volumes, want %d: %+v", name, got, want, tpl.Spec.Volumes)
+				}
+			}
+		})
+	}
+}
+
+// TestChartLint runs Helm's own chart linter with both values files, and
+// with the Kafka TLS Secrets and extras set.
 func TestChartLint(t *testing.T) {
 	kv, err := common.ParseKubeVersion(kubeVersion)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"", "values-kafka.yaml"} {
-		vals := map[string]any{}
-		if f != "" {
-			if vals, err = common.ReadValuesFile(filepath.Join(chartDir, f)); err != nil {
-				t.Fatal(err)
-			}
+	for _, tc := range []struct {
+		name string
+		set  map[string]any
+		file string
+	}{
+		{"values.yaml", nil, ""},
+		{"values-kafka.yaml", nil, "values-kafka.yaml"},
+		{"Kafka TLS Secrets", kafkaTLSValues, "values-kafka.yaml"},
+	} {
+		var files []string
+		if tc.file != "" {
+			files = append(files, tc.file)
 		}
-		res := lint.RunAll(chartDir, vals, "wahook", lint.WithKubeVersion(kv))
+		res := lint.RunAll(chartDir, values(t, tc.set, files...), "wahook", lint.WithKubeVersion(kv))
 		for _, msg := range res.Messages {
 			if msg.Severity >= support.WarningSev {
-				t.Errorf("lint %s: %v", f, msg)
+				t.Errorf("lint %s: %v", tc.name, msg)
 			}
 		}
 	}

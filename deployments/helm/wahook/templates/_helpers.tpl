@@ -55,8 +55,21 @@ app.kubernetes.io/component: {{ index . 1 }}
   value: {{ .Values.kafka.replication | quote }}
 - name: WAHOOK_KAFKA_MIN_INSYNC_REPLICAS
   value: {{ .Values.kafka.minInSyncReplicas | quote }}
+{{- $tls := include "wahook.kafkaTLS" . | fromYaml }}
+{{- $ca := dig "caSecret" "name" "" $tls }}
+{{- $client := dig "clientSecret" "name" "" $tls }}
 - name: WAHOOK_KAFKA_TLS
-  value: {{ .Values.kafka.tls | quote }}
+  value: {{ if or (dig "enabled" false $tls) $ca $client }}"true"{{ else }}"false"{{ end }}
+{{- if $ca }}
+- name: WAHOOK_KAFKA_TLS_CA
+  value: {{ include "wahook.kafkaTLSDir" . }}/ca/ca.crt
+{{- end }}
+{{- if $client }}
+- name: WAHOOK_KAFKA_TLS_CERT
+  value: {{ include "wahook.kafkaTLSDir" . }}/client/tls.crt
+- name: WAHOOK_KAFKA_TLS_KEY
+  value: {{ include "wahook.kafkaTLSDir" . }}/client/tls.key
+{{- end }}
 {{- if .Values.kafka.sasl.mechanism }}
 - name: WAHOOK_KAFKA_SASL_MECHANISM
   value: {{ .Values.kafka.sasl.mechanism | quote }}
@@ -76,6 +89,77 @@ app.kubernetes.io/component: {{ index . 1 }}
 - name: WAHOOK_LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
 {{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* kafka.tls as a map; a bool (the chart's earlier form, kept by
+helm upgrade --reuse-values) is its enabled. */}}
+{{- define "wahook.kafkaTLS" -}}
+{{- if kindIs "map" .Values.kafka.tls -}}
+{{- toYaml .Values.kafka.tls -}}
+{{- else -}}
+enabled: {{ .Values.kafka.tls | default false }}
+{{- end -}}
+{{- end -}}
+
+{{- define "wahook.kafkaTLSDir" -}}
+/etc/wahook/kafka-tls
+{{- end -}}
+
+{{/* A component's volumes and its container's mounts: /tmp (the root
+filesystem is read-only), the Kafka TLS Secrets, extraVolumes and
+extraVolumeMounts. Include with (dict "root" . "component" "ingress").
+Each Secret's keys are mapped to fixed file names, so that the
+WAHOOK_KAFKA_TLS_* paths do not depend on them; whole directories are
+mounted (no subPath) so that a renewed Secret reaches the files, which the
+services read at start. */}}
+{{- define "wahook.volumes" -}}
+- name: tmp
+  emptyDir: {}
+{{- if eq .root.Values.broker "kafka" }}
+{{- $tls := include "wahook.kafkaTLS" .root | fromYaml }}
+{{- with dig "caSecret" "name" "" $tls }}
+- name: kafka-tls-ca
+  secret:
+    secretName: {{ . }}
+    items:
+      - key: {{ required "kafka.tls.caSecret.key is required with caSecret.name" (dig "caSecret" "key" "" $tls) }}
+        path: ca.crt
+{{- end }}
+{{- with dig "clientSecret" "name" "" $tls }}
+- name: kafka-tls-client
+  secret:
+    secretName: {{ . }}
+    items:
+      - key: {{ required "kafka.tls.clientSecret.certKey is required with clientSecret.name" (dig "clientSecret" "certKey" "" $tls) }}
+        path: tls.crt
+      - key: {{ required "kafka.tls.clientSecret.keyKey is required with clientSecret.name" (dig "clientSecret" "keyKey" "" $tls) }}
+        path: tls.key
+{{- end }}
+{{- end }}
+{{- with (index .root.Values .component).extraVolumes }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "wahook.volumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+{{- if eq .root.Values.broker "kafka" }}
+{{- $tls := include "wahook.kafkaTLS" .root | fromYaml }}
+{{- if dig "caSecret" "name" "" $tls }}
+- name: kafka-tls-ca
+  mountPath: {{ include "wahook.kafkaTLSDir" .root }}/ca
+  readOnly: true
+{{- end }}
+{{- if dig "clientSecret" "name" "" $tls }}
+- name: kafka-tls-client
+  mountPath: {{ include "wahook.kafkaTLSDir" .root }}/client
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- with (index .root.Values .component).extraVolumeMounts }}
 {{ toYaml . }}
 {{- end }}
 {{- end -}}
