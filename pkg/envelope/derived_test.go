@@ -1,6 +1,7 @@
 package envelope_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -137,6 +138,45 @@ func BenchmarkDerived(b *testing.B) {
 				if _, err := envelope.Derived(d, raw, bd); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// TestDerivedNames: the key, time and subject Derived builds together are
+// PartitionKey, RFC 3339 UTC and DerivedSubject, with or without a chat and
+// past the stack buffer's size.
+func TestDerivedNames(t *testing.T) {
+	long := strings.Repeat("canal.", 60)
+	for name, tc := range map[string]struct{ channel, chat, rawSubject string }{
+		"event's chat":      {channel: "MANTIS-M72HC", chat: "1@s.whatsapp.net", rawSubject: "2@s.whatsapp.net"},
+		"raw event's chat":  {channel: "MANTIS-M72HC", rawSubject: "2@s.whatsapp.net"},
+		"no chat":           {channel: "MANTIS-M72HC"},
+		"escaped, no chat":  {channel: "instance.id"},
+		"over 256 bytes":    {channel: long, chat: long + "@g.us"},
+		"unknown stream ok": {channel: "C"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			d, raw := derivedSample(tc.channel)
+			d.Chat, raw.Subject = tc.chat, tc.rawSubject
+			if name == "unknown stream ok" {
+				d.Stream = "future-stream"
+			}
+			m, err := envelope.Derived(d, raw, envelope.NATS)
+			if err != nil {
+				t.Fatalf("Derived: %v", err)
+			}
+			chat := tc.chat
+			if chat == "" {
+				chat = tc.rawSubject
+			}
+			wantKey := envelope.PartitionKey(raw.Provider, raw.Channel, chat)
+			wantTime := raw.Time.UTC().Format(time.RFC3339Nano)
+			if m.Key != wantKey || m.Header.Get("ce-time") != wantTime || m.Topic != envelope.DerivedTopic(d.Stream) ||
+				m.Subject != envelope.DerivedSubject(d.Stream, raw.Provider, raw.Channel) ||
+				m.Header.Get("ce-dataschema") != envelope.SchemaBase+d.Stream+".v1.json" {
+				t.Errorf("Derived = key %q time %q topic %q subject %q schema %q", m.Key, m.Header.Get("ce-time"), m.Topic, m.Subject,
+					m.Header.Get("ce-dataschema"))
 			}
 		})
 	}
