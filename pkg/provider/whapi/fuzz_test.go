@@ -3,6 +3,7 @@ package whapi
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -101,15 +102,31 @@ func FuzzInterpret(f *testing.F) {
 }
 
 func BenchmarkSplit(b *testing.B) {
-	body := load(b, "messages.post_incoming-text.json")
-	p := New()
-	d := provider.Delivery{Method: "POST"}
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := p.Split(body, d); err != nil {
-			b.Fatal(err)
-		}
+	// A batch of twenty messages, as Whapi sends them when it queued some.
+	msg := `{"id":"MSGID","from_me":false,"type":"text","chat_id":"919984351847@s.whatsapp.net","timestamp":1712995245,"source":"mobile","text":{"body":"Hello"},"from":"919984351847","from_name":"Jonathan"}`
+	var batch []string
+	for i := range 20 {
+		batch = append(batch, strings.Replace(msg, "MSGID", "PsqXn5SAD5v7HRA-wkaLvA-"+strconv.Itoa(i), 1))
+	}
+	for _, bc := range []struct {
+		name string
+		body []byte
+	}{
+		{"message", load(b, "messages.post_incoming-text.json")},
+		{"chats-patch", load(b, "chats.patch_label-assigned.json")},
+		{"batch-20", []byte(`{"messages":[` + strings.Join(batch, ",") + `],"event":{"type":"messages","event":"post"},"channel_id":"MANTIS-M72HC"}`)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			p := New()
+			d := provider.Delivery{Method: "POST"}
+			b.SetBytes(int64(len(bc.body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := p.Split(bc.body, d); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
