@@ -11,6 +11,7 @@ import (
 	"github.com/wahook/wahook/pkg/chatid"
 	"github.com/wahook/wahook/pkg/envelope"
 	"github.com/wahook/wahook/pkg/provider"
+	"github.com/wahook/wahook/pkg/provider/jsonscan"
 )
 
 // knownKinds are the kinds Split may return.
@@ -142,4 +143,89 @@ func BenchmarkInterpret(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// describeReference is describe as it was before the keys and chats of
+// the messages, statuses and calls shared one string and a message
+// update's trigger was read once: the oracle FuzzDescribe holds it to.
+func describeReference(c coll, v []byte, it *provider.Item) {
+	switch c {
+	case cMessages:
+		it.Key = jsonscan.Text(jsonscan.Lookup(v, "id"))
+		it.Chat = jsonscan.String(jsonscan.Lookup(v, "chat_id"))
+		it.Time = unix(jsonscan.Lookup(v, "timestamp"))
+	case cStatuses:
+		recipient := jsonscan.Lookup(v, "recipient_id")
+		if s := jsonscan.Text(jsonscan.Lookup(v, "id")); s != "" {
+			it.Key = s + "\x00" + jsonscan.Text(jsonscan.Lookup(v, "status")) + "\x00" + jsonscan.Text(recipient) +
+				"\x00" + jsonscan.Text(jsonscan.Lookup(v, "viewer_id"))
+		}
+		it.Chat = jsonscan.String(jsonscan.Lookup(v, "chat_id"))
+		if it.Chat == "" {
+			it.Chat = jsonscan.String(recipient)
+		}
+		if it.Chat == storiesPseudoID {
+			it.Chat = statusBroadcast
+		}
+		it.Time = unix(jsonscan.Lookup(v, "timestamp"))
+	case cCalls:
+		if s := jsonscan.Text(jsonscan.Lookup(v, "id")); s != "" {
+			it.Key = s + "\x00" + jsonscan.Text(jsonscan.Lookup(v, "status"))
+		}
+		it.Chat = jsonscan.String(jsonscan.Lookup(v, "chat_id"))
+		if it.Chat == "" {
+			it.Chat = jsonscan.String(jsonscan.Lookup(v, "from"))
+		}
+		it.Time = unix(jsonscan.Lookup(v, "timestamp"))
+	case cMessagesUpdates:
+		it.Chat = updatedID(v, "chat_id")
+		if it.Chat == "" {
+			it.Chat = jsonscan.String(jsonscan.Lookup(jsonscan.Lookup(v, "trigger"), "chat_id"))
+		}
+		it.Time = unix(jsonscan.Lookup(jsonscan.Lookup(v, "trigger"), "timestamp"))
+	default:
+		describe(c, v, it) // unchanged
+	}
+}
+
+// FuzzDescribe: describe reads every collection's element as it did
+// before, key, chat and time, escapes, numbers and fallbacks included.
+func FuzzDescribe(f *testing.F) {
+	for _, name := range fixtures(f) {
+		for k, fl := range jsonscanFields(load(f, name)) {
+			if c := collOf([]byte(k)); c != cNone {
+				for el := range jsonscan.Elements(fl) {
+					f.Add(uint8(c), el)
+				}
+			}
+		}
+	}
+	f.Add(uint8(cStatuses), []byte(`{"id":"A\u0042","status":"read","recipient_id":"stories","viewer_id":12}`))
+	f.Add(uint8(cStatuses), []byte(`{"id":"","chat_id":"","recipient_id":"1@s.whatsapp.net"}`))
+	f.Add(uint8(cCalls), []byte(`{"id":7,"status":"ringing","from":"1@s.whatsapp.net","timestamp":"1713792454000"}`))
+	f.Add(uint8(cMessagesUpdates), []byte(`{"trigger":{"chat_id":"1@s.whatsapp.net","timestamp":1},"trigger":{"chat_id":"2@s.whatsapp.net"}}`))
+	f.Add(uint8(cMessages), []byte(`{"id":"\xff\xfe","chat_id":"caf\u00e9"}`))
+	f.Fuzz(func(t *testing.T, c uint8, v []byte) {
+		if !provider.ValidJSON(v) {
+			return
+		}
+		v = jsonscan.Trim(v)
+		cl := coll(c % uint8(nColls))
+		var got, want provider.Item
+		describe(cl, v, &got)
+		describeReference(cl, v, &want)
+		if got.Key != want.Key || got.Chat != want.Chat || !got.Time.Equal(want.Time) {
+			t.Fatalf("describe(%s, %s) = %q, %q, %v; want %q, %q, %v", collNames[cl], v, got.Key, got.Chat, got.Time,
+				want.Key, want.Chat, want.Time)
+		}
+	})
+}
+
+// jsonscanFields are a body's top-level members by name.
+func jsonscanFields(body []byte) map[string][]byte {
+	out := map[string][]byte{}
+	for k, v := range jsonscan.Members(body) {
+		out[string(k)] = v
+	}
+	return out
 }

@@ -197,6 +197,7 @@ type header struct {
 	channel    string
 	hasChannel bool
 	colls      [nColls][]byte // raw values; nil when absent
+	lens       [nColls]int    // elements of the collections that are arrays
 	hasColl    bool           // some collection key is present, even null
 	other      bool           // members beside event, channel_id and collections
 	// others are the members that are neither envelope (event, channel_id)
@@ -208,7 +209,10 @@ type header struct {
 type member struct{ name, value []byte }
 
 func (e *header) read(body []byte) error {
-	for k, v := range jsonscan.Members(body) {
+	// Fields, not Members: the scan that finds where a collection ends
+	// also counts its elements, so Split sizes its items without another.
+	for k, f := range jsonscan.Fields(body) {
+		v := f.Value
 		switch string(k) {
 		case "event":
 			if jsonscan.First(v) != '{' {
@@ -251,9 +255,9 @@ func (e *header) read(body []byte) error {
 				continue
 			}
 			e.hasColl = true
-			e.colls[c] = nil
+			e.colls[c], e.lens[c] = nil, 0
 			if !jsonscan.Absent(v) {
-				e.colls[c] = v
+				e.colls[c], e.lens[c] = v, f.Len
 			}
 		}
 	}
@@ -384,15 +388,16 @@ func route(d provider.Delivery) (typ, event string) {
 // Split reads one Whapi delivery. Every element of the kind's collection is
 // one item; the body's "event" names the kind, else the URL does.
 func (*Provider) Split(body []byte, d provider.Delivery) ([]provider.Item, error) {
+	// One pass checks validity and the depth bound: ValidJSON refuses
+	// what nests more than jsonscan.MaxDepth levels, as encoding/json does
+	// (a body that deep was never given another answer). The message is
+	// kept as it was: it is the dead letter's reason, part of its id.
 	if !provider.ValidJSON(body) {
 		return nil, provider.Invalid("whapi: body is not JSON")
 	}
 	body = jsonscan.Trim(body)
 	if jsonscan.First(body) != '{' {
 		return nil, provider.Invalid("whapi: body is not a JSON object")
-	}
-	if jsonscan.TooDeep(body, jsonscan.MaxDepth) {
-		return nil, provider.Invalid("whapi: body is nested more than %d levels deep", jsonscan.MaxDepth)
 	}
 	var e header
 	if err := e.read(body); err != nil {
@@ -422,7 +427,18 @@ func (*Provider) Split(body []byte, d provider.Delivery) ([]provider.Item, error
 		return unknownItems(body, &e, typ+"."+event, d.MaxItems)
 	}
 
-	out := collector{max: d.MaxItems}
+	// Room for the kind's items at once, up to the bound (collect stops
+	// one past it); other members' items, rare, grow it.
+	n := 0
+	for _, c := range sp.colls {
+		if e.colls[c] != nil {
+			n += max(e.lens[c], 1)
+		}
+	}
+	if d.MaxItems > 0 {
+		n = min(n, d.MaxItems+1)
+	}
+	out := collector{max: d.MaxItems, items: make([]provider.Item, 0, n)}
 	var mine [nColls]bool
 	for _, c := range sp.colls {
 		mine[c] = true
@@ -530,18 +546,27 @@ func describe(c coll, v []byte, it *provider.Item) {
 		var f [3][]byte
 		jsonscan.Pick(v, f[:], "id", "chat_id", "timestamp")
 		id, chat, ts := f[0], f[1], f[2]
-		it.Key, it.Chat, it.Time = jsonscan.Text(id), jsonscan.String(chat), unix(ts)
+		var buf [128]byte
+		b := jsonscan.AppendText(buf[:0], id)
+		k := len(b)
+		it.Key, it.Chat = keyAndChat(jsonscan.AppendString(b, chat), k)
+		it.Time = unix(ts)
 	case cStatuses:
 		var f [6][]byte
 		jsonscan.Pick(v, f[:], "id", "status", "recipient_id", "viewer_id", "chat_id", "timestamp")
 		id, status, recipient, viewer, chat, ts := f[0], f[1], f[2], f[3], f[4], f[5]
-		if s := jsonscan.Text(id); s != "" {
-			it.Key = s + "\x00" + jsonscan.Text(status) + "\x00" + jsonscan.Text(recipient) + "\x00" + jsonscan.Text(viewer)
+		var buf [192]byte
+		b := jsonscan.AppendText(buf[:0], id)
+		if len(b) > 0 {
+			b = jsonscan.AppendText(append(b, 0), status)
+			b = jsonscan.AppendText(append(b, 0), recipient)
+			b = jsonscan.AppendText(append(b, 0), viewer)
 		}
-		it.Chat = jsonscan.String(chat)
-		if it.Chat == "" {
-			it.Chat = jsonscan.String(recipient)
+		k := len(b)
+		if b = jsonscan.AppendString(b, chat); len(b) == k {
+			b = jsonscan.AppendString(b, recipient)
 		}
+		it.Key, it.Chat = keyAndChat(b, k)
 		if it.Chat == storiesPseudoID {
 			// A story's status: "stories" is Whapi's word for the
 			// status broadcast, not a chat id.
@@ -552,13 +577,16 @@ func describe(c coll, v []byte, it *provider.Item) {
 		var f [5][]byte
 		jsonscan.Pick(v, f[:], "id", "status", "chat_id", "from", "timestamp")
 		id, status, chat, from, ts := f[0], f[1], f[2], f[3], f[4]
-		if s := jsonscan.Text(id); s != "" {
-			it.Key = s + "\x00" + jsonscan.Text(status)
+		var buf [128]byte
+		b := jsonscan.AppendText(buf[:0], id)
+		if len(b) > 0 {
+			b = jsonscan.AppendText(append(b, 0), status)
 		}
-		it.Chat = jsonscan.String(chat)
-		if it.Chat == "" {
-			it.Chat = jsonscan.String(from)
+		k := len(b)
+		if b = jsonscan.AppendString(b, chat); len(b) == k {
+			b = jsonscan.AppendString(b, from)
 		}
+		it.Key, it.Chat = keyAndChat(b, k)
 		it.Time = unix(ts)
 	case cChats, cGroups:
 		var f [2][]byte
@@ -569,11 +597,15 @@ func describe(c coll, v []byte, it *provider.Item) {
 		// The chat's timestamp is its last activity, not this change's time.
 		it.Chat = updatedID(v, "id")
 	case cMessagesUpdates:
-		it.Chat = updatedID(v, "chat_id")
-		if it.Chat == "" {
-			it.Chat = jsonscan.String(jsonscan.Lookup(jsonscan.Lookup(v, "trigger"), "chat_id"))
+		// One look at the update's members and one at its trigger's.
+		var f [3][]byte
+		jsonscan.Pick(v, f[:], "before_update", "after_update", "trigger")
+		var t [2][]byte
+		jsonscan.Pick(f[2], t[:], "chat_id", "timestamp")
+		if it.Chat = beforeAfterID(f[0], f[1], "chat_id"); it.Chat == "" {
+			it.Chat = jsonscan.String(t[0])
 		}
-		it.Time = unix(jsonscan.Lookup(jsonscan.Lookup(v, "trigger"), "timestamp"))
+		it.Time = unix(t[1])
 	case cChatsRemoved, cMessagesRemovedAll:
 		it.Chat = jsonscan.String(v)
 	case cContacts:
@@ -600,11 +632,22 @@ const (
 	statusBroadcast = "status@broadcast"
 )
 
+// keyAndChat turns b, an item's key up to k and its chat after, into
+// both strings with one allocation: the items of a batch need one each.
+func keyAndChat(b []byte, k int) (key, chat string) {
+	s := string(b)
+	return s[:k], s[k:]
+}
+
 // updatedID reads field of after_update, else of before_update.
 func updatedID(v []byte, field string) string {
 	var f [2][]byte
 	jsonscan.Pick(v, f[:], "before_update", "after_update")
-	before, after := f[0], f[1]
+	return beforeAfterID(f[0], f[1], field)
+}
+
+// beforeAfterID reads field of after, else of before.
+func beforeAfterID(before, after []byte, field string) string {
 	if s := jsonscan.Text(jsonscan.Lookup(after, field)); s != "" {
 		return s
 	}

@@ -505,6 +505,8 @@ func TestSplitInvalid(t *testing.T) {
 		"Z-API callback":       `{"type":"ReceivedCallback","instanceId":"A20DA9C0183A2D35A260F53F5D2B9244","phone":"5544999999999","text":{"message":"hi"}}`,
 		"channel_id an object": `{"messages":[{"id":"A"}],"channel_id":{"id":"x"}}`,
 		"nested too deep":      `{"chats_updates":[` + strings.Repeat("[", jsonscan.MaxDepth) + strings.Repeat("]", jsonscan.MaxDepth) + `],"event":{"type":"chats","event":"patch"}}`,
+		// One level past TestSplitDeepButFine's whole body.
+		"one level too deep": `{"event":{"type":"x"},"x":` + strings.Repeat("[", jsonscan.MaxDepth) + strings.Repeat("]", jsonscan.MaxDepth) + `}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			items, err := New().Split([]byte(give), provider.Delivery{Method: "POST"})
