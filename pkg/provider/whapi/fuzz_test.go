@@ -23,6 +23,17 @@ var knownKinds = func() map[string]bool {
 	return m
 }()
 
+// kindColl is the collection of each kind read from one collection.
+var kindColl = func() map[string]coll {
+	m := map[string]coll{}
+	for _, sp := range kinds {
+		if len(sp.colls) == 1 {
+			m[sp.kind] = sp.colls[0]
+		}
+	}
+	return m
+}()
+
 func FuzzSplit(f *testing.F) {
 	for _, name := range fixtures(f) {
 		body := load(f, name)
@@ -35,6 +46,15 @@ func FuzzSplit(f *testing.F) {
 	}
 	f.Add([]byte(`{"messages":[{"id":"A"},{"id":"B"}],"errors":[{}],"event":{"type":"status","method":"post"}}`), "PUT", "ack")
 	f.Add([]byte(`{"m\u0065ssages":[{"\u0069d":"\ud83d\ude03"}],"channel_id":7}`), "POST", "message/post")
+	// Batches past the chunk of keys and chats gathered on the stack.
+	var msgs, sts []string
+	for i := range 40 {
+		id := strconv.Itoa(i) + strings.Repeat("x", i*i%300)
+		msgs = append(msgs, `{"id":"`+id+`","chat_id":"`+strconv.Itoa(i)+`@s.whatsapp.net","timestamp":`+strconv.Itoa(1712995245+i)+`}`)
+		sts = append(sts, `{"id":"`+id+`","status":"read","recipient_id":"stories","viewer_id":"`+strconv.Itoa(i)+`"}`)
+	}
+	f.Add([]byte(`{"messages":[`+strings.Join(msgs, ",")+`],"event":{"type":"messages","event":"post"}}`), "POST", "")
+	f.Add([]byte(`{"statuses":[`+strings.Join(sts, ",")+`],"event":{"type":"statuses","event":"post"}}`), "POST", "")
 	p := New()
 	f.Fuzz(func(t *testing.T, body []byte, method, path string) {
 		var segments []string
@@ -76,6 +96,17 @@ func FuzzSplit(f *testing.F) {
 			}
 			if _, err := p.Interpret(it.Kind, it.Data); err != nil && !errors.Is(err, provider.ErrInvalid) {
 				t.Fatalf("item %d: Interpret error does not wrap ErrInvalid: %v", i, err)
+			}
+			// Each item of a one-collection kind is described as its
+			// element alone would be, however the batch's keys and chats
+			// were gathered.
+			if c, ok := kindColl[it.Kind]; ok {
+				var want provider.Item
+				describeItem(c, it.Data, &want)
+				if it.Key != want.Key || it.Chat != want.Chat || !it.Time.Equal(want.Time) {
+					t.Fatalf("item %d: key %q chat %q time %v; its element alone gives %q, %q, %v",
+						i, it.Key, it.Chat, it.Time, want.Key, want.Chat, want.Time)
+				}
 			}
 		}
 	})
@@ -184,7 +215,7 @@ func describeReference(c coll, v []byte, it *provider.Item) {
 		}
 		it.Time = unix(jsonscan.Lookup(jsonscan.Lookup(v, "trigger"), "timestamp"))
 	default:
-		describe(c, v, it) // unchanged
+		describeItem(c, v, it) // unchanged
 	}
 }
 
@@ -212,13 +243,22 @@ func FuzzDescribe(f *testing.F) {
 		v = jsonscan.Trim(v)
 		cl := coll(c % uint8(nColls))
 		var got, want provider.Item
-		describe(cl, v, &got)
+		describeItem(cl, v, &got)
 		describeReference(cl, v, &want)
 		if got.Key != want.Key || got.Chat != want.Chat || !got.Time.Equal(want.Time) {
 			t.Fatalf("describe(%s, %s) = %q, %q, %v; want %q, %q, %v", collNames[cl], v, got.Key, got.Chat, got.Time,
 				want.Key, want.Chat, want.Time)
 		}
 	})
+}
+
+// describeItem is describe with the key and chat set as the collector
+// sets them.
+func describeItem(c coll, v []byte, it *provider.Item) {
+	text, key := describe(c, v, it, nil)
+	if len(text) > 0 {
+		setText(it, string(text), textSpan{start: 0, key: key, end: len(text)})
+	}
 }
 
 // jsonscanFields are a body's top-level members by name.

@@ -439,6 +439,23 @@ func (*Provider) Split(body []byte, d provider.Delivery) ([]provider.Item, error
 		n = min(n, d.MaxItems+1)
 	}
 	out := collector{max: d.MaxItems, items: make([]provider.Item, 0, n)}
+	// The items' keys and chats are written into text, on the stack, and
+	// made one string for several items at a time (flush); spans say
+	// whose they are. A batch's items then cost a string per chunk, not
+	// one or two each.
+	var textBuf [1024]byte
+	var spanBuf [16]textSpan
+	text, spans := textBuf[:0], spanBuf[:0]
+	flush := func() {
+		if len(spans) == 0 {
+			return
+		}
+		s := string(text)
+		for _, sp := range spans {
+			setText(&out.items[sp.item], s, sp)
+		}
+		text, spans = text[:0], spans[:0]
+	}
 	var mine [nColls]bool
 	for _, c := range sp.colls {
 		mine[c] = true
@@ -447,8 +464,21 @@ func (*Provider) Split(body []byte, d provider.Delivery) ([]provider.Item, error
 		}
 		eachValue(e.colls[c], func(v []byte) bool {
 			it := provider.Item{Kind: sp.kind, Channel: e.channel, Data: v}
-			describe(c, v, &it)
-			return out.add(it)
+			start := len(text)
+			var key int
+			text, key = describe(c, v, &it, text)
+			more := out.add(it)
+			switch {
+			case len(text) == start:
+			case out.over:
+				text = text[:start] // Split fails: nothing to name
+			default:
+				spans = append(spans, textSpan{item: len(out.items) - 1, start: start, key: key, end: len(text)})
+				if len(spans) == len(spanBuf) || len(text) > len(textBuf)-256 {
+					flush()
+				}
+			}
+			return more
 		})
 	}
 	// Other collections in the same delivery, known or not, are not this
@@ -461,6 +491,7 @@ func (*Provider) Split(body []byte, d provider.Delivery) ([]provider.Item, error
 	for _, m := range e.others {
 		out.unknown(&e, sp.kind, string(m.name), m.value)
 	}
+	flush()
 	return out.result()
 }
 
@@ -469,6 +500,21 @@ type collector struct {
 	items []provider.Item
 	max   int
 	over  bool
+}
+
+// textSpan is where an item's Key (text[start:key]) and Chat
+// (text[key:end]) are in the text Split collects.
+type textSpan struct{ item, start, key, end int }
+
+// setText gives it the key and chat of sp in s, the text as a string; an
+// empty part leaves what describe set.
+func setText(it *provider.Item, s string, sp textSpan) {
+	if sp.key > sp.start {
+		it.Key = s[sp.start:sp.key]
+	}
+	if sp.end > sp.key {
+		it.Chat = s[sp.key:sp.end]
+	}
 }
 
 // add appends it and reports whether more may follow.
@@ -540,53 +586,51 @@ func (o *collector) unknown(e *header, label, name string, v []byte) {
 }
 
 // describe fills an item's key, chat and time from its collection element.
-func describe(c coll, v []byte, it *provider.Item) {
+// The keys and chats of messages, statuses and calls, one or two per item of
+// a batch, it appends to text instead, the key before key and the chat
+// after, for the collector to make one string of them all (setText).
+func describe(c coll, v []byte, it *provider.Item, text []byte) (_ []byte, key int) {
 	switch c {
 	case cMessages:
 		var f [3][]byte
 		jsonscan.Pick(v, f[:], "id", "chat_id", "timestamp")
 		id, chat, ts := f[0], f[1], f[2]
-		var buf [128]byte
-		b := jsonscan.AppendText(buf[:0], id)
-		k := len(b)
-		it.Key, it.Chat = keyAndChat(jsonscan.AppendString(b, chat), k)
+		text = jsonscan.AppendText(text, id)
+		key = len(text)
+		text = jsonscan.AppendString(text, chat)
 		it.Time = unix(ts)
 	case cStatuses:
 		var f [6][]byte
 		jsonscan.Pick(v, f[:], "id", "status", "recipient_id", "viewer_id", "chat_id", "timestamp")
 		id, status, recipient, viewer, chat, ts := f[0], f[1], f[2], f[3], f[4], f[5]
-		var buf [192]byte
-		b := jsonscan.AppendText(buf[:0], id)
-		if len(b) > 0 {
-			b = jsonscan.AppendText(append(b, 0), status)
-			b = jsonscan.AppendText(append(b, 0), recipient)
-			b = jsonscan.AppendText(append(b, 0), viewer)
+		start := len(text)
+		if text = jsonscan.AppendText(text, id); len(text) > start {
+			text = jsonscan.AppendText(append(text, 0), status)
+			text = jsonscan.AppendText(append(text, 0), recipient)
+			text = jsonscan.AppendText(append(text, 0), viewer)
 		}
-		k := len(b)
-		if b = jsonscan.AppendString(b, chat); len(b) == k {
-			b = jsonscan.AppendString(b, recipient)
+		key = len(text)
+		if text = jsonscan.AppendString(text, chat); len(text) == key {
+			text = jsonscan.AppendString(text, recipient)
 		}
-		it.Key, it.Chat = keyAndChat(b, k)
-		if it.Chat == storiesPseudoID {
+		if string(text[key:]) == storiesPseudoID {
 			// A story's status: "stories" is Whapi's word for the
 			// status broadcast, not a chat id.
-			it.Chat = statusBroadcast
+			text, it.Chat = text[:key], statusBroadcast
 		}
 		it.Time = unix(ts)
 	case cCalls:
 		var f [5][]byte
 		jsonscan.Pick(v, f[:], "id", "status", "chat_id", "from", "timestamp")
 		id, status, chat, from, ts := f[0], f[1], f[2], f[3], f[4]
-		var buf [128]byte
-		b := jsonscan.AppendText(buf[:0], id)
-		if len(b) > 0 {
-			b = jsonscan.AppendText(append(b, 0), status)
+		start := len(text)
+		if text = jsonscan.AppendText(text, id); len(text) > start {
+			text = jsonscan.AppendText(append(text, 0), status)
 		}
-		k := len(b)
-		if b = jsonscan.AppendString(b, chat); len(b) == k {
-			b = jsonscan.AppendString(b, from)
+		key = len(text)
+		if text = jsonscan.AppendString(text, chat); len(text) == key {
+			text = jsonscan.AppendString(text, from)
 		}
-		it.Key, it.Chat = keyAndChat(b, k)
 		it.Time = unix(ts)
 	case cChats, cGroups:
 		var f [2][]byte
@@ -623,6 +667,7 @@ func describe(c coll, v []byte, it *provider.Item) {
 	case cHealth:
 		it.Time = healthTime(v)
 	}
+	return text, key
 }
 
 // Whapi's pseudo chat id of stories (statuses' recipient_id or chat_id),
@@ -631,13 +676,6 @@ const (
 	storiesPseudoID = "stories"
 	statusBroadcast = "status@broadcast"
 )
-
-// keyAndChat turns b, an item's key up to k and its chat after, into
-// both strings with one allocation: the items of a batch need one each.
-func keyAndChat(b []byte, k int) (key, chat string) {
-	s := string(b)
-	return s[:k], s[k:]
-}
 
 // updatedID reads field of after_update, else of before_update.
 func updatedID(v []byte, field string) string {
