@@ -427,8 +427,8 @@ func (*Provider) Split(body []byte, d provider.Delivery) ([]provider.Item, error
 		return unknownItems(body, &e, typ+"."+event, d.MaxItems)
 	}
 
-	// Room for the kind's items at once, up to the bound (collect stops
-	// one past it); other members' items, rare, grow it.
+	// Room for the kind's items at once, up to the bound (add stops one
+	// past it); other members' items, rare, grow it.
 	n := 0
 	for _, c := range sp.colls {
 		if e.colls[c] != nil {
