@@ -186,19 +186,22 @@ func TestAsyncAPIMessages(t *testing.T) {
 		}
 		return out
 	}
-	wantSchema := map[string]string{envelope.DeadLetterTopic: envelope.DeadLetterSchema}
+	// The dead-letter channels carry the records and the redrive notes.
+	wantSchema := map[string][]string{envelope.DeadLetterTopic: {envelope.DeadLetterSchema, envelope.DeadLetterRedrivenSchema}}
 	for _, s := range derive.Streams {
-		wantSchema[envelope.DerivedTopic(s)] = envelope.SchemaURI(s)
+		wantSchema[envelope.DerivedTopic(s)] = []string{envelope.SchemaURI(s)}
 	}
 	for _, server := range []string{"nats", "kafka"} {
 		for addr, c := range doc.byServer(server) {
-			for topic, uri := range wantSchema {
+			for topic, uris := range wantSchema {
 				if addr != topic && !strings.HasPrefix(addr, topic+".") {
 					continue
 				}
-				file := "./" + strings.TrimPrefix(uri, schemas.Base)
-				if !slices.Contains(payloadOf(c), file) {
-					t.Errorf("%s channel %s: no message with payload %s (have %v)", server, addr, file, payloadOf(c))
+				for _, uri := range uris {
+					file := "./" + strings.TrimPrefix(uri, schemas.Base)
+					if !slices.Contains(payloadOf(c), file) {
+						t.Errorf("%s channel %s: no message with payload %s (have %v)", server, addr, file, payloadOf(c))
+					}
 				}
 			}
 		}
@@ -282,6 +285,12 @@ func TestAsyncAPIHeaders(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		note, err := envelope.RedrivenMessage(envelope.DeadLetter{Reason: "not JSON", Provider: "whapi", Channel: "CH", ReceivedAt: at, Body: &body},
+			envelope.Redriven{DeadLetterID: dead[len(dead)-1].ID, IDs: []string{"r1"}, RedrivenAt: at}, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead = append(dead, note)
 		for trait, msgs := range map[string][]broker.Message{"raw" + suffix: {raw}, "derived" + suffix: {derived}, "deadLetter" + suffix: dead} {
 			tr, ok := doc.Components.MessageTraits[trait]
 			if !ok {
@@ -295,9 +304,11 @@ func TestAsyncAPIHeaders(t *testing.T) {
 					}
 				}
 			}
-			for _, h := range tr.Headers.Required {
-				if _, ok := msgs[len(msgs)-1].Header[h]; !ok {
-					t.Errorf("%s: required header %s is not written", trait, h)
+			for _, m := range msgs {
+				for _, h := range tr.Headers.Required {
+					if _, ok := m.Header[h]; !ok {
+						t.Errorf("%s: required header %s is not written on %s", trait, h, m.ID)
+					}
 				}
 			}
 		}

@@ -25,7 +25,7 @@ func TestCompile(t *testing.T) {
 		t.Errorf("Compile() = %d schemas, want one per file (%d)", len(all), len(files))
 	}
 	// Every dataschema wahook writes names a schema here.
-	want := []string{envelope.DeadLetterSchema}
+	want := []string{envelope.DeadLetterSchema, envelope.DeadLetterRedrivenSchema}
 	for _, s := range derive.Streams {
 		want = append(want, envelope.SchemaURI(s))
 	}
@@ -110,6 +110,13 @@ func TestValidate(t *testing.T) {
 		"deadletter parts bad sha":  {schema: "deadletter.v1.json", data: `{"reason":"r","provider":"waha","received_at":"2024-04-22T13:27:33Z","body_parts":{"count":1,"size":1,"part_size":1,"sha256":"XYZ"}}`, wantErr: true},
 		"deadletter zero parts":     {schema: "deadletter.v1.json", data: `{"reason":"r","provider":"waha","received_at":"2024-04-22T13:27:33Z","body_parts":{"count":0,"size":1,"part_size":1,"sha256":"` + sha + `"}}`, wantErr: true},
 		"deadletter parts extra":    {schema: "deadletter.v1.json", data: `{"reason":"r","provider":"waha","received_at":"2024-04-22T13:27:33Z","body_parts":{"count":1,"size":1,"part_size":1,"sha256":"` + sha + `","url":"x"}}`, wantErr: true},
+
+		"redriven":           {schema: "deadletter-redriven.v1.json", data: `{"deadletter_id":"dl1","ids":["r1","r2"],"redriven_at":"2024-04-23T08:00:00Z"}`},
+		"redriven no ids":    {schema: "deadletter-redriven.v1.json", data: `{"deadletter_id":"dl1","ids":[],"redriven_at":"2024-04-23T08:00:00Z"}`, wantErr: true},
+		"redriven empty id":  {schema: "deadletter-redriven.v1.json", data: `{"deadletter_id":"dl1","ids":[""],"redriven_at":"2024-04-23T08:00:00Z"}`, wantErr: true},
+		"redriven no record": {schema: "deadletter-redriven.v1.json", data: `{"ids":["r1"],"redriven_at":"2024-04-23T08:00:00Z"}`, wantErr: true},
+		"redriven bad time":  {schema: "deadletter-redriven.v1.json", data: `{"deadletter_id":"dl1","ids":["r1"],"redriven_at":"today"}`, wantErr: true},
+		"redriven extra":     {schema: "deadletter-redriven.v1.json", data: `{"deadletter_id":"dl1","ids":["r1"],"redriven_at":"2024-04-23T08:00:00Z","by":"x"}`, wantErr: true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			for _, uri := range []string{tc.schema, schemas.Base + tc.schema} {

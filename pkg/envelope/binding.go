@@ -89,8 +89,15 @@ func Token(s string) string {
 	if escapes == 0 {
 		return s
 	}
+	return string(appendToken(make([]byte, 0, len(s)+2*escapes), s))
+}
+
+// appendToken appends Token(s) to b.
+func appendToken(b []byte, s string) []byte {
+	if s == "" {
+		return append(b, '~')
+	}
 	const hex = "0123456789ABCDEF"
-	b := make([]byte, 0, len(s)+2*escapes)
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; plainToken[c] {
 			b = append(b, c)
@@ -98,7 +105,7 @@ func Token(s string) string {
 			b = append(b, '~', hex[c>>4], hex[c&0xf])
 		}
 	}
-	return string(b)
+	return b
 }
 
 // plainToken are the bytes Token keeps as they are.

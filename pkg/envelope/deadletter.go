@@ -354,6 +354,9 @@ func DeadLetterBody(id string, d DeadLetter, msgs []broker.Message, b Binding) (
 // that a later redrive passes it over on either broker.
 const DeadLetterRedrivenType = "io.wahook.deadletter.redriven"
 
+// DeadLetterRedrivenSchema is the dataschema of redrive notes.
+const DeadLetterRedrivenSchema = SchemaBase + "deadletter-redriven.v1.json"
+
 // Redriven is the data of a redrive note: the raw event ids published.
 type Redriven struct {
 	DeadLetterID string    `json:"deadletter_id"`
@@ -375,6 +378,7 @@ func RedrivenMessage(d DeadLetter, r Redriven, b Binding) (broker.Message, error
 	ev := deadLetterEvent(&d, DeadLetterRedrivenID(r.DeadLetterID), DeadLetterRedrivenType)
 	ev.SetTime(r.RedrivenAt)
 	ev.SetExtension(ExtDeadLetterID, r.DeadLetterID)
+	ev.SetDataSchema(DeadLetterRedrivenSchema)
 	ev.SetDataContentType(JSON)
 	ev.DataEncoded = data
 	return Encode(ev, DeadLetterTopic, DeadLetterSubject(d.Provider), b)

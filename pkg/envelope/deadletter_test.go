@@ -251,3 +251,33 @@ func TestPublishDeadLetter(t *testing.T) {
 		t.Errorf("PublishDeadLetter with parts failing = %v after %d calls, want errDown after 1", err, len(calls))
 	}
 }
+
+// TestRedrivenMessage: the note decodes as a CloudEvent on both bindings,
+// names its schema as the record does, and its data is valid against it.
+func TestRedrivenMessage(t *testing.T) {
+	d := sampleDeadLetter([]byte(`{"messages":[}`))
+	at := time.Date(2024, 4, 23, 8, 0, 0, 0, time.UTC)
+	for _, b := range []envelope.Binding{envelope.NATS, envelope.Kafka} {
+		t.Run(b.Name, func(t *testing.T) {
+			m, err := envelope.RedrivenMessage(d, envelope.Redriven{DeadLetterID: "dl1", IDs: []string{"r1", "r2"}, RedrivenAt: at}, b)
+			if err != nil {
+				t.Fatalf("RedrivenMessage: %v", err)
+			}
+			ev, err := envelope.Decode(m, b)
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if ev.ID() != "dl1-redriven" || ev.Type() != envelope.DeadLetterRedrivenType ||
+				ev.DataSchema() != envelope.DeadLetterRedrivenSchema || !ev.Time().Equal(at) ||
+				ev.Extensions()[envelope.ExtDeadLetterID] != "dl1" || m.Subject != envelope.DeadLetterSubject("whapi") {
+				t.Errorf("RedrivenMessage = %s on %s", ev, m.Subject)
+			}
+			if err := schemas.Validate(ev.DataSchema(), ev.Data()); err != nil {
+				t.Errorf("note data: %v", err)
+			}
+			if id, ok := envelope.DeadLetterRedriven(m, b); !ok || id != "dl1" {
+				t.Errorf("DeadLetterRedriven = %q, %v; want dl1, true", id, ok)
+			}
+		})
+	}
+}

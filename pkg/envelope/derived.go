@@ -13,7 +13,12 @@ import (
 
 // DerivedTopic is the Kafka topic of a derived stream, and the prefix of its
 // NATS subjects: "wahook.label-changed".
-func DerivedTopic(stream string) string { return "wahook." + stream }
+func DerivedTopic(stream string) string {
+	if n, ok := streamNames[stream]; ok {
+		return n.topic
+	}
+	return "wahook." + stream
+}
 
 // DerivedSubject is the NATS subject of a derived event:
 // wahook.{stream}.{provider}.{channel}.
@@ -23,11 +28,27 @@ func DerivedSubject(stream, provider, channel string) string {
 
 // SchemaURI is the dataschema of a derived stream's events, equal to the
 // $id of schemas/{stream}.v1.json.
-func SchemaURI(stream string) string { return SchemaBase + stream + ".v1.json" }
+func SchemaURI(stream string) string {
+	if n, ok := streamNames[stream]; ok {
+		return n.schema
+	}
+	return SchemaBase + stream + ".v1.json"
+}
+
+// streamNames are each derived stream's topic and schema, built once:
+// Derived needs both for every event.
+var streamNames = func() map[string]struct{ topic, schema string } {
+	m := make(map[string]struct{ topic, schema string }, len(derive.Streams))
+	for _, s := range derive.Streams {
+		m[s] = struct{ topic, schema string }{"wahook." + s, SchemaBase + s + ".v1.json"}
+	}
+	return m
+}()
 
 // Derived builds the broker message of a derived event. Consumers call it
 // for every derived event, so it writes the headers directly, as Ingress
-// does; tests decode its output with Decode, which validates.
+// does, and builds its key, time and subject in one string; tests decode
+// its output with Decode, which validates.
 func Derived(d derive.Event, raw derive.Raw, b Binding) (broker.Message, error) {
 	data, err := json.Marshal(d.Data)
 	if err != nil {
@@ -40,7 +61,29 @@ func Derived(d derive.Event, raw derive.Raw, b Binding) (broker.Message, error) 
 	if chat == "" {
 		chat = raw.Subject
 	}
-	key := PartitionKey(raw.Provider, raw.Channel, chat)
+	topic := DerivedTopic(d.Stream)
+	// The partition key, the time and the subject share one allocation:
+	// they are written into buf and sliced out of one string.
+	var arr [256]byte
+	buf := arr[:0]
+	buf = append(buf, raw.Provider...)
+	buf = append(buf, '/')
+	buf = append(buf, raw.Channel...)
+	if chat != "" {
+		buf = append(buf, '/')
+		buf = append(buf, chat...)
+	}
+	keyEnd := len(buf)
+	buf = raw.Time.UTC().AppendFormat(buf, time.RFC3339Nano)
+	timeEnd := len(buf)
+	buf = append(buf, topic...)
+	buf = append(buf, '.')
+	buf = appendToken(buf, raw.Provider)
+	buf = append(buf, '.')
+	buf = appendToken(buf, raw.Channel)
+	all := string(buf)
+	key, at, subject := all[:keyEnd], all[keyEnd:timeEnd], all[timeEnd:]
+
 	vals := make([]string, 0, 13)
 	h := make(broker.Header, 13)
 	set := func(name, v string) {
@@ -55,7 +98,7 @@ func Derived(d derive.Event, raw derive.Raw, b Binding) (broker.Message, error) 
 	if d.Subject != "" {
 		enc(AttrSubject, d.Subject)
 	}
-	enc(AttrTime, raw.Time.UTC().Format(time.RFC3339Nano))
+	enc(AttrTime, at)
 	enc(AttrDataSchema, SchemaURI(d.Stream))
 	enc(ExtProvider, raw.Provider)
 	enc(ExtChannel, raw.Channel)
@@ -66,8 +109,8 @@ func Derived(d derive.Event, raw derive.Raw, b Binding) (broker.Message, error) 
 		set(b.IDHeader, d.ID)
 	}
 	return broker.Message{
-		Topic:   DerivedTopic(d.Stream),
-		Subject: DerivedSubject(d.Stream, raw.Provider, raw.Channel),
+		Topic:   topic,
+		Subject: subject,
 		Key:     key,
 		ID:      d.ID,
 		Header:  h,

@@ -53,7 +53,7 @@ func TestServesSchemas(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp, b
 	}
-	uris := []string{envelope.DeadLetterSchema}
+	uris := []string{envelope.DeadLetterSchema, envelope.DeadLetterRedrivenSchema}
 	for _, s := range derive.Streams {
 		uris = append(uris, envelope.SchemaURI(s))
 	}

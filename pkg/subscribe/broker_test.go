@@ -301,3 +301,114 @@ func (d *signalDedup) Seen(ctx context.Context, id string) (bool, error) {
 	}
 	return seen, err
 }
+
+// deadLetterAndNote are a dead-letter record and the note a redrive
+// leaves after it, as the envelope writes them.
+func deadLetterAndNote(t *testing.T, b envelope.Binding) []broker.Message {
+	t.Helper()
+	d := envelope.DeadLetter{Reason: "invalid payload: not JSON", Provider: "whapi", Channel: channel,
+		ReceivedAt: time.Date(2024, 4, 22, 13, 27, 33, 0, time.UTC), Method: "POST", Path: "/v1/webhooks/whapi"}
+	d.SetBody([]byte(`{"messages":[}`))
+	rec, err := envelope.DeadLetterMessage(d, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	note, err := envelope.RedrivenMessage(d, envelope.Redriven{DeadLetterID: rec.ID, IDs: []string{"raw-1", "raw-2"},
+		RedrivenAt: time.Date(2024, 4, 23, 8, 0, 0, 0, time.UTC)}, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []broker.Message{rec, note}
+}
+
+// checkDeadLetters verifies that the record and the note were handled and
+// that Data decodes each into its type.
+func checkDeadLetters(t *testing.T, r *recorder, msgs []broker.Message) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	recID := msgs[0].ID
+	if fmt.Sprint(r.calls) != fmt.Sprint([]string{recID, recID + "-redriven"}) {
+		t.Errorf("handled %v, want the record, then its note", r.calls)
+	}
+	for id, ev := range r.events {
+		if err := schemas.Validate(ev.DataSchema(), ev.Data()); err != nil {
+			t.Errorf("event %s: %v", id, err)
+		}
+		v, err := subscribe.Data(ev)
+		if err != nil {
+			t.Fatalf("Data(%s): %v", id, err)
+		}
+		switch x := v.(type) {
+		case *subscribe.DeadLetter:
+			if id != recID || x.Channel != channel || x.Body == nil || *x.Body != `{"messages":[}` {
+				t.Errorf("Data(%s) = %+v", id, x)
+			}
+		case *subscribe.DeadLetterRedriven:
+			if ev.Type() != envelope.DeadLetterRedrivenType || x.DeadLetterID != recID ||
+				fmt.Sprint(x.IDs) != "[raw-1 raw-2]" || !x.RedrivenAt.Equal(time.Date(2024, 4, 23, 8, 0, 0, 0, time.UTC)) {
+				t.Errorf("Data(%s) = %+v (type %s)", id, x, ev.Type())
+			}
+		default:
+			t.Errorf("Data(%s) = %T", id, v)
+		}
+	}
+}
+
+// TestDeadLettersNATS reads the dead-letter stream, a record and its
+// redrive note, through a consumer the reader creates.
+func TestDeadLettersNATS(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	b := natstest.Broker(t, natsbroker.Config{})
+	msgs := deadLetterAndNote(t, envelope.NATS)
+	if err := b.Publish(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder("", 2)
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- subscribe.NATS{JS: b.JetStream(), Stream: natsbroker.DeadLetterStream, Consumer: "dead-letters",
+			Create: &jetstream.ConsumerConfig{FilterSubject: envelope.DeadLetterTopic + ".>"}}.Run(rctx, rec.handle)
+	}()
+	rec.wait(t)
+	stop()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Run: %v", err)
+	}
+	checkDeadLetters(t, rec, msgs)
+}
+
+// TestDeadLettersKafka: the same on the dead-letter topic of kfake.
+func TestDeadLettersKafka(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(2), kfake.GroupMinSessionTimeout(500*time.Millisecond))
+	if err != nil {
+		t.Fatalf("kfake.NewCluster: %v", err)
+	}
+	t.Cleanup(c.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	b, err := kafkabroker.Connect(ctx, kafkabroker.Config{Brokers: c.ListenAddrs(), Topics: kafkabroker.TopicsConfig{Partitions: 2}})
+	if err != nil {
+		t.Fatalf("kafkabroker.Connect: %v", err)
+	}
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	msgs := deadLetterAndNote(t, envelope.Kafka)
+	if err := b.Publish(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	reader := kafka.ReaderConfig{Brokers: c.ListenAddrs(), GroupID: "dead-letters", Topic: envelope.DeadLetterTopic,
+		SessionTimeout: time.Second, HeartbeatInterval: 200 * time.Millisecond, RebalanceTimeout: 2 * time.Second,
+		MaxWait: 100 * time.Millisecond, StartOffset: kafka.FirstOffset}
+	rec := newRecorder("", 2)
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- subscribe.Kafka{Reader: reader}.Run(rctx, rec.handle) }()
+	rec.wait(t)
+	stop()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Run: %v", err)
+	}
+	checkDeadLetters(t, rec, msgs)
+}

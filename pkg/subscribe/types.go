@@ -113,13 +113,20 @@ type GroupSetting struct {
 // stored in parts.
 type DeadLetter = envelope.DeadLetter
 
+// DeadLetterRedriven is the data of io.wahook.deadletter.redriven
+// (schemas/deadletter-redriven.v1.json): the note a redrive stores on the
+// dead-letter stream after a record whose raw events it published again,
+// naming the record (DeadLetterID) and the raw event ids (IDs).
+type DeadLetterRedriven = envelope.Redriven
+
 // Schema URIs (dataschema) of the derived streams and dead letters.
 const (
-	LabelChangedSchema      = envelope.SchemaBase + "label-changed.v1.json"
-	ChatCreatedSchema       = envelope.SchemaBase + "chat-created.v1.json"
-	CallSchema              = envelope.SchemaBase + "call.v1.json"
-	GroupNotificationSchema = envelope.SchemaBase + "group-notification.v1.json"
-	DeadLetterSchema        = envelope.DeadLetterSchema
+	LabelChangedSchema       = envelope.SchemaBase + "label-changed.v1.json"
+	ChatCreatedSchema        = envelope.SchemaBase + "chat-created.v1.json"
+	CallSchema               = envelope.SchemaBase + "call.v1.json"
+	GroupNotificationSchema  = envelope.SchemaBase + "group-notification.v1.json"
+	DeadLetterSchema         = envelope.DeadLetterSchema
+	DeadLetterRedrivenSchema = envelope.DeadLetterRedrivenSchema
 )
 
 // ErrUnknownSchema is returned by Data for an event whose dataschema names
@@ -127,8 +134,9 @@ const (
 var ErrUnknownSchema = errors.New("subscribe: unknown dataschema")
 
 // Data decodes a wahook event's data into its type, chosen by its
-// dataschema: *LabelChanged, *ChatCreated, *Call, *GroupNotification or
-// *DeadLetter.
+// dataschema: *LabelChanged, *ChatCreated, *Call, *GroupNotification,
+// *DeadLetter or *DeadLetterRedriven. A dead letter's body parts carry no
+// dataschema: envelope.DeadLetterBody reads them.
 func Data(ev event.Event) (any, error) {
 	var v any
 	switch ev.DataSchema() {
@@ -142,6 +150,8 @@ func Data(ev event.Event) (any, error) {
 		v = new(GroupNotification)
 	case DeadLetterSchema:
 		v = new(DeadLetter)
+	case DeadLetterRedrivenSchema:
+		v = new(DeadLetterRedriven)
 	default:
 		return nil, fmt.Errorf("%w: %q (event %s, type %s)", ErrUnknownSchema, ev.DataSchema(), ev.ID(), ev.Type())
 	}

@@ -200,3 +200,29 @@ func properties(prefix string, schema map[string]any) []string {
 	}
 	return out
 }
+
+// TestDeadLetterRedrivenType: Data picks the note's type by the dataschema
+// the envelope writes on it, and the type has exactly the schema's
+// properties.
+func TestDeadLetterRedrivenType(t *testing.T) {
+	ev := event.New()
+	ev.SetDataSchema(envelope.DeadLetterRedrivenSchema)
+	_ = ev.SetData(envelope.JSON, json.RawMessage(`{"deadletter_id":"dl1","ids":["r1"],"redriven_at":"2024-04-23T08:00:00Z"}`))
+	got, err := subscribe.Data(ev)
+	if err != nil {
+		t.Fatalf("Data(note): %v", err)
+	}
+	n, ok := got.(*subscribe.DeadLetterRedriven)
+	if !ok || n.DeadLetterID != "dl1" || len(n.IDs) != 1 || n.IDs[0] != "r1" || n.RedrivenAt.IsZero() {
+		t.Fatalf("Data(note) = %#v", got)
+	}
+	var doc map[string]any
+	b, err := schemas.FS.ReadFile("deadletter-redriven.v1.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	compareObject(t, "deadletter-redriven", doc, reflect.TypeOf(subscribe.DeadLetterRedriven{}))
+}

@@ -30,6 +30,32 @@ func FuzzScan(f *testing.F) {
 		for _, v := range jsonscan.Members(data) {
 			jsonscan.Text(v)
 		}
+		// The appending forms read what String and Text read.
+		if a, b := string(jsonscan.AppendString([]byte("x"), data)), "x"+jsonscan.String(data); a != b {
+			t.Fatalf("AppendString = %q, want %q", a, b)
+		}
+		if a, b := string(jsonscan.AppendText(nil, data)), jsonscan.Text(data); a != b {
+			t.Fatalf("AppendText = %q, want %q", a, b)
+		}
+		// Fields yields what Members does, with arrays' lengths.
+		var keys [][]byte
+		var vals [][]byte
+		for k, v := range jsonscan.Members(data) {
+			keys, vals = append(keys, k), append(vals, v)
+		}
+		n := 0
+		for k, f := range jsonscan.Fields(data) {
+			if n >= len(keys) || !bytes.Equal(k, keys[n]) || !bytes.Equal(f.Value, vals[n]) {
+				t.Fatalf("Fields member %d = %q: %q, Members says otherwise", n, k, f.Value)
+			}
+			if jsonscan.First(f.Value) != '[' && f.Len != 0 {
+				t.Fatalf("Fields Len of %q = %d, want 0", f.Value, f.Len)
+			}
+			n++
+		}
+		if n != len(keys) {
+			t.Fatalf("Fields yields %d members, Members %d", n, len(keys))
+		}
 		for v := range jsonscan.Elements(data) {
 			jsonscan.Number(v)
 		}
@@ -91,6 +117,13 @@ func check(t *testing.T, v []byte) int {
 		var want []json.RawMessage
 		if err := json.Unmarshal(v, &want); err != nil {
 			t.Fatal(err)
+		}
+		// An array's length as Fields counts it, as a member's value.
+		wrapped := append(append([]byte(`{"a":`), v...), '}')
+		for _, f := range jsonscan.Fields(wrapped) {
+			if f.Len != len(want) {
+				t.Fatalf("Fields Len of %s = %d, want %d", v, f.Len, len(want))
+			}
 		}
 		n, depth := 0, 0
 		for e := range jsonscan.Elements(v) {

@@ -176,6 +176,83 @@ func Elements(arr []byte) iter.Seq[[]byte] {
 	}
 }
 
+// Field is a member's value as Fields yields it, with Len, the number of
+// elements when the value is an array (0 otherwise).
+type Field struct {
+	Value []byte
+	Len   int
+}
+
+// Fields is Members, also counting the elements of array values in the
+// same scan that finds where they end: a caller that goes on to read an
+// array's elements can size what it collects without another pass.
+func Fields(obj []byte) iter.Seq2[[]byte, Field] {
+	return func(yield func(key []byte, f Field) bool) {
+		b := obj
+		i := SkipSpace(b, 0)
+		if i >= len(b) || b[i] != '{' {
+			return
+		}
+		i++
+		for {
+			i = SkipSpace(b, i)
+			if i < len(b) && b[i] == ',' {
+				i = SkipSpace(b, i+1)
+			}
+			if i >= len(b) || b[i] != '"' {
+				return
+			}
+			ke := StringEnd(b, i)
+			if ke-1 <= i {
+				return
+			}
+			key := b[i+1 : ke-1]
+			if bytes.IndexByte(key, '\\') >= 0 {
+				key = []byte(String(b[i:ke]))
+			}
+			i = SkipSpace(b, ke)
+			if i >= len(b) || b[i] != ':' {
+				return
+			}
+			i = SkipSpace(b, i+1)
+			ve, n := valueEndLen(b, i)
+			if !yield(key, Field{Value: b[i:ve], Len: n}) {
+				return
+			}
+			i = ve
+		}
+	}
+}
+
+// valueEndLen is ValueEnd, also returning the number of elements of an
+// array value: its commas outside nested values, plus one unless empty.
+func valueEndLen(b []byte, i int) (end, n int) {
+	if i >= len(b) || b[i] != '[' {
+		return ValueEnd(b, i), 0
+	}
+	if j := SkipSpace(b, i+1); j < len(b) && b[j] != ']' {
+		n = 1
+	}
+	depth := 0
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			i = StringEnd(b, i) - 1
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth--; depth == 0 {
+				return i + 1, n
+			}
+		case ',':
+			if depth == 1 {
+				n++
+			}
+		}
+	}
+	return len(b), n
+}
+
 // Lookup returns the value of obj's member name (the last one when the name
 // repeats), nil when absent.
 func Lookup(obj []byte, name string) []byte {
@@ -218,6 +295,31 @@ func String(v []byte) string {
 		return ""
 	}
 	return out
+}
+
+// AppendString appends String(v) to b: without an allocation of its own
+// when v has no escapes, so that several values can share one string.
+func AppendString(b, v []byte) []byte {
+	if len(v) < 2 || v[0] != '"' {
+		return b
+	}
+	s := v[1 : len(v)-1]
+	if bytes.IndexByte(s, '\\') < 0 && utf8.Valid(s) {
+		return append(b, s...)
+	}
+	return append(b, String(v)...)
+}
+
+// AppendText appends Text(v) to b, as AppendString does.
+func AppendText(b, v []byte) []byte {
+	v = Trim(v)
+	switch c := First(v); {
+	case c == '"':
+		return AppendString(b, v)
+	case c == '-' || '0' <= c && c <= '9':
+		return append(b, v...)
+	}
+	return b
 }
 
 // Text is String, or a number's literal: ids are numbers in some payloads.

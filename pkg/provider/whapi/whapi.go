@@ -197,6 +197,7 @@ type header struct {
 	channel    string
 	hasChannel bool
 	colls      [nColls][]byte // raw values; nil when absent
+	lens       [nColls]int    // elements of the collections that are arrays
 	hasColl    bool           // some collection key is present, even null
 	other      bool           // members beside event, channel_id and collections
 	// others are the members that are neither envelope (event, channel_id)
@@ -208,7 +209,10 @@ type header struct {
 type member struct{ name, value []byte }
 
 func (e *header) read(body []byte) error {
-	for k, v := range jsonscan.Members(body) {
+	// Fields, not Members: the scan that finds where a collection ends
+	// also counts its elements, so Split sizes its items without another.
+	for k, f := range jsonscan.Fields(body) {
+		v := f.Value
 		switch string(k) {
 		case "event":
 			if jsonscan.First(v) != '{' {
@@ -251,9 +255,9 @@ func (e *header) read(body []byte) error {
 				continue
 			}
 			e.hasColl = true
-			e.colls[c] = nil
+			e.colls[c], e.lens[c] = nil, 0
 			if !jsonscan.Absent(v) {
-				e.colls[c] = v
+				e.colls[c], e.lens[c] = v, f.Len
 			}
 		}
 	}
@@ -384,15 +388,16 @@ func route(d provider.Delivery) (typ, event string) {
 // Split reads one Whapi delivery. Every element of the kind's collection is
 // one item; the body's "event" names the kind, else the URL does.
 func (*Provider) Split(body []byte, d provider.Delivery) ([]provider.Item, error) {
+	// One pass checks validity and the depth bound: ValidJSON refuses
+	// what nests more than jsonscan.MaxDepth levels, as encoding/json does
+	// (a body that deep was never given another answer). The message is
+	// kept as it was: it is the dead letter's reason, part of its id.
 	if !provider.ValidJSON(body) {
 		return nil, provider.Invalid("whapi: body is not JSON")
 	}
 	body = jsonscan.Trim(body)
 	if jsonscan.First(body) != '{' {
 		return nil, provider.Invalid("whapi: body is not a JSON object")
-	}
-	if jsonscan.TooDeep(body, jsonscan.MaxDepth) {
-		return nil, provider.Invalid("whapi: body is nested more than %d levels deep", jsonscan.MaxDepth)
 	}
 	var e header
 	if err := e.read(body); err != nil {
@@ -422,7 +427,35 @@ func (*Provider) Split(body []byte, d provider.Delivery) ([]provider.Item, error
 		return unknownItems(body, &e, typ+"."+event, d.MaxItems)
 	}
 
-	out := collector{max: d.MaxItems}
+	// Room for the kind's items at once, up to the bound (add stops one
+	// past it); other members' items, rare, grow it.
+	n := 0
+	for _, c := range sp.colls {
+		if e.colls[c] != nil {
+			n += max(e.lens[c], 1)
+		}
+	}
+	if d.MaxItems > 0 {
+		n = min(n, d.MaxItems+1)
+	}
+	out := collector{max: d.MaxItems, items: make([]provider.Item, 0, n)}
+	// The items' keys and chats are written into text, on the stack, and
+	// made one string for several items at a time (flush); spans say
+	// whose they are. A batch's items then cost a string per chunk, not
+	// one or two each.
+	var textBuf [1024]byte
+	var spanBuf [16]textSpan
+	text, spans := textBuf[:0], spanBuf[:0]
+	flush := func() {
+		if len(spans) == 0 {
+			return
+		}
+		s := string(text)
+		for _, sp := range spans {
+			setText(&out.items[sp.item], s, sp)
+		}
+		text, spans = text[:0], spans[:0]
+	}
 	var mine [nColls]bool
 	for _, c := range sp.colls {
 		mine[c] = true
@@ -431,8 +464,21 @@ func (*Provider) Split(body []byte, d provider.Delivery) ([]provider.Item, error
 		}
 		eachValue(e.colls[c], func(v []byte) bool {
 			it := provider.Item{Kind: sp.kind, Channel: e.channel, Data: v}
-			describe(c, v, &it)
-			return out.add(it)
+			start := len(text)
+			var key int
+			text, key = describe(c, v, &it, text)
+			more := out.add(it)
+			switch {
+			case len(text) == start:
+			case out.over:
+				text = text[:start] // Split fails: nothing to name
+			default:
+				spans = append(spans, textSpan{item: len(out.items) - 1, start: start, key: key, end: len(text)})
+				if len(spans) == len(spanBuf) || len(text) > len(textBuf)-256 {
+					flush()
+				}
+			}
+			return more
 		})
 	}
 	// Other collections in the same delivery, known or not, are not this
@@ -445,6 +491,7 @@ func (*Provider) Split(body []byte, d provider.Delivery) ([]provider.Item, error
 	for _, m := range e.others {
 		out.unknown(&e, sp.kind, string(m.name), m.value)
 	}
+	flush()
 	return out.result()
 }
 
@@ -453,6 +500,21 @@ type collector struct {
 	items []provider.Item
 	max   int
 	over  bool
+}
+
+// textSpan is where an item's Key (text[start:key]) and Chat
+// (text[key:end]) are in the text Split collects.
+type textSpan struct{ item, start, key, end int }
+
+// setText gives it the key and chat of sp in s, the text as a string; an
+// empty part leaves what describe set.
+func setText(it *provider.Item, s string, sp textSpan) {
+	if sp.key > sp.start {
+		it.Key = s[sp.start:sp.key]
+	}
+	if sp.end > sp.key {
+		it.Chat = s[sp.key:sp.end]
+	}
 }
 
 // add appends it and reports whether more may follow.
@@ -524,40 +586,50 @@ func (o *collector) unknown(e *header, label, name string, v []byte) {
 }
 
 // describe fills an item's key, chat and time from its collection element.
-func describe(c coll, v []byte, it *provider.Item) {
+// The keys and chats of messages, statuses and calls, one or two per item of
+// a batch, it appends to text instead, the key before key and the chat
+// after, for the collector to make one string of them all (setText).
+func describe(c coll, v []byte, it *provider.Item, text []byte) (_ []byte, key int) {
 	switch c {
 	case cMessages:
 		var f [3][]byte
 		jsonscan.Pick(v, f[:], "id", "chat_id", "timestamp")
 		id, chat, ts := f[0], f[1], f[2]
-		it.Key, it.Chat, it.Time = jsonscan.Text(id), jsonscan.String(chat), unix(ts)
+		text = jsonscan.AppendText(text, id)
+		key = len(text)
+		text = jsonscan.AppendString(text, chat)
+		it.Time = unix(ts)
 	case cStatuses:
 		var f [6][]byte
 		jsonscan.Pick(v, f[:], "id", "status", "recipient_id", "viewer_id", "chat_id", "timestamp")
 		id, status, recipient, viewer, chat, ts := f[0], f[1], f[2], f[3], f[4], f[5]
-		if s := jsonscan.Text(id); s != "" {
-			it.Key = s + "\x00" + jsonscan.Text(status) + "\x00" + jsonscan.Text(recipient) + "\x00" + jsonscan.Text(viewer)
+		start := len(text)
+		if text = jsonscan.AppendText(text, id); len(text) > start {
+			text = jsonscan.AppendText(append(text, 0), status)
+			text = jsonscan.AppendText(append(text, 0), recipient)
+			text = jsonscan.AppendText(append(text, 0), viewer)
 		}
-		it.Chat = jsonscan.String(chat)
-		if it.Chat == "" {
-			it.Chat = jsonscan.String(recipient)
+		key = len(text)
+		if text = jsonscan.AppendString(text, chat); len(text) == key {
+			text = jsonscan.AppendString(text, recipient)
 		}
-		if it.Chat == storiesPseudoID {
+		if string(text[key:]) == storiesPseudoID {
 			// A story's status: "stories" is Whapi's word for the
 			// status broadcast, not a chat id.
-			it.Chat = statusBroadcast
+			text, it.Chat = text[:key], statusBroadcast
 		}
 		it.Time = unix(ts)
 	case cCalls:
 		var f [5][]byte
 		jsonscan.Pick(v, f[:], "id", "status", "chat_id", "from", "timestamp")
 		id, status, chat, from, ts := f[0], f[1], f[2], f[3], f[4]
-		if s := jsonscan.Text(id); s != "" {
-			it.Key = s + "\x00" + jsonscan.Text(status)
+		start := len(text)
+		if text = jsonscan.AppendText(text, id); len(text) > start {
+			text = jsonscan.AppendText(append(text, 0), status)
 		}
-		it.Chat = jsonscan.String(chat)
-		if it.Chat == "" {
-			it.Chat = jsonscan.String(from)
+		key = len(text)
+		if text = jsonscan.AppendString(text, chat); len(text) == key {
+			text = jsonscan.AppendString(text, from)
 		}
 		it.Time = unix(ts)
 	case cChats, cGroups:
@@ -569,11 +641,15 @@ func describe(c coll, v []byte, it *provider.Item) {
 		// The chat's timestamp is its last activity, not this change's time.
 		it.Chat = updatedID(v, "id")
 	case cMessagesUpdates:
-		it.Chat = updatedID(v, "chat_id")
-		if it.Chat == "" {
-			it.Chat = jsonscan.String(jsonscan.Lookup(jsonscan.Lookup(v, "trigger"), "chat_id"))
+		// One look at the update's members and one at its trigger's.
+		var f [3][]byte
+		jsonscan.Pick(v, f[:], "before_update", "after_update", "trigger")
+		var t [2][]byte
+		jsonscan.Pick(f[2], t[:], "chat_id", "timestamp")
+		if it.Chat = beforeAfterID(f[0], f[1], "chat_id"); it.Chat == "" {
+			it.Chat = jsonscan.String(t[0])
 		}
-		it.Time = unix(jsonscan.Lookup(jsonscan.Lookup(v, "trigger"), "timestamp"))
+		it.Time = unix(t[1])
 	case cChatsRemoved, cMessagesRemovedAll:
 		it.Chat = jsonscan.String(v)
 	case cContacts:
@@ -591,6 +667,7 @@ func describe(c coll, v []byte, it *provider.Item) {
 	case cHealth:
 		it.Time = healthTime(v)
 	}
+	return text, key
 }
 
 // Whapi's pseudo chat id of stories (statuses' recipient_id or chat_id),
@@ -604,7 +681,11 @@ const (
 func updatedID(v []byte, field string) string {
 	var f [2][]byte
 	jsonscan.Pick(v, f[:], "before_update", "after_update")
-	before, after := f[0], f[1]
+	return beforeAfterID(f[0], f[1], field)
+}
+
+// beforeAfterID reads field of after, else of before.
+func beforeAfterID(before, after []byte, field string) string {
 	if s := jsonscan.Text(jsonscan.Lookup(after, field)); s != "" {
 		return s
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -466,18 +467,29 @@ func TestSplitMaxItems(t *testing.T) {
 	many := func(n int, extra string) []byte {
 		return []byte(`{"messages":[` + strings.TrimSuffix(strings.Repeat(`{},`, n), ",") + `]` + extra + `,"event":{"type":"messages","event":"post"}}`)
 	}
+	// Messages with ids and chats: their keys and chats are gathered in
+	// chunks, the last of which the bound cuts short.
+	keyed := func(n int) []byte {
+		var els []string
+		for i := range n {
+			els = append(els, `{"id":"M`+strconv.Itoa(i)+`","chat_id":"`+strconv.Itoa(i)+`@s.whatsapp.net"}`)
+		}
+		return []byte(`{"messages":[` + strings.Join(els, ",") + `],"event":{"type":"messages","event":"post"}}`)
+	}
 	for name, tc := range map[string]struct {
 		body []byte
 		max  int
 		want int // items; -1: ErrTooManyItems
 	}{
-		"at the bound":            {many(5, ""), 5, 5},
-		"over the bound":          {many(6, ""), 5, -1},
-		"unbounded":               {many(2000, ""), 0, 2000},
-		"a million empty items":   {many(1_000_000, ""), 1000, -1},
-		"unknown members count":   {many(4, `,"notes":[1,2]`), 5, -1},
-		"other collections count": {many(4, `,"errors":[{},{}]`), 5, -1},
-		"unknown kind counts too": {[]byte(`{"labels":[` + strings.TrimSuffix(strings.Repeat(`{},`, 6), ",") + `],"event":{"type":"labels","event":"put"}}`), 5, -1},
+		"at the bound":             {many(5, ""), 5, 5},
+		"over the bound":           {many(6, ""), 5, -1},
+		"unbounded":                {many(2000, ""), 0, 2000},
+		"a million empty items":    {many(1_000_000, ""), 1000, -1},
+		"identified, at the bound": {keyed(40), 40, 40},
+		"identified, over":         {keyed(40), 39, -1},
+		"unknown members count":    {many(4, `,"notes":[1,2]`), 5, -1},
+		"other collections count":  {many(4, `,"errors":[{},{}]`), 5, -1},
+		"unknown kind counts too":  {[]byte(`{"labels":[` + strings.TrimSuffix(strings.Repeat(`{},`, 6), ",") + `],"event":{"type":"labels","event":"put"}}`), 5, -1},
 	} {
 		t.Run(name, func(t *testing.T) {
 			items, err := New().Split(tc.body, provider.Delivery{Method: "POST", MaxItems: tc.max})
@@ -486,6 +498,11 @@ func TestSplitMaxItems(t *testing.T) {
 				t.Errorf("Split = %d items, %v; want ErrTooManyItems", len(items), err)
 			case tc.want >= 0 && (err != nil || len(items) != tc.want):
 				t.Errorf("Split = %d items, %v; want %d", len(items), err, tc.want)
+			}
+			for i, it := range items {
+				if it.Key != "" && (it.Key != "M"+strconv.Itoa(i) || it.Chat != strconv.Itoa(i)+"@s.whatsapp.net") {
+					t.Errorf("item %d: key %q chat %q", i, it.Key, it.Chat)
+				}
 			}
 		})
 	}
@@ -505,6 +522,8 @@ func TestSplitInvalid(t *testing.T) {
 		"Z-API callback":       `{"type":"ReceivedCallback","instanceId":"A20DA9C0183A2D35A260F53F5D2B9244","phone":"5544999999999","text":{"message":"hi"}}`,
 		"channel_id an object": `{"messages":[{"id":"A"}],"channel_id":{"id":"x"}}`,
 		"nested too deep":      `{"chats_updates":[` + strings.Repeat("[", jsonscan.MaxDepth) + strings.Repeat("]", jsonscan.MaxDepth) + `],"event":{"type":"chats","event":"patch"}}`,
+		// One level past TestSplitDeepButFine's whole body.
+		"one level too deep": `{"event":{"type":"x"},"x":` + strings.Repeat("[", jsonscan.MaxDepth) + strings.Repeat("]", jsonscan.MaxDepth) + `}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			items, err := New().Split([]byte(give), provider.Delivery{Method: "POST"})
