@@ -6,6 +6,7 @@ import (
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/derive/derivetest"
+	"github.com/wahook/wahook/pkg/state/statetest"
 )
 
 // The shared conformance suites, each subtest on fresh buckets of one
@@ -44,5 +45,13 @@ func TestConformanceTimeRegistry(t *testing.T) {
 	b := connect(t, natsbroker.Config{URL: e.ClientURL(), Auth: e.ServiceAuth()})
 	derivetest.TestTimeRegistry(t, func(t *testing.T) derive.TimeRegistry {
 		return open(t, b.JetStream(), freshConfig()).Times()
+	})
+}
+
+func TestLabelListing(t *testing.T) {
+	e := startServer(t, t.TempDir())
+	b := connect(t, natsbroker.Config{URL: e.ClientURL(), Auth: e.ServiceAuth()})
+	statetest.TestLabelListing(t, func(t *testing.T) statetest.LabelLister {
+		return open(t, b.JetStream(), freshConfig()).Labels()
 	})
 }
