@@ -11,8 +11,9 @@ import (
 // with the newest value at the right end.
 func sparkline(values []float64) template.HTML {
 	const w, h = 120.0, 24.0
-	if len(values) == 0 {
-		return template.HTML(fmt.Sprintf(`<svg class="spark" width="%g" height="%g" viewBox="0 0 %g %g" role="img" aria-label="no samples yet"></svg>`, w, h, w, h))
+	if len(values) < 2 {
+		return template.HTML(fmt.Sprintf(`<svg class="spark" width="%g" height="%g" viewBox="0 0 %g %g" role="img" aria-label="collecting samples">`+
+			`<line x1="0" y1="%g" x2="%g" y2="%g" stroke="currentColor" stroke-opacity=".35" stroke-dasharray="3 3"/></svg>`, w, h, w, h, h-1, w, h-1))
 	}
 	top := 0.0
 	for _, v := range values {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
 )
 
 // await polls url until its body contains every one of want, or fails the
@@ -41,11 +43,24 @@ func await(t *testing.T, url string, deadline time.Duration, want ...string) str
 // live over server-sent events, and the label it registered; it is kept to
 // its origin and never shows its token.
 func TestConsole(t *testing.T) {
+	t.Run("nats", func(t *testing.T) {
+		testConsole(t, "-nats-embedded-addr", "127.0.0.1:-1", "-data-dir", t.TempDir())
+	})
+	t.Run("kafka", func(t *testing.T) {
+		cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cluster.Close()
+		testConsole(t, "-broker", "kafka", "-kafka-brokers", strings.Join(cluster.ListenAddrs(), ","), "-kafka-partitions", "1")
+	})
+}
+
+func testConsole(t *testing.T, broker ...string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	pub, adm, done := startBoth(t, ctx, "-http-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0",
-		"-nats-embedded-addr", "127.0.0.1:-1", "-data-dir", t.TempDir(), "-auth-disabled", "-log-level", "warn",
-		"-derive", "all", "-console-token", "console-secret")
+	pub, adm, done := startBoth(t, ctx, append([]string{"-http-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0",
+		"-auth-disabled", "-log-level", "warn", "-derive", "all", "-console-token", "console-secret"}, broker...)...)
 
 	labels, err := os.ReadFile("../../pkg/provider/whapi/testdata/labels.post.json")
 	if err != nil {
