@@ -210,6 +210,10 @@ func (c *Console) stream(w http.ResponseWriter, r *http.Request, next func(ctx c
 		return
 	}
 	rc := http.NewResponseController(w)
+	// The server's read timeout would end the stream (and cancel its
+	// context) while the client only listens; the heartbeat's writes
+	// notice a client that went away.
+	_ = rc.SetReadDeadline(time.Time{})
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.WriteHeader(http.StatusOK)
 	for {
