@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
@@ -385,6 +386,33 @@ func (s Security) TLSConfig() (*tls.Config, error) {
 		c.Certificates = []tls.Certificate{cert}
 	}
 	return c, nil
+}
+
+// Dialer returns a kafka-go dialer with the TLS and SASL settings, for
+// clients outside a Broker: readers of partitions, admin lookups.
+func (s Security) Dialer(clientID string) (*kafka.Dialer, error) {
+	tlsCfg, err := s.TLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	mech, err := s.SASLMechanism()
+	if err != nil {
+		return nil, err
+	}
+	return &kafka.Dialer{ClientID: clientID, Timeout: 10 * time.Second, DualStack: true, TLS: tlsCfg, SASLMechanism: mech}, nil
+}
+
+// Config returns a Broker's Config with the TLS and SASL settings.
+func (s Security) Config(brokers []string, clientID string) (Config, error) {
+	tlsCfg, err := s.TLSConfig()
+	if err != nil {
+		return Config{}, err
+	}
+	mech, err := s.SASLMechanism()
+	if err != nil {
+		return Config{}, err
+	}
+	return Config{Brokers: brokers, ClientID: clientID, TLS: tlsCfg, SASL: mech}, nil
 }
 
 // SASLMechanism returns kafka-go's mechanism, nil when SASL is off.

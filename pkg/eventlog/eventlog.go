@@ -1,0 +1,497 @@
+// Package eventlog reads wahook's streams as stored by the broker: the raw
+// events, the derived ones and the dead letters, on NATS JetStream or
+// Kafka. Query reads a bounded range of history and never follows; Follow
+// reads from now (or replays from a time) and then follows the live
+// events. Both read only what a read-only subscriber may: NATS direct gets
+// and plain subscriptions, Kafka partition reads outside any consumer
+// group, so reading moves nothing and commits nothing.
+package eventlog
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+
+	"github.com/wahook/wahook/pkg/broker"
+	"github.com/wahook/wahook/pkg/chatid"
+	"github.com/wahook/wahook/pkg/envelope"
+)
+
+// Stream is one of wahook's streams.
+type Stream string
+
+// wahook's streams.
+const (
+	Raw        Stream = "raw"
+	Derived    Stream = "derived"
+	DeadLetter Stream = "deadletter"
+)
+
+// Streams lists every stream, in the order Query reads them when their
+// events share a time.
+var Streams = []Stream{Raw, Derived, DeadLetter}
+
+// Record is one event as the broker stored it.
+type Record struct {
+	Stream Stream
+	// Subject is the NATS subject, or the Kafka topic.
+	Subject string
+	// Position is "WAHOOK_DERIVED/123" (stream/sequence) on NATS,
+	// "wahook.call/2/1234" (topic/partition/offset) on Kafka.
+	Position string
+	// Stored is the broker's time of the message.
+	Stored time.Time
+	// Event is decoded with the broker's binding, its ce-* headers
+	// percent-decoded.
+	Event cloudevents.Event
+
+	msg     broker.Message
+	binding envelope.Binding
+}
+
+// Message is the record as the broker holds it, and the binding to decode
+// it with: what pkg/envelope's dead-letter functions read (parts, notes).
+func (r Record) Message() (broker.Message, envelope.Binding) { return r.msg, r.binding }
+
+// Query selects stored events. Filters of different fields all apply; the
+// values of one field are alternatives.
+type Query struct {
+	// Streams are the streams read; empty: all three.
+	Streams []Stream
+	// Provider narrows NATS subjects (wahook.ingress.{provider}.>,
+	// wahook.*.{provider}.>, wahook.deadletter.{provider}) and, on Kafka,
+	// the events' provider extension.
+	Provider string
+	// Channel narrows as Provider does, by the channel's subject token (or
+	// its channel extension); the dead letters, whose subjects have no
+	// channel, by their channel extension.
+	Channel string
+	// Types are CloudEvent types, exact or path.Match globs
+	// (io.wahook.label.*).
+	Types []string
+	// Chats are chat ids in any form, canonicalised with chatid.ID: a raw
+	// event's subject, a derived event's data chat_id or chat_lid.
+	Chats []string
+	// IDs are CloudEvent ids.
+	IDs []string
+	// CausationID selects the derived events whose causationid is this:
+	// those derived from that raw event.
+	CausationID string
+	// Since and Until bound the stored time; zero is unbounded on that
+	// side (Until zero: the end when the call starts).
+	Since, Until time.Time
+	// Limit is how many matches Query returns: DefaultLimit when zero, at
+	// most MaxLimit.
+	Limit int
+	// MaxScan is how many messages Query reads: DefaultMaxScan when zero,
+	// at most MaxMaxScan.
+	MaxScan int
+	// Newest makes Query return the newest Limit matches of the range,
+	// reading from its end, instead of the oldest.
+	Newest bool
+}
+
+// Bounds of a Query.
+const (
+	DefaultLimit   = 100
+	MaxLimit       = 1000
+	DefaultMaxScan = 10_000
+	MaxMaxScan     = 200_000
+	// MaxFilterLen bounds the bytes of one filter value, MaxFilterValues
+	// the values of one list (Types, Chats, IDs).
+	MaxFilterLen    = 256
+	MaxFilterValues = 100
+)
+
+// ErrQuery is what a query that cannot be run wraps.
+var ErrQuery = errors.New("eventlog: bad query")
+
+// Page is what Query found: the records in stored order (oldest first,
+// with Newest too), how many messages it read, and whether it stopped at
+// MaxScan before the range's end.
+type Page struct {
+	Records   []Record
+	Scanned   int
+	Truncated bool
+}
+
+// Log reads wahook's streams on one broker.
+type Log struct {
+	b    backend
+	opts options
+}
+
+// Option tunes a Log.
+type Option func(*options)
+
+type options struct {
+	// batch is how many messages one read asks for.
+	batch int
+	// clientID names the Kafka connections.
+	clientID string
+	// afterBatch, when set, runs after each batch a follow reads (tests).
+	afterBatch func()
+}
+
+// WithBatch sets how many messages one read asks the broker for (a NATS
+// direct get's batch, a Kafka window), 256 by default.
+func WithBatch(n int) Option { return func(o *options) { o.batch = n } }
+
+// WithClientID sets the client id the Kafka brokers see, "wahook-eventlog"
+// by default.
+func WithClientID(id string) Option { return func(o *options) { o.clientID = id } }
+
+func newOptions(opts []Option) (options, error) {
+	o := options{batch: 256, clientID: "wahook-eventlog"}
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.batch < 1 || o.batch > 10_000 {
+		return o, fmt.Errorf("eventlog: batch %d: want 1 to 10000", o.batch)
+	}
+	return o, nil
+}
+
+// backend is how a Log reads one broker.
+type backend interface {
+	// cursors opens a cursor for each source of q (a NATS stream, a Kafka
+	// partition), reading forward or, with newest, backward.
+	cursors(ctx context.Context, q Query, newest bool) ([]cursor, error)
+	// follow passes fn the messages of q's sources from q.Since (from now
+	// when zero), then the live ones, until ctx ends or fn fails.
+	follow(ctx context.Context, q Query, fn func(entry) error) error
+	close() error
+}
+
+// entry is a message read, before it is decoded.
+type entry struct {
+	stream   Stream
+	subject  string
+	position string
+	stored   time.Time
+	msg      broker.Message
+	binding  envelope.Binding
+}
+
+// Query reads the events q selects in its range, stored up to the time of
+// the call, within q's bounds. It never waits for new events.
+func (l *Log) Query(ctx context.Context, q Query) (Page, error) {
+	q, err := q.normalize()
+	if err != nil {
+		return Page{}, err
+	}
+	m := newMatcher(q)
+	var page Page
+	page.Scanned, page.Truncated, err = l.scan(ctx, q, q.Newest, q.MaxScan, func(e entry) (bool, error) {
+		if r, ok := m.record(e); ok {
+			page.Records = append(page.Records, r)
+		}
+		return len(page.Records) >= q.Limit, nil
+	})
+	if err != nil {
+		return Page{}, fmt.Errorf("eventlog: query: %w", err)
+	}
+	if q.Newest {
+		slices.Reverse(page.Records)
+	}
+	return page, nil
+}
+
+// Scan passes fn, in stored order, every event q selects in its range up
+// to the end it has at the time of the call, whatever q.Limit and
+// q.MaxScan: for tools that read a whole range (tail, redrive), holding
+// one batch at a time. It stops at the first error of fn.
+func (l *Log) Scan(ctx context.Context, q Query, fn func(Record) error) error {
+	q, err := q.normalize()
+	if err != nil {
+		return err
+	}
+	m := newMatcher(q)
+	_, _, err = l.scan(ctx, q, false, 0, func(e entry) (bool, error) {
+		if r, ok := m.record(e); ok {
+			return false, fn(r)
+		}
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("eventlog: scan: %w", err)
+	}
+	return nil
+}
+
+// Follow passes fn the events q selects from q.Since, or from now when it
+// is zero, then the live ones as they are stored, until ctx ends (it
+// returns ctx's error) or fn fails (it returns fn's error). q.Until,
+// q.Limit, q.MaxScan and q.Newest do not apply. The events of one NATS
+// stream or one Kafka partition come in stored order.
+func (l *Log) Follow(ctx context.Context, q Query, fn func(Record) error) error {
+	q, err := q.normalize()
+	if err != nil {
+		return err
+	}
+	q.Until = time.Time{}
+	m := newMatcher(q)
+	errFn := errors.New("fn failed")
+	var fnErr error
+	err = l.b.follow(ctx, q, func(e entry) error {
+		if r, ok := m.record(e); ok {
+			if fnErr = fn(r); fnErr != nil {
+				return errFn
+			}
+		}
+		return nil
+	})
+	switch {
+	case fnErr != nil:
+		return fnErr
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case err != nil:
+		return fmt.Errorf("eventlog: follow: %w", err)
+	}
+	return nil
+}
+
+// Close releases what the Log holds. A NATS connection given to NewNATS
+// stays open: it is the caller's.
+func (l *Log) Close() error { return l.b.close() }
+
+// scan reads q's range merged across its sources in stored order (newest
+// first with newest), at most maxScan messages (no bound when 0), until fn
+// says stop. It reports how many it read and whether messages of the
+// range were left at maxScan.
+func (l *Log) scan(ctx context.Context, q Query, newest bool, maxScan int, fn func(entry) (stop bool, err error)) (scanned int, truncated bool, err error) {
+	curs, err := l.b.cursors(ctx, q, newest)
+	if err != nil {
+		return 0, false, err
+	}
+	defer func() {
+		for _, c := range curs {
+			c.close()
+		}
+	}()
+	for maxScan == 0 || scanned < maxScan {
+		var pick cursor
+		var head *entry
+		for _, c := range curs {
+			e, err := c.peek(ctx)
+			if err != nil {
+				return scanned, false, err
+			}
+			if e == nil {
+				continue
+			}
+			if head == nil || newest && e.stored.After(head.stored) || !newest && e.stored.Before(head.stored) {
+				pick, head = c, e
+			}
+		}
+		if head == nil {
+			return scanned, false, nil
+		}
+		e := *head
+		pick.pop()
+		scanned++
+		stop, err := fn(e)
+		if err != nil || stop {
+			return scanned, false, err
+		}
+	}
+	for _, c := range curs {
+		e, err := c.peek(ctx)
+		if err != nil {
+			return scanned, false, err
+		}
+		if e != nil {
+			return scanned, true, nil
+		}
+	}
+	return scanned, false, nil
+}
+
+// cursor reads one source in one direction.
+type cursor interface {
+	// peek returns the next message, nil at the end.
+	peek(ctx context.Context) (*entry, error)
+	pop()
+	close()
+}
+
+// bufCursor is a cursor over batches that fill reads.
+type bufCursor struct {
+	// fill reads the next batch, in the cursor's order, and tells
+	// whether it was the last.
+	fill    func(ctx context.Context) ([]entry, bool, error)
+	closeFn func()
+	buf     []entry
+	done    bool
+}
+
+func (c *bufCursor) peek(ctx context.Context) (*entry, error) {
+	for len(c.buf) == 0 && !c.done {
+		var err error
+		if c.buf, c.done, err = c.fill(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if len(c.buf) == 0 {
+		return nil, nil
+	}
+	return &c.buf[0], nil
+}
+
+func (c *bufCursor) pop() { c.buf = c.buf[1:] }
+
+func (c *bufCursor) close() {
+	if c.closeFn != nil {
+		c.closeFn()
+	}
+}
+
+// normalize checks q's filters and bounds and fills the defaults.
+func (q Query) normalize() (Query, error) {
+	if len(q.Streams) == 0 {
+		q.Streams = Streams
+	}
+	var streams []Stream
+	for _, s := range Streams {
+		if slices.Contains(q.Streams, s) {
+			streams = append(streams, s)
+		}
+	}
+	for _, s := range q.Streams {
+		if !slices.Contains(Streams, s) {
+			return q, fmt.Errorf("%w: stream %q: want raw, derived or deadletter", ErrQuery, s)
+		}
+	}
+	q.Streams = streams
+	for name, v := range map[string]string{"provider": q.Provider, "channel": q.Channel, "causation id": q.CausationID} {
+		if len(v) > MaxFilterLen {
+			return q, fmt.Errorf("%w: %s of %d bytes, at most %d", ErrQuery, name, len(v), MaxFilterLen)
+		}
+	}
+	for name, vs := range map[string][]string{"type": q.Types, "chat": q.Chats, "id": q.IDs} {
+		if len(vs) > MaxFilterValues {
+			return q, fmt.Errorf("%w: %d %s filters, at most %d", ErrQuery, len(vs), name, MaxFilterValues)
+		}
+		for _, v := range vs {
+			if len(v) > MaxFilterLen {
+				return q, fmt.Errorf("%w: %s filter of %d bytes, at most %d", ErrQuery, name, len(v), MaxFilterLen)
+			}
+		}
+	}
+	for _, t := range q.Types {
+		if _, err := path.Match(t, ""); err != nil {
+			return q, fmt.Errorf("%w: type %q: %w", ErrQuery, t, err)
+		}
+	}
+	if !q.Since.IsZero() && !q.Until.IsZero() && q.Until.Before(q.Since) {
+		return q, fmt.Errorf("%w: until %s before since %s", ErrQuery, q.Until.Format(time.RFC3339), q.Since.Format(time.RFC3339))
+	}
+	switch {
+	case q.Limit < 0:
+		return q, fmt.Errorf("%w: limit %d", ErrQuery, q.Limit)
+	case q.Limit == 0:
+		q.Limit = DefaultLimit
+	case q.Limit > MaxLimit:
+		q.Limit = MaxLimit
+	}
+	switch {
+	case q.MaxScan < 0:
+		return q, fmt.Errorf("%w: max scan %d", ErrQuery, q.MaxScan)
+	case q.MaxScan == 0:
+		q.MaxScan = DefaultMaxScan
+	case q.MaxScan > MaxMaxScan:
+		q.MaxScan = MaxMaxScan
+	}
+	return q, nil
+}
+
+// matcher decodes the messages read and selects the records q asks for.
+type matcher struct {
+	q     Query
+	chats map[string]bool
+	ids   map[string]bool
+}
+
+func newMatcher(q Query) *matcher {
+	m := &matcher{q: q}
+	if len(q.Chats) > 0 {
+		m.chats = map[string]bool{}
+		for _, c := range q.Chats {
+			m.chats[c] = true
+			m.chats[chatid.ID(c)] = true
+		}
+	}
+	if len(q.IDs) > 0 {
+		m.ids = map[string]bool{}
+		for _, id := range q.IDs {
+			m.ids[id] = true
+		}
+	}
+	return m
+}
+
+// record decodes e and reports whether q selects it. A message that is not
+// a CloudEvent is never selected.
+func (m *matcher) record(e entry) (Record, bool) {
+	ev, err := envelope.Decode(e.msg, e.binding)
+	if err != nil {
+		return Record{}, false
+	}
+	q := m.q
+	if q.Provider != "" && extension(ev, envelope.ExtProvider) != q.Provider ||
+		q.Channel != "" && extension(ev, envelope.ExtChannel) != q.Channel ||
+		m.ids != nil && !m.ids[ev.ID()] ||
+		q.CausationID != "" && (e.stream != Derived || extension(ev, envelope.ExtCausationID) != q.CausationID) {
+		return Record{}, false
+	}
+	if len(q.Types) > 0 && !slices.ContainsFunc(q.Types, func(t string) bool {
+		ok, _ := path.Match(t, ev.Type())
+		return ok || t == ev.Type()
+	}) {
+		return Record{}, false
+	}
+	if m.chats != nil && !m.aboutChat(e.stream, ev) {
+		return Record{}, false
+	}
+	return Record{Stream: e.stream, Subject: e.subject, Position: e.position, Stored: e.stored, Event: ev,
+		msg: e.msg, binding: e.binding}, true
+}
+
+// aboutChat tells whether ev is about one of the chats asked for: its
+// subject, and a derived event's chat_id or chat_lid.
+func (m *matcher) aboutChat(s Stream, ev cloudevents.Event) bool {
+	if ev.Subject() != "" && m.chats[ev.Subject()] {
+		return true
+	}
+	data := ev.Data()
+	if s != Derived || len(data) == 0 || data[0] != '{' {
+		return false
+	}
+	var d struct {
+		ChatID  string `json:"chat_id"`
+		ChatLID string `json:"chat_lid"`
+	}
+	if json.Unmarshal(data, &d) != nil {
+		return false
+	}
+	return d.ChatID != "" && m.chats[d.ChatID] || d.ChatLID != "" && m.chats[d.ChatLID]
+}
+
+// extension is ev's extension name as a string, "" when unset.
+func extension(ev cloudevents.Event, name string) string {
+	v, ok := ev.Extensions()[name]
+	if !ok {
+		return ""
+	}
+	if s, ok := v.(string); ok {
+		return s
+	}
+	return fmt.Sprint(v)
+}

@@ -1,0 +1,368 @@
+package eventlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/wahook/wahook/pkg/broker"
+	"github.com/wahook/wahook/pkg/broker/kafkabroker"
+	"github.com/wahook/wahook/pkg/broker/natsbroker"
+	"github.com/wahook/wahook/pkg/broker/natsbroker/natstest"
+	"github.com/wahook/wahook/pkg/envelope"
+	"github.com/wahook/wahook/pkg/internal/pipelinetest"
+)
+
+// fixture is a broker holding events and a Log reading it.
+type fixture struct {
+	pub     broker.Publisher
+	binding envelope.Binding
+	log     func(opts ...Option) *Log
+}
+
+// natsFixture: the embedded server, the Log logged in as a read-only
+// subscriber, which may not create consumers.
+func natsFixture(t *testing.T) fixture {
+	t.Helper()
+	emb := natstest.Start(t, natsbroker.EmbeddedConfig{Subscribers: []natsbroker.Subscriber{{User: "reader", Password: "r-secret"}}})
+	b := natstest.Connect(t, emb, natsbroker.Config{})
+	nc, err := nats.Connect(emb.ClientURL(), nats.UserInfo("reader", "r-secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return fixture{pub: b, binding: envelope.NATS, log: func(opts ...Option) *Log {
+		l, err := NewNATS(nc, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}}
+}
+
+func kafkaFixture(t *testing.T) fixture {
+	t.Helper()
+	cluster, kb := pipelinetest.Kafka(t)
+	return fixture{pub: kb, binding: envelope.Kafka, log: func(opts ...Option) *Log {
+		l, err := NewKafka(cluster.ListenAddrs(), kafkabroker.Security{}, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = l.Close() })
+		return l
+	}}
+}
+
+var fixtures = map[string]func(*testing.T) fixture{"nats": natsFixture, "kafka": kafkaFixture}
+
+// bulk is n raw events of channel BULK about chat A, ids bulk-{from}...:
+// one partition key, so one Kafka partition, in order.
+func bulk(b envelope.Binding, from, n int) []broker.Message {
+	var out []broker.Message
+	for i := from; i < from+n; i++ {
+		out = append(out, envelope.Ingress(envelope.Raw{ID: fmt.Sprintf("bulk-%d", i), Provider: "whapi", Channel: "BULK", Kind: "messages.post",
+			Chat: pipelinetest.ChatA, Time: time.Now(), Data: []byte(`{"id":"x"}`)}, b))
+	}
+	return out
+}
+
+func ids(recs []Record) []string {
+	var out []string
+	for _, r := range recs {
+		out = append(out, r.Event.ID())
+	}
+	return out
+}
+
+func sorted(s []string) []string { return slices.Sorted(slices.Values(s)) }
+
+// TestQuery reads the same events on both brokers with each filter, the
+// bounds, Newest and a time range.
+func TestQuery(t *testing.T) {
+	for name, start := range fixtures {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			f := start(t)
+			if err := f.pub.Publish(ctx, pipelinetest.Sample(t, f.binding)...); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.pub.Publish(ctx, bulk(f.binding, 0, 5)...); err != nil {
+				t.Fatal(err)
+			}
+			// Broker times are in milliseconds on Kafka: the mark falls
+			// between the two groups.
+			time.Sleep(3 * time.Millisecond)
+			mark := time.Now()
+			time.Sleep(3 * time.Millisecond)
+			if err := f.pub.Publish(ctx, bulk(f.binding, 5, 5)...); err != nil {
+				t.Fatal(err)
+			}
+			l := f.log()
+			query := func(q Query) Page {
+				t.Helper()
+				p, err := l.Query(ctx, q)
+				if err != nil {
+					t.Fatalf("Query(%+v): %v", q, err)
+				}
+				return p
+			}
+			bulkIDs := func(from, to int) []string {
+				var out []string
+				for i := from; i < to; i++ {
+					out = append(out, fmt.Sprintf("bulk-%d", i))
+				}
+				return out
+			}
+
+			for name, tc := range map[string]struct {
+				give Query
+				want []string
+			}{
+				"streams":             {Query{Streams: []Stream{Derived, DeadLetter}}, []string{"derived-a", "dl"}},
+				"provider":            {Query{Provider: "zapi"}, []string{"dl"}},
+				"provider and chan":   {Query{Provider: "whapi", Channel: "CH"}, []string{"derived-a", "raw-a", "raw-b"}},
+				"channel":             {Query{Channel: "CH", Streams: []Stream{Raw}}, []string{"raw-a", "raw-b"}},
+				"type glob":           {Query{Types: []string{"io.wahook.label.*", envelope.DeadLetterType}}, []string{"derived-a", "dl"}},
+				"chat, phone form":    {Query{Chats: []string{"+5511999990000"}, Channel: "CH"}, []string{"derived-a", "raw-a"}},
+				"chat, group":         {Query{Chats: []string{"120363398750933550-group"}}, []string{"raw-b"}},
+				"ids":                 {Query{IDs: []string{"raw-b", "bulk-3"}}, []string{"bulk-3", "raw-b"}},
+				"causation id":        {Query{CausationID: "raw-a"}, []string{"derived-a"}},
+				"no match":            {Query{Types: []string{"io.wahook.call.*"}}, nil},
+				"since":               {Query{Since: mark, Channel: "BULK"}, bulkIDs(5, 10)},
+				"until":               {Query{Until: mark, Channel: "BULK"}, bulkIDs(0, 5)},
+				"since and until":     {Query{Since: mark, Until: time.Now(), Channel: "BULK", Limit: 2}, bulkIDs(5, 7)},
+				"limit":               {Query{Channel: "BULK", Limit: 3}, bulkIDs(0, 3)},
+				"newest":              {Query{Channel: "BULK", Limit: 3, Newest: true}, bulkIDs(7, 10)},
+				"newest until":        {Query{Channel: "BULK", Limit: 2, Newest: true, Until: mark}, bulkIDs(3, 5)},
+				"newest, all of them": {Query{Channel: "BULK", Newest: true}, bulkIDs(0, 10)},
+			} {
+				t.Run(name, func(t *testing.T) {
+					p := query(tc.give)
+					got := ids(p.Records)
+					for i, r := range p.Records {
+						if r.Event.Type() == envelope.DeadLetterType {
+							got[i] = "dl" // its id is a hash
+						}
+					}
+					if !strings.Contains(tc.give.Channel, "BULK") {
+						got = sorted(got) // equal times across sources
+					}
+					if !slices.Equal(got, tc.want) {
+						t.Errorf("Query(%+v) = %v, want %v", tc.give, got, tc.want)
+					}
+					if p.Truncated {
+						t.Errorf("Query(%+v) truncated", tc.give)
+					}
+				})
+			}
+
+			t.Run("records", func(t *testing.T) {
+				p := query(Query{IDs: []string{"derived-a"}})
+				if len(p.Records) != 1 {
+					t.Fatalf("records %v, want derived-a", ids(p.Records))
+				}
+				r := p.Records[0]
+				if r.Stream != Derived || !strings.HasPrefix(r.Subject, "wahook.label-changed") || r.Stored.IsZero() ||
+					r.Position == "" || r.Event.Extensions()[envelope.ExtCausationID] != "raw-a" {
+					t.Errorf("record %+v", r)
+				}
+				if m, b := r.Message(); b != f.binding || m.ID == "" {
+					t.Errorf("Message() = %+v, %v", m, b)
+				}
+			})
+			t.Run("max scan", func(t *testing.T) {
+				p := query(Query{MaxScan: 6, Channel: "BULK"})
+				if p.Scanned != 6 || !p.Truncated {
+					t.Errorf("scanned %d, truncated %v; want 6, true", p.Scanned, p.Truncated)
+				}
+				p = query(Query{MaxScan: 1000})
+				if p.Scanned != 14 || p.Truncated || len(p.Records) != 14 {
+					t.Errorf("scanned %d, %d records, truncated %v; want 14, 14, false", p.Scanned, len(p.Records), p.Truncated)
+				}
+			})
+			t.Run("scan", func(t *testing.T) {
+				var got []string
+				err := l.Scan(ctx, Query{Channel: "BULK", Limit: 1, MaxScan: 1}, func(r Record) error {
+					got = append(got, r.Event.ID())
+					return nil
+				})
+				if err != nil || !slices.Equal(got, bulkIDs(0, 10)) {
+					t.Errorf("Scan: %v, %v; want every bulk event in order", got, err)
+				}
+			})
+		})
+	}
+}
+
+// TestQueryBounds: over-long or too many filter values and bad values are
+// refused before anything is read; Limit and MaxScan are capped.
+func TestQueryBounds(t *testing.T) {
+	long := strings.Repeat("x", MaxFilterLen+1)
+	many := make([]string, MaxFilterValues+1)
+	for name, q := range map[string]Query{
+		"provider":    {Provider: long},
+		"channel":     {Channel: long},
+		"causation":   {CausationID: long},
+		"type":        {Types: []string{long}},
+		"chat":        {Chats: []string{long}},
+		"id":          {IDs: []string{long}},
+		"many ids":    {IDs: many},
+		"bad glob":    {Types: []string{"io.[wahook"}},
+		"stream":      {Streams: []Stream{"ingress"}},
+		"limit":       {Limit: -1},
+		"max scan":    {MaxScan: -1},
+		"until first": {Since: time.Now(), Until: time.Now().Add(-time.Hour)},
+	} {
+		if _, err := q.normalize(); !errors.Is(err, ErrQuery) {
+			t.Errorf("%s: normalize = %v, want ErrQuery", name, err)
+		}
+	}
+	q, err := Query{Limit: 5000, MaxScan: 1 << 30}.normalize()
+	if err != nil || q.Limit != MaxLimit || q.MaxScan != MaxMaxScan || len(q.Streams) != 3 {
+		t.Errorf("normalize = %+v, %v; want capped", q, err)
+	}
+	q, err = Query{}.normalize()
+	if err != nil || q.Limit != DefaultLimit || q.MaxScan != DefaultMaxScan {
+		t.Errorf("normalize = %+v, %v; want the defaults", q, err)
+	}
+}
+
+// follower runs Follow in the background and collects what it passes.
+type follower struct {
+	mu   sync.Mutex
+	got  []Record
+	done chan error
+	stop context.CancelFunc
+}
+
+func follow(t *testing.T, ctx context.Context, l *Log, q Query) *follower {
+	t.Helper()
+	ctx, stop := context.WithCancel(ctx)
+	f := &follower{done: make(chan error, 1), stop: stop}
+	go func() {
+		f.done <- l.Follow(ctx, q, func(r Record) error {
+			f.mu.Lock()
+			f.got = append(f.got, r)
+			f.mu.Unlock()
+			return nil
+		})
+	}()
+	t.Cleanup(func() {
+		stop()
+		if err := <-f.done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Follow = %v, want context.Canceled", err)
+		}
+	})
+	return f
+}
+
+func (f *follower) ids() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return ids(f.got)
+}
+
+// TestFollow: from now, what was stored before is not passed, what comes
+// after is, once; from a time, the stored events from then and the live
+// ones; an error of fn ends Follow with it.
+func TestFollow(t *testing.T) {
+	for name, start := range fixtures {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			f := start(t)
+			l := f.log()
+			if err := f.pub.Publish(ctx, pipelinetest.Sample(t, f.binding)...); err != nil {
+				t.Fatal(err)
+			}
+			since := time.Now()
+			if err := f.pub.Publish(ctx, bulk(f.binding, 0, 2)...); err != nil {
+				t.Fatal(err)
+			}
+
+			live := follow(t, ctx, l, Query{Streams: []Stream{Raw}})
+			// Follow starts from the end it finds: probes until one comes
+			// through tell that it is there.
+			probes := 0
+			pipelinetest.WaitFor(t, "a probe followed", func() bool {
+				if len(live.ids()) > 0 {
+					return true
+				}
+				probes++
+				if err := f.pub.Publish(ctx, bulk(f.binding, 100+probes, 1)...); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(50 * time.Millisecond)
+				return false
+			})
+			if err := f.pub.Publish(ctx, bulk(f.binding, 2, 2)...); err != nil {
+				t.Fatal(err)
+			}
+			pipelinetest.WaitFor(t, "bulk-3 followed", func() bool { return slices.Contains(live.ids(), "bulk-3") })
+			got := live.ids()
+			for _, id := range got {
+				if id == "raw-a" || id == "bulk-0" || id == "bulk-1" {
+					t.Errorf("Follow from now passed %s, stored before", id)
+				}
+			}
+			if got[len(got)-2] != "bulk-2" || len(slices.Compact(sorted(got))) != len(got) {
+				t.Errorf("Follow passed %v, want the probes then bulk-2 bulk-3, each once", got)
+			}
+
+			replay := follow(t, ctx, l, Query{Since: since, Channel: "BULK", IDs: []string{"bulk-0", "bulk-1", "bulk-2", "bulk-3", "bulk-4"}})
+			pipelinetest.WaitFor(t, "the stored bulk events replayed", func() bool { return len(replay.ids()) == 4 })
+			if err := f.pub.Publish(ctx, bulk(f.binding, 4, 1)...); err != nil {
+				t.Fatal(err)
+			}
+			pipelinetest.WaitFor(t, "bulk-4 followed", func() bool { return len(replay.ids()) == 5 })
+			if got := replay.ids(); !slices.Equal(got, []string{"bulk-0", "bulk-1", "bulk-2", "bulk-3", "bulk-4"}) {
+				t.Errorf("Follow since %s passed %v", since, got)
+			}
+
+			boom := errors.New("boom")
+			err := l.Follow(ctx, Query{Since: since}, func(Record) error { return boom })
+			if !errors.Is(err, boom) {
+				t.Errorf("Follow with a failing fn = %v, want its error", err)
+			}
+		})
+	}
+}
+
+// TestFollowWhileReplaying: events stored while Follow replays the
+// history (one message a read) come once, in stored order, after it.
+func TestFollowWhileReplaying(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	f := natsFixture(t)
+	since := time.Now()
+	if err := f.pub.Publish(ctx, bulk(f.binding, 0, 3)...); err != nil {
+		t.Fatal(err)
+	}
+	l := f.log(WithBatch(1))
+	reads := 0
+	l.b.(*natsLog).opts.afterBatch = func() {
+		if reads++; reads == 1 {
+			if err := f.pub.Publish(ctx, bulk(f.binding, 3, 3)...); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	fl := follow(t, ctx, l, Query{Since: since})
+	pipelinetest.WaitFor(t, "6 events", func() bool { return len(fl.ids()) >= 6 })
+	if err := f.pub.Publish(ctx, bulk(f.binding, 6, 1)...); err != nil {
+		t.Fatal(err)
+	}
+	pipelinetest.WaitFor(t, "7 events", func() bool { return len(fl.ids()) >= 7 })
+	want := []string{"bulk-0", "bulk-1", "bulk-2", "bulk-3", "bulk-4", "bulk-5", "bulk-6"}
+	if got := fl.ids(); !slices.Equal(got, want) {
+		t.Errorf("Follow passed %v, want %v", got, want)
+	}
+}

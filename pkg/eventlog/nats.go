@@ -1,0 +1,331 @@
+package eventlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/wahook/wahook/pkg/broker"
+	"github.com/wahook/wahook/pkg/broker/natsbroker"
+	"github.com/wahook/wahook/pkg/envelope"
+)
+
+const (
+	// maxBatchBytes stops a direct get's batch early (one message always
+	// comes).
+	maxBatchBytes = 16 << 20
+	// maxWindow bounds the sequences one backward read spans: a filter
+	// that matches little widens the window up to it.
+	maxWindow = 4096
+	// pollEvery is how often Follow looks for new messages when no live
+	// one told it to; recheck is how soon it looks again after one did
+	// and the stream had not stored it yet.
+	pollEvery = time.Second
+	recheck   = 25 * time.Millisecond
+)
+
+// errEnd stops a direct get at the end of the range.
+var errEnd = errors.New("end of range")
+
+// NewNATS reads wahook's streams through nc, which stays the caller's: a
+// read-only subscriber's connection is enough (direct gets, plain
+// subscriptions; no consumer is created).
+func NewNATS(nc *nats.Conn, opts ...Option) (*Log, error) {
+	if nc == nil {
+		return nil, errors.New("eventlog: no NATS connection")
+	}
+	o, err := newOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("eventlog: %w", err)
+	}
+	return &Log{b: &natsLog{nc: nc, js: js, opts: o}, opts: o}, nil
+}
+
+type natsLog struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	opts options
+}
+
+func (n *natsLog) close() error { return nil }
+
+// natsSource is the part of a JetStream stream a query reads.
+type natsSource struct {
+	stream  Stream
+	name    string
+	subject string
+}
+
+// natsSources are the streams and subject filters of q.
+func natsSources(q Query) []natsSource {
+	tok := func(s string) string {
+		if s == "" {
+			return "*"
+		}
+		return envelope.Token(s)
+	}
+	var out []natsSource
+	for _, s := range q.Streams {
+		switch s {
+		case Raw:
+			subj := natsbroker.IngressSubjects
+			if q.Provider != "" || q.Channel != "" {
+				subj = envelope.IngressTopic + "." + tok(q.Provider) + "." + tok(q.Channel) + ".>"
+			}
+			out = append(out, natsSource{Raw, natsbroker.IngressStream, subj})
+		case Derived:
+			// wahook.{stream}.{provider}.{channel}
+			out = append(out, natsSource{Derived, natsbroker.DerivedStream, envelope.DerivedTopic("*") + "." + tok(q.Provider) + "." + tok(q.Channel)})
+		case DeadLetter:
+			subj := natsbroker.DeadLetterSubjects
+			if q.Provider != "" {
+				subj = envelope.DeadLetterSubject(q.Provider)
+			}
+			out = append(out, natsSource{DeadLetter, natsbroker.DeadLetterStream, subj})
+		}
+	}
+	return out
+}
+
+// lastSeq is the last sequence src's stream holds, and false when there
+// is no such stream.
+func (n *natsLog) lastSeq(ctx context.Context, src natsSource) (uint64, bool, error) {
+	s, err := n.js.Stream(ctx, src.name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("stream %s: %w", src.name, err)
+	}
+	return s.CachedInfo().State.LastSeq, true, nil
+}
+
+// seqAt is the sequence of src's first message stored at t or later, 0
+// when there is none.
+func (n *natsLog) seqAt(ctx context.Context, src natsSource, t time.Time) (uint64, error) {
+	var seq uint64
+	_, _, err := natsbroker.DirectBatch(ctx, n.nc, src.name, natsbroker.DirectRequest{StartTime: &t, NextBySubject: src.subject, Batch: 1},
+		func(sm natsbroker.StoredMsg) error {
+			seq = sm.Sequence
+			return nil
+		})
+	if err != nil {
+		return 0, fmt.Errorf("%s at %s: %w", src.name, t.Format(time.RFC3339Nano), err)
+	}
+	return seq, nil
+}
+
+func (n *natsLog) cursors(ctx context.Context, q Query, newest bool) ([]cursor, error) {
+	var out []cursor
+	for _, src := range natsSources(q) {
+		last, ok, err := n.lastSeq(ctx, src)
+		if err != nil {
+			return nil, err
+		}
+		if !ok || last == 0 {
+			continue
+		}
+		lo, hi := uint64(1), last
+		if !q.Since.IsZero() {
+			if lo, err = n.seqAt(ctx, src, q.Since); err != nil {
+				return nil, err
+			}
+			if lo == 0 || lo > hi {
+				continue
+			}
+		}
+		if !q.Until.IsZero() {
+			after, err := n.seqAt(ctx, src, q.Until.Add(time.Nanosecond))
+			if err != nil {
+				return nil, err
+			}
+			if after != 0 && after-1 < hi {
+				hi = after - 1
+			}
+		}
+		if hi < lo {
+			continue
+		}
+		if newest {
+			out = append(out, n.backward(src, lo, hi))
+		} else {
+			r := &natsRead{n: n, src: src, seq: lo, end: hi}
+			out = append(out, &bufCursor{fill: r.fill})
+		}
+	}
+	return out, nil
+}
+
+// natsRead reads a stream forward from seq (or from start, a time, first),
+// up to end (no end when 0).
+type natsRead struct {
+	n   *natsLog
+	src natsSource
+	seq uint64
+	// start, when set, is where the first read starts instead of seq;
+	// when nothing is stored from then, reading goes on from fallback.
+	start    *time.Time
+	fallback uint64
+	end      uint64
+}
+
+// fill reads the next batch and tells whether it reached the end, or,
+// without one, what is stored now.
+func (r *natsRead) fill(ctx context.Context) ([]entry, bool, error) {
+	req := natsbroker.DirectRequest{Seq: r.seq, NextBySubject: r.src.subject, Batch: r.n.opts.batch, MaxBytes: maxBatchBytes}
+	if r.start != nil {
+		req.Seq, req.StartTime = 0, r.start
+	}
+	var out []entry
+	last, pending, err := natsbroker.DirectBatch(ctx, r.n.nc, r.src.name, req, func(sm natsbroker.StoredMsg) error {
+		if r.end > 0 && sm.Sequence > r.end {
+			return errEnd
+		}
+		out = append(out, natsEntry(r.src, sm))
+		return nil
+	})
+	if errors.Is(err, errEnd) {
+		return out, true, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read %s: %w", r.src.name, err)
+	}
+	switch {
+	case last > 0:
+		r.seq, r.start = last+1, nil
+	case r.start != nil:
+		r.seq, r.start = r.fallback, nil
+	}
+	return out, pending == 0 || last == 0 || r.end > 0 && last >= r.end, nil
+}
+
+// backward reads src from hi down to lo, a window of sequences at a time.
+func (n *natsLog) backward(src natsSource, lo, hi uint64) cursor {
+	w := uint64(n.opts.batch)
+	return &bufCursor{fill: func(ctx context.Context) ([]entry, bool, error) {
+		from := lo
+		if hi-lo+1 > w {
+			from = hi - w + 1
+		}
+		r := &natsRead{n: n, src: src, seq: from, end: hi}
+		var out []entry
+		for {
+			es, done, err := r.fill(ctx)
+			if err != nil {
+				return nil, false, err
+			}
+			out = append(out, es...)
+			if done {
+				break
+			}
+		}
+		slices.Reverse(out)
+		if len(out) == 0 {
+			w = min(w*4, max(maxWindow, uint64(n.opts.batch)))
+		} else {
+			w = uint64(n.opts.batch)
+		}
+		done := from <= lo
+		hi = from - 1
+		return out, done, nil
+	}}
+}
+
+func natsEntry(src natsSource, sm natsbroker.StoredMsg) entry {
+	return entry{stream: src.stream, subject: sm.Subject, position: src.name + "/" + strconv.FormatUint(sm.Sequence, 10), stored: sm.Time,
+		msg:     broker.Message{Subject: sm.Subject, ID: sm.Header.Get(jetstream.MsgIDHeader), Header: broker.Header(sm.Header), Data: sm.Data},
+		binding: envelope.NATS}
+}
+
+// follow subscribes to q's subjects only to learn that something was
+// stored, and reads what was with direct gets: every record has its
+// position and stored time, and none is read twice.
+func (n *natsLog) follow(ctx context.Context, q Query, fn func(entry) error) error {
+	bell := make(chan struct{}, 1)
+	ring := func(*nats.Msg) {
+		select {
+		case bell <- struct{}{}:
+		default:
+		}
+	}
+	var reads []*natsRead
+	for _, src := range natsSources(q) {
+		sub, err := n.nc.Subscribe(src.subject, ring)
+		if err != nil {
+			return fmt.Errorf("subscribe %s: %w", src.subject, err)
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+	}
+	if err := n.nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	for _, src := range natsSources(q) {
+		// What the stream holds now came before the subscription or
+		// rang already: from now is from the next sequence.
+		last, ok, err := n.lastSeq(ctx, src)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		r := &natsRead{n: n, src: src, seq: last + 1}
+		if !q.Since.IsZero() {
+			since := q.Since
+			r.start, r.fallback = &since, last+1
+		}
+		reads = append(reads, r)
+	}
+	poll := time.NewTicker(pollEvery)
+	defer poll.Stop()
+	again := time.NewTimer(recheck)
+	defer again.Stop()
+	rung := false
+	for {
+		found := false
+		for _, r := range reads {
+			for {
+				es, done, err := r.fill(ctx)
+				if err != nil {
+					return err
+				}
+				for _, e := range es {
+					if err := fn(e); err != nil {
+						return err
+					}
+				}
+				found = found || len(es) > 0
+				if n.opts.afterBatch != nil {
+					n.opts.afterBatch()
+				}
+				if done {
+					break
+				}
+			}
+		}
+		if rung && !found {
+			// A live message can come before its stream stored it:
+			// look once more shortly.
+			again.Reset(recheck)
+		}
+		rung = false
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-bell:
+			rung = true
+		case <-poll.C:
+		case <-again.C:
+		}
+	}
+}
