@@ -1,7 +1,9 @@
 // Package console is wahook's web console, served on a service's admin
 // listener under /console/: an overview of deliveries, derived streams and
 // the broker's health from the process's own metrics, live over
-// server-sent events, and the label registry of each channel.
+// server-sent events; a live tail of the streams with each event's causal
+// chain; a chat's timeline; the label registry of each channel; and the
+// dead letters, with a redrive guarded by a token.
 //
 // Pages are rendered on the server (html/template) with a little
 // JavaScript, both embedded in the binary. Every page only reads, with
@@ -29,6 +31,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wahook/wahook/pkg/admin"
+	"github.com/wahook/wahook/pkg/eventlog"
 	"github.com/wahook/wahook/pkg/state"
 )
 
@@ -59,6 +62,10 @@ type Config struct {
 	// Labels returns the label registry once the process has opened its
 	// state, nil before (or never, in an ingress that derives nothing).
 	Labels func() LabelLister
+	// Events reads the broker's streams for the live tail, the event
+	// pages, the chat timeline and the dead letters; those pages are not
+	// served when nil.
+	Events *eventlog.Log
 	// Token, when set, allows the actions that change something; empty
 	// keeps the console read-only. Never shown, logged or echoed.
 	Token string
@@ -98,6 +105,9 @@ type Console struct {
 	pages   map[string]*template.Template
 	sampler *sampler
 	streams chan struct{} // a slot per live connection
+	// stopped is closed when Run returns: live views end then, so that
+	// the admin server's shutdown does not wait for them.
+	stopped chan struct{}
 	// tokenSum is the token's SHA-256: compared in constant time whatever
 	// the length of what a request sends.
 	tokenSum [sha256.Size]byte
@@ -107,7 +117,7 @@ type Console struct {
 func New(cfg Config) (*Console, error) {
 	cfg.setDefaults()
 	c := &Console{cfg: cfg, mux: http.NewServeMux(), sampler: newSampler(cfg.Gatherer, cfg.SampleEvery, cfg.Window),
-		streams: make(chan struct{}, cfg.MaxStreams)}
+		streams: make(chan struct{}, cfg.MaxStreams), stopped: make(chan struct{})}
 	if cfg.Token != "" {
 		c.tokenSum = sha256.Sum256([]byte(cfg.Token))
 	}
@@ -123,11 +133,18 @@ func New(cfg Config) (*Console, error) {
 	c.mux.HandleFunc("GET "+Prefix+"{$}", c.serveOverview)
 	c.mux.HandleFunc("GET "+Prefix+"overview/live", c.serveOverviewLive)
 	c.mux.HandleFunc("GET "+Prefix+"labels", c.serveLabels)
+	if cfg.Events != nil {
+		c.mux.HandleFunc("GET "+Prefix+"tail", c.serveTail)
+		c.mux.HandleFunc("GET "+Prefix+"tail/live", c.serveTailLive)
+		c.mux.HandleFunc("GET "+Prefix+"event", c.serveEvent)
+		c.mux.HandleFunc("GET "+Prefix+"chat", c.serveChat)
+	}
 	return c, nil
 }
 
 // Run samples the metrics until ctx ends.
 func (c *Console) Run(ctx context.Context) error {
+	defer close(c.stopped)
 	c.sampler.sample(time.Now())
 	t := time.NewTicker(c.cfg.SampleEvery)
 	defer t.Stop()
@@ -171,6 +188,7 @@ type page struct {
 	Build   admin.Build
 	Nav     string
 	Writes  bool // a token is configured: actions are offered
+	Events  bool // the event pages are served
 	Data    any
 }
 
@@ -178,7 +196,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, name, title str
 	t := c.pages[name]
 	var buf bytes.Buffer
 	err := t.ExecuteTemplate(&buf, "layout", page{Title: title, Service: c.cfg.Service, Build: admin.ReadBuild(),
-		Nav: name, Writes: c.cfg.Token != "", Data: data})
+		Nav: name, Writes: c.cfg.Token != "", Events: c.cfg.Events != nil, Data: data})
 	if err != nil {
 		c.cfg.Logger.Error("render console page", zap.String("page", name), zap.Error(err))
 		http.Error(w, "page could not be rendered", http.StatusInternalServerError)
@@ -209,6 +227,15 @@ func (c *Console) stream(w http.ResponseWriter, r *http.Request, next func(ctx c
 		http.Error(w, "too many live views open", http.StatusServiceUnavailable)
 		return
 	}
+	rctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-c.stopped:
+			cancel()
+		case <-rctx.Done():
+		}
+	}()
 	rc := http.NewResponseController(w)
 	// The server's read timeout would end the stream (and cancel its
 	// context) while the client only listens; the heartbeat's writes
@@ -221,19 +248,23 @@ func (c *Console) stream(w http.ResponseWriter, r *http.Request, next func(ctx c
 		if err := rc.Flush(); err != nil {
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), heartbeat)
+		ctx, cancelBeat := context.WithTimeout(rctx, heartbeat)
 		event, data, err := next(ctx)
-		cancel()
-		if r.Context().Err() != nil {
+		quiet := ctx.Err() != nil
+		cancelBeat()
+		if rctx.Err() != nil {
 			return
 		}
 		_ = rc.SetWriteDeadline(time.Now().Add(liveWrite))
 		switch {
-		case err != nil && ctx.Err() != nil:
+		case err != nil && quiet:
 			_, err = fmt.Fprint(w, ": heartbeat\n\n")
 		case err != nil:
+			// The browser opens the view again a few seconds later.
 			c.cfg.Logger.Warn("console live view", zap.Error(err))
-			_, err = fmt.Fprintf(w, "event: failed\ndata: %s\n\n", strings.ReplaceAll(err.Error(), "\n", " "))
+			_, _ = fmt.Fprintf(w, "event: failed\ndata: %s\n\n", strings.ReplaceAll(err.Error(), "\n", " "))
+			_ = rc.Flush()
+			return
 		default:
 			_, err = fmt.Fprintf(w, "event: %s\n", event)
 			for line := range strings.SplitSeq(string(data), "\n") {

@@ -186,6 +186,12 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 			cfg.streams.StuckAfter), readyCache)
 		var con http.Handler
 		if cfg.console.Enabled {
+			events, err := bb.EventLog()
+			if err != nil {
+				ln.Close()
+				return err
+			}
+			defer events.Close()
 			c, err := console.New(console.Config{Service: "deriver", Gatherer: reg, Ready: isReady,
 				Labels: func() console.LabelLister {
 					if l := labels.Load(); l != nil {
@@ -193,7 +199,7 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 					}
 					return nil
 				},
-				Token: cfg.console.Token, Logger: log.Named("console")})
+				Events: events, Token: cfg.console.Token, Logger: log.Named("console")})
 			if err != nil {
 				ln.Close()
 				return err

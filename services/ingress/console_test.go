@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -62,23 +64,53 @@ func testConsole(t *testing.T, broker ...string) {
 	pub, adm, done := startBoth(t, ctx, append([]string{"-http-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0",
 		"-auth-disabled", "-log-level", "warn", "-derive", "all", "-console-token", "console-secret"}, broker...)...)
 
-	labels, err := os.ReadFile("../../pkg/provider/whapi/testdata/labels.post.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, body := range []string{delivery, string(labels)} {
-		res, err := http.Post(pub+"/v1/webhooks/whapi", "application/json", strings.NewReader(body))
-		if err != nil || res.StatusCode != http.StatusOK {
-			t.Fatalf("POST delivery = %v, %v", res, err)
+	post := func(name string) []string {
+		t.Helper()
+		body, err := os.ReadFile("../../pkg/provider/whapi/testdata/" + name)
+		if err != nil {
+			t.Fatal(err)
 		}
-		res.Body.Close()
+		res, err := http.Post(pub+"/v1/webhooks/whapi", "application/json", strings.NewReader(string(body)))
+		if err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("POST %s = %v, %v", name, res, err)
+		}
+		defer res.Body.Close()
+		var a struct{ IDs []string }
+		if err := json.NewDecoder(res.Body).Decode(&a); err != nil || len(a.IDs) != 1 {
+			t.Fatalf("POST %s answer: %+v, %v", name, a, err)
+		}
+		return a.IDs
 	}
+	post("messages.post_incoming-text.json")
+	post("labels.post.json")
+	added := post("chats.patch_label-assigned.json")[0]
+	post("chats.patch_label-removed.json")
 
-	page := await(t, adm+"/console/", 20*time.Second, `data-provider="whapi"`, `<td class="n deliveries">2</td>`, `data-stream="label-changed"`)
+	page := await(t, adm+"/console/", 20*time.Second, `data-provider="whapi"`, `<td class="n deliveries">4</td>`, `data-stream="label-changed"`)
 	if !strings.Contains(page, "<svg class=\"spark\"") {
 		t.Errorf("overview has no sparkline:\n%s", page)
 	}
 	await(t, adm+"/console/labels", 20*time.Second, "MANTIS-M72HC", `data-label="76"`, "Order complete", `fill="lightsteelblue"`)
+
+	// The chat in Z-API's group form: the timeline shows the label put on,
+	// then taken off, and none on now.
+	chat := await(t, adm+"/console/chat?chat=120363398750933550-group", 20*time.Second, "120363398750933550@g.us",
+		`data-kind="added"`, `data-kind="removed"`)
+	if a, r := strings.Index(chat, `data-kind="added"`), strings.Index(chat, `data-kind="removed"`); a > r {
+		t.Errorf("timeline shows the removal before the addition:\n%s", chat)
+	}
+	if !strings.Contains(chat, `<p class="empty" id="labels-now">`) {
+		t.Errorf("timeline shows labels on the chat after their removal:\n%s", chat)
+	}
+	// The raw event's page: its derived label.added in the causal chain.
+	await(t, adm+"/console/event?id="+added, 20*time.Second, "io.wahook.ingress.whapi.chats.patch", `data-derived="io.wahook.label.added"`, "New order")
+	await(t, adm+"/console/tail?stream=derived&type=io.wahook.label.*", 20*time.Second, `data-type="io.wahook.label.added"`, `data-type="io.wahook.label.removed"`)
+	if code, _ := get(t, adm+"/console/tail?stream=nope"); code != http.StatusBadRequest {
+		t.Errorf("tail with an unknown stream = %d; want 400", code)
+	}
+	if code, _ := get(t, adm+"/console/tail?chat="+strings.Repeat("1", 300)); code != http.StatusBadRequest {
+		t.Errorf("tail with an over-long chat = %d; want 400", code)
+	}
 
 	res, err := http.Get(adm + "/console/")
 	if err != nil {
@@ -127,6 +159,53 @@ func testConsole(t *testing.T, broker ...string) {
 	res.Body.Close()
 	if event != "overview" || !strings.Contains(data, `data-provider="whapi"`) {
 		t.Errorf("live overview event %q data %q", event, data)
+	}
+
+	// The live tail: a raw event stored after it opened comes as a row.
+	req, _ = http.NewRequestWithContext(lctx, http.MethodGet, adm+"/console/tail/live?stream=raw&provider=whapi", nil)
+	res, err = http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("live tail: %v, %v", res, err)
+	}
+	defer res.Body.Close()
+	rows := make(chan string, 1)
+	go func() {
+		defer close(rows)
+		sc := bufio.NewScanner(res.Body)
+		event := ""
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
+				event = v
+			}
+			if v, ok := strings.CutPrefix(sc.Text(), "data: "); ok && event == "event" {
+				rows <- v
+				return
+			}
+		}
+	}()
+	// Until the tail follows, a post may come before it: post until a row
+	// comes.
+	var row string
+	for i := 0; row == ""; i++ {
+		// Each its own event: a repeat would be dropped as a duplicate.
+		status := fmt.Sprintf(`{"statuses":[{"id":"tail-%d","status":"read","recipient_id":"919984351847@s.whatsapp.net","timestamp":"1712995581"}],"event":{"type":"statuses","event":"post"},"channel_id":"MANTIS-M72HC"}`, i)
+		if res, err := http.Post(pub+"/v1/webhooks/whapi", "application/json", strings.NewReader(status)); err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("POST status = %v, %v", res, err)
+		} else {
+			res.Body.Close()
+		}
+		select {
+		case row = <-rows:
+			if row == "" {
+				t.Fatal("live tail ended without a row")
+			}
+		case <-time.After(500 * time.Millisecond):
+		case <-lctx.Done():
+			t.Fatal("live tail sent no row")
+		}
+	}
+	if !strings.Contains(row, `data-type="io.wahook.ingress.whapi.statuses.post"`) {
+		t.Errorf("live tail row = %s", row)
 	}
 
 	cancel()

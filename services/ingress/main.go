@@ -299,12 +299,19 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 			return err
 		}
 		if cfg.console.Enabled {
+			events, err := bb.EventLog()
+			if err != nil {
+				ln.Close()
+				adminLn.Close()
+				return err
+			}
+			defer events.Close()
 			var labels console.LabelLister
 			if l, ok := deps.Labels.(console.LabelLister); ok {
 				labels = l
 			}
 			if con, err = console.New(console.Config{Service: "ingress", Gatherer: reg, Ready: ready,
-				Labels: func() console.LabelLister { return labels }, Token: cfg.console.Token,
+				Labels: func() console.LabelLister { return labels }, Events: events, Token: cfg.console.Token,
 				Logger: log.Named("console")}); err != nil {
 				ln.Close()
 				adminLn.Close()
