@@ -136,13 +136,14 @@ func step(t *testing.T, ctx context.Context) context.Context {
 	return ctx
 }
 
-// shot saves the page as {name}.png when asked to.
+// shot saves the window (not the whole page: small files) as {name}.png
+// when asked to.
 func shot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	if *screenshots == "" {
 		return
 	}
-	png, err := chromedp.Run(step(t, ctx), chromedp.FullScreenshot(100))
+	png, err := chromedp.Run(step(t, ctx), chromedp.CaptureScreenshot())
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
@@ -230,5 +231,46 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Errorf("swatch fill = %q, %v; want lightsteelblue", fill, err)
 		}
 		shot(t, ctx, "labels")
+	})
+
+	t.Run("chat timeline shows a label put on then taken off", func(t *testing.T) {
+		s.post("/v1/webhooks/whapi", fixture(t, "whapi", "chats.patch_label-assigned.json"))
+		s.post("/v1/webhooks/whapi", fixture(t, "whapi", "chats.patch_label-removed.json"))
+		// Z-API's form of the group's id.
+		page := "/console/chat?chat=120363398750933550-group"
+		s.awaitPage(page, `data-kind="removed"`)
+		if err := chromedp.Do(step(t, ctx), chromedp.Navigate(s.adm+page), chromedp.WaitVisible("#timeline")); err != nil {
+			t.Fatal(err)
+		}
+		kinds, err := chromedp.Run(step(t, ctx), chromedp.Evaluate[[]string](`[...document.querySelectorAll("#timeline li")].map((li) => li.dataset.kind)`))
+		if err != nil || strings.Join(kinds, " ") != "added removed" {
+			t.Errorf("timeline kinds = %v, %v; want added removed", kinds, err)
+		}
+		got, err := chromedp.Run(step(t, ctx), chromedp.Evaluate[string](`document.querySelector("#timeline li.added").textContent`))
+		if err != nil || !strings.Contains(got, "New order") || !strings.Contains(got, "put on") {
+			t.Errorf("added item = %q, %v; want New order put on", got, err)
+		}
+		chat, err := chromedp.Run(step(t, ctx), chromedp.Evaluate[string](`document.querySelector("#chat-id").textContent`))
+		if err != nil || chat != "120363398750933550@g.us" {
+			t.Errorf("canonical chat = %q, %v", chat, err)
+		}
+		shot(t, ctx, "chat")
+	})
+
+	t.Run("live tail and an event's causal chain", func(t *testing.T) {
+		if err := chromedp.Do(step(t, ctx), chromedp.Navigate(s.adm+"/console/tail?provider=whapi"),
+			until(`document.body.dataset.live === "on"`)); err != nil {
+			t.Fatal(err)
+		}
+		s.post("/v1/webhooks/whapi", strings.Replace(fixture(t, "whapi", "chats.patch_label-assigned.json"), `"timestamp": 1747391325`, `"timestamp": 1747391999`, 2))
+		if err := chromedp.Do(step(t, ctx), until(`document.querySelector('#tail tbody tr[data-type="io.wahook.label.added"]') !== null`)); err != nil {
+			t.Fatal(err)
+		}
+		shot(t, ctx, "tail")
+		if err := chromedp.Do(step(t, ctx), chromedp.Click(`#tail tbody tr[data-type="io.wahook.ingress.whapi.chats.patch"] a`),
+			chromedp.WaitVisible("#chain"), until(`document.querySelector('#chain [data-derived="io.wahook.label.added"]') !== null`)); err != nil {
+			t.Fatal(err)
+		}
+		shot(t, ctx, "event")
 	})
 }
