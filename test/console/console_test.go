@@ -258,7 +258,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	})
 
 	t.Run("live tail and an event's causal chain", func(t *testing.T) {
-		if err := chromedp.Do(step(t, ctx), chromedp.Navigate(s.adm+"/console/tail?provider=whapi"),
+		if err := chromedp.Do(step(t, ctx), chromedp.Navigate(s.adm+"/console/tail?provider=whapi&stream=derived"),
 			until(`document.body.dataset.live === "on"`)); err != nil {
 			t.Fatal(err)
 		}
@@ -267,8 +267,9 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 		shot(t, ctx, "tail")
-		if err := chromedp.Do(step(t, ctx), chromedp.Click(`#tail tbody tr[data-type="io.wahook.ingress.whapi.chats.patch"] a`),
-			chromedp.WaitVisible("#chain"), until(`document.querySelector('#chain [data-derived="io.wahook.label.added"]') !== null`)); err != nil {
+		if err := chromedp.Do(step(t, ctx), chromedp.Click(`#tail tbody tr[data-type="io.wahook.label.added"] a`),
+			chromedp.WaitVisible("#chain"), until(`document.querySelector('#chain [data-derived="io.wahook.label.added"]') !== null`),
+			until(`document.querySelector("#chain").textContent.includes("io.wahook.ingress.whapi.chats.patch")`)); err != nil {
 			t.Fatal(err)
 		}
 		shot(t, ctx, "event")
