@@ -135,6 +135,12 @@ type options struct {
 	batch int
 	// clientID names the Kafka connections.
 	clientID string
+	// kafkaOffset, when 0 or more, is where Kafka reads start.
+	kafkaOffset int64
+	// natsSubject and kafkaTopics, when set, are what is read instead of
+	// a query's streams.
+	natsSubject string
+	kafkaTopics []string
 	// afterBatch, when set, runs after each batch a follow reads (tests).
 	afterBatch func()
 }
@@ -147,8 +153,24 @@ func WithBatch(n int) Option { return func(o *options) { o.batch = n } }
 // by default.
 func WithClientID(id string) Option { return func(o *options) { o.clientID = id } }
 
+// WithKafkaOffset makes the Log's reads of Kafka start at this offset in
+// every partition (the first one kept when it is gone) instead of at
+// Query.Since: for tools that replay by offset. NATS reads ignore it.
+func WithKafkaOffset(offset int64) Option { return func(o *options) { o.kafkaOffset = offset } }
+
+// WithNATSSubject makes the Log read this subject, in the streams that
+// hold it, instead of a query's streams, provider and channel: for tools
+// that watch any part of wahook's subjects (wahook.label-changed.>). The
+// records' Stream is the stream's, as Query names it, else its JetStream
+// name.
+func WithNATSSubject(subject string) Option { return func(o *options) { o.natsSubject = subject } }
+
+// WithKafkaTopics makes the Log read these topics instead of a query's
+// streams.
+func WithKafkaTopics(topics ...string) Option { return func(o *options) { o.kafkaTopics = topics } }
+
 func newOptions(opts []Option) (options, error) {
-	o := options{batch: 256, clientID: "wahook-eventlog"}
+	o := options{batch: 256, clientID: "wahook-eventlog", kafkaOffset: -1}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -166,6 +188,7 @@ type backend interface {
 	// follow passes fn the messages of q's sources from q.Since (from now
 	// when zero), then the live ones, until ctx ends or fn fails.
 	follow(ctx context.Context, q Query, fn func(entry) error) error
+	binding() envelope.Binding
 	close() error
 }
 
@@ -204,26 +227,37 @@ func (l *Log) Query(ctx context.Context, q Query) (Page, error) {
 }
 
 // Scan passes fn, in stored order, every event q selects in its range up
-// to the end it has at the time of the call, whatever q.Limit and
-// q.MaxScan: for tools that read a whole range (tail, redrive), holding
-// one batch at a time. It stops at the first error of fn.
-func (l *Log) Scan(ctx context.Context, q Query, fn func(Record) error) error {
+// to the end it has at the time of the call, whatever q.Limit, holding one
+// batch at a time: for tools that read a whole range (tail, redrive). It
+// reads at most q.MaxScan messages when that is set, and every one of the
+// range otherwise. It stops at the first error of fn, and returns a Page
+// without records.
+func (l *Log) Scan(ctx context.Context, q Query, fn func(Record) error) (Page, error) {
+	maxScan := q.MaxScan
 	q, err := q.normalize()
 	if err != nil {
-		return err
+		return Page{}, err
+	}
+	if maxScan > 0 {
+		maxScan = q.MaxScan
 	}
 	m := newMatcher(q)
-	_, _, err = l.scan(ctx, q, false, 0, func(e entry) (bool, error) {
+	var page Page
+	page.Scanned, page.Truncated, err = l.scan(ctx, q, false, maxScan, func(e entry) (bool, error) {
 		if r, ok := m.record(e); ok {
 			return false, fn(r)
 		}
 		return false, nil
 	})
 	if err != nil {
-		return fmt.Errorf("eventlog: scan: %w", err)
+		return page, fmt.Errorf("eventlog: scan: %w", err)
 	}
-	return nil
+	return page, nil
 }
+
+// Binding is the CloudEvents binding of the Log's broker: what messages
+// published beside the records read are encoded with.
+func (l *Log) Binding() envelope.Binding { return l.b.binding() }
 
 // Follow passes fn the events q selects from q.Since, or from now when it
 // is zero, then the live ones as they are stored, until ctx ends (it
@@ -351,6 +385,12 @@ func (c *bufCursor) close() {
 	if c.closeFn != nil {
 		c.closeFn()
 	}
+}
+
+// Check tells whether Query would refuse q (ErrQuery), without reading.
+func (q Query) Check() error {
+	_, err := q.normalize()
+	return err
 }
 
 // normalize checks q's filters and bounds and fills the defaults.

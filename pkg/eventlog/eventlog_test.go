@@ -17,7 +17,7 @@ import (
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/broker/natsbroker/natstest"
 	"github.com/wahook/wahook/pkg/envelope"
-	"github.com/wahook/wahook/pkg/internal/pipelinetest"
+	"github.com/wahook/wahook/pkg/eventlog/eventlogtest"
 )
 
 // fixture is a broker holding events and a Log reading it.
@@ -49,7 +49,7 @@ func natsFixture(t *testing.T) fixture {
 
 func kafkaFixture(t *testing.T) fixture {
 	t.Helper()
-	cluster, kb := pipelinetest.Kafka(t)
+	cluster, kb := eventlogtest.Kafka(t)
 	return fixture{pub: kb, binding: envelope.Kafka, log: func(opts ...Option) *Log {
 		l, err := NewKafka(cluster.ListenAddrs(), kafkabroker.Security{}, opts...)
 		if err != nil {
@@ -68,7 +68,7 @@ func bulk(b envelope.Binding, from, n int) []broker.Message {
 	var out []broker.Message
 	for i := from; i < from+n; i++ {
 		out = append(out, envelope.Ingress(envelope.Raw{ID: fmt.Sprintf("bulk-%d", i), Provider: "whapi", Channel: "BULK", Kind: "messages.post",
-			Chat: pipelinetest.ChatA, Time: time.Now(), Data: []byte(`{"id":"x"}`)}, b))
+			Chat: eventlogtest.ChatA, Time: time.Now(), Data: []byte(`{"id":"x"}`)}, b))
 	}
 	return out
 }
@@ -91,7 +91,7 @@ func TestQuery(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			f := start(t)
-			if err := f.pub.Publish(ctx, pipelinetest.Sample(t, f.binding)...); err != nil {
+			if err := f.pub.Publish(ctx, eventlogtest.Sample(t, f.binding)...); err != nil {
 				t.Fatal(err)
 			}
 			if err := f.pub.Publish(ctx, bulk(f.binding, 0, 5)...); err != nil {
@@ -190,12 +190,56 @@ func TestQuery(t *testing.T) {
 			})
 			t.Run("scan", func(t *testing.T) {
 				var got []string
-				err := l.Scan(ctx, Query{Channel: "BULK", Limit: 1, MaxScan: 1}, func(r Record) error {
+				collect := func(r Record) error {
 					got = append(got, r.Event.ID())
 					return nil
-				})
-				if err != nil || !slices.Equal(got, bulkIDs(0, 10)) {
-					t.Errorf("Scan: %v, %v; want every bulk event in order", got, err)
+				}
+				p, err := l.Scan(ctx, Query{Channel: "BULK", Limit: 1}, collect)
+				if err != nil || !slices.Equal(got, bulkIDs(0, 10)) || p.Truncated {
+					t.Errorf("Scan: %v, %+v, %v; want every bulk event in order", got, p, err)
+				}
+				got = nil
+				p, err = l.Scan(ctx, Query{Channel: "BULK", MaxScan: 3}, collect)
+				if err != nil || len(got) > 3 || !slices.Equal(got, bulkIDs(0, len(got))) || p.Scanned != 3 || !p.Truncated {
+					t.Errorf("Scan with MaxScan 3: %v, %+v, %v; want 3 read, truncated", got, p, err)
+				}
+			})
+			t.Run("binding", func(t *testing.T) {
+				if l.Binding() != f.binding {
+					t.Errorf("Binding() = %v, want %v", l.Binding(), f.binding)
+				}
+			})
+			t.Run("small batches", func(t *testing.T) {
+				// Reads of 2 messages, backward windows that widen over
+				// the messages the filter skips: the same records.
+				small := f.log(WithBatch(2))
+				for _, q := range []Query{{Channel: "BULK"}, {Channel: "BULK", Newest: true, Limit: 4}, {Types: []string{"io.wahook.label.*"}, Newest: true}} {
+					p, err := small.Query(ctx, q)
+					if want := query(q); err != nil || !slices.Equal(ids(p.Records), ids(want.Records)) || p.Scanned != want.Scanned {
+						t.Errorf("Query(%+v) in batches of 2: %v (%d read), %v; want %v (%d read)", q, ids(p.Records), p.Scanned, err, ids(want.Records), want.Scanned)
+					}
+				}
+			})
+			t.Run("subject or topics", func(t *testing.T) {
+				opt := WithNATSSubject("wahook.label-changed.>")
+				if name == "kafka" {
+					opt = WithKafkaTopics(envelope.DerivedTopic("label-changed"))
+				}
+				p, err := f.log(opt).Query(ctx, Query{Streams: []Stream{Raw}})
+				if err != nil || !slices.Equal(ids(p.Records), []string{"derived-a"}) || p.Records[0].Stream != Derived {
+					t.Errorf("Query of the label-changed stream: %v, %v; want derived-a", ids(p.Records), err)
+				}
+			})
+			if name != "kafka" {
+				return
+			}
+			t.Run("kafka offset", func(t *testing.T) {
+				// The bulk events share a partition, where sample events
+				// may come before them: from offset 7 of it, the last of
+				// them.
+				p, err := f.log(WithKafkaOffset(7)).Query(ctx, Query{Channel: "BULK"})
+				if n := len(p.Records); err != nil || n == 0 || n > 3+len(eventlogtest.Sample(t, f.binding)) || !slices.Equal(ids(p.Records), bulkIDs(10-n, 10)) {
+					t.Errorf("Query from offset 7: %v, %v; want the last bulk events", ids(p.Records), err)
 				}
 			})
 		})
@@ -221,8 +265,8 @@ func TestQueryBounds(t *testing.T) {
 		"max scan":    {MaxScan: -1},
 		"until first": {Since: time.Now(), Until: time.Now().Add(-time.Hour)},
 	} {
-		if _, err := q.normalize(); !errors.Is(err, ErrQuery) {
-			t.Errorf("%s: normalize = %v, want ErrQuery", name, err)
+		if err := q.Check(); !errors.Is(err, ErrQuery) {
+			t.Errorf("%s: Check = %v, want ErrQuery", name, err)
 		}
 	}
 	q, err := Query{Limit: 5000, MaxScan: 1 << 30}.normalize()
@@ -280,7 +324,7 @@ func TestFollow(t *testing.T) {
 			defer cancel()
 			f := start(t)
 			l := f.log()
-			if err := f.pub.Publish(ctx, pipelinetest.Sample(t, f.binding)...); err != nil {
+			if err := f.pub.Publish(ctx, eventlogtest.Sample(t, f.binding)...); err != nil {
 				t.Fatal(err)
 			}
 			since := time.Now()
@@ -292,7 +336,7 @@ func TestFollow(t *testing.T) {
 			// Follow starts from the end it finds: probes until one comes
 			// through tell that it is there.
 			probes := 0
-			pipelinetest.WaitFor(t, "a probe followed", func() bool {
+			eventlogtest.WaitFor(t, "a probe followed", func() bool {
 				if len(live.ids()) > 0 {
 					return true
 				}
@@ -306,7 +350,7 @@ func TestFollow(t *testing.T) {
 			if err := f.pub.Publish(ctx, bulk(f.binding, 2, 2)...); err != nil {
 				t.Fatal(err)
 			}
-			pipelinetest.WaitFor(t, "bulk-3 followed", func() bool { return slices.Contains(live.ids(), "bulk-3") })
+			eventlogtest.WaitFor(t, "bulk-3 followed", func() bool { return slices.Contains(live.ids(), "bulk-3") })
 			got := live.ids()
 			for _, id := range got {
 				if id == "raw-a" || id == "bulk-0" || id == "bulk-1" {
@@ -318,11 +362,11 @@ func TestFollow(t *testing.T) {
 			}
 
 			replay := follow(t, ctx, l, Query{Since: since, Channel: "BULK", IDs: []string{"bulk-0", "bulk-1", "bulk-2", "bulk-3", "bulk-4"}})
-			pipelinetest.WaitFor(t, "the stored bulk events replayed", func() bool { return len(replay.ids()) == 4 })
+			eventlogtest.WaitFor(t, "the stored bulk events replayed", func() bool { return len(replay.ids()) == 4 })
 			if err := f.pub.Publish(ctx, bulk(f.binding, 4, 1)...); err != nil {
 				t.Fatal(err)
 			}
-			pipelinetest.WaitFor(t, "bulk-4 followed", func() bool { return len(replay.ids()) == 5 })
+			eventlogtest.WaitFor(t, "bulk-4 followed", func() bool { return len(replay.ids()) == 5 })
 			if got := replay.ids(); !slices.Equal(got, []string{"bulk-0", "bulk-1", "bulk-2", "bulk-3", "bulk-4"}) {
 				t.Errorf("Follow since %s passed %v", since, got)
 			}
@@ -356,11 +400,11 @@ func TestFollowWhileReplaying(t *testing.T) {
 		}
 	}
 	fl := follow(t, ctx, l, Query{Since: since})
-	pipelinetest.WaitFor(t, "6 events", func() bool { return len(fl.ids()) >= 6 })
+	eventlogtest.WaitFor(t, "6 events", func() bool { return len(fl.ids()) >= 6 })
 	if err := f.pub.Publish(ctx, bulk(f.binding, 6, 1)...); err != nil {
 		t.Fatal(err)
 	}
-	pipelinetest.WaitFor(t, "7 events", func() bool { return len(fl.ids()) >= 7 })
+	eventlogtest.WaitFor(t, "7 events", func() bool { return len(fl.ids()) >= 7 })
 	want := []string{"bulk-0", "bulk-1", "bulk-2", "bulk-3", "bulk-4", "bulk-5", "bulk-6"}
 	if got := fl.ids(); !slices.Equal(got, want) {
 		t.Errorf("Follow passed %v, want %v", got, want)

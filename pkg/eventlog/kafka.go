@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"sync"
@@ -38,16 +39,31 @@ func NewKafka(brokers []string, sec kafkabroker.Security, opts ...Option) (*Log,
 	if err != nil {
 		return nil, fmt.Errorf("eventlog: %w", err)
 	}
-	return &Log{b: &kafkaLog{brokers: brokers, dialer: d, opts: o}, opts: o}, nil
+	tr, err := sec.Transport(o.clientID)
+	if err != nil {
+		return nil, fmt.Errorf("eventlog: %w", err)
+	}
+	k := &kafkaLog{brokers: brokers, dialer: d, transport: tr, opts: o}
+	k.client = &kafka.Client{Addr: kafka.TCP(brokers...), Transport: tr}
+	return &Log{b: k, opts: o}, nil
 }
 
+// kafkaLog reads history with a client, whose connections are pooled, and
+// follows with a reader a partition.
 type kafkaLog struct {
-	brokers []string
-	dialer  *kafka.Dialer
-	opts    options
+	brokers   []string
+	dialer    *kafka.Dialer
+	transport *kafka.Transport
+	client    *kafka.Client
+	opts      options
 }
 
-func (k *kafkaLog) close() error { return nil }
+func (k *kafkaLog) binding() envelope.Binding { return envelope.Kafka }
+
+func (k *kafkaLog) close() error {
+	k.transport.CloseIdleConnections()
+	return nil
+}
 
 // kafkaTopic is a topic a query reads.
 type kafkaTopic struct {
@@ -55,8 +71,21 @@ type kafkaTopic struct {
 	topic  string
 }
 
-func kafkaTopics(q Query) []kafkaTopic {
+func (k *kafkaLog) topics(q Query) []kafkaTopic {
 	var out []kafkaTopic
+	if len(k.opts.kafkaTopics) > 0 {
+		for _, t := range k.opts.kafkaTopics {
+			s := Derived
+			switch t {
+			case envelope.IngressTopic:
+				s = Raw
+			case envelope.DeadLetterTopic:
+				s = DeadLetter
+			}
+			out = append(out, kafkaTopic{s, t})
+		}
+		return out
+	}
 	for _, s := range q.Streams {
 		switch s {
 		case Raw:
@@ -72,179 +101,250 @@ func kafkaTopics(q Query) []kafkaTopic {
 	return out
 }
 
-// partitions lists t's partitions, none when the topic does not exist.
-func (k *kafkaLog) partitions(ctx context.Context, t kafkaTopic) ([]kafka.Partition, error) {
-	var err error
-	for _, b := range k.brokers {
-		var ps []kafka.Partition
-		if ps, err = k.dialer.LookupPartitions(ctx, "tcp", b, t.topic); err == nil {
-			return ps, nil
-		}
-		if errors.Is(err, kafka.UnknownTopicOrPartition) {
-			return nil, nil
-		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return nil, fmt.Errorf("partitions of %s: %w", t.topic, err)
-}
-
-// kafkaPart is one partition read with a connection to its leader.
+// kafkaPart is a partition a query reads, and the offsets [lo, hi) its
+// times select.
 type kafkaPart struct {
-	k      *kafkaLog
 	t      kafkaTopic
 	id     int
-	conn   *kafka.Conn
-	stopFn func() bool
+	lo, hi int64
 }
 
-func (k *kafkaLog) dialPart(ctx context.Context, t kafkaTopic, id int) (*kafkaPart, error) {
-	var err error
-	for _, b := range k.brokers {
-		var c *kafka.Conn
-		if c, err = k.dialer.DialLeader(ctx, "tcp", b, t.topic, id); err == nil {
-			// A read blocked on the connection ends with ctx.
-			return &kafkaPart{k: k, t: t, id: id, conn: c, stopFn: context.AfterFunc(ctx, func() { _ = c.Close() })}, nil
-		}
-		if ctx.Err() != nil {
-			break
-		}
+// parts lists the partitions of q's topics (none of a topic that does not
+// exist) with the range of offsets q's times select now.
+func (k *kafkaLog) parts(ctx context.Context, q Query) ([]kafkaPart, error) {
+	var names []string
+	byName := map[string]kafkaTopic{}
+	for _, t := range k.topics(q) {
+		names = append(names, t.topic)
+		byName[t.topic] = t
 	}
-	return nil, fmt.Errorf("leader of %s/%d: %w", t.topic, id, err)
-}
-
-func (p *kafkaPart) close() {
-	p.stopFn()
-	_ = p.conn.Close()
-}
-
-// offsetAt is the offset of the first record stored at t or later, end
-// when there is none.
-func (p *kafkaPart) offsetAt(t time.Time, first, end int64) (int64, error) {
-	o, err := p.conn.ReadOffset(t)
+	md, err := k.client.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
 	if err != nil {
-		return 0, fmt.Errorf("offset of %s/%d at %s: %w", p.t.topic, p.id, t.Format(time.RFC3339Nano), err)
+		return nil, fmt.Errorf("metadata of %v: %w", names, err)
 	}
-	if o < 0 {
-		return end, nil
+	var out []kafkaPart
+	for _, mt := range md.Topics {
+		if errors.Is(mt.Error, kafka.UnknownTopicOrPartition) {
+			continue
+		}
+		if mt.Error != nil {
+			return nil, fmt.Errorf("metadata of %s: %w", mt.Name, mt.Error)
+		}
+		for _, p := range mt.Partitions {
+			out = append(out, kafkaPart{t: byName[mt.Name], id: p.ID})
+		}
 	}
-	return min(max(o, first), end), nil
-}
-
-// bounds is the range of offsets [start, end) that q's times select now.
-func (p *kafkaPart) bounds(q Query) (start, end int64, err error) {
-	first, end, err := p.conn.ReadOffsets()
+	if len(out) == 0 {
+		return nil, nil
+	}
+	first, last, err := k.offsets(ctx, out, nil)
 	if err != nil {
-		return 0, 0, fmt.Errorf("offsets of %s/%d: %w", p.t.topic, p.id, err)
+		return nil, err
 	}
-	start = first
-	if !q.Since.IsZero() {
-		if start, err = p.offsetAt(q.Since, first, end); err != nil {
-			return 0, 0, err
+	for i := range out {
+		out[i].lo, out[i].hi = first[i], last[i]
+	}
+	switch {
+	case k.opts.kafkaOffset >= 0:
+		for i := range out {
+			out[i].lo = min(max(k.opts.kafkaOffset, first[i]), last[i])
+		}
+	case !q.Since.IsZero():
+		at, _, err := k.offsets(ctx, out, &q.Since)
+		if err != nil {
+			return nil, err
+		}
+		for i := range out {
+			if at[i] >= 0 {
+				out[i].lo = min(max(at[i], first[i]), last[i])
+			} else {
+				out[i].lo = last[i]
+			}
 		}
 	}
 	if !q.Until.IsZero() {
 		// Kafka's times are in milliseconds: the first record after
 		// Until is at its next millisecond or later.
-		if end, err = p.offsetAt(q.Until.Truncate(time.Millisecond).Add(time.Millisecond), first, end); err != nil {
-			return 0, 0, err
+		after := q.Until.Truncate(time.Millisecond).Add(time.Millisecond)
+		at, _, err := k.offsets(ctx, out, &after)
+		if err != nil {
+			return nil, err
+		}
+		for i := range out {
+			if at[i] >= 0 {
+				out[i].hi = min(max(at[i], first[i]), last[i])
+			}
 		}
 	}
-	return start, end, nil
+	return out, nil
 }
 
-// read reads the records [from, to) forward; fewer when the partition has
+// offsets asks for the first and last offsets of ps, or, given a time, for
+// the offset of each one's first record stored then or later (-1: none).
+func (k *kafkaLog) offsets(ctx context.Context, ps []kafkaPart, at *time.Time) (first, last []int64, err error) {
+	reqs := map[string][]kafka.OffsetRequest{}
+	for _, p := range ps {
+		if at != nil {
+			reqs[p.t.topic] = append(reqs[p.t.topic], kafka.TimeOffsetOf(p.id, *at))
+		} else {
+			reqs[p.t.topic] = append(reqs[p.t.topic], kafka.FirstOffsetOf(p.id), kafka.LastOffsetOf(p.id))
+		}
+	}
+	res, err := k.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: reqs})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list offsets: %w", err)
+	}
+	type key struct {
+		topic string
+		id    int
+	}
+	found := map[key]kafka.PartitionOffsets{}
+	for topic, pos := range res.Topics {
+		for _, po := range pos {
+			if po.Error != nil {
+				return nil, nil, fmt.Errorf("list offsets of %s/%d: %w", topic, po.Partition, po.Error)
+			}
+			found[key{topic, po.Partition}] = po
+		}
+	}
+	first, last = make([]int64, len(ps)), make([]int64, len(ps))
+	for i, p := range ps {
+		po, ok := found[key{p.t.topic, p.id}]
+		if !ok {
+			return nil, nil, fmt.Errorf("list offsets of %s/%d: no answer", p.t.topic, p.id)
+		}
+		if at == nil {
+			if po.FirstOffset < 0 || po.LastOffset < 0 {
+				return nil, nil, fmt.Errorf("list offsets of %s/%d: no answer", p.t.topic, p.id)
+			}
+			first[i], last[i] = po.FirstOffset, po.LastOffset
+			continue
+		}
+		first[i] = -1
+		for off := range po.Offsets {
+			if off >= 0 {
+				first[i] = off
+			}
+		}
+	}
+	return first, last, nil
+}
+
+// read reads p's records [from, to) forward; fewer when the partition has
 // gaps (compacted, transaction markers).
-func (p *kafkaPart) read(ctx context.Context, from, to int64) ([]entry, error) {
+func (k *kafkaLog) read(ctx context.Context, p kafkaPart, from, to int64) ([]entry, error) {
 	var out []entry
 	for from < to {
-		if _, err := p.conn.Seek(from, kafka.SeekAbsolute|kafka.SeekDontCheck); err != nil {
-			return nil, fmt.Errorf("seek %s/%d to %d: %w", p.t.topic, p.id, from, err)
-		}
-		deadline := time.Now().Add(readTimeout)
-		if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-			deadline = d
-		}
-		_ = p.conn.SetReadDeadline(deadline)
-		b := p.conn.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: 1, MaxBytes: maxFetchBytes, MaxWait: 100 * time.Millisecond})
-		next := from
-		for {
-			m, err := b.ReadMessage()
-			if err != nil {
-				break
-			}
-			next = m.Offset + 1
-			if m.Offset >= to {
-				break
-			}
-			if m.Offset >= from {
-				out = append(out, kafkaEntry(p.t, m))
-			}
-		}
-		err := b.Close()
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+		next, err := k.fetch(ctx, p, from, to, &out)
+		if err != nil {
+			return nil, err
 		}
 		if next == from {
-			if err != nil && !errors.Is(err, kafka.OffsetOutOfRange) {
-				return nil, fmt.Errorf("read %s/%d at %d: %w", p.t.topic, p.id, from, err)
-			}
-			// No record left before to: a gap at the end.
-			break
+			break // no record left before to: a gap at the end
 		}
 		from = next
 	}
 	return out, nil
 }
 
-func (k *kafkaLog) cursors(ctx context.Context, q Query, newest bool) (_ []cursor, err error) {
-	var out []cursor
-	defer func() {
-		if err != nil {
-			for _, c := range out {
-				c.close()
-			}
+// fetch reads one fetch of p's records from offset from, those before to,
+// and returns the offset after the last one.
+func (k *kafkaLog) fetch(ctx context.Context, p kafkaPart, from, to int64, out *[]entry) (int64, error) {
+	fctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
+	res, err := k.client.Fetch(fctx, &kafka.FetchRequest{Topic: p.t.topic, Partition: p.id, Offset: from,
+		MinBytes: 1, MaxBytes: maxFetchBytes, MaxWait: 100 * time.Millisecond})
+	if err != nil {
+		return from, fmt.Errorf("fetch %s/%d at %d: %w", p.t.topic, p.id, from, err)
+	}
+	if c, ok := res.Records.(io.Closer); ok {
+		defer c.Close()
+	}
+	if errors.Is(res.Error, kafka.OffsetOutOfRange) {
+		// Retention removed records since the range was taken: none to
+		// read here.
+		return from, nil
+	}
+	if res.Error != nil {
+		return from, fmt.Errorf("fetch %s/%d at %d: %w", p.t.topic, p.id, from, res.Error)
+	}
+	next := from
+	for {
+		rec, err := res.Records.ReadRecord()
+		if errors.Is(err, io.EOF) {
+			return next, nil
 		}
-	}()
+		if err != nil {
+			return from, fmt.Errorf("read %s/%d at %d: %w", p.t.topic, p.id, next, err)
+		}
+		if rec.Offset < from { // a batch may start before the offset asked for
+			continue
+		}
+		if rec.Offset >= to {
+			return next, nil
+		}
+		e, err := recordEntry(p, rec)
+		if err != nil {
+			return from, err
+		}
+		*out = append(*out, e)
+		next = rec.Offset + 1
+	}
+}
+
+func recordEntry(p kafkaPart, rec *kafka.Record) (entry, error) {
+	read := func(b kafka.Bytes) ([]byte, error) {
+		if b == nil {
+			return nil, nil
+		}
+		defer b.Close()
+		return kafka.ReadAll(b)
+	}
+	key, err := read(rec.Key)
+	if err != nil {
+		return entry{}, fmt.Errorf("read %s/%d at %d: %w", p.t.topic, p.id, rec.Offset, err)
+	}
+	value, err := read(rec.Value)
+	if err != nil {
+		return entry{}, fmt.Errorf("read %s/%d at %d: %w", p.t.topic, p.id, rec.Offset, err)
+	}
+	m := kafka.Message{Topic: p.t.topic, Partition: p.id, Offset: rec.Offset, Time: rec.Time, Key: key, Value: value}
+	for _, h := range rec.Headers {
+		m.Headers = append(m.Headers, kafka.Header{Key: h.Key, Value: h.Value})
+	}
+	return kafkaEntry(p.t, m), nil
+}
+
+func (k *kafkaLog) cursors(ctx context.Context, q Query, newest bool) ([]cursor, error) {
+	ps, err := k.parts(ctx, q)
+	if err != nil {
+		return nil, err
+	}
 	w := int64(k.opts.batch)
-	for _, t := range kafkaTopics(q) {
-		ps, err := k.partitions(ctx, t)
-		if err != nil {
-			return nil, err
+	var out []cursor
+	for _, p := range ps {
+		lo, hi := p.lo, p.hi
+		if lo >= hi {
+			continue
 		}
-		for _, kp := range ps {
-			p, err := k.dialPart(ctx, t, kp.ID)
-			if err != nil {
-				return nil, err
+		c := &bufCursor{}
+		if newest {
+			c.fill = func(ctx context.Context) ([]entry, bool, error) {
+				from := max(lo, hi-w)
+				es, err := k.read(ctx, p, from, hi)
+				slices.Reverse(es)
+				hi = from
+				return es, hi <= lo, err
 			}
-			lo, hi, err := p.bounds(q)
-			if err != nil || lo >= hi {
-				p.close()
-				if err != nil {
-					return nil, err
-				}
-				continue
+		} else {
+			c.fill = func(ctx context.Context) ([]entry, bool, error) {
+				to := min(hi, lo+w)
+				es, err := k.read(ctx, p, lo, to)
+				lo = to
+				return es, lo >= hi, err
 			}
-			c := &bufCursor{closeFn: p.close}
-			if newest {
-				c.fill = func(ctx context.Context) ([]entry, bool, error) {
-					from := max(lo, hi-w)
-					es, err := p.read(ctx, from, hi)
-					slices.Reverse(es)
-					hi = from
-					return es, hi <= lo, err
-				}
-			} else {
-				c.fill = func(ctx context.Context) ([]entry, bool, error) {
-					to := min(hi, lo+w)
-					es, err := p.read(ctx, lo, to)
-					lo = to
-					return es, lo >= hi, err
-				}
-			}
-			out = append(out, c)
 		}
+		out = append(out, c)
 	}
 	return out, nil
 }
@@ -263,47 +363,28 @@ func kafkaEntry(t kafkaTopic, m kafka.Message) entry {
 // from q.Since (from its end when zero), and passes the records to fn on
 // the caller's goroutine.
 func (k *kafkaLog) follow(ctx context.Context, q Query, fn func(entry) error) error {
-	type start struct {
-		t      kafkaTopic
-		id     int
-		offset int64
+	ps, err := k.parts(ctx, q)
+	if err != nil {
+		return err
 	}
-	var starts []start
-	for _, t := range kafkaTopics(q) {
-		ps, err := k.partitions(ctx, t)
-		if err != nil {
-			return err
-		}
-		for _, kp := range ps {
-			p, err := k.dialPart(ctx, t, kp.ID)
-			if err != nil {
-				return err
-			}
-			lo, hi, err := p.bounds(q)
-			p.close()
-			if err != nil {
-				return err
-			}
-			if q.Since.IsZero() {
-				lo = hi
-			}
-			starts = append(starts, start{t, kp.ID, lo})
-		}
-	}
-	if len(starts) == 0 {
+	if len(ps) == 0 {
 		return errors.New("no topic to read")
 	}
 	rctx, stop := context.WithCancel(ctx)
 	entries := make(chan entry, 256)
-	errs := make(chan error, len(starts))
+	errs := make(chan error, len(ps))
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer stop()
-	for _, s := range starts {
+	for _, p := range ps {
+		start := p.lo
+		if q.Since.IsZero() && k.opts.kafkaOffset < 0 {
+			start = p.hi
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := k.readLive(rctx, s.t, s.id, s.offset, entries); err != nil && rctx.Err() == nil {
+			if err := k.readLive(rctx, p.t, p.id, start, entries); err != nil && rctx.Err() == nil {
 				errs <- err
 			}
 		}()

@@ -59,11 +59,45 @@ type natsLog struct {
 
 func (n *natsLog) close() error { return nil }
 
+func (n *natsLog) binding() envelope.Binding { return envelope.NATS }
+
 // natsSource is the part of a JetStream stream a query reads.
 type natsSource struct {
 	stream  Stream
 	name    string
 	subject string
+}
+
+// sources are the streams and subject filters of q, or those of the
+// Log's subject.
+func (n *natsLog) sources(ctx context.Context, q Query) ([]natsSource, error) {
+	if n.opts.natsSubject == "" {
+		return natsSources(q), nil
+	}
+	subj := n.opts.natsSubject
+	names := n.js.StreamNames(ctx, jetstream.WithStreamListSubject(subj))
+	var out []natsSource
+	for name := range names.Name() {
+		s := Stream(name)
+		switch name {
+		case natsbroker.IngressStream:
+			s = Raw
+		case natsbroker.DerivedStream:
+			s = Derived
+		case natsbroker.DeadLetterStream:
+			s = DeadLetter
+		}
+		out = append(out, natsSource{s, name, subj})
+	}
+	if err := names.Err(); err != nil {
+		return nil, fmt.Errorf("streams holding %s: %w", subj, err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no stream holds %s", subj)
+	}
+	// Query's order, whatever the server's.
+	slices.SortFunc(out, func(a, b natsSource) int { return slices.Index(Streams, a.stream) - slices.Index(Streams, b.stream) })
+	return out, nil
 }
 
 // natsSources are the streams and subject filters of q.
@@ -110,15 +144,18 @@ func (n *natsLog) lastSeq(ctx context.Context, src natsSource) (uint64, bool, er
 	return s.CachedInfo().State.LastSeq, true, nil
 }
 
-// seqAt is the sequence of src's first message stored at t or later, 0
-// when there is none.
+// seqAt is the sequence of src's first message stored at t or later (the
+// first one kept when t is zero), 0 when there is none.
 func (n *natsLog) seqAt(ctx context.Context, src natsSource, t time.Time) (uint64, error) {
 	var seq uint64
-	_, _, err := natsbroker.DirectBatch(ctx, n.nc, src.name, natsbroker.DirectRequest{StartTime: &t, NextBySubject: src.subject, Batch: 1},
-		func(sm natsbroker.StoredMsg) error {
-			seq = sm.Sequence
-			return nil
-		})
+	req := natsbroker.DirectRequest{Seq: 1, NextBySubject: src.subject, Batch: 1}
+	if !t.IsZero() {
+		req.Seq, req.StartTime = 0, &t
+	}
+	_, _, err := natsbroker.DirectBatch(ctx, n.nc, src.name, req, func(sm natsbroker.StoredMsg) error {
+		seq = sm.Sequence
+		return nil
+	})
 	if err != nil {
 		return 0, fmt.Errorf("%s at %s: %w", src.name, t.Format(time.RFC3339Nano), err)
 	}
@@ -126,8 +163,12 @@ func (n *natsLog) seqAt(ctx context.Context, src natsSource, t time.Time) (uint6
 }
 
 func (n *natsLog) cursors(ctx context.Context, q Query, newest bool) ([]cursor, error) {
+	srcs, err := n.sources(ctx, q)
+	if err != nil {
+		return nil, err
+	}
 	var out []cursor
-	for _, src := range natsSources(q) {
+	for _, src := range srcs {
 		last, ok, err := n.lastSeq(ctx, src)
 		if err != nil {
 			return nil, err
@@ -135,14 +176,15 @@ func (n *natsLog) cursors(ctx context.Context, q Query, newest bool) ([]cursor, 
 		if !ok || last == 0 {
 			continue
 		}
-		lo, hi := uint64(1), last
-		if !q.Since.IsZero() {
-			if lo, err = n.seqAt(ctx, src, q.Since); err != nil {
-				return nil, err
-			}
-			if lo == 0 || lo > hi {
-				continue
-			}
+		// From the first message that matches: a backward read stops
+		// there instead of looking further back window by window.
+		lo, err := n.seqAt(ctx, src, q.Since)
+		if err != nil {
+			return nil, err
+		}
+		hi := last
+		if lo == 0 || lo > hi {
+			continue
 		}
 		if !q.Until.IsZero() {
 			after, err := n.seqAt(ctx, src, q.Until.Add(time.Nanosecond))
@@ -258,8 +300,12 @@ func (n *natsLog) follow(ctx context.Context, q Query, fn func(entry) error) err
 		default:
 		}
 	}
+	srcs, err := n.sources(ctx, q)
+	if err != nil {
+		return err
+	}
 	var reads []*natsRead
-	for _, src := range natsSources(q) {
+	for _, src := range srcs {
 		sub, err := n.nc.Subscribe(src.subject, ring)
 		if err != nil {
 			return fmt.Errorf("subscribe %s: %w", src.subject, err)
@@ -269,7 +315,7 @@ func (n *natsLog) follow(ctx context.Context, q Query, fn func(entry) error) err
 	if err := n.nc.FlushWithContext(ctx); err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
-	for _, src := range natsSources(q) {
+	for _, src := range srcs {
 		// What the stream holds now came before the subscription or
 		// rang already: from now is from the next sequence.
 		last, ok, err := n.lastSeq(ctx, src)

@@ -10,41 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
-
-	"github.com/wahook/wahook/pkg/broker"
-	"github.com/wahook/wahook/pkg/broker/kafkabroker"
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
-	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/envelope"
+	"github.com/wahook/wahook/pkg/eventlog/eventlogtest"
 )
 
-const chatA, chatB = "5511999990000@s.whatsapp.net", "120363398750933550@g.us"
-
-// sample is a raw event about each of two chats, a label event derived
-// about chat A (its subject and chat_id) and a dead letter, on binding b.
-func sample(t *testing.T, b envelope.Binding) []broker.Message {
-	t.Helper()
-	at := time.Unix(1747391325, 0)
-	rawA := envelope.Raw{ID: "raw-a", Provider: "whapi", Channel: "CH", Kind: "chats.patch", Chat: chatA, Time: at, Data: []byte(`{"id": "a"}`)}
-	rawB := envelope.Raw{ID: "raw-b", Provider: "whapi", Channel: "CH", Kind: "messages.post", Chat: chatB, Time: at, Data: []byte(`{"id":"b"}`)}
-	src, err := envelope.DecodeRaw(envelope.Ingress(rawA, b), b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	added, err := envelope.Derived(derive.Event{ID: "derived-a", Stream: derive.LabelChanged, Type: "io.wahook.label.added", Subject: chatA,
-		Data: derive.ChatRef{ChatID: chatA}}, src, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dl := envelope.DeadLetter{Reason: "bad", Provider: "zapi", ReceivedAt: at}
-	dl.SetBody([]byte("not json"))
-	dead, err := envelope.DeadLetterMessage(dl, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return []broker.Message{envelope.Ingress(rawA, b), envelope.Ingress(rawB, b), added, dead}
-}
+const chatA, chatB = eventlogtest.ChatA, eventlogtest.ChatB
 
 // printed runs tail with args and returns its lines.
 func printed(t *testing.T, ctx context.Context, args ...string) []string {
@@ -130,7 +101,7 @@ func TestFiltersNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close(context.Background())
-	if err := b.Publish(ctx, sample(t, envelope.NATS)...); err != nil {
+	if err := b.Publish(ctx, eventlogtest.Sample(t, envelope.NATS)...); err != nil {
 		t.Fatal(err)
 	}
 	filterCases(t, ctx, []string{"-data-dir", dir, "-all"}, "1s")
@@ -139,19 +110,10 @@ func TestFiltersNATS(t *testing.T) {
 // TestTailKafka reads Kafka (kfake over TCP) without a consumer group:
 // from the first record kept, from an offset, from a time, filtered.
 func TestTailKafka(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
+	cluster, kb := eventlogtest.Kafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	kb, err := kafkabroker.Connect(ctx, kafkabroker.Config{Brokers: cluster.ListenAddrs(), Topics: kafkabroker.TopicsConfig{Partitions: 2}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kb.Close(context.Background())
-	if err := kb.Publish(ctx, sample(t, envelope.Kafka)...); err != nil {
+	if err := kb.Publish(ctx, eventlogtest.Sample(t, envelope.Kafka)...); err != nil {
 		t.Fatal(err)
 	}
 	brokers := strings.Join(cluster.ListenAddrs(), ",")

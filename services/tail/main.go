@@ -23,11 +23,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/peterbourgon/ff/v3"
 
-	"github.com/wahook/wahook/pkg/broker"
 	"github.com/wahook/wahook/pkg/broker/kafkabroker"
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/chatid"
+	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/envelope"
+	"github.com/wahook/wahook/pkg/eventlog"
 )
 
 func main() {
@@ -85,12 +86,41 @@ func (c *conn) brokers() []string {
 	return out
 }
 
-// binding is the CloudEvents binding of the broker.
-func (c *conn) binding() envelope.Binding {
+// eventLog opens the streams for reading, with opts.
+func (c *conn) eventLog(opts ...eventlog.Option) (*eventlog.Log, func(), error) {
 	if c.broker == "kafka" {
-		return envelope.Kafka
+		l, err := eventlog.NewKafka(c.brokers(), c.kafkaSecurity, append([]eventlog.Option{eventlog.WithClientID("wahook-tail")}, opts...)...)
+		if err != nil {
+			return nil, nil, err
+		}
+		return l, func() { _ = l.Close() }, nil
 	}
-	return envelope.NATS
+	nopts, err := c.auth.Options()
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := nats.Connect(c.url, append(nopts, nats.Name("wahook-tail"))...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect %s: %w", c.url, err)
+	}
+	l, err := eventlog.NewNATS(nc, opts...)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return l, func() {
+		_ = l.Close()
+		nc.Close()
+	}, nil
+}
+
+// kafkaTopics are wahook's event topics (not its state topics).
+func kafkaTopics() []string {
+	t := []string{envelope.IngressTopic, envelope.DeadLetterTopic}
+	for _, s := range derive.Streams {
+		t = append(t, envelope.DerivedTopic(s))
+	}
+	return t
 }
 
 // multiFlag is a flag that may be given several times.
@@ -112,19 +142,6 @@ type config struct {
 	data    bool
 	types   multiFlag
 	chats   multiFlag
-
-	// history reads what is stored up to the end it has at start, and
-	// stops there instead of following.
-	history bool
-	// historyBatch is how many stored events one direct get returns,
-	// defaultHistoryBatch when zero.
-	historyBatch int
-	// seamBytes bounds the live events held while the history is read,
-	// maxSeamBytes when zero.
-	seamBytes int
-	// afterBatch, when set, runs after each batch of history is printed,
-	// and atSeam once the history is read, before the live events held.
-	afterBatch, atSeam func()
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -168,35 +185,62 @@ func parse(args []string) (config, error) {
 	return c, c.conn.check()
 }
 
-// source sends the events to msgs, and closes it when it reaches the end
-// of a bounded read.
-type source func(ctx context.Context, msgs chan<- item) error
+// source sends the events to msgs until ctx ends.
+type source func(ctx context.Context, msgs chan<- eventlog.Record) error
 
-// item is one event read: where it came from and the message.
-type item struct {
-	subject string
-	binding envelope.Binding
-	msg     broker.Message
-}
-
-// open starts reading as configured.
-func (c config) open(ctx context.Context) (source, func(), error) {
+// open starts following as configured: from a time (-since, -all), an
+// offset (-offset) or now. Every event read is sent: -type and -chat are the
+// printer's, which holds dead letters' parts whatever they select.
+func (c config) open() (source, func(), error) {
+	opts := []eventlog.Option{eventlog.WithNATSSubject(c.subject)}
 	if c.broker == "kafka" {
-		return c.kafkaSource(ctx)
+		var topics []string
+		for _, t := range strings.Split(c.topics, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				topics = append(topics, t)
+			}
+		}
+		if len(topics) == 0 {
+			return nil, nil, errors.New("no topic to read")
+		}
+		opts = []eventlog.Option{eventlog.WithKafkaTopics(topics...)}
+		if c.offset >= 0 {
+			opts = append(opts, eventlog.WithKafkaOffset(c.offset))
+		}
 	}
-	return c.natsSource(ctx)
+	l, closeLog, err := c.eventLog(opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	var q eventlog.Query
+	switch {
+	case c.all:
+		q.Since = time.Unix(0, 0) // before anything kept
+	case c.since > 0:
+		q.Since = time.Now().Add(-c.since)
+	}
+	return func(ctx context.Context, msgs chan<- eventlog.Record) error {
+		return l.Follow(ctx, q, func(r eventlog.Record) error {
+			select {
+			case msgs <- r:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}, closeLog, nil
 }
 
-// tail prints events until ctx ends, c.count are printed, a bounded read
-// ends or nothing came for c.idle.
+// tail prints events until ctx ends, c.count are printed or nothing came
+// for c.idle.
 func (c config) tail(ctx context.Context, out io.Writer) error {
-	src, closeSrc, err := c.open(ctx)
+	src, closeSrc, err := c.open()
 	if err != nil {
 		return err
 	}
 	defer closeSrc()
 	sctx, stop := context.WithCancel(ctx)
-	msgs := make(chan item, 256)
+	msgs := make(chan eventlog.Record, 256)
 	failed := make(chan error, 1)
 	done := make(chan struct{})
 	go func() {
@@ -227,10 +271,7 @@ func (c config) tail(ctx context.Context, out io.Writer) error {
 			return err
 		case <-idle:
 			return nil
-		case m, ok := <-msgs:
-			if !ok {
-				return nil
-			}
+		case m := <-msgs:
 			printed, err := p.print(m)
 			if err != nil {
 				return err
@@ -280,54 +321,6 @@ func (c config) filter() func(typ string, chats ...string) bool {
 		}
 		return false
 	}
-}
-
-func (c config) natsSource(ctx context.Context) (source, func(), error) {
-	opts, err := c.auth.Options()
-	if err != nil {
-		return nil, nil, err
-	}
-	nc, err := nats.Connect(c.url, append(opts, nats.Name("wahook-tail"))...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("connect %s: %w", c.url, err)
-	}
-	if c.all || c.since > 0 || c.history {
-		r, err := startReplay(ctx, nc, c)
-		if err != nil {
-			nc.Close()
-			return nil, nil, err
-		}
-		return func(ctx context.Context, msgs chan<- item) error {
-			err := r.run(ctx, msgs)
-			if err == nil {
-				close(msgs)
-			}
-			return err
-		}, nc.Close, nil
-	}
-	live := make(chan *nats.Msg, 256)
-	sub, err := nc.ChanSubscribe(c.subject, live)
-	if err != nil {
-		nc.Close()
-		return nil, nil, fmt.Errorf("subscribe %s: %w", c.subject, err)
-	}
-	return func(ctx context.Context, msgs chan<- item) error {
-			for {
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case m := <-live:
-					select {
-					case msgs <- natsItem(m):
-					case <-ctx.Done():
-						return ctx.Err()
-					}
-				}
-			}
-		}, func() {
-			_ = sub.Unsubscribe()
-			nc.Close()
-		}, nil
 }
 
 // login fills the URL and credentials: the flags', else a nats context

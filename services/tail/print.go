@@ -6,6 +6,8 @@ import (
 
 	"github.com/wahook/wahook/pkg/broker"
 	"github.com/wahook/wahook/pkg/envelope"
+	"github.com/wahook/wahook/pkg/eventlog"
+	"github.com/wahook/wahook/pkg/redrive"
 )
 
 // line is one printed event: the subject (NATS) or topic (Kafka) it came
@@ -28,10 +30,6 @@ type partLine struct {
 	Bytes        int    `json:"bytes"`
 }
 
-// maxHeldParts bounds the bytes of dead-letter parts held until their
-// record comes; the oldest go first.
-const maxHeldParts = 64 << 20
-
 // printer prints events and holds the parts of dead letters until their
 // record comes.
 type printer struct {
@@ -40,27 +38,18 @@ type printer struct {
 	data bool
 	// match selects the events printed by type and chat; nil: all.
 	match func(typ string, chats ...string) bool
-	parts parts
+	parts redrive.Parts
 }
 
-// print prints m when it is selected, and tells whether it did.
-func (p *printer) print(it item) (bool, error) {
-	m, b := it.msg, it.binding
-	l := line{Subject: it.subject}
-	ev, err := envelope.Decode(m, b)
-	if err != nil {
-		// Not a CloudEvent: shown whatever the filter, as it cannot be
-		// told what it is about.
-		if p.match != nil {
-			return false, nil
-		}
-		l.Error, l.Data = err.Error(), string(m.Data)
-		return true, p.enc.Encode(l)
-	}
+// print prints r when it is selected, and tells whether it did.
+func (p *printer) print(r eventlog.Record) (bool, error) {
+	m, b := r.Message()
+	l := line{Subject: r.Subject}
+	ev := r.Event
 	isPart := ev.Type() == envelope.DeadLetterPartType
 	if isPart {
 		// Held whatever the filter: the record they belong to may be selected.
-		p.parts.hold(m, b)
+		p.parts.Hold(m)
 	}
 	if p.match != nil && !p.match(ev.Type(), ev.Subject(), dataChatID(ev.Data())) {
 		return false, nil
@@ -76,6 +65,7 @@ func (p *printer) print(it item) (bool, error) {
 	if p.data {
 		return true, p.printData(l, ev.Data())
 	}
+	var err error
 	if l.Event, err = json.Marshal(ev); err != nil {
 		l.Error, l.Data = err.Error(), string(m.Data)
 	}
@@ -127,46 +117,11 @@ func (p *printer) reassemble(l *line, m broker.Message, b envelope.Binding) {
 	if err != nil || d.BodyParts == nil {
 		return
 	}
-	raw, err := p.parts.body(id, d, b)
+	raw, err := p.parts.Body(id, d, b)
 	if err != nil {
 		l.Error = "body in parts: " + err.Error()
 		return
 	}
 	d.SetBody(raw)
 	l.Body, l.BodyBase64 = d.Body, d.BodyBase64
-}
-
-// parts holds dead letters' parts until their record comes, up to
-// maxHeldParts bytes.
-type parts struct {
-	msgs []broker.Message
-	held int
-}
-
-func (p *parts) hold(m broker.Message, b envelope.Binding) {
-	p.msgs = append(p.msgs, m)
-	p.held += len(m.Data)
-	for p.held > maxHeldParts {
-		p.held -= len(p.msgs[0].Data)
-		p.msgs = p.msgs[1:]
-	}
-}
-
-// body reassembles the body of record id from the parts held, and lets
-// them go when it could.
-func (p *parts) body(id string, d envelope.DeadLetter, b envelope.Binding) ([]byte, error) {
-	raw, err := envelope.DeadLetterBody(id, d, p.msgs, b)
-	if err != nil {
-		return nil, err
-	}
-	kept := p.msgs[:0]
-	p.held = 0
-	for _, pm := range p.msgs {
-		if rid, _ := envelope.DeadLetterPart(pm, b); rid != id {
-			kept = append(kept, pm)
-			p.held += len(pm.Data)
-		}
-	}
-	p.msgs = kept
-	return raw, nil
 }

@@ -13,10 +13,7 @@ import (
 	"github.com/wahook/wahook/pkg/broker"
 	"github.com/wahook/wahook/pkg/broker/kafkabroker"
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
-	"github.com/wahook/wahook/pkg/envelope"
-	"github.com/wahook/wahook/pkg/ingress"
-	"github.com/wahook/wahook/pkg/provider"
-	"github.com/wahook/wahook/pkg/provider/all"
+	"github.com/wahook/wahook/pkg/redrive"
 )
 
 // redriveConfig is what `tail redrive` reads and does.
@@ -32,20 +29,6 @@ type redriveConfig struct {
 	force    bool
 	// now is the clock of the redrive notes; time.Now when nil.
 	now func() time.Time
-}
-
-// redriveLine is what redrive did with one dead letter.
-type redriveLine struct {
-	DeadLetterID string    `json:"deadletter_id"`
-	Provider     string    `json:"provider"`
-	Channel      string    `json:"channel,omitempty"`
-	Reason       string    `json:"reason"`
-	ReceivedAt   time.Time `json:"received_at"`
-	// Action is redriven, would_redrive (-dry-run), already_redriven
-	// (a note says so; -force redrives it again) or refused.
-	Action string   `json:"action"`
-	Why    string   `json:"why,omitempty"`
-	IDs    []string `json:"ids,omitempty"`
 }
 
 func parseRedrive(args []string) (redriveConfig, error) {
@@ -82,189 +65,53 @@ func runRedrive(ctx context.Context, args []string, out io.Writer) error {
 	return c.redrive(ctx, out)
 }
 
-// candidate is a dead-letter record read, with its whole body when it
-// could be put together.
-type candidate struct {
-	id      string
-	d       envelope.DeadLetter
-	body    []byte
-	bodyErr error
-}
-
-// redrive reads the dead letters stored up to now, then publishes again,
-// through the ingress's own path, those selected and not redriven yet,
-// leaving a note beside each so that a later run passes it over.
+// redrive redrives the dead letters selected (pkg/redrive), and prints
+// what it did with each one, one JSON line each.
 func (c redriveConfig) redrive(ctx context.Context, out io.Writer) error {
-	cands, noted, err := c.read(ctx)
+	l, closeLog, err := c.eventLog()
 	if err != nil {
-		return err
+		return fmt.Errorf("dead letters: %w", err)
 	}
-	var pub broker.Publisher
+	defer closeLog()
+	cfg := redrive.Config{Log: l, MaxItems: c.maxItems, Now: c.now}
 	if !c.dryRun {
 		p, closePub, err := c.publisher(ctx)
 		if err != nil {
 			return err
 		}
 		defer closePub()
-		pub = p
+		cfg.Publisher = p
 	}
-	providers := map[string]provider.Provider{}
-	for _, p := range all.Providers() {
-		providers[p.Name()] = p
+	r, err := redrive.New(cfg)
+	if err != nil {
+		return err
+	}
+	sel := redrive.Selection{IDs: c.ids, Provider: c.provider, Count: c.count, DryRun: c.dryRun, Force: c.force}
+	if c.since > 0 {
+		sel.Since = time.Now().Add(-c.since)
+	}
+	if c.until != "" {
+		sel.Until, _ = time.Parse(time.RFC3339, c.until)
 	}
 	enc := json.NewEncoder(out)
-	now := c.now
-	if now == nil {
-		now = time.Now
+	sum, err := r.Run(ctx, sel, func(res redrive.Result) error { return enc.Encode(res) })
+	if err != nil {
+		return err
 	}
-	done, refused := 0, 0
-	for _, k := range cands {
-		if done >= c.count {
-			break
-		}
-		l := redriveLine{DeadLetterID: k.id, Provider: k.d.Provider, Channel: k.d.Channel, Reason: k.d.Reason, ReceivedAt: k.d.ReceivedAt}
-		msgs, ids, err := c.build(providers, k)
-		switch {
-		case noted[k.id] && !c.force:
-			l.Action, l.Why = "already_redriven", "a redrive note says so; -force redrives it again"
-		case err != nil:
-			l.Action, l.Why = "refused", err.Error()
-			refused++
-		case c.dryRun:
-			l.Action, l.IDs = "would_redrive", ids
-			done++
-		default:
-			if err := pub.Publish(ctx, msgs...); err != nil {
-				return fmt.Errorf("redrive %s: %w", k.id, err)
-			}
-			note, err := envelope.RedrivenMessage(k.d, envelope.Redriven{DeadLetterID: k.id, IDs: ids, RedrivenAt: now().UTC()}, c.binding())
-			if err == nil {
-				err = pub.Publish(ctx, note)
-			}
-			if err != nil {
-				return fmt.Errorf("redrive %s: raw events published, note not stored (a later run publishes them again, with the same ids): %w", k.id, err)
-			}
-			l.Action, l.IDs = "redriven", ids
-			done++
-		}
-		if err := enc.Encode(l); err != nil {
-			return err
-		}
-	}
-	if refused > 0 {
-		return fmt.Errorf("%d dead letters refused (see each line's why)", refused)
+	if sum.Refused > 0 {
+		return fmt.Errorf("%d dead letters refused (see each line's why)", sum.Refused)
 	}
 	return nil
-}
-
-// build turns a dead letter into the raw events its delivery gives, or
-// says why it cannot.
-func (c redriveConfig) build(providers map[string]provider.Provider, k candidate) ([]broker.Message, []string, error) {
-	if k.bodyErr != nil {
-		return nil, nil, fmt.Errorf("%w: body incomplete, so the delivery would not be the one received: %w", ingress.ErrNotRedeliverable, k.bodyErr)
-	}
-	if k.d.SourceEventID != "" {
-		// Redeliver says why, whatever the provider (a consumer names
-		// "unknown" when the raw event named none).
-		if p := providers[k.d.Provider]; p != nil {
-			return ingress.Redeliver(p, k.d, k.body, c.maxItems, c.binding())
-		}
-		return nil, nil, fmt.Errorf("%w: a consumer's dead letter of raw event %s, which is in the raw stream: re-derive it by replaying the stream",
-			ingress.ErrNotRedeliverable, k.d.SourceEventID)
-	}
-	p := providers[k.d.Provider]
-	if p == nil {
-		return nil, nil, fmt.Errorf("%w: no provider %q", ingress.ErrNotRedeliverable, k.d.Provider)
-	}
-	return ingress.Redeliver(p, k.d, k.body, c.maxItems, c.binding())
-}
-
-// read collects the selected dead-letter records stored up to now, in the
-// order they were stored, and the ids of those a note says were redriven.
-func (c redriveConfig) read(ctx context.Context) ([]candidate, map[string]bool, error) {
-	tc := config{conn: c.conn, history: true, all: c.since == 0, since: c.since, offset: -1,
-		subject: envelope.DeadLetterTopic + ".>", topics: envelope.DeadLetterTopic}
-	if c.provider != "" {
-		tc.subject = envelope.DeadLetterSubject(c.provider)
-	}
-	var until time.Time
-	if c.until != "" {
-		until, _ = time.Parse(time.RFC3339, c.until)
-	}
-	want := map[string]bool{}
-	for _, id := range c.ids {
-		want[id] = true
-	}
-	src, closeSrc, err := tc.open(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("dead letters: %w", err)
-	}
-	defer closeSrc()
-	sctx, stop := context.WithCancel(ctx)
-	defer stop()
-	msgs := make(chan item, 256)
-	failed := make(chan error, 1)
-	go func() {
-		if err := src(sctx, msgs); err != nil && sctx.Err() == nil {
-			failed <- err
-		}
-	}()
-	var held parts
-	var cands []candidate
-	noted := map[string]bool{}
-	b := c.binding()
-	for {
-		var it item
-		var ok bool
-		select {
-		case <-ctx.Done():
-			return nil, nil, ctx.Err()
-		case err := <-failed:
-			return nil, nil, fmt.Errorf("dead letters: %w", err)
-		case it, ok = <-msgs:
-		}
-		if !ok {
-			return cands, noted, nil
-		}
-		m := it.msg
-		if _, ok := envelope.DeadLetterPart(m, b); ok {
-			held.hold(m, b)
-			continue
-		}
-		if id, ok := envelope.DeadLetterRedriven(m, b); ok {
-			noted[id] = true
-			continue
-		}
-		id, d, err := envelope.DecodeDeadLetter(m, b)
-		if err != nil {
-			continue // not a record: nothing to redrive
-		}
-		if len(want) > 0 && !want[id] || c.provider != "" && d.Provider != c.provider ||
-			!until.IsZero() && d.ReceivedAt.After(until) {
-			continue
-		}
-		k := candidate{id: id, d: d}
-		if d.BodyParts != nil {
-			k.body, k.bodyErr = held.body(id, d, b)
-		} else {
-			k.body, k.bodyErr = envelope.DeadLetterBody(id, d, nil, b)
-		}
-		cands = append(cands, k)
-	}
 }
 
 // publisher connects to the broker to publish, as the ingress does.
 func (c redriveConfig) publisher(ctx context.Context) (broker.Publisher, func(), error) {
 	if c.broker == "kafka" {
-		tlsCfg, err := c.kafkaSecurity.TLSConfig()
+		cfg, err := c.kafkaSecurity.Config(c.brokers(), "wahook-redrive")
 		if err != nil {
 			return nil, nil, err
 		}
-		mech, err := c.kafkaSecurity.SASLMechanism()
-		if err != nil {
-			return nil, nil, err
-		}
-		kb, err := kafkabroker.Connect(ctx, kafkabroker.Config{Brokers: c.brokers(), ClientID: "wahook-redrive", TLS: tlsCfg, SASL: mech})
+		kb, err := kafkabroker.Connect(ctx, cfg)
 		if err != nil {
 			return nil, nil, fmt.Errorf("kafka: %w", err)
 		}

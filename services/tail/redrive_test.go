@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,60 +12,29 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/wahook/wahook/pkg/broker"
-	"github.com/wahook/wahook/pkg/broker/kafkabroker"
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/consumer"
 	"github.com/wahook/wahook/pkg/derive/derivetest"
 	"github.com/wahook/wahook/pkg/derive/label"
 	"github.com/wahook/wahook/pkg/envelope"
-	"github.com/wahook/wahook/pkg/ingress"
+	"github.com/wahook/wahook/pkg/eventlog"
+	"github.com/wahook/wahook/pkg/eventlog/eventlogtest"
 	"github.com/wahook/wahook/pkg/provider/all"
+	"github.com/wahook/wahook/pkg/redrive"
 )
 
-// twoPatches is a Whapi chats.patch delivery of two chats, shaped like the
-// documented one (README's quickstart; whapi-openapi-1.8.7.yaml,
-// ChatsUpdates): on each, label 3 taken off and label 76 put on.
-const twoPatches = `{"chats_updates": [
-  {"before_update": {"id": "120363398750933550@g.us", "type": "group", "timestamp": 1747391325, "labels": [{"id": "3", "name": "Pending payment", "color": "salmon"}]},
-   "after_update":  {"id": "120363398750933550@g.us", "type": "group", "timestamp": 1747391325, "labels": [{"id": "76", "name": "New order", "color": "gold"}]},
-   "changes": ["labels"]},
-  {"before_update": {"id": "5511999990000@s.whatsapp.net", "type": "contact", "timestamp": 1747391326, "labels": [{"id": "3", "name": "Pending payment", "color": "salmon"}]},
-   "after_update":  {"id": "5511999990000@s.whatsapp.net", "type": "contact", "timestamp": 1747391326, "labels": [{"id": "76", "name": "New order", "color": "gold"}]},
-   "changes": ["labels"]}],
- "event": {"type": "chats", "event": "patch"}, "channel_id": "MANTIS-M72HC"}`
-
-// deliver posts body to an ingress on pub that takes at most maxItems
-// items, and returns the answer's code and ids.
-func deliver(t *testing.T, pub broker.Publisher, b envelope.Binding, maxItems int, path, body string) (int, []string) {
-	t.Helper()
-	h, err := ingress.New(ingress.Config{Providers: all.Providers(), AuthDisabled: true, Publisher: pub, Binding: b,
-		MaxItems: maxItems, Metrics: ingress.NewMetrics(prometheus.NewRegistry())}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := httptest.NewRecorder()
-	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	h.ServeHTTP(rec, req)
-	var got struct{ IDs []string }
-	_ = json.Unmarshal(rec.Body.Bytes(), &got)
-	return rec.Code, got.IDs
-}
-
 // redriveRun runs `tail redrive` with args and returns its lines.
-func redriveRun(t *testing.T, ctx context.Context, args ...string) ([]redriveLine, error) {
+func redriveRun(t *testing.T, ctx context.Context, args ...string) ([]redrive.Result, error) {
 	t.Helper()
 	var out bytes.Buffer
 	err := run(ctx, append([]string{"redrive"}, args...), &out)
-	var lines []redriveLine
+	var lines []redrive.Result
 	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
 		if l == "" {
 			continue
 		}
-		var rl redriveLine
+		var rl redrive.Result
 		if err := json.Unmarshal([]byte(l), &rl); err != nil {
 			t.Fatalf("line %q: %v", l, err)
 		}
@@ -76,33 +44,25 @@ func redriveRun(t *testing.T, ctx context.Context, args ...string) ([]redriveLin
 }
 
 // stored reads what is stored on subject (NATS) or topic (Kafka) up to
-// now, with tail's bounded read, as CloudEvent ids.
+// now, with tail's connection, as CloudEvent ids.
 func stored(t *testing.T, ctx context.Context, c conn, subject string) []string {
 	t.Helper()
-	tc := config{conn: c, history: true, all: true, offset: -1, subject: subject, topics: subject}
-	src, closeSrc, err := tc.open(ctx)
+	l, closeLog, err := c.eventLog(eventlog.WithNATSSubject(subject), eventlog.WithKafkaTopics(subject))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closeSrc()
-	msgs := make(chan item, 1024)
-	errc := make(chan error, 1)
-	go func() { errc <- src(ctx, msgs) }()
+	defer closeLog()
 	var ids []string
-	for it := range msgs {
-		ev, err := envelope.Decode(it.msg, it.binding)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, ev.ID())
-	}
-	if err := <-errc; err != nil {
+	if _, err := l.Scan(ctx, eventlog.Query{}, func(r eventlog.Record) error {
+		ids = append(ids, r.Event.ID())
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
 	return ids
 }
 
-func actions(lines []redriveLine) []string {
+func actions(lines []redrive.Result) []string {
 	var a []string
 	for _, l := range lines {
 		a = append(a, l.Action)
@@ -132,7 +92,7 @@ func TestRedriveNATS(t *testing.T) {
 	}
 	defer nb.Close(context.Background())
 
-	if code, _ := deliver(t, nb, envelope.NATS, 1, "/v1/webhooks/whapi", twoPatches); code != http.StatusBadRequest {
+	if code, _ := eventlogtest.Deliver(t, nb, envelope.NATS, 1, "/v1/webhooks/whapi", eventlogtest.TwoPatches); code != http.StatusBadRequest {
 		t.Fatalf("delivery of 2 items to an ingress taking 1: %d, want 400", code)
 	}
 	reg := prometheus.NewRegistry()
@@ -169,11 +129,11 @@ func TestRedriveNATS(t *testing.T) {
 	}
 	// The ingress gives the same body the same ids: a provider's retry
 	// after the redrive stores nothing either.
-	if code, ids := deliver(t, nb, envelope.NATS, 1000, "/v1/webhooks/whapi", twoPatches); code != http.StatusOK || !slices.Equal(ids, raw) {
+	if code, ids := eventlogtest.Deliver(t, nb, envelope.NATS, 1000, "/v1/webhooks/whapi", eventlogtest.TwoPatches); code != http.StatusOK || !slices.Equal(ids, raw) {
 		t.Fatalf("the same delivery to the ingress: %d %v, want 200 %v", code, ids, raw)
 	}
 	derived := func() []string { return stored(t, ctx, c, "wahook.label-changed.>") }
-	waitFor(t, "4 label events derived", func() bool { return len(derived()) == 4 })
+	eventlogtest.WaitFor(t, "4 label events derived", func() bool { return len(derived()) == 4 })
 
 	again, err := redriveRun(t, ctx, args...)
 	if err != nil || !slices.Equal(actions(again), []string{"already_redriven"}) {
@@ -257,14 +217,14 @@ func TestRedriveRefuses(t *testing.T) {
 	fromConsumer.SetBody([]byte(`{"id":"1"}`))
 	publish(fromConsumer, 0, -1)
 	lost := envelope.DeadLetter{Reason: "delivery has more than 1 items", Provider: "whapi", ReceivedAt: now, Method: "POST", Path: "/v1/webhooks/whapi"}
-	lost.SetBody([]byte(twoPatches))
+	lost.SetBody([]byte(eventlogtest.TwoPatches))
 	publish(lost, 1200, 0)
 	notJSON := envelope.DeadLetter{Reason: "not JSON", Provider: "zapi", ReceivedAt: now, Method: "POST", Path: "/v1/webhooks/zapi"}
 	notJSON.SetBody([]byte("{not json"))
 	publish(notJSON, 0, -1)
 	good := envelope.DeadLetter{Reason: "delivery has more than 1 items", Provider: "whapi", ReceivedAt: now, Method: "POST", Path: "/v1/webhooks/whapi",
 		Headers: map[string]string{"Content-Type": "application/json"}}
-	good.SetBody([]byte(strings.ReplaceAll(twoPatches, "MANTIS-M72HC", "OTHER")))
+	good.SetBody([]byte(strings.ReplaceAll(eventlogtest.TwoPatches, "MANTIS-M72HC", "OTHER")))
 	publish(good, 1200, -1) // in parts, put back together
 
 	lines, err := redriveRun(t, ctx, "-data-dir", dir)
@@ -290,21 +250,10 @@ func TestRedriveRefuses(t *testing.T) {
 // TestRedriveKafka: the same on Kafka (kfake over TCP): redriven once and
 // derived from, passed over the second time.
 func TestRedriveKafka(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(2), kfake.GroupMinSessionTimeout(500*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
+	cluster, kb := eventlogtest.Kafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	kb, err := kafkabroker.Connect(ctx, kafkabroker.Config{Brokers: cluster.ListenAddrs(), Topics: kafkabroker.TopicsConfig{Partitions: 2},
-		Subscribe: kafkabroker.SubscribeConfig{SessionTimeout: 3 * time.Second, HeartbeatInterval: 300 * time.Millisecond,
-			RebalanceTimeout: 10 * time.Second, JoinGroupBackoff: 300 * time.Millisecond, RetryMax: time.Second, ShutdownGrace: 5 * time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kb.Close(context.Background())
-	if code, _ := deliver(t, kb, envelope.Kafka, 1, "/v1/webhooks/whapi", twoPatches); code != http.StatusBadRequest {
+	if code, _ := eventlogtest.Deliver(t, kb, envelope.Kafka, 1, "/v1/webhooks/whapi", eventlogtest.TwoPatches); code != http.StatusBadRequest {
 		t.Fatalf("delivery of 2 items to an ingress taking 1: %d, want 400", code)
 	}
 	cons, err := consumer.New(consumer.Config{Deriver: label.Deriver{Registry: derivetest.NewLabelRegistry()}, Providers: all.Providers(),
@@ -332,7 +281,7 @@ func TestRedriveKafka(t *testing.T) {
 		t.Fatalf("raw records %v, want %v", raw, want)
 	}
 	derived := func() []string { return stored(t, ctx, c, envelope.DerivedTopic("label-changed")) }
-	waitFor(t, "4 label events derived", func() bool {
+	eventlogtest.WaitFor(t, "4 label events derived", func() bool {
 		select {
 		case err := <-consDone:
 			t.Fatalf("consumer: %v", err)
@@ -346,17 +295,5 @@ func TestRedriveKafka(t *testing.T) {
 	}
 	if got := stored(t, ctx, c, envelope.IngressTopic); len(got) != 2 {
 		t.Errorf("raw records after the second redrive %v, want the 2 of the first", got)
-	}
-}
-
-// waitFor polls cond until it holds or 20 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -402,6 +402,20 @@ func (s Security) Dialer(clientID string) (*kafka.Dialer, error) {
 	return &kafka.Dialer{ClientID: clientID, Timeout: 10 * time.Second, DualStack: true, TLS: tlsCfg, SASLMechanism: mech}, nil
 }
 
+// Transport returns a kafka-go transport with the TLS and SASL settings,
+// for a kafka.Client outside a Broker: its connections are pooled.
+func (s Security) Transport(clientID string) (*kafka.Transport, error) {
+	tlsCfg, err := s.TLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	mech, err := s.SASLMechanism()
+	if err != nil {
+		return nil, err
+	}
+	return &kafka.Transport{DialTimeout: 10 * time.Second, ClientID: clientID, TLS: tlsCfg, SASL: mech}, nil
+}
+
 // Config returns a Broker's Config with the TLS and SASL settings.
 func (s Security) Config(brokers []string, clientID string) (Config, error) {
 	tlsCfg, err := s.TLSConfig()

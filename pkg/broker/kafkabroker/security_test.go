@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/wahook/wahook/pkg/broker"
@@ -32,15 +33,37 @@ func secureCluster(t *testing.T, opts ...kfake.Opt) *kfake.Cluster {
 // secured fills cfg's TLS and SASL from s.
 func secured(t *testing.T, s kafkabroker.Security) kafkabroker.Config {
 	t.Helper()
-	tc, err := s.TLSConfig()
+	cfg, err := s.Config(nil, "")
 	if err != nil {
-		t.Fatalf("TLSConfig: %v", err)
+		t.Fatalf("Security.Config: %v", err)
 	}
-	m, err := s.SASLMechanism()
+	cfg.Subscribe = fastGroups
+	return cfg
+}
+
+// reach tells whether a kafka-go dialer and a client on a transport that
+// s builds get an answer from c: what readers outside a Broker use.
+func reach(t *testing.T, c *kfake.Cluster, s kafkabroker.Security) (dialer, transport bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	d, err := s.Dialer("wahook-test")
 	if err != nil {
-		t.Fatalf("SASLMechanism: %v", err)
+		t.Fatalf("Security.Dialer: %v", err)
 	}
-	return kafkabroker.Config{TLS: tc, SASL: m, Subscribe: fastGroups}
+	if conn, err := d.DialContext(ctx, "tcp", c.ListenAddrs()[0]); err == nil {
+		_, err = conn.ReadPartitions()
+		dialer = err == nil
+		_ = conn.Close()
+	}
+	tr, err := s.Transport("wahook-test")
+	if err != nil {
+		t.Fatalf("Security.Transport: %v", err)
+	}
+	defer tr.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(c.ListenAddrs()...), Transport: tr}
+	_, err = client.Metadata(ctx, &kafka.MetadataRequest{})
+	return dialer, err == nil
 }
 
 // roundTrip publishes a record and reads it back through a consumer group:
@@ -107,10 +130,16 @@ func TestTLS(t *testing.T) {
 	full := kafkabroker.Security{CA: files.CA, Cert: files.ClientCert, Key: files.ClientKey,
 		Mechanism: kafkabroker.SASLScramSHA512, User: "wahook", Password: "s3cret"}
 	roundTrip(t, c, secured(t, full))
+	if d, tr := reach(t, c, full); !d || !tr {
+		t.Errorf("with TLS and SASL: dialer reached %v, transport %v; want both", d, tr)
+	}
 
 	noCert := full
 	noCert.Cert, noCert.Key = "", ""
 	refused(t, c, secured(t, noCert))
+	if d, tr := reach(t, c, noCert); d || tr {
+		t.Errorf("without the client certificate: dialer reached %v, transport %v; want neither", d, tr)
+	}
 	other := full
 	other.CA = testtls.Generate(t, t.TempDir()).CA
 	refused(t, c, secured(t, other))
@@ -130,6 +159,12 @@ func TestSecurityErrors(t *testing.T) {
 		_, serr := s.SASLMechanism()
 		if terr == nil && serr == nil {
 			t.Errorf("%s: no error", name)
+		}
+		_, derr := s.Dialer("x")
+		_, trerr := s.Transport("x")
+		_, cerr := s.Config(nil, "x")
+		if derr == nil || trerr == nil || cerr == nil {
+			t.Errorf("%s: Dialer %v, Transport %v, Config %v; want errors", name, derr, trerr, cerr)
 		}
 		for _, err := range []error{terr, serr} {
 			if err != nil && strings.Contains(err.Error(), "\"p\"") {

@@ -1,8 +1,8 @@
-// Package pipelinetest is the scaffold the tests of the stream readers
+// Package eventlogtest is the scaffold the tests of the stream readers
 // share (pkg/eventlog, pkg/redrive, services/tail): a Kafka on kfake,
 // deliveries through the real ingress handler, sample events and a
 // deadline-bound wait.
-package pipelinetest
+package eventlogtest
 
 import (
 	"context"
@@ -42,7 +42,7 @@ func Kafka(t *testing.T) (*kfake.Cluster, *kafkabroker.Broker) {
 	t.Helper()
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(2), kfake.GroupMinSessionTimeout(500*time.Millisecond))
 	if err != nil {
-		t.Fatalf("pipelinetest: kfake.NewCluster: %v", err)
+		t.Fatalf("eventlogtest: kfake.NewCluster: %v", err)
 	}
 	t.Cleanup(cluster.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -51,7 +51,7 @@ func Kafka(t *testing.T) (*kfake.Cluster, *kafkabroker.Broker) {
 		Subscribe: kafkabroker.SubscribeConfig{SessionTimeout: 3 * time.Second, HeartbeatInterval: 300 * time.Millisecond,
 			RebalanceTimeout: 10 * time.Second, JoinGroupBackoff: 300 * time.Millisecond, RetryMax: time.Second, ShutdownGrace: 5 * time.Second}})
 	if err != nil {
-		t.Fatalf("pipelinetest: kafkabroker.Connect: %v", err)
+		t.Fatalf("eventlogtest: kafkabroker.Connect: %v", err)
 	}
 	t.Cleanup(func() { _ = kb.Close(context.Background()) })
 	return cluster, kb
@@ -64,7 +64,7 @@ func Deliver(t *testing.T, pub broker.Publisher, b envelope.Binding, maxItems in
 	h, err := ingress.New(ingress.Config{Providers: all.Providers(), AuthDisabled: true, Publisher: pub, Binding: b,
 		MaxItems: maxItems, Metrics: ingress.NewMetrics(prometheus.NewRegistry())}, nil)
 	if err != nil {
-		t.Fatalf("pipelinetest: ingress.New: %v", err)
+		t.Fatalf("eventlogtest: ingress.New: %v", err)
 	}
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
@@ -88,18 +88,18 @@ func Sample(t *testing.T, b envelope.Binding) []broker.Message {
 	rawB := envelope.Raw{ID: "raw-b", Provider: "whapi", Channel: "CH", Kind: "messages.post", Chat: ChatB, Time: at, Data: []byte(`{"id":"b"}`)}
 	src, err := envelope.DecodeRaw(envelope.Ingress(rawA, b), b)
 	if err != nil {
-		t.Fatalf("pipelinetest: DecodeRaw: %v", err)
+		t.Fatalf("eventlogtest: DecodeRaw: %v", err)
 	}
 	added, err := envelope.Derived(derive.Event{ID: "derived-a", Stream: derive.LabelChanged, Type: "io.wahook.label.added", Subject: ChatA,
 		Data: derive.ChatRef{ChatID: ChatA}}, src, b)
 	if err != nil {
-		t.Fatalf("pipelinetest: Derived: %v", err)
+		t.Fatalf("eventlogtest: Derived: %v", err)
 	}
 	dl := envelope.DeadLetter{Reason: "bad", Provider: "zapi", ReceivedAt: at}
 	dl.SetBody([]byte("not json"))
 	dead, err := envelope.DeadLetterMessage(dl, b)
 	if err != nil {
-		t.Fatalf("pipelinetest: DeadLetterMessage: %v", err)
+		t.Fatalf("eventlogtest: DeadLetterMessage: %v", err)
 	}
 	return []broker.Message{envelope.Ingress(rawA, b), envelope.Ingress(rawB, b), added, dead}
 }
