@@ -66,6 +66,10 @@ type Config struct {
 	// pages, the chat timeline and the dead letters; those pages are not
 	// served when nil.
 	Events *eventlog.Log
+	// Redriver republishes one dead letter by its id; with Token, the dead
+	// letters page offers it. Never forced: a second redrive publishes
+	// nothing.
+	Redriver Redriver
 	// Token, when set, allows the actions that change something; empty
 	// keeps the console read-only. Never shown, logged or echoed.
 	Token string
@@ -138,6 +142,8 @@ func New(cfg Config) (*Console, error) {
 		c.mux.HandleFunc("GET "+Prefix+"tail/live", c.serveTailLive)
 		c.mux.HandleFunc("GET "+Prefix+"event", c.serveEvent)
 		c.mux.HandleFunc("GET "+Prefix+"chat", c.serveChat)
+		c.mux.HandleFunc("GET "+Prefix+"deadletters", c.serveDeadLetters)
+		c.mux.HandleFunc("POST "+Prefix+"deadletters/redrive", c.serveRedrive)
 	}
 	return c, nil
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/wahook/wahook/pkg/gctune"
 	"github.com/wahook/wahook/pkg/logging"
 	"github.com/wahook/wahook/pkg/provider/all"
+	"github.com/wahook/wahook/pkg/redrive"
 	"github.com/wahook/wahook/pkg/tracing"
 )
 
@@ -192,6 +193,11 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 				return err
 			}
 			defer events.Close()
+			rd, err := redrive.New(redrive.Config{Log: events, Publisher: bb.Publisher})
+			if err != nil {
+				ln.Close()
+				return err
+			}
 			c, err := console.New(console.Config{Service: "deriver", Gatherer: reg, Ready: isReady,
 				Labels: func() console.LabelLister {
 					if l := labels.Load(); l != nil {
@@ -199,7 +205,7 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 					}
 					return nil
 				},
-				Events: events, Token: cfg.console.Token, Logger: log.Named("console")})
+				Events: events, Redriver: rd, Token: cfg.console.Token, Logger: log.Named("console")})
 			if err != nil {
 				ln.Close()
 				return err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -58,11 +59,32 @@ func TestConsole(t *testing.T) {
 	})
 }
 
+// twoItems is a delivery of two messages: a dead letter for an ingress
+// taking one item a delivery, redriven by one taking more.
+const twoItems = `{"messages":[{"id":"dl-1","type":"text","chat_id":"919984351847@s.whatsapp.net","timestamp":1712995245,"text":{"body":"one"}},` +
+	`{"id":"dl-2","type":"text","chat_id":"919984351847@s.whatsapp.net","timestamp":1712995246,"text":{"body":"two"}}],` +
+	`"event":{"type":"messages","event":"post"},"channel_id":"DL-CHANNEL"}`
+
 func testConsole(t *testing.T, broker ...string) {
+	args := append([]string{"-http-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0",
+		"-auth-disabled", "-log-level", "warn", "-derive", "all", "-console-token", "console-secret"}, broker...)
+	// An ingress taking one item a delivery dead-letters two.
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	defer cancel1()
+	pub1, _, done1 := startBoth(t, ctx1, append(args, "-max-items", "1")...)
+	if res, err := http.Post(pub1+"/v1/webhooks/whapi", "application/json", strings.NewReader(twoItems)); err != nil || res.StatusCode != http.StatusBadRequest {
+		t.Fatalf("POST two items to an ingress taking one = %v, %v; want 400", res, err)
+	} else {
+		res.Body.Close()
+	}
+	cancel1()
+	if err := <-done1; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	pub, adm, done := startBoth(t, ctx, append([]string{"-http-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0",
-		"-auth-disabled", "-log-level", "warn", "-derive", "all", "-console-token", "console-secret"}, broker...)...)
+	pub, adm, done := startBoth(t, ctx, args...)
 
 	post := func(name string) []string {
 		t.Helper()
@@ -105,6 +127,60 @@ func testConsole(t *testing.T, broker ...string) {
 	// The raw event's page: its derived label.added in the causal chain.
 	await(t, adm+"/console/event?id="+added, 20*time.Second, "io.wahook.ingress.whapi.chats.patch", `data-derived="io.wahook.label.added"`, "New order")
 	await(t, adm+"/console/tail?stream=derived&type=io.wahook.label.*", 20*time.Second, `data-type="io.wahook.label.added"`, `data-type="io.wahook.label.removed"`)
+	// The dead letter, its body shown; redriven once.
+	dl := await(t, adm+"/console/deadletters", 20*time.Second, `<article class="deadletter"`, "DL-CHANNEL", `&#34;body&#34;: &#34;two&#34;`, `data-redrive=`)
+	if strings.Contains(dl, "console-secret") {
+		t.Error("dead letters page shows the console token")
+	}
+	i := strings.Index(dl, `data-redrive="`) + len(`data-redrive="`)
+	dlID := dl[i : i+strings.IndexByte(dl[i:], '"')]
+	redrive := func(id string, header map[string]string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, adm+"/console/deadletters/redrive", strings.NewReader("id="+id))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		if strings.Contains(string(body), "console-secret") {
+			t.Errorf("redrive answer shows the token: %s", body)
+		}
+		return res.StatusCode, string(body)
+	}
+	token := map[string]string{"X-Wahook-Console-Token": "console-secret"}
+	if code, body := redrive(dlID, token); code != http.StatusOK || !strings.Contains(body, "redriven: 2 events") {
+		t.Fatalf("redrive = %d %s; want 2 events redriven", code, body)
+	}
+	if code, body := redrive(dlID, token); code != http.StatusConflict || !strings.Contains(body, "redriven before") {
+		t.Errorf("second redrive = %d %s; want 409, redriven before", code, body)
+	}
+	await(t, adm+"/console/deadletters", 20*time.Second, `class="ok redriven"`)
+	await(t, adm+"/console/tail?stream=raw&channel=DL-CHANNEL&provider=whapi", 20*time.Second, "DL-CHANNEL", `data-type="io.wahook.ingress.whapi.messages.post"`)
+
+	for name, tc := range map[string]struct {
+		header map[string]string
+		want   int
+	}{
+		"no token":          {nil, http.StatusUnauthorized},
+		"wrong token":       {map[string]string{"X-Wahook-Console-Token": "console-secreT"}, http.StatusUnauthorized},
+		"token as a cookie": {map[string]string{"Cookie": "X-Wahook-Console-Token=console-secret"}, http.StatusUnauthorized},
+		"other origin":      {map[string]string{"X-Wahook-Console-Token": "console-secret", "Origin": "http://evil.example"}, http.StatusForbidden},
+		"cross-site fetch":  {map[string]string{"X-Wahook-Console-Token": "console-secret", "Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		"unknown id":        {token, http.StatusNotFound},
+	} {
+		if code, body := redrive("no-such-dead-letter", tc.header); code != tc.want {
+			t.Errorf("redrive with %s = %d %s; want %d", name, code, body, tc.want)
+		}
+	}
+	if code, _ := get(t, adm+"/console/deadletters/redrive?id=x"); code != http.StatusMethodNotAllowed {
+		t.Errorf("GET redrive = %d; want 405", code)
+	}
+
 	if code, _ := get(t, adm+"/console/tail?stream=nope"); code != http.StatusBadRequest {
 		t.Errorf("tail with an unknown stream = %d; want 400", code)
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/wahook/wahook/pkg/ingress"
 	"github.com/wahook/wahook/pkg/logging"
 	"github.com/wahook/wahook/pkg/provider/all"
+	"github.com/wahook/wahook/pkg/redrive"
 	"github.com/wahook/wahook/pkg/tracing"
 )
 
@@ -306,12 +307,19 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 				return err
 			}
 			defer events.Close()
+			// Redriven through this ingress's item limit, as a delivery.
+			rd, err := redrive.New(redrive.Config{Log: events, Publisher: bb.Publisher, MaxItems: cfg.maxItems})
+			if err != nil {
+				ln.Close()
+				adminLn.Close()
+				return err
+			}
 			var labels console.LabelLister
 			if l, ok := deps.Labels.(console.LabelLister); ok {
 				labels = l
 			}
 			if con, err = console.New(console.Config{Service: "ingress", Gatherer: reg, Ready: ready,
-				Labels: func() console.LabelLister { return labels }, Events: events, Token: cfg.console.Token,
+				Labels: func() console.LabelLister { return labels }, Events: events, Redriver: rd, Token: cfg.console.Token,
 				Logger: log.Named("console")}); err != nil {
 				ln.Close()
 				adminLn.Close()

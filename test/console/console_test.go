@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,20 +35,31 @@ type service struct {
 	token     string
 }
 
-// startIngress builds and runs the ingress as `make run` does, on free
-// ports, until the test ends.
-func startIngress(t *testing.T) *service {
+// twoItems is a delivery of two messages: a dead letter for an ingress
+// taking one item a delivery, redriven by one taking more.
+const twoItems = `{"messages":[{"id":"dl-1","type":"text","chat_id":"919984351847@s.whatsapp.net","timestamp":1712995245,"text":{"body":"one"}},` +
+	`{"id":"dl-2","type":"text","chat_id":"919984351847@s.whatsapp.net","timestamp":1712995246,"text":{"body":"two"}}],` +
+	`"event":{"type":"messages","event":"post"},"channel_id":"DL-CHANNEL"}`
+
+// buildIngress builds the ingress binary.
+func buildIngress(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "ingress")
+	bin := filepath.Join(t.TempDir(), "ingress")
 	build := exec.Command("go", "build", "-o", bin, "github.com/wahook/wahook/services/ingress")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ingress: %v\n%s", err, out)
 	}
-	s := &service{t: t, token: "console-test-token"}
-	cmd := exec.Command(bin, "-http-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0",
-		"-nats-embedded-addr", "127.0.0.1:-1", "-data-dir", filepath.Join(dir, "data"), "-auth-disabled",
-		"-derive", "all", "-log-format", "json")
+	return bin
+}
+
+// startIngress runs the ingress as `make run` does, on free ports, with
+// its data in dir, until stop is called or the test ends.
+func startIngress(t *testing.T, bin, dir string, extra ...string) (s *service, stop func()) {
+	t.Helper()
+	s = &service{t: t, token: "console-test-token"}
+	cmd := exec.Command(bin, append([]string{"-http-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0",
+		"-nats-embedded-addr", "127.0.0.1:-1", "-data-dir", dir, "-auth-disabled",
+		"-derive", "all", "-log-format", "json"}, extra...)...)
 	cmd.Env = append(os.Environ(), "WAHOOK_CONSOLE_TOKEN="+s.token)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -56,13 +68,17 @@ func startIngress(t *testing.T) *service {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			_ = cmd.Process.Signal(os.Interrupt)
+			_ = cmd.Wait()
+		})
+	}
+	t.Cleanup(stop)
 	addrs := make(chan [2]string, 1)
 	go func() {
-		var hook, adm string
+		var adm string
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			var l struct{ Msg, Addr string }
@@ -73,8 +89,7 @@ func startIngress(t *testing.T) *service {
 			case "admin listening":
 				adm = l.Addr
 			case "ingress listening":
-				hook = l.Addr
-				addrs <- [2]string{hook, adm}
+				addrs <- [2]string{l.Addr, adm}
 			}
 		}
 	}()
@@ -84,7 +99,7 @@ func startIngress(t *testing.T) *service {
 	case <-time.After(60 * time.Second):
 		t.Fatal("the ingress did not start")
 	}
-	return s
+	return s, stop
 }
 
 func (s *service) post(path, body string) {
@@ -192,7 +207,17 @@ func (s *service) awaitPage(path, want string) {
 
 func TestConsoleInBrowser(t *testing.T) {
 	ctx := browser(t)
-	s := startIngress(t)
+	bin, dir := buildIngress(t), t.TempDir()
+	// An ingress taking one item a delivery dead-letters two; the one
+	// tested, taking more, redrives them.
+	first, stop := startIngress(t, bin, dir, "-max-items", "1")
+	if res, err := http.Post(first.hook+"/v1/webhooks/whapi", "application/json", strings.NewReader(twoItems)); err != nil || res.StatusCode != http.StatusBadRequest {
+		t.Fatalf("POST two items to an ingress taking one = %v, %v; want 400", res, err)
+	} else {
+		res.Body.Close()
+	}
+	stop()
+	s, _ := startIngress(t, bin, dir)
 
 	t.Run("overview shows a delivery live", func(t *testing.T) {
 		if err := chromedp.Do(step(t, ctx), chromedp.Navigate(s.adm+"/console/"), chromedp.WaitVisible("#ready"),
@@ -273,5 +298,42 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 		shot(t, ctx, "event")
+	})
+
+	t.Run("a dead letter redriven once", func(t *testing.T) {
+		if err := chromedp.Do(step(t, ctx), chromedp.Navigate(s.adm+"/console/deadletters"),
+			chromedp.WaitVisible(`article.deadletter button[data-redrive]`),
+			until(`document.querySelector("article.deadletter pre.body").textContent.includes('"body": "two"')`)); err != nil {
+			t.Fatal(err)
+		}
+		// Without the token the page asks for it and sends nothing.
+		if err := chromedp.Do(step(t, ctx), chromedp.Click(`article.deadletter button[data-redrive]`),
+			until(`document.querySelector("article.deadletter output").textContent.includes("token first")`)); err != nil {
+			t.Fatal(err)
+		}
+		shot(t, ctx, "deadletters")
+		if err := chromedp.Do(step(t, ctx), chromedp.SendKeys("#token", s.token), chromedp.Click(`article.deadletter button[data-redrive]`),
+			until(`document.querySelector("article.deadletter output").textContent.includes("redriven: 2 events")`)); err != nil {
+			t.Fatal(err)
+		}
+		// Opened again: marked redriven, no button; a second redrive
+		// publishes nothing.
+		if err := chromedp.Do(step(t, ctx), chromedp.Navigate(s.adm+"/console/deadletters"), chromedp.WaitVisible(`article.deadletter .redriven`)); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := chromedp.Run(step(t, ctx), chromedp.Evaluate[int](`document.querySelectorAll("button[data-redrive]").length`)); err != nil || n != 0 {
+			t.Errorf("redrive buttons after the redrive: %d, %v; want none", n, err)
+		}
+		id, err := chromedp.Run(step(t, ctx), chromedp.Evaluate[string](`document.querySelector("article.deadletter").dataset.id`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		status, err := chromedp.Run(step(t, ctx), chromedp.Evaluate[int](fmt.Sprintf(`fetch("/console/deadletters/redrive", {method: "POST",
+			headers: {"X-Wahook-Console-Token": %q, "Content-Type": "application/x-www-form-urlencoded"}, body: "id=" + %q}).then((r) => r.status)`, s.token, id),
+			chromedp.EvalAwaitPromise))
+		if err != nil || status != http.StatusConflict {
+			t.Errorf("second redrive from the page: %d, %v; want 409", status, err)
+		}
+		s.awaitPage("/console/tail?stream=raw&provider=whapi&channel=DL-CHANNEL", `data-type="io.wahook.ingress.whapi.messages.post"`)
 	})
 }
