@@ -66,9 +66,9 @@ type Config struct {
 	// pages, the chat timeline and the dead letters; those pages are not
 	// served when nil.
 	Events *eventlog.Log
-	// Redriver republishes one dead letter by its id; with Token, the dead
-	// letters page offers it. Never forced: a second redrive publishes
-	// nothing.
+	// Redriver lists the dead letters (with Events) and republishes one
+	// by its id; with Token, the dead letters page offers that. Never
+	// forced: a second redrive publishes nothing.
 	Redriver Redriver
 	// Token, when set, allows the actions that change something; empty
 	// keeps the console read-only. Never shown, logged or echoed.
@@ -142,6 +142,8 @@ func New(cfg Config) (*Console, error) {
 		c.mux.HandleFunc("GET "+Prefix+"tail/live", c.serveTailLive)
 		c.mux.HandleFunc("GET "+Prefix+"event", c.serveEvent)
 		c.mux.HandleFunc("GET "+Prefix+"chat", c.serveChat)
+	}
+	if cfg.Events != nil && cfg.Redriver != nil {
 		c.mux.HandleFunc("GET "+Prefix+"deadletters", c.serveDeadLetters)
 		c.mux.HandleFunc("POST "+Prefix+"deadletters/redrive", c.serveRedrive)
 	}
@@ -195,6 +197,7 @@ type page struct {
 	Nav     string
 	Writes  bool // a token is configured: actions are offered
 	Events  bool // the event pages are served
+	Dead    bool // the dead letters page is served
 	Data    any
 }
 
@@ -202,7 +205,8 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, name, title str
 	t := c.pages[name]
 	var buf bytes.Buffer
 	err := t.ExecuteTemplate(&buf, "layout", page{Title: title, Service: c.cfg.Service, Build: admin.ReadBuild(),
-		Nav: name, Writes: c.cfg.Token != "", Events: c.cfg.Events != nil, Data: data})
+		Nav: name, Writes: c.cfg.Token != "", Events: c.cfg.Events != nil,
+		Dead: c.cfg.Events != nil && c.cfg.Redriver != nil, Data: data})
 	if err != nil {
 		c.cfg.Logger.Error("render console page", zap.String("page", name), zap.Error(err))
 		http.Error(w, "page could not be rendered", http.StatusInternalServerError)

@@ -2,7 +2,6 @@ package console
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 // Redriver redrives one dead letter (redrive.Redriver).
 type Redriver interface {
 	RedriveOne(ctx context.Context, id string, since time.Time, force bool) (redrive.Result, error)
+	Letters(ctx context.Context, q eventlog.Query) ([]redrive.Letter, eventlog.Page, error)
 }
 
 // redriveSearch is how far back a redrive looks for its dead letter: the
@@ -41,11 +41,12 @@ type deadLetterRow struct {
 	ID       string
 	Headers  []attr
 	Body     string
-	Redriven *envelope.Redriven
+	Redriven bool
 }
 
 // serveDeadLetters lists the dead letters of a range, newest first, with
-// their redrive notes.
+// their bodies (put together when stored in parts) and whether they were
+// redriven.
 func (c *Console) serveDeadLetters(w http.ResponseWriter, r *http.Request) {
 	f, err := readFilters(r, "24h")
 	if err != nil {
@@ -53,52 +54,33 @@ func (c *Console) serveDeadLetters(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.Streams = []string{string(eventlog.DeadLetter)}
-	p := deadLettersPage{Filters: f, Ranges: rangeNames(), Redrive: c.cfg.Redriver != nil && c.cfg.Token != ""}
+	p := deadLettersPage{Filters: f, Ranges: rangeNames(), Redrive: c.cfg.Token != ""}
 	q := f.query()
-	q.Types = []string{envelope.DeadLetterType, envelope.DeadLetterRedrivenType}
-	page, err := c.cfg.Events.Query(r.Context(), q)
+	q.Limit = deadLetterLimit
+	letters, page, err := c.cfg.Redriver.Letters(r.Context(), q)
 	if err != nil {
 		p.Error = err.Error()
 	}
-	p.More = page.Truncated || len(page.Records) == q.Limit
-	notes := map[string]*envelope.Redriven{}
-	for _, rec := range page.Records {
-		if rec.Event.Type() == envelope.DeadLetterRedrivenType {
-			var n envelope.Redriven
-			if json.Unmarshal(rec.Event.Data(), &n) == nil {
-				notes[n.DeadLetterID] = &n
-			}
+	p.More = page.Truncated || len(letters) == q.Limit
+	for i := len(letters) - 1; i >= 0; i-- {
+		l := letters[i]
+		row := deadLetterRow{DeadLetter: l.DeadLetter, ID: l.ID, Redriven: l.Redriven}
+		for _, k := range slices.Sorted(maps.Keys(l.DeadLetter.Headers)) {
+			row.Headers = append(row.Headers, attr{k, l.DeadLetter.Headers[k]})
 		}
-	}
-	for i := len(page.Records) - 1; i >= 0; i-- {
-		rec := page.Records[i]
-		if rec.Event.Type() != envelope.DeadLetterType {
-			continue
-		}
-		row := deadLetterRow{ID: rec.Event.ID(), Redriven: notes[rec.Event.ID()]}
-		if err := json.Unmarshal(rec.Event.Data(), &row.DeadLetter); err != nil {
-			row.Reason = "undecodable dead letter: " + err.Error()
-		}
-		for _, k := range slices.Sorted(maps.Keys(row.DeadLetter.Headers)) {
-			row.Headers = append(row.Headers, attr{k, row.DeadLetter.Headers[k]})
-		}
-		switch d := row.DeadLetter; {
-		case d.Body != nil:
-			row.Body = pretty([]byte(*d.Body))
-		case d.BodyBase64 != "":
-			raw, err := base64.StdEncoding.DecodeString(d.BodyBase64)
-			if err != nil {
-				row.Body = "(body_base64 undecodable)"
-				break
-			}
-			row.Body = pretty(raw)
-		case d.BodyParts != nil:
-			row.Body = "(body of " + bytesText(float64(d.BodyParts.Size)) + " stored in parts: tail redrive reads it)"
+		if l.BodyErr != nil {
+			row.Body = "(body incomplete: " + l.BodyErr.Error() + ")"
+		} else {
+			row.Body = pretty(l.Body)
 		}
 		p.Letters = append(p.Letters, row)
 	}
 	c.render(w, r, "deadletters", "Dead letters", p)
 }
+
+// deadLetterLimit is how many dead letters a page lists: their bodies are
+// shown whole (up to maxShownBody each).
+const deadLetterLimit = 50
 
 // redriveTimeout bounds one redrive.
 const redriveTimeout = 30 * time.Second
