@@ -12,6 +12,7 @@ import (
 const maxFilter = 256
 
 type labelsPage struct {
+	Events    bool // event ids link to their page
 	Available bool
 	Error     string
 	Channels  []state.ProviderChannel
@@ -23,7 +24,7 @@ type labelsPage struct {
 // serveLabels shows the label registry: the channels that have labels,
 // and one channel's labels.
 func (c *Console) serveLabels(w http.ResponseWriter, r *http.Request) {
-	p := labelsPage{Provider: r.FormValue("provider"), Channel: r.FormValue("channel")}
+	p := labelsPage{Provider: r.FormValue("provider"), Channel: r.FormValue("channel"), Events: c.cfg.Events != nil}
 	if len(p.Provider) > maxFilter || len(p.Channel) > maxFilter {
 		http.Error(w, "provider or channel too long", http.StatusBadRequest)
 		return
