@@ -329,7 +329,7 @@ var funcs = template.FuncMap{
 		return t.UTC().Format("2006-01-02 15:04:05Z")
 	},
 	"swatch": swatchColor,
-	"ref": func(link bool, id string) eventRef { return eventRef{Link: link, ID: id} },
+	"ref":    func(link bool, id string) eventRef { return eventRef{Link: link, ID: id} },
 }
 
 // eventRef is an event id, linked to its page when the pages are served.
