@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
@@ -238,13 +239,13 @@ func (c *Console) serveTailLive(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	rows := make(chan eventRow, liveBuffer)
 	followed := make(chan error, 1)
-	var dropped int
+	var dropped atomic.Int64 // fn may be called from several readers at once
 	go func() {
 		followed <- c.cfg.Events.Follow(ctx, q, func(rec eventlog.Record) error {
 			select {
 			case rows <- rowOf(rec):
 			default:
-				dropped++
+				dropped.Add(1)
 			}
 			return nil
 		})
@@ -272,8 +273,8 @@ func (c *Console) serveTailLive(w http.ResponseWriter, r *http.Request) {
 	cancel()
 	for range rows {
 	}
-	if dropped > 0 {
-		c.cfg.Logger.Info("console: live tail could not keep up", zap.Int("dropped", dropped))
+	if n := dropped.Load(); n > 0 {
+		c.cfg.Logger.Info("console: live tail could not keep up", zap.Int64("dropped", n))
 	}
 }
 
