@@ -43,6 +43,15 @@ test-deployments: ## parse the alert rules and dashboard with Prometheus's parse
 # in a hundred shows up here, not as a red `make test` later.
 STATE_RACE_COUNT ?= 20
 
+# The console in headless Chromium (skips without /usr/bin/chromium).
+.PHONY: test-console
+test-console: ## the web console in a real browser (headless Chromium, chromedp)
+	$(GO) test -count=1 -timeout 5m -v -run 'Console' ./test/console
+
+.PHONY: console-screenshots
+console-screenshots: ## regenerate docs/console/*.png from the browser test
+	$(GO) test -count=1 -timeout 5m -run 'Console' ./test/console -console.screenshots=$(CURDIR)/docs/console
+
 .PHONY: test-state-race
 test-state-race: ## the state race tests, STATE_RACE_COUNT times each, with the race detector
 	$(GO) test -race -count=$(STATE_RACE_COUNT) -timeout 60m -run 'Race' ./pkg/state/...

@@ -36,16 +36,22 @@ type Config struct {
 	// Pprof serves Go's profiles under /debug/pprof/, but never
 	// /debug/pprof/cmdline: the command line may hold secrets.
 	Pprof bool
+	// Console, when set, is served under /console/ (pkg/console).
+	Console http.Handler
 }
 
 // readyTimeout bounds one readiness check.
 const readyTimeout = 2 * time.Second
 
-// Handler serves /metrics, /healthz, /readyz and, when enabled, pprof.
+// Handler serves /metrics, /healthz, /readyz and, when enabled, pprof and
+// the console.
 func Handler(cfg Config) http.Handler {
 	mux := http.NewServeMux()
 	if cfg.Registry != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
+	}
+	if cfg.Console != nil {
+		mux.Handle("/console/", cfg.Console)
 	}
 	mux.HandleFunc("GET /healthz", Healthz)
 	mux.Handle("GET /readyz", Readyz(cfg.Ready))

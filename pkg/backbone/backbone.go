@@ -26,6 +26,7 @@ import (
 	"github.com/wahook/wahook/pkg/consumer"
 	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/envelope"
+	"github.com/wahook/wahook/pkg/eventlog"
 	"github.com/wahook/wahook/pkg/provider"
 	"github.com/wahook/wahook/pkg/state/kafkastate"
 	"github.com/wahook/wahook/pkg/state/natsstate"
@@ -583,4 +584,14 @@ func startEmbedded(ctx context.Context, cfg Config, log *zap.Logger) (*natsbroke
 		zap.String("service_user", emb.ServiceAuth().User), zap.Strings("subscribers", names),
 		zap.Strings("subscriber_consumers", durables), zap.String("connect", cmd+" sub 'wahook.>'"))
 	return emb, nil
+}
+
+// EventLog reads the broker's streams (raw, derived, dead letters) as a
+// read-only subscriber would, for the console; on NATS over the backbone's
+// connection.
+func (bb *Backbone) EventLog() (*eventlog.Log, error) {
+	if bb.kafka != nil {
+		return eventlog.NewKafka(bb.cfg.kafkaBrokers(), bb.cfg.KafkaSecurity, eventlog.WithClientID(bb.cfg.ClientName+"-eventlog"))
+	}
+	return eventlog.NewNATS(bb.nats.Conn())
 }

@@ -64,3 +64,61 @@ func ChannelPrefix(provider, channel string) string {
 func EntryKey(provider, channel, item string) string {
 	return ChannelPrefix(provider, channel) + "." + Token(item)
 }
+
+// Untoken inverts Token for the parts it does not hash: false for a hashed
+// part (longer than 64 bytes) or for text Token never yields.
+func Untoken(tok string) (string, bool) {
+	if tok == "=" {
+		return "", true
+	}
+	var b strings.Builder
+	for i := 0; i < len(tok); i++ {
+		c := tok[i]
+		switch {
+		case keep(c):
+			b.WriteByte(c)
+		case c == '_' && i+2 < len(tok):
+			hi, lo := unhex(tok[i+1]), unhex(tok[i+2])
+			if hi < 0 || lo < 0 {
+				return "", false
+			}
+			b.WriteByte(byte(hi<<4 | lo))
+			i += 2
+		default:
+			return "", false
+		}
+	}
+	return b.String(), true
+}
+
+// unhex is the value of an upper-case hex digit, -1 for any other byte.
+func unhex(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'A' <= c && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
+
+// ProviderChannel is one channel of a provider, as a registry lists it.
+type ProviderChannel struct {
+	Provider string `json:"provider"`
+	Channel  string `json:"channel"`
+}
+
+// ParseChannelPrefix returns the provider and channel of a ChannelPrefix;
+// false when either part was hashed (a channel of more than 64 bytes).
+func ParseChannelPrefix(prefix string) (ProviderChannel, bool) {
+	p, c, ok := strings.Cut(prefix, ".")
+	if !ok || strings.Contains(c, ".") {
+		return ProviderChannel{}, false
+	}
+	prov, ok1 := Untoken(p)
+	ch, ok2 := Untoken(c)
+	if !ok1 || !ok2 {
+		return ProviderChannel{}, false
+	}
+	return ProviderChannel{Provider: prov, Channel: ch}, true
+}

@@ -1,6 +1,11 @@
 package state
 
-import "github.com/wahook/wahook/pkg/fact"
+import (
+	"slices"
+	"strings"
+
+	"github.com/wahook/wahook/pkg/fact"
+)
 
 // maxEvents is how many events' outcomes a label remembers for replays.
 // WhatsApp labels change rarely, so this covers a channel's recent history;
@@ -263,4 +268,25 @@ func LookupLabel(cur *Label) (l fact.Label, known bool) {
 		return fact.Label{}, false
 	}
 	return cur.label(), true
+}
+
+// MaxListed bounds what one listing of a registry returns: channels, or a
+// channel's labels (WhatsApp allows 20 labels a chat account).
+const MaxListed = 1000
+
+// Listed returns the labels among recs that were ever set (a record can be
+// only the memory of a Delete that missed), deleted ones included, in id
+// order and at most MaxListed; the records' event memories are left out.
+func Listed(recs []*Label) []Label {
+	out := make([]Label, 0, min(len(recs), MaxListed))
+	for _, r := range recs {
+		if r == nil || !r.known() {
+			continue
+		}
+		l := *r
+		l.Events = nil
+		out = append(out, l)
+	}
+	slices.SortFunc(out, func(a, b Label) int { return strings.Compare(a.ID, b.ID) })
+	return out[:min(len(out), MaxListed)]
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"os/signal"
 	"sync/atomic"
@@ -25,10 +26,12 @@ import (
 
 	"github.com/wahook/wahook/pkg/admin"
 	"github.com/wahook/wahook/pkg/backbone"
+	"github.com/wahook/wahook/pkg/console"
 	"github.com/wahook/wahook/pkg/consumer"
 	"github.com/wahook/wahook/pkg/gctune"
 	"github.com/wahook/wahook/pkg/logging"
 	"github.com/wahook/wahook/pkg/provider/all"
+	"github.com/wahook/wahook/pkg/redrive"
 	"github.com/wahook/wahook/pkg/tracing"
 )
 
@@ -55,6 +58,7 @@ type config struct {
 	streams     consumer.StreamFlags
 	logLevel    string
 	logFormat   string
+	console     console.Flags
 }
 
 func parseConfig(args []string) (config, error) {
@@ -68,6 +72,7 @@ func parseConfig(args []string) (config, error) {
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file, closed once the process has drained on shutdown")
 	c.backbone.RegisterFlags(fs)
 	c.streams.RegisterFlags(fs, "all")
+	c.console.RegisterFlags(fs)
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "json", "log format: json or console")
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("WAHOOK")); err != nil {
@@ -170,6 +175,8 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 	// state opens (a Kafka state is read whole first), readiness false
 	// until it is open and the consumers run.
 	var stateOpen atomic.Bool
+	// labels is the label registry for the console, once the state is open.
+	var labels atomic.Pointer[console.LabelLister]
 	g, gctx := errgroup.WithContext(ctx)
 	if cfg.adminAddr != "" {
 		ln, err := admin.Listen(cfg.adminAddr)
@@ -178,9 +185,38 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 		}
 		isReady := admin.CachedReady(readiness(stateOpen.Load, bb.Ready, bb.ConsumerGroups, metrics, streams.Names,
 			cfg.streams.StuckAfter), readyCache)
-		srv := admin.NewServer(admin.Handler(admin.Config{Registry: reg, Ready: isReady, Pprof: cfg.pprof}),
+		var con http.Handler
+		if cfg.console.Enabled {
+			events, err := bb.EventLog()
+			if err != nil {
+				ln.Close()
+				return err
+			}
+			defer events.Close()
+			rd, err := redrive.New(redrive.Config{Log: events, Publisher: bb.Publisher})
+			if err != nil {
+				ln.Close()
+				return err
+			}
+			c, err := console.New(console.Config{Service: "deriver", Gatherer: reg, Ready: isReady,
+				Labels: func() console.LabelLister {
+					if l := labels.Load(); l != nil {
+						return *l
+					}
+					return nil
+				},
+				Events: events, Redriver: rd, Token: cfg.console.Token, Logger: log.Named("console")})
+			if err != nil {
+				ln.Close()
+				return err
+			}
+			con = c
+			g.Go(func() error { return c.Run(gctx) })
+		}
+		srv := admin.NewServer(admin.Handler(admin.Config{Registry: reg, Ready: isReady, Pprof: cfg.pprof, Console: con}),
 			admin.AdminTimeouts, log.Named("admin-http"))
-		log.Info("admin listening", zap.String("addr", ln.Addr().String()), zap.Bool("pprof", cfg.pprof))
+		log.Info("admin listening", zap.String("addr", ln.Addr().String()), zap.Bool("pprof", cfg.pprof),
+			zap.Bool("console", con != nil), zap.Bool("console_actions", cfg.console.Token != ""))
 		g.Go(func() error { return admin.Serve(gctx, srv, ln, 5*time.Second) })
 		if ready != nil {
 			ready <- ln.Addr().String()
@@ -197,6 +233,9 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 			return err
 		}
 		deps.Tracer = tracer
+		if l, ok := deps.Labels.(console.LabelLister); ok {
+			labels.Store(&l)
+		}
 		stateOpen.Store(true)
 		err = streams.Run(gctx, deps)
 		if err == nil && ctx.Err() == nil {

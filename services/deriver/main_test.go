@@ -50,7 +50,9 @@ func TestRunServesHealthAndStops(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200,
-		"/debug/pprof/": 404, "/debug/pprof/cmdline": 404} {
+		"/debug/pprof/": 404, "/debug/pprof/cmdline": 404,
+		// The console, its label registry opened with the state.
+		"/console/": 200, "/console/labels": 200, "/console/tail": 200, "/console/deadletters": 200} {
 		res, err := http.Get("http://" + addr + path)
 		if err != nil || res.StatusCode != want {
 			t.Fatalf("GET %s = %v, %v; want %d", path, res, err, want)
@@ -63,9 +65,19 @@ func TestRunServesHealthAndStops(t *testing.T) {
 	}
 	body, _ := io.ReadAll(res.Body)
 	res.Body.Close()
+	metrics := string(body)
+	res, err = http.Get("http://" + addr + "/console/labels")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.Contains(string(body), "No channel has labels yet") {
+		t.Errorf("deriver console has no label registry:\n%s", body)
+	}
 	for _, name := range []string{"wahook_build_info{", "wahook_broker_reconnects_total{", `wahook_consumer_retries_total{stream="call"}`,
 		`wahook_consumer_stalled_seconds{stream="group-notification"}`} {
-		if !strings.Contains(string(body), name) {
+		if !strings.Contains(metrics, name) {
 			t.Errorf("/metrics has no %s", name)
 		}
 	}

@@ -25,11 +25,13 @@ import (
 	"github.com/wahook/wahook/pkg/admin"
 	"github.com/wahook/wahook/pkg/auth"
 	"github.com/wahook/wahook/pkg/backbone"
+	"github.com/wahook/wahook/pkg/console"
 	"github.com/wahook/wahook/pkg/consumer"
 	"github.com/wahook/wahook/pkg/gctune"
 	"github.com/wahook/wahook/pkg/ingress"
 	"github.com/wahook/wahook/pkg/logging"
 	"github.com/wahook/wahook/pkg/provider/all"
+	"github.com/wahook/wahook/pkg/redrive"
 	"github.com/wahook/wahook/pkg/tracing"
 )
 
@@ -70,6 +72,7 @@ type config struct {
 	logLevel        string
 	logFormat       string
 	streams         consumer.StreamFlags
+	console         console.Flags
 }
 
 func parseConfig(args []string) (config, error) {
@@ -104,6 +107,7 @@ func parseConfig(args []string) (config, error) {
 	// Development and single-machine setups run the consumers in this
 	// process too; production runs services/deriver beside it.
 	c.streams.RegisterFlags(fs, "")
+	c.console.RegisterFlags(fs)
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("WAHOOK")); err != nil {
 		return c, err
 	}
@@ -113,6 +117,14 @@ func parseConfig(args []string) (config, error) {
 }
 
 func splitList(s string) []string { return auth.List(s) }
+
+// handler is con as a handler, nil (no console) when con is.
+func handler(con *console.Console) http.Handler {
+	if con == nil {
+		return nil
+	}
+	return con
+}
 
 // verifiers are the providers' verifiers of the secrets set, by provider.
 func verifiers(c config) (map[string]auth.Verifier, error) {
@@ -281,14 +293,43 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 	srv.MaxHeaderBytes = 64 << 10
 	var adminLn net.Listener
 	var adminSrv *http.Server
+	var con *console.Console
 	if cfg.adminAddr != "" {
 		if adminLn, err = admin.Listen(cfg.adminAddr); err != nil {
 			ln.Close()
 			return err
 		}
-		adminSrv = admin.NewServer(admin.Handler(admin.Config{Registry: reg, Ready: ready, Pprof: cfg.pprof}),
+		if cfg.console.Enabled {
+			events, err := bb.EventLog()
+			if err != nil {
+				ln.Close()
+				adminLn.Close()
+				return err
+			}
+			defer events.Close()
+			// Redriven through this ingress's item limit, as a delivery.
+			rd, err := redrive.New(redrive.Config{Log: events, Publisher: bb.Publisher, MaxItems: cfg.maxItems})
+			if err != nil {
+				ln.Close()
+				adminLn.Close()
+				return err
+			}
+			var labels console.LabelLister
+			if l, ok := deps.Labels.(console.LabelLister); ok {
+				labels = l
+			}
+			if con, err = console.New(console.Config{Service: "ingress", Gatherer: reg, Ready: ready,
+				Labels: func() console.LabelLister { return labels }, Events: events, Redriver: rd, Token: cfg.console.Token,
+				Logger: log.Named("console")}); err != nil {
+				ln.Close()
+				adminLn.Close()
+				return err
+			}
+		}
+		adminSrv = admin.NewServer(admin.Handler(admin.Config{Registry: reg, Ready: ready, Pprof: cfg.pprof, Console: handler(con)}),
 			admin.AdminTimeouts, log.Named("admin-http"))
-		log.Info("admin listening", zap.String("addr", adminLn.Addr().String()), zap.Bool("pprof", cfg.pprof))
+		log.Info("admin listening", zap.String("addr", adminLn.Addr().String()), zap.Bool("pprof", cfg.pprof),
+			zap.Bool("console", con != nil), zap.Bool("console_actions", cfg.console.Token != ""))
 	}
 	log.Info("ingress listening", zap.String("addr", ln.Addr().String()), zap.Strings("derive", streams.Names))
 	if bound != nil {
@@ -324,6 +365,9 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 	})
 	if len(streams.Names) > 0 {
 		g.Go(func() error { return streams.Run(gctx, deps) })
+	}
+	if con != nil {
+		g.Go(func() error { return con.Run(gctx) })
 	}
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
 		return err

@@ -5,6 +5,9 @@ import (
 
 	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/derive/derivetest"
+	"github.com/wahook/wahook/pkg/fact"
+	"github.com/wahook/wahook/pkg/state"
+	"github.com/wahook/wahook/pkg/state/statetest"
 )
 
 // The shared conformance suites, each subtest on fresh topics of one
@@ -46,4 +49,30 @@ func TestConformanceAliasRegistry(t *testing.T) {
 	derivetest.TestAliasRegistry(t, func(t *testing.T) derive.AliasRegistry {
 		return open(t, freshConfig(c)).Aliases()
 	})
+}
+
+func TestLabelListing(t *testing.T) {
+	c := newCluster(t)
+	statetest.TestLabelListing(t, func(t *testing.T) statetest.LabelLister {
+		return open(t, freshConfig(c)).Labels()
+	})
+}
+
+// TestLabelListingRestored: a store opened later lists what the topic holds.
+func TestLabelListingRestored(t *testing.T) {
+	c := newCluster(t)
+	cfg := freshConfig(c)
+	s1 := open(t, cfg)
+	if _, _, err := s1.Labels().Upsert(testCtx(t), prov, chan1, fact.Label{ID: "7", Name: "VIP", Color: "red"}, "ev1"); err != nil {
+		t.Fatalf("Upsert: %v", err)
+	}
+	s2 := open(t, cfg)
+	chans, err := s2.Labels().Channels(testCtx(t))
+	if err != nil || len(chans) != 1 || chans[0] != (state.ProviderChannel{Provider: prov, Channel: chan1}) {
+		t.Errorf("restored Channels = %v, %v; want %s/%s", chans, err, prov, chan1)
+	}
+	got, err := s2.Labels().List(testCtx(t), prov, chan1)
+	if err != nil || len(got) != 1 || got[0].Name != "VIP" || got[0].CreatedBy != "ev1" {
+		t.Errorf("restored List = %+v, %v; want label 7 VIP created by ev1", got, err)
+	}
 }

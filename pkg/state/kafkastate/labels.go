@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 
 	"go.uber.org/zap"
@@ -349,4 +350,46 @@ func (r *Labels) Lookup(ctx context.Context, provider, channel, id string) (fact
 	e := r.get(p, prefix, state.EntryKey(provider, channel, id), id)
 	l, known := state.LookupLabel(e.record())
 	return l, known, nil
+}
+
+// Channels lists the channels that have labels, in provider and channel
+// order, at most state.MaxListed, as this store has read them; channels of
+// more than 64 bytes are kept under a hash of their name and are not
+// listed.
+func (r *Labels) Channels(ctx context.Context) ([]state.ProviderChannel, error) {
+	if err := r.s.alive(ctx); err != nil {
+		return nil, fmt.Errorf("kafkastate: list label channels: %w", err)
+	}
+	var out []state.ProviderChannel
+	for i := range r.shards {
+		sh := &r.shards[i]
+		sh.mu.RLock()
+		for prefix := range sh.m {
+			if pc, ok := state.ParseChannelPrefix(prefix); ok {
+				out = append(out, pc)
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	slices.SortFunc(out, func(a, b state.ProviderChannel) int {
+		return cmp.Or(strings.Compare(a.Provider, b.Provider), strings.Compare(a.Channel, b.Channel))
+	})
+	return out[:min(len(out), state.MaxListed)], nil
+}
+
+// List returns a channel's labels as last known, deleted ones included, in
+// id order, at most state.MaxListed. It catches up with the channel's
+// partition first, so a label written before the call is in the answer.
+func (r *Labels) List(ctx context.Context, provider, channel string) ([]state.Label, error) {
+	prefix, p, unlock, err := r.begin(ctx, provider, channel, false)
+	if err != nil {
+		return nil, fmt.Errorf("kafkastate: list labels of %s/%s: %w", provider, channel, err)
+	}
+	defer unlock()
+	_, entries := r.channelLabels(p, prefix)
+	recs := make([]*state.Label, len(entries))
+	for i, e := range entries {
+		recs[i] = e.record()
+	}
+	return state.Listed(recs), nil
 }

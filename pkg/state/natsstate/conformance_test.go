@@ -6,6 +6,7 @@ import (
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/derive/derivetest"
+	"github.com/wahook/wahook/pkg/state/statetest"
 )
 
 // The shared conformance suites, each subtest on fresh buckets of one
@@ -52,5 +53,13 @@ func TestConformanceAliasRegistry(t *testing.T) {
 	b := connect(t, natsbroker.Config{URL: e.ClientURL(), Auth: e.ServiceAuth()})
 	derivetest.TestAliasRegistry(t, func(t *testing.T) derive.AliasRegistry {
 		return open(t, b.JetStream(), freshConfig()).Aliases()
+	})
+}
+
+func TestLabelListing(t *testing.T) {
+	e := startServer(t, t.TempDir())
+	b := connect(t, natsbroker.Config{URL: e.ClientURL(), Auth: e.ServiceAuth()})
+	statetest.TestLabelListing(t, func(t *testing.T) statetest.LabelLister {
+		return open(t, b.JetStream(), freshConfig()).Labels()
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -140,7 +141,7 @@ func (r *Labels) deleteByName(ctx context.Context, provider, channel, name, even
 		if state.MissedByName(missed, eventID) {
 			return fact.Label{}, false, nil
 		}
-		entries, err := r.scan(ctx, state.ChannelPrefix(provider, channel))
+		entries, err := r.scan(ctx, state.ChannelPrefix(provider, channel), 0)
 		if err != nil {
 			return fact.Label{}, false, err
 		}
@@ -236,7 +237,7 @@ type scanned struct {
 }
 
 // scan reads the last value of every label of the channel whose key prefix
-// is prefix, in key order. A channel holds a few labels (WhatsApp allows
+// is prefix, in key order, of the first limit keys when limit > 0. A channel holds a few labels (WhatsApp allows
 // 20) and deletes by name are rare, so a scan is cheaper than keeping a
 // name index consistent across writers.
 //
@@ -248,7 +249,7 @@ type scanned struct {
 // counts the new one), so the watch ends before it delivered a label that
 // exists, and a delete by name racing a write to that label answered
 // "unknown".
-func (r *Labels) scan(ctx context.Context, prefix string) ([]scanned, error) {
+func (r *Labels) scan(ctx context.Context, prefix string, limit int) ([]scanned, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, scanTimeout)
@@ -263,6 +264,9 @@ func (r *Labels) scan(ctx context.Context, prefix string) ([]scanned, error) {
 		keys = append(keys, strings.TrimPrefix(subj, r.subjects))
 	}
 	slices.Sort(keys)
+	if limit > 0 {
+		keys = keys[:min(len(keys), limit)]
+	}
 	out := make([]scanned, 0, len(keys))
 	for _, key := range keys {
 		e, err := r.kv.Get(ctx, key)
@@ -279,4 +283,48 @@ func (r *Labels) scan(ctx context.Context, prefix string) ([]scanned, error) {
 		out = append(out, scanned{key: key, rev: e.Revision(), rec: rec})
 	}
 	return out, nil
+}
+
+// Channels lists the channels that have labels, in provider and channel
+// order, at most state.MaxListed; channels of more than 64 bytes are kept
+// under a hash of their name and are not listed.
+func (r *Labels) Channels(ctx context.Context) ([]state.ProviderChannel, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, scanTimeout)
+		defer cancel()
+	}
+	// Three tokens: a label, never a name's record (four).
+	info, err := r.stream.Info(ctx, jetstream.WithSubjectFilter(r.subjects+"*.*.*"))
+	if err != nil {
+		return nil, fmt.Errorf("natsstate: list label channels: %w", natsbroker.Classify(err))
+	}
+	seen := map[state.ProviderChannel]bool{}
+	for subj := range info.State.Subjects {
+		key := strings.TrimPrefix(subj, r.subjects)
+		prefix := key[:strings.LastIndexByte(key, '.')]
+		if pc, ok := state.ParseChannelPrefix(prefix); ok {
+			seen[pc] = true
+		}
+	}
+	out := slices.SortedFunc(maps.Keys(seen), compareChannels)
+	return out[:min(len(out), state.MaxListed)], nil
+}
+
+func compareChannels(a, b state.ProviderChannel) int {
+	return cmp.Or(strings.Compare(a.Provider, b.Provider), strings.Compare(a.Channel, b.Channel))
+}
+
+// List returns a channel's labels as last known, deleted ones included, in
+// id order, at most state.MaxListed.
+func (r *Labels) List(ctx context.Context, provider, channel string) ([]state.Label, error) {
+	entries, err := r.scan(ctx, state.ChannelPrefix(provider, channel), state.MaxListed)
+	if err != nil {
+		return nil, fmt.Errorf("natsstate: list labels of %s/%s: %w", provider, channel, err)
+	}
+	recs := make([]*state.Label, len(entries))
+	for i, e := range entries {
+		recs[i] = e.rec
+	}
+	return state.Listed(recs), nil
 }

@@ -1,0 +1,149 @@
+package console
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wahook/wahook/pkg/eventlog"
+	"github.com/wahook/wahook/pkg/state"
+)
+
+func TestRatesCountResetsFromZero(t *testing.T) {
+	at := time.Unix(0, 0)
+	pts := []point{{at, 10}, {at.Add(2 * time.Second), 14}, {at.Add(4 * time.Second), 2}, {at.Add(6 * time.Second), 2}}
+	if diff := cmp.Diff([]float64{2, 1, 0}, rates(pts)); diff != "" {
+		t.Errorf("rates mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestSwatchColorTakesOnlyColours(t *testing.T) {
+	for give, want := range map[[2]string]string{
+		{"#B0C4DE", "lightsteelblue"}:       "#B0C4DE",
+		{"", "Gold"}:                        "gold",
+		{`#fff" onload="x`, ""}:             "#999999",
+		{"", "url(javascript:alert(1))"}:    "#999999",
+		{"", strings.Repeat("a", 30)}:       "#999999",
+		{"#12345", "red; background:url()"}: "#999999",
+	} {
+		if got := swatchColor(give[0], give[1]); got != want {
+			t.Errorf("swatchColor(%q, %q) = %q; want %q", give[0], give[1], got, want)
+		}
+	}
+}
+
+func TestSamplerBoundsAndRates(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wahook_ingress_deliveries_total"}, []string{"provider", "code"})
+	other := prometheus.NewCounter(prometheus.CounterOpts{Name: "go_other_total"})
+	reg.MustRegister(c, other)
+	s := newSampler(reg, time.Second, 3*time.Second)
+	at := time.Unix(1000, 0)
+	for i := range 6 {
+		c.WithLabelValues("whapi", "200").Add(2)
+		if i%2 == 1 {
+			c.WithLabelValues("whapi", "503").Inc()
+		}
+		s.sample(at.Add(time.Duration(i) * time.Second))
+	}
+	v := s.view(mDeliveries, "go_other_total")
+	if len(v.series) != 2 {
+		t.Fatalf("series kept: %+v; want the two wahook_ ones", v.series)
+	}
+	for _, sr := range v.series {
+		if len(sr.pts) != 4 {
+			t.Errorf("%v: %d samples kept; want 4 (3s at 1s)", sr.labels, len(sr.pts))
+		}
+	}
+	byProvider := v.group(mDeliveries, "provider", nil)["whapi"]
+	if got := lastRate(byProvider); got != 3 {
+		t.Errorf("whapi deliveries/s = %g; want 3 (2 a second, and 1 every other second)", got)
+	}
+}
+
+// fakeLister is a registry that knows one label.
+type fakeLister struct{}
+
+func (fakeLister) Channels(context.Context) ([]state.ProviderChannel, error) { return nil, nil }
+func (fakeLister) List(_ context.Context, provider, channel string) ([]state.Label, error) {
+	return []state.Label{{ID: "7", Name: "VIP now", Color: "red", CreatedBy: "e"}}, nil
+}
+
+func labelEvent(t *testing.T, typ, id, label string, at time.Time) eventlog.Record {
+	t.Helper()
+	ev := cloudevents.NewEvent()
+	ev.SetID(id)
+	ev.SetType(typ)
+	ev.SetSource("/whapi/CH")
+	ev.SetTime(at)
+	ev.SetExtension("provider", "whapi")
+	ev.SetExtension("channel", "CH")
+	b, _ := json.Marshal(map[string]any{"label": json.RawMessage(label)})
+	if err := ev.SetData("application/json", b); err != nil {
+		t.Fatal(err)
+	}
+	ev.DataEncoded = b
+	return eventlog.Record{Stream: eventlog.Derived, Event: ev}
+}
+
+// TestTimelineFoldsLabels: events in time order whatever their stored
+// order; the labels on now named from the registry, the events named as
+// they were.
+func TestTimelineFoldsLabels(t *testing.T) {
+	at := time.Unix(2000, 0)
+	recs := []eventlog.Record{
+		labelEvent(t, "io.wahook.label.added", "3", `{"id":"7","name":"VIP","color":"red"}`, at.Add(3*time.Second)),
+		labelEvent(t, "io.wahook.label.added", "1", `{"id":"7","name":"VIP","color":"red"}`, at.Add(1*time.Second)),
+		labelEvent(t, "io.wahook.label.removed", "2", `{"id":"7"}`, at.Add(2*time.Second)),
+		labelEvent(t, "io.wahook.label.added", "4", `{"id":"8","color_hex":"#00FF00"}`, at.Add(4*time.Second)),
+	}
+	items, labels, first := timeline(context.Background(), recs, fakeLister{})
+	var got []string
+	for _, it := range items {
+		got = append(got, it.ID+":"+it.Kind+":"+it.Text+":"+it.Swatch)
+	}
+	want := []string{"1:added:VIP:red", "2:removed:VIP now:red", "3:added:VIP:red", "4:added:label 8:#00FF00"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("timeline mismatch (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]chatLabel{{ID: "7", Name: "VIP now", Swatch: "red", Channel: "whapi / CH"},
+		{ID: "8", Name: "label 8", Swatch: "#00FF00", Channel: "whapi / CH"}}, labels); diff != "" {
+		t.Errorf("labels now mismatch (-want +got):\n%s", diff)
+	}
+	if !first.Equal(at.Add(time.Second)) {
+		t.Errorf("first seen %s; want %s", first, at.Add(time.Second))
+	}
+}
+
+// TestReadOnlyWithoutToken: no token, no action, whatever a request sends.
+func TestReadOnlyWithoutToken(t *testing.T) {
+	c, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodPost, "/console/deadletters/redrive", strings.NewReader("id=x"))
+	req.Header.Set("X-Wahook-Console-Token", "")
+	if c.authorized(req) {
+		t.Error("an empty token is authorized when none is configured")
+	}
+	w := httptest.NewRecorder()
+	c.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/console/", nil))
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "No deliveries in this process") {
+		t.Errorf("overview without metrics = %d:\n%s", w.Code, w.Body)
+	}
+	for _, path := range []string{"/console/tail", "/console/deadletters", "/console/chat"} {
+		w := httptest.NewRecorder()
+		c.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+		if w.Code != http.StatusNotFound {
+			t.Errorf("GET %s without an event log = %d; want 404", path, w.Code)
+		}
+	}
+}

@@ -1,0 +1,59 @@
+// wahook console: live views over server-sent events, and actions that
+// send the operator's token in a header (never a cookie, never stored).
+"use strict";
+
+function live(el) {
+  const src = new EventSource(el.dataset.live);
+  src.addEventListener("overview", (e) => { el.innerHTML = e.data; });
+  src.addEventListener("open", () => { document.body.dataset.live = "on"; });
+}
+
+// tail puts new events at the top of the list, keeping the newest 500.
+function tail(tbody) {
+  const state = document.getElementById("tail-state");
+  const src = new EventSource(tbody.dataset.tail);
+  src.addEventListener("open", () => {
+    document.body.dataset.live = "on";
+    if (state) state.textContent = "Live.";
+  });
+  src.addEventListener("error", () => { if (state) state.textContent = "Reconnecting…"; });
+  src.addEventListener("failed", (e) => { if (state) state.textContent = "Stopped: " + e.data; });
+  src.addEventListener("event", (e) => {
+    tbody.insertAdjacentHTML("afterbegin", e.data);
+    while (tbody.rows.length > 500) tbody.deleteRow(-1);
+    const empty = document.getElementById("tail-empty");
+    if (empty) empty.remove();
+  });
+}
+
+async function redrive(button) {
+  const out = button.parentElement.querySelector("output");
+  const token = document.getElementById("token").value;
+  if (!token) {
+    out.textContent = "Type the console token first.";
+    return;
+  }
+  button.disabled = true;
+  try {
+    const res = await fetch("/console/deadletters/redrive", {
+      method: "POST",
+      credentials: "omit",
+      cache: "no-store",
+      headers: { "X-Wahook-Console-Token": token, "Content-Type": "application/x-www-form-urlencoded" },
+      body: "id=" + encodeURIComponent(button.dataset.redrive),
+    });
+    const answer = await res.json().catch(() => ({ message: res.statusText }));
+    out.textContent = answer.message || res.statusText;
+    out.className = "result " + (res.ok ? "ok" : "bad");
+    if (!res.ok) button.disabled = false;
+  } catch (err) {
+    out.textContent = String(err);
+    button.disabled = false;
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("[data-live]").forEach(live);
+  document.querySelectorAll("[data-tail]").forEach(tail);
+  document.querySelectorAll("button[data-redrive]").forEach((b) => b.addEventListener("click", () => redrive(b)));
+});

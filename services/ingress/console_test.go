@@ -1,0 +1,306 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// await polls url until its body contains every one of want, or fails the
+// test at the deadline.
+func await(t *testing.T, url string, deadline time.Duration, want ...string) string {
+	t.Helper()
+	end := time.Now().Add(deadline)
+	var body string
+	for {
+		var code int
+		code, body = get(t, url)
+		missing := ""
+		for _, w := range want {
+			if !strings.Contains(body, w) {
+				missing = w
+				break
+			}
+		}
+		if code == http.StatusOK && missing == "" {
+			return body
+		}
+		if time.Now().After(end) {
+			t.Fatalf("GET %s = %d without %q after %s:\n%s", url, code, missing, deadline, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestConsole: the console on the admin listener of an ingress deriving in
+// process shows a delivery sent through the real handler on the overview,
+// live over server-sent events, and the label it registered; it is kept to
+// its origin and never shows its token.
+func TestConsole(t *testing.T) {
+	t.Run("nats", func(t *testing.T) {
+		testConsole(t, "-nats-embedded-addr", "127.0.0.1:-1", "-data-dir", t.TempDir())
+	})
+	t.Run("kafka", func(t *testing.T) {
+		cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cluster.Close()
+		testConsole(t, "-broker", "kafka", "-kafka-brokers", strings.Join(cluster.ListenAddrs(), ","), "-kafka-partitions", "1")
+	})
+}
+
+// twoItems is a delivery of two messages: a dead letter for an ingress
+// taking one item a delivery, redriven by one taking more.
+const twoItems = `{"messages":[{"id":"dl-1","type":"text","chat_id":"919984351847@s.whatsapp.net","timestamp":1712995245,"text":{"body":"one"}},` +
+	`{"id":"dl-2","type":"text","chat_id":"919984351847@s.whatsapp.net","timestamp":1712995246,"text":{"body":"two"}}],` +
+	`"event":{"type":"messages","event":"post"},"channel_id":"DL-CHANNEL"}`
+
+func testConsole(t *testing.T, broker ...string) {
+	args := append([]string{"-http-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0",
+		"-auth-disabled", "-log-level", "warn", "-derive", "all", "-console-token", "console-secret"}, broker...)
+	// An ingress taking one item a delivery dead-letters two.
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	defer cancel1()
+	pub1, _, done1 := startBoth(t, ctx1, append(args, "-max-items", "1")...)
+	if res, err := http.Post(pub1+"/v1/webhooks/whapi", "application/json", strings.NewReader(twoItems)); err != nil || res.StatusCode != http.StatusBadRequest {
+		t.Fatalf("POST two items to an ingress taking one = %v, %v; want 400", res, err)
+	} else {
+		res.Body.Close()
+	}
+	cancel1()
+	if err := <-done1; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pub, adm, done := startBoth(t, ctx, args...)
+
+	post := func(name string) []string {
+		t.Helper()
+		body, err := os.ReadFile("../../pkg/provider/whapi/testdata/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := http.Post(pub+"/v1/webhooks/whapi", "application/json", strings.NewReader(string(body)))
+		if err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("POST %s = %v, %v", name, res, err)
+		}
+		defer res.Body.Close()
+		var a struct{ IDs []string }
+		if err := json.NewDecoder(res.Body).Decode(&a); err != nil || len(a.IDs) != 1 {
+			t.Fatalf("POST %s answer: %+v, %v", name, a, err)
+		}
+		return a.IDs
+	}
+	post("messages.post_incoming-text.json")
+	post("labels.post.json")
+	added := post("chats.patch_label-assigned.json")[0]
+	post("chats.patch_label-removed.json")
+
+	page := await(t, adm+"/console/", 20*time.Second, `data-provider="whapi"`, `<td class="n deliveries">4</td>`, `data-stream="label-changed"`)
+	if !strings.Contains(page, "<svg class=\"spark\"") {
+		t.Errorf("overview has no sparkline:\n%s", page)
+	}
+	await(t, adm+"/console/labels", 20*time.Second, "MANTIS-M72HC", `data-label="76"`, "Order complete", `fill="lightsteelblue"`)
+
+	// The chat in Z-API's group form: the timeline shows the label put on,
+	// then taken off, and none on now.
+	chat := await(t, adm+"/console/chat?chat=120363398750933550-group", 20*time.Second, "120363398750933550@g.us",
+		`data-kind="added"`, `data-kind="removed"`)
+	if a, r := strings.Index(chat, `data-kind="added"`), strings.Index(chat, `data-kind="removed"`); a > r {
+		t.Errorf("timeline shows the removal before the addition:\n%s", chat)
+	}
+	if !strings.Contains(chat, `<p class="empty" id="labels-now">`) {
+		t.Errorf("timeline shows labels on the chat after their removal:\n%s", chat)
+	}
+	// The raw event's page: its derived label.added in the causal chain.
+	await(t, adm+"/console/event?id="+added, 20*time.Second, "io.wahook.ingress.whapi.chats.patch", `data-derived="io.wahook.label.added"`, "New order")
+	await(t, adm+"/console/tail?stream=derived&type=io.wahook.label.*", 20*time.Second, `data-type="io.wahook.label.added"`, `data-type="io.wahook.label.removed"`)
+	// The dead letter, its body shown; redriven once.
+	dl := await(t, adm+"/console/deadletters", 20*time.Second, `<article class="deadletter"`, "DL-CHANNEL", `&#34;body&#34;: &#34;two&#34;`, `data-redrive=`)
+	if strings.Contains(dl, "console-secret") {
+		t.Error("dead letters page shows the console token")
+	}
+	i := strings.Index(dl, `data-redrive="`) + len(`data-redrive="`)
+	dlID := dl[i : i+strings.IndexByte(dl[i:], '"')]
+	redrive := func(id string, header map[string]string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, adm+"/console/deadletters/redrive", strings.NewReader("id="+id))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		if strings.Contains(string(body), "console-secret") {
+			t.Errorf("redrive answer shows the token: %s", body)
+		}
+		return res.StatusCode, string(body)
+	}
+	token := map[string]string{"X-Wahook-Console-Token": "console-secret"}
+	if code, body := redrive(dlID, token); code != http.StatusOK || !strings.Contains(body, "redriven: 2 events") {
+		t.Fatalf("redrive = %d %s; want 2 events redriven", code, body)
+	}
+	if code, body := redrive(dlID, token); code != http.StatusConflict || !strings.Contains(body, "redriven before") {
+		t.Errorf("second redrive = %d %s; want 409, redriven before", code, body)
+	}
+	await(t, adm+"/console/deadletters", 20*time.Second, `class="ok redriven"`)
+	await(t, adm+"/console/tail?stream=raw&channel=DL-CHANNEL&provider=whapi", 20*time.Second, "DL-CHANNEL", `data-type="io.wahook.ingress.whapi.messages.post"`)
+
+	for name, tc := range map[string]struct {
+		header map[string]string
+		want   int
+	}{
+		"no token":          {nil, http.StatusUnauthorized},
+		"wrong token":       {map[string]string{"X-Wahook-Console-Token": "console-secreT"}, http.StatusUnauthorized},
+		"token as a cookie": {map[string]string{"Cookie": "X-Wahook-Console-Token=console-secret"}, http.StatusUnauthorized},
+		"other origin":      {map[string]string{"X-Wahook-Console-Token": "console-secret", "Origin": "http://evil.example"}, http.StatusForbidden},
+		"cross-site fetch":  {map[string]string{"X-Wahook-Console-Token": "console-secret", "Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		"unknown id":        {token, http.StatusNotFound},
+	} {
+		if code, body := redrive("no-such-dead-letter", tc.header); code != tc.want {
+			t.Errorf("redrive with %s = %d %s; want %d", name, code, body, tc.want)
+		}
+	}
+	if code, _ := get(t, adm+"/console/deadletters/redrive?id=x"); code != http.StatusMethodNotAllowed {
+		t.Errorf("GET redrive = %d; want 405", code)
+	}
+
+	if code, _ := get(t, adm+"/console/tail?stream=nope"); code != http.StatusBadRequest {
+		t.Errorf("tail with an unknown stream = %d; want 400", code)
+	}
+	if code, _ := get(t, adm+"/console/tail?chat="+strings.Repeat("1", 300)); code != http.StatusBadRequest {
+		t.Errorf("tail with an over-long chat = %d; want 400", code)
+	}
+
+	res, err := http.Get(adm + "/console/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	for h, want := range map[string]string{"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"} {
+		if got := res.Header.Get(h); got != want {
+			t.Errorf("console header %s = %q; want %q", h, got, want)
+		}
+	}
+	if csp := res.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") {
+		t.Errorf("console CSP = %q", csp)
+	}
+	for _, path := range []string{"/console/", "/console/labels", "/console/static/console.js"} {
+		if _, body := get(t, adm+path); strings.Contains(body, "console-secret") {
+			t.Errorf("GET %s shows the console token", path)
+		}
+	}
+	if code, _ := get(t, pub+"/console/"); code != http.StatusNotFound {
+		t.Errorf("webhook port /console/ = %d; want 404", code)
+	}
+
+	// The live overview: an event with the body right away.
+	lctx, lcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer lcancel()
+	req, _ := http.NewRequestWithContext(lctx, http.MethodGet, adm+"/console/overview/live", nil)
+	res, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("live overview: %v", err)
+	}
+	if ct := res.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Errorf("live overview Content-Type = %q", ct)
+	}
+	sc := bufio.NewScanner(res.Body)
+	var event, data string
+	for sc.Scan() && (event == "" || !strings.Contains(data, `data-provider="whapi"`)) {
+		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, "event: "); ok {
+			event = v
+		}
+		if v, ok := strings.CutPrefix(line, "data: "); ok {
+			data += v
+		}
+	}
+	res.Body.Close()
+	if event != "overview" || !strings.Contains(data, `data-provider="whapi"`) {
+		t.Errorf("live overview event %q data %q", event, data)
+	}
+
+	// The live tail: a raw event stored after it opened comes as a row.
+	req, _ = http.NewRequestWithContext(lctx, http.MethodGet, adm+"/console/tail/live?stream=raw&provider=whapi", nil)
+	res, err = http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("live tail: %v, %v", res, err)
+	}
+	defer res.Body.Close()
+	rows := make(chan string, 1)
+	go func() {
+		defer close(rows)
+		sc := bufio.NewScanner(res.Body)
+		event := ""
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
+				event = v
+			}
+			if v, ok := strings.CutPrefix(sc.Text(), "data: "); ok && event == "event" {
+				rows <- v
+				return
+			}
+		}
+	}()
+	// Until the tail follows, a post may come before it: post until a row
+	// comes.
+	var row string
+	for i := 0; row == ""; i++ {
+		// Each its own event: a repeat would be dropped as a duplicate.
+		status := fmt.Sprintf(`{"statuses":[{"id":"tail-%d","status":"read","recipient_id":"919984351847@s.whatsapp.net","timestamp":"1712995581"}],"event":{"type":"statuses","event":"post"},"channel_id":"MANTIS-M72HC"}`, i)
+		if res, err := http.Post(pub+"/v1/webhooks/whapi", "application/json", strings.NewReader(status)); err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("POST status = %v, %v", res, err)
+		} else {
+			res.Body.Close()
+		}
+		select {
+		case row = <-rows:
+			if row == "" {
+				t.Fatal("live tail ended without a row")
+			}
+		case <-time.After(500 * time.Millisecond):
+		case <-lctx.Done():
+			t.Fatal("live tail sent no row")
+		}
+	}
+	if !strings.Contains(row, `data-type="io.wahook.ingress.whapi.statuses.post"`) {
+		t.Errorf("live tail row = %s", row)
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}
+
+// TestConsoleOff: -console=false leaves /console/ unserved.
+func TestConsoleOff(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, adm, done := startBoth(t, ctx, "-http-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0",
+		"-nats-embedded-addr", "127.0.0.1:-1", "-data-dir", t.TempDir(), "-auth-disabled", "-log-level", "warn", "-console=false")
+	if code, _ := get(t, adm+"/console/"); code != http.StatusNotFound {
+		t.Errorf("/console/ with -console=false = %d; want 404", code)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}
