@@ -129,6 +129,34 @@ func TestTimeSource(t *testing.T) {
 	}
 }
 
+// TestRequestID carries the delivery's request id as the requestid
+// extension, percent-encoded on NATS (a request id may hold '%' and '"'),
+// as written on Kafka, and read back alike; none when there is none.
+func TestRequestID(t *testing.T) {
+	r := sampleRaw()
+	if h := Ingress(r, NATS).Header.Get("ce-requestid"); h != "" {
+		t.Errorf("no request id: ce-requestid = %q, want none", h)
+	}
+	r.RequestID = `req-"1"%~`
+	for _, tc := range []struct {
+		b      Binding
+		header string
+		want   string
+	}{{NATS, "ce-requestid", "req-%221%22%25~"}, {Kafka, "ce_requestid", r.RequestID}} {
+		m := Ingress(r, tc.b)
+		if got := m.Header.Get(tc.header); got != tc.want {
+			t.Errorf("%s: %s = %q, want %q", tc.b.Name, tc.header, got, tc.want)
+		}
+		ev, err := Decode(m, tc.b)
+		if err != nil {
+			t.Fatalf("%s: Decode: %v", tc.b.Name, err)
+		}
+		if got := ev.Extensions()[ExtRequestID]; got != r.RequestID {
+			t.Errorf("%s: requestid = %v, want %q", tc.b.Name, got, r.RequestID)
+		}
+	}
+}
+
 // TestSDKReadsHeaders reads the headers the way the CloudEvents SDK's NATS
 // JetStream binding does: each ce- header must name a known attribute or a
 // valid extension.

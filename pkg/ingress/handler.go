@@ -278,7 +278,7 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) {
 			if body := d.body; body != nil {
 				// The body was read and its sender checked: keep it.
 				d.body = nil
-				out = h.reject(w, r, name, d.channel, body, start, out)
+				out = h.reject(w, r, reqID, name, d.channel, body, start, out)
 			} else {
 				writeError(w, out.status, out.code, out.message)
 			}
@@ -293,10 +293,10 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, out.status, out.code, out.message)
 		return
 	}
-	out = h.handle(w, r, p, d, start)
+	out = h.handle(w, r, p, d, reqID, start)
 }
 
-func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Provider, d *delivery, start time.Time) outcome {
+func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Provider, d *delivery, reqID string, start time.Time) outcome {
 	var segments []string
 	if rest := r.PathValue("rest"); rest != "" {
 		segments = strings.Split(strings.Trim(rest, "/"), "/")
@@ -356,22 +356,22 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 		return h.fail(w, forbiddenChannel(pin))
 	}
 	if pin != "" && !provider.ValidChannel(pin) {
-		return h.reject(w, r, p.Name(), "", body, start, invalidChannel("?channel="))
+		return h.reject(w, r, reqID, p.Name(), "", body, start, invalidChannel("?channel="))
 	}
 	d.channel = pin
 	items, f := splitDelivery(p, body, r.Method, segments, h.cfg.MaxItems)
 	if f != nil {
-		return h.reject(w, r, p.Name(), pin, body, start, *f)
+		return h.reject(w, r, reqID, p.Name(), pin, body, start, *f)
 	}
 	// A channel-scoped secret posts for its channel only: every item or none.
 	if ch, refused := grant.Refused(items, pin); refused {
 		return h.fail(w, forbiddenChannel(ch))
 	}
 
-	msgs, ids, channel, bf := rawEvents(p.Name(), items, pin, false, start, h.cfg.Binding)
+	msgs, ids, channel, bf := rawEvents(p.Name(), items, pin, false, start, reqID, h.cfg.Binding)
 	if bf != nil {
 		if bf.keep {
-			return h.reject(w, r, p.Name(), bf.channel, body, start, bf.o)
+			return h.reject(w, r, reqID, p.Name(), bf.channel, body, start, bf.o)
 		}
 		return h.fail(w, bf.o)
 	}
@@ -397,7 +397,7 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 		}
 		// Retrying can never store it: keep it, and say why.
 		d.body = nil
-		o = h.reject(w, r, p.Name(), channel, body, start, o)
+		o = h.reject(w, r, reqID, p.Name(), channel, body, start, o)
 		o.ids = append(o.ids, ids...)
 		return o
 	}
@@ -470,9 +470,9 @@ func (h *Handler) publish(ctx context.Context, msgs []broker.Message) error {
 }
 
 // reject answers a delivery that cannot become events, after storing its raw
-// bytes on the dead-letter stream; if that store fails the answer is 503 so
+// bytes and its request id on the dead-letter stream; if that store fails the answer is 503 so
 // that the provider retries and nothing is lost.
-func (h *Handler) reject(w http.ResponseWriter, r *http.Request, providerName, channel string, body []byte, received time.Time, o outcome) outcome {
+func (h *Handler) reject(w http.ResponseWriter, r *http.Request, reqID, providerName, channel string, body []byte, received time.Time, o outcome) outcome {
 	reason := o.message
 	if o.err != nil {
 		reason = o.message + ": " + o.err.Error()
@@ -486,6 +486,9 @@ func (h *Handler) reject(w http.ResponseWriter, r *http.Request, providerName, c
 		Path:       r.URL.Path,
 		Headers:    keptHeaders(r.Header),
 	}
+	// The request id answered, made up or not, as the log line and the
+	// raw events have it: a redrive puts it on its raw events again.
+	dl.Headers["X-Request-Id"] = reqID
 	dl.SetBody(body)
 	// Parts first when the body does not fit one message, the record last.
 	msgs, err := envelope.DeadLetterMessages(dl, h.cfg.Binding, broker.MaxMessageBytes(h.cfg.Publisher))
