@@ -80,6 +80,19 @@ type Config struct {
 	Tracer *tracing.Tracer
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Observer, when set, is told of every delivery once answered (the
+	// console's per-channel overview); nil costs nothing.
+	Observer Observer
+}
+
+// Observer is told of each delivery once it is answered: its provider
+// ("unknown" for a path naming none served), its channel when known (""
+// before), whether its sender was checked (or the provider runs open), the
+// answer's status and the items accepted. Channels come from payloads, so
+// an Observer bounds what it keeps. It is called on the request's
+// goroutine and must be quick.
+type Observer interface {
+	Delivery(provider, channel string, authenticated bool, status, items int)
 }
 
 func (c *Config) setDefaults() {
@@ -285,6 +298,16 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) {
 			out.err = fmt.Errorf("%w\n%s", out.err, debug.Stack())
 		}
 		d.done()
+		if h.cfg.Observer != nil {
+			ch, items := out.channel, 0
+			if ch == "" {
+				ch = d.channel
+			}
+			if out.status == http.StatusOK {
+				items = out.items
+			}
+			h.cfg.Observer.Delivery(metricName, ch, d.authed, out.status, items)
+		}
 		h.finish(r, reqID, metricName, start, out, span)
 	}()
 
@@ -325,6 +348,8 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 		}
 		grant = g
 	}
+	// Known from the request, or running open; a signed body is checked below.
+	d.authed = !signed
 	if !d.enter(verifier == nil || signed) {
 		return h.saturated(w, "ingress saturated, retry later")
 	}
@@ -344,6 +369,7 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 		}
 		grant = g
 		d.authenticated()
+		d.authed = true
 	}
 	// A credential the provider puts in the body goes before anything of
 	// the body is split, stored, dead-lettered or logged.
