@@ -28,7 +28,9 @@ func sampleRaw() Raw {
 }
 
 func TestIngressMessage(t *testing.T) {
-	m := Ingress(sampleRaw(), NATS)
+	r := sampleRaw()
+	r.RequestID = "req-1" // the ingress always has one
+	m := Ingress(r, NATS)
 	if want := "wahook.ingress.zapi.instance~2Eid.received.notification"; m.Subject != want {
 		t.Errorf("Subject = %q; want %q", m.Subject, want)
 	}
@@ -48,6 +50,7 @@ func TestIngressMessage(t *testing.T) {
 		"ce-provider":     "zapi",
 		"ce-channel":      "instance.id",
 		"ce-partitionkey": "zapi/instance.id/120363019502650977@g.us",
+		"ce-requestid":    "req-1",
 		"content-type":    "application/json",
 		"Nats-Msg-Id":     "0123456789abcdef0123456789abcdef",
 	}
