@@ -22,7 +22,7 @@ func TestChannelsBoundAndRates(t *testing.T) {
 	ch.Delivery("whapi", "A", true, 200, 3)
 	ch.Delivery("whapi", "A", true, 503, 0)
 	ch.Delivery("whapi", "B", true, 200, 1)
-	ch.Delivery("whapi", "C", true, 200, 1)                     // past the bound
+	ch.Delivery("whapi", "C", true, 200, 1)                      // past the bound
 	ch.Delivery("whapi", strings.Repeat("x", 300), true, 200, 1) // too long to keep
 	ch.Delivery("whapi", "", false, 401, 0)
 	ch.Delivery("whapi", "", true, 400, 0)
