@@ -274,7 +274,7 @@ func TestAsyncAPIHeaders(t *testing.T) {
 	for _, b := range []envelope.Binding{envelope.NATS, envelope.Kafka} {
 		suffix := map[string]string{"nats": "Nats", "kafka": "Kafka"}[b.Name]
 		raw := envelope.Ingress(envelope.Raw{ID: "r1", Provider: "whapi", Channel: "CH", Kind: "chats.patch", Chat: "1@s.whatsapp.net",
-			Time: at, TimeReceived: true, TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", Data: []byte(`{}`)}, b)
+			Time: at, TimeReceived: true, TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", RequestID: "req-1", Data: []byte(`{}`)}, b)
 		derived, err := envelope.Derived(derive.Event{ID: "d1", Stream: derive.Call, Type: "io.wahook.call.missed", Subject: "1@s.whatsapp.net", Data: struct{}{}},
 			derive.Raw{ID: "r1", Provider: "whapi", Channel: "CH", Source: "/whapi/CH", Subject: "1@s.whatsapp.net", Time: at}, b)
 		if err != nil {

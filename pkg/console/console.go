@@ -73,6 +73,9 @@ type Config struct {
 	// Token, when set, allows the actions that change something; empty
 	// keeps the console read-only. Never shown, logged or echoed.
 	Token string
+	// Channels, when set, is the ingress's per-channel tally (given to it
+	// as its Observer), sampled with the metrics for the overview.
+	Channels *Channels
 	// SampleEvery is how often metrics are sampled; 2s when zero.
 	SampleEvery time.Duration
 	// Window is how long samples are kept for sparklines; 10m when zero.
@@ -120,7 +123,7 @@ type Console struct {
 // New returns the console for cfg; it is mounted at Prefix.
 func New(cfg Config) (*Console, error) {
 	cfg.setDefaults()
-	c := &Console{cfg: cfg, mux: http.NewServeMux(), sampler: newSampler(cfg.Gatherer, cfg.SampleEvery, cfg.Window),
+	c := &Console{cfg: cfg, mux: http.NewServeMux(), sampler: newSampler(cfg.Gatherer, cfg.Channels, cfg.SampleEvery, cfg.Window),
 		streams: make(chan struct{}, cfg.MaxStreams), stopped: make(chan struct{})}
 	if cfg.Token != "" {
 		c.tokenSum = sha256.Sum256([]byte(cfg.Token))

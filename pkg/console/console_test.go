@@ -45,7 +45,7 @@ func TestSamplerBoundsAndRates(t *testing.T) {
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wahook_ingress_deliveries_total"}, []string{"provider", "code"})
 	other := prometheus.NewCounter(prometheus.CounterOpts{Name: "go_other_total"})
 	reg.MustRegister(c, other)
-	s := newSampler(reg, time.Second, 3*time.Second)
+	s := newSampler(reg, nil, time.Second, 3*time.Second)
 	at := time.Unix(1000, 0)
 	for i := range 6 {
 		c.WithLabelValues("whapi", "200").Add(2)

@@ -284,10 +284,15 @@ type eventPage struct {
 	Raw     *eventRow
 	Derived []eventRow
 	TraceID string
-	Range   string
-	Ranges  []string
-	Error   string
-	Redrive bool
+	// RequestID is the request id of the delivery the raw event came in,
+	// Delivery that delivery's raw events (the first pageLimit).
+	RequestID    string
+	Delivery     []eventRow
+	DeliveryMore bool
+	Range        string
+	Ranges       []string
+	Error        string
+	Redrive      bool
 }
 
 type eventDetail struct {
@@ -334,6 +339,20 @@ func (c *Console) serveEvent(w http.ResponseWriter, r *http.Request) {
 			row := rowOf(raw.Records[0])
 			p.Raw = &row
 			p.TraceID = traceID(ext(raw.Records[0].Event, envelope.ExtTraceParent))
+			p.RequestID = ext(raw.Records[0].Event, envelope.ExtRequestID)
+		}
+		if p.RequestID != "" {
+			// A bounded read: the delivery's items are stored together,
+			// so they are near the raw event in the range.
+			dp, err := c.cfg.Events.Query(ctx, eventlog.Query{Streams: []eventlog.Stream{eventlog.Raw}, RequestID: p.RequestID,
+				Since: f.Since, Limit: pageLimit, MaxScan: eventlog.MaxMaxScan})
+			if err != nil {
+				p.Error = err.Error()
+			}
+			for _, rec := range dp.Records {
+				p.Delivery = append(p.Delivery, rowOf(rec))
+			}
+			p.DeliveryMore = len(dp.Records) == pageLimit || dp.Truncated
 		}
 		derived, err := c.cfg.Events.Query(ctx, eventlog.Query{Streams: []eventlog.Stream{eventlog.Derived}, CausationID: rawID,
 			Since: f.Since, Limit: pageLimit, MaxScan: eventlog.MaxMaxScan})

@@ -37,26 +37,42 @@ type sampler struct {
 	keep   int // samples kept per series
 	window time.Duration
 
+	// channels, when set, is sampled with the metrics.
+	channels *Channels
+
 	mu     sync.Mutex
 	series map[string]*series
 	last   time.Time
+	// times are the last samples' times, oldest first, for channels.
+	times []time.Time
 	// changed is closed and replaced at every sample: listeners wait on it.
 	changed chan struct{}
 }
 
-func newSampler(g prometheus.Gatherer, every, window time.Duration) *sampler {
-	return &sampler{g: g, keep: max(2, int(window/every)+1), window: window, series: map[string]*series{}, changed: make(chan struct{})}
+func newSampler(g prometheus.Gatherer, channels *Channels, every, window time.Duration) *sampler {
+	return &sampler{g: g, channels: channels, keep: max(2, int(window/every)+1), window: window, series: map[string]*series{}, changed: make(chan struct{})}
 }
 
 // sample reads the gatherer once. A gather error still yields the families
 // it could read (prometheus.Gatherer's contract).
 func (s *sampler) sample(at time.Time) {
-	if s.g == nil {
+	if s.g == nil && s.channels == nil {
 		return
 	}
-	fams, _ := s.g.Gather()
+	var fams []*dto.MetricFamily
+	if s.g != nil {
+		fams, _ = s.g.Gather()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.channels != nil {
+		s.channels.sample(s.keep)
+		if len(s.times) == s.keep {
+			copy(s.times, s.times[1:])
+			s.times = s.times[:s.keep-1]
+		}
+		s.times = append(s.times, at)
+	}
 	for _, f := range fams {
 		name := f.GetName()
 		if !strings.HasPrefix(name, "wahook_") {
@@ -98,6 +114,13 @@ func (s *sampler) sample(at time.Time) {
 	s.last = at
 	close(s.changed)
 	s.changed = make(chan struct{})
+}
+
+// sampleTimes copies the times of the samples the channels keep.
+func (s *sampler) sampleTimes() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.times)
 }
 
 // wait returns a channel closed at the next sample.

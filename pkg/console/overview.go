@@ -48,6 +48,8 @@ type overview struct {
 	Window    time.Duration
 	Ready     string // empty when ready
 	Providers []providerRow
+	Channels  []channelGroup
+	Tail      bool // the live tail is served: channels link to it
 	Streams   []streamRow
 	Health    []healthRow
 	Storage   []storageRow
@@ -102,7 +104,7 @@ type storageRow struct {
 // overview computes the page's model from the samples.
 func (c *Console) overview(ctx context.Context) overview {
 	v := c.sampler.view(overviewMetrics...)
-	o := overview{Sampled: v.last, Window: c.cfg.Window}
+	o := overview{Sampled: v.last, Window: c.cfg.Window, Tail: c.cfg.Events != nil}
 	if c.cfg.Ready != nil {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		if err := c.cfg.Ready(rctx); err != nil {
@@ -125,6 +127,8 @@ func (c *Console) overview(ctx context.Context) overview {
 		}
 		o.Providers = append(o.Providers, row)
 	}
+
+	o.Channels = c.cfg.Channels.rows(c.sampler.sampleTimes())
 
 	derived := v.group(mDerived, "stream", nil)
 	names := map[string]bool{}

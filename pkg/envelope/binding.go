@@ -37,7 +37,7 @@ var (
 // every raw and derived event carries about ten of them.
 var prefixed = func() map[string]map[string]string {
 	attrs := []string{AttrSpecVersion, AttrID, AttrSource, AttrType, AttrSubject, AttrTime, AttrDataSchema,
-		AttrDataContentType, ExtProvider, ExtChannel, ExtPartitionKey, ExtCausationID, ExtTraceParent, ExtTraceState, ExtTimeSource}
+		AttrDataContentType, ExtProvider, ExtChannel, ExtPartitionKey, ExtCausationID, ExtTraceParent, ExtTraceState, ExtTimeSource, ExtRequestID}
 	m := map[string]map[string]string{}
 	for _, p := range []string{NATS.Prefix, Kafka.Prefix} {
 		m[p] = make(map[string]string, len(attrs))

@@ -36,6 +36,7 @@ const (
 	ExtTraceParent      = "traceparent"
 	ExtTraceState       = "tracestate"
 	ExtTimeSource       = "timesource"
+	ExtRequestID        = "requestid"
 )
 
 // TimeReceived is the timesource of a raw event whose time is when the
@@ -63,7 +64,10 @@ type Raw struct {
 	// extension; the ingress sets them on the message (TraceCarrier) when
 	// tracing is on.
 	TraceParent, TraceState string
-	Data                    []byte
+	// RequestID is the delivery's request id (extension requestid), so
+	// that the other items of one delivery can be found; empty: none.
+	RequestID string
+	Data      []byte
 }
 
 // Source is the CloudEvent source of a provider channel, a URI reference:
@@ -91,8 +95,10 @@ func IngressSubject(provider, channel, kind string) string {
 // hot path: header values share one backing array.
 func Ingress(r Raw, b Binding) broker.Message {
 	key := PartitionKey(r.Provider, r.Channel, r.Chat)
-	vals := make([]string, 0, 13)
-	h := make(broker.Header, 13)
+	vals := make([]string, 0, 15)
+	// 14 keeps the map in one table of 16 slots, enough for every header
+	// but tracing's two; 15 would double it.
+	h := make(broker.Header, 14)
 	set := func(name, v string) {
 		vals = append(vals, b.encode(v))
 		h[b.attr(name)] = vals[len(vals)-1 : len(vals) : len(vals)]
@@ -111,6 +117,9 @@ func Ingress(r Raw, b Binding) broker.Message {
 	set(ExtProvider, r.Provider)
 	set(ExtChannel, r.Channel)
 	set(ExtPartitionKey, key)
+	if r.RequestID != "" {
+		set(ExtRequestID, r.RequestID)
+	}
 	if r.TraceParent != "" {
 		set(ExtTraceParent, r.TraceParent)
 		if r.TraceState != "" {

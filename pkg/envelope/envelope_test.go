@@ -28,7 +28,9 @@ func sampleRaw() Raw {
 }
 
 func TestIngressMessage(t *testing.T) {
-	m := Ingress(sampleRaw(), NATS)
+	r := sampleRaw()
+	r.RequestID = "req-1" // the ingress always has one
+	m := Ingress(r, NATS)
 	if want := "wahook.ingress.zapi.instance~2Eid.received.notification"; m.Subject != want {
 		t.Errorf("Subject = %q; want %q", m.Subject, want)
 	}
@@ -48,6 +50,7 @@ func TestIngressMessage(t *testing.T) {
 		"ce-provider":     "zapi",
 		"ce-channel":      "instance.id",
 		"ce-partitionkey": "zapi/instance.id/120363019502650977@g.us",
+		"ce-requestid":    "req-1",
 		"content-type":    "application/json",
 		"Nats-Msg-Id":     "0123456789abcdef0123456789abcdef",
 	}
@@ -125,6 +128,34 @@ func TestTimeSource(t *testing.T) {
 		}
 		if got := ev.Extensions()[ExtTimeSource]; got != TimeReceived {
 			t.Errorf("%s: timesource = %v, want %q", b.Name, got, TimeReceived)
+		}
+	}
+}
+
+// TestRequestID carries the delivery's request id as the requestid
+// extension, percent-encoded on NATS (a request id may hold '%' and '"'),
+// as written on Kafka, and read back alike; none when there is none.
+func TestRequestID(t *testing.T) {
+	r := sampleRaw()
+	if h := Ingress(r, NATS).Header.Get("ce-requestid"); h != "" {
+		t.Errorf("no request id: ce-requestid = %q, want none", h)
+	}
+	r.RequestID = `req-"1"%~`
+	for _, tc := range []struct {
+		b      Binding
+		header string
+		want   string
+	}{{NATS, "ce-requestid", "req-%221%22%25~"}, {Kafka, "ce_requestid", r.RequestID}} {
+		m := Ingress(r, tc.b)
+		if got := m.Header.Get(tc.header); got != tc.want {
+			t.Errorf("%s: %s = %q, want %q", tc.b.Name, tc.header, got, tc.want)
+		}
+		ev, err := Decode(m, tc.b)
+		if err != nil {
+			t.Fatalf("%s: Decode: %v", tc.b.Name, err)
+		}
+		if got := ev.Extensions()[ExtRequestID]; got != r.RequestID {
+			t.Errorf("%s: requestid = %v, want %q", tc.b.Name, got, r.RequestID)
 		}
 	}
 }

@@ -83,6 +83,9 @@ type Query struct {
 	// CausationID selects the derived events whose causationid is this:
 	// those derived from that raw event.
 	CausationID string
+	// RequestID selects the raw events whose requestid is this: those of
+	// one delivery.
+	RequestID string
 	// Since and Until bound the stored time; zero is unbounded on that
 	// side (Until zero: the end when the call starts).
 	Since, Until time.Time
@@ -410,7 +413,7 @@ func (q Query) normalize() (Query, error) {
 		}
 	}
 	q.Streams = streams
-	for name, v := range map[string]string{"provider": q.Provider, "channel": q.Channel, "causation id": q.CausationID} {
+	for name, v := range map[string]string{"provider": q.Provider, "channel": q.Channel, "causation id": q.CausationID, "request id": q.RequestID} {
 		if len(v) > MaxFilterLen {
 			return q, fmt.Errorf("%w: %s of %d bytes, at most %d", ErrQuery, name, len(v), MaxFilterLen)
 		}
@@ -488,7 +491,8 @@ func (m *matcher) record(e entry) (Record, bool) {
 	if q.Provider != "" && extension(ev, envelope.ExtProvider) != q.Provider ||
 		q.Channel != "" && extension(ev, envelope.ExtChannel) != q.Channel ||
 		m.ids != nil && !m.ids[ev.ID()] ||
-		q.CausationID != "" && (e.stream != Derived || extension(ev, envelope.ExtCausationID) != q.CausationID) {
+		q.CausationID != "" && (e.stream != Derived || extension(ev, envelope.ExtCausationID) != q.CausationID) ||
+		q.RequestID != "" && (e.stream != Raw || extension(ev, envelope.ExtRequestID) != q.RequestID) {
 		return Record{}, false
 	}
 	if len(q.Types) > 0 && !slices.ContainsFunc(q.Types, func(t string) bool {

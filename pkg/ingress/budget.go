@@ -59,6 +59,9 @@ type delivery struct {
 	// channel is what a dead letter of the panic path names: the pin,
 	// once checked.
 	channel string
+	// authed is set once the sender is checked (or the provider runs
+	// open): what an Observer is told.
+	authed bool
 }
 
 // enter takes a delivery slot, and an unauthenticated one when unauth.

@@ -42,8 +42,9 @@ type buildFailure struct {
 // rawEvents gives each item its channel (its own, else pin), id and time
 // (its own, else received) and builds its raw event. fillOnly takes pin
 // for items without a channel only, where the handler refuses an item
-// naming another channel than the one pinned.
-func rawEvents(providerName string, items []provider.Item, pin string, fillOnly bool, received time.Time,
+// naming another channel than the one pinned. reqID, the delivery's request
+// id, goes on every raw event ("" for none).
+func rawEvents(providerName string, items []provider.Item, pin string, fillOnly bool, received time.Time, reqID string,
 	b envelope.Binding) ([]broker.Message, []string, string, *buildFailure) {
 	msgs := make([]broker.Message, len(items))
 	ids := make([]string, len(items))
@@ -84,6 +85,8 @@ func rawEvents(providerName string, items []provider.Item, pin string, fillOnly 
 			Chat:     chatid.ID(it.Chat),
 			Time:     t,
 			Data:     it.Data,
+
+			RequestID: reqID,
 
 			// Copies stored apart have other receive times: consumers use the first's.
 			TimeReceived: it.Time.IsZero(),

@@ -80,6 +80,19 @@ type Config struct {
 	Tracer *tracing.Tracer
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Observer, when set, is told of every delivery once answered (the
+	// console's per-channel overview); nil costs nothing.
+	Observer Observer
+}
+
+// Observer is told of each delivery once it is answered: its provider
+// ("unknown" for a path naming none served), its channel when known (""
+// before), whether its sender was checked (or the provider runs open), the
+// answer's status and the items accepted. Channels come from payloads, so
+// an Observer bounds what it keeps. It is called on the request's
+// goroutine and must be quick.
+type Observer interface {
+	Delivery(provider, channel string, authenticated bool, status, items int)
 }
 
 func (c *Config) setDefaults() {
@@ -278,13 +291,23 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) {
 			if body := d.body; body != nil {
 				// The body was read and its sender checked: keep it.
 				d.body = nil
-				out = h.reject(w, r, name, d.channel, body, start, out)
+				out = h.reject(w, r, reqID, name, d.channel, body, start, out)
 			} else {
 				writeError(w, out.status, out.code, out.message)
 			}
 			out.err = fmt.Errorf("%w\n%s", out.err, debug.Stack())
 		}
 		d.done()
+		if h.cfg.Observer != nil {
+			ch, items := out.channel, 0
+			if ch == "" {
+				ch = d.channel
+			}
+			if out.status == http.StatusOK {
+				items = out.items
+			}
+			h.cfg.Observer.Delivery(metricName, ch, d.authed, out.status, items)
+		}
 		h.finish(r, reqID, metricName, start, out, span)
 	}()
 
@@ -293,10 +316,10 @@ func (h *Handler) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, out.status, out.code, out.message)
 		return
 	}
-	out = h.handle(w, r, p, d, start)
+	out = h.handle(w, r, p, d, reqID, start)
 }
 
-func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Provider, d *delivery, start time.Time) outcome {
+func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Provider, d *delivery, reqID string, start time.Time) outcome {
 	var segments []string
 	if rest := r.PathValue("rest"); rest != "" {
 		segments = strings.Split(strings.Trim(rest, "/"), "/")
@@ -325,6 +348,8 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 		}
 		grant = g
 	}
+	// Known from the request, or running open; a signed body is checked below.
+	d.authed = !signed
 	if !d.enter(verifier == nil || signed) {
 		return h.saturated(w, "ingress saturated, retry later")
 	}
@@ -344,6 +369,7 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 		}
 		grant = g
 		d.authenticated()
+		d.authed = true
 	}
 	// A credential the provider puts in the body goes before anything of
 	// the body is split, stored, dead-lettered or logged.
@@ -356,22 +382,22 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 		return h.fail(w, forbiddenChannel(pin))
 	}
 	if pin != "" && !provider.ValidChannel(pin) {
-		return h.reject(w, r, p.Name(), "", body, start, invalidChannel("?channel="))
+		return h.reject(w, r, reqID, p.Name(), "", body, start, invalidChannel("?channel="))
 	}
 	d.channel = pin
 	items, f := splitDelivery(p, body, r.Method, segments, h.cfg.MaxItems)
 	if f != nil {
-		return h.reject(w, r, p.Name(), pin, body, start, *f)
+		return h.reject(w, r, reqID, p.Name(), pin, body, start, *f)
 	}
 	// A channel-scoped secret posts for its channel only: every item or none.
 	if ch, refused := grant.Refused(items, pin); refused {
 		return h.fail(w, forbiddenChannel(ch))
 	}
 
-	msgs, ids, channel, bf := rawEvents(p.Name(), items, pin, false, start, h.cfg.Binding)
+	msgs, ids, channel, bf := rawEvents(p.Name(), items, pin, false, start, reqID, h.cfg.Binding)
 	if bf != nil {
 		if bf.keep {
-			return h.reject(w, r, p.Name(), bf.channel, body, start, bf.o)
+			return h.reject(w, r, reqID, p.Name(), bf.channel, body, start, bf.o)
 		}
 		return h.fail(w, bf.o)
 	}
@@ -397,7 +423,7 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 		}
 		// Retrying can never store it: keep it, and say why.
 		d.body = nil
-		o = h.reject(w, r, p.Name(), channel, body, start, o)
+		o = h.reject(w, r, reqID, p.Name(), channel, body, start, o)
 		o.ids = append(o.ids, ids...)
 		return o
 	}
@@ -470,9 +496,9 @@ func (h *Handler) publish(ctx context.Context, msgs []broker.Message) error {
 }
 
 // reject answers a delivery that cannot become events, after storing its raw
-// bytes on the dead-letter stream; if that store fails the answer is 503 so
+// bytes and its request id on the dead-letter stream; if that store fails the answer is 503 so
 // that the provider retries and nothing is lost.
-func (h *Handler) reject(w http.ResponseWriter, r *http.Request, providerName, channel string, body []byte, received time.Time, o outcome) outcome {
+func (h *Handler) reject(w http.ResponseWriter, r *http.Request, reqID, providerName, channel string, body []byte, received time.Time, o outcome) outcome {
 	reason := o.message
 	if o.err != nil {
 		reason = o.message + ": " + o.err.Error()
@@ -486,6 +512,9 @@ func (h *Handler) reject(w http.ResponseWriter, r *http.Request, providerName, c
 		Path:       r.URL.Path,
 		Headers:    keptHeaders(r.Header),
 	}
+	// The request id answered, made up or not, as the log line and the
+	// raw events have it: a redrive puts it on its raw events again.
+	dl.Headers["X-Request-Id"] = reqID
 	dl.SetBody(body)
 	// Parts first when the body does not fit one message, the record last.
 	msgs, err := envelope.DeadLetterMessages(dl, h.cfg.Binding, broker.MaxMessageBytes(h.cfg.Publisher))

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -752,5 +753,65 @@ func TestHealthReadyMetrics(t *testing.T) {
 		if !bytes.Contains(a.body, []byte(metric)) {
 			t.Errorf("/metrics lacks %s", metric)
 		}
+	}
+}
+
+type observed struct {
+	provider, channel string
+	authenticated     bool
+	status, items     int
+}
+
+type tally struct {
+	mu  sync.Mutex
+	got []observed
+}
+
+func (o *tally) Delivery(provider, channel string, authenticated bool, status, items int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.got = append(o.got, observed{provider, channel, authenticated, status, items})
+}
+
+// TestObserverSeesEveryDelivery: the Observer is told of each delivery
+// once answered, with its channel once known and whether its sender was
+// checked: a refusal before authentication has neither, a signed body
+// refused is unauthenticated too, a bad payload has no channel yet.
+func TestObserverSeesEveryDelivery(t *testing.T) {
+	tokens, _ := auth.NewTokenVerifier([]string{"whapi-secret"})
+	keys, _ := auth.NewHMACVerifier([]string{"waha-key"})
+	obs := &tally{}
+	e := startEnv(t, func(c *ingress.Config) {
+		c.AuthDisabled = false
+		c.Verifiers = map[string]auth.Verifier{"whapi": tokens, "zapi": tokens, "waha": keys}
+		c.Observer = obs
+	})
+	bearer := map[string]string{"Authorization": "Bearer whapi-secret"}
+	whapiBody := readFixture(t, "whapi", "labels.post.json")
+	wahaBody := readFixture(t, "waha", "label.upsert.json")
+	for _, r := range []struct {
+		path   string
+		body   []byte
+		header map[string]string
+	}{
+		{"/v1/webhooks/whapi", whapiBody, bearer},
+		{"/v1/webhooks/whapi", whapiBody, nil},
+		{"/v1/webhooks/waha", wahaBody, map[string]string{"X-Webhook-Hmac": hmacHex("waha-key", []byte("{}"))}},
+		{"/v1/webhooks/whapi", []byte(`{"event":{"type":"messages","event":"post"},"messages":[{"id":"x"}]}`), bearer},
+		{"/v1/webhooks/nope", []byte(`{}`), nil},
+	} {
+		e.do("POST", r.path, r.body, r.header)
+	}
+	want := []observed{
+		{"whapi", "MANTIS-M72HC", true, 200, 1},
+		{"whapi", "", false, 401, 0},
+		{"waha", "", false, 403, 0},
+		{"whapi", "", true, 400, 0},
+		{"unknown", "", false, 404, 0},
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if diff := cmp.Diff(want, obs.got, cmp.AllowUnexported(observed{})); diff != "" {
+		t.Errorf("observed deliveries mismatch (-want +got):\n%s", diff)
 	}
 }

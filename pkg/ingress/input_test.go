@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wahook/wahook/pkg/broker"
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/envelope"
 	"github.com/wahook/wahook/pkg/fact"
@@ -276,6 +277,43 @@ func TestRequestHeadersAreBounded(t *testing.T) {
 		if got := a.header.Get("X-Request-Id"); (got == give) != kept || got == "" {
 			t.Errorf("X-Request-Id %.20q answered as %.20q; kept %v", give, got, kept)
 		}
+	}
+}
+
+// TestRawEventsCarryRequestID: every raw event of a delivery carries its
+// request id (the one sent when well-formed, else the one made up and
+// answered), percent-encoded; a provider's retry under another request id
+// leaves the stored copy's.
+func TestRawEventsCarryRequestID(t *testing.T) {
+	e := startEnv(t)
+	body := func(i int) []byte {
+		return fmt.Appendf(nil, `{"messages":[
+		{"id":"r%d-1","from_me":false,"type":"text","chat_id":"919984351847@s.whatsapp.net","timestamp":1712995245,"text":{"body":"one"}},
+		{"id":"r%d-2","from_me":false,"type":"text","chat_id":"919984351847@s.whatsapp.net","timestamp":1712995246,"text":{"body":"two"}}],
+		"event":{"type":"messages","event":"post"},"channel_id":"MANTIS-M72HC"}`, i, i)
+	}
+	for i, give := range []string{`req-"42"%`, strings.Repeat("r", 129), "with space"} {
+		a := e.do("POST", "/v1/webhooks/whapi", body(i), map[string]string{"X-Request-Id": give})
+		if a.status != http.StatusOK {
+			t.Fatalf("X-Request-Id %.20q: %d %s", give, a.status, a.body)
+		}
+		answered := a.header.Get("X-Request-Id")
+		if len(answered) == 0 || len(answered) > 128 {
+			t.Fatalf("X-Request-Id %.20q answered as %q", give, answered)
+		}
+		_, ids := a.accepted(t)
+		stored := byID(e.stream(natsbroker.IngressStream))
+		for _, id := range ids {
+			got := broker.UnescapeHeader(stored[id].Header.Get("ce-requestid"))
+			if got != answered {
+				t.Errorf("X-Request-Id %.20q: raw event %s has requestid %q, want %q", give, id, got, answered)
+			}
+		}
+	}
+	a := e.do("POST", "/v1/webhooks/whapi", body(0), map[string]string{"X-Request-Id": "retry"})
+	_, ids := a.accepted(t)
+	if got := broker.UnescapeHeader(byID(e.stream(natsbroker.IngressStream))[ids[0]].Header.Get("ce-requestid")); got != `req-"42"%` {
+		t.Errorf("after a retry the stored requestid is %q, want the first delivery's", got)
 	}
 }
 

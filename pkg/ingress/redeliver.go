@@ -71,7 +71,13 @@ func Redeliver(p provider.Provider, d envelope.DeadLetter, body []byte, maxItems
 	if f != nil {
 		return nil, nil, fmt.Errorf("%w: still %s: %s", ErrNotRedeliverable, f.code, reason(*f))
 	}
-	msgs, ids, _, bf := rawEvents(p.Name(), items, pin, true, d.ReceivedAt, b)
+	// The delivery's own request id, when it sent one, ties the redriven
+	// events to it.
+	reqID := d.Headers["X-Request-Id"]
+	if !printable(reqID, maxRequestID) {
+		reqID = ""
+	}
+	msgs, ids, _, bf := rawEvents(p.Name(), items, pin, true, d.ReceivedAt, reqID, b)
 	if bf != nil {
 		return nil, nil, fmt.Errorf("%w: still %s: %s", ErrNotRedeliverable, bf.o.code, reason(bf.o))
 	}

@@ -92,7 +92,10 @@ func testConsole(t *testing.T, broker ...string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := http.Post(pub+"/v1/webhooks/whapi", "application/json", strings.NewReader(string(body)))
+		req, _ := http.NewRequest(http.MethodPost, pub+"/v1/webhooks/whapi", strings.NewReader(string(body)))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Request-Id", "req-"+name)
+		res, err := http.DefaultClient.Do(req)
 		if err != nil || res.StatusCode != http.StatusOK {
 			t.Fatalf("POST %s = %v, %v", name, res, err)
 		}
@@ -112,6 +115,8 @@ func testConsole(t *testing.T, broker ...string) {
 	if !strings.Contains(page, "<svg class=\"spark\"") {
 		t.Errorf("overview has no sparkline:\n%s", page)
 	}
+	// The channel's row, its four deliveries answered 200.
+	await(t, adm+"/console/", 20*time.Second, `data-channels="whapi"`, `<tr data-channel="MANTIS-M72HC" data-kind="channel">`, `<span class="code">200: 4</span>`)
 	await(t, adm+"/console/labels", 20*time.Second, "MANTIS-M72HC", `data-label="76"`, "Order complete", `fill="lightsteelblue"`)
 
 	// The chat in Z-API's group form: the timeline shows the label put on,
@@ -125,14 +130,22 @@ func testConsole(t *testing.T, broker ...string) {
 		t.Errorf("timeline shows labels on the chat after their removal:\n%s", chat)
 	}
 	// The raw event's page: its derived label.added in the causal chain.
-	await(t, adm+"/console/event?id="+added, 20*time.Second, "io.wahook.ingress.whapi.chats.patch", `data-derived="io.wahook.label.added"`, "New order")
+	// Its delivery by request id, and the raw events of that delivery.
+	rawPage := await(t, adm+"/console/event?id="+added, 20*time.Second, "io.wahook.ingress.whapi.chats.patch", `data-derived="io.wahook.label.added"`, "New order",
+		`<code id="requestid">req-chats.patch_label-assigned.json</code>`, `data-delivery="`+added+`"`)
+	// A derived event's page shows its raw event's delivery.
+	i := strings.Index(rawPage, `data-derived="io.wahook.label.added"`)
+	j := strings.Index(rawPage[i:], `/console/event?id=`) + i + len(`/console/event?id=`)
+	derivedID := rawPage[j : j+strings.IndexByte(rawPage[j:], '"')]
+	await(t, adm+"/console/event?id="+derivedID, 20*time.Second, "io.wahook.label.added",
+		`<code id="requestid">req-chats.patch_label-assigned.json</code>`, `data-delivery="`+added+`"`)
 	await(t, adm+"/console/tail?stream=derived&type=io.wahook.label.*", 20*time.Second, `data-type="io.wahook.label.added"`, `data-type="io.wahook.label.removed"`)
 	// The dead letter, its body shown; redriven once.
 	dl := await(t, adm+"/console/deadletters", 20*time.Second, `<article class="deadletter"`, "DL-CHANNEL", `&#34;body&#34;: &#34;two&#34;`, `data-redrive=`)
 	if strings.Contains(dl, "console-secret") {
 		t.Error("dead letters page shows the console token")
 	}
-	i := strings.Index(dl, `data-redrive="`) + len(`data-redrive="`)
+	i = strings.Index(dl, `data-redrive="`) + len(`data-redrive="`)
 	dlID := dl[i : i+strings.IndexByte(dl[i:], '"')]
 	redrive := func(id string, header map[string]string) (int, string) {
 		t.Helper()

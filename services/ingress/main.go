@@ -253,6 +253,14 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 	// Load balancers probe the webhook port's /readyz, operators the admin
 	// one: both share one broker check a second.
 	ready := admin.CachedReady(bb.Ready, time.Second)
+	// The console's per-channel tally, fed by the handler; none without
+	// a console.
+	var channels *console.Channels
+	var observer ingress.Observer
+	if cfg.adminAddr != "" && cfg.console.Enabled {
+		channels = console.NewChannels(0)
+		observer = channels
+	}
 	h, err := ingress.New(ingress.Config{
 		Providers:      providers,
 		Verifiers:      vs,
@@ -268,6 +276,7 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 		Metrics:        ingress.NewMetrics(reg),
 		Logger:         log.Named("ingress"),
 		Tracer:         tracer,
+		Observer:       observer,
 
 		MaxUnauthenticatedInFlight: cfg.maxUnauth,
 		MaxBufferedBytes:           cfg.maxBuffered,
@@ -320,7 +329,7 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 			}
 			if con, err = console.New(console.Config{Service: "ingress", Gatherer: reg, Ready: ready,
 				Labels: func() console.LabelLister { return labels }, Events: events, Redriver: rd, Token: cfg.console.Token,
-				Logger: log.Named("console")}); err != nil {
+				Channels: channels, Logger: log.Named("console")}); err != nil {
 				ln.Close()
 				adminLn.Close()
 				return err

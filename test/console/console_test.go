@@ -227,7 +227,8 @@ func TestConsoleInBrowser(t *testing.T) {
 		// Sent once the page is open: the row comes over the live view.
 		s.post("/v1/webhooks/whapi", fixture(t, "whapi", "messages.post_incoming-text.json"))
 		if err := chromedp.Do(step(t, ctx), until(text(`tr[data-provider="whapi"] td.deliveries`)+` === "1"`),
-			until(text(`#streams`)+`.includes("chat-created")`)); err != nil {
+			until(text(`#streams`)+`.includes("chat-created")`),
+			until(text(`table[data-channels="whapi"] tr[data-channel="MANTIS-M72HC"] td.deliveries`)+` === "1"`)); err != nil {
 			t.Fatal(err)
 		}
 		if *screenshots != "" {
@@ -294,7 +295,10 @@ func TestConsoleInBrowser(t *testing.T) {
 		shot(t, ctx, "tail")
 		if err := chromedp.Do(step(t, ctx), chromedp.Click(`#tail tbody tr[data-type="io.wahook.label.added"] a`),
 			chromedp.WaitVisible("#chain"), until(`document.querySelector('#chain [data-derived="io.wahook.label.added"]') !== null`),
-			until(`document.querySelector("#chain").textContent.includes("io.wahook.ingress.whapi.chats.patch")`)); err != nil {
+			until(`document.querySelector("#chain").textContent.includes("io.wahook.ingress.whapi.chats.patch")`),
+			// The delivery it came in, by request id, with its raw event.
+			until(text(`#requestid`)+`.length > 0`),
+			until(`document.querySelector('#delivery-events li[data-delivery] a') !== null`)); err != nil {
 			t.Fatal(err)
 		}
 		shot(t, ctx, "event")

@@ -79,12 +79,12 @@ func Deliver(t *testing.T, pub broker.Publisher, b envelope.Binding, maxItems in
 const ChatA, ChatB = "5511999990000@s.whatsapp.net", "120363398750933550@g.us"
 
 // Sample is, on binding b: a raw event about each of two chats (ids raw-a,
-// raw-b), a label event derived from raw-a about chat A (derived-a) and a
-// dead letter of zapi.
+// raw-b; raw-a of request id req-a), a label event derived from raw-a about
+// chat A (derived-a) and a dead letter of zapi.
 func Sample(t *testing.T, b envelope.Binding) []broker.Message {
 	t.Helper()
 	at := time.Unix(1747391325, 0)
-	rawA := envelope.Raw{ID: "raw-a", Provider: "whapi", Channel: "CH", Kind: "chats.patch", Chat: ChatA, Time: at, Data: []byte(`{"id": "a"}`)}
+	rawA := envelope.Raw{ID: "raw-a", Provider: "whapi", Channel: "CH", Kind: "chats.patch", Chat: ChatA, Time: at, RequestID: "req-a", Data: []byte(`{"id": "a"}`)}
 	rawB := envelope.Raw{ID: "raw-b", Provider: "whapi", Channel: "CH", Kind: "messages.post", Chat: ChatB, Time: at, Data: []byte(`{"id":"b"}`)}
 	src, err := envelope.DecodeRaw(envelope.Ingress(rawA, b), b)
 	if err != nil {
