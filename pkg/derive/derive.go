@@ -14,7 +14,6 @@ package derive
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/wahook/wahook/pkg/chatid"
@@ -182,29 +181,34 @@ type AliasRegistry interface {
 	Lookup(ctx context.Context, provider, channel, id string) (other string, ok bool, err error)
 }
 
+// MaxAliases bounds the pairs one raw event teaches: each new pair costs
+// two state writes, and a forged payload may name thousands. A group has
+// at most 1024 members, so a real payload never gives more.
+const MaxAliases = 1024
+
 // LearnAliases records in reg the aliases a raw event's facts tell, before
 // anything is derived from it; nil reg learns nothing. A pair that is not a
-// hidden id and a phone-number id is passed over.
+// hidden id and a phone-number id of provider.MaxAliasDigits digits at most
+// is passed over, and so is every pair after the first MaxAliases.
 func LearnAliases(ctx context.Context, reg AliasRegistry, raw Raw, aliases []fact.Alias) error {
 	if reg == nil {
 		return nil
 	}
-	for i, a := range aliases {
-		lid, phone, ok := aliasPair(a)
-		if !ok || slices.ContainsFunc(aliases[:i], func(b fact.Alias) bool { return b == a }) {
+	done := make(map[fact.Alias]bool, min(len(aliases), MaxAliases))
+	for _, a := range aliases {
+		a, ok := provider.Alias(a.LID, a.Phone)
+		if !ok || done[a] {
 			continue
 		}
-		if err := reg.Learn(ctx, raw.Provider, raw.Channel, lid, phone, raw.ID); err != nil {
-			return fmt.Errorf("learn alias %s of %s: %w", lid, phone, err)
+		if len(done) == MaxAliases {
+			break
+		}
+		done[a] = true
+		if err := reg.Learn(ctx, raw.Provider, raw.Channel, a.LID, a.Phone, raw.ID); err != nil {
+			return fmt.Errorf("learn alias %s of %s: %w", a.LID, a.Phone, err)
 		}
 	}
 	return nil
-}
-
-func aliasPair(a fact.Alias) (lid, phone string, ok bool) {
-	lid, lt := chatid.Canonical(a.LID)
-	phone, pt := chatid.Canonical(a.Phone)
-	return lid, phone, lt == chatid.LID && pt == chatid.Contact
 }
 
 // PhoneOf returns the phone-number form learnt for chat when chat is a
