@@ -57,3 +57,38 @@ func TestLearnAliasesBounds(t *testing.T) {
 		t.Errorf("first pair: Lookup(%s) = %q, want %q", aliases[0].LID, other, aliases[0].Phone)
 	}
 }
+
+// A form is looked up both ways, and only a form of the other kind is an
+// answer.
+func TestOtherForm(t *testing.T) {
+	raw := derive.Raw{ID: "ev1", Provider: "waha", Channel: "default"}
+	reg := derivetest.NewAliasRegistry()
+	const lid, phone = "123456789012345@lid", "5544999999999@s.whatsapp.net"
+	if err := reg.Learn(t.Context(), raw.Provider, raw.Channel, lid, phone, raw.ID); err != nil {
+		t.Fatal(err)
+	}
+	// Written by no deriver: a stored answer of the same kind as the id.
+	if err := reg.Learn(t.Context(), raw.Provider, raw.Channel, "7@lid", "8@lid", raw.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ chat, other, phone string }{
+		{lid, phone, phone},
+		{"123456789012345:4@lid", phone, phone},
+		{phone, lid, ""},
+		{"5544999999999@c.us", lid, ""},
+		{"7@lid", "", ""},
+		{"120363019502650977@g.us", "", ""},
+	} {
+		other, err := derive.OtherForm(t.Context(), reg, raw, c.chat)
+		if err != nil || other != c.other {
+			t.Errorf("OtherForm(%s) = %q, %v, want %q", c.chat, other, err, c.other)
+		}
+		phone, err := derive.PhoneOf(t.Context(), reg, raw, c.chat)
+		if err != nil || phone != c.phone {
+			t.Errorf("PhoneOf(%s) = %q, %v, want %q", c.chat, phone, err, c.phone)
+		}
+	}
+	if other, err := derive.OtherForm(t.Context(), nil, raw, lid); other != "" || err != nil {
+		t.Errorf("OtherForm without a registry = %q, %v", other, err)
+	}
+}

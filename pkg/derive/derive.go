@@ -215,19 +215,41 @@ func LearnAliases(ctx context.Context, reg AliasRegistry, raw Raw, aliases []fac
 // hidden (…@lid) id, else ""; nil reg knows none. Only …@lid chats cost a
 // lookup.
 func PhoneOf(ctx context.Context, reg AliasRegistry, raw Raw, chat string) (string, error) {
-	if reg == nil {
+	if _, typ := chatid.Canonical(chat); typ != chatid.LID {
 		return "", nil
 	}
+	return OtherForm(ctx, reg, raw, chat)
+}
+
+// OtherForm returns the other form learnt for a contact's chat: a …@lid's
+// phone-number id, a phone-number id's …@lid; "" when none was learnt, or
+// chat is neither, or reg is nil. A stored form of the wrong kind is no
+// answer, whoever wrote it.
+func OtherForm(ctx context.Context, reg AliasRegistry, raw Raw, chat string) (string, error) {
 	id, typ := chatid.Canonical(chat)
-	if typ != chatid.LID {
+	var want chatid.Type
+	switch typ {
+	case chatid.LID:
+		want = chatid.Contact
+	case chatid.Contact:
+		want = chatid.LID
+	}
+	if reg == nil || want == chatid.Unknown {
 		return "", nil
 	}
-	phone, ok, err := reg.Lookup(ctx, raw.Provider, raw.Channel, id)
+	other, ok, err := reg.Lookup(ctx, raw.Provider, raw.Channel, id)
 	if err != nil {
 		return "", fmt.Errorf("look up alias of %s: %w", id, err)
 	}
-	if _, t := chatid.Canonical(phone); !ok || t != chatid.Contact {
+	if _, t := chatid.Canonical(other); !ok || t != want {
 		return "", nil
 	}
-	return phone, nil
+	return other, nil
+}
+
+// PhoneForm returns ref, about a …@lid chat, in the contact's phone-number
+// form phone, with the LID as chat_lid; chat_id_raw stays what the provider
+// wrote.
+func PhoneForm(ref ChatRef, phone string) ChatRef {
+	return ChatRef{ChatID: phone, ChatIDRaw: ref.ChatIDRaw, ChatType: string(chatid.Contact), ChatLID: ref.ChatID}
 }

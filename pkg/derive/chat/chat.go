@@ -115,7 +115,7 @@ func (d Deriver) Derive(ctx context.Context, raw derive.Raw, f fact.Facts) ([]de
 				return nil, err
 			}
 			first = first && firstPhone
-			ref = phoneForm(ref, phone)
+			ref = derive.PhoneForm(ref, phone)
 		}
 		if c.Repeated && !first {
 			continue
@@ -158,11 +158,11 @@ func (d Deriver) Derive(ctx context.Context, raw derive.Raw, f fact.Facts) ([]de
 		if lid == "" {
 			// A form never seen: its alias, when one was learnt, may have
 			// been. Only new chats pay this lookup.
-			other, ok, err := d.alias(ctx, raw, chat, typ)
+			other, err := derive.OtherForm(ctx, d.Aliases, raw, chat)
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("chat: %w", err)
 			}
-			if ok {
+			if other != "" {
 				if done[other] {
 					continue
 				}
@@ -175,7 +175,7 @@ func (d Deriver) Derive(ctx context.Context, raw derive.Raw, f fact.Facts) ([]de
 					continue
 				}
 				if typ == chatid.LID {
-					ref = phoneForm(ref, other)
+					ref = derive.PhoneForm(ref, other)
 				} else {
 					ref.ChatLID = other
 				}
@@ -184,32 +184,6 @@ func (d Deriver) Derive(ctx context.Context, raw derive.Raw, f fact.Facts) ([]de
 		out = append(out, event(raw, common, chat, ref, true, c.Name, c.Direction))
 	}
 	return out, nil
-}
-
-// alias returns the other form learnt for a contact's chat (a …@lid's
-// phone-number id, a phone-number id's …@lid).
-func (d Deriver) alias(ctx context.Context, raw derive.Raw, chat string, typ chatid.Type) (string, bool, error) {
-	if d.Aliases == nil || (typ != chatid.LID && typ != chatid.Contact) {
-		return "", false, nil
-	}
-	other, ok, err := d.Aliases.Lookup(ctx, raw.Provider, raw.Channel, chat)
-	if err != nil {
-		return "", false, fmt.Errorf("chat: look up alias of %s: %w", chat, err)
-	}
-	want := chatid.LID
-	if typ == chatid.LID {
-		want = chatid.Contact
-	}
-	if _, ot := chatid.Canonical(other); !ok || ot != want {
-		return "", false, nil
-	}
-	return other, true, nil
-}
-
-// phoneForm returns ref, a …@lid chat, as its phone-number form with the
-// LID beside it; chat_id_raw stays what the provider wrote.
-func phoneForm(ref derive.ChatRef, phone string) derive.ChatRef {
-	return derive.ChatRef{ChatID: phone, ChatIDRaw: ref.ChatIDRaw, ChatType: string(chatid.Contact), ChatLID: ref.ChatID}
 }
 
 // lidOf returns the canonical form of lid when it is a hidden id given
