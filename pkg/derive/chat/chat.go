@@ -74,116 +74,143 @@ func (d Deriver) Derive(ctx context.Context, raw derive.Raw, f fact.Facts) ([]de
 	if err := derive.LearnAliases(ctx, d.Aliases, raw, f.Aliases); err != nil {
 		return nil, fmt.Errorf("chat: %w", err)
 	}
-	inferring := len(f.ChatsSeen) > 0
-	if len(f.ChatsCreated) == 0 && !inferring {
+	if len(f.ChatsCreated) == 0 && len(f.ChatsSeen) == 0 {
 		return nil, nil
 	}
 	if d.Registry == nil {
 		return nil, errNoRegistry
 	}
-	common := derive.NewCommon(raw)
-	var out []derive.Event
-	done := map[string]bool{}
-	seen := func(chat string) (bool, error) {
-		first, err := d.Registry.FirstSeen(ctx, raw.Provider, raw.Channel, chat, raw.ID)
-		if err != nil {
-			return false, fmt.Errorf("chat: record chat %s: %w", chat, err)
-		}
-		return first, nil
-	}
+	r := run{d: d, ctx: ctx, raw: raw, common: derive.NewCommon(raw), done: map[string]bool{}}
 	for _, c := range f.ChatsCreated {
-		chat, typ := chatid.Canonical(c.Chat)
-		if chat == "" || chat == statusChat || done[chat] {
-			continue
-		}
-		done[chat] = true
-		// Only so that a later message does not infer the chat again;
-		// the provider has said it is new either way.
-		first, err := seen(chat)
-		if err != nil {
+		if err := r.created(c); err != nil {
 			return nil, err
 		}
-		ref := derive.ChatRef{ChatID: chat, ChatIDRaw: c.Chat, ChatType: string(typ)}
-		phone, err := derive.PhoneOf(ctx, d.Aliases, raw, chat)
-		if err != nil {
-			return nil, fmt.Errorf("chat: %w", err)
-		}
-		if phone != "" && !done[phone] {
-			done[phone] = true
-			firstPhone, err := seen(phone)
-			if err != nil {
-				return nil, err
-			}
-			first = first && firstPhone
-			ref = derive.PhoneForm(ref, phone)
-		}
-		if c.Repeated && !first {
-			continue
-		}
-		out = append(out, event(raw, common, chat, ref, false, c.Name, c.Direction))
-	}
-	if !inferring {
-		return out, nil
 	}
 	for _, c := range f.ChatsSeen {
-		chat, typ := chatid.Canonical(c.Chat)
-		if chat == "" || chat == statusChat || done[chat] {
-			continue
-		}
-		done[chat] = true
-		ref := derive.ChatRef{ChatID: chat, ChatIDRaw: c.Chat, ChatType: string(typ)}
-		lid := lidOf(c.LID, typ)
-		if lid != "" && done[lid] {
-			continue
-		}
-		firstLID := true
-		if lid != "" {
-			done[lid] = true
-			// The LID is recorded as seen too, so that a later event giving
-			// only the LID infers nothing; a chat first seen under either
-			// form is not created again under the other.
-			var err error
-			if firstLID, err = seen(lid); err != nil {
-				return nil, err
-			}
-			ref.ChatLID = lid
-		}
-		first, err := seen(chat)
-		if err != nil {
+		if err := r.seen(c); err != nil {
 			return nil, err
 		}
-		if !first || !firstLID {
-			continue
-		}
-		if lid == "" {
-			// A form never seen: its alias, when one was learnt, may have
-			// been. Only new chats pay this lookup.
-			other, err := derive.OtherForm(ctx, d.Aliases, raw, chat)
-			if err != nil {
-				return nil, fmt.Errorf("chat: %w", err)
-			}
-			if other != "" {
-				if done[other] {
-					continue
-				}
-				done[other] = true
-				firstOther, err := seen(other)
-				if err != nil {
-					return nil, err
-				}
-				if !firstOther {
-					continue
-				}
-				if typ == chatid.LID {
-					ref = derive.PhoneForm(ref, other)
-				} else {
-					ref.ChatLID = other
-				}
-			}
-		}
-		out = append(out, event(raw, common, chat, ref, true, c.Name, c.Direction))
 	}
-	return out, nil
+	return r.out, nil
+}
+
+// run is the derivation of one raw event: done holds the canonical forms
+// it has recorded already, so that none is recorded or created twice.
+type run struct {
+	d      Deriver
+	ctx    context.Context
+	raw    derive.Raw
+	common derive.Common
+	done   map[string]bool
+	out    []derive.Event
+}
+
+// first records chat as seen and reports whether this raw event saw it
+// first.
+func (r *run) first(chat string) (bool, error) {
+	first, err := r.d.Registry.FirstSeen(r.ctx, r.raw.Provider, r.raw.Channel, chat, r.raw.ID)
+	if err != nil {
+		return false, fmt.Errorf("chat: record chat %s: %w", chat, err)
+	}
+	return first, nil
+}
+
+// created derives a chat the provider says is new.
+func (r *run) created(c fact.ChatCreated) error {
+	chat, typ := chatid.Canonical(c.Chat)
+	if chat == "" || chat == statusChat || r.done[chat] {
+		return nil
+	}
+	r.done[chat] = true
+	// Only so that a later message does not infer the chat again; the
+	// provider has said it is new either way.
+	first, err := r.first(chat)
+	if err != nil {
+		return err
+	}
+	ref := derive.ChatRef{ChatID: chat, ChatIDRaw: c.Chat, ChatType: string(typ)}
+	phone, err := derive.PhoneOf(r.ctx, r.d.Aliases, r.raw, chat)
+	if err != nil {
+		return fmt.Errorf("chat: %w", err)
+	}
+	if phone != "" && !r.done[phone] {
+		r.done[phone] = true
+		firstPhone, err := r.first(phone)
+		if err != nil {
+			return err
+		}
+		first = first && firstPhone
+		ref = derive.PhoneForm(ref, phone)
+	}
+	if c.Repeated && !first {
+		return nil
+	}
+	r.out = append(r.out, event(r.raw, r.common, chat, ref, false, c.Name, c.Direction))
+	return nil
+}
+
+// seen derives the inferred creation of a chat a message or notification
+// was seen in, when no form of its contact was seen before.
+func (r *run) seen(c fact.ChatSeen) error {
+	chat, typ := chatid.Canonical(c.Chat)
+	if chat == "" || chat == statusChat || r.done[chat] {
+		return nil
+	}
+	r.done[chat] = true
+	ref := derive.ChatRef{ChatID: chat, ChatIDRaw: c.Chat, ChatType: string(typ)}
+	lid := lidOf(c.LID, typ)
+	if lid != "" && r.done[lid] {
+		return nil
+	}
+	firstLID := true
+	if lid != "" {
+		r.done[lid] = true
+		// The LID is recorded as seen too, so that a later event giving
+		// only the LID infers nothing; a chat first seen under either form
+		// is not created again under the other.
+		var err error
+		if firstLID, err = r.first(lid); err != nil {
+			return err
+		}
+		ref.ChatLID = lid
+	}
+	first, err := r.first(chat)
+	if err != nil || !first || !firstLID {
+		return err
+	}
+	if lid == "" {
+		var ok bool
+		if ref, ok, err = r.learntForm(ref, chat, typ); err != nil || !ok {
+			return err
+		}
+	}
+	r.out = append(r.out, event(r.raw, r.common, chat, ref, true, c.Name, c.Direction))
+	return nil
+}
+
+// learntForm ties a form never seen before to the other form learnt for
+// it, which may have been seen: ok is false when it was (no creation).
+// Only new chats pay this lookup.
+func (r *run) learntForm(ref derive.ChatRef, chat string, typ chatid.Type) (derive.ChatRef, bool, error) {
+	other, err := derive.OtherForm(r.ctx, r.d.Aliases, r.raw, chat)
+	if err != nil {
+		return ref, false, fmt.Errorf("chat: %w", err)
+	}
+	if other == "" {
+		return ref, true, nil
+	}
+	if r.done[other] {
+		return ref, false, nil
+	}
+	r.done[other] = true
+	if first, err := r.first(other); err != nil || !first {
+		return ref, false, err
+	}
+	if typ == chatid.LID {
+		return derive.PhoneForm(ref, other), true, nil
+	}
+	ref.ChatLID = other
+	return ref, true, nil
 }
 
 // lidOf returns the canonical form of lid when it is a hidden id given
