@@ -22,7 +22,10 @@
 // chat given in one form whose other form was learnt as an alias (from any
 // payload giving both) is created only when neither form was seen, and a
 // …@lid one then gets chat_id in the phone form and chat_lid; the event id
-// still hashes the form given.
+// still hashes the form given. Markers in the registry (see learntForm)
+// keep that decision when the raw event is derived again after the alias
+// was learnt, and make two events seeing the two forms at once create the
+// contact once.
 package chat
 
 import (
@@ -141,6 +144,12 @@ func (r *run) created(c fact.ChatCreated) error {
 		}
 		first = first && firstPhone
 		ref = derive.PhoneForm(ref, phone)
+	} else if first && r.tied(typ) {
+		// Created alone: the first event of its other form, once
+		// an alias ties them, must not create the contact again.
+		if _, err := r.first(aloneMarker(chat)); err != nil {
+			return err
+		}
 	}
 	if c.Repeated && !first {
 		return nil
@@ -188,23 +197,53 @@ func (r *run) seen(c fact.ChatSeen) error {
 	return nil
 }
 
-// learntForm ties a form never seen before to the other form learnt for
-// it, which may have been seen: ok is false when it was (no creation).
-// Only new chats pay this lookup.
+// learntForm decides the creation of a contact's chat given in one form,
+// which this raw event saw first, against the other form learnt for it:
+// ok is false when another event creates the contact. Only new chats pay
+// the lookup.
+//
+// The answer must not change when the raw event is derived again with an
+// alias learnt since, nor when the two forms are first seen at once by two
+// events (two partitions, or a redelivery racing the other form): so
+// besides the forms themselves it records, with the registry's
+// first-event rule, two markers. alone(X) is claimed by the event that
+// saw X first and knew no alias (it creates when it gets it), or by the
+// first event of the other form, to stop that; contact(LID) is claimed by
+// the events that each saw one form first knowing the alias, and the one
+// that gets it creates.
 func (r *run) learntForm(ref derive.ChatRef, chat string, typ chatid.Type) (derive.ChatRef, bool, error) {
+	if !r.tied(typ) {
+		return ref, true, nil
+	}
 	other, err := derive.OtherForm(r.ctx, r.d.Aliases, r.raw, chat)
 	if err != nil {
 		return ref, false, fmt.Errorf("chat: %w", err)
 	}
 	if other == "" {
-		return ref, true, nil
+		ok, err := r.first(aloneMarker(chat))
+		return ref, ok, err
 	}
 	if r.done[other] {
 		return ref, false, nil
 	}
 	r.done[other] = true
-	if first, err := r.first(other); err != nil || !first {
+	firstOther, err := r.first(other)
+	if err != nil {
 		return ref, false, err
+	}
+	if !firstOther {
+		lid := chat
+		if typ != chatid.LID {
+			lid = other
+		}
+		// The other form's first event created the contact when it
+		// knew no alias and got its marker; else this event and it
+		// (when it knew the alias too) race for the contact.
+		for _, m := range [...]string{aloneMarker(other), contactMarker(lid)} {
+			if ok, err := r.first(m); err != nil || !ok {
+				return ref, false, err
+			}
+		}
 	}
 	if typ == chatid.LID {
 		return derive.PhoneForm(ref, other), true, nil
@@ -212,6 +251,17 @@ func (r *run) learntForm(ref derive.ChatRef, chat string, typ chatid.Type) (deri
 	ref.ChatLID = other
 	return ref, true, nil
 }
+
+// tied reports whether a chat of type typ may have an alias to decide.
+func (r *run) tied(typ chatid.Type) bool {
+	return r.d.Aliases != nil && (typ == chatid.LID || typ == chatid.Contact)
+}
+
+// aloneMarker and contactMarker are the registry ids of learntForm's
+// markers: a canonical …@lid or phone-number id has no ':' before its '@',
+// so no chat has these ids.
+func aloneMarker(form string) string  { return "alone:" + form }
+func contactMarker(lid string) string { return "contact:" + lid }
 
 // lidOf returns the canonical form of lid when it is a hidden id given
 // beside a contact's phone-number id, else "".
