@@ -92,3 +92,18 @@ func TestOtherForm(t *testing.T) {
 		t.Errorf("OtherForm without a registry = %q, %v", other, err)
 	}
 }
+
+// Most raw events give no pair (a Whapi chats.patch never does): learning
+// nothing costs nothing.
+func TestLearnAliasesNoneFree(t *testing.T) {
+	raw := derive.Raw{ID: "ev1", Provider: "whapi", Channel: "CH"}
+	reg := derivetest.NewAliasRegistry()
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := derive.LearnAliases(t.Context(), reg, raw, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("LearnAliases of no pair: %.0f allocations, want 0", allocs)
+	}
+}
