@@ -14,7 +14,6 @@ package derive
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/wahook/wahook/pkg/chatid"
@@ -182,48 +181,75 @@ type AliasRegistry interface {
 	Lookup(ctx context.Context, provider, channel, id string) (other string, ok bool, err error)
 }
 
+// MaxAliases bounds the pairs one raw event teaches: each new pair costs
+// two state writes, and a forged payload may name thousands. A group has
+// at most 1024 members, so a real payload never gives more.
+const MaxAliases = 1024
+
 // LearnAliases records in reg the aliases a raw event's facts tell, before
 // anything is derived from it; nil reg learns nothing. A pair that is not a
-// hidden id and a phone-number id is passed over.
+// hidden id and a phone-number id of provider.MaxAliasDigits digits at most
+// is passed over, and so is every pair after the first MaxAliases.
 func LearnAliases(ctx context.Context, reg AliasRegistry, raw Raw, aliases []fact.Alias) error {
 	if reg == nil {
 		return nil
 	}
-	for i, a := range aliases {
-		lid, phone, ok := aliasPair(a)
-		if !ok || slices.ContainsFunc(aliases[:i], func(b fact.Alias) bool { return b == a }) {
+	done := make(map[fact.Alias]bool, min(len(aliases), MaxAliases))
+	for _, a := range aliases {
+		a, ok := provider.Alias(a.LID, a.Phone)
+		if !ok || done[a] {
 			continue
 		}
-		if err := reg.Learn(ctx, raw.Provider, raw.Channel, lid, phone, raw.ID); err != nil {
-			return fmt.Errorf("learn alias %s of %s: %w", lid, phone, err)
+		if len(done) == MaxAliases {
+			break
+		}
+		done[a] = true
+		if err := reg.Learn(ctx, raw.Provider, raw.Channel, a.LID, a.Phone, raw.ID); err != nil {
+			return fmt.Errorf("learn alias %s of %s: %w", a.LID, a.Phone, err)
 		}
 	}
 	return nil
-}
-
-func aliasPair(a fact.Alias) (lid, phone string, ok bool) {
-	lid, lt := chatid.Canonical(a.LID)
-	phone, pt := chatid.Canonical(a.Phone)
-	return lid, phone, lt == chatid.LID && pt == chatid.Contact
 }
 
 // PhoneOf returns the phone-number form learnt for chat when chat is a
 // hidden (…@lid) id, else ""; nil reg knows none. Only …@lid chats cost a
 // lookup.
 func PhoneOf(ctx context.Context, reg AliasRegistry, raw Raw, chat string) (string, error) {
-	if reg == nil {
+	if _, typ := chatid.Canonical(chat); typ != chatid.LID {
 		return "", nil
 	}
+	return OtherForm(ctx, reg, raw, chat)
+}
+
+// OtherForm returns the other form learnt for a contact's chat: a …@lid's
+// phone-number id, a phone-number id's …@lid; "" when none was learnt, or
+// chat is neither, or reg is nil. A stored form of the wrong kind is no
+// answer, whoever wrote it.
+func OtherForm(ctx context.Context, reg AliasRegistry, raw Raw, chat string) (string, error) {
 	id, typ := chatid.Canonical(chat)
-	if typ != chatid.LID {
+	var want chatid.Type
+	switch typ {
+	case chatid.LID:
+		want = chatid.Contact
+	case chatid.Contact:
+		want = chatid.LID
+	}
+	if reg == nil || want == chatid.Unknown {
 		return "", nil
 	}
-	phone, ok, err := reg.Lookup(ctx, raw.Provider, raw.Channel, id)
+	other, ok, err := reg.Lookup(ctx, raw.Provider, raw.Channel, id)
 	if err != nil {
 		return "", fmt.Errorf("look up alias of %s: %w", id, err)
 	}
-	if _, t := chatid.Canonical(phone); !ok || t != chatid.Contact {
+	if _, t := chatid.Canonical(other); !ok || t != want {
 		return "", nil
 	}
-	return phone, nil
+	return other, nil
+}
+
+// PhoneForm returns ref, about a …@lid chat, in the contact's phone-number
+// form phone, with the LID as chat_lid; chat_id_raw stays what the provider
+// wrote.
+func PhoneForm(ref ChatRef, phone string) ChatRef {
+	return ChatRef{ChatID: phone, ChatIDRaw: ref.ChatIDRaw, ChatType: string(chatid.Contact), ChatLID: ref.ChatID}
 }

@@ -123,7 +123,7 @@ func (d Deriver) Derive(ctx context.Context, raw derive.Raw, f fact.Facts) ([]de
 					return nil, fmt.Errorf("call: %w", err)
 				}
 				if phone != "" {
-					data.ChatRef = derive.ChatRef{ChatID: phone, ChatIDRaw: chatRaw, ChatType: string(chatid.Contact), ChatLID: chat}
+					data.ChatRef = derive.PhoneForm(data.ChatRef, phone)
 					chat = phone
 				}
 			}

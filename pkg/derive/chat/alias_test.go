@@ -80,6 +80,20 @@ func TestAliases(t *testing.T) {
 			}},
 			{"e3", seen(aliasPhone), none},
 		},
+		"an explicit creation of a LID, then the alias, then the phone alone: one chat": {
+			{"e1", fact.Facts{ChatsCreated: []fact.ChatCreated{{Chat: aliasLID}}}, func(raw derive.Raw) []derive.Event {
+				return []derive.Event{created(raw, aliasLID, aliasLID, "lid", false, "", "")}
+			}},
+			{"e2", fact.Facts{Aliases: pair}, none},
+			{"e3", seen(aliasPhone), none},
+		},
+		"an explicit creation of a phone, then the alias, then the LID alone: one chat": {
+			{"e1", fact.Facts{ChatsCreated: []fact.ChatCreated{{Chat: aliasPhone}}}, func(raw derive.Raw) []derive.Event {
+				return []derive.Event{created(raw, aliasPhone, aliasPhone, "contact", false, "", "")}
+			}},
+			{"e2", fact.Facts{Aliases: pair}, none},
+			{"e3", seen(aliasLID), none},
+		},
 		"a conflicting pair is ignored": {
 			{"e1", fact.Facts{Aliases: pair}, none},
 			{"e2", fact.Facts{Aliases: []fact.Alias{{LID: aliasLID, Phone: "5511888888888@s.whatsapp.net"}}}, none},

@@ -22,7 +22,10 @@
 // chat given in one form whose other form was learnt as an alias (from any
 // payload giving both) is created only when neither form was seen, and a
 // …@lid one then gets chat_id in the phone form and chat_lid; the event id
-// still hashes the form given.
+// still hashes the form given. Markers in the registry (see learntForm)
+// keep that decision when the raw event is derived again after the alias
+// was learnt, and make two events seeing the two forms at once create the
+// contact once.
 package chat
 
 import (
@@ -74,143 +77,191 @@ func (d Deriver) Derive(ctx context.Context, raw derive.Raw, f fact.Facts) ([]de
 	if err := derive.LearnAliases(ctx, d.Aliases, raw, f.Aliases); err != nil {
 		return nil, fmt.Errorf("chat: %w", err)
 	}
-	inferring := len(f.ChatsSeen) > 0
-	if len(f.ChatsCreated) == 0 && !inferring {
+	if len(f.ChatsCreated) == 0 && len(f.ChatsSeen) == 0 {
 		return nil, nil
 	}
 	if d.Registry == nil {
 		return nil, errNoRegistry
 	}
-	common := derive.NewCommon(raw)
-	var out []derive.Event
-	done := map[string]bool{}
-	seen := func(chat string) (bool, error) {
-		first, err := d.Registry.FirstSeen(ctx, raw.Provider, raw.Channel, chat, raw.ID)
-		if err != nil {
-			return false, fmt.Errorf("chat: record chat %s: %w", chat, err)
-		}
-		return first, nil
-	}
+	r := run{d: d, ctx: ctx, raw: raw, common: derive.NewCommon(raw), done: map[string]bool{}}
 	for _, c := range f.ChatsCreated {
-		chat, typ := chatid.Canonical(c.Chat)
-		if chat == "" || chat == statusChat || done[chat] {
-			continue
-		}
-		done[chat] = true
-		// Only so that a later message does not infer the chat again;
-		// the provider has said it is new either way.
-		first, err := seen(chat)
-		if err != nil {
+		if err := r.created(c); err != nil {
 			return nil, err
 		}
-		ref := derive.ChatRef{ChatID: chat, ChatIDRaw: c.Chat, ChatType: string(typ)}
-		phone, err := derive.PhoneOf(ctx, d.Aliases, raw, chat)
-		if err != nil {
-			return nil, fmt.Errorf("chat: %w", err)
-		}
-		if phone != "" && !done[phone] {
-			done[phone] = true
-			firstPhone, err := seen(phone)
-			if err != nil {
-				return nil, err
-			}
-			first = first && firstPhone
-			ref = phoneForm(ref, phone)
-		}
-		if c.Repeated && !first {
-			continue
-		}
-		out = append(out, event(raw, common, chat, ref, false, c.Name, c.Direction))
-	}
-	if !inferring {
-		return out, nil
 	}
 	for _, c := range f.ChatsSeen {
-		chat, typ := chatid.Canonical(c.Chat)
-		if chat == "" || chat == statusChat || done[chat] {
-			continue
-		}
-		done[chat] = true
-		ref := derive.ChatRef{ChatID: chat, ChatIDRaw: c.Chat, ChatType: string(typ)}
-		lid := lidOf(c.LID, typ)
-		if lid != "" && done[lid] {
-			continue
-		}
-		firstLID := true
-		if lid != "" {
-			done[lid] = true
-			// The LID is recorded as seen too, so that a later event giving
-			// only the LID infers nothing; a chat first seen under either
-			// form is not created again under the other.
-			var err error
-			if firstLID, err = seen(lid); err != nil {
-				return nil, err
-			}
-			ref.ChatLID = lid
-		}
-		first, err := seen(chat)
-		if err != nil {
+		if err := r.seen(c); err != nil {
 			return nil, err
 		}
-		if !first || !firstLID {
-			continue
-		}
-		if lid == "" {
-			// A form never seen: its alias, when one was learnt, may have
-			// been. Only new chats pay this lookup.
-			other, ok, err := d.alias(ctx, raw, chat, typ)
-			if err != nil {
-				return nil, err
-			}
-			if ok {
-				if done[other] {
-					continue
-				}
-				done[other] = true
-				firstOther, err := seen(other)
-				if err != nil {
-					return nil, err
-				}
-				if !firstOther {
-					continue
-				}
-				if typ == chatid.LID {
-					ref = phoneForm(ref, other)
-				} else {
-					ref.ChatLID = other
-				}
-			}
-		}
-		out = append(out, event(raw, common, chat, ref, true, c.Name, c.Direction))
 	}
-	return out, nil
+	return r.out, nil
 }
 
-// alias returns the other form learnt for a contact's chat (a …@lid's
-// phone-number id, a phone-number id's …@lid).
-func (d Deriver) alias(ctx context.Context, raw derive.Raw, chat string, typ chatid.Type) (string, bool, error) {
-	if d.Aliases == nil || (typ != chatid.LID && typ != chatid.Contact) {
-		return "", false, nil
-	}
-	other, ok, err := d.Aliases.Lookup(ctx, raw.Provider, raw.Channel, chat)
+// run is the derivation of one raw event: done holds the canonical forms
+// it has recorded already, so that none is recorded or created twice.
+type run struct {
+	d      Deriver
+	ctx    context.Context
+	raw    derive.Raw
+	common derive.Common
+	done   map[string]bool
+	out    []derive.Event
+}
+
+// first records chat as seen and reports whether this raw event saw it
+// first.
+func (r *run) first(chat string) (bool, error) {
+	first, err := r.d.Registry.FirstSeen(r.ctx, r.raw.Provider, r.raw.Channel, chat, r.raw.ID)
 	if err != nil {
-		return "", false, fmt.Errorf("chat: look up alias of %s: %w", chat, err)
+		return false, fmt.Errorf("chat: record chat %s: %w", chat, err)
 	}
-	want := chatid.LID
-	if typ == chatid.LID {
-		want = chatid.Contact
-	}
-	if _, ot := chatid.Canonical(other); !ok || ot != want {
-		return "", false, nil
-	}
-	return other, true, nil
+	return first, nil
 }
 
-// phoneForm returns ref, a …@lid chat, as its phone-number form with the
-// LID beside it; chat_id_raw stays what the provider wrote.
-func phoneForm(ref derive.ChatRef, phone string) derive.ChatRef {
-	return derive.ChatRef{ChatID: phone, ChatIDRaw: ref.ChatIDRaw, ChatType: string(chatid.Contact), ChatLID: ref.ChatID}
+// created derives a chat the provider says is new.
+func (r *run) created(c fact.ChatCreated) error {
+	chat, typ := chatid.Canonical(c.Chat)
+	if chat == "" || chat == statusChat || r.done[chat] {
+		return nil
+	}
+	r.done[chat] = true
+	// Only so that a later message does not infer the chat again; the
+	// provider has said it is new either way.
+	first, err := r.first(chat)
+	if err != nil {
+		return err
+	}
+	ref := derive.ChatRef{ChatID: chat, ChatIDRaw: c.Chat, ChatType: string(typ)}
+	phone, err := derive.PhoneOf(r.ctx, r.d.Aliases, r.raw, chat)
+	if err != nil {
+		return fmt.Errorf("chat: %w", err)
+	}
+	if phone != "" && !r.done[phone] {
+		r.done[phone] = true
+		firstPhone, err := r.first(phone)
+		if err != nil {
+			return err
+		}
+		first = first && firstPhone
+		ref = derive.PhoneForm(ref, phone)
+	} else if first && r.tied(typ) {
+		// Created alone: the first event of its other form, once
+		// an alias ties them, must not create the contact again.
+		if _, err := r.first(aloneMarker(chat)); err != nil {
+			return err
+		}
+	}
+	if c.Repeated && !first {
+		return nil
+	}
+	r.out = append(r.out, event(r.raw, r.common, chat, ref, false, c.Name, c.Direction))
+	return nil
 }
+
+// seen derives the inferred creation of a chat a message or notification
+// was seen in, when no form of its contact was seen before.
+func (r *run) seen(c fact.ChatSeen) error {
+	chat, typ := chatid.Canonical(c.Chat)
+	if chat == "" || chat == statusChat || r.done[chat] {
+		return nil
+	}
+	r.done[chat] = true
+	ref := derive.ChatRef{ChatID: chat, ChatIDRaw: c.Chat, ChatType: string(typ)}
+	lid := lidOf(c.LID, typ)
+	if lid != "" && r.done[lid] {
+		return nil
+	}
+	firstLID := true
+	if lid != "" {
+		r.done[lid] = true
+		// The LID is recorded as seen too, so that a later event giving
+		// only the LID infers nothing; a chat first seen under either form
+		// is not created again under the other.
+		var err error
+		if firstLID, err = r.first(lid); err != nil {
+			return err
+		}
+		ref.ChatLID = lid
+	}
+	first, err := r.first(chat)
+	if err != nil || !first || !firstLID {
+		return err
+	}
+	if lid == "" {
+		var ok bool
+		if ref, ok, err = r.learntForm(ref, chat, typ); err != nil || !ok {
+			return err
+		}
+	}
+	r.out = append(r.out, event(r.raw, r.common, chat, ref, true, c.Name, c.Direction))
+	return nil
+}
+
+// learntForm decides the creation of a contact's chat given in one form,
+// which this raw event saw first, against the other form learnt for it:
+// ok is false when another event creates the contact. Only new chats pay
+// the lookup.
+//
+// The answer must not change when the raw event is derived again with an
+// alias learnt since, nor when the two forms are first seen at once by two
+// events (two partitions, or a redelivery racing the other form): so
+// besides the forms themselves it records, with the registry's
+// first-event rule, two markers. alone(X) is claimed by the event that
+// saw X first and knew no alias (it creates when it gets it), or by the
+// first event of the other form, to stop that; contact(LID) is claimed by
+// the events that each saw one form first knowing the alias, and the one
+// that gets it creates.
+func (r *run) learntForm(ref derive.ChatRef, chat string, typ chatid.Type) (derive.ChatRef, bool, error) {
+	if !r.tied(typ) {
+		return ref, true, nil
+	}
+	other, err := derive.OtherForm(r.ctx, r.d.Aliases, r.raw, chat)
+	if err != nil {
+		return ref, false, fmt.Errorf("chat: %w", err)
+	}
+	if other == "" {
+		ok, err := r.first(aloneMarker(chat))
+		return ref, ok, err
+	}
+	if r.done[other] {
+		return ref, false, nil
+	}
+	r.done[other] = true
+	firstOther, err := r.first(other)
+	if err != nil {
+		return ref, false, err
+	}
+	if !firstOther {
+		lid := chat
+		if typ != chatid.LID {
+			lid = other
+		}
+		// The other form's first event created the contact when it
+		// knew no alias and got its marker; else this event and it
+		// (when it knew the alias too) race for the contact.
+		for _, m := range [...]string{aloneMarker(other), contactMarker(lid)} {
+			if ok, err := r.first(m); err != nil || !ok {
+				return ref, false, err
+			}
+		}
+	}
+	if typ == chatid.LID {
+		return derive.PhoneForm(ref, other), true, nil
+	}
+	ref.ChatLID = other
+	return ref, true, nil
+}
+
+// tied reports whether a chat of type typ may have an alias to decide.
+func (r *run) tied(typ chatid.Type) bool {
+	return r.d.Aliases != nil && (typ == chatid.LID || typ == chatid.Contact)
+}
+
+// aloneMarker and contactMarker are the registry ids of learntForm's
+// markers: a canonical …@lid or phone-number id has no ':' before its '@',
+// so no chat has these ids.
+func aloneMarker(form string) string  { return "alone:" + form }
+func contactMarker(lid string) string { return "contact:" + lid }
 
 // lidOf returns the canonical form of lid when it is a hidden id given
 // beside a contact's phone-number id, else "".

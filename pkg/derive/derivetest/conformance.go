@@ -3,6 +3,7 @@ package derivetest
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -388,6 +389,37 @@ func TestAliasRegistry(t *testing.T, newRegistry func(t *testing.T) derive.Alias
 			}
 			check(t, r, confProvider, confChannel, p, want)
 		}
+	})
+
+	t.Run("concurrent LIDs for one phone: each keeps it, the phone names one", func(t *testing.T) {
+		r := newRegistry(t)
+		const n = 8
+		lids := make([]string, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			lids[i] = fmt.Sprintf("9000000000%02d@lid", i)
+			wg.Go(func() {
+				errs[i] = r.Learn(t.Context(), confProvider, confChannel, lids[i], phone, fmt.Sprintf("ev%d", i))
+			})
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("Learn(ev%d) error: %v", i, err)
+			}
+		}
+		won, ok, err := r.Lookup(t.Context(), confProvider, confChannel, phone)
+		if err != nil || !ok || !slices.Contains(lids, won) {
+			t.Fatalf("Lookup(%s) = %q, %v, %v after the race, want one of the LIDs", phone, won, ok, err)
+		}
+		for _, l := range lids {
+			check(t, r, confProvider, confChannel, l, phone)
+		}
+		// The losers' pairs are known now: learning them again writes
+		// nothing and changes nothing.
+		learn(t, r, confProvider, confChannel, lids[0], phone, "ev9")
+		check(t, r, confProvider, confChannel, phone, won)
 	})
 
 	t.Run("cancelled context", func(t *testing.T) {

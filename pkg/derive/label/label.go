@@ -147,7 +147,7 @@ func (d Deriver) phoneForms(ctx context.Context, events []derive.Event, raw deri
 		if phone == "" {
 			continue
 		}
-		data.ChatRef = derive.ChatRef{ChatID: phone, ChatIDRaw: data.ChatIDRaw, ChatType: string(chatid.Contact), ChatLID: data.ChatID}
+		data.ChatRef = derive.PhoneForm(data.ChatRef, phone)
 		events[i].Data, events[i].Subject, events[i].Chat = data, phone, phone
 	}
 	return nil

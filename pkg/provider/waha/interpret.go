@@ -252,7 +252,8 @@ func call(p json.RawMessage, state, status string) (fact.Facts, error) {
 	if err := unmarshal(p, &w); err != nil {
 		return fact.Facts{}, err
 	}
-	chat, from := callParties(provider.String(w.From), w.Data)
+	gows := decodeGOWSCall(w.Data)
+	chat, from := callParties(provider.String(w.From), gows)
 	c := fact.Call{
 		CallID: provider.Text(w.ID),
 		From:   from,
@@ -271,7 +272,7 @@ func call(p json.RawMessage, state, status string) (fact.Facts, error) {
 	if c.CallID == "" {
 		return fact.Facts{}, provider.Invalid("call has no id")
 	}
-	return fact.Facts{Calls: []fact.Call{c}, Aliases: callAliases(w.Data)}, nil
+	return fact.Facts{Calls: []fact.Call{c}, Aliases: callAliases(gows)}, nil
 }
 
 // callParties returns a call's chat and caller from CallData's from and the
@@ -282,31 +283,15 @@ func call(p json.RawMessage, state, status string) (fact.Facts, error) {
 // caller is a …@lid, its phone-number id is CallCreatorAlt (whatsmeow sets
 // it from the node's caller_pn when CallCreator is a …@lid) or, from a
 // whatsmeow without that field, the node's caller_pn attribute.
-func callParties(from string, data json.RawMessage) (chat, caller string) {
+func callParties(from string, d gowsCall) (chat, caller string) {
 	chat, caller = from, from
-	if len(data) == 0 || data[0] != '{' {
-		return chat, caller
-	}
-	var d struct {
-		CallCreator    json.RawMessage `json:"CallCreator"`
-		CallCreatorAlt json.RawMessage `json:"CallCreatorAlt"`
-		Data           struct {
-			Attrs struct {
-				CallerPN json.RawMessage `json:"caller_pn"`
-			} `json:"Attrs"`
-		} `json:"Data"`
-	}
-	if json.Unmarshal(data, &d) != nil {
-		return chat, caller
-	}
-	creator := provider.String(d.CallCreator)
 	if caller == "" {
-		chat, caller = creator, creator
+		chat, caller = d.creator, d.creator
 	}
-	if !isLID(caller) || (creator != "" && chatid.ID(creator) != chatid.ID(caller)) {
+	if !isLID(caller) || (d.creator != "" && chatid.ID(d.creator) != chatid.ID(caller)) {
 		return chat, caller
 	}
-	for _, alt := range [...]string{provider.String(d.CallCreatorAlt), provider.String(d.Data.Attrs.CallerPN)} {
+	for _, alt := range [...]string{d.creatorAlt, d.callerPN} {
 		if alt != "" && !isLID(alt) {
 			return chat, alt
 		}
@@ -314,11 +299,17 @@ func callParties(from string, data json.RawMessage) (chat, caller string) {
 	return chat, caller
 }
 
-// callAliases returns the caller's LID↔phone pair in GOWS's raw call:
-// CallCreator beside CallCreatorAlt or the node's caller_pn, in either form.
-func callAliases(data json.RawMessage) []fact.Alias {
+// gowsCall is what a GOWS call's _data tells of its caller.
+type gowsCall struct {
+	creator, creatorAlt, callerPN string
+}
+
+// decodeGOWSCall reads a call's _data, once for both callParties and
+// callAliases: whatsmeow's CallCreator, its CallCreatorAlt and the call
+// node's caller_pn attribute; none from other engines' _data.
+func decodeGOWSCall(data json.RawMessage) gowsCall {
 	if len(data) == 0 || data[0] != '{' {
-		return nil
+		return gowsCall{}
 	}
 	var d struct {
 		CallCreator    json.RawMessage `json:"CallCreator"`
@@ -330,10 +321,19 @@ func callAliases(data json.RawMessage) []fact.Alias {
 		} `json:"Data"`
 	}
 	if json.Unmarshal(data, &d) != nil {
-		return nil
+		return gowsCall{}
 	}
-	creator := provider.String(d.CallCreator)
-	return provider.Aliases([2]string{creator, provider.String(d.CallCreatorAlt)}, [2]string{creator, provider.String(d.Data.Attrs.CallerPN)})
+	return gowsCall{
+		creator:    provider.String(d.CallCreator),
+		creatorAlt: provider.String(d.CallCreatorAlt),
+		callerPN:   provider.String(d.Data.Attrs.CallerPN),
+	}
+}
+
+// callAliases returns the caller's LID↔phone pair in GOWS's raw call:
+// CallCreator beside CallCreatorAlt or the node's caller_pn, in either form.
+func callAliases(d gowsCall) []fact.Alias {
+	return provider.Aliases([2]string{d.creator, d.creatorAlt}, [2]string{d.creator, d.callerPN})
 }
 
 // isLID reports a hidden (…@lid) id.

@@ -254,7 +254,7 @@ func chat(k string, p *head) string {
 		// WAHA's ChatArchiveEvent and WAHAChatPresences name the chat "id".
 		return provider.String(p.ID)
 	case KindCallReceived, KindCallAccepted, KindCallRejected:
-		c, _ := callParties(provider.String(p.From), p.Data)
+		c, _ := callParties(provider.String(p.From), decodeGOWSCall(p.Data))
 		return c
 	case KindPollVote, KindPollVoteFailed:
 		if p.Poll != nil {

@@ -1,6 +1,8 @@
 package kafkastate_test
 
 import (
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,4 +65,65 @@ func TestAliasesExpire(t *testing.T) {
 	}
 	lookup(s, lid, phone2)
 	lookup(open(t, cfg), phone2, lid)
+}
+
+// TestAliasesRaceAcrossStores: two processes learn another phone for each
+// of the same LIDs at once. Each LID keeps one phone in both processes,
+// only that phone names the LID back, and every alias key's last record
+// names its winner, so a store restored after compaction agrees.
+func TestAliasesRaceAcrossStores(t *testing.T) {
+	c := newCluster(t)
+	cfg := freshConfig(c)
+	s1, s2 := open(t, cfg), open(t, cfg)
+	const n = 20
+	lid := func(i int) string { return fmt.Sprintf("9000000000%02d@lid", i) }
+	phone := func(s, i int) string { return fmt.Sprintf("55%d90000000%02d@s.whatsapp.net", s, i) }
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*n)
+	for i := range n {
+		start := make(chan struct{})
+		for si, s := range []*kafkastate.Store{s1, s2} {
+			wg.Go(func() {
+				<-start
+				errs <- s.Aliases().Learn(testCtx(t), "waha", "default", lid(i), phone(si, i), fmt.Sprintf("ev%d-%d", si, i))
+			})
+		}
+		close(start)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("Learn: %v", err)
+		}
+	}
+	won := make([]string, n)
+	agree := func(what string, s *kafkastate.Store) {
+		t.Helper()
+		for i := range n {
+			got, ok, err := s.Aliases().Lookup(testCtx(t), "waha", "default", lid(i))
+			if err != nil || !ok || (got != phone(0, i) && got != phone(1, i)) {
+				t.Fatalf("%s: Lookup(%s) = %q, %v, %v", what, lid(i), got, ok, err)
+			}
+			if won[i] == "" {
+				won[i] = got
+			} else if got != won[i] {
+				t.Errorf("%s: Lookup(%s) = %s, another store said %s", what, lid(i), got, won[i])
+			}
+			for si := range 2 {
+				back, ok, err := s.Aliases().Lookup(testCtx(t), "waha", "default", phone(si, i))
+				want := ""
+				if phone(si, i) == won[i] {
+					want = lid(i)
+				}
+				if err != nil || ok != (want != "") || back != want {
+					t.Errorf("%s: Lookup(%s) = %q, %v, %v, want %q", what, phone(si, i), back, ok, err, want)
+				}
+			}
+		}
+	}
+	agree("store 1", s1)
+	agree("store 2", s2)
+	c.Compact()
+	agree("a store restored after compaction", open(t, cfg))
 }
