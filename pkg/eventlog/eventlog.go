@@ -80,8 +80,10 @@ type Query struct {
 	Chats []string
 	// IDs are CloudEvent ids.
 	IDs []string
-	// CausationID selects the derived events whose causationid is this:
-	// those derived from that raw event.
+	// CausationID selects the events whose causationid is this: those
+	// derived from that raw event, and the dead letters of the consumers
+	// that could not interpret it, so that a raw event's whole chain is
+	// one query.
 	CausationID string
 	// Since and Until bound the stored time; zero is unbounded on that
 	// side (Until zero: the end when the call starts).
@@ -488,7 +490,7 @@ func (m *matcher) record(e entry) (Record, bool) {
 	if q.Provider != "" && extension(ev, envelope.ExtProvider) != q.Provider ||
 		q.Channel != "" && extension(ev, envelope.ExtChannel) != q.Channel ||
 		m.ids != nil && !m.ids[ev.ID()] ||
-		q.CausationID != "" && (e.stream != Derived || extension(ev, envelope.ExtCausationID) != q.CausationID) {
+		q.CausationID != "" && extension(ev, envelope.ExtCausationID) != q.CausationID {
 		return Record{}, false
 	}
 	if len(q.Types) > 0 && !slices.ContainsFunc(q.Types, func(t string) bool {

@@ -410,3 +410,39 @@ func TestFollowWhileReplaying(t *testing.T) {
 		t.Errorf("Follow passed %v, want %v", got, want)
 	}
 }
+
+// TestQueryCausation: a raw event's chain is its derived events and the
+// dead letters of the consumers that gave up on it, both carrying its id
+// as causationid.
+func TestQueryCausation(t *testing.T) {
+	for name, start := range fixtures {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			f := start(t)
+			consumerDL, err := envelope.DeadLetterMessage(envelope.DeadLetter{Reason: "uninterpretable", Provider: "whapi", Channel: "CH",
+				ReceivedAt: time.Now().UTC(), SourceEventID: "raw-a"}, f.binding)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.pub.Publish(ctx, append(eventlogtest.Sample(t, f.binding), consumerDL)...); err != nil {
+				t.Fatal(err)
+			}
+			p, err := f.log().Query(ctx, Query{CausationID: "raw-a"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var streams []Stream
+			for _, r := range p.Records {
+				streams = append(streams, r.Stream)
+			}
+			if want := []Stream{Derived, DeadLetter}; !slices.Equal(sorted2(streams), want) || len(p.Records) != 2 || p.Records[0].Event.ID() != "derived-a" && p.Records[1].Event.ID() != "derived-a" {
+				t.Errorf("Query(CausationID raw-a) = %v in %v, want derived-a and the consumer's dead letter", ids(p.Records), streams)
+			}
+		})
+	}
+}
+
+func sorted2(s []Stream) []Stream {
+	return slices.SortedFunc(slices.Values(s), func(a, b Stream) int { return slices.Index(Streams, a) - slices.Index(Streams, b) })
+}
