@@ -95,7 +95,10 @@ type Query struct {
 	// at most MaxMaxScan.
 	MaxScan int
 	// Newest makes Query return the newest Limit matches of the range,
-	// reading from its end, instead of the oldest.
+	// reading from its end, instead of the oldest. The page is still in
+	// stored order, oldest first, ties in Streams order, as without
+	// Newest: the order Follow then adds to, so a "latest N" view that
+	// goes live appends and never re-sorts.
 	Newest bool
 }
 
@@ -323,7 +326,10 @@ func (l *Log) scan(ctx context.Context, q Query, newest bool, maxScan int, fn fu
 			if e == nil {
 				continue
 			}
-			if head == nil || newest && e.stored.After(head.stored) || !newest && e.stored.Before(head.stored) {
+			// Ties go to the first source forward and to the last one
+			// backward: reversed, a Newest page orders them as a forward
+			// one does.
+			if head == nil || newest && !e.stored.Before(head.stored) || !newest && e.stored.Before(head.stored) {
 				pick, head = c, e
 			}
 		}
