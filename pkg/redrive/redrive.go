@@ -2,8 +2,11 @@
 // ingress's own path (ingress.Redeliver), so that the raw events are those
 // the ingress gives the same body, with the same ids. A note stored beside
 // each dead letter redriven (io.wahook.deadletter.redriven) makes a later
-// run pass it over unless forced; the raw events' deterministic ids make
-// even a forced run store nothing twice.
+// run pass it over unless forced. A forced run publishes the same raw
+// events, with the same ids: NATS stores them once within its duplicate
+// window, Kafka stores them again and the consumers' id de-duplication
+// passes them over. Concurrent RedriveOne calls for one id in a process
+// run one after the other, so the second finds the first's note.
 package redrive
 
 import (
@@ -11,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/wahook/wahook/pkg/broker"
@@ -65,10 +69,14 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Redriver redrives dead letters.
+// Redriver redrives dead letters. It is safe for concurrent use.
 type Redriver struct {
 	cfg       Config
 	providers map[string]provider.Provider
+	// busy holds the ids RedriveOne is redriving, each with a channel
+	// closed when it is done: see lock.
+	mu   sync.Mutex
+	busy map[string]chan struct{}
 }
 
 // New checks cfg and fills its defaults.
@@ -88,7 +96,7 @@ func New(cfg Config) (*Redriver, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	r := &Redriver{cfg: cfg, providers: map[string]provider.Provider{}}
+	r := &Redriver{cfg: cfg, providers: map[string]provider.Provider{}, busy: map[string]chan struct{}{}}
 	for _, p := range cfg.Providers {
 		r.providers[p.Name()] = p
 	}
@@ -183,6 +191,11 @@ func (r *Redriver) RedriveOne(ctx context.Context, id string, since time.Time, f
 	if r.cfg.Publisher == nil {
 		return Result{}, errors.New("redrive: no publisher")
 	}
+	unlock, err := r.lock(ctx, id)
+	if err != nil {
+		return Result{}, fmt.Errorf("redrive %s: %w", id, err)
+	}
+	defer unlock()
 	cands, noted, page, err := r.read(ctx, Selection{Since: since, IDs: []string{id}, MaxScan: eventlog.MaxMaxScan})
 	if err != nil {
 		return Result{}, err
@@ -196,6 +209,36 @@ func (r *Redriver) RedriveOne(ctx context.Context, id string, since time.Time, f
 	}
 	// The same record twice (a duplicate publish): the last one.
 	return r.redrive(ctx, cands[len(cands)-1], noted[id], false, force)
+}
+
+// lock waits until no other RedriveOne of r redrives id, or ctx ends. Two
+// operators redriving the same dead letter at once would both read it
+// before either note is stored and publish it twice: on Kafka, which
+// does not de-duplicate, a second set of raw events. One after the other,
+// the second reads the first's note. Redrivers in other processes are
+// not held back; their events have the same ids all the same.
+func (r *Redriver) lock(ctx context.Context, id string) (unlock func(), err error) {
+	for {
+		r.mu.Lock()
+		done, held := r.busy[id]
+		if !held {
+			done = make(chan struct{})
+			r.busy[id] = done
+			r.mu.Unlock()
+			return func() {
+				r.mu.Lock()
+				delete(r.busy, id)
+				r.mu.Unlock()
+				close(done)
+			}, nil
+		}
+		r.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // redrive publishes k's raw events and note, or says why not.

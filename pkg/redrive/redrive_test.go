@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -239,5 +240,81 @@ func TestLetters(t *testing.T) {
 	}
 	if _, _, err := r.Letters(ctx, eventlog.Query{Channel: strings.Repeat("x", eventlog.MaxFilterLen+1)}); !errors.Is(err, eventlog.ErrQuery) {
 		t.Errorf("Letters with an over-long channel: %v, want ErrQuery", err)
+	}
+}
+
+// gatedPublisher holds its first Publish until release is closed, and
+// closes publishing when it starts.
+type gatedPublisher struct {
+	broker.Publisher
+	once       sync.Once
+	publishing chan struct{}
+	release    chan struct{}
+}
+
+func (g *gatedPublisher) Publish(ctx context.Context, msgs ...broker.Message) error {
+	first := false
+	g.once.Do(func() { first = true })
+	if first {
+		close(g.publishing)
+		<-g.release
+	}
+	return g.Publisher.Publish(ctx, msgs...)
+}
+
+// TestRedriveOneConcurrent: two operators redriving the same dead letter
+// at once publish one set of raw events: the second waits for the first
+// and finds its note. On Kafka, which keeps every copy, a second set
+// would be stored.
+func TestRedriveOneConcurrent(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pub, l := kafkaPipeline(t)
+	since := time.Now().Add(-time.Minute)
+	if code, _ := eventlogtest.Deliver(t, pub, l.Binding(), 1, "/v1/webhooks/whapi", eventlogtest.TwoPatches); code != http.StatusBadRequest {
+		t.Fatalf("delivery of 2 items to an ingress taking 1: %d, want 400", code)
+	}
+	p, err := l.Query(ctx, eventlog.Query{Streams: []eventlog.Stream{eventlog.DeadLetter}, Types: []string{envelope.DeadLetterType}})
+	if err != nil || len(p.Records) != 1 {
+		t.Fatalf("dead letters: %v, %v; want 1", p.Records, err)
+	}
+	id := p.Records[0].Event.ID()
+	g := &gatedPublisher{Publisher: pub, publishing: make(chan struct{}), release: make(chan struct{})}
+	r, err := redrive.New(redrive.Config{Log: l, Publisher: g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type outcome struct {
+		res redrive.Result
+		err error
+	}
+	first, second := make(chan outcome, 1), make(chan outcome, 1)
+	go func() {
+		res, err := r.RedriveOne(ctx, id, since, false)
+		first <- outcome{res, err}
+	}()
+	<-g.publishing // the first has read the dead letter, no note yet
+	go func() {
+		res, err := r.RedriveOne(ctx, id, since, false)
+		second <- outcome{res, err}
+	}()
+	// The second either finishes on its own (it did not wait) or waits
+	// for the first; the time only bounds how long the test looks.
+	var b outcome
+	select {
+	case b = <-second:
+		close(g.release)
+	case <-time.After(time.Second):
+		close(g.release)
+		b = <-second
+	}
+	a := <-first
+	actions := []string{a.res.Action, b.res.Action}
+	if a.err != nil || b.err != nil || !slices.Equal(actions, []string{redrive.Redriven, redrive.AlreadyRedriven}) {
+		t.Errorf("concurrent RedriveOne: %v (%v, %v); want redriven, then already redriven", actions, a.err, b.err)
+	}
+	raw, err := l.Query(ctx, eventlog.Query{Streams: []eventlog.Stream{eventlog.Raw}})
+	if err != nil || len(raw.Records) != 2 {
+		t.Errorf("raw events stored: %d (%v), want the 2 of one redrive", len(raw.Records), err)
 	}
 }
