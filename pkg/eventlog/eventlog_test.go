@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -445,4 +446,71 @@ func TestQueryCausation(t *testing.T) {
 
 func sorted2(s []Stream) []Stream {
 	return slices.SortedFunc(slices.Values(s), func(a, b Stream) int { return slices.Index(Streams, a) - slices.Index(Streams, b) })
+}
+
+// TestFollowCancel: a Follow ended by its ctx, or by fn, leaves no
+// goroutine behind (the Kafka readers, the NATS subscriptions' ones).
+func TestFollowCancel(t *testing.T) {
+	for name, start := range fixtures {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			f := start(t)
+			if err := f.pub.Publish(ctx, eventlogtest.Sample(t, f.binding)...); err != nil {
+				t.Fatal(err)
+			}
+			l := f.log()
+			// A first Query opens what the Log keeps (pooled connections).
+			if _, err := l.Query(ctx, Query{}); err != nil {
+				t.Fatal(err)
+			}
+			before := clientGoroutines()
+			for range 10 {
+				fctx, stop := context.WithCancel(ctx)
+				done := make(chan error, 1)
+				got := make(chan struct{}, 100)
+				go func() {
+					done <- l.Follow(fctx, Query{Since: time.Unix(0, 0)}, func(Record) error {
+						got <- struct{}{}
+						return nil
+					})
+				}()
+				<-got // reading
+				stop()
+				if err := <-done; !errors.Is(err, context.Canceled) {
+					t.Fatalf("Follow = %v, want context.Canceled", err)
+				}
+			}
+			boom := errors.New("boom")
+			if err := l.Follow(ctx, Query{Since: time.Unix(0, 0)}, func(Record) error { return boom }); !errors.Is(err, boom) {
+				t.Fatalf("Follow = %v, want boom", err)
+			}
+			deadline := time.Now().Add(3 * time.Second)
+			for len(clientGoroutines()) > len(before) && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if after := clientGoroutines(); len(after) > len(before) {
+				t.Errorf("%d goroutines of the clients after the follows, %d before:\n%s", len(after), len(before), strings.Join(after, "\n\n"))
+			}
+		})
+	}
+}
+
+// clientGoroutines are the stacks of the goroutines of the broker clients
+// and of eventlog: not those of the servers the test runs, nor those of
+// the Kafka connection pool a Log keeps for its queries, which grows to
+// what concurrent requests need and closes idle connections on its own.
+func clientGoroutines() []string {
+	buf := make([]byte, 4<<20)
+	var out []string
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "kfake") || strings.Contains(g, "nats-server") || strings.Contains(g, "TestFollowCancel") ||
+			strings.Contains(g, "kafka-go.(*conn).run") || strings.Contains(g, "kafka-go.(*connPool)") {
+			continue
+		}
+		if strings.Contains(g, "kafka-go") || strings.Contains(g, "nats.go") || strings.Contains(g, "wahook/pkg/eventlog") {
+			out = append(out, g)
+		}
+	}
+	return out
 }
