@@ -85,8 +85,10 @@ type Query struct {
 	// that could not interpret it, so that a raw event's whole chain is
 	// one query.
 	CausationID string
-	// Since and Until bound the stored time; zero is unbounded on that
-	// side (Until zero: the end when the call starts).
+	// Since and Until bound the stored time, both included, to the
+	// broker's precision (Kafka's is the millisecond: a record stored in
+	// Since's millisecond but before it is left out); zero is unbounded
+	// on that side (Until zero: the end when the call starts).
 	Since, Until time.Time
 	// Limit is how many matches Query returns: DefaultLimit when zero, at
 	// most MaxLimit.
@@ -488,6 +490,12 @@ func newMatcher(q Query) *matcher {
 // record decodes e and reports whether q selects it. A message that is not
 // a CloudEvent is never selected.
 func (m *matcher) record(e entry) (Record, bool) {
+	// The brokers find a range's ends by time coarser than q's (Kafka's
+	// milliseconds) or not at all (Kafka records out of time order): the
+	// records in it are checked again.
+	if !m.q.Since.IsZero() && e.stored.Before(m.q.Since) || !m.q.Until.IsZero() && e.stored.After(m.q.Until) {
+		return Record{}, false
+	}
 	ev, err := envelope.Decode(e.msg, e.binding)
 	if err != nil {
 		return Record{}, false

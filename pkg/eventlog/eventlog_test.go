@@ -514,3 +514,41 @@ func clientGoroutines() []string {
 	}
 	return out
 }
+
+// TestQueryTimeEdges: Since and Until include a record stored at them and
+// leave out one stored before Since or after Until by less than Kafka's
+// millisecond.
+func TestQueryTimeEdges(t *testing.T) {
+	for name, start := range fixtures {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			f := start(t)
+			if err := f.pub.Publish(ctx, bulk(f.binding, 0, 1)...); err != nil {
+				t.Fatal(err)
+			}
+			l := f.log()
+			p, err := l.Query(ctx, Query{Channel: "BULK"})
+			if err != nil || len(p.Records) != 1 {
+				t.Fatalf("Query: %v, %v; want bulk-0", ids(p.Records), err)
+			}
+			at := p.Records[0].Stored
+			for name, tc := range map[string]struct {
+				give Query
+				want int
+			}{
+				"since at":           {Query{Since: at}, 1},
+				"until at":           {Query{Until: at}, 1},
+				"since just after":   {Query{Since: at.Add(500 * time.Microsecond)}, 0},
+				"until just before":  {Query{Until: at.Add(-500 * time.Microsecond)}, 0},
+				"newest, just after": {Query{Since: at.Add(500 * time.Microsecond), Newest: true}, 0},
+			} {
+				tc.give.Channel = "BULK"
+				p, err := l.Query(ctx, tc.give)
+				if err != nil || len(p.Records) != tc.want {
+					t.Errorf("%s: Query(since %v, until %v) = %v, %v; want %d records (stored %v)", name, tc.give.Since, tc.give.Until, ids(p.Records), err, tc.want, at)
+				}
+			}
+		})
+	}
+}
