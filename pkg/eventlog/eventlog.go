@@ -148,6 +148,8 @@ type options struct {
 	// a query's streams.
 	natsSubject string
 	kafkaTopics []string
+	// maxPartitions bounds the Kafka partitions one read opens.
+	maxPartitions int
 	// afterBatch, when set, runs after each batch a follow reads (tests).
 	afterBatch func()
 }
@@ -155,6 +157,16 @@ type options struct {
 // WithBatch sets how many messages one read asks the broker for (a NATS
 // direct get's batch, a Kafka window), 256 by default.
 func WithBatch(n int) Option { return func(o *options) { o.batch = n } }
+
+// MaxPartitions is how many Kafka partitions one Query or Follow reads by
+// default: each holds a batch in a Query and a reader (a connection, its
+// goroutines and buffers) in a Follow.
+const MaxPartitions = 512
+
+// WithMaxPartitions bounds the Kafka partitions one Query or Follow reads,
+// MaxPartitions by default: a read of more is refused (ErrQuery), so that
+// callers narrow it to fewer streams or topics. NATS reads ignore it.
+func WithMaxPartitions(n int) Option { return func(o *options) { o.maxPartitions = n } }
 
 // WithClientID sets the client id the Kafka brokers see, "wahook-eventlog"
 // by default.
@@ -177,12 +189,15 @@ func WithNATSSubject(subject string) Option { return func(o *options) { o.natsSu
 func WithKafkaTopics(topics ...string) Option { return func(o *options) { o.kafkaTopics = topics } }
 
 func newOptions(opts []Option) (options, error) {
-	o := options{batch: 256, clientID: "wahook-eventlog", kafkaOffset: -1}
+	o := options{batch: 256, clientID: "wahook-eventlog", kafkaOffset: -1, maxPartitions: MaxPartitions}
 	for _, f := range opts {
 		f(&o)
 	}
 	if o.batch < 1 || o.batch > 10_000 {
 		return o, fmt.Errorf("eventlog: batch %d: want 1 to 10000", o.batch)
+	}
+	if o.maxPartitions < 1 {
+		return o, fmt.Errorf("eventlog: max partitions %d: want 1 or more", o.maxPartitions)
 	}
 	return o, nil
 }

@@ -552,3 +552,25 @@ func TestQueryTimeEdges(t *testing.T) {
 		})
 	}
 }
+
+// TestKafkaMaxPartitions: a Query or Follow of more Kafka partitions than
+// the Log allows is refused before any is read; fewer are read.
+func TestKafkaMaxPartitions(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	f := kafkaFixture(t)
+	if err := f.pub.Publish(ctx, eventlogtest.Sample(t, f.binding)...); err != nil {
+		t.Fatal(err)
+	}
+	// 2 partitions a topic: the raw topic is 2, all the streams more.
+	l := f.log(WithMaxPartitions(2))
+	if _, err := l.Query(ctx, Query{}); !errors.Is(err, ErrQuery) {
+		t.Errorf("Query of every stream = %v, want ErrQuery", err)
+	}
+	if err := l.Follow(ctx, Query{}, func(Record) error { return nil }); !errors.Is(err, ErrQuery) {
+		t.Errorf("Follow of every stream = %v, want ErrQuery", err)
+	}
+	if p, err := l.Query(ctx, Query{Streams: []Stream{Raw}}); err != nil || len(p.Records) != 2 {
+		t.Errorf("Query of the raw stream = %v, %v; want raw-a, raw-b", ids(p.Records), err)
+	}
+}

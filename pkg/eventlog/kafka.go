@@ -137,6 +137,9 @@ func (k *kafkaLog) parts(ctx context.Context, q Query) ([]kafkaPart, error) {
 	if len(out) == 0 {
 		return nil, nil
 	}
+	if len(out) > k.opts.maxPartitions {
+		return nil, fmt.Errorf("%w: %d partitions of %v, at most %d: read fewer streams", ErrQuery, len(out), names, k.opts.maxPartitions)
+	}
 	first, last, err := k.offsets(ctx, out, nil)
 	if err != nil {
 		return nil, err
