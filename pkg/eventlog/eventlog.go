@@ -148,6 +148,11 @@ type options struct {
 	// a query's streams.
 	natsSubject string
 	kafkaTopics []string
+	// readTimeout bounds one read (a direct get's batch, a Kafka fetch)
+	// when ctx has no earlier deadline: a reply lost, say to a NATS
+	// reconnect, would otherwise hold a Follow, whose ctx has none, for
+	// ever.
+	readTimeout time.Duration
 	// maxPartitions bounds the Kafka partitions one read opens.
 	maxPartitions int
 	// afterBatch, when set, runs after each batch a follow reads (tests).
@@ -189,7 +194,7 @@ func WithNATSSubject(subject string) Option { return func(o *options) { o.natsSu
 func WithKafkaTopics(topics ...string) Option { return func(o *options) { o.kafkaTopics = topics } }
 
 func newOptions(opts []Option) (options, error) {
-	o := options{batch: 256, clientID: "wahook-eventlog", kafkaOffset: -1, maxPartitions: MaxPartitions}
+	o := options{batch: 256, clientID: "wahook-eventlog", kafkaOffset: -1, maxPartitions: MaxPartitions, readTimeout: 10 * time.Second}
 	for _, f := range opts {
 		f(&o)
 	}

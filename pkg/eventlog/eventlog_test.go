@@ -574,3 +574,36 @@ func TestKafkaMaxPartitions(t *testing.T) {
 		t.Errorf("Query of the raw stream = %v, %v; want raw-a, raw-b", ids(p.Records), err)
 	}
 }
+
+// TestNATSReadTimeout: a direct get whose answer never comes (lost to a
+// reconnect; here a subscriber that answers nothing) ends in time even
+// when ctx has no deadline, as a Follow's has not.
+func TestNATSReadTimeout(t *testing.T) {
+	b := natstest.Broker(t, natsbroker.Config{})
+	nc := b.Conn()
+	sub, err := nc.Subscribe("$JS.API.DIRECT.GET.SILENT", func(*nats.Msg) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	l, err := NewNATS(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := l.b.(*natsLog)
+	n.opts.readTimeout = 100 * time.Millisecond
+	r := &natsRead{n: n, src: natsSource{Raw, "SILENT", "x.>"}, seq: 1}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := r.fill(context.Background())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("fill with no answer = %v, want context.DeadlineExceeded", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("fill with no answer still waiting after 10s")
+	}
+}

@@ -21,8 +21,6 @@ import (
 const (
 	// maxFetchBytes bounds one fetch from a partition.
 	maxFetchBytes = 16 << 20
-	// readTimeout bounds one fetch when ctx has no earlier deadline.
-	readTimeout = 10 * time.Second
 )
 
 // NewKafka reads wahook's topics on the brokers, with readers of their own
@@ -253,7 +251,7 @@ func (k *kafkaLog) read(ctx context.Context, p kafkaPart, from, to int64) ([]ent
 // fetch reads one fetch of p's records from offset from, those before to,
 // and returns the offset after the last one.
 func (k *kafkaLog) fetch(ctx context.Context, p kafkaPart, from, to int64, out *[]entry) (int64, error) {
-	fctx, cancel := context.WithTimeout(ctx, readTimeout)
+	fctx, cancel := context.WithTimeout(ctx, k.opts.readTimeout)
 	defer cancel()
 	res, err := k.client.Fetch(fctx, &kafka.FetchRequest{Topic: p.t.topic, Partition: p.id, Offset: from,
 		MinBytes: 1, MaxBytes: maxFetchBytes, MaxWait: 100 * time.Millisecond})

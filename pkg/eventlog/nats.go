@@ -152,6 +152,8 @@ func (n *natsLog) seqAt(ctx context.Context, src natsSource, t time.Time) (uint6
 	if !t.IsZero() {
 		req.Seq, req.StartTime = 0, &t
 	}
+	ctx, cancel := context.WithTimeout(ctx, n.opts.readTimeout)
+	defer cancel()
 	_, _, err := natsbroker.DirectBatch(ctx, n.nc, src.name, req, func(sm natsbroker.StoredMsg) error {
 		seq = sm.Sequence
 		return nil
@@ -228,6 +230,8 @@ func (r *natsRead) fill(ctx context.Context) ([]entry, bool, error) {
 	if r.start != nil {
 		req.Seq, req.StartTime = 0, r.start
 	}
+	ctx, cancel := context.WithTimeout(ctx, r.n.opts.readTimeout)
+	defer cancel()
 	var out []entry
 	last, pending, err := natsbroker.DirectBatch(ctx, r.n.nc, r.src.name, req, func(sm natsbroker.StoredMsg) error {
 		if r.end > 0 && sm.Sequence > r.end {
@@ -342,6 +346,11 @@ func (n *natsLog) follow(ctx context.Context, q Query, fn func(entry) error) err
 		for _, r := range reads {
 			for {
 				es, done, err := r.fill(ctx)
+				if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+					// No answer in time: reading by sequence, the
+					// next look reads the same from the same place.
+					break
+				}
 				if err != nil {
 					return err
 				}
