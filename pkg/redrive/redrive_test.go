@@ -3,6 +3,7 @@ package redrive_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -316,5 +317,40 @@ func TestRedriveOneConcurrent(t *testing.T) {
 	raw, err := l.Query(ctx, eventlog.Query{Streams: []eventlog.Stream{eventlog.Raw}})
 	if err != nil || len(raw.Records) != 2 {
 		t.Errorf("raw events stored: %d (%v), want the 2 of one redrive", len(raw.Records), err)
+	}
+}
+
+// TestLettersNewest: with Newest, the newest dead letters of a range
+// holding more messages than MaxScan, not the newest of the first ones
+// read; their bodies in parts are put together still.
+func TestLettersNewest(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pub, l := natsPipeline(t)
+	b := l.Binding()
+	var last []broker.Message
+	for i := range 6 {
+		d := envelope.DeadLetter{Reason: fmt.Sprintf("bad %d", i), Provider: "waha", Channel: "S1", ReceivedAt: time.Now().UTC()}
+		d.SetBody([]byte(strings.Repeat(`{"text":"<ok>"}`, 500)))
+		msgs, err := envelope.DeadLetterMessages(d, b, 4096)
+		if err != nil || len(msgs) < 2 {
+			t.Fatalf("DeadLetterMessages: %d messages, %v; want parts", len(msgs), err)
+		}
+		if err := envelope.PublishDeadLetter(ctx, pub.Publish, msgs); err != nil {
+			t.Fatal(err)
+		}
+		last = msgs
+	}
+	r, err := redrive.New(redrive.Config{Log: l, Publisher: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, page, err := r.Letters(ctx, eventlog.Query{Newest: true, Limit: 1, MaxScan: 2 * len(last)})
+	if err != nil || len(got) != 1 || got[0].ID != last[len(last)-1].ID || got[0].BodyErr != nil || got[0].DeadLetter.Reason != "bad 5" {
+		var reasons []string
+		for _, g := range got {
+			reasons = append(reasons, g.DeadLetter.Reason)
+		}
+		t.Errorf("Letters(Newest, Limit 1, MaxScan %d) = %v (%+v), %v; want the last one, bad 5, with its body", 2*len(last), reasons, page, err)
 	}
 }
