@@ -155,6 +155,10 @@ type options struct {
 	readTimeout time.Duration
 	// maxPartitions bounds the Kafka partitions one read opens.
 	maxPartitions int
+	// maxBytes bounds the message bytes one cursor holds: a read past
+	// it keeps the part nearest the cursor's start and reads the rest
+	// again next time.
+	maxBytes int
 	// afterBatch, when set, runs after each batch a follow reads (tests).
 	afterBatch func()
 }
@@ -194,7 +198,8 @@ func WithNATSSubject(subject string) Option { return func(o *options) { o.natsSu
 func WithKafkaTopics(topics ...string) Option { return func(o *options) { o.kafkaTopics = topics } }
 
 func newOptions(opts []Option) (options, error) {
-	o := options{batch: 256, clientID: "wahook-eventlog", kafkaOffset: -1, maxPartitions: MaxPartitions, readTimeout: 10 * time.Second}
+	o := options{batch: 256, clientID: "wahook-eventlog", kafkaOffset: -1, maxPartitions: MaxPartitions, readTimeout: 10 * time.Second,
+		maxBytes: maxBatchBytes}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -224,9 +229,11 @@ type entry struct {
 	stream   Stream
 	subject  string
 	position string
-	stored   time.Time
-	msg      broker.Message
-	binding  envelope.Binding
+	// seq is the NATS sequence or the Kafka offset.
+	seq     int64
+	stored  time.Time
+	msg     broker.Message
+	binding envelope.Binding
 }
 
 // Query reads the events q selects in its range, stored up to the time of
@@ -376,6 +383,28 @@ func (l *Log) scan(ctx context.Context, q Query, newest bool, maxScan int, fn fu
 		}
 	}
 	return scanned, false, nil
+}
+
+// keepNewest appends es, read forward, to out, and drops from out's
+// start what passes maxBytes (never the last one), so that a backward read
+// holds at most that much. It returns the seq of the newest dropped, -1
+// when none was: where the next backward read ends.
+func keepNewest(out []entry, es []entry, maxBytes int, dropped int64) ([]entry, int64) {
+	size := 0
+	for _, e := range out {
+		size += len(e.msg.Data)
+	}
+	for _, e := range es {
+		out = append(out, e)
+		size += len(e.msg.Data)
+		for size > maxBytes && len(out) > 1 {
+			size -= len(out[0].msg.Data)
+			dropped = out[0].seq
+			out[0] = entry{} // let its body go
+			out = out[1:]
+		}
+	}
+	return out, dropped
 }
 
 // cursor reads one source in one direction.

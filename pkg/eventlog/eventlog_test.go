@@ -221,6 +221,41 @@ func TestQuery(t *testing.T) {
 					}
 				}
 			})
+			t.Run("bytes held", func(t *testing.T) {
+				// A cursor that may hold one byte holds one message at
+				// a time backward, and a query reads the same records.
+				tiny := f.log(WithBatch(4))
+				tiny.opts.maxBytes = 1
+				switch b := tiny.b.(type) {
+				case *natsLog:
+					b.opts.maxBytes = 1
+				case *kafkaLog:
+					b.opts.maxBytes = 1
+				}
+				curs, err := tiny.b.cursors(ctx, Query{Streams: Streams, Limit: DefaultLimit, MaxScan: DefaultMaxScan}, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, c := range curs {
+					bc := c.(*bufCursor)
+					for !bc.done {
+						es, done, err := bc.fill(ctx)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if len(es) > 1 {
+							t.Fatalf("a backward read held %d messages, want 1", len(es))
+						}
+						bc.done = done
+					}
+				}
+				for _, q := range []Query{{Channel: "BULK"}, {Channel: "BULK", Newest: true, Limit: 4}, {Newest: true}} {
+					p, err := tiny.Query(ctx, q)
+					if want := query(q); err != nil || !slices.Equal(ids(p.Records), ids(want.Records)) || p.Scanned != want.Scanned {
+						t.Errorf("Query(%+v) holding 1 byte: %v (%d read), %v; want %v (%d read)", q, ids(p.Records), p.Scanned, err, ids(want.Records), want.Scanned)
+					}
+				}
+			})
 			t.Run("subject or topics", func(t *testing.T) {
 				opt := WithNATSSubject("wahook.label-changed.>")
 				if name == "kafka" {

@@ -17,7 +17,8 @@ import (
 )
 
 const (
-	// maxBatchBytes stops a direct get's batch early (one message always
+	// maxBatchBytes is the most message bytes one cursor holds by default,
+	// and stops a direct get's batch early (one message always
 	// comes).
 	maxBatchBytes = 16 << 20
 	// maxWindow bounds the sequences one backward read spans: a filter
@@ -226,7 +227,7 @@ type natsRead struct {
 // fill reads the next batch and tells whether it reached the end, or,
 // without one, what is stored now.
 func (r *natsRead) fill(ctx context.Context) ([]entry, bool, error) {
-	req := natsbroker.DirectRequest{Seq: r.seq, NextBySubject: r.src.subject, Batch: r.n.opts.batch, MaxBytes: maxBatchBytes}
+	req := natsbroker.DirectRequest{Seq: r.seq, NextBySubject: r.src.subject, Batch: r.n.opts.batch, MaxBytes: r.n.opts.maxBytes}
 	if r.start != nil {
 		req.Seq, req.StartTime = 0, r.start
 	}
@@ -265,17 +266,23 @@ func (n *natsLog) backward(src natsSource, lo, hi uint64) cursor {
 		}
 		r := &natsRead{n: n, src: src, seq: from, end: hi}
 		var out []entry
+		dropped := int64(-1)
 		for {
 			es, done, err := r.fill(ctx)
 			if err != nil {
 				return nil, false, err
 			}
-			out = append(out, es...)
+			out, dropped = keepNewest(out, es, n.opts.maxBytes, dropped)
 			if done {
 				break
 			}
 		}
 		slices.Reverse(out)
+		if dropped >= 0 {
+			// Too many bytes in the window: its older part next time.
+			hi = uint64(dropped)
+			return out, false, nil
+		}
 		if len(out) == 0 {
 			w = min(w*4, max(maxWindow, uint64(n.opts.batch)))
 		} else {
@@ -288,7 +295,7 @@ func (n *natsLog) backward(src natsSource, lo, hi uint64) cursor {
 }
 
 func natsEntry(src natsSource, sm natsbroker.StoredMsg) entry {
-	return entry{stream: src.stream, subject: sm.Subject, position: src.name + "/" + strconv.FormatUint(sm.Sequence, 10), stored: sm.Time,
+	return entry{stream: src.stream, subject: sm.Subject, position: src.name + "/" + strconv.FormatUint(sm.Sequence, 10), seq: int64(sm.Sequence), stored: sm.Time,
 		msg:     broker.Message{Subject: sm.Subject, ID: sm.Header.Get(jetstream.MsgIDHeader), Header: broker.Header(sm.Header), Data: sm.Data},
 		binding: envelope.NATS}
 }
