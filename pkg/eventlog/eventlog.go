@@ -83,7 +83,8 @@ type Query struct {
 	// CausationID selects the events whose causationid is this: those
 	// derived from that raw event, and the dead letters of the consumers
 	// that could not interpret it, so that a raw event's whole chain is
-	// one query.
+	// one query. The raw stream, whose events have no cause, is not
+	// read.
 	CausationID string
 	// Since and Until bound the stored time, both included, to the
 	// broker's precision (Kafka's is the millisecond: a record stored in
@@ -467,6 +468,11 @@ func (q Query) normalize() (Query, error) {
 		if !slices.Contains(Streams, s) {
 			return q, fmt.Errorf("%w: stream %q: want raw, derived or deadletter", ErrQuery, s)
 		}
+	}
+	if q.CausationID != "" {
+		// Raw events have no cause: reading them would only spend
+		// MaxScan.
+		streams = slices.DeleteFunc(streams, func(s Stream) bool { return s == Raw })
 	}
 	q.Streams = streams
 	for name, v := range map[string]string{"provider": q.Provider, "channel": q.Channel, "causation id": q.CausationID} {

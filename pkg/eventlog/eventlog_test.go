@@ -475,6 +475,14 @@ func TestQueryCausation(t *testing.T) {
 			if want := []Stream{Derived, DeadLetter}; !slices.Equal(sorted2(streams), want) || len(p.Records) != 2 || p.Records[0].Event.ID() != "derived-a" && p.Records[1].Event.ID() != "derived-a" {
 				t.Errorf("Query(CausationID raw-a) = %v in %v, want derived-a and the consumer's dead letter", ids(p.Records), streams)
 			}
+			if p, err := f.log().Query(ctx, Query{CausationID: "raw-a", Streams: []Stream{Raw}}); err != nil || len(p.Records) != 0 {
+				t.Errorf("Query(CausationID raw-a) of the raw stream = %v, %v; want none", ids(p.Records), err)
+			}
+			// The raw events come first: they cost no MaxScan.
+			p, err = f.log().Query(ctx, Query{CausationID: "raw-a", MaxScan: 3})
+			if err != nil || len(p.Records) != 2 || p.Truncated {
+				t.Errorf("Query(CausationID raw-a, MaxScan 3) = %v (%d read, truncated %v), %v; want its 2 events", ids(p.Records), p.Scanned, p.Truncated, err)
+			}
 		})
 	}
 }

@@ -116,6 +116,9 @@ func (k *kafkaLog) parts(ctx context.Context, q Query) ([]kafkaPart, error) {
 		names = append(names, t.topic)
 		byName[t.topic] = t
 	}
+	if len(names) == 0 {
+		return nil, nil // no topic asks for every topic's metadata
+	}
 	md, err := k.client.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
 	if err != nil {
 		return nil, fmt.Errorf("metadata of %v: %w", names, err)
