@@ -141,9 +141,12 @@ type candidate struct {
 	bodyErr error
 }
 
-// Run reads the dead letters stored up to now, then publishes again those
-// selected and not redriven yet, in the order they were stored, leaving a
-// note beside each, and passes fn what it did with each one.
+// Run publishes again the dead letters stored up to now that sel selects
+// and no note says were redriven, in the order they were stored, leaving
+// a note beside each, and passes fn what it did with each one. It reads
+// the range twice: for the notes, which follow their records, then for
+// the records, so that it holds one body at a time, not every one until
+// the notes are read.
 func (r *Redriver) Run(ctx context.Context, sel Selection, fn func(Result) error) (Summary, error) {
 	if sel.Count < 0 {
 		return Summary{}, fmt.Errorf("redrive: count %d", sel.Count)
@@ -154,18 +157,20 @@ func (r *Redriver) Run(ctx context.Context, sel Selection, fn func(Result) error
 	if !sel.DryRun && r.cfg.Publisher == nil {
 		return Summary{}, errors.New("redrive: no publisher")
 	}
-	cands, noted, page, err := r.read(ctx, sel)
+	noted := map[string]bool{}
+	page, err := r.each(ctx, sel, func(id string) { noted[id] = true }, nil)
 	if err != nil {
 		return Summary{}, err
 	}
 	sum := Summary{Truncated: page.Truncated}
-	for _, k := range cands {
+	errCount := errors.New("count reached")
+	page, err = r.each(ctx, sel, nil, func(k candidate) error {
 		if sum.Redriven >= sel.Count {
-			break
+			return errCount
 		}
 		res, err := r.redrive(ctx, k, noted[k.id], sel.DryRun, sel.Force)
 		if err != nil {
-			return sum, err
+			return err
 		}
 		switch res.Action {
 		case Refused:
@@ -173,11 +178,13 @@ func (r *Redriver) Run(ctx context.Context, sel Selection, fn func(Result) error
 		case Redriven, WouldRedrive:
 			sum.Redriven++
 		}
-		if err := fn(res); err != nil {
-			return sum, err
-		}
+		return fn(res)
+	})
+	sum.Truncated = sum.Truncated || page.Truncated
+	if errors.Is(err, errCount) {
+		err = nil
 	}
-	return sum, nil
+	return sum, err
 }
 
 // RedriveOne redrives the dead letter whose CloudEvent id is id, searched
@@ -196,7 +203,14 @@ func (r *Redriver) RedriveOne(ctx context.Context, id string, since time.Time, f
 		return Result{}, fmt.Errorf("redrive %s: %w", id, err)
 	}
 	defer unlock()
-	cands, noted, page, err := r.read(ctx, Selection{Since: since, IDs: []string{id}, MaxScan: eventlog.MaxMaxScan})
+	var cands []candidate
+	noted := false
+	page, err := r.each(ctx, Selection{Since: since, IDs: []string{id}, MaxScan: eventlog.MaxMaxScan},
+		func(nid string) { noted = noted || nid == id },
+		func(k candidate) error {
+			cands = append(cands, k)
+			return nil
+		})
 	if err != nil {
 		return Result{}, err
 	}
@@ -208,7 +222,7 @@ func (r *Redriver) RedriveOne(ctx context.Context, id string, since time.Time, f
 		return Result{}, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	// The same record twice (a duplicate publish): the last one.
-	return r.redrive(ctx, cands[len(cands)-1], noted[id], false, force)
+	return r.redrive(ctx, cands[len(cands)-1], noted, false, force)
 }
 
 // lock waits until no other RedriveOne of r redrives id, or ctx ends. Two
@@ -288,21 +302,30 @@ func (r *Redriver) build(k candidate) ([]broker.Message, []string, error) {
 	return ingress.Redeliver(p, k.d, k.body, r.cfg.MaxItems, r.cfg.Log.Binding())
 }
 
-// read collects the selected dead-letter records stored up to now, in the
-// order they were stored, and the ids of those a note says were redriven.
-func (r *Redriver) read(ctx context.Context, sel Selection) ([]candidate, map[string]bool, eventlog.Page, error) {
+// each reads the dead-letter stream in sel's range up to now, in stored
+// order, and passes onNote the id of each dead letter a note says was
+// redriven and onRecord each record sel selects, its body put together
+// from the parts before it. A nil one is not called, and without onRecord
+// no part is held. An error of onRecord is returned as it is.
+func (r *Redriver) each(ctx context.Context, sel Selection, onNote func(id string), onRecord func(candidate) error) (eventlog.Page, error) {
 	var held Parts
-	var cands []candidate
-	noted := map[string]bool{}
+	var recErr error
 	page, err := r.cfg.Log.Scan(ctx, eventlog.Query{Streams: []eventlog.Stream{eventlog.DeadLetter}, Provider: sel.Provider, Since: sel.Since, MaxScan: sel.MaxScan},
 		func(rec eventlog.Record) error {
 			m, b := rec.Message()
 			if _, ok := envelope.DeadLetterPart(m, b); ok {
-				held.Hold(m)
+				if onRecord != nil {
+					held.Hold(m)
+				}
 				return nil
 			}
 			if id, ok := envelope.DeadLetterRedriven(m, b); ok {
-				noted[id] = true
+				if onNote != nil {
+					onNote(id)
+				}
+				return nil
+			}
+			if onRecord == nil {
 				return nil
 			}
 			id, d, err := envelope.DecodeDeadLetter(m, b)
@@ -319,11 +342,14 @@ func (r *Redriver) read(ctx context.Context, sel Selection) ([]candidate, map[st
 			} else {
 				k.body, k.bodyErr = envelope.DeadLetterBody(id, d, nil, b)
 			}
-			cands = append(cands, k)
-			return nil
+			recErr = onRecord(k)
+			return recErr
 		})
-	if err != nil {
-		return nil, nil, page, fmt.Errorf("redrive: dead letters: %w", err)
+	if recErr != nil {
+		return page, recErr
 	}
-	return cands, noted, page, nil
+	if err != nil {
+		return page, fmt.Errorf("redrive: dead letters: %w", err)
+	}
+	return page, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -352,5 +353,56 @@ func TestLettersNewest(t *testing.T) {
 			reasons = append(reasons, g.DeadLetter.Reason)
 		}
 		t.Errorf("Letters(Newest, Limit 1, MaxScan %d) = %v (%+v), %v; want the last one, bad 5, with its body", 2*len(last), reasons, page, err)
+	}
+}
+
+// TestRunHoldsOneBody: a Run over many dead letters holds about one body
+// at a time (reading in batches of one message), not all of them until
+// their notes are read: what it holds while it passes on results goes
+// when it returns.
+func TestRunHoldsOneBody(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// kfake holds every record in memory from the start: what changes
+	// while Run runs is Run's.
+	cluster, b := eventlogtest.Kafka(t)
+	l, err := eventlog.NewKafka(cluster.ListenAddrs(), kafkabroker.Security{}, eventlog.WithBatch(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n, size = 20, 400 << 10
+	for i := range n {
+		d := envelope.DeadLetter{Reason: fmt.Sprintf("bad %d", i), Provider: "zapi", ReceivedAt: time.Now().UTC(), Method: "POST", Path: "/v1/webhooks/zapi"}
+		d.SetBody([]byte("{not json" + strings.Repeat("x", size)))
+		m, err := envelope.DeadLetterMessage(d, l.Binding())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Publish(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := redrive.New(redrive.Config{Log: l, Publisher: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	var most uint64
+	sum, err := r.Run(ctx, redrive.Selection{}, func(redrive.Result) error {
+		most = max(most, heap())
+		return nil
+	})
+	if err != nil || sum.Refused != n {
+		t.Fatalf("Run: %+v, %v; want %d refused", sum, err, n)
+	}
+	after := heap()
+	t.Logf("held %d KiB more while passing results than after", (int64(most)-int64(after))>>10)
+	if most > after+n*size/3 {
+		t.Errorf("Run held %d MiB more while passing results than after, want about one body of %d KiB", (most-after)>>20, size>>10)
 	}
 }
