@@ -80,14 +80,19 @@ type Query struct {
 	Chats []string
 	// IDs are CloudEvent ids.
 	IDs []string
-	// CausationID selects the derived events whose causationid is this:
-	// those derived from that raw event.
+	// CausationID selects the events whose causationid is this: those
+	// derived from that raw event, and the dead letters of the consumers
+	// that could not interpret it, so that a raw event's whole chain is
+	// one query. The raw stream, whose events have no cause, is not
+	// read.
 	CausationID string
 	// RequestID selects the raw events whose requestid is this: those of
 	// one delivery.
 	RequestID string
-	// Since and Until bound the stored time; zero is unbounded on that
-	// side (Until zero: the end when the call starts).
+	// Since and Until bound the stored time, both included, to the
+	// broker's precision (Kafka's is the millisecond: a record stored in
+	// Since's millisecond but before it is left out); zero is unbounded
+	// on that side (Until zero: the end when the call starts).
 	Since, Until time.Time
 	// Limit is how many matches Query returns: DefaultLimit when zero, at
 	// most MaxLimit.
@@ -96,7 +101,10 @@ type Query struct {
 	// at most MaxMaxScan.
 	MaxScan int
 	// Newest makes Query return the newest Limit matches of the range,
-	// reading from its end, instead of the oldest.
+	// reading from its end, instead of the oldest. The page is still in
+	// stored order, oldest first, ties in Streams order, as without
+	// Newest: the order Follow then adds to, so a "latest N" view that
+	// goes live appends and never re-sorts.
 	Newest bool
 }
 
@@ -144,6 +152,17 @@ type options struct {
 	// a query's streams.
 	natsSubject string
 	kafkaTopics []string
+	// readTimeout bounds one read (a direct get's batch, a Kafka fetch)
+	// when ctx has no earlier deadline: a reply lost, say to a NATS
+	// reconnect, would otherwise hold a Follow, whose ctx has none, for
+	// ever.
+	readTimeout time.Duration
+	// maxPartitions bounds the Kafka partitions one read opens.
+	maxPartitions int
+	// maxBytes bounds the message bytes one cursor holds: a read past
+	// it keeps the part nearest the cursor's start and reads the rest
+	// again next time.
+	maxBytes int
 	// afterBatch, when set, runs after each batch a follow reads (tests).
 	afterBatch func()
 }
@@ -151,6 +170,16 @@ type options struct {
 // WithBatch sets how many messages one read asks the broker for (a NATS
 // direct get's batch, a Kafka window), 256 by default.
 func WithBatch(n int) Option { return func(o *options) { o.batch = n } }
+
+// MaxPartitions is how many Kafka partitions one Query or Follow reads by
+// default: each holds a batch in a Query and a reader (a connection, its
+// goroutines and buffers) in a Follow.
+const MaxPartitions = 512
+
+// WithMaxPartitions bounds the Kafka partitions one Query or Follow reads,
+// MaxPartitions by default: a read of more is refused (ErrQuery), so that
+// callers narrow it to fewer streams or topics. NATS reads ignore it.
+func WithMaxPartitions(n int) Option { return func(o *options) { o.maxPartitions = n } }
 
 // WithClientID sets the client id the Kafka brokers see, "wahook-eventlog"
 // by default.
@@ -173,12 +202,16 @@ func WithNATSSubject(subject string) Option { return func(o *options) { o.natsSu
 func WithKafkaTopics(topics ...string) Option { return func(o *options) { o.kafkaTopics = topics } }
 
 func newOptions(opts []Option) (options, error) {
-	o := options{batch: 256, clientID: "wahook-eventlog", kafkaOffset: -1}
+	o := options{batch: 256, clientID: "wahook-eventlog", kafkaOffset: -1, maxPartitions: MaxPartitions, readTimeout: 10 * time.Second,
+		maxBytes: maxBatchBytes}
 	for _, f := range opts {
 		f(&o)
 	}
 	if o.batch < 1 || o.batch > 10_000 {
 		return o, fmt.Errorf("eventlog: batch %d: want 1 to 10000", o.batch)
+	}
+	if o.maxPartitions < 1 {
+		return o, fmt.Errorf("eventlog: max partitions %d: want 1 or more", o.maxPartitions)
 	}
 	return o, nil
 }
@@ -200,9 +233,11 @@ type entry struct {
 	stream   Stream
 	subject  string
 	position string
-	stored   time.Time
-	msg      broker.Message
-	binding  envelope.Binding
+	// seq is the NATS sequence or the Kafka offset.
+	seq     int64
+	stored  time.Time
+	msg     broker.Message
+	binding envelope.Binding
 }
 
 // Query reads the events q selects in its range, stored up to the time of
@@ -324,7 +359,10 @@ func (l *Log) scan(ctx context.Context, q Query, newest bool, maxScan int, fn fu
 			if e == nil {
 				continue
 			}
-			if head == nil || newest && e.stored.After(head.stored) || !newest && e.stored.Before(head.stored) {
+			// Ties go to the first source forward and to the last one
+			// backward: reversed, a Newest page orders them as a forward
+			// one does.
+			if head == nil || newest && !e.stored.Before(head.stored) || !newest && e.stored.Before(head.stored) {
 				pick, head = c, e
 			}
 		}
@@ -349,6 +387,28 @@ func (l *Log) scan(ctx context.Context, q Query, newest bool, maxScan int, fn fu
 		}
 	}
 	return scanned, false, nil
+}
+
+// keepNewest appends es, read forward, to out, and drops from out's
+// start what passes maxBytes (never the last one), so that a backward read
+// holds at most that much. It returns the seq of the newest dropped, -1
+// when none was: where the next backward read ends.
+func keepNewest(out []entry, es []entry, maxBytes int, dropped int64) ([]entry, int64) {
+	size := 0
+	for _, e := range out {
+		size += len(e.msg.Data)
+	}
+	for _, e := range es {
+		out = append(out, e)
+		size += len(e.msg.Data)
+		for size > maxBytes && len(out) > 1 {
+			size -= len(out[0].msg.Data)
+			dropped = out[0].seq
+			out[0] = entry{} // let its body go
+			out = out[1:]
+		}
+	}
+	return out, dropped
 }
 
 // cursor reads one source in one direction.
@@ -411,6 +471,11 @@ func (q Query) normalize() (Query, error) {
 		if !slices.Contains(Streams, s) {
 			return q, fmt.Errorf("%w: stream %q: want raw, derived or deadletter", ErrQuery, s)
 		}
+	}
+	if q.CausationID != "" {
+		// Raw events have no cause: reading them would only spend
+		// MaxScan.
+		streams = slices.DeleteFunc(streams, func(s Stream) bool { return s == Raw })
 	}
 	q.Streams = streams
 	for name, v := range map[string]string{"provider": q.Provider, "channel": q.Channel, "causation id": q.CausationID, "request id": q.RequestID} {
@@ -483,6 +548,12 @@ func newMatcher(q Query) *matcher {
 // record decodes e and reports whether q selects it. A message that is not
 // a CloudEvent is never selected.
 func (m *matcher) record(e entry) (Record, bool) {
+	// The brokers find a range's ends by time coarser than q's (Kafka's
+	// milliseconds) or not at all (Kafka records out of time order): the
+	// records in it are checked again.
+	if !m.q.Since.IsZero() && e.stored.Before(m.q.Since) || !m.q.Until.IsZero() && e.stored.After(m.q.Until) {
+		return Record{}, false
+	}
 	ev, err := envelope.Decode(e.msg, e.binding)
 	if err != nil {
 		return Record{}, false
@@ -491,7 +562,7 @@ func (m *matcher) record(e entry) (Record, bool) {
 	if q.Provider != "" && extension(ev, envelope.ExtProvider) != q.Provider ||
 		q.Channel != "" && extension(ev, envelope.ExtChannel) != q.Channel ||
 		m.ids != nil && !m.ids[ev.ID()] ||
-		q.CausationID != "" && (e.stream != Derived || extension(ev, envelope.ExtCausationID) != q.CausationID) ||
+		q.CausationID != "" && extension(ev, envelope.ExtCausationID) != q.CausationID ||
 		q.RequestID != "" && (e.stream != Raw || extension(ev, envelope.ExtRequestID) != q.RequestID) {
 		return Record{}, false
 	}

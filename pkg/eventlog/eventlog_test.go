@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -221,6 +222,41 @@ func TestQuery(t *testing.T) {
 					}
 				}
 			})
+			t.Run("bytes held", func(t *testing.T) {
+				// A cursor that may hold one byte holds one message at
+				// a time backward, and a query reads the same records.
+				tiny := f.log(WithBatch(4))
+				tiny.opts.maxBytes = 1
+				switch b := tiny.b.(type) {
+				case *natsLog:
+					b.opts.maxBytes = 1
+				case *kafkaLog:
+					b.opts.maxBytes = 1
+				}
+				curs, err := tiny.b.cursors(ctx, Query{Streams: Streams, Limit: DefaultLimit, MaxScan: DefaultMaxScan}, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, c := range curs {
+					bc := c.(*bufCursor)
+					for !bc.done {
+						es, done, err := bc.fill(ctx)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if len(es) > 1 {
+							t.Fatalf("a backward read held %d messages, want 1", len(es))
+						}
+						bc.done = done
+					}
+				}
+				for _, q := range []Query{{Channel: "BULK"}, {Channel: "BULK", Newest: true, Limit: 4}, {Newest: true}} {
+					p, err := tiny.Query(ctx, q)
+					if want := query(q); err != nil || !slices.Equal(ids(p.Records), ids(want.Records)) || p.Scanned != want.Scanned {
+						t.Errorf("Query(%+v) holding 1 byte: %v (%d read), %v; want %v (%d read)", q, ids(p.Records), p.Scanned, err, ids(want.Records), want.Scanned)
+					}
+				}
+			})
 			t.Run("subject or topics", func(t *testing.T) {
 				opt := WithNATSSubject("wahook.label-changed.>")
 				if name == "kafka" {
@@ -410,5 +446,209 @@ func TestFollowWhileReplaying(t *testing.T) {
 	want := []string{"bulk-0", "bulk-1", "bulk-2", "bulk-3", "bulk-4", "bulk-5", "bulk-6"}
 	if got := fl.ids(); !slices.Equal(got, want) {
 		t.Errorf("Follow passed %v, want %v", got, want)
+	}
+}
+
+// TestQueryCausation: a raw event's chain is its derived events and the
+// dead letters of the consumers that gave up on it, both carrying its id
+// as causationid.
+func TestQueryCausation(t *testing.T) {
+	for name, start := range fixtures {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			f := start(t)
+			consumerDL, err := envelope.DeadLetterMessage(envelope.DeadLetter{Reason: "uninterpretable", Provider: "whapi", Channel: "CH",
+				ReceivedAt: time.Now().UTC(), SourceEventID: "raw-a"}, f.binding)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.pub.Publish(ctx, append(eventlogtest.Sample(t, f.binding), consumerDL)...); err != nil {
+				t.Fatal(err)
+			}
+			p, err := f.log().Query(ctx, Query{CausationID: "raw-a"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var streams []Stream
+			for _, r := range p.Records {
+				streams = append(streams, r.Stream)
+			}
+			if want := []Stream{Derived, DeadLetter}; !slices.Equal(sorted2(streams), want) || len(p.Records) != 2 || p.Records[0].Event.ID() != "derived-a" && p.Records[1].Event.ID() != "derived-a" {
+				t.Errorf("Query(CausationID raw-a) = %v in %v, want derived-a and the consumer's dead letter", ids(p.Records), streams)
+			}
+			if p, err := f.log().Query(ctx, Query{CausationID: "raw-a", Streams: []Stream{Raw}}); err != nil || len(p.Records) != 0 {
+				t.Errorf("Query(CausationID raw-a) of the raw stream = %v, %v; want none", ids(p.Records), err)
+			}
+			// The raw events come first: they cost no MaxScan.
+			p, err = f.log().Query(ctx, Query{CausationID: "raw-a", MaxScan: 3})
+			if err != nil || len(p.Records) != 2 || p.Truncated {
+				t.Errorf("Query(CausationID raw-a, MaxScan 3) = %v (%d read, truncated %v), %v; want its 2 events", ids(p.Records), p.Scanned, p.Truncated, err)
+			}
+		})
+	}
+}
+
+func sorted2(s []Stream) []Stream {
+	return slices.SortedFunc(slices.Values(s), func(a, b Stream) int { return slices.Index(Streams, a) - slices.Index(Streams, b) })
+}
+
+// TestFollowCancel: a Follow ended by its ctx, or by fn, leaves no
+// goroutine behind (the Kafka readers, the NATS subscriptions' ones).
+func TestFollowCancel(t *testing.T) {
+	for name, start := range fixtures {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			f := start(t)
+			if err := f.pub.Publish(ctx, eventlogtest.Sample(t, f.binding)...); err != nil {
+				t.Fatal(err)
+			}
+			l := f.log()
+			// A first Query opens what the Log keeps (pooled connections).
+			if _, err := l.Query(ctx, Query{}); err != nil {
+				t.Fatal(err)
+			}
+			before := clientGoroutines()
+			for range 10 {
+				fctx, stop := context.WithCancel(ctx)
+				done := make(chan error, 1)
+				got := make(chan struct{}, 100)
+				go func() {
+					done <- l.Follow(fctx, Query{Since: time.Unix(0, 0)}, func(Record) error {
+						got <- struct{}{}
+						return nil
+					})
+				}()
+				<-got // reading
+				stop()
+				if err := <-done; !errors.Is(err, context.Canceled) {
+					t.Fatalf("Follow = %v, want context.Canceled", err)
+				}
+			}
+			boom := errors.New("boom")
+			if err := l.Follow(ctx, Query{Since: time.Unix(0, 0)}, func(Record) error { return boom }); !errors.Is(err, boom) {
+				t.Fatalf("Follow = %v, want boom", err)
+			}
+			deadline := time.Now().Add(3 * time.Second)
+			for len(clientGoroutines()) > len(before) && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if after := clientGoroutines(); len(after) > len(before) {
+				t.Errorf("%d goroutines of the clients after the follows, %d before:\n%s", len(after), len(before), strings.Join(after, "\n\n"))
+			}
+		})
+	}
+}
+
+// clientGoroutines are the stacks of the goroutines of the broker clients
+// and of eventlog: not those of the servers the test runs, nor those of
+// the Kafka connection pool a Log keeps for its queries, which grows to
+// what concurrent requests need and closes idle connections on its own.
+func clientGoroutines() []string {
+	buf := make([]byte, 4<<20)
+	var out []string
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "kfake") || strings.Contains(g, "nats-server") || strings.Contains(g, "TestFollowCancel") ||
+			strings.Contains(g, "kafka-go.(*conn).run") || strings.Contains(g, "kafka-go.(*connPool)") {
+			continue
+		}
+		if strings.Contains(g, "kafka-go") || strings.Contains(g, "nats.go") || strings.Contains(g, "wahook/pkg/eventlog") {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// TestQueryTimeEdges: Since and Until include a record stored at them and
+// leave out one stored before Since or after Until by less than Kafka's
+// millisecond.
+func TestQueryTimeEdges(t *testing.T) {
+	for name, start := range fixtures {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			f := start(t)
+			if err := f.pub.Publish(ctx, bulk(f.binding, 0, 1)...); err != nil {
+				t.Fatal(err)
+			}
+			l := f.log()
+			p, err := l.Query(ctx, Query{Channel: "BULK"})
+			if err != nil || len(p.Records) != 1 {
+				t.Fatalf("Query: %v, %v; want bulk-0", ids(p.Records), err)
+			}
+			at := p.Records[0].Stored
+			for name, tc := range map[string]struct {
+				give Query
+				want int
+			}{
+				"since at":           {Query{Since: at}, 1},
+				"until at":           {Query{Until: at}, 1},
+				"since just after":   {Query{Since: at.Add(500 * time.Microsecond)}, 0},
+				"until just before":  {Query{Until: at.Add(-500 * time.Microsecond)}, 0},
+				"newest, just after": {Query{Since: at.Add(500 * time.Microsecond), Newest: true}, 0},
+			} {
+				tc.give.Channel = "BULK"
+				p, err := l.Query(ctx, tc.give)
+				if err != nil || len(p.Records) != tc.want {
+					t.Errorf("%s: Query(since %v, until %v) = %v, %v; want %d records (stored %v)", name, tc.give.Since, tc.give.Until, ids(p.Records), err, tc.want, at)
+				}
+			}
+		})
+	}
+}
+
+// TestKafkaMaxPartitions: a Query or Follow of more Kafka partitions than
+// the Log allows is refused before any is read; fewer are read.
+func TestKafkaMaxPartitions(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	f := kafkaFixture(t)
+	if err := f.pub.Publish(ctx, eventlogtest.Sample(t, f.binding)...); err != nil {
+		t.Fatal(err)
+	}
+	// 2 partitions a topic: the raw topic is 2, all the streams more.
+	l := f.log(WithMaxPartitions(2))
+	if _, err := l.Query(ctx, Query{}); !errors.Is(err, ErrQuery) {
+		t.Errorf("Query of every stream = %v, want ErrQuery", err)
+	}
+	if err := l.Follow(ctx, Query{}, func(Record) error { return nil }); !errors.Is(err, ErrQuery) {
+		t.Errorf("Follow of every stream = %v, want ErrQuery", err)
+	}
+	if p, err := l.Query(ctx, Query{Streams: []Stream{Raw}}); err != nil || len(p.Records) != 2 {
+		t.Errorf("Query of the raw stream = %v, %v; want raw-a, raw-b", ids(p.Records), err)
+	}
+}
+
+// TestNATSReadTimeout: a direct get whose answer never comes (lost to a
+// reconnect; here a subscriber that answers nothing) ends in time even
+// when ctx has no deadline, as a Follow's has not.
+func TestNATSReadTimeout(t *testing.T) {
+	b := natstest.Broker(t, natsbroker.Config{})
+	nc := b.Conn()
+	sub, err := nc.Subscribe("$JS.API.DIRECT.GET.SILENT", func(*nats.Msg) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	l, err := NewNATS(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := l.b.(*natsLog)
+	n.opts.readTimeout = 100 * time.Millisecond
+	r := &natsRead{n: n, src: natsSource{Raw, "SILENT", "x.>"}, seq: 1}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := r.fill(context.Background())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("fill with no answer = %v, want context.DeadlineExceeded", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("fill with no answer still waiting after 10s")
 	}
 }

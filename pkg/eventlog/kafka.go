@@ -21,8 +21,6 @@ import (
 const (
 	// maxFetchBytes bounds one fetch from a partition.
 	maxFetchBytes = 16 << 20
-	// readTimeout bounds one fetch when ctx has no earlier deadline.
-	readTimeout = 10 * time.Second
 )
 
 // NewKafka reads wahook's topics on the brokers, with readers of their own
@@ -118,6 +116,9 @@ func (k *kafkaLog) parts(ctx context.Context, q Query) ([]kafkaPart, error) {
 		names = append(names, t.topic)
 		byName[t.topic] = t
 	}
+	if len(names) == 0 {
+		return nil, nil // no topic asks for every topic's metadata
+	}
 	md, err := k.client.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
 	if err != nil {
 		return nil, fmt.Errorf("metadata of %v: %w", names, err)
@@ -136,6 +137,9 @@ func (k *kafkaLog) parts(ctx context.Context, q Query) ([]kafkaPart, error) {
 	}
 	if len(out) == 0 {
 		return nil, nil
+	}
+	if len(out) > k.opts.maxPartitions {
+		return nil, fmt.Errorf("%w: %d partitions of %v, at most %d: read fewer streams", ErrQuery, len(out), names, k.opts.maxPartitions)
 	}
 	first, last, err := k.offsets(ctx, out, nil)
 	if err != nil {
@@ -230,27 +234,33 @@ func (k *kafkaLog) offsets(ctx context.Context, ps []kafkaPart, at *time.Time) (
 	return first, last, nil
 }
 
-// read reads p's records [from, to) forward; fewer when the partition has
-// gaps (compacted, transaction markers).
-func (k *kafkaLog) read(ctx context.Context, p kafkaPart, from, to int64) ([]entry, error) {
+// read reads p's records [from, to) forward, fewer when the partition has
+// gaps (compacted, transaction markers), and stops after the fetch that
+// passes maxBytes (0: no bound). It returns the offset it got to.
+func (k *kafkaLog) read(ctx context.Context, p kafkaPart, from, to int64, maxBytes int) ([]entry, int64, error) {
 	var out []entry
-	for from < to {
+	size := 0
+	for from < to && (maxBytes == 0 || size < maxBytes) {
+		n := len(out)
 		next, err := k.fetch(ctx, p, from, to, &out)
 		if err != nil {
-			return nil, err
+			return nil, from, err
 		}
 		if next == from {
-			break // no record left before to: a gap at the end
+			return out, to, nil // no record left before to: a gap at the end
+		}
+		for _, e := range out[n:] {
+			size += len(e.msg.Data)
 		}
 		from = next
 	}
-	return out, nil
+	return out, from, nil
 }
 
 // fetch reads one fetch of p's records from offset from, those before to,
 // and returns the offset after the last one.
 func (k *kafkaLog) fetch(ctx context.Context, p kafkaPart, from, to int64, out *[]entry) (int64, error) {
-	fctx, cancel := context.WithTimeout(ctx, readTimeout)
+	fctx, cancel := context.WithTimeout(ctx, k.opts.readTimeout)
 	defer cancel()
 	res, err := k.client.Fetch(fctx, &kafka.FetchRequest{Topic: p.t.topic, Partition: p.id, Offset: from,
 		MinBytes: 1, MaxBytes: maxFetchBytes, MaxWait: 100 * time.Millisecond})
@@ -331,17 +341,29 @@ func (k *kafkaLog) cursors(ctx context.Context, q Query, newest bool) ([]cursor,
 		if newest {
 			c.fill = func(ctx context.Context) ([]entry, bool, error) {
 				from := max(lo, hi-w)
-				es, err := k.read(ctx, p, from, hi)
+				es, _, err := k.read(ctx, p, from, hi, 0)
+				if err != nil {
+					return nil, false, err
+				}
+				es, dropped := keepNewest(nil, es, k.opts.maxBytes, -1)
 				slices.Reverse(es)
+				if dropped >= 0 {
+					// Too many bytes in the window: its older part
+					// next time.
+					hi = dropped + 1
+					return es, false, nil
+				}
 				hi = from
-				return es, hi <= lo, err
+				return es, hi <= lo, nil
 			}
 		} else {
 			c.fill = func(ctx context.Context) ([]entry, bool, error) {
-				to := min(hi, lo+w)
-				es, err := k.read(ctx, p, lo, to)
-				lo = to
-				return es, lo >= hi, err
+				es, next, err := k.read(ctx, p, lo, min(hi, lo+w), k.opts.maxBytes)
+				if err != nil {
+					return nil, false, err
+				}
+				lo = next
+				return es, lo >= hi, nil
 			}
 		}
 		out = append(out, c)
@@ -354,7 +376,7 @@ func kafkaEntry(t kafkaTopic, m kafka.Message) entry {
 	for _, kh := range m.Headers {
 		h[kh.Key] = append(h[kh.Key], string(kh.Value))
 	}
-	return entry{stream: t.stream, subject: m.Topic, position: m.Topic + "/" + strconv.Itoa(m.Partition) + "/" + strconv.FormatInt(m.Offset, 10),
+	return entry{stream: t.stream, subject: m.Topic, position: m.Topic + "/" + strconv.Itoa(m.Partition) + "/" + strconv.FormatInt(m.Offset, 10), seq: m.Offset,
 		stored: m.Time, binding: envelope.Kafka,
 		msg: broker.Message{Topic: m.Topic, Subject: m.Topic, Key: string(m.Key), ID: h.Get(kafkabroker.IDHeader), Header: h, Data: m.Value}}
 }

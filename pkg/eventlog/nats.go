@@ -17,7 +17,8 @@ import (
 )
 
 const (
-	// maxBatchBytes stops a direct get's batch early (one message always
+	// maxBatchBytes is the most message bytes one cursor holds by default,
+	// and stops a direct get's batch early (one message always
 	// comes).
 	maxBatchBytes = 16 << 20
 	// maxWindow bounds the sequences one backward read spans: a filter
@@ -152,6 +153,8 @@ func (n *natsLog) seqAt(ctx context.Context, src natsSource, t time.Time) (uint6
 	if !t.IsZero() {
 		req.Seq, req.StartTime = 0, &t
 	}
+	ctx, cancel := context.WithTimeout(ctx, n.opts.readTimeout)
+	defer cancel()
 	_, _, err := natsbroker.DirectBatch(ctx, n.nc, src.name, req, func(sm natsbroker.StoredMsg) error {
 		seq = sm.Sequence
 		return nil
@@ -224,10 +227,12 @@ type natsRead struct {
 // fill reads the next batch and tells whether it reached the end, or,
 // without one, what is stored now.
 func (r *natsRead) fill(ctx context.Context) ([]entry, bool, error) {
-	req := natsbroker.DirectRequest{Seq: r.seq, NextBySubject: r.src.subject, Batch: r.n.opts.batch, MaxBytes: maxBatchBytes}
+	req := natsbroker.DirectRequest{Seq: r.seq, NextBySubject: r.src.subject, Batch: r.n.opts.batch, MaxBytes: r.n.opts.maxBytes}
 	if r.start != nil {
 		req.Seq, req.StartTime = 0, r.start
 	}
+	ctx, cancel := context.WithTimeout(ctx, r.n.opts.readTimeout)
+	defer cancel()
 	var out []entry
 	last, pending, err := natsbroker.DirectBatch(ctx, r.n.nc, r.src.name, req, func(sm natsbroker.StoredMsg) error {
 		if r.end > 0 && sm.Sequence > r.end {
@@ -261,17 +266,23 @@ func (n *natsLog) backward(src natsSource, lo, hi uint64) cursor {
 		}
 		r := &natsRead{n: n, src: src, seq: from, end: hi}
 		var out []entry
+		dropped := int64(-1)
 		for {
 			es, done, err := r.fill(ctx)
 			if err != nil {
 				return nil, false, err
 			}
-			out = append(out, es...)
+			out, dropped = keepNewest(out, es, n.opts.maxBytes, dropped)
 			if done {
 				break
 			}
 		}
 		slices.Reverse(out)
+		if dropped >= 0 {
+			// Too many bytes in the window: its older part next time.
+			hi = uint64(dropped)
+			return out, false, nil
+		}
 		if len(out) == 0 {
 			w = min(w*4, max(maxWindow, uint64(n.opts.batch)))
 		} else {
@@ -284,7 +295,7 @@ func (n *natsLog) backward(src natsSource, lo, hi uint64) cursor {
 }
 
 func natsEntry(src natsSource, sm natsbroker.StoredMsg) entry {
-	return entry{stream: src.stream, subject: sm.Subject, position: src.name + "/" + strconv.FormatUint(sm.Sequence, 10), stored: sm.Time,
+	return entry{stream: src.stream, subject: sm.Subject, position: src.name + "/" + strconv.FormatUint(sm.Sequence, 10), seq: int64(sm.Sequence), stored: sm.Time,
 		msg:     broker.Message{Subject: sm.Subject, ID: sm.Header.Get(jetstream.MsgIDHeader), Header: broker.Header(sm.Header), Data: sm.Data},
 		binding: envelope.NATS}
 }
@@ -342,6 +353,11 @@ func (n *natsLog) follow(ctx context.Context, q Query, fn func(entry) error) err
 		for _, r := range reads {
 			for {
 				es, done, err := r.fill(ctx)
+				if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+					// No answer in time: reading by sequence, the
+					// next look reads the same from the same place.
+					break
+				}
 				if err != nil {
 					return err
 				}

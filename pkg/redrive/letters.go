@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
+	"github.com/wahook/wahook/pkg/broker"
 	"github.com/wahook/wahook/pkg/envelope"
 	"github.com/wahook/wahook/pkg/eventlog"
 )
@@ -24,11 +26,19 @@ type Letter struct {
 	Redriven bool
 }
 
+// partsBefore is how long before a record its parts may have been
+// stored: they are published just before it, within a publish's timeout.
+const partsBefore = time.Minute
+
 // Letters reads the dead-letter records q selects by its Provider,
-// Channel, IDs, Since and Until, within its Limit and MaxScan (the newest
-// Limit with Newest), in stored order. It reads the range forward to put
-// bodies in parts together and to find the notes, which follow what they
-// are about; Page says how much it read and whether MaxScan stopped it.
+// Channel, IDs, Since and Until, within its Limit and MaxScan, in stored
+// order: the oldest Limit, or with Newest the newest Limit of the range.
+// It reads forward to put bodies in parts together and to find the
+// notes, which follow what they are about; with Newest it first reads
+// backward to find where the newest records start, reads forward from
+// there, and looks up the parts stored before then by their ids. Page
+// says how much the forward read read and whether MaxScan stopped one of
+// the reads.
 func (r *Redriver) Letters(ctx context.Context, q eventlog.Query) ([]Letter, eventlog.Page, error) {
 	sel := eventlog.Query{Streams: []eventlog.Stream{eventlog.DeadLetter}, Provider: q.Provider, Since: q.Since, Until: q.Until,
 		MaxScan: q.MaxScan, IDs: q.IDs, Channel: q.Channel, Limit: q.Limit}
@@ -44,6 +54,14 @@ func (r *Redriver) Letters(ctx context.Context, q eventlog.Query) ([]Letter, eve
 	}
 	if sel.MaxScan == 0 {
 		sel.MaxScan = eventlog.DefaultMaxScan
+	}
+	var newestTruncated bool
+	if q.Newest {
+		from, page, err := r.newestFrom(ctx, sel, limit)
+		if err != nil || from.IsZero() {
+			return nil, page, err
+		}
+		sel.Since, newestTruncated = from, page.Truncated
 	}
 	// The ids and the channel select records, not their parts and notes.
 	sel.IDs, sel.Channel = nil, ""
@@ -84,6 +102,58 @@ func (r *Redriver) Letters(ctx context.Context, q eventlog.Query) ([]Letter, eve
 	}
 	for i := range out {
 		out[i].Redriven = noted[out[i].ID]
+		if q.Newest && out[i].BodyErr != nil && out[i].DeadLetter.BodyParts != nil {
+			truncated, err := r.earlierParts(ctx, &out[i], sel.MaxScan)
+			if err != nil {
+				return nil, page, err
+			}
+			newestTruncated = newestTruncated || truncated
+		}
 	}
+	page.Truncated = page.Truncated || newestTruncated
 	return out, page, nil
+}
+
+// newestFrom reads sel's range backward for its newest limit dead-letter
+// records and returns the time the oldest of them was stored, zero when
+// there is none: a forward read of the whole range would stop at MaxScan
+// long before the newest ones in a stream that holds more.
+func (r *Redriver) newestFrom(ctx context.Context, sel eventlog.Query, limit int) (time.Time, eventlog.Page, error) {
+	sel.Types, sel.Newest, sel.Limit = []string{envelope.DeadLetterType}, true, limit
+	page, err := r.cfg.Log.Query(ctx, sel)
+	if err != nil {
+		return time.Time{}, page, fmt.Errorf("redrive: newest dead letters: %w", err)
+	}
+	if len(page.Records) == 0 {
+		return time.Time{}, page, nil
+	}
+	return page.Records[0].Stored, page, nil
+}
+
+// earlierParts puts l's body together from its parts looked up by id in
+// the time before its record, where a read from the record leaves them,
+// and tells whether MaxScan stopped the look-up.
+func (r *Redriver) earlierParts(ctx context.Context, l *Letter, maxScan int) (bool, error) {
+	bp := l.DeadLetter.BodyParts
+	if bp.Count > eventlog.MaxFilterValues {
+		return false, nil // BodyErr stays: too many parts to look up
+	}
+	ids := make([]string, bp.Count)
+	for i := range ids {
+		ids[i] = envelope.DeadLetterPartID(l.ID, bp.PartSize, i)
+	}
+	page, err := r.cfg.Log.Query(ctx, eventlog.Query{Streams: []eventlog.Stream{eventlog.DeadLetter}, IDs: ids,
+		Since: l.Record.Stored.Add(-partsBefore), Until: l.Record.Stored, Limit: bp.Count, MaxScan: maxScan, Newest: true})
+	if err != nil {
+		return false, fmt.Errorf("redrive: parts of %s: %w", l.ID, err)
+	}
+	var msgs []broker.Message
+	for _, rec := range page.Records {
+		m, _ := rec.Message()
+		msgs = append(msgs, m)
+	}
+	if body, err := envelope.DeadLetterBody(l.ID, l.DeadLetter, msgs, r.cfg.Log.Binding()); err == nil {
+		l.Body, l.BodyErr = body, nil
+	}
+	return page.Truncated, nil
 }

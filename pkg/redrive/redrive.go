@@ -2,8 +2,11 @@
 // ingress's own path (ingress.Redeliver), so that the raw events are those
 // the ingress gives the same body, with the same ids. A note stored beside
 // each dead letter redriven (io.wahook.deadletter.redriven) makes a later
-// run pass it over unless forced; the raw events' deterministic ids make
-// even a forced run store nothing twice.
+// run pass it over unless forced. A forced run publishes the same raw
+// events, with the same ids: NATS stores them once within its duplicate
+// window, Kafka stores them again and the consumers' id de-duplication
+// passes them over. Concurrent RedriveOne calls for one id in a process
+// run one after the other, so the second finds the first's note.
 package redrive
 
 import (
@@ -11,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/wahook/wahook/pkg/broker"
@@ -65,10 +69,14 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Redriver redrives dead letters.
+// Redriver redrives dead letters. It is safe for concurrent use.
 type Redriver struct {
 	cfg       Config
 	providers map[string]provider.Provider
+	// busy holds the ids RedriveOne is redriving, each with a channel
+	// closed when it is done: see lock.
+	mu   sync.Mutex
+	busy map[string]chan struct{}
 }
 
 // New checks cfg and fills its defaults.
@@ -88,7 +96,7 @@ func New(cfg Config) (*Redriver, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	r := &Redriver{cfg: cfg, providers: map[string]provider.Provider{}}
+	r := &Redriver{cfg: cfg, providers: map[string]provider.Provider{}, busy: map[string]chan struct{}{}}
 	for _, p := range cfg.Providers {
 		r.providers[p.Name()] = p
 	}
@@ -133,9 +141,12 @@ type candidate struct {
 	bodyErr error
 }
 
-// Run reads the dead letters stored up to now, then publishes again those
-// selected and not redriven yet, in the order they were stored, leaving a
-// note beside each, and passes fn what it did with each one.
+// Run publishes again the dead letters stored up to now that sel selects
+// and no note says were redriven, in the order they were stored, leaving
+// a note beside each, and passes fn what it did with each one. It reads
+// the range twice: for the notes, which follow their records, then for
+// the records, so that it holds one body at a time, not every one until
+// the notes are read.
 func (r *Redriver) Run(ctx context.Context, sel Selection, fn func(Result) error) (Summary, error) {
 	if sel.Count < 0 {
 		return Summary{}, fmt.Errorf("redrive: count %d", sel.Count)
@@ -146,18 +157,20 @@ func (r *Redriver) Run(ctx context.Context, sel Selection, fn func(Result) error
 	if !sel.DryRun && r.cfg.Publisher == nil {
 		return Summary{}, errors.New("redrive: no publisher")
 	}
-	cands, noted, page, err := r.read(ctx, sel)
+	noted := map[string]bool{}
+	page, err := r.each(ctx, sel, func(id string) { noted[id] = true }, nil)
 	if err != nil {
 		return Summary{}, err
 	}
 	sum := Summary{Truncated: page.Truncated}
-	for _, k := range cands {
+	errCount := errors.New("count reached")
+	page, err = r.each(ctx, sel, nil, func(k candidate) error {
 		if sum.Redriven >= sel.Count {
-			break
+			return errCount
 		}
 		res, err := r.redrive(ctx, k, noted[k.id], sel.DryRun, sel.Force)
 		if err != nil {
-			return sum, err
+			return err
 		}
 		switch res.Action {
 		case Refused:
@@ -165,11 +178,13 @@ func (r *Redriver) Run(ctx context.Context, sel Selection, fn func(Result) error
 		case Redriven, WouldRedrive:
 			sum.Redriven++
 		}
-		if err := fn(res); err != nil {
-			return sum, err
-		}
+		return fn(res)
+	})
+	sum.Truncated = sum.Truncated || page.Truncated
+	if errors.Is(err, errCount) {
+		err = nil
 	}
-	return sum, nil
+	return sum, err
 }
 
 // RedriveOne redrives the dead letter whose CloudEvent id is id, searched
@@ -183,7 +198,19 @@ func (r *Redriver) RedriveOne(ctx context.Context, id string, since time.Time, f
 	if r.cfg.Publisher == nil {
 		return Result{}, errors.New("redrive: no publisher")
 	}
-	cands, noted, page, err := r.read(ctx, Selection{Since: since, IDs: []string{id}, MaxScan: eventlog.MaxMaxScan})
+	unlock, err := r.lock(ctx, id)
+	if err != nil {
+		return Result{}, fmt.Errorf("redrive %s: %w", id, err)
+	}
+	defer unlock()
+	var cands []candidate
+	noted := false
+	page, err := r.each(ctx, Selection{Since: since, IDs: []string{id}, MaxScan: eventlog.MaxMaxScan},
+		func(nid string) { noted = noted || nid == id },
+		func(k candidate) error {
+			cands = append(cands, k)
+			return nil
+		})
 	if err != nil {
 		return Result{}, err
 	}
@@ -195,7 +222,37 @@ func (r *Redriver) RedriveOne(ctx context.Context, id string, since time.Time, f
 		return Result{}, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	// The same record twice (a duplicate publish): the last one.
-	return r.redrive(ctx, cands[len(cands)-1], noted[id], false, force)
+	return r.redrive(ctx, cands[len(cands)-1], noted, false, force)
+}
+
+// lock waits until no other RedriveOne of r redrives id, or ctx ends. Two
+// operators redriving the same dead letter at once would both read it
+// before either note is stored and publish it twice: on Kafka, which
+// does not de-duplicate, a second set of raw events. One after the other,
+// the second reads the first's note. Redrivers in other processes are
+// not held back; their events have the same ids all the same.
+func (r *Redriver) lock(ctx context.Context, id string) (unlock func(), err error) {
+	for {
+		r.mu.Lock()
+		done, held := r.busy[id]
+		if !held {
+			done = make(chan struct{})
+			r.busy[id] = done
+			r.mu.Unlock()
+			return func() {
+				r.mu.Lock()
+				delete(r.busy, id)
+				r.mu.Unlock()
+				close(done)
+			}, nil
+		}
+		r.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // redrive publishes k's raw events and note, or says why not.
@@ -245,21 +302,30 @@ func (r *Redriver) build(k candidate) ([]broker.Message, []string, error) {
 	return ingress.Redeliver(p, k.d, k.body, r.cfg.MaxItems, r.cfg.Log.Binding())
 }
 
-// read collects the selected dead-letter records stored up to now, in the
-// order they were stored, and the ids of those a note says were redriven.
-func (r *Redriver) read(ctx context.Context, sel Selection) ([]candidate, map[string]bool, eventlog.Page, error) {
+// each reads the dead-letter stream in sel's range up to now, in stored
+// order, and passes onNote the id of each dead letter a note says was
+// redriven and onRecord each record sel selects, its body put together
+// from the parts before it. A nil one is not called, and without onRecord
+// no part is held. An error of onRecord is returned as it is.
+func (r *Redriver) each(ctx context.Context, sel Selection, onNote func(id string), onRecord func(candidate) error) (eventlog.Page, error) {
 	var held Parts
-	var cands []candidate
-	noted := map[string]bool{}
+	var recErr error
 	page, err := r.cfg.Log.Scan(ctx, eventlog.Query{Streams: []eventlog.Stream{eventlog.DeadLetter}, Provider: sel.Provider, Since: sel.Since, MaxScan: sel.MaxScan},
 		func(rec eventlog.Record) error {
 			m, b := rec.Message()
 			if _, ok := envelope.DeadLetterPart(m, b); ok {
-				held.Hold(m)
+				if onRecord != nil {
+					held.Hold(m)
+				}
 				return nil
 			}
 			if id, ok := envelope.DeadLetterRedriven(m, b); ok {
-				noted[id] = true
+				if onNote != nil {
+					onNote(id)
+				}
+				return nil
+			}
+			if onRecord == nil {
 				return nil
 			}
 			id, d, err := envelope.DecodeDeadLetter(m, b)
@@ -276,11 +342,14 @@ func (r *Redriver) read(ctx context.Context, sel Selection) ([]candidate, map[st
 			} else {
 				k.body, k.bodyErr = envelope.DeadLetterBody(id, d, nil, b)
 			}
-			cands = append(cands, k)
-			return nil
+			recErr = onRecord(k)
+			return recErr
 		})
-	if err != nil {
-		return nil, nil, page, fmt.Errorf("redrive: dead letters: %w", err)
+	if recErr != nil {
+		return page, recErr
 	}
-	return cands, noted, page, nil
+	if err != nil {
+		return page, fmt.Errorf("redrive: dead letters: %w", err)
+	}
+	return page, nil
 }

@@ -3,9 +3,12 @@ package redrive_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -239,5 +242,167 @@ func TestLetters(t *testing.T) {
 	}
 	if _, _, err := r.Letters(ctx, eventlog.Query{Channel: strings.Repeat("x", eventlog.MaxFilterLen+1)}); !errors.Is(err, eventlog.ErrQuery) {
 		t.Errorf("Letters with an over-long channel: %v, want ErrQuery", err)
+	}
+}
+
+// gatedPublisher holds its first Publish until release is closed, and
+// closes publishing when it starts.
+type gatedPublisher struct {
+	broker.Publisher
+	once       sync.Once
+	publishing chan struct{}
+	release    chan struct{}
+}
+
+func (g *gatedPublisher) Publish(ctx context.Context, msgs ...broker.Message) error {
+	first := false
+	g.once.Do(func() { first = true })
+	if first {
+		close(g.publishing)
+		<-g.release
+	}
+	return g.Publisher.Publish(ctx, msgs...)
+}
+
+// TestRedriveOneConcurrent: two operators redriving the same dead letter
+// at once publish one set of raw events: the second waits for the first
+// and finds its note. On Kafka, which keeps every copy, a second set
+// would be stored.
+func TestRedriveOneConcurrent(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pub, l := kafkaPipeline(t)
+	since := time.Now().Add(-time.Minute)
+	if code, _ := eventlogtest.Deliver(t, pub, l.Binding(), 1, "/v1/webhooks/whapi", eventlogtest.TwoPatches); code != http.StatusBadRequest {
+		t.Fatalf("delivery of 2 items to an ingress taking 1: %d, want 400", code)
+	}
+	p, err := l.Query(ctx, eventlog.Query{Streams: []eventlog.Stream{eventlog.DeadLetter}, Types: []string{envelope.DeadLetterType}})
+	if err != nil || len(p.Records) != 1 {
+		t.Fatalf("dead letters: %v, %v; want 1", p.Records, err)
+	}
+	id := p.Records[0].Event.ID()
+	g := &gatedPublisher{Publisher: pub, publishing: make(chan struct{}), release: make(chan struct{})}
+	r, err := redrive.New(redrive.Config{Log: l, Publisher: g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type outcome struct {
+		res redrive.Result
+		err error
+	}
+	first, second := make(chan outcome, 1), make(chan outcome, 1)
+	go func() {
+		res, err := r.RedriveOne(ctx, id, since, false)
+		first <- outcome{res, err}
+	}()
+	<-g.publishing // the first has read the dead letter, no note yet
+	go func() {
+		res, err := r.RedriveOne(ctx, id, since, false)
+		second <- outcome{res, err}
+	}()
+	// The second either finishes on its own (it did not wait) or waits
+	// for the first; the time only bounds how long the test looks.
+	var b outcome
+	select {
+	case b = <-second:
+		close(g.release)
+	case <-time.After(time.Second):
+		close(g.release)
+		b = <-second
+	}
+	a := <-first
+	actions := []string{a.res.Action, b.res.Action}
+	if a.err != nil || b.err != nil || !slices.Equal(actions, []string{redrive.Redriven, redrive.AlreadyRedriven}) {
+		t.Errorf("concurrent RedriveOne: %v (%v, %v); want redriven, then already redriven", actions, a.err, b.err)
+	}
+	raw, err := l.Query(ctx, eventlog.Query{Streams: []eventlog.Stream{eventlog.Raw}})
+	if err != nil || len(raw.Records) != 2 {
+		t.Errorf("raw events stored: %d (%v), want the 2 of one redrive", len(raw.Records), err)
+	}
+}
+
+// TestLettersNewest: with Newest, the newest dead letters of a range
+// holding more messages than MaxScan, not the newest of the first ones
+// read; their bodies in parts are put together still.
+func TestLettersNewest(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pub, l := natsPipeline(t)
+	b := l.Binding()
+	var last []broker.Message
+	for i := range 6 {
+		d := envelope.DeadLetter{Reason: fmt.Sprintf("bad %d", i), Provider: "waha", Channel: "S1", ReceivedAt: time.Now().UTC()}
+		d.SetBody([]byte(strings.Repeat(`{"text":"<ok>"}`, 500)))
+		msgs, err := envelope.DeadLetterMessages(d, b, 4096)
+		if err != nil || len(msgs) < 2 {
+			t.Fatalf("DeadLetterMessages: %d messages, %v; want parts", len(msgs), err)
+		}
+		if err := envelope.PublishDeadLetter(ctx, pub.Publish, msgs); err != nil {
+			t.Fatal(err)
+		}
+		last = msgs
+	}
+	r, err := redrive.New(redrive.Config{Log: l, Publisher: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, page, err := r.Letters(ctx, eventlog.Query{Newest: true, Limit: 1, MaxScan: 2 * len(last)})
+	if err != nil || len(got) != 1 || got[0].ID != last[len(last)-1].ID || got[0].BodyErr != nil || got[0].DeadLetter.Reason != "bad 5" {
+		var reasons []string
+		for _, g := range got {
+			reasons = append(reasons, g.DeadLetter.Reason)
+		}
+		t.Errorf("Letters(Newest, Limit 1, MaxScan %d) = %v (%+v), %v; want the last one, bad 5, with its body", 2*len(last), reasons, page, err)
+	}
+}
+
+// TestRunHoldsOneBody: a Run over many dead letters holds about one body
+// at a time (reading in batches of one message), not all of them until
+// their notes are read: what it holds while it passes on results goes
+// when it returns.
+func TestRunHoldsOneBody(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// kfake holds every record in memory from the start: what changes
+	// while Run runs is Run's.
+	cluster, b := eventlogtest.Kafka(t)
+	l, err := eventlog.NewKafka(cluster.ListenAddrs(), kafkabroker.Security{}, eventlog.WithBatch(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n, size = 20, 400 << 10
+	for i := range n {
+		d := envelope.DeadLetter{Reason: fmt.Sprintf("bad %d", i), Provider: "zapi", ReceivedAt: time.Now().UTC(), Method: "POST", Path: "/v1/webhooks/zapi"}
+		d.SetBody([]byte("{not json" + strings.Repeat("x", size)))
+		m, err := envelope.DeadLetterMessage(d, l.Binding())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Publish(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := redrive.New(redrive.Config{Log: l, Publisher: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	var most uint64
+	sum, err := r.Run(ctx, redrive.Selection{}, func(redrive.Result) error {
+		most = max(most, heap())
+		return nil
+	})
+	if err != nil || sum.Refused != n {
+		t.Fatalf("Run: %+v, %v; want %d refused", sum, err, n)
+	}
+	after := heap()
+	t.Logf("held %d KiB more while passing results than after", (int64(most)-int64(after))>>10)
+	if most > after+n*size/3 {
+		t.Errorf("Run held %d MiB more while passing results than after, want about one body of %d KiB", (most-after)>>20, size>>10)
 	}
 }
