@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"go.uber.org/zap"
 
 	"github.com/wahook/wahook/pkg/chatid"
@@ -136,7 +135,7 @@ type eventRow struct {
 func rowOf(r eventlog.Record) eventRow {
 	ev := r.Event
 	row := eventRow{Stream: string(r.Stream), Position: r.Position, Stored: r.Stored, ID: ev.ID(), Type: ev.Type(),
-		Source: ev.Source(), Subject: ev.Subject(), Provider: ext(ev, envelope.ExtProvider), Channel: ext(ev, envelope.ExtChannel),
+		Source: ev.Source(), Subject: ev.Subject(), Provider: eventlog.Extension(ev, envelope.ExtProvider), Channel: eventlog.Extension(ev, envelope.ExtChannel),
 		Time: ev.Time()}
 	var d struct {
 		Label *struct {
@@ -165,18 +164,6 @@ func rowOf(r eventlog.Record) eventRow {
 		row.Summary = strings.Join(d.Participants, ", ")
 	}
 	return row
-}
-
-// ext is an extension attribute as text, "" when absent.
-func ext(ev cloudevents.Event, name string) string {
-	v, ok := ev.Extensions()[name]
-	if !ok {
-		return ""
-	}
-	if s, ok := v.(string); ok {
-		return s
-	}
-	return fmt.Sprint(v)
 }
 
 type tailPage struct {
@@ -329,7 +316,7 @@ func (c *Console) serveEvent(w http.ResponseWriter, r *http.Request) {
 		case eventlog.Raw:
 			rawID = rec.Event.ID()
 		case eventlog.Derived:
-			rawID = ext(rec.Event, envelope.ExtCausationID)
+			rawID = eventlog.Extension(rec.Event, envelope.ExtCausationID)
 		}
 	}
 	if rawID != "" && p.Error == "" {
@@ -338,8 +325,8 @@ func (c *Console) serveEvent(w http.ResponseWriter, r *http.Request) {
 		if err == nil && len(raw.Records) > 0 {
 			row := rowOf(raw.Records[0])
 			p.Raw = &row
-			p.TraceID = traceID(ext(raw.Records[0].Event, envelope.ExtTraceParent))
-			p.RequestID = ext(raw.Records[0].Event, envelope.ExtRequestID)
+			p.TraceID = traceID(eventlog.Extension(raw.Records[0].Event, envelope.ExtTraceParent))
+			p.RequestID = eventlog.Extension(raw.Records[0].Event, envelope.ExtRequestID)
 		}
 		if p.RequestID != "" {
 			// A bounded read: the delivery's items are stored together,
@@ -394,7 +381,7 @@ func detailOf(rec eventlog.Record) eventDetail {
 	add("datacontenttype", ev.DataContentType())
 	add("dataschema", ev.DataSchema())
 	for _, k := range slices.Sorted(maps.Keys(ev.Extensions())) {
-		add(k, ext(ev, k))
+		add(k, eventlog.Extension(ev, k))
 	}
 	add("stored", rec.Stored.UTC().Format(time.RFC3339Nano))
 	add("position", rec.Position)
@@ -507,7 +494,7 @@ func timeline(ctx context.Context, recs []eventlog.Record, reg LabelLister) ([]t
 	for _, rec := range recs {
 		ev := rec.Event
 		it := timelineItem{Time: ev.Time(), Type: ev.Type(), ID: ev.ID(), Kind: "other",
-			Channel: ext(ev, envelope.ExtProvider) + " / " + ext(ev, envelope.ExtChannel)}
+			Channel: eventlog.Extension(ev, envelope.ExtProvider) + " / " + eventlog.Extension(ev, envelope.ExtChannel)}
 		if first.IsZero() || ev.Time().Before(first) {
 			first = ev.Time()
 		}
@@ -517,7 +504,7 @@ func timeline(ctx context.Context, recs []eventlog.Record, reg LabelLister) ([]t
 		case ev.Type() == "io.wahook.label.added" || ev.Type() == "io.wahook.label.removed":
 			// The event's own name and colour, as they were; the
 			// registry's (as they are now) for the labels the chat has.
-			l, inRegistry := known(ext(ev, envelope.ExtProvider), ext(ev, envelope.ExtChannel), d.Label.ID)
+			l, inRegistry := known(eventlog.Extension(ev, envelope.ExtProvider), eventlog.Extension(ev, envelope.ExtChannel), d.Label.ID)
 			it.Text = cmpOr(d.Label.Name, cmpOr(l.Name, "label "+d.Label.ID))
 			it.Swatch = swatchColor(cmpOr(d.Label.ColorHex, l.ColorHex), cmpOr(d.Label.Color, l.Color))
 			key := it.Channel + "/" + d.Label.ID

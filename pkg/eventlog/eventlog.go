@@ -559,11 +559,11 @@ func (m *matcher) record(e entry) (Record, bool) {
 		return Record{}, false
 	}
 	q := m.q
-	if q.Provider != "" && extension(ev, envelope.ExtProvider) != q.Provider ||
-		q.Channel != "" && extension(ev, envelope.ExtChannel) != q.Channel ||
+	if q.Provider != "" && Extension(ev, envelope.ExtProvider) != q.Provider ||
+		q.Channel != "" && Extension(ev, envelope.ExtChannel) != q.Channel ||
 		m.ids != nil && !m.ids[ev.ID()] ||
-		q.CausationID != "" && extension(ev, envelope.ExtCausationID) != q.CausationID ||
-		q.RequestID != "" && (e.stream != Raw || extension(ev, envelope.ExtRequestID) != q.RequestID) {
+		q.CausationID != "" && Extension(ev, envelope.ExtCausationID) != q.CausationID ||
+		q.RequestID != "" && (e.stream != Raw || Extension(ev, envelope.ExtRequestID) != q.RequestID) {
 		return Record{}, false
 	}
 	if len(q.Types) > 0 && !slices.ContainsFunc(q.Types, func(t string) bool {
@@ -599,8 +599,8 @@ func (m *matcher) aboutChat(s Stream, ev cloudevents.Event) bool {
 	return d.ChatID != "" && m.chats[d.ChatID] || d.ChatLID != "" && m.chats[d.ChatLID]
 }
 
-// extension is ev's extension name as a string, "" when unset.
-func extension(ev cloudevents.Event, name string) string {
+// Extension is ev's extension name as a string, "" when unset.
+func Extension(ev cloudevents.Event, name string) string {
 	v, ok := ev.Extensions()[name]
 	if !ok {
 		return ""
