@@ -275,12 +275,12 @@ func (c *Console) stream(w http.ResponseWriter, r *http.Request, next func(ctx c
 		case err != nil:
 			// The browser opens the view again a few seconds later.
 			c.cfg.Logger.Warn("console live view", zap.Error(err))
-			_, _ = fmt.Fprintf(w, "event: failed\ndata: %s\n\n", strings.ReplaceAll(err.Error(), "\n", " "))
+			_, _ = fmt.Fprintf(w, "event: failed\ndata: %s\n\n", strings.ReplaceAll(sseNewline.Replace(err.Error()), "\n", " "))
 			_ = rc.Flush()
 			return
 		default:
 			_, err = fmt.Fprintf(w, "event: %s\n", event)
-			for line := range strings.SplitSeq(string(data), "\n") {
+			for line := range strings.SplitSeq(sseNewline.Replace(string(data)), "\n") {
 				if err == nil {
 					_, err = fmt.Fprintf(w, "data: %s\n", line)
 				}
@@ -294,6 +294,11 @@ func (c *Console) stream(w http.ResponseWriter, r *http.Request, next func(ctx c
 		}
 	}
 }
+
+// sseNewline makes every line end of an event stream a LF: a browser ends a
+// field at a lone CR too, so a CR in event data (payloads are the sender's)
+// would start a field of the sender's choosing.
+var sseNewline = strings.NewReplacer("\r\n", "\n", "\r", "\n")
 
 // serveOverviewLive sends the overview's body again at every sample.
 func (c *Console) serveOverviewLive(w http.ResponseWriter, r *http.Request) {
