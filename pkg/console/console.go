@@ -178,8 +178,19 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cache-Control", "no-store")
+	if !strings.HasSuffix(r.URL.Path, "/live") {
+		// The server's write timeout does not end a handler: a page's
+		// broker reads would go on for a client that stopped reading.
+		ctx, cancel := context.WithTimeout(r.Context(), pageTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+	}
 	c.mux.ServeHTTP(w, r)
 }
+
+// pageTimeout bounds a page (its queries, a redrive), under the admin
+// listener's write timeout; live views have their own bounds.
+const pageTimeout = 30 * time.Second
 
 // authorized reports whether r carries the token in its
 // X-Wahook-Console-Token header: a header only the page's script sends, so

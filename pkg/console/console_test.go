@@ -181,3 +181,32 @@ func TestStreamKeepsPayloadInItsDataField(t *testing.T) {
 		t.Errorf("fields mismatch (-want +got):\n%s\n%q", diff, out)
 	}
 }
+
+// deadlineLister records whether the registry was read under a deadline.
+type deadlineLister struct {
+	fakeLister
+	deadline *time.Time
+}
+
+func (l deadlineLister) Channels(ctx context.Context) ([]state.ProviderChannel, error) {
+	*l.deadline, _ = ctx.Deadline()
+	return nil, nil
+}
+
+// TestPagesReadUnderADeadline: a page's reads end with it even when the
+// client keeps its connection open and the server's write timeout passed.
+func TestPagesReadUnderADeadline(t *testing.T) {
+	var deadline time.Time
+	c, err := New(Config{Labels: func() LabelLister { return deadlineLister{deadline: &deadline} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	c.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/console/labels", nil))
+	if w.Code != http.StatusOK {
+		t.Fatalf("labels = %d:\n%s", w.Code, w.Body)
+	}
+	if deadline.IsZero() || time.Until(deadline) > pageTimeout {
+		t.Errorf("labels read with deadline %v; want one within %s", deadline, pageTimeout)
+	}
+}
