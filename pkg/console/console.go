@@ -178,8 +178,19 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cache-Control", "no-store")
+	if !strings.HasSuffix(r.URL.Path, "/live") {
+		// The server's write timeout does not end a handler: a page's
+		// broker reads would go on for a client that stopped reading.
+		ctx, cancel := context.WithTimeout(r.Context(), pageTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+	}
 	c.mux.ServeHTTP(w, r)
 }
+
+// pageTimeout bounds a page (its queries, a redrive), under the admin
+// listener's write timeout; live views have their own bounds.
+const pageTimeout = 30 * time.Second
 
 // authorized reports whether r carries the token in its
 // X-Wahook-Console-Token header: a header only the page's script sends, so
@@ -275,12 +286,12 @@ func (c *Console) stream(w http.ResponseWriter, r *http.Request, next func(ctx c
 		case err != nil:
 			// The browser opens the view again a few seconds later.
 			c.cfg.Logger.Warn("console live view", zap.Error(err))
-			_, _ = fmt.Fprintf(w, "event: failed\ndata: %s\n\n", strings.ReplaceAll(err.Error(), "\n", " "))
+			_, _ = fmt.Fprintf(w, "event: failed\ndata: %s\n\n", strings.ReplaceAll(sseNewline.Replace(err.Error()), "\n", " "))
 			_ = rc.Flush()
 			return
 		default:
 			_, err = fmt.Fprintf(w, "event: %s\n", event)
-			for line := range strings.SplitSeq(string(data), "\n") {
+			for line := range strings.SplitSeq(sseNewline.Replace(string(data)), "\n") {
 				if err == nil {
 					_, err = fmt.Fprintf(w, "data: %s\n", line)
 				}
@@ -294,6 +305,11 @@ func (c *Console) stream(w http.ResponseWriter, r *http.Request, next func(ctx c
 		}
 	}
 }
+
+// sseNewline makes every line end of an event stream a LF: a browser ends a
+// field at a lone CR too, so a CR in event data (payloads are the sender's)
+// would start a field of the sender's choosing.
+var sseNewline = strings.NewReplacer("\r\n", "\n", "\r", "\n")
 
 // serveOverviewLive sends the overview's body again at every sample.
 func (c *Console) serveOverviewLive(w http.ResponseWriter, r *http.Request) {

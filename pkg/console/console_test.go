@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -145,5 +146,67 @@ func TestReadOnlyWithoutToken(t *testing.T) {
 		if w.Code != http.StatusNotFound {
 			t.Errorf("GET %s without an event log = %d; want 404", path, w.Code)
 		}
+	}
+}
+
+// TestStreamKeepsPayloadInItsDataField: a CR in an event's data (a
+// payload's subject, say) or in an error does not start a field of its own:
+// a browser ends a line at a lone CR as at a LF.
+func TestStreamKeepsPayloadInItsDataField(t *testing.T) {
+	c, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	w := httptest.NewRecorder()
+	c.stream(w, httptest.NewRequest(http.MethodGet, "/console/tail/live", nil), func(context.Context) (string, []byte, error) {
+		calls++
+		if calls == 1 {
+			return "event", []byte("<tr><td>a\revent: failed\r\ndata: owned\rretry: 99999999</td></tr>"), nil
+		}
+		return "", nil, errors.New("broker gone\rid: x")
+	})
+	out := w.Body.String()
+	if strings.Contains(out, "\r") {
+		t.Fatalf("stream has a CR:\n%q", out)
+	}
+	var fields []string
+	for line := range strings.SplitSeq(out, "\n") {
+		if name, _, ok := strings.Cut(line, ":"); ok && name != "" {
+			fields = append(fields, name)
+		}
+	}
+	want := []string{"event", "data", "data", "data", "data", "event", "data"}
+	if diff := cmp.Diff(want, fields); diff != "" {
+		t.Errorf("fields mismatch (-want +got):\n%s\n%q", diff, out)
+	}
+}
+
+// deadlineLister records whether the registry was read under a deadline.
+type deadlineLister struct {
+	fakeLister
+	deadline *time.Time
+}
+
+func (l deadlineLister) Channels(ctx context.Context) ([]state.ProviderChannel, error) {
+	*l.deadline, _ = ctx.Deadline()
+	return nil, nil
+}
+
+// TestPagesReadUnderADeadline: a page's reads end with it even when the
+// client keeps its connection open and the server's write timeout passed.
+func TestPagesReadUnderADeadline(t *testing.T) {
+	var deadline time.Time
+	c, err := New(Config{Labels: func() LabelLister { return deadlineLister{deadline: &deadline} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	c.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/console/labels", nil))
+	if w.Code != http.StatusOK {
+		t.Fatalf("labels = %d:\n%s", w.Code, w.Body)
+	}
+	if deadline.IsZero() || time.Until(deadline) > pageTimeout {
+		t.Errorf("labels read with deadline %v; want one within %s", deadline, pageTimeout)
 	}
 }
