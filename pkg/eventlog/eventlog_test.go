@@ -419,6 +419,40 @@ func TestFollow(t *testing.T) {
 	})
 }
 
+// TestFollowOnceInOrder: with filters, Follow passes every event they
+// select once, in stored order, those stored before it started (from
+// Since) and those stored while it runs, and none of the others.
+func TestFollowOnceInOrder(t *testing.T) {
+	eachBroker(t, func(t *testing.T, ctx context.Context, f fixture, name string) {
+		other := func(from, n int) []broker.Message {
+			var out []broker.Message
+			for i := from; i < from+n; i++ {
+				out = append(out, envelope.Ingress(envelope.Raw{ID: fmt.Sprintf("other-%d", i), Provider: "whapi", Channel: "OTHER", Kind: "messages.post",
+					Chat: eventlogtest.ChatA, Time: time.Now(), Data: []byte(`{"id":"x"}`)}, f.binding))
+			}
+			return out
+		}
+		since := time.Now()
+		f.publish(t, ctx, bulk(f.binding, 0, 5)...)
+		f.publish(t, ctx, other(0, 5)...)
+		fl := follow(t, ctx, f.log(), Query{Since: since, Channel: "BULK", Types: []string{"io.wahook.*"}})
+		eventlogtest.WaitFor(t, "the stored events", func() bool { return len(fl.ids()) >= 5 })
+		for i := range 3 {
+			f.publish(t, ctx, other(5+i*5, 5)...)
+			f.publish(t, ctx, bulk(f.binding, 5+i*5, 5)...)
+		}
+		eventlogtest.WaitFor(t, "the live events", func() bool { return len(fl.ids()) >= 20 })
+		time.Sleep(200 * time.Millisecond) // time for one passed twice to come
+		var want []string
+		for i := range 20 {
+			want = append(want, fmt.Sprintf("bulk-%d", i))
+		}
+		if got := fl.ids(); !slices.Equal(got, want) {
+			t.Errorf("Follow on %s passed %v, want %v", name, got, want)
+		}
+	})
+}
+
 // TestFollowWhileReplaying: events stored while Follow replays the
 // history (one message a read) come once, in stored order, after it.
 func TestFollowWhileReplaying(t *testing.T) {

@@ -303,6 +303,16 @@ func natsEntry(src natsSource, sm natsbroker.StoredMsg) entry {
 // follow subscribes to q's subjects only to learn that something was
 // stored, and reads what was with direct gets: every record has its
 // position and stored time, and none is read twice.
+//
+// So a live message comes twice over the wire, rung then read, and this
+// is on purpose. The message of a plain subscription is the one
+// published: it carries no stream sequence and no stored time, so it
+// could give no Position, not be put in order with what the replay
+// reads, nor tell a message stored from one the stream refused. An
+// ordered consumer would deliver each once with both, but creating one
+// is a JetStream request ($JS.API.CONSUMER.CREATE) that a read-only
+// subscriber may not make (natsbroker.SubscriberReads), and a consumer
+// is state on the server that a reader should not leave behind.
 func (n *natsLog) follow(ctx context.Context, q Query, fn func(entry) error) error {
 	bell := make(chan struct{}, 1)
 	ring := func(*nats.Msg) {
