@@ -299,6 +299,73 @@ func TestQuery(t *testing.T) {
 	})
 }
 
+// TestQueryPages: a query continued from each page's Next pages through
+// its whole range, forward, newest first, and past MaxScan, passing every
+// event once; the last page has no Next.
+func TestQueryPages(t *testing.T) {
+	eachBroker(t, func(t *testing.T, ctx context.Context, f fixture, name string) {
+		f.publish(t, ctx, eventlogtest.Sample(t, f.binding)...)
+		f.publish(t, ctx, bulk(f.binding, 0, 13)...)
+		l := f.log(WithBatch(3))
+		all, err := l.Query(ctx, Query{Limit: MaxLimit})
+		if err != nil || all.Next != nil || len(all.Records) != 17 {
+			t.Fatalf("Query of all: %d records, next %v, %v; want 17, no next", len(all.Records), all.Next, err)
+		}
+		bulkIDs := func() []string {
+			var out []string
+			for _, id := range ids(all.Records) {
+				if strings.HasPrefix(id, "bulk-") {
+					out = append(out, id)
+				}
+			}
+			return out
+		}
+		for name, tc := range map[string]struct {
+			give      Query
+			want      []string
+			truncated bool
+		}{
+			"forward":  {Query{Limit: 4}, ids(all.Records), false},
+			"newest":   {Query{Limit: 4, Newest: true}, ids(all.Records), false},
+			"max scan": {Query{Channel: "BULK", MaxScan: 3}, bulkIDs(), true},
+			"filtered": {Query{Channel: "BULK", Limit: 5, Newest: true}, bulkIDs(), false},
+		} {
+			t.Run(name, func(t *testing.T) {
+				q := tc.give
+				var pages [][]string
+				for range 50 {
+					p, err := l.Query(ctx, q)
+					if err != nil {
+						t.Fatalf("Query(%+v): %v", q, err)
+					}
+					if p.Next != nil && p.Truncated != tc.truncated {
+						t.Errorf("page %d truncated %v, want %v", len(pages), p.Truncated, tc.truncated)
+					}
+					pages = append(pages, ids(p.Records))
+					if p.Next == nil {
+						break
+					}
+					q.After = p.Next
+				}
+				if tc.give.Newest {
+					slices.Reverse(pages) // newest page first, each oldest first
+				}
+				got := slices.Concat(pages...)
+				if !strings.Contains(tc.give.Channel, "BULK") {
+					// Equal times across sources: compared sorted.
+					got, tc.want = sorted(got), sorted(tc.want)
+				}
+				if !slices.Equal(got, tc.want) {
+					t.Errorf("pages of %+v: %v, want %v", tc.give, pages, tc.want)
+				}
+				if len(pages) < 2 {
+					t.Errorf("pages of %+v: %d, want several", tc.give, len(pages))
+				}
+			})
+		}
+	})
+}
+
 // TestQueryBounds: over-long or too many filter values and bad values are
 // refused before anything is read; Limit and MaxScan are capped.
 func TestQueryBounds(t *testing.T) {
@@ -318,6 +385,8 @@ func TestQueryBounds(t *testing.T) {
 		"limit":       {Limit: -1},
 		"max scan":    {MaxScan: -1},
 		"until first": {Since: time.Now(), Until: time.Now().Add(-time.Hour)},
+		"after key":   {After: Position{long: 1}},
+		"after seq":   {After: Position{"WAHOOK_RAW": -2}},
 	} {
 		if err := q.Check(); !errors.Is(err, ErrQuery) {
 			t.Errorf("%s: Check = %v, want ErrQuery", name, err)

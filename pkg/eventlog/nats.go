@@ -198,14 +198,24 @@ func (n *natsLog) cursors(ctx context.Context, q Query, newest bool) ([]cursor, 
 				hi = after - 1
 			}
 		}
+		if after, ok := q.After[src.name]; ok {
+			// Past what the page before passed.
+			if newest {
+				hi = min(hi, uint64(max(after-1, 0)))
+			} else {
+				lo = max(lo, uint64(after+1))
+			}
+		}
 		if hi < lo {
 			continue
 		}
 		if newest {
-			out = append(out, n.backward(src, lo, hi))
+			c := n.backward(src, lo, hi)
+			c.source, c.passed = src.name, int64(hi)+1
+			out = append(out, c)
 		} else {
 			r := &natsRead{n: n, src: src, seq: lo, end: hi}
-			out = append(out, &bufCursor{fill: r.fill})
+			out = append(out, &bufCursor{fill: r.fill, source: src.name, passed: int64(lo) - 1})
 		}
 	}
 	return out, nil
@@ -257,7 +267,7 @@ func (r *natsRead) fill(ctx context.Context) ([]entry, bool, error) {
 }
 
 // backward reads src from hi down to lo, a window of sequences at a time.
-func (n *natsLog) backward(src natsSource, lo, hi uint64) cursor {
+func (n *natsLog) backward(src natsSource, lo, hi uint64) *bufCursor {
 	w := uint64(n.opts.batch)
 	return &bufCursor{fill: func(ctx context.Context) ([]entry, bool, error) {
 		from := lo
