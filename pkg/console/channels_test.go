@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,7 +71,7 @@ func TestChannelsBoundAndRates(t *testing.T) {
 	for i := range 10 {
 		s.sample(at.Add(time.Duration(4+2*i) * time.Second))
 	}
-	if n := len(ch.providers["whapi"].channels["A"].hist); n != s.keep || len(s.sampleTimes()) != s.keep {
+	if n := len(tally(t, ch, "whapi", "A").hist); n != s.keep || len(s.sampleTimes()) != s.keep {
 		t.Errorf("kept %d samples of A and %d times; want %d", n, len(s.sampleTimes()), s.keep)
 	}
 
@@ -88,4 +89,121 @@ func TestChannelsBoundAndRates(t *testing.T) {
 			t.Errorf("overview lacks %q:\n%s", w, buf.String())
 		}
 	}
+}
+
+// tally returns a channel's tally; the test fails when there is none.
+func tally(t *testing.T, ch *Channels, provider, channel string) *channelTally {
+	t.Helper()
+	p := (*ch.providers.Load())[provider]
+	if p == nil {
+		t.Fatalf("no tally of provider %q", provider)
+	}
+	c := (*p.channels.Load())[channel]
+	if c == nil {
+		t.Fatalf("no tally of channel %q of %q", channel, provider)
+	}
+	return c
+}
+
+// TestChannelsConcurrent: observers on many goroutines, a sampler and a
+// page reading at the same time lose no delivery (run with -race), and
+// the bounds on channels and statuses hold meanwhile.
+func TestChannelsConcurrent(t *testing.T) {
+	const (
+		observers = 8
+		each      = 2000
+		bound     = 4
+	)
+	ch := NewChannels(bound)
+	s := newSampler(nil, ch, time.Second, 4*time.Second)
+	stop := make(chan struct{})
+	sampled := make(chan int)
+	go func() {
+		n := 0
+		at := time.Unix(1000, 0)
+		for {
+			select {
+			case <-stop:
+				sampled <- n
+				return
+			default:
+			}
+			at = at.Add(time.Second)
+			s.sample(at)
+			_ = ch.rows(s.sampleTimes())
+			n++
+		}
+	}()
+	var wg sync.WaitGroup
+	for g := range observers {
+		wg.Go(func() {
+			for i := range each {
+				// One hot channel, a few more than the bound, and many statuses.
+				name := "hot"
+				if i%2 == 1 {
+					name = fmt.Sprintf("c%d", (g+i)%(2*bound))
+				}
+				ch.Delivery("whapi", name, true, 200+(g*each+i)%(2*maxCodes), 1)
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	if n := <-sampled; n == 0 {
+		t.Error("the sampler never ran while observers did")
+	}
+
+	var deliveries, items, codes uint64
+	groups := ch.rows(s.sampleTimes())
+	if len(groups) != 1 {
+		t.Fatalf("rows: %d providers; want 1", len(groups))
+	}
+	channels := 0
+	for _, r := range groups[0].Rows {
+		if r.Kind == "channel" {
+			channels++
+		}
+		deliveries += r.Deliveries
+		items += r.Items
+		if len(r.Codes) > maxCodes+1 {
+			t.Errorf("row %s: %d statuses; want at most %d and other", r.Channel, len(r.Codes), maxCodes)
+		}
+		for _, c := range r.Codes {
+			codes += uint64(c.Total)
+		}
+	}
+	const want = observers * each
+	if deliveries != want || items != want || codes != want {
+		t.Errorf("counted %d deliveries, %d items, %d statuses; want %d each", deliveries, items, codes, want)
+	}
+	if channels != bound || !groups[0].Bounded {
+		t.Errorf("kept %d channels (bounded %v); want %d, bounded", channels, groups[0].Bounded, bound)
+	}
+	if got := tally(t, ch, "whapi", "hot").deliveries.Load(); got != want/2 {
+		t.Errorf("hot channel: %d deliveries; want %d", got, want/2)
+	}
+}
+
+// BenchmarkChannelsDelivery: the ingress tells the tally of every delivery
+// from many request goroutines at once; half go to one hot channel, the
+// rest spread over fifteen others.
+func BenchmarkChannelsDelivery(b *testing.B) {
+	ch := NewChannels(0)
+	names := make([]string, 16)
+	for i := range names {
+		names[i] = fmt.Sprintf("channel-%d", i)
+	}
+	b.SetParallelism(4)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			name := names[0] // the hot channel, every other delivery
+			if i%2 == 1 {
+				name = names[i%len(names)]
+			}
+			ch.Delivery("whapi", name, true, 200, 1)
+			i++
+		}
+	})
 }

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"time"
@@ -106,7 +107,18 @@ type Query struct {
 	// Newest: the order Follow then adds to, so a "latest N" view that
 	// goes live appends and never re-sorts.
 	Newest bool
+	// After continues a query from where a page of it ended: its
+	// Page.Next. The query must be the same but for After (Limit and
+	// MaxScan may differ); each page is bounded as the first.
+	After Position
 }
+
+// Position is where a page ended in each source it read, by source: a
+// NATS stream's name, or a Kafka topic and partition ("wahook.call/2").
+// Each value is the last sequence or offset passed in the page's
+// direction: the next page reads the messages after it (before it with
+// Newest).
+type Position map[string]int64
 
 // Bounds of a Query.
 const (
@@ -118,6 +130,8 @@ const (
 	// the values of one list (Types, Chats, IDs).
 	MaxFilterLen    = 256
 	MaxFilterValues = 100
+	// MaxPositions bounds the sources of a Query.After.
+	MaxPositions = 10_000
 )
 
 // ErrQuery is what a query that cannot be run wraps.
@@ -126,10 +140,15 @@ var ErrQuery = errors.New("eventlog: bad query")
 // Page is what Query found: the records in stored order (oldest first,
 // with Newest too), how many messages it read, and whether it stopped at
 // MaxScan before the range's end.
+//
+// Next, when the page stopped at Limit or MaxScan with messages of the
+// range left, is where a next page starts (Query.After); nil at the end
+// of the range.
 type Page struct {
 	Records   []Record
 	Scanned   int
 	Truncated bool
+	Next      Position
 }
 
 // Log reads wahook's streams on one broker.
@@ -249,7 +268,7 @@ func (l *Log) Query(ctx context.Context, q Query) (Page, error) {
 	}
 	m := newMatcher(q)
 	var page Page
-	page.Scanned, page.Truncated, err = l.scan(ctx, q, q.Newest, q.MaxScan, func(e entry) (bool, error) {
+	page.Scanned, page.Truncated, page.Next, err = l.scan(ctx, q, q.Newest, q.MaxScan, func(e entry) (bool, error) {
 		if r, ok := m.record(e); ok {
 			page.Records = append(page.Records, r)
 		}
@@ -281,7 +300,7 @@ func (l *Log) Scan(ctx context.Context, q Query, fn func(Record) error) (Page, e
 	}
 	m := newMatcher(q)
 	var page Page
-	page.Scanned, page.Truncated, err = l.scan(ctx, q, false, maxScan, func(e entry) (bool, error) {
+	page.Scanned, page.Truncated, page.Next, err = l.scan(ctx, q, false, maxScan, func(e entry) (bool, error) {
 		if r, ok := m.record(e); ok {
 			return false, fn(r)
 		}
@@ -336,25 +355,27 @@ func (l *Log) Close() error { return l.b.close() }
 
 // scan reads q's range merged across its sources in stored order (newest
 // first with newest), at most maxScan messages (no bound when 0), until fn
-// says stop. It reports how many it read and whether messages of the
-// range were left at maxScan.
-func (l *Log) scan(ctx context.Context, q Query, newest bool, maxScan int, fn func(entry) (stop bool, err error)) (scanned int, truncated bool, err error) {
+// says stop. It reports how many it read, whether messages of the range
+// were left at maxScan, and, when it stopped with messages left, where
+// each source stands.
+func (l *Log) scan(ctx context.Context, q Query, newest bool, maxScan int, fn func(entry) (stop bool, err error)) (scanned int, truncated bool, next Position, err error) {
 	curs, err := l.b.cursors(ctx, q, newest)
 	if err != nil {
-		return 0, false, err
+		return 0, false, nil, err
 	}
 	defer func() {
 		for _, c := range curs {
 			c.close()
 		}
 	}()
-	for maxScan == 0 || scanned < maxScan {
+	stopped := false
+	for !stopped && (maxScan == 0 || scanned < maxScan) {
 		var pick cursor
 		var head *entry
 		for _, c := range curs {
 			e, err := c.peek(ctx)
 			if err != nil {
-				return scanned, false, err
+				return scanned, false, nil, err
 			}
 			if e == nil {
 				continue
@@ -367,26 +388,38 @@ func (l *Log) scan(ctx context.Context, q Query, newest bool, maxScan int, fn fu
 			}
 		}
 		if head == nil {
-			return scanned, false, nil
+			return scanned, false, nil, nil
 		}
 		e := *head
 		pick.pop()
 		scanned++
-		stop, err := fn(e)
-		if err != nil || stop {
-			return scanned, false, err
+		if stopped, err = fn(e); err != nil {
+			return scanned, false, nil, err
 		}
 	}
+	left := false
 	for _, c := range curs {
 		e, err := c.peek(ctx)
 		if err != nil {
-			return scanned, false, err
+			return scanned, false, nil, err
 		}
-		if e != nil {
-			return scanned, true, nil
+		left = left || e != nil
+	}
+	if !left {
+		return scanned, false, nil, nil
+	}
+	// A source the page did not read keeps its place from the page
+	// before: read again from its start, it would repeat.
+	next = maps.Clone(q.After)
+	if next == nil {
+		next = Position{}
+	}
+	for _, c := range curs {
+		if key, seq := c.position(); key != "" {
+			next[key] = seq
 		}
 	}
-	return scanned, false, nil
+	return scanned, !stopped, next, nil
 }
 
 // keepNewest appends es, read forward, to out, and drops from out's
@@ -417,6 +450,9 @@ type cursor interface {
 	peek(ctx context.Context) (*entry, error)
 	pop()
 	close()
+	// position is the cursor's source and the last sequence or offset
+	// it passed (Position).
+	position() (source string, seq int64)
 }
 
 // bufCursor is a cursor over batches that fill reads.
@@ -427,6 +463,10 @@ type bufCursor struct {
 	closeFn func()
 	buf     []entry
 	done    bool
+	// source names the cursor's source in a Position; passed is the
+	// last sequence popped, before any the one before the first.
+	source string
+	passed int64
 }
 
 func (c *bufCursor) peek(ctx context.Context) (*entry, error) {
@@ -442,7 +482,12 @@ func (c *bufCursor) peek(ctx context.Context) (*entry, error) {
 	return &c.buf[0], nil
 }
 
-func (c *bufCursor) pop() { c.buf = c.buf[1:] }
+func (c *bufCursor) pop() {
+	c.passed = c.buf[0].seq
+	c.buf = c.buf[1:]
+}
+
+func (c *bufCursor) position() (string, int64) { return c.source, c.passed }
 
 func (c *bufCursor) close() {
 	if c.closeFn != nil {
@@ -496,6 +541,14 @@ func (q Query) normalize() (Query, error) {
 	for _, t := range q.Types {
 		if _, err := path.Match(t, ""); err != nil {
 			return q, fmt.Errorf("%w: type %q: %w", ErrQuery, t, err)
+		}
+	}
+	if len(q.After) > MaxPositions {
+		return q, fmt.Errorf("%w: a position of %d sources, at most %d", ErrQuery, len(q.After), MaxPositions)
+	}
+	for src, seq := range q.After {
+		if len(src) > MaxFilterLen || seq < -1 {
+			return q, fmt.Errorf("%w: position %.64q: %d", ErrQuery, src, seq)
 		}
 	}
 	if !q.Since.IsZero() && !q.Until.IsZero() && q.Until.Before(q.Since) {

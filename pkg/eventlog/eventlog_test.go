@@ -63,6 +63,33 @@ func kafkaFixture(t *testing.T) fixture {
 
 var fixtures = map[string]func(*testing.T) fixture{"nats": natsFixture, "kafka": kafkaFixture}
 
+// eachBroker runs test on each broker, given a fixture and a ctx that
+// ends after a minute.
+func eachBroker(t *testing.T, test func(t *testing.T, ctx context.Context, f fixture, name string)) {
+	t.Helper()
+	for name, start := range fixtures {
+		t.Run(name, func(t *testing.T) {
+			test(t, testContext(t), start(t), name)
+		})
+	}
+}
+
+// testContext ends after a minute, or with the test.
+func testContext(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// publish stores msgs, failing the test when the broker refuses them.
+func (f fixture) publish(t *testing.T, ctx context.Context, msgs ...broker.Message) {
+	t.Helper()
+	if err := f.pub.Publish(ctx, msgs...); err != nil {
+		t.Fatalf("publish %d messages: %v", len(msgs), err)
+	}
+}
+
 // bulk is n raw events of channel BULK about chat A, ids bulk-{from}...:
 // one partition key, so one Kafka partition, in order.
 func bulk(b envelope.Binding, from, n int) []broker.Message {
@@ -87,200 +114,256 @@ func sorted(s []string) []string { return slices.Sorted(slices.Values(s)) }
 // TestQuery reads the same events on both brokers with each filter, the
 // bounds, Newest and a time range.
 func TestQuery(t *testing.T) {
-	for name, start := range fixtures {
-		t.Run(name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			f := start(t)
-			if err := f.pub.Publish(ctx, eventlogtest.Sample(t, f.binding)...); err != nil {
-				t.Fatal(err)
+	eachBroker(t, func(t *testing.T, ctx context.Context, f fixture, name string) {
+		f.publish(t, ctx, eventlogtest.Sample(t, f.binding)...)
+		f.publish(t, ctx, bulk(f.binding, 0, 5)...)
+		// Broker times are in milliseconds on Kafka: the mark falls
+		// between the two groups.
+		time.Sleep(3 * time.Millisecond)
+		mark := time.Now()
+		time.Sleep(3 * time.Millisecond)
+		f.publish(t, ctx, bulk(f.binding, 5, 5)...)
+		l := f.log()
+		query := func(q Query) Page {
+			t.Helper()
+			p, err := l.Query(ctx, q)
+			if err != nil {
+				t.Fatalf("Query(%+v): %v", q, err)
 			}
-			if err := f.pub.Publish(ctx, bulk(f.binding, 0, 5)...); err != nil {
-				t.Fatal(err)
+			return p
+		}
+		bulkIDs := func(from, to int) []string {
+			var out []string
+			for i := from; i < to; i++ {
+				out = append(out, fmt.Sprintf("bulk-%d", i))
 			}
-			// Broker times are in milliseconds on Kafka: the mark falls
-			// between the two groups.
-			time.Sleep(3 * time.Millisecond)
-			mark := time.Now()
-			time.Sleep(3 * time.Millisecond)
-			if err := f.pub.Publish(ctx, bulk(f.binding, 5, 5)...); err != nil {
-				t.Fatal(err)
-			}
-			l := f.log()
-			query := func(q Query) Page {
-				t.Helper()
-				p, err := l.Query(ctx, q)
-				if err != nil {
-					t.Fatalf("Query(%+v): %v", q, err)
-				}
-				return p
-			}
-			bulkIDs := func(from, to int) []string {
-				var out []string
-				for i := from; i < to; i++ {
-					out = append(out, fmt.Sprintf("bulk-%d", i))
-				}
-				return out
-			}
+			return out
+		}
 
-			for name, tc := range map[string]struct {
-				give Query
-				want []string
-			}{
-				"streams":             {Query{Streams: []Stream{Derived, DeadLetter}}, []string{"derived-a", "dl"}},
-				"provider":            {Query{Provider: "zapi"}, []string{"dl"}},
-				"provider and chan":   {Query{Provider: "whapi", Channel: "CH"}, []string{"derived-a", "raw-a", "raw-b"}},
-				"channel":             {Query{Channel: "CH", Streams: []Stream{Raw}}, []string{"raw-a", "raw-b"}},
-				"type glob":           {Query{Types: []string{"io.wahook.label.*", envelope.DeadLetterType}}, []string{"derived-a", "dl"}},
-				"chat, phone form":    {Query{Chats: []string{"+5511999990000"}, Channel: "CH"}, []string{"derived-a", "raw-a"}},
-				"chat, group":         {Query{Chats: []string{"120363398750933550-group"}}, []string{"raw-b"}},
-				"ids":                 {Query{IDs: []string{"raw-b", "bulk-3"}}, []string{"bulk-3", "raw-b"}},
-				"causation id":        {Query{CausationID: "raw-a"}, []string{"derived-a"}},
-				"request id":          {Query{RequestID: "req-a"}, []string{"raw-a"}},
-				"no match":            {Query{Types: []string{"io.wahook.call.*"}}, nil},
-				"since":               {Query{Since: mark, Channel: "BULK"}, bulkIDs(5, 10)},
-				"until":               {Query{Until: mark, Channel: "BULK"}, bulkIDs(0, 5)},
-				"since and until":     {Query{Since: mark, Until: time.Now(), Channel: "BULK", Limit: 2}, bulkIDs(5, 7)},
-				"limit":               {Query{Channel: "BULK", Limit: 3}, bulkIDs(0, 3)},
-				"newest":              {Query{Channel: "BULK", Limit: 3, Newest: true}, bulkIDs(7, 10)},
-				"newest until":        {Query{Channel: "BULK", Limit: 2, Newest: true, Until: mark}, bulkIDs(3, 5)},
-				"newest, all of them": {Query{Channel: "BULK", Newest: true}, bulkIDs(0, 10)},
-			} {
-				t.Run(name, func(t *testing.T) {
-					p := query(tc.give)
-					got := ids(p.Records)
-					for i, r := range p.Records {
-						if r.Event.Type() == envelope.DeadLetterType {
-							got[i] = "dl" // its id is a hash
-						}
+		for name, tc := range map[string]struct {
+			give Query
+			want []string
+		}{
+			"streams":             {Query{Streams: []Stream{Derived, DeadLetter}}, []string{"derived-a", "dl"}},
+			"provider":            {Query{Provider: "zapi"}, []string{"dl"}},
+			"provider and chan":   {Query{Provider: "whapi", Channel: "CH"}, []string{"derived-a", "raw-a", "raw-b"}},
+			"channel":             {Query{Channel: "CH", Streams: []Stream{Raw}}, []string{"raw-a", "raw-b"}},
+			"type glob":           {Query{Types: []string{"io.wahook.label.*", envelope.DeadLetterType}}, []string{"derived-a", "dl"}},
+			"chat, phone form":    {Query{Chats: []string{"+5511999990000"}, Channel: "CH"}, []string{"derived-a", "raw-a"}},
+			"chat, group":         {Query{Chats: []string{"120363398750933550-group"}}, []string{"raw-b"}},
+			"ids":                 {Query{IDs: []string{"raw-b", "bulk-3"}}, []string{"bulk-3", "raw-b"}},
+			"causation id":        {Query{CausationID: "raw-a"}, []string{"derived-a"}},
+			"request id":          {Query{RequestID: "req-a"}, []string{"raw-a"}},
+			"no match":            {Query{Types: []string{"io.wahook.call.*"}}, nil},
+			"since":               {Query{Since: mark, Channel: "BULK"}, bulkIDs(5, 10)},
+			"until":               {Query{Until: mark, Channel: "BULK"}, bulkIDs(0, 5)},
+			"since and until":     {Query{Since: mark, Until: time.Now(), Channel: "BULK", Limit: 2}, bulkIDs(5, 7)},
+			"limit":               {Query{Channel: "BULK", Limit: 3}, bulkIDs(0, 3)},
+			"newest":              {Query{Channel: "BULK", Limit: 3, Newest: true}, bulkIDs(7, 10)},
+			"newest until":        {Query{Channel: "BULK", Limit: 2, Newest: true, Until: mark}, bulkIDs(3, 5)},
+			"newest, all of them": {Query{Channel: "BULK", Newest: true}, bulkIDs(0, 10)},
+		} {
+			t.Run(name, func(t *testing.T) {
+				p := query(tc.give)
+				got := ids(p.Records)
+				for i, r := range p.Records {
+					if r.Event.Type() == envelope.DeadLetterType {
+						got[i] = "dl" // its id is a hash
 					}
-					if !strings.Contains(tc.give.Channel, "BULK") {
-						got = sorted(got) // equal times across sources
-					}
-					if !slices.Equal(got, tc.want) {
-						t.Errorf("Query(%+v) = %v, want %v", tc.give, got, tc.want)
-					}
-					if p.Truncated {
-						t.Errorf("Query(%+v) truncated", tc.give)
-					}
-				})
-			}
+				}
+				if !strings.Contains(tc.give.Channel, "BULK") {
+					got = sorted(got) // equal times across sources
+				}
+				if !slices.Equal(got, tc.want) {
+					t.Errorf("Query(%+v) = %v, want %v", tc.give, got, tc.want)
+				}
+				if p.Truncated {
+					t.Errorf("Query(%+v) truncated", tc.give)
+				}
+			})
+		}
 
-			t.Run("records", func(t *testing.T) {
-				p := query(Query{IDs: []string{"derived-a"}})
-				if len(p.Records) != 1 {
-					t.Fatalf("records %v, want derived-a", ids(p.Records))
-				}
-				r := p.Records[0]
-				if r.Stream != Derived || !strings.HasPrefix(r.Subject, "wahook.label-changed") || r.Stored.IsZero() ||
-					r.Position == "" || r.Event.Extensions()[envelope.ExtCausationID] != "raw-a" {
-					t.Errorf("record %+v", r)
-				}
-				if m, b := r.Message(); b != f.binding || m.ID == "" {
-					t.Errorf("Message() = %+v, %v", m, b)
-				}
-			})
-			t.Run("max scan", func(t *testing.T) {
-				p := query(Query{MaxScan: 6, Channel: "BULK"})
-				if p.Scanned != 6 || !p.Truncated {
-					t.Errorf("scanned %d, truncated %v; want 6, true", p.Scanned, p.Truncated)
-				}
-				p = query(Query{MaxScan: 1000})
-				if p.Scanned != 14 || p.Truncated || len(p.Records) != 14 {
-					t.Errorf("scanned %d, %d records, truncated %v; want 14, 14, false", p.Scanned, len(p.Records), p.Truncated)
-				}
-			})
-			t.Run("scan", func(t *testing.T) {
-				var got []string
-				collect := func(r Record) error {
-					got = append(got, r.Event.ID())
-					return nil
-				}
-				p, err := l.Scan(ctx, Query{Channel: "BULK", Limit: 1}, collect)
-				if err != nil || !slices.Equal(got, bulkIDs(0, 10)) || p.Truncated {
-					t.Errorf("Scan: %v, %+v, %v; want every bulk event in order", got, p, err)
-				}
-				got = nil
-				p, err = l.Scan(ctx, Query{Channel: "BULK", MaxScan: 3}, collect)
-				if err != nil || len(got) > 3 || !slices.Equal(got, bulkIDs(0, len(got))) || p.Scanned != 3 || !p.Truncated {
-					t.Errorf("Scan with MaxScan 3: %v, %+v, %v; want 3 read, truncated", got, p, err)
-				}
-			})
-			t.Run("binding", func(t *testing.T) {
-				if l.Binding() != f.binding {
-					t.Errorf("Binding() = %v, want %v", l.Binding(), f.binding)
-				}
-			})
-			t.Run("small batches", func(t *testing.T) {
-				// Reads of 2 messages, backward windows that widen over
-				// the messages the filter skips: the same records.
-				small := f.log(WithBatch(2))
-				for _, q := range []Query{{Channel: "BULK"}, {Channel: "BULK", Newest: true, Limit: 4}, {Types: []string{"io.wahook.label.*"}, Newest: true}} {
-					p, err := small.Query(ctx, q)
-					if want := query(q); err != nil || !slices.Equal(ids(p.Records), ids(want.Records)) || p.Scanned != want.Scanned {
-						t.Errorf("Query(%+v) in batches of 2: %v (%d read), %v; want %v (%d read)", q, ids(p.Records), p.Scanned, err, ids(want.Records), want.Scanned)
-					}
-				}
-			})
-			t.Run("bytes held", func(t *testing.T) {
-				// A cursor that may hold one byte holds one message at
-				// a time backward, and a query reads the same records.
-				tiny := f.log(WithBatch(4))
-				tiny.opts.maxBytes = 1
-				switch b := tiny.b.(type) {
-				case *natsLog:
-					b.opts.maxBytes = 1
-				case *kafkaLog:
-					b.opts.maxBytes = 1
-				}
-				curs, err := tiny.b.cursors(ctx, Query{Streams: Streams, Limit: DefaultLimit, MaxScan: DefaultMaxScan}, true)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, c := range curs {
-					bc := c.(*bufCursor)
-					for !bc.done {
-						es, done, err := bc.fill(ctx)
-						if err != nil {
-							t.Fatal(err)
-						}
-						if len(es) > 1 {
-							t.Fatalf("a backward read held %d messages, want 1", len(es))
-						}
-						bc.done = done
-					}
-				}
-				for _, q := range []Query{{Channel: "BULK"}, {Channel: "BULK", Newest: true, Limit: 4}, {Newest: true}} {
-					p, err := tiny.Query(ctx, q)
-					if want := query(q); err != nil || !slices.Equal(ids(p.Records), ids(want.Records)) || p.Scanned != want.Scanned {
-						t.Errorf("Query(%+v) holding 1 byte: %v (%d read), %v; want %v (%d read)", q, ids(p.Records), p.Scanned, err, ids(want.Records), want.Scanned)
-					}
-				}
-			})
-			t.Run("subject or topics", func(t *testing.T) {
-				opt := WithNATSSubject("wahook.label-changed.>")
-				if name == "kafka" {
-					opt = WithKafkaTopics(envelope.DerivedTopic("label-changed"))
-				}
-				p, err := f.log(opt).Query(ctx, Query{Streams: []Stream{Raw}})
-				if err != nil || !slices.Equal(ids(p.Records), []string{"derived-a"}) || p.Records[0].Stream != Derived {
-					t.Errorf("Query of the label-changed stream: %v, %v; want derived-a", ids(p.Records), err)
-				}
-			})
-			if name != "kafka" {
-				return
+		t.Run("records", func(t *testing.T) {
+			p := query(Query{IDs: []string{"derived-a"}})
+			if len(p.Records) != 1 {
+				t.Fatalf("records %v, want derived-a", ids(p.Records))
 			}
-			t.Run("kafka offset", func(t *testing.T) {
-				// The bulk events share a partition, where sample events
-				// may come before them: from offset 7 of it, the last of
-				// them.
-				p, err := f.log(WithKafkaOffset(7)).Query(ctx, Query{Channel: "BULK"})
-				if n := len(p.Records); err != nil || n == 0 || n > 3+len(eventlogtest.Sample(t, f.binding)) || !slices.Equal(ids(p.Records), bulkIDs(10-n, 10)) {
-					t.Errorf("Query from offset 7: %v, %v; want the last bulk events", ids(p.Records), err)
-				}
-			})
+			r := p.Records[0]
+			if r.Stream != Derived || !strings.HasPrefix(r.Subject, "wahook.label-changed") || r.Stored.IsZero() ||
+				r.Position == "" || r.Event.Extensions()[envelope.ExtCausationID] != "raw-a" {
+				t.Errorf("record %+v", r)
+			}
+			if m, b := r.Message(); b != f.binding || m.ID == "" {
+				t.Errorf("Message() = %+v, %v", m, b)
+			}
 		})
-	}
+		t.Run("max scan", func(t *testing.T) {
+			p := query(Query{MaxScan: 6, Channel: "BULK"})
+			if p.Scanned != 6 || !p.Truncated {
+				t.Errorf("scanned %d, truncated %v; want 6, true", p.Scanned, p.Truncated)
+			}
+			p = query(Query{MaxScan: 1000})
+			if p.Scanned != 14 || p.Truncated || len(p.Records) != 14 {
+				t.Errorf("scanned %d, %d records, truncated %v; want 14, 14, false", p.Scanned, len(p.Records), p.Truncated)
+			}
+		})
+		t.Run("scan", func(t *testing.T) {
+			var got []string
+			collect := func(r Record) error {
+				got = append(got, r.Event.ID())
+				return nil
+			}
+			p, err := l.Scan(ctx, Query{Channel: "BULK", Limit: 1}, collect)
+			if err != nil || !slices.Equal(got, bulkIDs(0, 10)) || p.Truncated {
+				t.Errorf("Scan: %v, %+v, %v; want every bulk event in order", got, p, err)
+			}
+			got = nil
+			p, err = l.Scan(ctx, Query{Channel: "BULK", MaxScan: 3}, collect)
+			if err != nil || len(got) > 3 || !slices.Equal(got, bulkIDs(0, len(got))) || p.Scanned != 3 || !p.Truncated {
+				t.Errorf("Scan with MaxScan 3: %v, %+v, %v; want 3 read, truncated", got, p, err)
+			}
+		})
+		t.Run("binding", func(t *testing.T) {
+			if l.Binding() != f.binding {
+				t.Errorf("Binding() = %v, want %v", l.Binding(), f.binding)
+			}
+		})
+		t.Run("small batches", func(t *testing.T) {
+			// Reads of 2 messages, backward windows that widen over
+			// the messages the filter skips: the same records.
+			small := f.log(WithBatch(2))
+			for _, q := range []Query{{Channel: "BULK"}, {Channel: "BULK", Newest: true, Limit: 4}, {Types: []string{"io.wahook.label.*"}, Newest: true}} {
+				p, err := small.Query(ctx, q)
+				if want := query(q); err != nil || !slices.Equal(ids(p.Records), ids(want.Records)) || p.Scanned != want.Scanned {
+					t.Errorf("Query(%+v) in batches of 2: %v (%d read), %v; want %v (%d read)", q, ids(p.Records), p.Scanned, err, ids(want.Records), want.Scanned)
+				}
+			}
+		})
+		t.Run("bytes held", func(t *testing.T) {
+			// A cursor that may hold one byte holds one message at
+			// a time backward, and a query reads the same records.
+			tiny := f.log(WithBatch(4))
+			tiny.opts.maxBytes = 1
+			switch b := tiny.b.(type) {
+			case *natsLog:
+				b.opts.maxBytes = 1
+			case *kafkaLog:
+				b.opts.maxBytes = 1
+			}
+			curs, err := tiny.b.cursors(ctx, Query{Streams: Streams, Limit: DefaultLimit, MaxScan: DefaultMaxScan}, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range curs {
+				bc := c.(*bufCursor)
+				for !bc.done {
+					es, done, err := bc.fill(ctx)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(es) > 1 {
+						t.Fatalf("a backward read held %d messages, want 1", len(es))
+					}
+					bc.done = done
+				}
+			}
+			for _, q := range []Query{{Channel: "BULK"}, {Channel: "BULK", Newest: true, Limit: 4}, {Newest: true}} {
+				p, err := tiny.Query(ctx, q)
+				if want := query(q); err != nil || !slices.Equal(ids(p.Records), ids(want.Records)) || p.Scanned != want.Scanned {
+					t.Errorf("Query(%+v) holding 1 byte: %v (%d read), %v; want %v (%d read)", q, ids(p.Records), p.Scanned, err, ids(want.Records), want.Scanned)
+				}
+			}
+		})
+		t.Run("subject or topics", func(t *testing.T) {
+			opt := WithNATSSubject("wahook.label-changed.>")
+			if name == "kafka" {
+				opt = WithKafkaTopics(envelope.DerivedTopic("label-changed"))
+			}
+			p, err := f.log(opt).Query(ctx, Query{Streams: []Stream{Raw}})
+			if err != nil || !slices.Equal(ids(p.Records), []string{"derived-a"}) || p.Records[0].Stream != Derived {
+				t.Errorf("Query of the label-changed stream: %v, %v; want derived-a", ids(p.Records), err)
+			}
+		})
+		if name != "kafka" {
+			return
+		}
+		t.Run("kafka offset", func(t *testing.T) {
+			// The bulk events share a partition, where sample events
+			// may come before them: from offset 7 of it, the last of
+			// them.
+			p, err := f.log(WithKafkaOffset(7)).Query(ctx, Query{Channel: "BULK"})
+			if n := len(p.Records); err != nil || n == 0 || n > 3+len(eventlogtest.Sample(t, f.binding)) || !slices.Equal(ids(p.Records), bulkIDs(10-n, 10)) {
+				t.Errorf("Query from offset 7: %v, %v; want the last bulk events", ids(p.Records), err)
+			}
+		})
+	})
+}
+
+// TestQueryPages: a query continued from each page's Next pages through
+// its whole range, forward, newest first, and past MaxScan, passing every
+// event once; the last page has no Next.
+func TestQueryPages(t *testing.T) {
+	eachBroker(t, func(t *testing.T, ctx context.Context, f fixture, name string) {
+		f.publish(t, ctx, eventlogtest.Sample(t, f.binding)...)
+		f.publish(t, ctx, bulk(f.binding, 0, 13)...)
+		l := f.log(WithBatch(3))
+		all, err := l.Query(ctx, Query{Limit: MaxLimit})
+		if err != nil || all.Next != nil || len(all.Records) != 17 {
+			t.Fatalf("Query of all: %d records, next %v, %v; want 17, no next", len(all.Records), all.Next, err)
+		}
+		bulkIDs := func() []string {
+			var out []string
+			for _, id := range ids(all.Records) {
+				if strings.HasPrefix(id, "bulk-") {
+					out = append(out, id)
+				}
+			}
+			return out
+		}
+		for name, tc := range map[string]struct {
+			give      Query
+			want      []string
+			truncated bool
+		}{
+			"forward":  {Query{Limit: 4}, ids(all.Records), false},
+			"newest":   {Query{Limit: 4, Newest: true}, ids(all.Records), false},
+			"max scan": {Query{Channel: "BULK", MaxScan: 3}, bulkIDs(), true},
+			"filtered": {Query{Channel: "BULK", Limit: 5, Newest: true}, bulkIDs(), false},
+		} {
+			t.Run(name, func(t *testing.T) {
+				q := tc.give
+				var pages [][]string
+				for range 50 {
+					p, err := l.Query(ctx, q)
+					if err != nil {
+						t.Fatalf("Query(%+v): %v", q, err)
+					}
+					if p.Next != nil && p.Truncated != tc.truncated {
+						t.Errorf("page %d truncated %v, want %v", len(pages), p.Truncated, tc.truncated)
+					}
+					pages = append(pages, ids(p.Records))
+					if p.Next == nil {
+						break
+					}
+					q.After = p.Next
+				}
+				if tc.give.Newest {
+					slices.Reverse(pages) // newest page first, each oldest first
+				}
+				got := slices.Concat(pages...)
+				if !strings.Contains(tc.give.Channel, "BULK") {
+					// Equal times across sources: compared sorted.
+					got, tc.want = sorted(got), sorted(tc.want)
+				}
+				if !slices.Equal(got, tc.want) {
+					t.Errorf("pages of %+v: %v, want %v", tc.give, pages, tc.want)
+				}
+				if len(pages) < 2 {
+					t.Errorf("pages of %+v: %d, want several", tc.give, len(pages))
+				}
+			})
+		}
+	})
 }
 
 // TestQueryBounds: over-long or too many filter values and bad values are
@@ -302,6 +385,8 @@ func TestQueryBounds(t *testing.T) {
 		"limit":       {Limit: -1},
 		"max scan":    {MaxScan: -1},
 		"until first": {Since: time.Now(), Until: time.Now().Add(-time.Hour)},
+		"after key":   {After: Position{long: 1}},
+		"after seq":   {After: Position{"WAHOOK_RAW": -2}},
 	} {
 		if err := q.Check(); !errors.Is(err, ErrQuery) {
 			t.Errorf("%s: Check = %v, want ErrQuery", name, err)
@@ -356,78 +441,94 @@ func (f *follower) ids() []string {
 // after is, once; from a time, the stored events from then and the live
 // ones; an error of fn ends Follow with it.
 func TestFollow(t *testing.T) {
-	for name, start := range fixtures {
-		t.Run(name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			f := start(t)
-			l := f.log()
-			if err := f.pub.Publish(ctx, eventlogtest.Sample(t, f.binding)...); err != nil {
-				t.Fatal(err)
-			}
-			since := time.Now()
-			if err := f.pub.Publish(ctx, bulk(f.binding, 0, 2)...); err != nil {
-				t.Fatal(err)
-			}
+	eachBroker(t, func(t *testing.T, ctx context.Context, f fixture, name string) {
+		l := f.log()
+		f.publish(t, ctx, eventlogtest.Sample(t, f.binding)...)
+		since := time.Now()
+		f.publish(t, ctx, bulk(f.binding, 0, 2)...)
 
-			live := follow(t, ctx, l, Query{Streams: []Stream{Raw}})
-			// Follow starts from the end it finds: probes until one comes
-			// through tell that it is there.
-			probes := 0
-			eventlogtest.WaitFor(t, "a probe followed", func() bool {
-				if len(live.ids()) > 0 {
-					return true
-				}
-				probes++
-				if err := f.pub.Publish(ctx, bulk(f.binding, 100+probes, 1)...); err != nil {
-					t.Fatal(err)
-				}
-				time.Sleep(50 * time.Millisecond)
-				return false
-			})
-			if err := f.pub.Publish(ctx, bulk(f.binding, 2, 2)...); err != nil {
-				t.Fatal(err)
+		live := follow(t, ctx, l, Query{Streams: []Stream{Raw}})
+		// Follow starts from the end it finds: probes until one comes
+		// through tell that it is there.
+		probes := 0
+		eventlogtest.WaitFor(t, "a probe followed", func() bool {
+			if len(live.ids()) > 0 {
+				return true
 			}
-			eventlogtest.WaitFor(t, "bulk-3 followed", func() bool { return slices.Contains(live.ids(), "bulk-3") })
-			got := live.ids()
-			for _, id := range got {
-				if id == "raw-a" || id == "bulk-0" || id == "bulk-1" {
-					t.Errorf("Follow from now passed %s, stored before", id)
-				}
-			}
-			if got[len(got)-2] != "bulk-2" || len(slices.Compact(sorted(got))) != len(got) {
-				t.Errorf("Follow passed %v, want the probes then bulk-2 bulk-3, each once", got)
-			}
-
-			replay := follow(t, ctx, l, Query{Since: since, Channel: "BULK", IDs: []string{"bulk-0", "bulk-1", "bulk-2", "bulk-3", "bulk-4"}})
-			eventlogtest.WaitFor(t, "the stored bulk events replayed", func() bool { return len(replay.ids()) == 4 })
-			if err := f.pub.Publish(ctx, bulk(f.binding, 4, 1)...); err != nil {
-				t.Fatal(err)
-			}
-			eventlogtest.WaitFor(t, "bulk-4 followed", func() bool { return len(replay.ids()) == 5 })
-			if got := replay.ids(); !slices.Equal(got, []string{"bulk-0", "bulk-1", "bulk-2", "bulk-3", "bulk-4"}) {
-				t.Errorf("Follow since %s passed %v", since, got)
-			}
-
-			boom := errors.New("boom")
-			err := l.Follow(ctx, Query{Since: since}, func(Record) error { return boom })
-			if !errors.Is(err, boom) {
-				t.Errorf("Follow with a failing fn = %v, want its error", err)
-			}
+			probes++
+			f.publish(t, ctx, bulk(f.binding, 100+probes, 1)...)
+			time.Sleep(50 * time.Millisecond)
+			return false
 		})
-	}
+		f.publish(t, ctx, bulk(f.binding, 2, 2)...)
+		eventlogtest.WaitFor(t, "bulk-3 followed", func() bool { return slices.Contains(live.ids(), "bulk-3") })
+		got := live.ids()
+		for _, id := range got {
+			if id == "raw-a" || id == "bulk-0" || id == "bulk-1" {
+				t.Errorf("Follow from now passed %s, stored before", id)
+			}
+		}
+		if got[len(got)-2] != "bulk-2" || len(slices.Compact(sorted(got))) != len(got) {
+			t.Errorf("Follow passed %v, want the probes then bulk-2 bulk-3, each once", got)
+		}
+
+		replay := follow(t, ctx, l, Query{Since: since, Channel: "BULK", IDs: []string{"bulk-0", "bulk-1", "bulk-2", "bulk-3", "bulk-4"}})
+		eventlogtest.WaitFor(t, "the stored bulk events replayed", func() bool { return len(replay.ids()) == 4 })
+		f.publish(t, ctx, bulk(f.binding, 4, 1)...)
+		eventlogtest.WaitFor(t, "bulk-4 followed", func() bool { return len(replay.ids()) == 5 })
+		if got := replay.ids(); !slices.Equal(got, []string{"bulk-0", "bulk-1", "bulk-2", "bulk-3", "bulk-4"}) {
+			t.Errorf("Follow since %s passed %v", since, got)
+		}
+
+		boom := errors.New("boom")
+		err := l.Follow(ctx, Query{Since: since}, func(Record) error { return boom })
+		if !errors.Is(err, boom) {
+			t.Errorf("Follow with a failing fn = %v, want its error", err)
+		}
+	})
+}
+
+// TestFollowOnceInOrder: with filters, Follow passes every event they
+// select once, in stored order, those stored before it started (from
+// Since) and those stored while it runs, and none of the others.
+func TestFollowOnceInOrder(t *testing.T) {
+	eachBroker(t, func(t *testing.T, ctx context.Context, f fixture, name string) {
+		other := func(from, n int) []broker.Message {
+			var out []broker.Message
+			for i := from; i < from+n; i++ {
+				out = append(out, envelope.Ingress(envelope.Raw{ID: fmt.Sprintf("other-%d", i), Provider: "whapi", Channel: "OTHER", Kind: "messages.post",
+					Chat: eventlogtest.ChatA, Time: time.Now(), Data: []byte(`{"id":"x"}`)}, f.binding))
+			}
+			return out
+		}
+		since := time.Now()
+		f.publish(t, ctx, bulk(f.binding, 0, 5)...)
+		f.publish(t, ctx, other(0, 5)...)
+		fl := follow(t, ctx, f.log(), Query{Since: since, Channel: "BULK", Types: []string{"io.wahook.*"}})
+		eventlogtest.WaitFor(t, "the stored events", func() bool { return len(fl.ids()) >= 5 })
+		for i := range 3 {
+			f.publish(t, ctx, other(5+i*5, 5)...)
+			f.publish(t, ctx, bulk(f.binding, 5+i*5, 5)...)
+		}
+		eventlogtest.WaitFor(t, "the live events", func() bool { return len(fl.ids()) >= 20 })
+		time.Sleep(200 * time.Millisecond) // time for one passed twice to come
+		var want []string
+		for i := range 20 {
+			want = append(want, fmt.Sprintf("bulk-%d", i))
+		}
+		if got := fl.ids(); !slices.Equal(got, want) {
+			t.Errorf("Follow on %s passed %v, want %v", name, got, want)
+		}
+	})
 }
 
 // TestFollowWhileReplaying: events stored while Follow replays the
 // history (one message a read) come once, in stored order, after it.
 func TestFollowWhileReplaying(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	ctx := testContext(t)
 	f := natsFixture(t)
 	since := time.Now()
-	if err := f.pub.Publish(ctx, bulk(f.binding, 0, 3)...); err != nil {
-		t.Fatal(err)
-	}
+	f.publish(t, ctx, bulk(f.binding, 0, 3)...)
 	l := f.log(WithBatch(1))
 	reads := 0
 	l.b.(*natsLog).opts.afterBatch = func() {
@@ -439,9 +540,7 @@ func TestFollowWhileReplaying(t *testing.T) {
 	}
 	fl := follow(t, ctx, l, Query{Since: since})
 	eventlogtest.WaitFor(t, "6 events", func() bool { return len(fl.ids()) >= 6 })
-	if err := f.pub.Publish(ctx, bulk(f.binding, 6, 1)...); err != nil {
-		t.Fatal(err)
-	}
+	f.publish(t, ctx, bulk(f.binding, 6, 1)...)
 	eventlogtest.WaitFor(t, "7 events", func() bool { return len(fl.ids()) >= 7 })
 	want := []string{"bulk-0", "bulk-1", "bulk-2", "bulk-3", "bulk-4", "bulk-5", "bulk-6"}
 	if got := fl.ids(); !slices.Equal(got, want) {
@@ -453,40 +552,33 @@ func TestFollowWhileReplaying(t *testing.T) {
 // dead letters of the consumers that gave up on it, both carrying its id
 // as causationid.
 func TestQueryCausation(t *testing.T) {
-	for name, start := range fixtures {
-		t.Run(name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			f := start(t)
-			consumerDL, err := envelope.DeadLetterMessage(envelope.DeadLetter{Reason: "uninterpretable", Provider: "whapi", Channel: "CH",
-				ReceivedAt: time.Now().UTC(), SourceEventID: "raw-a"}, f.binding)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := f.pub.Publish(ctx, append(eventlogtest.Sample(t, f.binding), consumerDL)...); err != nil {
-				t.Fatal(err)
-			}
-			p, err := f.log().Query(ctx, Query{CausationID: "raw-a"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var streams []Stream
-			for _, r := range p.Records {
-				streams = append(streams, r.Stream)
-			}
-			if want := []Stream{Derived, DeadLetter}; !slices.Equal(sorted2(streams), want) || len(p.Records) != 2 || p.Records[0].Event.ID() != "derived-a" && p.Records[1].Event.ID() != "derived-a" {
-				t.Errorf("Query(CausationID raw-a) = %v in %v, want derived-a and the consumer's dead letter", ids(p.Records), streams)
-			}
-			if p, err := f.log().Query(ctx, Query{CausationID: "raw-a", Streams: []Stream{Raw}}); err != nil || len(p.Records) != 0 {
-				t.Errorf("Query(CausationID raw-a) of the raw stream = %v, %v; want none", ids(p.Records), err)
-			}
-			// The raw events come first: they cost no MaxScan.
-			p, err = f.log().Query(ctx, Query{CausationID: "raw-a", MaxScan: 3})
-			if err != nil || len(p.Records) != 2 || p.Truncated {
-				t.Errorf("Query(CausationID raw-a, MaxScan 3) = %v (%d read, truncated %v), %v; want its 2 events", ids(p.Records), p.Scanned, p.Truncated, err)
-			}
-		})
-	}
+	eachBroker(t, func(t *testing.T, ctx context.Context, f fixture, name string) {
+		consumerDL, err := envelope.DeadLetterMessage(envelope.DeadLetter{Reason: "uninterpretable", Provider: "whapi", Channel: "CH",
+			ReceivedAt: time.Now().UTC(), SourceEventID: "raw-a"}, f.binding)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.publish(t, ctx, append(eventlogtest.Sample(t, f.binding), consumerDL)...)
+		p, err := f.log().Query(ctx, Query{CausationID: "raw-a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var streams []Stream
+		for _, r := range p.Records {
+			streams = append(streams, r.Stream)
+		}
+		if want := []Stream{Derived, DeadLetter}; !slices.Equal(sorted2(streams), want) || len(p.Records) != 2 || p.Records[0].Event.ID() != "derived-a" && p.Records[1].Event.ID() != "derived-a" {
+			t.Errorf("Query(CausationID raw-a) = %v in %v, want derived-a and the consumer's dead letter", ids(p.Records), streams)
+		}
+		if p, err := f.log().Query(ctx, Query{CausationID: "raw-a", Streams: []Stream{Raw}}); err != nil || len(p.Records) != 0 {
+			t.Errorf("Query(CausationID raw-a) of the raw stream = %v, %v; want none", ids(p.Records), err)
+		}
+		// The raw events come first: they cost no MaxScan.
+		p, err = f.log().Query(ctx, Query{CausationID: "raw-a", MaxScan: 3})
+		if err != nil || len(p.Records) != 2 || p.Truncated {
+			t.Errorf("Query(CausationID raw-a, MaxScan 3) = %v (%d read, truncated %v), %v; want its 2 events", ids(p.Records), p.Scanned, p.Truncated, err)
+		}
+	})
 }
 
 func sorted2(s []Stream) []Stream {
@@ -496,49 +588,42 @@ func sorted2(s []Stream) []Stream {
 // TestFollowCancel: a Follow ended by its ctx, or by fn, leaves no
 // goroutine behind (the Kafka readers, the NATS subscriptions' ones).
 func TestFollowCancel(t *testing.T) {
-	for name, start := range fixtures {
-		t.Run(name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			f := start(t)
-			if err := f.pub.Publish(ctx, eventlogtest.Sample(t, f.binding)...); err != nil {
-				t.Fatal(err)
+	eachBroker(t, func(t *testing.T, ctx context.Context, f fixture, name string) {
+		f.publish(t, ctx, eventlogtest.Sample(t, f.binding)...)
+		l := f.log()
+		// A first Query opens what the Log keeps (pooled connections).
+		if _, err := l.Query(ctx, Query{}); err != nil {
+			t.Fatal(err)
+		}
+		before := clientGoroutines()
+		for range 10 {
+			fctx, stop := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			got := make(chan struct{}, 100)
+			go func() {
+				done <- l.Follow(fctx, Query{Since: time.Unix(0, 0)}, func(Record) error {
+					got <- struct{}{}
+					return nil
+				})
+			}()
+			<-got // reading
+			stop()
+			if err := <-done; !errors.Is(err, context.Canceled) {
+				t.Fatalf("Follow = %v, want context.Canceled", err)
 			}
-			l := f.log()
-			// A first Query opens what the Log keeps (pooled connections).
-			if _, err := l.Query(ctx, Query{}); err != nil {
-				t.Fatal(err)
-			}
-			before := clientGoroutines()
-			for range 10 {
-				fctx, stop := context.WithCancel(ctx)
-				done := make(chan error, 1)
-				got := make(chan struct{}, 100)
-				go func() {
-					done <- l.Follow(fctx, Query{Since: time.Unix(0, 0)}, func(Record) error {
-						got <- struct{}{}
-						return nil
-					})
-				}()
-				<-got // reading
-				stop()
-				if err := <-done; !errors.Is(err, context.Canceled) {
-					t.Fatalf("Follow = %v, want context.Canceled", err)
-				}
-			}
-			boom := errors.New("boom")
-			if err := l.Follow(ctx, Query{Since: time.Unix(0, 0)}, func(Record) error { return boom }); !errors.Is(err, boom) {
-				t.Fatalf("Follow = %v, want boom", err)
-			}
-			deadline := time.Now().Add(3 * time.Second)
-			for len(clientGoroutines()) > len(before) && time.Now().Before(deadline) {
-				time.Sleep(20 * time.Millisecond)
-			}
-			if after := clientGoroutines(); len(after) > len(before) {
-				t.Errorf("%d goroutines of the clients after the follows, %d before:\n%s", len(after), len(before), strings.Join(after, "\n\n"))
-			}
-		})
-	}
+		}
+		boom := errors.New("boom")
+		if err := l.Follow(ctx, Query{Since: time.Unix(0, 0)}, func(Record) error { return boom }); !errors.Is(err, boom) {
+			t.Fatalf("Follow = %v, want boom", err)
+		}
+		deadline := time.Now().Add(3 * time.Second)
+		for len(clientGoroutines()) > len(before) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if after := clientGoroutines(); len(after) > len(before) {
+			t.Errorf("%d goroutines of the clients after the follows, %d before:\n%s", len(after), len(before), strings.Join(after, "\n\n"))
+		}
+	})
 }
 
 // clientGoroutines are the stacks of the goroutines of the broker clients
@@ -564,49 +649,39 @@ func clientGoroutines() []string {
 // leave out one stored before Since or after Until by less than Kafka's
 // millisecond.
 func TestQueryTimeEdges(t *testing.T) {
-	for name, start := range fixtures {
-		t.Run(name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			f := start(t)
-			if err := f.pub.Publish(ctx, bulk(f.binding, 0, 1)...); err != nil {
-				t.Fatal(err)
+	eachBroker(t, func(t *testing.T, ctx context.Context, f fixture, name string) {
+		f.publish(t, ctx, bulk(f.binding, 0, 1)...)
+		l := f.log()
+		p, err := l.Query(ctx, Query{Channel: "BULK"})
+		if err != nil || len(p.Records) != 1 {
+			t.Fatalf("Query: %v, %v; want bulk-0", ids(p.Records), err)
+		}
+		at := p.Records[0].Stored
+		for name, tc := range map[string]struct {
+			give Query
+			want int
+		}{
+			"since at":           {Query{Since: at}, 1},
+			"until at":           {Query{Until: at}, 1},
+			"since just after":   {Query{Since: at.Add(500 * time.Microsecond)}, 0},
+			"until just before":  {Query{Until: at.Add(-500 * time.Microsecond)}, 0},
+			"newest, just after": {Query{Since: at.Add(500 * time.Microsecond), Newest: true}, 0},
+		} {
+			tc.give.Channel = "BULK"
+			p, err := l.Query(ctx, tc.give)
+			if err != nil || len(p.Records) != tc.want {
+				t.Errorf("%s: Query(since %v, until %v) = %v, %v; want %d records (stored %v)", name, tc.give.Since, tc.give.Until, ids(p.Records), err, tc.want, at)
 			}
-			l := f.log()
-			p, err := l.Query(ctx, Query{Channel: "BULK"})
-			if err != nil || len(p.Records) != 1 {
-				t.Fatalf("Query: %v, %v; want bulk-0", ids(p.Records), err)
-			}
-			at := p.Records[0].Stored
-			for name, tc := range map[string]struct {
-				give Query
-				want int
-			}{
-				"since at":           {Query{Since: at}, 1},
-				"until at":           {Query{Until: at}, 1},
-				"since just after":   {Query{Since: at.Add(500 * time.Microsecond)}, 0},
-				"until just before":  {Query{Until: at.Add(-500 * time.Microsecond)}, 0},
-				"newest, just after": {Query{Since: at.Add(500 * time.Microsecond), Newest: true}, 0},
-			} {
-				tc.give.Channel = "BULK"
-				p, err := l.Query(ctx, tc.give)
-				if err != nil || len(p.Records) != tc.want {
-					t.Errorf("%s: Query(since %v, until %v) = %v, %v; want %d records (stored %v)", name, tc.give.Since, tc.give.Until, ids(p.Records), err, tc.want, at)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // TestKafkaMaxPartitions: a Query or Follow of more Kafka partitions than
 // the Log allows is refused before any is read; fewer are read.
 func TestKafkaMaxPartitions(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	ctx := testContext(t)
 	f := kafkaFixture(t)
-	if err := f.pub.Publish(ctx, eventlogtest.Sample(t, f.binding)...); err != nil {
-		t.Fatal(err)
-	}
+	f.publish(t, ctx, eventlogtest.Sample(t, f.binding)...)
 	// 2 partitions a topic: the raw topic is 2, all the streams more.
 	l := f.log(WithMaxPartitions(2))
 	if _, err := l.Query(ctx, Query{}); !errors.Is(err, ErrQuery) {

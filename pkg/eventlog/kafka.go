@@ -334,11 +334,21 @@ func (k *kafkaLog) cursors(ctx context.Context, q Query, newest bool) ([]cursor,
 	var out []cursor
 	for _, p := range ps {
 		lo, hi := p.lo, p.hi
+		source := p.t.topic + "/" + strconv.Itoa(p.id)
+		if after, ok := q.After[source]; ok {
+			// Past what the page before passed.
+			if newest {
+				hi = min(hi, after)
+			} else {
+				lo = max(lo, after+1)
+			}
+		}
 		if lo >= hi {
 			continue
 		}
-		c := &bufCursor{}
+		c := &bufCursor{source: source, passed: lo - 1}
 		if newest {
+			c.passed = hi
 			c.fill = func(ctx context.Context) ([]entry, bool, error) {
 				from := max(lo, hi-w)
 				es, _, err := k.read(ctx, p, from, hi, 0)

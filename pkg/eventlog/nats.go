@@ -198,14 +198,24 @@ func (n *natsLog) cursors(ctx context.Context, q Query, newest bool) ([]cursor, 
 				hi = after - 1
 			}
 		}
+		if after, ok := q.After[src.name]; ok {
+			// Past what the page before passed.
+			if newest {
+				hi = min(hi, uint64(max(after-1, 0)))
+			} else {
+				lo = max(lo, uint64(after+1))
+			}
+		}
 		if hi < lo {
 			continue
 		}
 		if newest {
-			out = append(out, n.backward(src, lo, hi))
+			c := n.backward(src, lo, hi)
+			c.source, c.passed = src.name, int64(hi)+1
+			out = append(out, c)
 		} else {
 			r := &natsRead{n: n, src: src, seq: lo, end: hi}
-			out = append(out, &bufCursor{fill: r.fill})
+			out = append(out, &bufCursor{fill: r.fill, source: src.name, passed: int64(lo) - 1})
 		}
 	}
 	return out, nil
@@ -257,7 +267,7 @@ func (r *natsRead) fill(ctx context.Context) ([]entry, bool, error) {
 }
 
 // backward reads src from hi down to lo, a window of sequences at a time.
-func (n *natsLog) backward(src natsSource, lo, hi uint64) cursor {
+func (n *natsLog) backward(src natsSource, lo, hi uint64) *bufCursor {
 	w := uint64(n.opts.batch)
 	return &bufCursor{fill: func(ctx context.Context) ([]entry, bool, error) {
 		from := lo
@@ -303,6 +313,16 @@ func natsEntry(src natsSource, sm natsbroker.StoredMsg) entry {
 // follow subscribes to q's subjects only to learn that something was
 // stored, and reads what was with direct gets: every record has its
 // position and stored time, and none is read twice.
+//
+// So a live message comes twice over the wire, rung then read, and this
+// is on purpose. The message of a plain subscription is the one
+// published: it carries no stream sequence and no stored time, so it
+// could give no Position, not be put in order with what the replay
+// reads, nor tell a message stored from one the stream refused. An
+// ordered consumer would deliver each once with both, but creating one
+// is a JetStream request ($JS.API.CONSUMER.CREATE) that a read-only
+// subscriber may not make (natsbroker.SubscriberReads), and a consumer
+// is state on the server that a reader should not leave behind.
 func (n *natsLog) follow(ctx context.Context, q Query, fn func(entry) error) error {
 	bell := make(chan struct{}, 1)
 	ring := func(*nats.Msg) {

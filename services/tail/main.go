@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -135,6 +136,7 @@ type config struct {
 	topics  string
 	since   time.Duration
 	all     bool
+	stored  bool
 	offset  int64
 	count   int
 	idle    time.Duration
@@ -163,6 +165,7 @@ func parse(args []string) (config, error) {
 	fs.StringVar(&c.topics, "topic", strings.Join(kafkaTopics(), ","), "Kafka: topics to watch, comma-separated")
 	fs.DurationVar(&c.since, "since", 0, "replay stored events newer than this (e.g. 1h) before following")
 	fs.BoolVar(&c.all, "all", false, "replay every stored event before following")
+	fs.BoolVar(&c.stored, "stored", false, "print the stored events (from -since, else every one kept) page by page, at most "+strconv.Itoa(maxStored)+", then stop instead of following")
 	fs.Int64Var(&c.offset, "offset", -1, "Kafka: start at this offset in every partition (the first one kept when it is gone)")
 	fs.IntVar(&c.count, "count", 0, "stop after this many events printed (0: never)")
 	fs.IntVar(&c.count, "n", 0, "short for -count")
@@ -185,8 +188,13 @@ func parse(args []string) (config, error) {
 	return c, c.conn.check()
 }
 
-// source sends the events to msgs until ctx ends.
+// source sends the events to msgs until ctx ends, or, reading what is
+// stored (-stored), until there is no more.
 type source func(ctx context.Context, msgs chan<- eventlog.Record) error
+
+// maxStored bounds the events -stored reads: its pages go on from one
+// another's end (eventlog.Page.Next) up to it.
+const maxStored = 100_000
 
 // open starts following as configured: from a time (-since, -all), an
 // offset (-offset) or now. Every event read is sent: -type and -chat are the
@@ -219,16 +227,47 @@ func (c config) open() (source, func(), error) {
 	case c.since > 0:
 		q.Since = time.Now().Add(-c.since)
 	}
+	send := func(ctx context.Context, msgs chan<- eventlog.Record, r eventlog.Record) error {
+		select {
+		case msgs <- r:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if c.stored {
+		return func(ctx context.Context, msgs chan<- eventlog.Record) error {
+			q.Limit = eventlog.MaxLimit
+			return pages(ctx, l, q, maxStored, func(r eventlog.Record) error { return send(ctx, msgs, r) })
+		}, closeLog, nil
+	}
 	return func(ctx context.Context, msgs chan<- eventlog.Record) error {
-		return l.Follow(ctx, q, func(r eventlog.Record) error {
-			select {
-			case msgs <- r:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		})
+		return l.Follow(ctx, q, func(r eventlog.Record) error { return send(ctx, msgs, r) })
 	}, closeLog, nil
+}
+
+// pages passes fn the events q selects, a page of q.Limit at a time, each
+// page going on from the last one's end, until the range's end or bound
+// events.
+func pages(ctx context.Context, l *eventlog.Log, q eventlog.Query, bound int, fn func(eventlog.Record) error) error {
+	for n := 0; n < bound; {
+		q.Limit = min(q.Limit, bound-n)
+		p, err := l.Query(ctx, q)
+		if err != nil {
+			return err
+		}
+		for _, r := range p.Records {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		n += len(p.Records)
+		if p.Next == nil {
+			return nil
+		}
+		q.After = p.Next
+	}
+	return fmt.Errorf("stopped after %d stored events: narrow -since", bound)
 }
 
 // tail prints events until ctx ends, c.count are printed or nothing came
@@ -243,11 +282,16 @@ func (c config) tail(ctx context.Context, out io.Writer) error {
 	msgs := make(chan eventlog.Record, 256)
 	failed := make(chan error, 1)
 	done := make(chan struct{})
+	// ended is closed when the source stops on its own (-stored): once
+	// its events are printed, so is tail.
+	ended := make(chan struct{})
 	go func() {
 		defer close(done)
 		if err := src(sctx, msgs); err != nil && sctx.Err() == nil {
 			failed <- err
+			return
 		}
+		close(ended)
 	}()
 	defer func() { stop(); <-done }()
 
@@ -263,7 +307,11 @@ func (c config) tail(ctx context.Context, out io.Writer) error {
 		defer timer.Stop()
 		idle = timer.C
 	}
+	finished := false
 	for n := 0; c.count == 0 || n < c.count; {
+		if finished && len(msgs) == 0 {
+			return nil
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -271,6 +319,8 @@ func (c config) tail(ctx context.Context, out io.Writer) error {
 			return err
 		case <-idle:
 			return nil
+		case <-ended:
+			ended, finished = nil, true // its events are all in msgs
 		case m := <-msgs:
 			printed, err := p.print(m)
 			if err != nil {

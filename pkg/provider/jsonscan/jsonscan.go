@@ -113,38 +113,10 @@ func Absent(v []byte) bool { return len(v) == 0 || v[0] == 'n' }
 // (BenchmarkMembers).
 func Members(obj []byte) iter.Seq2[[]byte, []byte] {
 	return func(yield func(key, val []byte) bool) {
-		b := obj
-		i := SkipSpace(b, 0)
-		if i >= len(b) || b[i] != '{' {
-			return
-		}
-		i++
-		for {
-			i = SkipSpace(b, i)
-			if i < len(b) && b[i] == ',' {
-				i = SkipSpace(b, i+1)
-			}
-			if i >= len(b) || b[i] != '"' {
+		for k, f := range scan(obj, false) {
+			if !yield(k, f.Value) {
 				return
 			}
-			ke := StringEnd(b, i)
-			if ke-1 <= i {
-				return
-			}
-			key := b[i+1 : ke-1]
-			if bytes.IndexByte(key, '\\') >= 0 {
-				key = []byte(String(b[i:ke]))
-			}
-			i = SkipSpace(b, ke)
-			if i >= len(b) || b[i] != ':' {
-				return
-			}
-			i = SkipSpace(b, i+1)
-			ve := ValueEnd(b, i)
-			if !yield(key, b[i:ve]) {
-				return
-			}
-			i = ve
 		}
 	}
 }
@@ -187,6 +159,12 @@ type Field struct {
 // same scan that finds where they end: a caller that goes on to read an
 // array's elements can size what it collects without another pass.
 func Fields(obj []byte) iter.Seq2[[]byte, Field] {
+	return scan(obj, true)
+}
+
+// scan is the loop behind Members and Fields; Len is counted only when
+// count is set, so Members pays nothing for it.
+func scan(obj []byte, count bool) iter.Seq2[[]byte, Field] {
 	return func(yield func(key []byte, f Field) bool) {
 		b := obj
 		i := SkipSpace(b, 0)
@@ -215,8 +193,15 @@ func Fields(obj []byte) iter.Seq2[[]byte, Field] {
 				return
 			}
 			i = SkipSpace(b, i+1)
-			ve, n := valueEndLen(b, i)
-			if !yield(key, Field{Value: b[i:ve], Len: n}) {
+			var f Field
+			var ve int
+			if count {
+				ve, f.Len = valueEndLen(b, i)
+			} else {
+				ve = ValueEnd(b, i)
+			}
+			f.Value = b[i:ve]
+			if !yield(key, f) {
 				return
 			}
 			i = ve

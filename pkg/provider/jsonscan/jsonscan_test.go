@@ -235,3 +235,21 @@ func BenchmarkMembers(b *testing.B) {
 		}
 	})
 }
+
+// benchDelivery is a delivery with an array member, the shape Fields is
+// used on.
+var benchDelivery = []byte(`{"messages":[` + string(benchObj) + `,` + string(benchObj) + `],"event":{"type":"messages","event":"post"},"channel_id":"MANTIS-M72HC"}`)
+
+func BenchmarkFields(b *testing.B) {
+	for b.Loop() {
+		n := 0
+		for k, f := range jsonscan.Fields(benchDelivery) {
+			if string(k) == "messages" {
+				n += f.Len
+			}
+		}
+		if n != 2 {
+			b.Fatalf("Fields(messages).Len = %d, want 2", n)
+		}
+	}
+}
