@@ -56,7 +56,8 @@ type Config struct {
 	// ChatCacheSize is how many chats' first events, and known aliases, a
 	// Store remembers in memory, which spares a read for every repeat
 	// sighting; DefaultChatCacheSize when zero, none when negative. Neither
-	// changes once written, so the cache is never stale.
+	// changes once written, and an entry is kept no longer than the
+	// bucket's max age (ChatsTTL), so the cache is never stale.
 	ChatCacheSize int
 
 	// LabelsMaxBytes (64 MiB) and ChatsMaxBytes (512 MiB, some two million
@@ -224,11 +225,22 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	if err != nil {
 		return nil, fmt.Errorf("natsstate: bucket %s: stream: %w", cfg.LabelsBucket, err)
 	}
+	return newStore(ctx, cfg, labels, chats, times, stream)
+}
+
+// newStore returns a Store on the buckets. The chats cache keeps entries
+// for the bucket's max age as it is, which may not be the configured one:
+// an existing bucket's TTL is the operator's.
+func newStore(ctx context.Context, cfg Config, labels, chats, times jetstream.KeyValue, stream jetstream.Stream) (*Store, error) {
+	st, err := chats.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("natsstate: bucket %s: status: %w", cfg.ChatsBucket, natsbroker.Classify(err))
+	}
 	cache := newFirstCache(cfg.ChatCacheSize)
 	return &Store{
 		labels:  &Labels{kv: labels, stream: stream, subjects: "$KV." + cfg.LabelsBucket + "."},
-		chats:   &Chats{kv: chats, cache: cache},
-		aliases: &Aliases{kv: chats, cache: cache, log: cfg.Logger},
+		chats:   &Chats{kv: chats, cache: cache, ttl: st.TTL()},
+		aliases: &Aliases{kv: chats, cache: cache, ttl: st.TTL(), log: cfg.Logger},
 		times:   &Times{kv: times},
 	}, nil
 }
