@@ -245,6 +245,36 @@ func newStore(ctx context.Context, cfg Config, labels, chats, times jetstream.Ke
 	}, nil
 }
 
+// ErrNoState reports that a bucket OpenExisting needs does not exist: no
+// process deriving streams has opened the state yet.
+var ErrNoState = errors.New("natsstate: no state yet: no process deriving streams has created its buckets")
+
+// OpenExisting returns a Store on the buckets as they are, for reading:
+// it creates, checks and updates nothing, and fails with ErrNoState when a
+// bucket is missing. Only processes that derive streams Open the state.
+func OpenExisting(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	var kvs [3]jetstream.KeyValue
+	for i, name := range [...]string{cfg.LabelsBucket, cfg.ChatsBucket, cfg.TimesBucket} {
+		kv, err := js.KeyValue(ctx, name)
+		switch {
+		case errors.Is(err, jetstream.ErrBucketNotFound):
+			return nil, fmt.Errorf("%w (bucket %s is missing)", ErrNoState, name)
+		case err != nil:
+			return nil, fmt.Errorf("natsstate: bucket %s: %w", name, natsbroker.Classify(err))
+		}
+		kvs[i] = kv
+	}
+	stream, err := js.Stream(ctx, "KV_"+cfg.LabelsBucket)
+	if err != nil {
+		return nil, fmt.Errorf("natsstate: bucket %s: stream: %w", cfg.LabelsBucket, natsbroker.Classify(err))
+	}
+	return newStore(ctx, cfg, kvs[0], kvs[1], kvs[2], stream)
+}
+
 // ensureBucket creates the bucket when it does not exist. An existing one
 // is updated only when what the registries rely on is wrong: one value per
 // key (history 1), the storage, at least the configured replicas. Its byte
