@@ -416,8 +416,10 @@ type chatPage struct {
 	FirstSeen time.Time
 	First     *sighting
 	// Registry reports that a chat registry is open: without one, only
-	// the events in the range tell when the chat was first seen.
+	// the events in the range tell when the chat was first seen. Looked
+	// is how many channels' registries were read.
 	Registry bool
+	Looked   int
 	// Aliases are the chat's other form, in the channels where it has one.
 	Aliases []string
 	Scanned int
@@ -500,7 +502,7 @@ func (c *Console) serveChat(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if reg := c.chats(); reg != nil {
-		p.Registry = true
+		p.Registry, p.Looked = true, len(channels)
 		first, ok, err := firstSighting(ctx, reg, p.Chat, channels, forms, time.Now())
 		switch {
 		case err != nil:
