@@ -403,6 +403,29 @@ func (bb *Backbone) State(ctx context.Context) (State, error) {
 	return State{Labels: st.Labels(), Chats: st.Chats(), Aliases: st.Aliases(), Times: bb.times(st.Times())}, nil
 }
 
+// ErrNoReadState reports that the broker offers no read-only state: on
+// Kafka the state is the compacted topics restored whole into memory and
+// kept by tailing them, as heavy as the deriver's own.
+var ErrNoReadState = errors.New("backbone: the state cannot be opened to read only on Kafka")
+
+// ReadState opens the derived streams' state to read it in a process that
+// derives nothing (an ingress's console): it creates nothing, and fails
+// with natsstate.ErrNoState until a deriving process has created it. The
+// registries must only be read; Times is nil.
+func (bb *Backbone) ReadState(ctx context.Context) (State, error) {
+	if bb.nats == nil {
+		return State{}, ErrNoReadState
+	}
+	scfg := bb.cfg.NATSStorage.state(bb.cfg.NATSReplicas)
+	scfg.Logger = bb.log.Named("nats-state")
+	scfg.TimesTTL = bb.cfg.ReceivedTimeTTL
+	st, err := natsstate.OpenExisting(ctx, bb.nats.JetStream(), scfg)
+	if err != nil {
+		return State{}, fmt.Errorf("state: %w", err)
+	}
+	return State{Labels: st.Labels(), Chats: st.Chats(), Aliases: st.Aliases()}, nil
+}
+
 // times is the first-time registry consumers use, none with
 // ReceivedTimePerCopy: the registry's entries may stay behind, unused.
 func (bb *Backbone) times(t derive.TimeRegistry) derive.TimeRegistry {

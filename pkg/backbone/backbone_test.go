@@ -2,6 +2,7 @@ package backbone
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/wahook/wahook/pkg/consumer"
 	"github.com/wahook/wahook/pkg/envelope"
 	"github.com/wahook/wahook/pkg/provider/all"
+	"github.com/wahook/wahook/pkg/state/natsstate"
 )
 
 func open(t *testing.T, cfg Config) *Backbone {
@@ -126,5 +128,44 @@ func TestValidate(t *testing.T) {
 		if err := cfg.Validate(); err == nil {
 			t.Errorf("%s: Validate = nil", name)
 		}
+	}
+}
+
+// TestReadState: a process deriving nothing reads the state once a deriving
+// one created it, and never creates it; Kafka offers none.
+func TestReadState(t *testing.T) {
+	deriver := open(t, Config{Broker: "nats", NATSEmbeddedAddr: "127.0.0.1:-1", DataDir: t.TempDir(), NATSDuplicateWindow: time.Minute})
+	reader := open(t, Config{Broker: "nats", NATSURL: deriver.Embedded.ClientURL(), NATSAuth: deriver.Embedded.ServiceAuth(), NATSDuplicateWindow: time.Minute})
+	if _, err := reader.ReadState(t.Context()); !errors.Is(err, natsstate.ErrNoState) {
+		t.Fatalf("ReadState before any deriver: %v; want natsstate.ErrNoState", err)
+	}
+	if _, err := reader.ReadState(t.Context()); !errors.Is(err, natsstate.ErrNoState) {
+		t.Fatalf("ReadState again: %v; want natsstate.ErrNoState: the first created nothing", err)
+	}
+	st, err := deriver.State(t.Context())
+	if err != nil {
+		t.Fatalf("State: %v", err)
+	}
+	if _, err := st.Chats.FirstSeen(t.Context(), "whapi", "CH", "1@s.whatsapp.net", "e1"); err != nil {
+		t.Fatalf("FirstSeen: %v", err)
+	}
+	rs, err := reader.ReadState(t.Context())
+	if err != nil {
+		t.Fatalf("ReadState: %v", err)
+	}
+	c, known, err := rs.Chats.(*natsstate.Chats).Lookup(t.Context(), "whapi", "CH", "1@s.whatsapp.net")
+	if err != nil || !known || c.FirstEvent != "e1" {
+		t.Errorf("read Lookup = %+v, %t, %v; want e1", c, known, err)
+	}
+
+	k, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	kb := open(t, Config{Broker: "kafka", KafkaBrokers: strings.Join(k.ListenAddrs(), ","), KafkaPartitions: 1,
+		KafkaReplication: 1, KafkaDedupWindow: time.Hour})
+	if _, err := kb.ReadState(t.Context()); !errors.Is(err, ErrNoReadState) {
+		t.Errorf("ReadState on Kafka: %v; want ErrNoReadState", err)
 	}
 }

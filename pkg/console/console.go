@@ -62,6 +62,12 @@ type Config struct {
 	// Labels returns the label registry once the process has opened its
 	// state, nil before (or never, in an ingress that derives nothing).
 	Labels func() LabelLister
+	// Chats and Aliases return the chat and alias registries once the
+	// process has opened its state, nil before (or when nil): the chat
+	// timeline tells when and by which event a chat was first seen from
+	// them, else from the events in its range.
+	Chats   func() ChatLookup
+	Aliases func() AliasLookup
 	// Events reads the broker's streams for the live tail, the event
 	// pages, the chat timeline and the dead letters; those pages are not
 	// served when nil.

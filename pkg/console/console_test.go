@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -208,5 +209,114 @@ func TestPagesReadUnderADeadline(t *testing.T) {
 	}
 	if deadline.IsZero() || time.Until(deadline) > pageTimeout {
 		t.Errorf("labels read with deadline %v; want one within %s", deadline, pageTimeout)
+	}
+}
+
+// fakeChats is a chat and alias registry keyed by provider/channel/chat.
+type fakeChats struct {
+	chats   map[string]state.Chat
+	aliases map[string]string
+	err     error
+	lookups *int
+}
+
+func (f fakeChats) Lookup(_ context.Context, provider, channel, chat string) (state.Chat, bool, error) {
+	*f.lookups++
+	c, ok := f.chats[provider+"/"+channel+"/"+chat]
+	return c, ok, f.err
+}
+
+type fakeAliases fakeChats
+
+func (f fakeAliases) Lookup(_ context.Context, provider, channel, id string) (string, bool, error) {
+	*f.lookups++
+	o, ok := f.aliases[provider+"/"+channel+"/"+id]
+	return o, ok, f.err
+}
+
+// TestFirstSightingEarliestOfBothForms: the registry's earliest first
+// sighting wins, of the chat's phone form and its hidden one, across the
+// channels read; one lookup per channel and form, no more.
+func TestFirstSightingEarliestOfBothForms(t *testing.T) {
+	const phone, lid = "5511999999999@s.whatsapp.net", "123456789012345@lid"
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	n := 0
+	reg := fakeChats{lookups: &n, chats: map[string]state.Chat{
+		"whapi/A/" + phone: {FirstEvent: "ev-phone", FirstSeenAt: now.Add(-2 * time.Hour)},
+		"whapi/A/" + lid:   {FirstEvent: "ev-lid", FirstSeenAt: now.Add(-5 * time.Hour)},
+		"whapi/B/" + phone: {FirstEvent: "ev-b", FirstSeenAt: now.Add(-3 * time.Hour)},
+		// Another channel's hidden id is not this chat's there.
+		"whapi/B/" + lid: {FirstEvent: "ev-other", FirstSeenAt: now.Add(-100 * time.Hour)},
+	}}
+	channels := []state.ProviderChannel{{Provider: "whapi", Channel: "A"}, {Provider: "whapi", Channel: "B"}}
+	forms := map[state.ProviderChannel]string{}
+	if err := otherForms(context.Background(), fakeAliases{lookups: &n, aliases: map[string]string{"whapi/A/" + phone: lid}}, phone, channels, forms); err != nil {
+		t.Fatalf("otherForms: %v", err)
+	}
+	got, ok, err := firstSighting(context.Background(), reg, phone, channels, forms, now)
+	if err != nil || !ok {
+		t.Fatalf("firstSighting = %+v, %t, %v; want a sighting", got, ok, err)
+	}
+	want := sighting{Chat: state.Chat{FirstEvent: "ev-lid", FirstSeenAt: now.Add(-5 * time.Hour)}, Provider: "whapi", Channel: "A", Form: lid, Range: "6h"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("firstSighting mismatch (-want +got):\n%s", diff)
+	}
+	if n != 2+3 {
+		t.Errorf("%d lookups; want 5 (an alias per channel, both forms in A, the phone in B)", n)
+	}
+	// Asked by its hidden id, without the alias: only that form's record.
+	got, ok, err = firstSighting(context.Background(), reg, "nobody@lid", channels, nil, now)
+	if err != nil || ok {
+		t.Errorf("firstSighting of an unknown chat = %+v, %t, %v; want none", got, ok, err)
+	}
+	reg.err = errors.New("bucket gone")
+	if _, _, err := firstSighting(context.Background(), reg, phone, channels, forms, now); err == nil {
+		t.Error("firstSighting with a failing registry: no error")
+	}
+}
+
+func TestRangeSince(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		time.Minute: "15m", 20 * time.Minute: "1h", 59 * time.Minute: "1h", 5 * time.Hour: "6h",
+		30 * time.Hour: "7d", 30 * 24 * time.Hour: "7d",
+	} {
+		if got := rangeSince(d); got != want {
+			t.Errorf("rangeSince(%s) = %s; want %s", d, got, want)
+		}
+	}
+}
+
+// TestChatChannelsBounded: the channels of the events found, each once, in
+// the provider asked for, at most maxChatChannels; the filters' own channel
+// alone when they name one.
+func TestChatChannelsBounded(t *testing.T) {
+	var recs []eventlog.Record
+	for i := range 3 * maxChatChannels {
+		r := labelEvent(t, "io.wahook.label.added", "x", `{"id":"1"}`, time.Unix(0, 0))
+		r.Event.SetExtension("channel", fmt.Sprintf("CH-%d", i%(2*maxChatChannels)))
+		if i%5 == 0 {
+			r.Event.SetExtension("provider", "zapi")
+		}
+		recs = append(recs, r)
+	}
+	got := chatChannels(filters{}, recs, nil)
+	if len(got) != maxChatChannels {
+		t.Errorf("chatChannels = %d channels; want %d", len(got), maxChatChannels)
+	}
+	seen := map[state.ProviderChannel]bool{}
+	for _, pc := range got {
+		if seen[pc] {
+			t.Errorf("chatChannels lists %v twice", pc)
+		}
+		seen[pc] = true
+	}
+	for _, pc := range chatChannels(filters{Provider: "zapi"}, recs, nil) {
+		if pc.Provider != "zapi" {
+			t.Errorf("chatChannels(provider zapi) lists %v", pc)
+		}
+	}
+	only := chatChannels(filters{Provider: "whapi", Channel: "Z"}, recs, nil)
+	if diff := cmp.Diff([]state.ProviderChannel{{Provider: "whapi", Channel: "Z"}}, only); diff != "" {
+		t.Errorf("chatChannels(whapi, Z) mismatch (-want +got):\n%s", diff)
 	}
 }

@@ -403,16 +403,28 @@ func pretty(b []byte) string {
 }
 
 type chatPage struct {
-	Input     string
-	Chat      string
-	Range     string
-	Ranges    []string
-	Items     []timelineItem
-	Labels    []chatLabel
+	Input    string
+	Chat     string
+	Provider string
+	Channel  string
+	Range    string
+	Ranges   []string
+	Items    []timelineItem
+	Labels   []chatLabel
+	// FirstSeen is the earliest event found in the range, First the
+	// chat registry's record of the first sighting when it has one.
 	FirstSeen time.Time
-	Scanned   int
-	More      bool
-	Error     string
+	First     *sighting
+	// Registry reports that a chat registry is open: without one, only
+	// the events in the range tell when the chat was first seen. Looked
+	// is how many channels' registries were read.
+	Registry bool
+	Looked   int
+	// Aliases are the chat's other form, in the channels where it has one.
+	Aliases []string
+	Scanned int
+	More    bool
+	Error   string
 }
 
 type timelineItem struct {
@@ -442,19 +454,65 @@ func (c *Console) serveChat(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	p := chatPage{Input: input, Range: f.Range, Ranges: rangeNames()}
+	p := chatPage{Input: input, Provider: f.Provider, Channel: f.Channel, Range: f.Range, Ranges: rangeNames()}
 	if input == "" {
 		c.render(w, r, "chat", "Chat timeline", p)
 		return
 	}
+	ctx := r.Context()
 	p.Chat = chatid.ID(input)
-	page, err := c.cfg.Events.Query(r.Context(), eventlog.Query{Streams: []eventlog.Stream{eventlog.Derived}, Chats: []string{p.Chat},
-		Since: f.Since, Limit: eventlog.MaxLimit, MaxScan: eventlog.MaxMaxScan, Newest: true})
+	query := func(chats []string) (eventlog.Page, error) {
+		return c.cfg.Events.Query(ctx, eventlog.Query{Streams: []eventlog.Stream{eventlog.Derived}, Chats: chats,
+			Provider: f.Provider, Channel: f.Channel, Since: f.Since, Limit: eventlog.MaxLimit, MaxScan: eventlog.MaxMaxScan, Newest: true})
+	}
+	fail := func(what string, err error) {
+		c.cfg.Logger.Warn("console: chat page", zap.String("read", what), zap.Error(err))
+		if p.Error == "" {
+			p.Error = err.Error()
+		}
+	}
+	page, err := query([]string{p.Chat})
 	if err != nil {
-		p.Error = err.Error()
+		fail("events", err)
+	}
+	// A contact's events name it by its phone number or its hidden id:
+	// where the alias registry knows the other, the events of both are
+	// read again in one query, still bounded as the first.
+	channels := chatChannels(f, page.Records, nil)
+	forms := map[state.ProviderChannel]string{}
+	if err := otherForms(ctx, c.aliases(), p.Chat, channels, forms); err != nil {
+		fail("aliases", err)
+	}
+	chats := []string{p.Chat}
+	for _, pc := range channels {
+		if o := forms[pc]; o != "" && !slices.Contains(chats, o) {
+			chats = append(chats, o)
+			p.Aliases = append(p.Aliases, o)
+		}
+	}
+	if len(chats) > 1 && err == nil {
+		if both, err := query(chats); err != nil {
+			fail("events", err)
+		} else {
+			page = both
+			channels = chatChannels(f, page.Records, channels)
+			if err := otherForms(ctx, c.aliases(), p.Chat, channels, forms); err != nil {
+				fail("aliases", err)
+			}
+		}
+	}
+	if reg := c.chats(); reg != nil {
+		p.Registry, p.Looked = true, len(channels)
+		first, ok, err := firstSighting(ctx, reg, p.Chat, channels, forms, time.Now())
+		switch {
+		case err != nil:
+			fail("chats", err)
+		case ok:
+			p.First = &first
+		}
 	}
 	p.Scanned, p.More = page.Scanned, page.Truncated || len(page.Records) == eventlog.MaxLimit
-	p.Items, p.Labels, p.FirstSeen = timeline(r.Context(), page.Records, c.cfg.Labels())
+	p.Items, p.Labels, p.FirstSeen = timeline(ctx, page.Records, c.cfg.Labels())
 	c.render(w, r, "chat", "Chat timeline", p)
 }
 

@@ -175,8 +175,12 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 	// state opens (a Kafka state is read whole first), readiness false
 	// until it is open and the consumers run.
 	var stateOpen atomic.Bool
-	// labels is the label registry for the console, once the state is open.
-	var labels atomic.Pointer[console.LabelLister]
+	// The registries the console reads, once the state is open.
+	var (
+		labels  atomic.Pointer[console.LabelLister]
+		chats   atomic.Pointer[console.ChatLookup]
+		aliases atomic.Pointer[console.AliasLookup]
+	)
 	g, gctx := errgroup.WithContext(ctx)
 	if cfg.adminAddr != "" {
 		ln, err := admin.Listen(cfg.adminAddr)
@@ -199,13 +203,10 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 				return err
 			}
 			c, err := console.New(console.Config{Service: "deriver", Gatherer: reg, Ready: isReady,
-				Labels: func() console.LabelLister {
-					if l := labels.Load(); l != nil {
-						return *l
-					}
-					return nil
-				},
-				Events: events, Redriver: rd, Token: cfg.console.Token, Logger: log.Named("console")})
+				Labels:  func() console.LabelLister { return loaded(&labels) },
+				Chats:   func() console.ChatLookup { return loaded(&chats) },
+				Aliases: func() console.AliasLookup { return loaded(&aliases) },
+				Events:  events, Redriver: rd, Token: cfg.console.Token, Logger: log.Named("console")})
 			if err != nil {
 				ln.Close()
 				return err
@@ -236,6 +237,12 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 		if l, ok := deps.Labels.(console.LabelLister); ok {
 			labels.Store(&l)
 		}
+		if c, ok := deps.Chats.(console.ChatLookup); ok {
+			chats.Store(&c)
+		}
+		if a, ok := deps.Aliases.(console.AliasLookup); ok {
+			aliases.Store(&a)
+		}
 		stateOpen.Store(true)
 		err = streams.Run(gctx, deps)
 		if err == nil && ctx.Err() == nil {
@@ -250,4 +257,14 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 	}
 	log.Info("deriver stopped")
 	return nil
+}
+
+// loaded is what p holds, the zero value (a nil interface) before it is
+// stored.
+func loaded[T any](p *atomic.Pointer[T]) T {
+	if v := p.Load(); v != nil {
+		return *v
+	}
+	var zero T
+	return zero
 }

@@ -75,6 +75,11 @@ func TestRunServesHealthAndStops(t *testing.T) {
 	if !strings.Contains(string(body), "No channel has labels yet") {
 		t.Errorf("deriver console has no label registry:\n%s", body)
 	}
+	// The chat page reads the chat registry opened with the state.
+	if code, page := get(t, "http://"+addr+"/console/chat?chat=5511999999999&provider=whapi&channel=CH"); code != http.StatusOK ||
+		!strings.Contains(page, "The chat registry does not know this chat in the 1 channel read.") {
+		t.Errorf("deriver chat page = %d without the chat registry's answer:\n%s", code, page)
+	}
 	for _, name := range []string{"wahook_build_info{", "wahook_broker_reconnects_total{", `wahook_consumer_retries_total{stream="call"}`,
 		`wahook_consumer_stalled_seconds{stream="group-notification"}`} {
 		if !strings.Contains(metrics, name) {
@@ -221,3 +226,14 @@ func TestReadinessReportsStuckConsumers(t *testing.T) {
 func noGroupErr() error { return nil }
 
 func stateOpen() bool { return true }
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}

@@ -107,16 +107,17 @@ func testConsole(t *testing.T, broker ...string) {
 		return a.IDs
 	}
 	post("messages.post_incoming-text.json")
+	newChat := post("chats.post_incoming-new-chat.json")[0]
 	post("labels.post.json")
 	added := post("chats.patch_label-assigned.json")[0]
 	post("chats.patch_label-removed.json")
 
-	page := await(t, adm+"/console/", 20*time.Second, `data-provider="whapi"`, `<td class="n deliveries">4</td>`, `data-stream="label-changed"`)
+	page := await(t, adm+"/console/", 20*time.Second, `data-provider="whapi"`, `<td class="n deliveries">5</td>`, `data-stream="label-changed"`)
 	if !strings.Contains(page, "<svg class=\"spark\"") {
 		t.Errorf("overview has no sparkline:\n%s", page)
 	}
 	// The channel's row, its four deliveries answered 200.
-	await(t, adm+"/console/", 20*time.Second, `data-channels="whapi"`, `<tr data-channel="MANTIS-M72HC" data-kind="channel">`, `<span class="code">200: 4</span>`)
+	await(t, adm+"/console/", 20*time.Second, `data-channels="whapi"`, `<tr data-channel="MANTIS-M72HC" data-kind="channel">`, `<span class="code">200: 5</span>`)
 	await(t, adm+"/console/labels", 20*time.Second, "MANTIS-M72HC", `data-label="76"`, "Order complete", `fill="lightsteelblue"`)
 
 	// The chat in Z-API's group form: the timeline shows the label put on,
@@ -129,6 +130,10 @@ func testConsole(t *testing.T, broker ...string) {
 	if !strings.Contains(chat, `<p class="empty" id="labels-now">`) {
 		t.Errorf("timeline shows labels on the chat after their removal:\n%s", chat)
 	}
+	// The chat registry tells when and by which raw event a chat was
+	// first seen, linked to that event's page.
+	await(t, adm+"/console/chat?chat=919984351847", 20*time.Second, `data-kind="created"`, `id="first-event"`,
+		`href="/console/event?id=`+newChat+`&amp;range=15m"`, "in whapi / MANTIS-M72HC")
 	// The raw event's page: its derived label.added in the causal chain.
 	// Its delivery by request id, and the raw events of that delivery.
 	rawPage := await(t, adm+"/console/event?id="+added, 20*time.Second, "io.wahook.ingress.whapi.chats.patch", `data-derived="io.wahook.label.added"`, "New order",

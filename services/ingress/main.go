@@ -323,12 +323,13 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 				adminLn.Close()
 				return err
 			}
-			var labels console.LabelLister
-			if l, ok := deps.Labels.(console.LabelLister); ok {
-				labels = l
+			var readState func(context.Context) (backbone.State, error)
+			if cfg.backbone.Broker != "kafka" {
+				readState = bb.ReadState
 			}
+			regs := consoleRegistries(deps, readState)
 			if con, err = console.New(console.Config{Service: "ingress", Gatherer: reg, Ready: ready,
-				Labels: func() console.LabelLister { return labels }, Events: events, Redriver: rd, Token: cfg.console.Token,
+				Labels: regs.labels, Chats: regs.chats, Aliases: regs.aliases, Events: events, Redriver: rd, Token: cfg.console.Token,
 				Channels: channels, Logger: log.Named("console")}); err != nil {
 				ln.Close()
 				adminLn.Close()

@@ -283,6 +283,18 @@ func TestConsoleInBrowser(t *testing.T) {
 		shot(t, ctx, "chat")
 	})
 
+	t.Run("chat timeline links the event that first saw the chat", func(t *testing.T) {
+		s.post("/v1/webhooks/whapi", fixture(t, "whapi", "chats.post_incoming-new-chat.json"))
+		page := "/console/chat?chat=919984351847"
+		s.awaitPage(page, `id="first-event"`)
+		if err := chromedp.Do(step(t, ctx), chromedp.Navigate(s.adm+page), chromedp.WaitVisible("#first-seen"),
+			chromedp.Click("#first-seen a"), chromedp.WaitVisible("#chain"),
+			until(`document.body.textContent.includes("io.wahook.ingress.whapi.chats.post")`),
+			until(`document.querySelector('#chain [data-derived="io.wahook.chat.created"]') !== null`)); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("live tail and an event's causal chain", func(t *testing.T) {
 		if err := chromedp.Do(step(t, ctx), chromedp.Navigate(s.adm+"/console/tail?provider=whapi&stream=derived"),
 			until(`document.body.dataset.live === "on"`)); err != nil {

@@ -483,3 +483,19 @@ func (c *Chats) claim(ctx context.Context, p *partition, key string, h hashKey, 
 	}
 	return "", ErrContended
 }
+
+// Lookup returns what is known of chat: the raw event that first saw it
+// and when, from memory as the partition's tail last applied it. It writes
+// nothing, so a claim another process has not yet seen applied here may be
+// missing; an expired chat is unknown.
+func (c *Chats) Lookup(ctx context.Context, provider, channel, chat string) (state.Chat, bool, error) {
+	if err := c.s.alive(ctx); err != nil {
+		return state.Chat{}, false, fmt.Errorf("kafkastate: look up chat %q of %s/%s: %w", chat, provider, channel, err)
+	}
+	key := state.EntryKey(provider, channel, chat)
+	e, ok := c.get(c.t.partFor(key), hashOf(key))
+	if !ok || c.s.cfg.Now().UnixNano() >= e.expires {
+		return state.Chat{}, false, nil
+	}
+	return state.Chat{FirstEvent: e.first, FirstSeenAt: time.Unix(0, e.seenAt).UTC()}, true, nil
+}

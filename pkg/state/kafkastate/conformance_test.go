@@ -58,6 +58,13 @@ func TestLabelListing(t *testing.T) {
 	})
 }
 
+func TestChatLookup(t *testing.T) {
+	c := newCluster(t)
+	statetest.TestChatLookup(t, func(t *testing.T) statetest.ChatLookup {
+		return open(t, freshConfig(c)).Chats()
+	})
+}
+
 // TestLabelListingRestored: a store opened later lists what the topic holds.
 func TestLabelListingRestored(t *testing.T) {
 	c := newCluster(t)

@@ -21,7 +21,10 @@ import (
 type Aliases struct {
 	kv    jetstream.KeyValue
 	cache *firstCache // positive answers only: an alias never changes
-	log   *zap.Logger
+	// ttl is the chats bucket's max age, 0 for none: the cache forgets
+	// an alias no later than the bucket does.
+	ttl time.Duration
+	log *zap.Logger
 }
 
 var _ derive.AliasRegistry = (*Aliases)(nil)
@@ -53,7 +56,7 @@ func (a *Aliases) Learn(ctx context.Context, provider, channel, lid, phone, even
 // learn creates key's alias other unless it has one, and reports whether
 // the one it has is another.
 func (a *Aliases) learn(ctx context.Context, key, other, eventID string) (bool, error) {
-	if cur, ok := a.cache.get(key); ok {
+	if cur, ok := a.cache.get(key, time.Now()); ok {
 		return cur != other, nil
 	}
 	for attempt := range maxAttempts {
@@ -62,13 +65,15 @@ func (a *Aliases) learn(ctx context.Context, key, other, eventID string) (bool, 
 				return false, err
 			}
 		}
-		cur, err := a.get(ctx, key)
+		cur, created, err := a.get(ctx, key)
 		if err != nil {
 			return false, err
 		}
-		clash, next := state.LearnAlias(cur, other, eventID, time.Now())
+		// Taken before the write: see Chats.FirstSeen.
+		now := time.Now()
+		clash, next := state.LearnAlias(cur, other, eventID, now)
 		if next == nil {
-			a.cache.put(key, cur.ID)
+			a.cache.put(key, cur.ID, entryExpiry(created, a.ttl))
 			return clash, nil
 		}
 		val, err := json.Marshal(next)
@@ -78,7 +83,7 @@ func (a *Aliases) learn(ctx context.Context, key, other, eventID string) (bool, 
 		_, err = a.kv.Create(ctx, key, val)
 		switch {
 		case err == nil:
-			a.cache.put(key, other)
+			a.cache.put(key, other, entryExpiry(now, a.ttl))
 			return false, nil
 		case !conflict(err):
 			return false, fmt.Errorf("create: %w", natsbroker.Classify(err))
@@ -88,20 +93,21 @@ func (a *Aliases) learn(ctx context.Context, key, other, eventID string) (bool, 
 	return false, ErrContended
 }
 
-// get reads key's alias, nil when there is none.
-func (a *Aliases) get(ctx context.Context, key string) (*state.Alias, error) {
+// get reads key's alias and when its entry was created, nil when there is
+// none.
+func (a *Aliases) get(ctx context.Context, key string) (*state.Alias, time.Time, error) {
 	e, err := a.kv.Get(ctx, key)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return nil, nil
+		return nil, time.Time{}, nil
 	case err != nil:
-		return nil, fmt.Errorf("get: %w", natsbroker.Classify(err))
+		return nil, time.Time{}, fmt.Errorf("get: %w", natsbroker.Classify(err))
 	}
 	cur := new(state.Alias)
 	if err := json.Unmarshal(e.Value(), cur); err != nil || cur.ID == "" {
-		return nil, fmt.Errorf("decode %s: not an alias (%v)", key, err)
+		return nil, time.Time{}, fmt.Errorf("decode %s: not an alias (%v)", key, err)
 	}
-	return cur, nil
+	return cur, e.Created(), nil
 }
 
 // Lookup returns id's other form: see derive.AliasRegistry. An id without
@@ -111,16 +117,16 @@ func (a *Aliases) Lookup(ctx context.Context, provider, channel, id string) (str
 		return "", false, fmt.Errorf("natsstate: alias %q of %s/%s: %w", id, provider, channel, err)
 	}
 	key := state.AliasKey(provider, channel, id)
-	if other, ok := a.cache.get(key); ok {
+	if other, ok := a.cache.get(key, time.Now()); ok {
 		return other, true, nil
 	}
-	cur, err := a.get(ctx, key)
+	cur, created, err := a.get(ctx, key)
 	if err != nil {
 		return "", false, fmt.Errorf("natsstate: alias %q of %s/%s: %w", id, provider, channel, err)
 	}
 	if cur == nil {
 		return "", false, nil
 	}
-	a.cache.put(key, cur.ID)
+	a.cache.put(key, cur.ID, entryExpiry(created, a.ttl))
 	return cur.ID, true, nil
 }

@@ -1,15 +1,18 @@
 package natsstate_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
+	"github.com/wahook/wahook/pkg/fact"
 	"github.com/wahook/wahook/pkg/state/natsstate"
 )
 
@@ -161,5 +164,71 @@ func TestOpenBucketLimits(t *testing.T) {
 				t.Errorf("Open(%+v) = %v, want an error containing %q", tc.give, err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestOpenExisting: before any process derived, opening to read creates
+// nothing and says there is no state yet; once the buckets exist, it reads
+// what the deriving store wrote, still without a stream request, even when
+// an operator changed a bucket.
+func TestOpenExisting(t *testing.T) {
+	e := startServer(t, t.TempDir())
+	b := connect(t, natsbroker.Config{Embedded: e})
+	cfg := freshConfig()
+	got := updates(t, e, b.Conn(), func() {
+		if _, err := natsstate.OpenExisting(testCtx(t), b.JetStream(), cfg); !errors.Is(err, natsstate.ErrNoState) {
+			t.Errorf("OpenExisting without buckets: %v; want ErrNoState", err)
+		}
+	})
+	if len(got) != 0 {
+		t.Errorf("OpenExisting without buckets: stream requests %v, want none", got)
+	}
+	if _, err := b.JetStream().KeyValue(testCtx(t), cfg.ChatsBucket); !errors.Is(err, jetstream.ErrBucketNotFound) {
+		t.Fatalf("chats bucket after OpenExisting: %v; want none", err)
+	}
+
+	w := open(t, b.JetStream(), cfg)
+	const chat = "4915112345678@s.whatsapp.net"
+	if _, err := w.Chats().FirstSeen(testCtx(t), prov, chan1, chat, "e1"); err != nil {
+		t.Fatalf("FirstSeen: %v", err)
+	}
+	if _, _, err := w.Labels().Upsert(testCtx(t), prov, chan1, fact.Label{ID: "1", Name: "VIP"}, "e1"); err != nil {
+		t.Fatalf("Upsert: %v", err)
+	}
+	if err := w.Aliases().Learn(testCtx(t), prov, chan1, "123456789012345@lid", chat, "e1"); err != nil {
+		t.Fatalf("Learn: %v", err)
+	}
+	// An operator's TTL on the chats bucket, which Open would only log.
+	kv, err := b.JetStream().KeyValue(testCtx(t), cfg.ChatsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := kv.Status(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scfg := st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config
+	scfg.MaxAge = time.Hour
+	if _, err := b.JetStream().UpdateStream(testCtx(t), scfg); err != nil {
+		t.Fatalf("operator's update: %v", err)
+	}
+
+	var r *natsstate.Store
+	got = updates(t, e, b.Conn(), func() {
+		if r, err = natsstate.OpenExisting(testCtx(t), b.JetStream(), cfg); err != nil {
+			t.Fatalf("OpenExisting: %v", err)
+		}
+	})
+	if len(got) != 0 {
+		t.Errorf("OpenExisting: stream requests %v, want none", got)
+	}
+	if c, known, err := r.Chats().Lookup(testCtx(t), prov, chan1, chat); err != nil || !known || c.FirstEvent != "e1" {
+		t.Errorf("Lookup = %+v, %t, %v; want e1", c, known, err)
+	}
+	if ls, err := r.Labels().List(testCtx(t), prov, chan1); err != nil || len(ls) != 1 || ls[0].Name != "VIP" {
+		t.Errorf("List = %+v, %v; want VIP", ls, err)
+	}
+	if other, ok, err := r.Aliases().Lookup(testCtx(t), prov, chan1, chat); err != nil || !ok || other != "123456789012345@lid" {
+		t.Errorf("alias Lookup = %q, %t, %v; want the LID", other, ok, err)
 	}
 }

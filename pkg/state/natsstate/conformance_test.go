@@ -63,3 +63,11 @@ func TestLabelListing(t *testing.T) {
 		return open(t, b.JetStream(), freshConfig()).Labels()
 	})
 }
+
+func TestChatLookup(t *testing.T) {
+	e := startServer(t, t.TempDir())
+	b := connect(t, natsbroker.Config{URL: e.ClientURL(), Auth: e.ServiceAuth()})
+	statetest.TestChatLookup(t, func(t *testing.T) statetest.ChatLookup {
+		return open(t, b.JetStream(), freshConfig()).Chats()
+	})
+}

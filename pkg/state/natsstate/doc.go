@@ -49,8 +49,12 @@
 //
 // FirstSeen reports true only to the event whose Create wrote the chat, and
 // to any reprocessing of it. Chats whose first event is known are remembered
-// in memory (Config.ChatCacheSize), since that value never changes; known
-// aliases share that cache, and an id without an alias is read each time.
+// in memory (Config.ChatCacheSize), since that value never changes while
+// the entry lives: each until its entry's creation plus the bucket's max
+// age, so that a process does not answer from a chat the bucket forgot and
+// another process announced again. Known aliases share that cache, and an
+// id without an alias is read each time. Chats.Lookup reads the bucket,
+// never the cache.
 //
 // Learn writes the LID's alias, then the phone's only when the LID's names
 // this phone: a pair conflicting with a known one is ignored (logged at

@@ -56,7 +56,8 @@ type Config struct {
 	// ChatCacheSize is how many chats' first events, and known aliases, a
 	// Store remembers in memory, which spares a read for every repeat
 	// sighting; DefaultChatCacheSize when zero, none when negative. Neither
-	// changes once written, so the cache is never stale.
+	// changes once written, and an entry is kept no longer than the
+	// bucket's max age (ChatsTTL), so the cache is never stale.
 	ChatCacheSize int
 
 	// LabelsMaxBytes (64 MiB) and ChatsMaxBytes (512 MiB, some two million
@@ -224,13 +225,54 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	if err != nil {
 		return nil, fmt.Errorf("natsstate: bucket %s: stream: %w", cfg.LabelsBucket, err)
 	}
+	return newStore(ctx, cfg, labels, chats, times, stream)
+}
+
+// newStore returns a Store on the buckets. The chats cache keeps entries
+// for the bucket's max age as it is, which may not be the configured one:
+// an existing bucket's TTL is the operator's.
+func newStore(ctx context.Context, cfg Config, labels, chats, times jetstream.KeyValue, stream jetstream.Stream) (*Store, error) {
+	st, err := chats.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("natsstate: bucket %s: status: %w", cfg.ChatsBucket, natsbroker.Classify(err))
+	}
 	cache := newFirstCache(cfg.ChatCacheSize)
 	return &Store{
 		labels:  &Labels{kv: labels, stream: stream, subjects: "$KV." + cfg.LabelsBucket + "."},
-		chats:   &Chats{kv: chats, cache: cache},
-		aliases: &Aliases{kv: chats, cache: cache, log: cfg.Logger},
+		chats:   &Chats{kv: chats, cache: cache, ttl: st.TTL()},
+		aliases: &Aliases{kv: chats, cache: cache, ttl: st.TTL(), log: cfg.Logger},
 		times:   &Times{kv: times},
 	}, nil
+}
+
+// ErrNoState reports that a bucket OpenExisting needs does not exist: no
+// process deriving streams has opened the state yet.
+var ErrNoState = errors.New("natsstate: no state yet: no process deriving streams has created its buckets")
+
+// OpenExisting returns a Store on the buckets as they are, for reading:
+// it creates, checks and updates nothing, and fails with ErrNoState when a
+// bucket is missing. Only processes that derive streams Open the state.
+func OpenExisting(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	var kvs [3]jetstream.KeyValue
+	for i, name := range [...]string{cfg.LabelsBucket, cfg.ChatsBucket, cfg.TimesBucket} {
+		kv, err := js.KeyValue(ctx, name)
+		switch {
+		case errors.Is(err, jetstream.ErrBucketNotFound):
+			return nil, fmt.Errorf("%w (bucket %s is missing)", ErrNoState, name)
+		case err != nil:
+			return nil, fmt.Errorf("natsstate: bucket %s: %w", name, natsbroker.Classify(err))
+		}
+		kvs[i] = kv
+	}
+	stream, err := js.Stream(ctx, "KV_"+cfg.LabelsBucket)
+	if err != nil {
+		return nil, fmt.Errorf("natsstate: bucket %s: stream: %w", cfg.LabelsBucket, natsbroker.Classify(err))
+	}
+	return newStore(ctx, cfg, kvs[0], kvs[1], kvs[2], stream)
 }
 
 // ensureBucket creates the bucket when it does not exist. An existing one
