@@ -136,13 +136,13 @@ func TestReadOnlyWithoutToken(t *testing.T) {
 		t.Error("an empty token is authorized when none is configured")
 	}
 	w := httptest.NewRecorder()
-	c.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/console/", nil))
+	c.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "http://localhost/console/", nil))
 	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "No deliveries in this process") {
 		t.Errorf("overview without metrics = %d:\n%s", w.Code, w.Body)
 	}
 	for _, path := range []string{"/console/tail", "/console/deadletters", "/console/chat"} {
 		w := httptest.NewRecorder()
-		c.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+		c.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "http://localhost"+path, nil))
 		if w.Code != http.StatusNotFound {
 			t.Errorf("GET %s without an event log = %d; want 404", path, w.Code)
 		}
@@ -202,7 +202,7 @@ func TestPagesReadUnderADeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := httptest.NewRecorder()
-	c.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/console/labels", nil))
+	c.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "http://localhost/console/labels", nil))
 	if w.Code != http.StatusOK {
 		t.Fatalf("labels = %d:\n%s", w.Code, w.Body)
 	}

@@ -207,9 +207,6 @@ func (c *Console) serveTail(w http.ResponseWriter, r *http.Request) {
 // browser that cannot keep up misses some, and is told.
 const liveBuffer = 256
 
-// liveFor bounds one live tail connection.
-const liveFor = 30 * time.Minute
-
 // serveTailLive sends the events the filters select as they are stored.
 func (c *Console) serveTailLive(w http.ResponseWriter, r *http.Request) {
 	f, err := readFilters(r, "1h")
@@ -219,10 +216,9 @@ func (c *Console) serveTailLive(w http.ResponseWriter, r *http.Request) {
 	}
 	q := f.query()
 	q.Since = time.Time{} // from now
-	// A live tail lasts at most liveFor; the browser opens it again. The
-	// deadline also suits eventlog's NATS subscription, whose flush
-	// needs one.
-	ctx, cancel := context.WithTimeout(r.Context(), liveFor)
+	// The request ends at the view's age (live), which also gives
+	// eventlog's NATS subscription the deadline its flush needs.
+	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	rows := make(chan eventRow, liveBuffer)
 	followed := make(chan error, 1)

@@ -205,7 +205,7 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 					}
 					return nil
 				},
-				Events: events, Redriver: rd, Token: cfg.console.Token, Logger: log.Named("console")})
+				Events: events, Redriver: rd, Token: cfg.console.Token, Hosts: cfg.console.Hosts, Logger: log.Named("console")})
 			if err != nil {
 				ln.Close()
 				return err

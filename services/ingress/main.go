@@ -329,7 +329,7 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 			}
 			if con, err = console.New(console.Config{Service: "ingress", Gatherer: reg, Ready: ready,
 				Labels: func() console.LabelLister { return labels }, Events: events, Redriver: rd, Token: cfg.console.Token,
-				Channels: channels, Logger: log.Named("console")}); err != nil {
+				Hosts: cfg.console.Hosts, Channels: channels, Logger: log.Named("console")}); err != nil {
 				ln.Close()
 				adminLn.Close()
 				return err
