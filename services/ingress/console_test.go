@@ -317,3 +317,55 @@ func TestConsoleOff(t *testing.T) {
 		t.Fatalf("run: %v", err)
 	}
 }
+
+// TestConsoleHosts: the console answers to the names in
+// WAHOOK_CONSOLE_HOSTS, IP addresses and localhost, and refuses any other
+// Host (a DNS-rebound page) with 421 naming the setting; the health and
+// metrics endpoints, reached by probes and scrapers under any name, still
+// answer. A name that is not one stops the start.
+func TestConsoleHosts(t *testing.T) {
+	t.Setenv("WAHOOK_CONSOLE_HOSTS", "wahook-console.internal, Ops.Example.")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, adm, done := startBoth(t, ctx, "-http-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0",
+		"-nats-embedded-addr", "127.0.0.1:-1", "-data-dir", t.TempDir(), "-auth-disabled", "-log-level", "warn")
+	port := adm[strings.LastIndexByte(adm, ':'):]
+	getHost := func(path, host string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, adm+path, nil)
+		req.Host = host
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s for %s: %v", path, host, err)
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+		return res.StatusCode, string(body)
+	}
+	for _, host := range []string{"wahook-console.internal" + port, "OPS.example" + port, "localhost" + port, "[::1]" + port} {
+		if code, body := getHost("/console/", host); code != http.StatusOK || !strings.Contains(body, "Overview") {
+			t.Errorf("GET /console/ for %s = %d; want the overview", host, code)
+		}
+	}
+	for _, path := range []string{"/console/", "/console/overview/live", "/console/tail"} {
+		code, body := getHost(path, "evil.example"+port)
+		if code != http.StatusMisdirectedRequest || !strings.Contains(body, "WAHOOK_CONSOLE_HOSTS") || strings.Contains(body, "<html") {
+			t.Errorf("GET %s for evil.example = %d %q; want 421 naming WAHOOK_CONSOLE_HOSTS", path, code, body)
+		}
+	}
+	for _, path := range []string{"/metrics", "/healthz", "/readyz"} {
+		if code, _ := getHost(path, "wahook-ingress.wahook.svc"+port); code != http.StatusOK {
+			t.Errorf("GET %s for a service name = %d; want 200", path, code)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+
+	t.Setenv("WAHOOK_CONSOLE_HOSTS", "ops.example:9090")
+	err := run(context.Background(), []string{"-admin-addr", "127.0.0.1:0", "-nats-embedded-addr", "127.0.0.1:-1", "-data-dir", t.TempDir()}, nil)
+	if err == nil || !strings.Contains(err.Error(), "WAHOOK_CONSOLE_HOSTS") || !strings.Contains(err.Error(), "port") {
+		t.Errorf("run with a host name with a port = %v; want an error naming WAHOOK_CONSOLE_HOSTS and the port", err)
+	}
+}
