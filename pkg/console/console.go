@@ -288,11 +288,18 @@ func (c *Console) live(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// sse is one server-sent event. ID, when set, is what the browser sends
+// back as Last-Event-ID when it opens the view again.
+type sse struct {
+	Event, ID string
+	Data      []byte
+}
+
 // stream serves server-sent events until the request ends: next blocks
-// until it has an event (or its context ends) and returns its name and
-// data. Ending at the request's deadline (live) is a clean end of the
-// stream: the browser opens it again.
-func (c *Console) stream(w http.ResponseWriter, r *http.Request, next func(ctx context.Context) (event string, data []byte, err error)) {
+// until it has an event (or its context ends) and returns it. Ending at
+// the request's deadline (live) is a clean end of the stream: the browser
+// opens it again.
+func (c *Console) stream(w http.ResponseWriter, r *http.Request, next func(ctx context.Context) (sse, error)) {
 	rctx := r.Context()
 	rc := http.NewResponseController(w)
 	// The server's read timeout would end the stream (and cancel its
@@ -307,7 +314,7 @@ func (c *Console) stream(w http.ResponseWriter, r *http.Request, next func(ctx c
 			return
 		}
 		ctx, cancelBeat := context.WithTimeout(rctx, heartbeat)
-		event, data, err := next(ctx)
+		ev, err := next(ctx)
 		quiet := ctx.Err() != nil
 		cancelBeat()
 		if rctx.Err() != nil {
@@ -324,8 +331,11 @@ func (c *Console) stream(w http.ResponseWriter, r *http.Request, next func(ctx c
 			_ = rc.Flush()
 			return
 		default:
-			_, err = fmt.Fprintf(w, "event: %s\n", event)
-			for line := range strings.SplitSeq(sseNewline.Replace(string(data)), "\n") {
+			_, err = fmt.Fprintf(w, "event: %s\n", ev.Event)
+			if err == nil && ev.ID != "" {
+				_, err = fmt.Fprintf(w, "id: %s\n", strings.NewReplacer("\r", "", "\n", "", "\x00", "").Replace(ev.ID))
+			}
+			for line := range strings.SplitSeq(sseNewline.Replace(string(ev.Data)), "\n") {
 				if err == nil {
 					_, err = fmt.Fprintf(w, "data: %s\n", line)
 				}
@@ -348,20 +358,20 @@ var sseNewline = strings.NewReplacer("\r\n", "\n", "\r", "\n")
 // serveOverviewLive sends the overview's body again at every sample.
 func (c *Console) serveOverviewLive(w http.ResponseWriter, r *http.Request) {
 	first := true
-	c.stream(w, r, func(ctx context.Context) (string, []byte, error) {
+	c.stream(w, r, func(ctx context.Context) (sse, error) {
 		if !first {
 			select {
 			case <-c.sampler.wait():
 			case <-ctx.Done():
-				return "", nil, ctx.Err()
+				return sse{}, ctx.Err()
 			}
 		}
 		first = false
 		var buf bytes.Buffer
 		if err := c.pages["overview"].ExecuteTemplate(&buf, "overview-body", c.overview(ctx)); err != nil {
-			return "", nil, err
+			return sse{}, err
 		}
-		return "overview", buf.Bytes(), nil
+		return sse{Event: "overview", Data: buf.Bytes()}, nil
 	})
 }
 

@@ -159,12 +159,12 @@ func TestStreamKeepsPayloadInItsDataField(t *testing.T) {
 	}
 	calls := 0
 	w := httptest.NewRecorder()
-	c.stream(w, httptest.NewRequest(http.MethodGet, "/console/tail/live", nil), func(context.Context) (string, []byte, error) {
+	c.stream(w, httptest.NewRequest(http.MethodGet, "/console/tail/live", nil), func(context.Context) (sse, error) {
 		calls++
 		if calls == 1 {
-			return "event", []byte("<tr><td>a\revent: failed\r\ndata: owned\rretry: 99999999</td></tr>"), nil
+			return sse{Event: "event", ID: "12\r\nretry: 1", Data: []byte("<tr><td>a\revent: failed\r\ndata: owned\rretry: 99999999</td></tr>")}, nil
 		}
-		return "", nil, errors.New("broker gone\rid: x")
+		return sse{}, errors.New("broker gone\rid: x")
 	})
 	out := w.Body.String()
 	if strings.Contains(out, "\r") {
@@ -176,7 +176,7 @@ func TestStreamKeepsPayloadInItsDataField(t *testing.T) {
 			fields = append(fields, name)
 		}
 	}
-	want := []string{"event", "data", "data", "data", "data", "event", "data"}
+	want := []string{"event", "id", "data", "data", "data", "data", "event", "data"}
 	if diff := cmp.Diff(want, fields); diff != "" {
 		t.Errorf("fields mismatch (-want +got):\n%s\n%q", diff, out)
 	}

@@ -103,3 +103,24 @@ func TestLiveViewsBounded(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestResumeFrom(t *testing.T) {
+	now := time.UnixMilli(1_800_000_000_000)
+	for name, tc := range map[string]struct {
+		give string
+		want time.Time
+	}{
+		"new view":              {"", time.Time{}},
+		"a second ago":          {"1799999999000", now.Add(-time.Second)},
+		"before the window":     {"1700000000000", now.Add(-resumeWindow)},
+		"in the future":         {"1800000001000", time.Time{}},
+		"not a number":          {"12ab", time.Time{}},
+		"negative":              {"-5", now.Add(-resumeWindow)},
+		"overflowing":           {"99999999999999999999999", time.Time{}},
+		"an id with a new line": {"1799999999000\nx", time.Time{}},
+	} {
+		if got := resumeFrom(tc.give, now); !got.Equal(tc.want) {
+			t.Errorf("%s: resumeFrom(%q) = %v; want %v", name, tc.give, got, tc.want)
+		}
+	}
+}

@@ -250,32 +250,45 @@ func testConsole(t *testing.T, broker ...string) {
 		t.Errorf("live overview event %q data %q", event, data)
 	}
 
-	// The live tail: a raw event stored after it opened comes as a row.
-	req, _ = http.NewRequestWithContext(lctx, http.MethodGet, adm+"/console/tail/live?stream=raw&provider=whapi", nil)
-	res, err = http.DefaultClient.Do(req)
-	if err != nil || res.StatusCode != http.StatusOK {
-		t.Fatalf("live tail: %v, %v", res, err)
-	}
-	defer res.Body.Close()
-	rows := make(chan string, 1)
-	go func() {
-		defer close(rows)
-		sc := bufio.NewScanner(res.Body)
-		event := ""
-		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
-				event = v
-			}
-			if v, ok := strings.CutPrefix(sc.Text(), "data: "); ok && event == "event" {
-				rows <- v
-				return
-			}
+	// The live tail: a raw event stored after it opened comes as a row,
+	// with its stored time as its id.
+	type liveRow struct{ id, row string }
+	liveTail := func(lastID string) chan liveRow {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(lctx, http.MethodGet, adm+"/console/tail/live?stream=raw&provider=whapi", nil)
+		if lastID != "" {
+			req.Header.Set("Last-Event-ID", lastID)
 		}
-	}()
+		res, err := http.DefaultClient.Do(req)
+		if err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("live tail: %v, %v", res, err)
+		}
+		rows := make(chan liveRow, 1)
+		go func() {
+			defer close(rows)
+			defer res.Body.Close()
+			sc := bufio.NewScanner(res.Body)
+			event, id := "", ""
+			for sc.Scan() {
+				if v, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
+					event = v
+				}
+				if v, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
+					id = v
+				}
+				if v, ok := strings.CutPrefix(sc.Text(), "data: "); ok && event == "event" {
+					rows <- liveRow{id, v}
+					return
+				}
+			}
+		}()
+		return rows
+	}
+	rows := liveTail("")
 	// Until the tail follows, a post may come before it: post until a row
 	// comes.
-	var row string
-	for i := 0; row == ""; i++ {
+	var row liveRow
+	for i := 0; row.row == ""; i++ {
 		// Each its own event: a repeat would be dropped as a duplicate.
 		status := fmt.Sprintf(`{"statuses":[{"id":"tail-%d","status":"read","recipient_id":"919984351847@s.whatsapp.net","timestamp":"1712995581"}],"event":{"type":"statuses","event":"post"},"channel_id":"MANTIS-M72HC"}`, i)
 		if res, err := http.Post(pub+"/v1/webhooks/whapi", "application/json", strings.NewReader(status)); err != nil || res.StatusCode != http.StatusOK {
@@ -285,7 +298,7 @@ func testConsole(t *testing.T, broker ...string) {
 		}
 		select {
 		case row = <-rows:
-			if row == "" {
+			if row.row == "" {
 				t.Fatal("live tail ended without a row")
 			}
 		case <-time.After(500 * time.Millisecond):
@@ -293,8 +306,23 @@ func testConsole(t *testing.T, broker ...string) {
 			t.Fatal("live tail sent no row")
 		}
 	}
-	if !strings.Contains(row, `data-type="io.wahook.ingress.whapi.statuses.post"`) {
-		t.Errorf("live tail row = %s", row)
+	if !strings.Contains(row.row, `data-type="io.wahook.ingress.whapi.statuses.post"`) {
+		t.Errorf("live tail row = %s", row.row)
+	}
+	// Opened again with the last id the browser got, it resumes at that
+	// event's millisecond: the row comes again (the page drops it).
+	select {
+	case again := <-liveTail(row.id):
+		idOf := func(row string) string {
+			_, v, _ := strings.Cut(row, `data-id="`)
+			v, _, _ = strings.Cut(v, `"`)
+			return v
+		}
+		if row.id == "" || idOf(row.row) == "" || idOf(again.row) != idOf(row.row) {
+			t.Errorf("live tail resumed from %q: first row %s; want %s", row.id, again.row, row.row)
+		}
+	case <-lctx.Done():
+		t.Fatal("live tail resumed with no row")
 	}
 
 	cancel()

@@ -37,12 +37,20 @@ function tail(tbody) {
     src.addEventListener("event", (e) => add(tbody, e));
   }, () => {
     document.body.dataset.live = "off";
-    if (state) state.textContent = "Every live view is taken: trying again shortly.";
+    if (state) state.textContent = "Refused (every live view taken, or the service restarting): trying again shortly.";
   });
 }
 
+// add puts a live event's row at the top, unless it is there already: a
+// view opened again resumes from the millisecond of the last row it got.
 function add(tbody, e) {
-  tbody.insertAdjacentHTML("afterbegin", e.data);
+  const t = document.createElement("template");
+  t.innerHTML = e.data;
+  const row = t.content.firstElementChild;
+  if (!row) return;
+  const same = 'tr[data-id="' + CSS.escape(row.dataset.id || "") + '"][data-stream="' + CSS.escape(row.dataset.stream || "") + '"]';
+  if (tbody.querySelector(same)) return;
+  tbody.prepend(row);
   while (tbody.rows.length > 500) tbody.deleteRow(-1);
   const empty = document.getElementById("tail-empty");
   if (empty) empty.remove();
