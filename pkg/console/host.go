@@ -46,6 +46,10 @@ func canonicalName(n string) (string, error) {
 	if name == "" {
 		return "", fmt.Errorf("empty host name %q", n)
 	}
+	if _, err := netip.ParseAddr(strings.Trim(name, "[]")); err == nil {
+		// Always answered to; listing one does no harm.
+		return name, nil
+	}
 	if len(name) > 253 {
 		return "", fmt.Errorf("host name of %d bytes: at most 253", len(name))
 	}

@@ -12,7 +12,7 @@ import (
 )
 
 func TestHostCheck(t *testing.T) {
-	h, err := newHostCheck([]string{"Console.Example.", "wahook-ingress.wahook.svc"})
+	h, err := newHostCheck([]string{"Console.Example.", "wahook-ingress.wahook.svc", "10.0.0.1", "::1", "[fd00::1]"})
 	if err != nil {
 		t.Fatal(err)
 	}
