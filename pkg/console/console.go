@@ -8,7 +8,9 @@
 // Pages are rendered on the server (html/template) with a little
 // JavaScript, both embedded in the binary. Every page only reads, with
 // bounded queries; no page sets a cookie, and the console sends headers that
-// keep it out of frames and other origins' scripts.
+// keep it out of frames and other origins' scripts. It answers only to its
+// own host names (Config.Hosts), so that a page whose DNS name was rebound
+// to its address reads nothing; live views are bounded in number and age.
 package console
 
 import (
