@@ -8,7 +8,9 @@
 // Pages are rendered on the server (html/template) with a little
 // JavaScript, both embedded in the binary. Every page only reads, with
 // bounded queries; no page sets a cookie, and the console sends headers that
-// keep it out of frames and other origins' scripts.
+// keep it out of frames and other origins' scripts. It answers only to its
+// own host names (Config.Hosts), so that a page whose DNS name was rebound
+// to its address reads nothing; live views are bounded in number and age.
 package console
 
 import (
@@ -87,8 +89,17 @@ type Config struct {
 	// Window is how long samples are kept for sparklines; 10m when zero.
 	Window time.Duration
 	// MaxStreams bounds the live (server-sent events) connections at once;
-	// 16 when zero.
+	// 16 when zero. More get 503 with Retry-After.
 	MaxStreams int
+	// MaxStreamAge ends a live connection after this long, cleanly: the
+	// browser opens it again, and a forgotten page cannot keep its slot
+	// for good; 10m when zero.
+	MaxStreamAge time.Duration
+	// Hosts are the DNS names the console answers to besides IP literals,
+	// localhost and *.localhost (HostsSetting): any other Host header
+	// gets 421, so that a page whose name was rebound to the console's
+	// address reads nothing.
+	Hosts []string
 	// Logger logs the console's errors; none when nil.
 	Logger *zap.Logger
 }
@@ -102,6 +113,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxStreams <= 0 {
 		c.MaxStreams = 16
+	}
+	if c.MaxStreamAge <= 0 {
+		c.MaxStreamAge = 10 * time.Minute
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -117,7 +131,8 @@ type Console struct {
 	mux     *http.ServeMux
 	pages   map[string]*template.Template
 	sampler *sampler
-	streams chan struct{} // a slot per live connection
+	streams *liveSlots
+	hosts   hostCheck
 	// stopped is closed when Run returns: live views end then, so that
 	// the admin server's shutdown does not wait for them.
 	stopped chan struct{}
@@ -129,12 +144,15 @@ type Console struct {
 // New returns the console for cfg; it is mounted at Prefix.
 func New(cfg Config) (*Console, error) {
 	cfg.setDefaults()
+	hosts, err := newHostCheck(cfg.Hosts)
+	if err != nil {
+		return nil, err
+	}
 	c := &Console{cfg: cfg, mux: http.NewServeMux(), sampler: newSampler(cfg.Gatherer, cfg.Channels, cfg.SampleEvery, cfg.Window),
-		streams: make(chan struct{}, cfg.MaxStreams), stopped: make(chan struct{})}
+		streams: newLiveSlots(cfg.MaxStreams), hosts: hosts, stopped: make(chan struct{})}
 	if cfg.Token != "" {
 		c.tokenSum = sha256.Sum256([]byte(cfg.Token))
 	}
-	var err error
 	if c.pages, err = parsePages(); err != nil {
 		return nil, err
 	}
@@ -144,11 +162,11 @@ func New(cfg Config) (*Console, error) {
 	}
 	c.mux.Handle("GET "+Prefix+"static/", http.StripPrefix(Prefix+"static/", http.FileServerFS(static)))
 	c.mux.HandleFunc("GET "+Prefix+"{$}", c.serveOverview)
-	c.mux.HandleFunc("GET "+Prefix+"overview/live", c.serveOverviewLive)
+	c.mux.HandleFunc("GET "+Prefix+"overview/live", c.live(c.serveOverviewLive))
 	c.mux.HandleFunc("GET "+Prefix+"labels", c.serveLabels)
 	if cfg.Events != nil {
 		c.mux.HandleFunc("GET "+Prefix+"tail", c.serveTail)
-		c.mux.HandleFunc("GET "+Prefix+"tail/live", c.serveTailLive)
+		c.mux.HandleFunc("GET "+Prefix+"tail/live", c.live(c.serveTailLive))
 		c.mux.HandleFunc("GET "+Prefix+"event", c.serveEvent)
 		c.mux.HandleFunc("GET "+Prefix+"chat", c.serveChat)
 	}
@@ -176,7 +194,8 @@ func (c *Console) Run(ctx context.Context) error {
 }
 
 // ServeHTTP serves the console's pages with headers that keep it in its
-// own origin: no framing, no inline scripts, no referrer sent on.
+// own origin: no framing, no inline scripts, no referrer sent on. Only
+// requests for a host it answers to are served (Config.Hosts).
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
@@ -184,6 +203,10 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cache-Control", "no-store")
+	if !c.hosts.allowed(r.Host) {
+		refuseHost(w, r.Host)
+		return
+	}
 	if !strings.HasSuffix(r.URL.Path, "/live") {
 		// The server's write timeout does not end a handler: a page's
 		// broker reads would go on for a client that stopped reading.
@@ -247,25 +270,45 @@ const liveWrite = 30 * time.Second
 // heartbeat keeps a quiet live stream's connection open through proxies.
 const heartbeat = 15 * time.Second
 
-// stream serves server-sent events: next blocks until it has an event (or
-// the request ends) and returns its name and data.
-func (c *Console) stream(w http.ResponseWriter, r *http.Request, next func(ctx context.Context) (event string, data []byte, err error)) {
-	select {
-	case c.streams <- struct{}{}:
-		defer func() { <-c.streams }()
-	default:
-		http.Error(w, "too many live views open", http.StatusServiceUnavailable)
-		return
-	}
-	rctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	go func() {
-		select {
-		case <-c.stopped:
-			cancel()
-		case <-rctx.Done():
+// live serves a live view with h: it takes one of MaxStreams slots, or
+// answers 503 with the seconds until the oldest view ends as Retry-After,
+// and ends the view's request after MaxStreamAge, or when Run returns.
+func (c *Console) live(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		end := time.Now().Add(c.cfg.MaxStreamAge)
+		release, wait, ok := c.streams.take(end)
+		if !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+			http.Error(w, "console: every live view is taken; the oldest ends within the Retry-After seconds", http.StatusServiceUnavailable)
+			return
 		}
-	}()
+		defer release()
+		ctx, cancel := context.WithDeadline(r.Context(), end)
+		defer cancel()
+		go func() {
+			select {
+			case <-c.stopped:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		h(w, r.WithContext(ctx))
+	}
+}
+
+// sse is one server-sent event. ID, when set, is what the browser sends
+// back as Last-Event-ID when it opens the view again.
+type sse struct {
+	Event, ID string
+	Data      []byte
+}
+
+// stream serves server-sent events until the request ends: next blocks
+// until it has an event (or its context ends) and returns it. Ending at
+// the request's deadline (live) is a clean end of the stream: the browser
+// opens it again.
+func (c *Console) stream(w http.ResponseWriter, r *http.Request, next func(ctx context.Context) (sse, error)) {
+	rctx := r.Context()
 	rc := http.NewResponseController(w)
 	// The server's read timeout would end the stream (and cancel its
 	// context) while the client only listens; the heartbeat's writes
@@ -279,7 +322,7 @@ func (c *Console) stream(w http.ResponseWriter, r *http.Request, next func(ctx c
 			return
 		}
 		ctx, cancelBeat := context.WithTimeout(rctx, heartbeat)
-		event, data, err := next(ctx)
+		ev, err := next(ctx)
 		quiet := ctx.Err() != nil
 		cancelBeat()
 		if rctx.Err() != nil {
@@ -296,8 +339,11 @@ func (c *Console) stream(w http.ResponseWriter, r *http.Request, next func(ctx c
 			_ = rc.Flush()
 			return
 		default:
-			_, err = fmt.Fprintf(w, "event: %s\n", event)
-			for line := range strings.SplitSeq(sseNewline.Replace(string(data)), "\n") {
+			_, err = fmt.Fprintf(w, "event: %s\n", ev.Event)
+			if err == nil && ev.ID != "" {
+				_, err = fmt.Fprintf(w, "id: %s\n", strings.NewReplacer("\r", "", "\n", "", "\x00", "").Replace(ev.ID))
+			}
+			for line := range strings.SplitSeq(sseNewline.Replace(string(ev.Data)), "\n") {
 				if err == nil {
 					_, err = fmt.Fprintf(w, "data: %s\n", line)
 				}
@@ -320,20 +366,20 @@ var sseNewline = strings.NewReplacer("\r\n", "\n", "\r", "\n")
 // serveOverviewLive sends the overview's body again at every sample.
 func (c *Console) serveOverviewLive(w http.ResponseWriter, r *http.Request) {
 	first := true
-	c.stream(w, r, func(ctx context.Context) (string, []byte, error) {
+	c.stream(w, r, func(ctx context.Context) (sse, error) {
 		if !first {
 			select {
 			case <-c.sampler.wait():
 			case <-ctx.Done():
-				return "", nil, ctx.Err()
+				return sse{}, ctx.Err()
 			}
 		}
 		first = false
 		var buf bytes.Buffer
 		if err := c.pages["overview"].ExecuteTemplate(&buf, "overview-body", c.overview(ctx)); err != nil {
-			return "", nil, err
+			return sse{}, err
 		}
-		return "overview", buf.Bytes(), nil
+		return sse{Event: "overview", Data: buf.Bytes()}, nil
 	})
 }
 
@@ -388,11 +434,27 @@ func parsePages() (map[string]*template.Template, error) {
 type Flags struct {
 	Enabled bool
 	Token   string
+	Hosts   []string // checked as they are parsed
 }
 
-// RegisterFlags declares -console and -console-token on fs (with ff, also
-// WAHOOK_CONSOLE and WAHOOK_CONSOLE_TOKEN).
+// RegisterFlags declares -console, -console-token and -console-hosts on fs
+// (with ff, also WAHOOK_CONSOLE, WAHOOK_CONSOLE_TOKEN and
+// WAHOOK_CONSOLE_HOSTS).
 func (f *Flags) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&f.Enabled, "console", true, "serve the web console on the admin listener under /console/ (it shows event contents to whoever reaches that listener: keep it private)")
 	fs.StringVar(&f.Token, "console-token", "", "token the console asks for before an action that changes something (redrive); empty: read-only. Prefer the WAHOOK_CONSOLE_TOKEN variable to the flag")
+	fs.Func("console-hosts", "comma-separated host names the console answers to besides IP addresses, localhost and *.localhost (the name in the browser's address bar, without port); other names get 421, against DNS rebinding", func(s string) error {
+		f.Hosts = nil
+		for n := range strings.SplitSeq(s, ",") {
+			if n = strings.TrimSpace(n); n == "" {
+				continue
+			}
+			name, err := canonicalName(n)
+			if err != nil {
+				return err
+			}
+			f.Hosts = append(f.Hosts, name)
+		}
+		return nil
+	})
 }

@@ -137,13 +137,13 @@ func TestReadOnlyWithoutToken(t *testing.T) {
 		t.Error("an empty token is authorized when none is configured")
 	}
 	w := httptest.NewRecorder()
-	c.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/console/", nil))
+	c.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "http://localhost/console/", nil))
 	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "No deliveries in this process") {
 		t.Errorf("overview without metrics = %d:\n%s", w.Code, w.Body)
 	}
 	for _, path := range []string{"/console/tail", "/console/deadletters", "/console/chat"} {
 		w := httptest.NewRecorder()
-		c.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+		c.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "http://localhost"+path, nil))
 		if w.Code != http.StatusNotFound {
 			t.Errorf("GET %s without an event log = %d; want 404", path, w.Code)
 		}
@@ -160,12 +160,12 @@ func TestStreamKeepsPayloadInItsDataField(t *testing.T) {
 	}
 	calls := 0
 	w := httptest.NewRecorder()
-	c.stream(w, httptest.NewRequest(http.MethodGet, "/console/tail/live", nil), func(context.Context) (string, []byte, error) {
+	c.stream(w, httptest.NewRequest(http.MethodGet, "/console/tail/live", nil), func(context.Context) (sse, error) {
 		calls++
 		if calls == 1 {
-			return "event", []byte("<tr><td>a\revent: failed\r\ndata: owned\rretry: 99999999</td></tr>"), nil
+			return sse{Event: "event", ID: "12\r\nretry: 1", Data: []byte("<tr><td>a\revent: failed\r\ndata: owned\rretry: 99999999</td></tr>")}, nil
 		}
-		return "", nil, errors.New("broker gone\rid: x")
+		return sse{}, errors.New("broker gone\rid: x")
 	})
 	out := w.Body.String()
 	if strings.Contains(out, "\r") {
@@ -177,7 +177,7 @@ func TestStreamKeepsPayloadInItsDataField(t *testing.T) {
 			fields = append(fields, name)
 		}
 	}
-	want := []string{"event", "data", "data", "data", "data", "event", "data"}
+	want := []string{"event", "id", "data", "data", "data", "data", "event", "data"}
 	if diff := cmp.Diff(want, fields); diff != "" {
 		t.Errorf("fields mismatch (-want +got):\n%s\n%q", diff, out)
 	}
@@ -203,7 +203,7 @@ func TestPagesReadUnderADeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := httptest.NewRecorder()
-	c.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/console/labels", nil))
+	c.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "http://localhost/console/labels", nil))
 	if w.Code != http.StatusOK {
 		t.Fatalf("labels = %d:\n%s", w.Code, w.Body)
 	}

@@ -207,10 +207,28 @@ func (c *Console) serveTail(w http.ResponseWriter, r *http.Request) {
 // browser that cannot keep up misses some, and is told.
 const liveBuffer = 256
 
-// liveFor bounds one live tail connection.
-const liveFor = 30 * time.Minute
+// resumeWindow bounds how far back a live tail opened again goes: the gap
+// of a reconnection, not a replay.
+const resumeWindow = time.Minute
 
-// serveTailLive sends the events the filters select as they are stored.
+// resumeFrom is where a live tail starts: at lastID, the stored time (Unix
+// milliseconds) of the last event the browser got before it opened the
+// view again, but no earlier than resumeWindow; from now (zero) for a new
+// view or an id that is not one. The browser drops the events of that
+// millisecond it has already.
+func resumeFrom(lastID string, now time.Time) time.Time {
+	ms, err := strconv.ParseInt(lastID, 10, 64)
+	if err != nil || ms > now.UnixMilli() {
+		return time.Time{}
+	}
+	if from := now.Add(-resumeWindow); time.UnixMilli(ms).Before(from) {
+		return from
+	}
+	return time.UnixMilli(ms)
+}
+
+// serveTailLive sends the events the filters select as they are stored,
+// each with its stored time as its id so that a view opened again resumes.
 func (c *Console) serveTailLive(w http.ResponseWriter, r *http.Request) {
 	f, err := readFilters(r, "1h")
 	if err != nil {
@@ -218,11 +236,10 @@ func (c *Console) serveTailLive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := f.query()
-	q.Since = time.Time{} // from now
-	// A live tail lasts at most liveFor; the browser opens it again. The
-	// deadline also suits eventlog's NATS subscription, whose flush
-	// needs one.
-	ctx, cancel := context.WithTimeout(r.Context(), liveFor)
+	q.Since = resumeFrom(r.Header.Get("Last-Event-ID"), time.Now())
+	// The request ends at the view's age (live), which also gives
+	// eventlog's NATS subscription the deadline its flush needs.
+	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	rows := make(chan eventRow, liveBuffer)
 	followed := make(chan error, 1)
@@ -238,7 +255,7 @@ func (c *Console) serveTailLive(w http.ResponseWriter, r *http.Request) {
 		})
 		close(rows)
 	}()
-	c.stream(w, r, func(sctx context.Context) (string, []byte, error) {
+	c.stream(w, r, func(sctx context.Context) (sse, error) {
 		select {
 		case row, ok := <-rows:
 			if !ok {
@@ -246,15 +263,15 @@ func (c *Console) serveTailLive(w http.ResponseWriter, r *http.Request) {
 				if err == nil || errors.Is(err, context.DeadlineExceeded) {
 					err = errors.New("live tail ended")
 				}
-				return "", nil, err
+				return sse{}, err
 			}
 			var buf bytes.Buffer
 			if err := c.pages["tail"].ExecuteTemplate(&buf, "tail-row", row); err != nil {
-				return "", nil, err
+				return sse{}, err
 			}
-			return "event", buf.Bytes(), nil
+			return sse{Event: "event", ID: strconv.FormatInt(row.Stored.UnixMilli(), 10), Data: buf.Bytes()}, nil
 		case <-sctx.Done():
-			return "", nil, sctx.Err()
+			return sse{}, sctx.Err()
 		}
 	})
 	cancel()

@@ -206,7 +206,7 @@ func run(ctx context.Context, args []string, ready chan<- string) error {
 				Labels:  func() console.LabelLister { return loaded(&labels) },
 				Chats:   func() console.ChatLookup { return loaded(&chats) },
 				Aliases: func() console.AliasLookup { return loaded(&aliases) },
-				Events:  events, Redriver: rd, Token: cfg.console.Token, Logger: log.Named("console")})
+				Events:  events, Redriver: rd, Token: cfg.console.Token, Hosts: cfg.console.Hosts, Logger: log.Named("console")})
 			if err != nil {
 				ln.Close()
 				return err

@@ -237,3 +237,49 @@ func get(t *testing.T, url string) (int, string) {
 	b, _ := io.ReadAll(res.Body)
 	return res.StatusCode, string(b)
 }
+
+// TestConsoleHosts: the deriver's console answers to its configured name
+// (-console-hosts) and refuses another Host with 421; a name with a port
+// stops the start.
+func TestConsoleHosts(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-admin-addr", "127.0.0.1:0", "-nats-embedded-addr", "127.0.0.1:-1",
+			"-data-dir", t.TempDir(), "-log-level", "warn", "-console-hosts", "deriver-console.internal"}, ready)
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("run: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("deriver did not start")
+	}
+	port := addr[strings.LastIndexByte(addr, ':'):]
+	for host, want := range map[string]int{"deriver-console.internal" + port: http.StatusOK, "127.0.0.1" + port: http.StatusOK,
+		"evil.example" + port: http.StatusMisdirectedRequest} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/console/", nil)
+		req.Host = host
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != want {
+			t.Errorf("GET /console/ for %s = %d %s; want %d", host, res.StatusCode, body, want)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run after cancel: %v", err)
+	}
+
+	err := run(context.Background(), []string{"-admin-addr", "127.0.0.1:0", "-console-hosts", "deriver-console.internal:9090"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "console-hosts") {
+		t.Errorf("run with a host name with a port = %v; want a -console-hosts error", err)
+	}
+}

@@ -255,32 +255,45 @@ func testConsole(t *testing.T, broker ...string) {
 		t.Errorf("live overview event %q data %q", event, data)
 	}
 
-	// The live tail: a raw event stored after it opened comes as a row.
-	req, _ = http.NewRequestWithContext(lctx, http.MethodGet, adm+"/console/tail/live?stream=raw&provider=whapi", nil)
-	res, err = http.DefaultClient.Do(req)
-	if err != nil || res.StatusCode != http.StatusOK {
-		t.Fatalf("live tail: %v, %v", res, err)
-	}
-	defer res.Body.Close()
-	rows := make(chan string, 1)
-	go func() {
-		defer close(rows)
-		sc := bufio.NewScanner(res.Body)
-		event := ""
-		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
-				event = v
-			}
-			if v, ok := strings.CutPrefix(sc.Text(), "data: "); ok && event == "event" {
-				rows <- v
-				return
-			}
+	// The live tail: a raw event stored after it opened comes as a row,
+	// with its stored time as its id.
+	type liveRow struct{ id, row string }
+	liveTail := func(lastID string) chan liveRow {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(lctx, http.MethodGet, adm+"/console/tail/live?stream=raw&provider=whapi", nil)
+		if lastID != "" {
+			req.Header.Set("Last-Event-ID", lastID)
 		}
-	}()
+		res, err := http.DefaultClient.Do(req)
+		if err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("live tail: %v, %v", res, err)
+		}
+		rows := make(chan liveRow, 1)
+		go func() {
+			defer close(rows)
+			defer res.Body.Close()
+			sc := bufio.NewScanner(res.Body)
+			event, id := "", ""
+			for sc.Scan() {
+				if v, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
+					event = v
+				}
+				if v, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
+					id = v
+				}
+				if v, ok := strings.CutPrefix(sc.Text(), "data: "); ok && event == "event" {
+					rows <- liveRow{id, v}
+					return
+				}
+			}
+		}()
+		return rows
+	}
+	rows := liveTail("")
 	// Until the tail follows, a post may come before it: post until a row
 	// comes.
-	var row string
-	for i := 0; row == ""; i++ {
+	var row liveRow
+	for i := 0; row.row == ""; i++ {
 		// Each its own event: a repeat would be dropped as a duplicate.
 		status := fmt.Sprintf(`{"statuses":[{"id":"tail-%d","status":"read","recipient_id":"919984351847@s.whatsapp.net","timestamp":"1712995581"}],"event":{"type":"statuses","event":"post"},"channel_id":"MANTIS-M72HC"}`, i)
 		if res, err := http.Post(pub+"/v1/webhooks/whapi", "application/json", strings.NewReader(status)); err != nil || res.StatusCode != http.StatusOK {
@@ -290,7 +303,7 @@ func testConsole(t *testing.T, broker ...string) {
 		}
 		select {
 		case row = <-rows:
-			if row == "" {
+			if row.row == "" {
 				t.Fatal("live tail ended without a row")
 			}
 		case <-time.After(500 * time.Millisecond):
@@ -298,8 +311,23 @@ func testConsole(t *testing.T, broker ...string) {
 			t.Fatal("live tail sent no row")
 		}
 	}
-	if !strings.Contains(row, `data-type="io.wahook.ingress.whapi.statuses.post"`) {
-		t.Errorf("live tail row = %s", row)
+	if !strings.Contains(row.row, `data-type="io.wahook.ingress.whapi.statuses.post"`) {
+		t.Errorf("live tail row = %s", row.row)
+	}
+	// Opened again with the last id the browser got, it resumes at that
+	// event's millisecond: the row comes again (the page drops it).
+	select {
+	case again := <-liveTail(row.id):
+		idOf := func(row string) string {
+			_, v, _ := strings.Cut(row, `data-id="`)
+			v, _, _ = strings.Cut(v, `"`)
+			return v
+		}
+		if row.id == "" || idOf(row.row) == "" || idOf(again.row) != idOf(row.row) {
+			t.Errorf("live tail resumed from %q: first row %s; want %s", row.id, again.row, row.row)
+		}
+	case <-lctx.Done():
+		t.Fatal("live tail resumed with no row")
 	}
 
 	cancel()
@@ -320,5 +348,57 @@ func TestConsoleOff(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("run: %v", err)
+	}
+}
+
+// TestConsoleHosts: the console answers to the names in
+// WAHOOK_CONSOLE_HOSTS, IP addresses and localhost, and refuses any other
+// Host (a DNS-rebound page) with 421 naming the setting; the health and
+// metrics endpoints, reached by probes and scrapers under any name, still
+// answer. A name that is not one stops the start.
+func TestConsoleHosts(t *testing.T) {
+	t.Setenv("WAHOOK_CONSOLE_HOSTS", "wahook-console.internal, Ops.Example.")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, adm, done := startBoth(t, ctx, "-http-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0",
+		"-nats-embedded-addr", "127.0.0.1:-1", "-data-dir", t.TempDir(), "-auth-disabled", "-log-level", "warn")
+	port := adm[strings.LastIndexByte(adm, ':'):]
+	getHost := func(path, host string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, adm+path, nil)
+		req.Host = host
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s for %s: %v", path, host, err)
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+		return res.StatusCode, string(body)
+	}
+	for _, host := range []string{"wahook-console.internal" + port, "OPS.example" + port, "localhost" + port, "[::1]" + port} {
+		if code, body := getHost("/console/", host); code != http.StatusOK || !strings.Contains(body, "Overview") {
+			t.Errorf("GET /console/ for %s = %d; want the overview", host, code)
+		}
+	}
+	for _, path := range []string{"/console/", "/console/overview/live", "/console/tail"} {
+		code, body := getHost(path, "evil.example"+port)
+		if code != http.StatusMisdirectedRequest || !strings.Contains(body, "WAHOOK_CONSOLE_HOSTS") || strings.Contains(body, "<html") {
+			t.Errorf("GET %s for evil.example = %d %q; want 421 naming WAHOOK_CONSOLE_HOSTS", path, code, body)
+		}
+	}
+	for _, path := range []string{"/metrics", "/healthz", "/readyz"} {
+		if code, _ := getHost(path, "wahook-ingress.wahook.svc"+port); code != http.StatusOK {
+			t.Errorf("GET %s for a service name = %d; want 200", path, code)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+
+	t.Setenv("WAHOOK_CONSOLE_HOSTS", "ops.example:9090")
+	err := run(context.Background(), []string{"-admin-addr", "127.0.0.1:0", "-nats-embedded-addr", "127.0.0.1:-1", "-data-dir", t.TempDir()}, nil)
+	if err == nil || !strings.Contains(err.Error(), "WAHOOK_CONSOLE_HOSTS") || !strings.Contains(err.Error(), "port") {
+		t.Errorf("run with a host name with a port = %v; want an error naming WAHOOK_CONSOLE_HOSTS and the port", err)
 	}
 }

@@ -330,7 +330,7 @@ func run(ctx context.Context, args []string, bound chan<- listening) error {
 			regs := consoleRegistries(deps, readState)
 			if con, err = console.New(console.Config{Service: "ingress", Gatherer: reg, Ready: ready,
 				Labels: regs.labels, Chats: regs.chats, Aliases: regs.aliases, Events: events, Redriver: rd, Token: cfg.console.Token,
-				Channels: channels, Logger: log.Named("console")}); err != nil {
+				Hosts: cfg.console.Hosts, Channels: channels, Logger: log.Named("console")}); err != nil {
 				ln.Close()
 				adminLn.Close()
 				return err
