@@ -224,12 +224,16 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	if err != nil {
 		return nil, fmt.Errorf("natsstate: bucket %s: stream: %w", cfg.LabelsBucket, err)
 	}
+	timesStream, err := js.Stream(ctx, "KV_"+cfg.TimesBucket)
+	if err != nil {
+		return nil, fmt.Errorf("natsstate: bucket %s: stream: %w", cfg.TimesBucket, err)
+	}
 	cache := newFirstCache(cfg.ChatCacheSize)
 	return &Store{
 		labels:  &Labels{kv: labels, stream: stream, subjects: "$KV." + cfg.LabelsBucket + "."},
 		chats:   &Chats{kv: chats, cache: cache},
 		aliases: &Aliases{kv: chats, cache: cache, log: cfg.Logger},
-		times:   &Times{kv: times},
+		times:   newTimes(times, js, timesStream.CachedInfo()),
 	}, nil
 }
 
