@@ -396,10 +396,16 @@ func (b *Broker) publish(ctx context.Context, msgs []broker.Message) error {
 			return publishErr(m, err)
 		}
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, b.cfg.PublishTimeout)
-		defer cancel()
+	// Without a deadline in ctx the call ends after PublishTimeout: a
+	// timer rather than a derived context, which would cost a context, its
+	// timer and a registration with ctx for every call.
+	deadline, ok := ctx.Deadline()
+	var expired <-chan time.Time
+	if !ok {
+		deadline = time.Now().Add(b.cfg.PublishTimeout)
+		t := time.NewTimer(b.cfg.PublishTimeout)
+		defer t.Stop()
+		expired = t.C
 	}
 	// Keep up to w messages in flight: message i+w is sent once message
 	// i is acknowledged, so the round trips overlap without one call taking
@@ -415,7 +421,7 @@ func (b *Broker) publish(ctx context.Context, msgs []broker.Message) error {
 	sent := 0
 	for i := range msgs {
 		for ; sent < len(msgs) && sent < i+w; sent++ {
-			f, err := b.send(ctx, &msgs[sent])
+			f, err := b.send(ctx, deadline, &msgs[sent])
 			if err != nil {
 				return err
 			}
@@ -428,6 +434,8 @@ func (b *Broker) publish(ctx context.Context, msgs []broker.Message) error {
 			return publishErr(&msgs[i], classifyPublish(err))
 		case <-ctx.Done():
 			return publishErr(&msgs[i], classifyPublish(ctx.Err()))
+		case <-expired:
+			return publishErr(&msgs[i], classifyPublish(context.DeadlineExceeded))
 		case <-b.connClosed:
 			// nats.go settles no pending acks when the connection closes.
 			return publishErr(&msgs[i], classifyPublish(nats.ErrConnectionClosed))
@@ -441,12 +449,15 @@ func needsID(m *broker.Message) bool {
 	return m.ID != "" && nats.Header(m.Header).Get(jetstream.MsgIDHeader) != m.ID
 }
 
+// stallOnly are the options of a message sent without Nats-Msg-Id while
+// the deadline is over a stallSlice away, the common case: built once, as
+// every option is a closure and the slice passed on escapes.
+var stallOnly = []jetstream.PublishOpt{jetstream.WithStallWait(stallSlice)}
+
 // send publishes one checked message asynchronously, waiting for room in
-// the window while ctx allows.
-func (b *Broker) send(ctx context.Context, m *broker.Message) (jetstream.PubAckFuture, error) {
+// the window while ctx allows, until deadline.
+func (b *Broker) send(ctx context.Context, deadline time.Time, m *broker.Message) (jetstream.PubAckFuture, error) {
 	nm := &nats.Msg{Subject: m.Subject, Header: nats.Header(m.Header), Data: m.Data}
-	var opts [2]jetstream.PublishOpt
-	n := 0
 	needID := needsID(m)
 	// NATS has no message key: it travels as KeyHeader, which package
 	// envelope always writes; a message without it gets it here, so that
@@ -467,20 +478,22 @@ func (b *Broker) send(ctx context.Context, m *broker.Message) (jetstream.PubAckF
 		}
 		nm.Header = h
 	}
-	if needID {
-		opts[n] = jetstream.WithMsgID(m.ID)
-		n++
-	}
 	for {
-		wait := stallSlice
-		if dl, ok := ctx.Deadline(); ok {
-			wait = min(wait, time.Until(dl))
-		}
+		wait := min(stallSlice, time.Until(deadline))
 		if wait <= 0 {
 			return nil, publishErr(m, classifyPublish(context.DeadlineExceeded))
 		}
-		opts[n] = jetstream.WithStallWait(wait)
-		f, err := b.js.PublishMsgAsync(nm, opts[:n+1]...)
+		var f jetstream.PubAckFuture
+		var err error
+		if !needID && wait == stallSlice {
+			f, err = b.js.PublishMsgAsync(nm, stallOnly...)
+		} else {
+			opts := make([]jetstream.PublishOpt, 0, 2)
+			if needID {
+				opts = append(opts, jetstream.WithMsgID(m.ID))
+			}
+			f, err = b.js.PublishMsgAsync(nm, append(opts, jetstream.WithStallWait(wait))...)
+		}
 		if err == nil {
 			return f, nil
 		}

@@ -225,23 +225,27 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	if err != nil {
 		return nil, fmt.Errorf("natsstate: bucket %s: stream: %w", cfg.LabelsBucket, err)
 	}
-	return newStore(ctx, cfg, labels, chats, times, stream)
+	return newStore(ctx, js, cfg, labels, chats, times, stream)
 }
 
 // newStore returns a Store on the buckets. The chats cache keeps entries
 // for the bucket's max age as it is, which may not be the configured one:
 // an existing bucket's TTL is the operator's.
-func newStore(ctx context.Context, cfg Config, labels, chats, times jetstream.KeyValue, stream jetstream.Stream) (*Store, error) {
+func newStore(ctx context.Context, js jetstream.JetStream, cfg Config, labels, chats, times jetstream.KeyValue, stream jetstream.Stream) (*Store, error) {
 	st, err := chats.Status(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("natsstate: bucket %s: status: %w", cfg.ChatsBucket, natsbroker.Classify(err))
+	}
+	timesStream, err := js.Stream(ctx, "KV_"+cfg.TimesBucket)
+	if err != nil {
+		return nil, fmt.Errorf("natsstate: bucket %s: stream: %w", cfg.TimesBucket, natsbroker.Classify(err))
 	}
 	cache := newFirstCache(cfg.ChatCacheSize)
 	return &Store{
 		labels:  &Labels{kv: labels, stream: stream, subjects: "$KV." + cfg.LabelsBucket + "."},
 		chats:   &Chats{kv: chats, cache: cache, ttl: st.TTL()},
 		aliases: &Aliases{kv: chats, cache: cache, ttl: st.TTL(), log: cfg.Logger},
-		times:   &Times{kv: times},
+		times:   newTimes(times, js, timesStream.CachedInfo()),
 	}, nil
 }
 
@@ -272,7 +276,7 @@ func OpenExisting(ctx context.Context, js jetstream.JetStream, cfg Config) (*Sto
 	if err != nil {
 		return nil, fmt.Errorf("natsstate: bucket %s: stream: %w", cfg.LabelsBucket, natsbroker.Classify(err))
 	}
-	return newStore(ctx, cfg, kvs[0], kvs[1], kvs[2], stream)
+	return newStore(ctx, js, cfg, kvs[0], kvs[1], kvs[2], stream)
 }
 
 // ensureBucket creates the bucket when it does not exist. An existing one

@@ -1,11 +1,14 @@
 package natsstate_test
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/wahook/wahook/pkg/broker"
 	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/state/natsstate"
 )
@@ -101,5 +104,54 @@ func TestTimesBucket(t *testing.T) {
 	}
 	if st, err := def.Status(testCtx(t)); err != nil || st.TTL() != natsstate.DefaultTimesTTL {
 		t.Errorf("default times bucket: %v, %v; want TTL %v", st, err, natsstate.DefaultTimesTTL)
+	}
+}
+
+// TestTimesEntry reads what FirstTime wrote with the bucket's own client: the
+// first time as text, as a KV create writes it.
+func TestTimesEntry(t *testing.T) {
+	b, s := newStore(t)
+	firstTime(t, s.Times(), "raw1", t0, t0)
+	kv, err := b.JetStream().KeyValue(testCtx(t), natsstate.DefaultTimesBucket)
+	if err != nil {
+		t.Fatalf("KeyValue: %v", err)
+	}
+	e, err := kv.Get(testCtx(t), "raw1")
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	if want, _ := t0.MarshalText(); !bytes.Equal(e.Value(), want) || e.Revision() != 1 {
+		t.Errorf("entry %q at revision %d, want %q at 1", e.Value(), e.Revision(), want)
+	}
+}
+
+// TestTimesAfterDelete records a time anew for an id whose entry an
+// operator deleted: the create over a delete marker.
+func TestTimesAfterDelete(t *testing.T) {
+	b, s := newStore(t)
+	r := s.Times()
+	firstTime(t, r, "raw1", t0, t0)
+	kv, err := b.JetStream().KeyValue(testCtx(t), natsstate.DefaultTimesBucket)
+	if err != nil {
+		t.Fatalf("KeyValue: %v", err)
+	}
+	if err := kv.Delete(testCtx(t), "raw1"); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	later := t0.Add(time.Hour)
+	firstTime(t, r, "raw1", later, later)
+	firstTime(t, r, "raw1", t0, later)
+}
+
+// TestTimesBucketGone: without the bucket's stream nothing answers the
+// create, which is worth retrying (the stream may be restarting).
+func TestTimesBucketGone(t *testing.T) {
+	b, s := newStore(t)
+	if err := b.JetStream().DeleteStream(testCtx(t), "KV_"+natsstate.DefaultTimesBucket); err != nil {
+		t.Fatalf("DeleteStream: %v", err)
+	}
+	_, err := s.Times().FirstTime(testCtx(t), "raw1", t0)
+	if !errors.Is(err, broker.ErrUnavailable) {
+		t.Errorf("FirstTime without the bucket: %v, want broker.ErrUnavailable", err)
 	}
 }
