@@ -24,23 +24,29 @@ import (
 	"github.com/wahook/wahook/pkg/state/natsstate"
 )
 
-func TestRunServesHealthAndStops(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+// start runs the deriver on an embedded server with args added until ctx
+// ends, and returns its admin address and run's result.
+func start(t *testing.T, ctx context.Context, args ...string) (addr string, done <-chan error) {
+	t.Helper()
 	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"-admin-addr", "127.0.0.1:0", "-nats-embedded-addr", "127.0.0.1:-1",
-			"-data-dir", t.TempDir(), "-log-level", "warn"}, ready)
-	}()
-	var addr string
+	errc := make(chan error, 1)
+	args = append([]string{"-admin-addr", "127.0.0.1:0", "-nats-embedded-addr", "127.0.0.1:-1",
+		"-data-dir", t.TempDir(), "-log-level", "warn"}, args...)
+	go func() { errc <- run(ctx, args, ready) }()
 	select {
 	case addr = <-ready:
-	case err := <-done:
+	case err := <-errc:
 		t.Fatalf("run: %v", err)
 	case <-time.After(30 * time.Second):
 		t.Fatal("deriver did not start")
 	}
+	return addr, errc
+}
+
+func TestRunServesHealthAndStops(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr, done := start(t, ctx)
 	// Ready once the state is open and the consumers run.
 	deadline := time.Now().Add(30 * time.Second)
 	for run(ctx, []string{"-healthcheck", "-admin-addr", addr}, nil) != nil {
@@ -103,19 +109,7 @@ func TestCPUProfile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "deriver.cpu.pprof")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"-cpuprofile", path, "-admin-addr", "127.0.0.1:0", "-nats-embedded-addr", "127.0.0.1:-1",
-			"-data-dir", t.TempDir(), "-log-level", "warn"}, ready)
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("run: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("deriver did not start")
-	}
+	_, done := start(t, ctx, "-cpuprofile", path)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("run: %v", err)
@@ -244,20 +238,7 @@ func get(t *testing.T, url string) (int, string) {
 func TestConsoleHosts(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"-admin-addr", "127.0.0.1:0", "-nats-embedded-addr", "127.0.0.1:-1",
-			"-data-dir", t.TempDir(), "-log-level", "warn", "-console-hosts", "deriver-console.internal"}, ready)
-	}()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("run: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("deriver did not start")
-	}
+	addr, done := start(t, ctx, "-console-hosts", "deriver-console.internal")
 	port := addr[strings.LastIndexByte(addr, ':'):]
 	for host, want := range map[string]int{"deriver-console.internal" + port: http.StatusOK, "127.0.0.1" + port: http.StatusOK,
 		"evil.example" + port: http.StatusMisdirectedRequest} {
