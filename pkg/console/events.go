@@ -211,7 +211,7 @@ func (c *Console) serveTail(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := f.query()
-	q.Limit, q.After = a.N, a.After
+	q.Limit, q.After = probeLimit(a.N), a.After
 	if err := q.Check(); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -221,6 +221,7 @@ func (c *Console) serveTail(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		p.Error = err.Error()
 	}
+	page = withoutProbe(page, a.N)
 	for i := len(page.Records) - 1; i >= 0; i-- {
 		p.Rows = append(p.Rows, rowOf(page.Records[i]))
 	}
@@ -236,6 +237,18 @@ const liveBuffer = 256
 // resumeWindow bounds how far back a live tail opened again goes: the gap
 // of a reconnection, not a replay.
 const resumeWindow = time.Minute
+
+// withoutProbe takes the probe (probeLimit) off a newest-first page of n.
+func withoutProbe(page eventlog.Page, n int) eventlog.Page {
+	if len(page.Records) == 0 {
+		return page
+	}
+	next, dropped := dropProbe(len(page.Records), n, page.Records[0].Position, page.Next)
+	if dropped {
+		page.Records, page.Next = page.Records[1:], next
+	}
+	return page
+}
 
 // resumeFrom is where a live tail starts: at lastID, the stored time (Unix
 // milliseconds) of the last event the browser got before it opened the
@@ -538,14 +551,15 @@ func (c *Console) serveChat(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	q := eventlog.Query{Streams: []eventlog.Stream{eventlog.Derived}, Chats: chats, Provider: f.Provider, Channel: f.Channel,
-		Since: f.Since, Limit: a.N, MaxScan: eventlog.MaxMaxScan, Newest: true, After: a.After}
+		Since: f.Since, Limit: probeLimit(a.N), MaxScan: eventlog.MaxMaxScan, Newest: true, After: a.After}
 	if err := q.Check(); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	query := func(chats []string) (eventlog.Page, error) {
 		q.Chats = chats
-		return c.cfg.Events.Query(ctx, q)
+		page, err := c.cfg.Events.Query(ctx, q)
+		return withoutProbe(page, a.N), err
 	}
 	fail := func(what string, err error) {
 		c.cfg.Logger.Warn("console: chat page", zap.String("read", what), zap.Error(err))

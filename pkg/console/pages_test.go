@@ -153,6 +153,24 @@ func TestListPagesGoOn(t *testing.T) {
 	c, pub, b := pagesFixture(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	// Another channel's events, older and newer, left out by the filters
+	// on every page: the last page has no link to a page of none.
+	other := func() {
+		t.Helper()
+		if code, _ := eventlogtest.Deliver(t, pub, b, 10, "/v1/webhooks/whapi", strings.Replace(eventlogtest.TwoPatches, "MANTIS-M72HC", "OTHER", 1)); code != http.StatusOK {
+			t.Fatalf("Deliver other = %d", code)
+		}
+		d := envelope.DeadLetter{Reason: "other", Provider: "waha", ReceivedAt: time.Now().UTC()}
+		d.SetBody([]byte("not json"))
+		m, err := envelope.DeadLetterMessage(d, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.Publish(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other()
 	var raw []string
 	for i := range 7 {
 		body := fmt.Sprintf(`{"messages":[{"id":"m-%d","type":"text","chat_id":"5511999990000@s.whatsapp.net","timestamp":%d,"text":{"body":"hi"}}],`+
@@ -164,10 +182,7 @@ func TestListPagesGoOn(t *testing.T) {
 		raw = append(raw, ids[0])
 		time.Sleep(2 * time.Millisecond) // one stored millisecond each: one order
 	}
-	// Another channel's event, left out by the filters on every page.
-	if code, _ := eventlogtest.Deliver(t, pub, b, 10, "/v1/webhooks/whapi", strings.Replace(eventlogtest.TwoPatches, "MANTIS-M72HC", "OTHER", 1)); code != http.StatusOK {
-		t.Fatalf("Deliver other = %d", code)
-	}
+	other()
 	var letters []string
 	for i := range 5 {
 		d := envelope.DeadLetter{Reason: fmt.Sprintf("bad %d", i), Provider: "zapi", Channel: "PAGES", ReceivedAt: time.Now().UTC()}
@@ -182,9 +197,18 @@ func TestListPagesGoOn(t *testing.T) {
 		letters = append(letters, m.ID)
 		time.Sleep(2 * time.Millisecond)
 	}
-	src := eventlogtest.Sample(t, b)[0]
-	rawA, err := envelope.DecodeRaw(src, b)
+	sample := eventlogtest.Sample(t, b)
+	rawA, err := envelope.DecodeRaw(sample[0], b)
 	if err != nil {
+		t.Fatal(err)
+	}
+	// Another chat's derived event, older than those of the chat.
+	otherChat, err := envelope.Derived(derive.Event{ID: "other-chat", Stream: derive.LabelChanged, Type: "io.wahook.label.added",
+		Subject: eventlogtest.ChatB, Data: derive.ChatRef{ChatID: eventlogtest.ChatB}}, rawA, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(ctx, otherChat); err != nil {
 		t.Fatal(err)
 	}
 	var derived []string
@@ -210,12 +234,14 @@ func TestListPagesGoOn(t *testing.T) {
 	checkPages(t, "tail", followPages(t, c, "/console/tail?stream=raw&provider=whapi&channel=PAGES&n=3"), raw, 3)
 	checkPages(t, "tail of 7 by 7", followPages(t, c, "/console/tail?stream=raw&provider=whapi&channel=PAGES&n=7"), raw, 7)
 	checkPages(t, "dead letters", followPages(t, c, "/console/deadletters?provider=zapi&n=2"), letters, 2)
+	checkPages(t, "dead letters of 5 by 5", followPages(t, c, "/console/deadletters?provider=zapi&n=5"), letters, 5)
 	// The timeline is in time order on each page, its pages newest first.
 	var want []string
 	for i := len(derived); i > 0; i -= 2 {
 		want = append(want, derived[max(i-2, 0):i]...)
 	}
 	checkPages(t, "chat", followPages(t, c, "/console/chat?chat=5511999990000&n=2"), want, 2)
+	checkPages(t, "chat of 5 by 5", followPages(t, c, "/console/chat?chat=5511999990000&n=5"), derived, 5)
 }
 
 // TestListPagesRefuseBadPositions: a position too long, forged or beyond

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/wahook/wahook/pkg/eventlog"
 )
@@ -126,4 +127,36 @@ func (a pageArgs) nextURL(path, filters string, next eventlog.Position, max int)
 		u += "n=" + strconv.Itoa(a.N) + "&"
 	}
 	return template.URL(u + "after=" + encodePosition(next))
+}
+
+// probeLimit is the limit a page of n queries: one more, the probe that
+// tells whether older matches are left, when eventlog's bounds allow it.
+func probeLimit(n int) int { return min(n+1, eventlog.MaxLimit) }
+
+// dropProbe takes the probe, the oldest of a page's records (at oldest, a
+// Record.Position), off a page that found more than n, and moves next
+// back to it, so that the next page starts with it: a page with no probe
+// is the last one unless its read stopped at its cap, and never links to
+// a page of nothing but messages its filters leave out. It tells whether
+// it took the probe off.
+func dropProbe(found, n int, oldest string, next eventlog.Position) (eventlog.Position, bool) {
+	if found <= n {
+		return next, false
+	}
+	i := strings.LastIndexByte(oldest, '/')
+	if i < 0 {
+		return next, false // shown with the page rather than lost
+	}
+	seq, err := strconv.ParseInt(oldest[i+1:], 10, 64)
+	if err != nil {
+		return next, false
+	}
+	// Each source's value is the last sequence passed: the next page
+	// reads those before it, the probe among them.
+	next = maps.Clone(next)
+	if next == nil {
+		next = eventlog.Position{}
+	}
+	next[oldest[:i]] = seq + 1
+	return next, true
 }
