@@ -182,7 +182,7 @@ type tailPage struct {
 	Rows    []eventRow
 	Scanned int
 	// Older tells a page after the first: it has no live events. Next
-	// is the query string of the page of older events, empty on the last.
+	// links to the page of older events, empty on the last.
 	Older     bool
 	Next      template.URL
 	Truncated bool
@@ -540,6 +540,9 @@ func (c *Console) serveChat(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		for _, o := range also {
+			if len(o) > maxFilter {
+				o = ""
+			}
 			if o = chatid.ID(o); o == "" || len(o) > maxFilter {
 				http.Error(w, fmt.Sprintf("%s: another form of the chat empty or too long", errFilter), http.StatusBadRequest)
 				return
