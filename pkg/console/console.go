@@ -11,6 +11,8 @@
 // keep it out of frames and other origins' scripts. It answers only to its
 // own host names (Config.Hosts), so that a page whose DNS name was rebound
 // to its address reads nothing; live views are bounded in number and age.
+// A list goes past its count a page at a time, each page bounded as the
+// first, through a link whose position is checked before it is read.
 package console
 
 import (

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
 	"maps"
 	"net/http"
 	"slices"
@@ -31,9 +32,14 @@ type deadLettersPage struct {
 	Filters filters
 	Ranges  []string
 	Letters []deadLetterRow
-	More    bool
-	Error   string
-	Redrive bool
+	// Older tells a page after the first; Next links to the page of
+	// older dead letters, empty on the last.
+	Older     bool
+	Next      template.URL
+	Truncated bool
+	Scanned   int
+	Error     string
+	Redrive   bool
 }
 
 type deadLetterRow struct {
@@ -53,15 +59,30 @@ func (c *Console) serveDeadLetters(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	f.Streams = []string{string(eventlog.DeadLetter)}
-	p := deadLettersPage{Filters: f, Ranges: rangeNames(), Redrive: c.cfg.Token != ""}
+	a, err := readPageArgs(r, deadLetterLimit)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	f.Streams = nil
 	q := f.query()
-	q.Limit = deadLetterLimit
+	q.Streams, q.Limit, q.After = []eventlog.Stream{eventlog.DeadLetter}, probeLimit(a.N), a.After
+	if err := q.Check(); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	p := deadLettersPage{Filters: f, Ranges: rangeNames(), Redrive: c.cfg.Token != "", Older: a.After != nil}
 	letters, page, err := c.cfg.Redriver.Letters(r.Context(), q)
 	if err != nil {
 		p.Error = err.Error()
 	}
-	p.More = page.Truncated || len(letters) == q.Limit
+	if len(letters) > 0 {
+		if next, dropped := dropProbe(len(letters), a.N, letters[0].Record.Position, page.Next); dropped {
+			letters, page.Next = letters[1:], next
+		}
+	}
+	p.Truncated, p.Scanned = page.Truncated, page.Scanned
+	p.Next = a.nextURL("/console/deadletters", f.URL(), page.Next, deadLetterLimit)
 	for i := len(letters) - 1; i >= 0; i-- {
 		l := letters[i]
 		row := deadLetterRow{DeadLetter: l.DeadLetter, ID: l.ID, Redriven: l.Redriven}

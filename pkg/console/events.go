@@ -9,6 +9,7 @@ import (
 	"html/template"
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -79,6 +80,15 @@ func (f filters) URL() string {
 		add("stream", s)
 	}
 	return strings.Join(v, "&")
+}
+
+// Link is the link to the page at path with the filters: the URL's parts
+// are escaped already.
+func (f filters) Link(path string) template.URL {
+	if u := f.URL(); u != "" {
+		return template.URL(path + "?" + u)
+	}
+	return template.URL(path)
 }
 
 var errFilter = errors.New("bad filter")
@@ -171,8 +181,12 @@ type tailPage struct {
 	Ranges  []string
 	Rows    []eventRow
 	Scanned int
-	More    bool
-	Error   string
+	// Older tells a page after the first: it has no live events. Next
+	// links to the page of older events, empty on the last.
+	Older     bool
+	Next      template.URL
+	Truncated bool
+	Error     string
 }
 
 func rangeNames() []string {
@@ -191,15 +205,28 @@ func (c *Console) serveTail(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	p := tailPage{Filters: f, Ranges: rangeNames()}
-	page, err := c.cfg.Events.Query(r.Context(), f.query())
+	a, err := readPageArgs(r, pageLimit)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	q := f.query()
+	q.Limit, q.After = probeLimit(a.N), a.After
+	if err := q.Check(); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	p := tailPage{Filters: f, Ranges: rangeNames(), Older: a.After != nil}
+	page, err := c.cfg.Events.Query(r.Context(), q)
 	if err != nil {
 		p.Error = err.Error()
 	}
+	page = withoutProbe(page, a.N)
 	for i := len(page.Records) - 1; i >= 0; i-- {
 		p.Rows = append(p.Rows, rowOf(page.Records[i]))
 	}
-	p.Scanned, p.More = page.Scanned, page.Truncated || len(page.Records) == pageLimit
+	p.Scanned, p.Truncated = page.Scanned, page.Truncated
+	p.Next = a.nextURL("/console/tail", f.URL(), page.Next, pageLimit)
 	c.render(w, r, "tail", "Live tail", p)
 }
 
@@ -210,6 +237,18 @@ const liveBuffer = 256
 // resumeWindow bounds how far back a live tail opened again goes: the gap
 // of a reconnection, not a replay.
 const resumeWindow = time.Minute
+
+// withoutProbe takes the probe (probeLimit) off a newest-first page of n.
+func withoutProbe(page eventlog.Page, n int) eventlog.Page {
+	if len(page.Records) == 0 {
+		return page
+	}
+	next, dropped := dropProbe(len(page.Records), n, page.Records[0].Position, page.Next)
+	if dropped {
+		page.Records, page.Next = page.Records[1:], next
+	}
+	return page
+}
 
 // resumeFrom is where a live tail starts: at lastID, the stored time (Unix
 // milliseconds) of the last event the browser got before it opened the
@@ -440,8 +479,14 @@ type chatPage struct {
 	// Aliases are the chat's other form, in the channels where it has one.
 	Aliases []string
 	Scanned int
-	More    bool
-	Error   string
+	// Older tells a page after the first (older events, its labels
+	// from those only); Next links to the page of older events, empty
+	// on the last.
+	Older     bool
+	Newest    template.URL
+	Next      template.URL
+	Truncated bool
+	Error     string
 }
 
 type timelineItem struct {
@@ -471,16 +516,53 @@ func (c *Console) serveChat(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	p := chatPage{Input: input, Provider: f.Provider, Channel: f.Channel, Range: f.Range, Ranges: rangeNames()}
+	a, err := readPageArgs(r, eventlog.MaxLimit)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	p := chatPage{Input: input, Provider: f.Provider, Channel: f.Channel, Range: f.Range, Ranges: rangeNames(), Older: a.After != nil}
 	if input == "" {
 		c.render(w, r, "chat", "Chat timeline", p)
 		return
 	}
 	ctx := r.Context()
 	p.Chat = chatid.ID(input)
+	// A page after the first reads the other forms its link names
+	// (those the first page found) from the start: its own events may
+	// name the chat by one only. They are chat ids like the one typed,
+	// so they select what a query for them would.
+	chats := []string{p.Chat}
+	if a.After != nil {
+		also := r.Form["also"]
+		if len(also) > maxChatChannels {
+			http.Error(w, fmt.Sprintf("%s: more than %d other forms of the chat", errFilter, maxChatChannels), http.StatusBadRequest)
+			return
+		}
+		for _, o := range also {
+			if len(o) > maxFilter {
+				o = ""
+			}
+			if o = chatid.ID(o); o == "" || len(o) > maxFilter {
+				http.Error(w, fmt.Sprintf("%s: another form of the chat empty or too long", errFilter), http.StatusBadRequest)
+				return
+			}
+			if !slices.Contains(chats, o) {
+				chats = append(chats, o)
+				p.Aliases = append(p.Aliases, o)
+			}
+		}
+	}
+	q := eventlog.Query{Streams: []eventlog.Stream{eventlog.Derived}, Chats: chats, Provider: f.Provider, Channel: f.Channel,
+		Since: f.Since, Limit: probeLimit(a.N), MaxScan: eventlog.MaxMaxScan, Newest: true, After: a.After}
+	if err := q.Check(); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	query := func(chats []string) (eventlog.Page, error) {
-		return c.cfg.Events.Query(ctx, eventlog.Query{Streams: []eventlog.Stream{eventlog.Derived}, Chats: chats,
-			Provider: f.Provider, Channel: f.Channel, Since: f.Since, Limit: eventlog.MaxLimit, MaxScan: eventlog.MaxMaxScan, Newest: true})
+		q.Chats = chats
+		page, err := c.cfg.Events.Query(ctx, q)
+		return withoutProbe(page, a.N), err
 	}
 	fail := func(what string, err error) {
 		c.cfg.Logger.Warn("console: chat page", zap.String("read", what), zap.Error(err))
@@ -488,7 +570,7 @@ func (c *Console) serveChat(w http.ResponseWriter, r *http.Request) {
 			p.Error = err.Error()
 		}
 	}
-	page, err := query([]string{p.Chat})
+	page, err := query(chats)
 	if err != nil {
 		fail("events", err)
 	}
@@ -500,14 +582,14 @@ func (c *Console) serveChat(w http.ResponseWriter, r *http.Request) {
 	if err := otherForms(ctx, c.aliases(), p.Chat, channels, forms); err != nil {
 		fail("aliases", err)
 	}
-	chats := []string{p.Chat}
+	read := len(chats)
 	for _, pc := range channels {
 		if o := forms[pc]; o != "" && !slices.Contains(chats, o) {
 			chats = append(chats, o)
 			p.Aliases = append(p.Aliases, o)
 		}
 	}
-	if len(chats) > 1 && err == nil {
+	if len(chats) > read && err == nil {
 		if both, err := query(chats); err != nil {
 			fail("events", err)
 		} else {
@@ -528,7 +610,21 @@ func (c *Console) serveChat(w http.ResponseWriter, r *http.Request) {
 			p.First = &first
 		}
 	}
-	p.Scanned, p.More = page.Scanned, page.Truncated || len(page.Records) == eventlog.MaxLimit
+	p.Scanned, p.Truncated = page.Scanned, page.Truncated
+	// The page's links: the chat as typed, its filters, and on the next
+	// page the other forms found.
+	link := url.Values{"chat": {input}, "range": {f.Range}}
+	if f.Provider != "" {
+		link.Set("provider", f.Provider)
+	}
+	if f.Channel != "" {
+		link.Set("channel", f.Channel)
+	}
+	p.Newest = template.URL("/console/chat?" + link.Encode())
+	if len(p.Aliases) > 0 {
+		link["also"] = p.Aliases[:min(len(p.Aliases), maxChatChannels)]
+	}
+	p.Next = a.nextURL("/console/chat", link.Encode(), page.Next, eventlog.MaxLimit)
 	p.Items, p.Labels, p.FirstSeen = timeline(ctx, page.Records, c.cfg.Labels())
 	c.render(w, r, "chat", "Chat timeline", p)
 }

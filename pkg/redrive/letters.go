@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/wahook/wahook/pkg/broker"
@@ -39,9 +41,14 @@ const partsBefore = time.Minute
 // there, and looks up the parts stored before then by their ids. Page
 // says how much the forward read read and whether MaxScan stopped one of
 // the reads.
+//
+// With Newest, q.After continues from the Page.Next of the page before
+// (its Next is where the backward read stopped): the next older Limit
+// dead letters, each page bounded as the first. Without Newest, After is
+// where the forward read starts and Next is not set.
 func (r *Redriver) Letters(ctx context.Context, q eventlog.Query) ([]Letter, eventlog.Page, error) {
 	sel := eventlog.Query{Streams: []eventlog.Stream{eventlog.DeadLetter}, Provider: q.Provider, Since: q.Since, Until: q.Until,
-		MaxScan: q.MaxScan, IDs: q.IDs, Channel: q.Channel, Limit: q.Limit}
+		MaxScan: q.MaxScan, IDs: q.IDs, Channel: q.Channel, Limit: q.Limit, After: q.After}
 	if err := sel.Check(); err != nil {
 		return nil, eventlog.Page{}, err
 	}
@@ -56,12 +63,16 @@ func (r *Redriver) Letters(ctx context.Context, q eventlog.Query) ([]Letter, eve
 		sel.MaxScan = eventlog.DefaultMaxScan
 	}
 	var newestTruncated bool
+	var next eventlog.Position
 	if q.Newest {
 		from, page, err := r.newestFrom(ctx, sel, limit)
 		if err != nil || from.IsZero() {
 			return nil, page, err
 		}
-		sel.Since, newestTruncated = from, page.Truncated
+		sel.Since, newestTruncated, next = from, page.Truncated, page.Next
+		// The forward read goes on past the page's end for the notes,
+		// which follow what they are about.
+		sel.After = nil
 	}
 	// The ids and the channel select records, not their parts and notes.
 	sel.IDs, sel.Channel = nil, ""
@@ -81,6 +92,9 @@ func (r *Redriver) Letters(ctx context.Context, q eventlog.Query) ([]Letter, eve
 		id, d, err := envelope.DecodeDeadLetter(m, b)
 		if err != nil || len(q.IDs) > 0 && !slices.Contains(q.IDs, id) || q.Channel != "" && d.Channel != q.Channel {
 			return nil
+		}
+		if q.Newest && pastPosition(rec.Position, q.After) {
+			return nil // on a newer page
 		}
 		if !q.Newest && len(out) >= limit {
 			return nil // read on for the notes
@@ -111,7 +125,26 @@ func (r *Redriver) Letters(ctx context.Context, q eventlog.Query) ([]Letter, eve
 		}
 	}
 	page.Truncated = page.Truncated || newestTruncated
+	if q.Newest {
+		page.Next = next
+	}
 	return out, page, nil
+}
+
+// pastPosition tells whether a record at position (a Record.Position:
+// its source, a slash, its sequence) is at or past where a newest-first
+// page ended in its source: on that page or a newer one.
+func pastPosition(position string, after eventlog.Position) bool {
+	i := strings.LastIndexByte(position, '/')
+	if i < 0 {
+		return false
+	}
+	end, ok := after[position[:i]]
+	if !ok {
+		return false
+	}
+	seq, err := strconv.ParseInt(position[i+1:], 10, 64)
+	return err == nil && seq >= end
 }
 
 // newestFrom reads sel's range backward for its newest limit dead-letter

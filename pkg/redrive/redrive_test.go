@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/wahook/wahook/pkg/broker"
 	"github.com/wahook/wahook/pkg/broker/kafkabroker"
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
@@ -404,5 +406,54 @@ func TestRunHoldsOneBody(t *testing.T) {
 	t.Logf("held %d KiB more while passing results than after", (int64(most)-int64(after))>>10)
 	if most > after+n*size/3 {
 		t.Errorf("Run held %d MiB more while passing results than after, want about one body of %d KiB", (most-after)>>20, size>>10)
+	}
+}
+
+// TestLettersPages: newest first, page after page through Page.Next, each
+// dead letter once with its body in parts put together, and no Next after
+// the oldest.
+func TestLettersPages(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pub, l := natsPipeline(t)
+	b := l.Binding()
+	for i := range 5 {
+		d := envelope.DeadLetter{Reason: fmt.Sprintf("bad %d", i), Provider: "waha", Channel: "S1", ReceivedAt: time.Now().UTC()}
+		d.SetBody([]byte(strings.Repeat(`{"text":"<ok>"}`, 500)))
+		msgs, err := envelope.DeadLetterMessages(d, b, 4096)
+		if err != nil || len(msgs) < 2 {
+			t.Fatalf("DeadLetterMessages: %d messages, %v; want parts", len(msgs), err)
+		}
+		if err := envelope.PublishDeadLetter(ctx, pub.Publish, msgs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := redrive.New(redrive.Config{Log: l, Publisher: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got [][]string
+	q := eventlog.Query{Newest: true, Limit: 2}
+	for range 5 {
+		letters, page, err := r.Letters(ctx, q)
+		if err != nil {
+			t.Fatalf("Letters(after %v): %v", q.After, err)
+		}
+		var reasons []string
+		for _, l := range letters {
+			if l.BodyErr != nil {
+				t.Errorf("%s: body not put together: %v", l.DeadLetter.Reason, l.BodyErr)
+			}
+			reasons = append(reasons, l.DeadLetter.Reason)
+		}
+		got = append(got, reasons)
+		if page.Next == nil {
+			break
+		}
+		q.After = page.Next
+	}
+	want := [][]string{{"bad 3", "bad 4"}, {"bad 1", "bad 2"}, {"bad 0"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Letters pages mismatch (-want +got):\n%s", diff)
 	}
 }

@@ -5,9 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -72,10 +75,13 @@ func testConsole(t *testing.T, broker ...string) {
 	ctx1, cancel1 := context.WithCancel(context.Background())
 	defer cancel1()
 	pub1, _, done1 := startBoth(t, ctx1, append(args, "-max-items", "1")...)
-	if res, err := http.Post(pub1+"/v1/webhooks/whapi", "application/json", strings.NewReader(twoItems)); err != nil || res.StatusCode != http.StatusBadRequest {
-		t.Fatalf("POST two items to an ingress taking one = %v, %v; want 400", res, err)
-	} else {
-		res.Body.Close()
+	// An older one first, for the dead letters' second page.
+	for _, body := range []string{strings.ReplaceAll(strings.ReplaceAll(twoItems, "DL-CHANNEL", "DL-OLDER"), `"dl-`, `"old-`), twoItems} {
+		if res, err := http.Post(pub1+"/v1/webhooks/whapi", "application/json", strings.NewReader(body)); err != nil || res.StatusCode != http.StatusBadRequest {
+			t.Fatalf("POST two items to an ingress taking one = %v, %v; want 400", res, err)
+		} else {
+			res.Body.Close()
+		}
 	}
 	cancel1()
 	if err := <-done1; err != nil {
@@ -197,6 +203,42 @@ func testConsole(t *testing.T, broker ...string) {
 	}
 	if code, _ := get(t, adm+"/console/deadletters/redrive?id=x"); code != http.StatusMethodNotAllowed {
 		t.Errorf("GET redrive = %d; want 405", code)
+	}
+
+	// Each list page by pages of one or two: the pages together list what
+	// one page lists, newest first, each once, the last with no link;
+	// a forged or oversized position is refused.
+	for _, list := range []string{"/console/tail?stream=raw&provider=whapi&channel=MANTIS-M72HC", "/console/deadletters?range=1h",
+		"/console/chat?chat=120363398750933550-group"} {
+		whole := listPages(t, adm, list)
+		if len(whole) != 1 || len(whole[0]) < 2 {
+			t.Fatalf("%s: %v; want one page of 2 or more", list, whole)
+		}
+		n := 2
+		if strings.Contains(list, "chat?") || strings.Contains(list, "deadletters") {
+			n = 1
+		}
+		pages := listPages(t, adm, fmt.Sprintf("%s&n=%d", list, n))
+		var all []string
+		for _, p := range pages {
+			if len(p) > n {
+				t.Errorf("%s: a page of %d; want at most %d", list, len(p), n)
+			}
+			all = append(all, p...)
+		}
+		if strings.Contains(list, "chat?") {
+			// Each timeline page is in time order, the pages newest
+			// first: one a page, that is the whole page reversed.
+			slices.Reverse(all)
+		}
+		if !slices.Equal(all, whole[0]) || len(pages) != (len(all)+n-1)/n {
+			t.Errorf("%s by %d: pages %v; want %v in %d pages", list, n, pages, whole[0], (len(all)+n-1)/n)
+		}
+		for name, after := range map[string]string{"oversized": strings.Repeat("A", 5000), "forged": "AAAA"} {
+			if code, body := get(t, adm+list+"&after="+after); code != http.StatusBadRequest || !strings.Contains(body, "bad position") {
+				t.Errorf("%s with an %s position = %d %q; want 400, bad position", list, name, code, body)
+			}
+		}
 	}
 
 	if code, _ := get(t, adm+"/console/tail?stream=nope"); code != http.StatusBadRequest {
@@ -401,4 +443,35 @@ func TestConsoleHosts(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "WAHOOK_CONSOLE_HOSTS") || !strings.Contains(err.Error(), "port") {
 		t.Errorf("run with a host name with a port = %v; want an error naming WAHOOK_CONSOLE_HOSTS and the port", err)
 	}
+}
+
+var (
+	listItem = regexp.MustCompile(`data-id="([^"]+)"`)
+	moreLink = regexp.MustCompile(`<a id="more" rel="next" href="([^"]+)">`)
+)
+
+// listPages gets a list page of the console at adm, then each page its
+// "More" link names, and returns the ids each lists.
+func listPages(t *testing.T, adm, url string) [][]string {
+	t.Helper()
+	var pages [][]string
+	for url != "" {
+		if len(pages) > 20 {
+			t.Fatalf("more than 20 pages, at %s", url)
+		}
+		code, body := get(t, adm+url)
+		if code != http.StatusOK {
+			t.Fatalf("GET %s = %d %s", url, code, body)
+		}
+		var ids []string
+		for _, m := range listItem.FindAllStringSubmatch(body, -1) {
+			ids = append(ids, m[1])
+		}
+		pages = append(pages, ids)
+		url = ""
+		if m := moreLink.FindStringSubmatch(body); m != nil {
+			url = html.UnescapeString(m[1])
+		}
+	}
+	return pages
 }

@@ -316,6 +316,31 @@ func TestConsoleInBrowser(t *testing.T) {
 		shot(t, ctx, "event")
 	})
 
+	t.Run("the tail's older page", func(t *testing.T) {
+		// One event a page: More shows the one before, not live.
+		firstID := `document.querySelector("#tail tbody tr")?.dataset.id ?? ""`
+		if err := chromedp.Do(step(t, ctx), chromedp.Navigate(s.adm+"/console/tail?provider=whapi&stream=raw&n=1"), chromedp.WaitVisible("#more")); err != nil {
+			t.Fatal(err)
+		}
+		first, err := chromedp.Run(step(t, ctx), chromedp.Evaluate[string](firstID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := chromedp.Do(step(t, ctx), chromedp.Click("#more"), chromedp.WaitVisible("#tail-older")); err != nil {
+			t.Fatal(err)
+		}
+		older, err := chromedp.Run(step(t, ctx), chromedp.Evaluate[string](firstID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first == "" || older == "" || older == first {
+			t.Errorf("older page lists %q after %q; want another event", older, first)
+		}
+		if err := chromedp.Do(step(t, ctx), until(`document.querySelector("[data-tail]") === null`)); err != nil {
+			t.Errorf("older page follows live events: %v", err)
+		}
+	})
+
 	t.Run("a dead letter redriven once", func(t *testing.T) {
 		if err := chromedp.Do(step(t, ctx), chromedp.Navigate(s.adm+"/console/deadletters"),
 			chromedp.WaitVisible(`article.deadletter button[data-redrive]`),
