@@ -1,6 +1,7 @@
 package ingress
 
 import (
+	"maps"
 	"sync"
 	"sync/atomic"
 
@@ -31,38 +32,55 @@ const maxKindLabels = 64
 // kindOther is the label of the kinds past the cap.
 const kindOther = "other"
 
-// kindLabels remembers which kinds have a series of their own.
+// kindLabels keeps the items_total series of each provider's kinds, so
+// that counting an item is one map read: no key to build, no label values
+// to check and hash.
 type kindLabels struct {
-	known sync.Map // provider + "\x00" + kind → struct{}
-	mu    sync.Mutex
-	count map[string]int // by provider
+	// series is replaced, never changed: readers take no lock.
+	series atomic.Pointer[map[providerKind]prometheus.Counter]
+	mu     sync.Mutex
+	count  map[string]int // kinds with a series, by provider
 }
 
-// label is kind, or kindOther once provider has maxKindLabels others.
-func (k *kindLabels) label(provider, kind string) string {
-	key := provider + "\x00" + kind
-	if _, ok := k.known.Load(key); ok {
-		return kind
+type providerKind struct{ provider, kind string }
+
+// counter is the series of kind, or of kindOther once provider has
+// maxKindLabels others.
+func (k *kindLabels) counter(items *prometheus.CounterVec, provider, kind string) prometheus.Counter {
+	key := providerKind{provider, kind}
+	if m := k.series.Load(); m != nil {
+		if c, ok := (*m)[key]; ok {
+			return c
+		}
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if _, ok := k.known.Load(key); ok {
-		return kind
+	old := k.series.Load()
+	if old != nil {
+		if c, ok := (*old)[key]; ok {
+			return c
+		}
 	}
 	if k.count == nil {
 		k.count = map[string]int{}
 	}
 	if k.count[provider] >= maxKindLabels {
-		return kindOther
+		return items.WithLabelValues(provider, kindOther)
 	}
 	k.count[provider]++
-	k.known.Store(key, struct{}{})
-	return kind
+	c := items.WithLabelValues(provider, kind)
+	m := map[providerKind]prometheus.Counter{}
+	if old != nil {
+		m = maps.Clone(*old)
+	}
+	m[key] = c
+	k.series.Store(&m)
+	return c
 }
 
 // item counts an item published.
 func (m *Metrics) item(provider, kind string) {
-	m.items.WithLabelValues(provider, m.kinds.label(provider, kind)).Inc()
+	m.kinds.counter(m.items, provider, kind).Inc()
 }
 
 // NewMetrics registers the ingress collectors with reg.

@@ -2,6 +2,7 @@ package ingress
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,5 +33,30 @@ func TestItemKindLabelsAreBounded(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.items.WithLabelValues("whapi", "messages.post")); got != 1 {
 		t.Errorf("whapi messages.post = %v, want 1: the cap is per provider", got)
+	}
+}
+
+// Items counted from several goroutines at once, kinds new and known, all
+// land in their series.
+func TestItemKindsConcurrently(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	const workers, each = 8, 200
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				m.item("whapi", fmt.Sprintf("kind.%d", (i+w)%10))
+			}
+		}()
+	}
+	wg.Wait()
+	total := 0.0
+	for i := range 10 {
+		total += testutil.ToFloat64(m.items.WithLabelValues("whapi", fmt.Sprintf("kind.%d", i)))
+	}
+	if total != workers*each {
+		t.Errorf("items counted %v, want %d", total, workers*each)
 	}
 }
