@@ -376,7 +376,11 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 	body = provider.Redact(p, body)
 	d.body = body
 
-	pin := r.URL.Query().Get("channel")
+	// Parsing a query makes a map: most deliveries have none.
+	var pin string
+	if r.URL.RawQuery != "" {
+		pin = r.URL.Query().Get("channel")
+	}
 	// A channel-scoped sender is refused before anything of it is stored.
 	if pin != "" && !grant.Allows(pin) {
 		return h.fail(w, forbiddenChannel(pin))
@@ -564,7 +568,7 @@ func (h *Handler) finish(r *http.Request, reqID, providerName string, start time
 			Items: o.items, Status: o.status, Code: o.code, Err: o.err})
 	}
 	elapsed := h.cfg.Now().Sub(start)
-	h.cfg.Metrics.deliveries.WithLabelValues(providerName, strconv.Itoa(o.status)).Inc()
+	h.cfg.Metrics.deliveries.WithLabelValues(providerName, statusLabel(o.status)).Inc()
 	h.cfg.Metrics.duration.WithLabelValues(providerName).Observe(elapsed.Seconds())
 	log := h.cfg.Logger
 	lvl := zap.InfoLevel
@@ -600,6 +604,22 @@ func (h *Handler) finish(r *http.Request, reqID, providerName string, start time
 	}
 	fields = append(fields, tracing.SpanFields(span)...)
 	ce.Write(fields...)
+}
+
+// statusLabels are the answers' status codes as metric labels, made once:
+// strconv.Itoa makes a string per call for numbers of three digits.
+var statusLabels = func() (l [600]string) {
+	for code := 100; code < len(l); code++ {
+		l[code] = strconv.Itoa(code)
+	}
+	return l
+}()
+
+func statusLabel(code int) string {
+	if code >= 100 && code < len(statusLabels) {
+		return statusLabels[code]
+	}
+	return strconv.Itoa(code)
 }
 
 // keptHeaders are the request headers a dead-letter record keeps: what helps
