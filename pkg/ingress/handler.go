@@ -495,7 +495,7 @@ func (h *Handler) publish(ctx context.Context, msgs []broker.Message) error {
 	if err != nil {
 		result = "error"
 	}
-	h.cfg.Metrics.publish.WithLabelValues(result).Observe(time.Since(t).Seconds())
+	h.cfg.Metrics.published(result, time.Since(t).Seconds())
 	return err
 }
 
@@ -568,8 +568,7 @@ func (h *Handler) finish(r *http.Request, reqID, providerName string, start time
 			Items: o.items, Status: o.status, Code: o.code, Err: o.err})
 	}
 	elapsed := h.cfg.Now().Sub(start)
-	h.cfg.Metrics.deliveries.WithLabelValues(providerName, statusLabel(o.status)).Inc()
-	h.cfg.Metrics.duration.WithLabelValues(providerName).Observe(elapsed.Seconds())
+	h.cfg.Metrics.delivery(providerName, o.status, elapsed.Seconds())
 	log := h.cfg.Logger
 	lvl := zap.InfoLevel
 	switch {
@@ -604,22 +603,6 @@ func (h *Handler) finish(r *http.Request, reqID, providerName string, start time
 	}
 	fields = append(fields, tracing.SpanFields(span)...)
 	ce.Write(fields...)
-}
-
-// statusLabels are the answers' status codes as metric labels, made once:
-// strconv.Itoa makes a string per call for numbers of three digits.
-var statusLabels = func() (l [600]string) {
-	for code := 100; code < len(l); code++ {
-		l[code] = strconv.Itoa(code)
-	}
-	return l
-}()
-
-func statusLabel(code int) string {
-	if code >= 100 && code < len(statusLabels) {
-		return statusLabels[code]
-	}
-	return strconv.Itoa(code)
 }
 
 // keptHeaders are the request headers a dead-letter record keeps: what helps

@@ -2,6 +2,7 @@ package ingress
 
 import (
 	"maps"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -21,6 +22,62 @@ type Metrics struct {
 	buffered atomic.Pointer[budget]
 
 	kinds kindLabels
+	// The series every delivery touches, kept once made: the label sets
+	// are few (served providers and "unknown", the answers' codes, two
+	// outcomes).
+	deliverySeries series[providerStatus, prometheus.Counter]
+	durationSeries series[string, prometheus.Observer]
+	publishSeries  series[string, prometheus.Observer]
+}
+
+type providerStatus struct {
+	provider string
+	status   int
+}
+
+// series keeps a vector's series by their labels, read without a lock;
+// the map is replaced on each new one.
+type series[K comparable, V any] struct {
+	m  atomic.Pointer[map[K]V]
+	mu sync.Mutex
+}
+
+func (s *series[K, V]) get(key K, newSeries func() V) V {
+	if m := s.m.Load(); m != nil {
+		if v, ok := (*m)[key]; ok {
+			return v
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := map[K]V{}
+	if old := s.m.Load(); old != nil {
+		if v, ok := (*old)[key]; ok {
+			return v
+		}
+		m = maps.Clone(*old)
+	}
+	v := newSeries()
+	m[key] = v
+	s.m.Store(&m)
+	return v
+}
+
+// delivery counts an answered delivery and its time.
+func (m *Metrics) delivery(provider string, status int, seconds float64) {
+	m.deliverySeries.get(providerStatus{provider, status}, func() prometheus.Counter {
+		return m.deliveries.WithLabelValues(provider, strconv.Itoa(status))
+	}).Inc()
+	m.durationSeries.get(provider, func() prometheus.Observer {
+		return m.duration.WithLabelValues(provider)
+	}).Observe(seconds)
+}
+
+// published records how long the broker took to acknowledge, by outcome.
+func (m *Metrics) published(outcome string, seconds float64) {
+	m.publishSeries.get(outcome, func() prometheus.Observer {
+		return m.publish.WithLabelValues(outcome)
+	}).Observe(seconds)
 }
 
 // maxKindLabels bounds the kind label values of items_total per provider.
