@@ -33,16 +33,72 @@ var (
 	Kafka = Binding{Name: "kafka", Prefix: "ce_", ContentType: "content-type"}
 )
 
-// prefixed are the attribute header names of the two bindings, built once:
-// every raw and derived event carries about ten of them.
-var prefixed = func() map[string]map[string]string {
-	attrs := []string{AttrSpecVersion, AttrID, AttrSource, AttrType, AttrSubject, AttrTime, AttrDataSchema,
-		AttrDataContentType, ExtProvider, ExtChannel, ExtPartitionKey, ExtCausationID, ExtTraceParent, ExtTraceState, ExtTimeSource, ExtRequestID}
-	m := map[string]map[string]string{}
+// attrIndex numbers the attributes whose header names are built once per
+// binding: every raw and derived event carries about ten of them.
+type attrIndex int
+
+const (
+	iSpecVersion attrIndex = iota
+	iID
+	iSource
+	iType
+	iSubject
+	iTime
+	iDataSchema
+	iDataContentType
+	iProvider
+	iChannel
+	iPartitionKey
+	iCausationID
+	iTraceParent
+	iTraceState
+	iTimeSource
+	iRequestID
+	nAttrs
+)
+
+var attrNames = [nAttrs]string{
+	iSpecVersion: AttrSpecVersion, iID: AttrID, iSource: AttrSource, iType: AttrType, iSubject: AttrSubject,
+	iTime: AttrTime, iDataSchema: AttrDataSchema, iDataContentType: AttrDataContentType,
+	iProvider: ExtProvider, iChannel: ExtChannel, iPartitionKey: ExtPartitionKey, iCausationID: ExtCausationID,
+	iTraceParent: ExtTraceParent, iTraceState: ExtTraceState, iTimeSource: ExtTimeSource, iRequestID: ExtRequestID,
+}
+
+// headerNames are the attributes' header names under one prefix.
+type headerNames [nAttrs]string
+
+func namesWith(prefix string) *headerNames {
+	var n headerNames
+	for i, a := range attrNames {
+		n[i] = prefix + a
+	}
+	return &n
+}
+
+// headerSets are the header names of the two bindings, built once.
+var headerSets = func() map[string]*headerNames {
+	m := map[string]*headerNames{}
 	for _, p := range []string{NATS.Prefix, Kafka.Prefix} {
-		m[p] = make(map[string]string, len(attrs))
-		for _, a := range attrs {
-			m[p][a] = p + a
+		m[p] = namesWith(p)
+	}
+	return m
+}()
+
+// names are b's header names: one look-up for all of an event's headers.
+func (b Binding) names() *headerNames {
+	if n, ok := headerSets[b.Prefix]; ok {
+		return n
+	}
+	return namesWith(b.Prefix)
+}
+
+// prefixed are the same names by attribute name, for attr.
+var prefixed = func() map[string]map[string]string {
+	m := map[string]map[string]string{}
+	for p, n := range headerSets {
+		m[p] = make(map[string]string, nAttrs)
+		for i, a := range attrNames {
+			m[p][a] = n[i]
 		}
 	}
 	return m
@@ -116,15 +172,18 @@ var plainToken = func() (t [256]bool) {
 	return t
 }()
 
-// kindTokens turns a kind such as "chats.patch" into subject tokens, keeping
-// its dots as separators.
-func kindTokens(kind string) string {
+// appendKindTokens appends a kind such as "chats.patch" as subject tokens,
+// keeping its dots as separators.
+func appendKindTokens(b []byte, kind string) []byte {
 	if kind == "" {
-		return "_"
+		return append(b, '_')
 	}
-	parts := strings.Split(kind, ".")
-	for i, p := range parts {
-		parts[i] = Token(p)
+	for {
+		part, rest, more := strings.Cut(kind, ".")
+		b = appendToken(b, part)
+		if !more {
+			return b
+		}
+		b, kind = append(b, '.'), rest
 	}
-	return strings.Join(parts, ".")
 }

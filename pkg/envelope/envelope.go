@@ -73,8 +73,34 @@ type Raw struct {
 // Source is the CloudEvent source of a provider channel, a URI reference:
 // the channel is path-escaped (real channel ids need no escaping).
 func Source(provider, channel string) string {
-	return "/" + url.PathEscape(provider) + "/" + url.PathEscape(channel)
+	return string(appendSource(nil, provider, channel))
 }
+
+func appendSource(b []byte, provider, channel string) []byte {
+	b = appendPathEscaped(append(b, '/'), provider)
+	return appendPathEscaped(append(b, '/'), channel)
+}
+
+// appendPathEscaped appends url.PathEscape(s): as it is when it holds only
+// bytes no escaping touches, the usual case, which spares a string.
+func appendPathEscaped(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if !unescaped[s[i]] {
+			return append(b, url.PathEscape(s)...)
+		}
+	}
+	return append(b, s...)
+}
+
+// unescaped are the bytes url.PathEscape keeps: unreserved ones, and a
+// path segment's reserved ones other than '/', ';', ',' and '?'.
+var unescaped = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			strings.IndexByte("-_.~$&+:=@", byte(c)) >= 0
+	}
+	return t
+}()
 
 // PartitionKey orders a chat's events: "{provider}/{channel}/{chat}", or
 // "{provider}/{channel}" for events not about one chat.
@@ -85,45 +111,76 @@ func PartitionKey(provider, channel, chat string) string {
 	return provider + "/" + channel + "/" + chat
 }
 
+func appendPartitionKey(b []byte, provider, channel, chat string) []byte {
+	b = append(append(append(b, provider...), '/'), channel...)
+	if chat != "" {
+		b = append(append(b, '/'), chat...)
+	}
+	return b
+}
+
 // IngressSubject is the NATS subject of a raw event:
 // wahook.ingress.{provider}.{channel}.{kind}.
 func IngressSubject(provider, channel, kind string) string {
-	return IngressTopic + "." + Token(provider) + "." + Token(channel) + "." + kindTokens(kind)
+	return string(appendIngressSubject(nil, provider, channel, kind))
+}
+
+func appendIngressSubject(b []byte, provider, channel, kind string) []byte {
+	b = appendToken(append(b, IngressTopic+"."...), provider)
+	b = appendToken(append(b, '.'), channel)
+	return appendKindTokens(append(b, '.'), kind)
 }
 
 // Ingress builds the broker message of a raw event. It is on the ingress's
-// hot path: header values share one backing array.
+// hot path: the texts it makes (source, type, time, partition key,
+// subject) share one string, and header values one backing array.
 func Ingress(r Raw, b Binding) broker.Message {
-	key := PartitionKey(r.Provider, r.Channel, r.Chat)
+	var buf [512]byte
+	text := buf[:0]
+	var end [5]int
+	text = appendSource(text, r.Provider, r.Channel)
+	end[0] = len(text)
+	text = append(append(append(append(text, IngressTypePrefix...), r.Provider...), '.'), r.Kind...)
+	end[1] = len(text)
+	text = r.Time.UTC().AppendFormat(text, time.RFC3339Nano)
+	end[2] = len(text)
+	text = appendPartitionKey(text, r.Provider, r.Channel, r.Chat)
+	end[3] = len(text)
+	text = appendIngressSubject(text, r.Provider, r.Channel, r.Kind)
+	end[4] = len(text)
+	all := string(text)
+	source, typ, when, key, subject := all[:end[0]], all[end[0]:end[1]], all[end[1]:end[2]], all[end[2]:end[3]], all[end[3]:end[4]]
+
+	names := b.names()
 	vals := make([]string, 0, 15)
 	// 14 keeps the map in one table of 16 slots, enough for every header
 	// but tracing's two; 15 would double it.
 	h := make(broker.Header, 14)
-	set := func(name, v string) {
+	set := func(a attrIndex, v string) {
 		vals = append(vals, b.encode(v))
-		h[b.attr(name)] = vals[len(vals)-1 : len(vals) : len(vals)]
+		h[names[a]] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
-	set(AttrSpecVersion, event.CloudEventsVersionV1)
-	set(AttrID, r.ID)
-	set(AttrSource, Source(r.Provider, r.Channel))
-	set(AttrType, IngressTypePrefix+r.Provider+"."+r.Kind)
+	set(iSpecVersion, event.CloudEventsVersionV1)
+	set(iID, r.ID)
+	set(iSource, source)
+	set(iType, typ)
 	if r.Chat != "" {
-		set(AttrSubject, r.Chat)
+		set(iSubject, r.Chat)
 	}
-	set(AttrTime, r.Time.UTC().Format(time.RFC3339Nano))
+	set(iTime, when)
 	if r.TimeReceived {
-		set(ExtTimeSource, TimeReceived)
+		set(iTimeSource, TimeReceived)
 	}
-	set(ExtProvider, r.Provider)
-	set(ExtChannel, r.Channel)
-	set(ExtPartitionKey, key)
+	set(iProvider, r.Provider)
+	set(iChannel, r.Channel)
+	set(iPartitionKey, key)
 	if r.RequestID != "" {
-		set(ExtRequestID, r.RequestID)
+		set(iRequestID, r.RequestID)
 	}
 	if r.TraceParent != "" {
-		set(ExtTraceParent, r.TraceParent)
+		set(iTraceParent, r.TraceParent)
 		if r.TraceState != "" {
-			set(ExtTraceState, r.TraceState)
+			set(iTraceState, r.TraceState)
 		}
 	}
 	vals = append(vals, JSON)
@@ -134,7 +191,7 @@ func Ingress(r Raw, b Binding) broker.Message {
 	}
 	return broker.Message{
 		Topic:   IngressTopic,
-		Subject: IngressSubject(r.Provider, r.Channel, r.Kind),
+		Subject: subject,
 		Key:     key,
 		ID:      r.ID,
 		Header:  h,

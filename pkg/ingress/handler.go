@@ -376,7 +376,11 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, p provider.Prov
 	body = provider.Redact(p, body)
 	d.body = body
 
-	pin := r.URL.Query().Get("channel")
+	// Parsing a query makes a map: most deliveries have none.
+	var pin string
+	if r.URL.RawQuery != "" {
+		pin = r.URL.Query().Get("channel")
+	}
 	// A channel-scoped sender is refused before anything of it is stored.
 	if pin != "" && !grant.Allows(pin) {
 		return h.fail(w, forbiddenChannel(pin))
@@ -491,7 +495,7 @@ func (h *Handler) publish(ctx context.Context, msgs []broker.Message) error {
 	if err != nil {
 		result = "error"
 	}
-	h.cfg.Metrics.publish.WithLabelValues(result).Observe(time.Since(t).Seconds())
+	h.cfg.Metrics.published(result, time.Since(t).Seconds())
 	return err
 }
 
@@ -564,8 +568,7 @@ func (h *Handler) finish(r *http.Request, reqID, providerName string, start time
 			Items: o.items, Status: o.status, Code: o.code, Err: o.err})
 	}
 	elapsed := h.cfg.Now().Sub(start)
-	h.cfg.Metrics.deliveries.WithLabelValues(providerName, strconv.Itoa(o.status)).Inc()
-	h.cfg.Metrics.duration.WithLabelValues(providerName).Observe(elapsed.Seconds())
+	h.cfg.Metrics.delivery(providerName, o.status, elapsed.Seconds())
 	log := h.cfg.Logger
 	lvl := zap.InfoLevel
 	switch {

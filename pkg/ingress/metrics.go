@@ -1,6 +1,8 @@
 package ingress
 
 import (
+	"maps"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -20,6 +22,62 @@ type Metrics struct {
 	buffered atomic.Pointer[budget]
 
 	kinds kindLabels
+	// The series every delivery touches, kept once made: the label sets
+	// are few (served providers and "unknown", the answers' codes, two
+	// outcomes).
+	deliverySeries series[providerStatus, prometheus.Counter]
+	durationSeries series[string, prometheus.Observer]
+	publishSeries  series[string, prometheus.Observer]
+}
+
+type providerStatus struct {
+	provider string
+	status   int
+}
+
+// series keeps a vector's series by their labels, read without a lock;
+// the map is replaced on each new one.
+type series[K comparable, V any] struct {
+	m  atomic.Pointer[map[K]V]
+	mu sync.Mutex
+}
+
+func (s *series[K, V]) get(key K, newSeries func() V) V {
+	if m := s.m.Load(); m != nil {
+		if v, ok := (*m)[key]; ok {
+			return v
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := map[K]V{}
+	if old := s.m.Load(); old != nil {
+		if v, ok := (*old)[key]; ok {
+			return v
+		}
+		m = maps.Clone(*old)
+	}
+	v := newSeries()
+	m[key] = v
+	s.m.Store(&m)
+	return v
+}
+
+// delivery counts an answered delivery and its time.
+func (m *Metrics) delivery(provider string, status int, seconds float64) {
+	m.deliverySeries.get(providerStatus{provider, status}, func() prometheus.Counter {
+		return m.deliveries.WithLabelValues(provider, strconv.Itoa(status))
+	}).Inc()
+	m.durationSeries.get(provider, func() prometheus.Observer {
+		return m.duration.WithLabelValues(provider)
+	}).Observe(seconds)
+}
+
+// published records how long the broker took to acknowledge, by outcome.
+func (m *Metrics) published(outcome string, seconds float64) {
+	m.publishSeries.get(outcome, func() prometheus.Observer {
+		return m.publish.WithLabelValues(outcome)
+	}).Observe(seconds)
 }
 
 // maxKindLabels bounds the kind label values of items_total per provider.
@@ -31,38 +89,55 @@ const maxKindLabels = 64
 // kindOther is the label of the kinds past the cap.
 const kindOther = "other"
 
-// kindLabels remembers which kinds have a series of their own.
+// kindLabels keeps the items_total series of each provider's kinds, so
+// that counting an item is one map read: no key to build, no label values
+// to check and hash.
 type kindLabels struct {
-	known sync.Map // provider + "\x00" + kind → struct{}
-	mu    sync.Mutex
-	count map[string]int // by provider
+	// series is replaced, never changed: readers take no lock.
+	series atomic.Pointer[map[providerKind]prometheus.Counter]
+	mu     sync.Mutex
+	count  map[string]int // kinds with a series, by provider
 }
 
-// label is kind, or kindOther once provider has maxKindLabels others.
-func (k *kindLabels) label(provider, kind string) string {
-	key := provider + "\x00" + kind
-	if _, ok := k.known.Load(key); ok {
-		return kind
+type providerKind struct{ provider, kind string }
+
+// counter is the series of kind, or of kindOther once provider has
+// maxKindLabels others.
+func (k *kindLabels) counter(items *prometheus.CounterVec, provider, kind string) prometheus.Counter {
+	key := providerKind{provider, kind}
+	if m := k.series.Load(); m != nil {
+		if c, ok := (*m)[key]; ok {
+			return c
+		}
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if _, ok := k.known.Load(key); ok {
-		return kind
+	old := k.series.Load()
+	if old != nil {
+		if c, ok := (*old)[key]; ok {
+			return c
+		}
 	}
 	if k.count == nil {
 		k.count = map[string]int{}
 	}
 	if k.count[provider] >= maxKindLabels {
-		return kindOther
+		return items.WithLabelValues(provider, kindOther)
 	}
 	k.count[provider]++
-	k.known.Store(key, struct{}{})
-	return kind
+	c := items.WithLabelValues(provider, kind)
+	m := map[providerKind]prometheus.Counter{}
+	if old != nil {
+		m = maps.Clone(*old)
+	}
+	m[key] = c
+	k.series.Store(&m)
+	return c
 }
 
 // item counts an item published.
 func (m *Metrics) item(provider, kind string) {
-	m.items.WithLabelValues(provider, m.kinds.label(provider, kind)).Inc()
+	m.kinds.counter(m.items, provider, kind).Inc()
 }
 
 // NewMetrics registers the ingress collectors with reg.

@@ -2,6 +2,8 @@ package ingress
 
 import (
 	"fmt"
+	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,5 +34,65 @@ func TestItemKindLabelsAreBounded(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.items.WithLabelValues("whapi", "messages.post")); got != 1 {
 		t.Errorf("whapi messages.post = %v, want 1: the cap is per provider", got)
+	}
+}
+
+// Items counted from several goroutines at once, kinds new and known, all
+// land in their series.
+func TestItemKindsConcurrently(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	const workers, each = 8, 200
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				m.item("whapi", fmt.Sprintf("kind.%d", (i+w)%10))
+			}
+		}()
+	}
+	wg.Wait()
+	total := 0.0
+	for i := range 10 {
+		total += testutil.ToFloat64(m.items.WithLabelValues("whapi", fmt.Sprintf("kind.%d", i)))
+	}
+	if total != workers*each {
+		t.Errorf("items counted %v, want %d", total, workers*each)
+	}
+}
+
+// Deliveries and publishes counted from several goroutines at once land in
+// the series of their labels.
+func TestDeliverySeriesConcurrently(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	const workers, each = 8, 100
+	statuses := []int{200, 400, 503}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				m.delivery([]string{"whapi", "zapi"}[(i+w)%2], statuses[i%3], 0.001)
+				m.published([]string{"ok", "error"}[i%2], 0.001)
+			}
+		}()
+	}
+	wg.Wait()
+	total := 0.0
+	for _, p := range []string{"whapi", "zapi"} {
+		for _, s := range statuses {
+			total += testutil.ToFloat64(m.deliveries.WithLabelValues(p, strconv.Itoa(s)))
+		}
+	}
+	if total != workers*each {
+		t.Errorf("deliveries counted %v, want %d", total, workers*each)
+	}
+	if n := testutil.CollectAndCount(m.duration); n != 2 {
+		t.Errorf("duration has %d series, want 2", n)
+	}
+	if n := testutil.CollectAndCount(m.publish); n != 2 {
+		t.Errorf("publish has %d series, want 2", n)
 	}
 }

@@ -33,6 +33,9 @@ type canon struct {
 	tmp   []byte   // an object's members while they are reordered
 	mems  []member // members of the objects being read, innermost last
 	depth int
+	// order sorts the members of an object small enough for an
+	// insertion sort.
+	order [24]sortKey
 }
 
 // member is one object member: its decoded name, in the input or in keys,
@@ -145,7 +148,7 @@ func (c *canon) object(i int) (int, error) {
 				return i, err
 			}
 			m.end = len(c.out)
-			m.prefix = namePrefix(c.nameOf(m))
+			m.prefix = c.prefixOf(m)
 			// Providers rarely sort their members: the check is cheap and
 			// spares the copy when they do, or when there is one member.
 			if sorted && len(c.mems) > base && c.compare(c.mems[len(c.mems)-1], m) >= 0 {
@@ -179,18 +182,55 @@ func (c *canon) object(i int) (int, error) {
 // reorder rewrites the members written from out[from:] sorted by name,
 // keeping the last of equal names as a map does.
 func (c *canon) reorder(from int, ms []member) {
-	if len(ms) <= 24 {
-		// Insertion sort, stable, for the objects providers send.
-		for i := 1; i < len(ms); i++ {
-			m, j := ms[i], i
-			for ; j > 0 && c.compare(m, ms[j-1]) < 0; j-- {
-				ms[j] = ms[j-1]
-			}
-			ms[j] = m
-		}
-	} else {
+	if len(ms) > len(c.order) {
 		slices.SortStableFunc(ms, c.compare)
+		c.emit(from, ms)
+		return
 	}
+	// Insertion sort, stable, for the objects providers send: of indices
+	// and name prefixes, which decide almost every comparison, rather
+	// than of whole members. Equal names meet while sorting, so the pass
+	// that drops all but the last of them runs only when they do.
+	ord := c.order[:len(ms)]
+	dup := false
+	for i := range ms {
+		k, j := sortKey{ms[i].prefix, i}, i
+		for ; j > 0; j-- {
+			p := ord[j-1]
+			if k.prefix > p.prefix {
+				break
+			}
+			if k.prefix == p.prefix {
+				d := bytes.Compare(c.nameOf(ms[k.i]), c.nameOf(ms[p.i]))
+				if d > 0 {
+					break
+				}
+				if d == 0 {
+					dup = true
+					break
+				}
+			}
+			ord[j] = p
+		}
+		ord[j] = k
+	}
+	c.tmp = append(c.tmp[:0], c.out[from:]...)
+	c.out = c.out[:from]
+	for j, k := range ord {
+		if dup && j+1 < len(ord) && c.compare(ms[k.i], ms[ord[j+1].i]) == 0 {
+			continue
+		}
+		if len(c.out) > from {
+			c.out = append(c.out, ',')
+		}
+		m := ms[k.i]
+		c.out = append(c.out, c.tmp[m.start-from:m.end-from]...)
+	}
+}
+
+// emit rewrites the members written from out[from:] in the order of ms,
+// sorted, dropping all but the last of equal names.
+func (c *canon) emit(from int, ms []member) {
 	c.tmp = append(c.tmp[:0], c.out[from:]...)
 	c.out = c.out[:from]
 	for j, m := range ms {
@@ -202,6 +242,12 @@ func (c *canon) reorder(from int, ms []member) {
 		}
 		c.out = append(c.out, c.tmp[m.start-from:m.end-from]...)
 	}
+}
+
+// sortKey is a member being sorted: its name's prefix and its index.
+type sortKey struct {
+	prefix uint64
+	i      int
 }
 
 // compare orders members by name, byte by byte, as strings.Compare does.
@@ -227,6 +273,23 @@ func namePrefix(name []byte) uint64 {
 		if k < len(name) {
 			p |= uint64(name[k])
 		}
+	}
+	return p
+}
+
+// prefixOf is namePrefix(c.nameOf(m)), read in one load where the name's
+// buffer holds 8 bytes from its start.
+func (c *canon) prefixOf(m member) uint64 {
+	buf := c.in
+	if m.inKeys {
+		buf = c.keys
+	}
+	if m.name+8 > len(buf) {
+		return namePrefix(buf[m.name:m.nameEnd])
+	}
+	p := binary.BigEndian.Uint64(buf[m.name:])
+	if n := m.nameEnd - m.name; n < 8 {
+		p &= ^uint64(0) << (8 * (8 - n)) // a shift of 64 leaves 0
 	}
 	return p
 }

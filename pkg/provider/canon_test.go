@@ -81,6 +81,10 @@ var contentKeyCases = map[string]string{
 	"more than 24 members":    manyMembers(40),
 	"long shared prefixes":    `{"chat_pic_full":1,"chat_pic":2,"chat_pi\u0063":3,"chat_pic_fulL":4,"chat_pic_ful":5}`,
 	"NUL in names":            `{"a\u0000\u0000":1,"a":2,"a\u0000":3,"\u0000":4,"":5}`,
+	"duplicate long names":    `{"timestamp_b":1,"timestamp_a":2,"timestamp_b":3,"timestamp":4,"timestamp_a":5}`,
+	"duplicates, 23 members":  manyMembers(17),
+	"duplicates, 25 members":  manyMembers(18),
+	"short names at the end":  `{"b":{"d":1,"c":2},"a":{"\u0062":3,"a":4}}`,
 	// Strings, re-escaped as json.Marshal escapes them.
 	"HTML":                `["<>&","\u003c\u003e\u0026","a<b"]`,
 	"line separators":     "[\"\u2028\u2029\",\"\\u2028\\u2029\",\"a\u2028b\"]",
@@ -406,6 +410,26 @@ func BenchmarkContentKey(b *testing.B) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// TestPrefixOf holds the one-load prefix to namePrefix for names of every
+// length near 8, in the input and decoded, at the end of their buffer or not.
+func TestPrefixOf(t *testing.T) {
+	for n := 0; n <= 10; n++ {
+		name := strings.Repeat("\xffa", n)[:n]
+		for _, tail := range []string{"", "z", "zzzzzzzzz"} {
+			c := &canon{in: []byte(`"` + name + tail), keys: []byte(name + tail)}
+			for _, inKeys := range []bool{false, true} {
+				m := member{name: 1, nameEnd: 1 + n, inKeys: inKeys}
+				if inKeys {
+					m.name, m.nameEnd = 0, n
+				}
+				if got, want := c.prefixOf(m), namePrefix([]byte(name)); got != want {
+					t.Errorf("name %q, tail %q, in keys %v: prefix %x, want %x", name, tail, inKeys, got, want)
+				}
+			}
 		}
 	}
 }

@@ -10,17 +10,25 @@ import (
 // canonical content). The same delivery twice gives the same ids, so the
 // broker's duplicate window and subscribers drop retries.
 func EventID(providerName string, it Item) (string, error) {
-	key := it.Key
-	if key == "" {
-		k, err := ContentKey(it.Data)
-		if err != nil {
-			return "", err
-		}
-		key = k
+	if it.Key != "" {
+		// The empty last part ends the hashed bytes with a NUL, as ids
+		// stored by earlier versions were hashed.
+		return HashID(providerName, it.Channel, it.Kind, it.Key, ""), nil
 	}
-	// The empty last part ends the hashed bytes with a NUL, as ids stored
-	// by earlier versions were hashed.
-	return HashID(providerName, it.Channel, it.Kind, key, ""), nil
+	// HashID of the same parts, the content key written in place: the
+	// key is never kept, so it is not made a string.
+	var buf [256]byte
+	b := append(append(buf[:0], providerName...), 0)
+	b = append(append(b, it.Channel...), 0)
+	b = append(append(b, it.Kind...), 0)
+	b, err := appendContentKey(b, it.Data)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(append(b, 0))
+	var id [32]byte
+	hex.Encode(id[:], sum[:16])
+	return string(id[:]), nil
 }
 
 // HashID returns the id of parts: the first 16 bytes, in hex, of their

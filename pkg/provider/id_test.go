@@ -3,6 +3,7 @@ package provider
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -43,4 +44,33 @@ func TestSum(t *testing.T) {
 	if n := testing.AllocsPerRun(50, func() { Sum("whapi", "C1", "messages.post", "ABC", "") }); n != 0 {
 		t.Errorf("Sum of short parts: %v allocations, want none", n)
 	}
+}
+
+// eventIDReference is EventID as first written: the content key made a
+// string, then hashed with the other parts.
+func eventIDReference(providerName string, it Item) (string, error) {
+	key := it.Key
+	if key == "" {
+		k, err := ContentKey(it.Data)
+		if err != nil {
+			return "", err
+		}
+		key = k
+	}
+	return HashID(providerName, it.Channel, it.Kind, key, ""), nil
+}
+
+func FuzzEventID(f *testing.F) {
+	f.Add("whapi", "MANTIS-M72HC", "chats.patch", "", []byte(`{"b":1,"a":[{"y":2,"x":3}]}`))
+	f.Add("whapi", "C1", "messages.post", "ABC", []byte(`{}`))
+	f.Add("zapi", strings.Repeat("c", 200), strings.Repeat("k.", 40), "", []byte(`"x"`))
+	f.Add("waha", "C", "unknown", "", []byte(`{"a":`))
+	f.Fuzz(func(t *testing.T, providerName, channel, kind, key string, data []byte) {
+		it := Item{Channel: channel, Kind: kind, Key: key, Data: data}
+		got, err := EventID(providerName, it)
+		want, wantErr := eventIDReference(providerName, it)
+		if got != want || fmt.Sprint(err) != fmt.Sprint(wantErr) {
+			t.Fatalf("EventID(%q, %+v) = %q, %v; reference %q, %v", providerName, it, got, err, want, wantErr)
+		}
+	})
 }

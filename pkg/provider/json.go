@@ -107,16 +107,25 @@ func Text(raw json.RawMessage) string {
 // in one pass without building the value: identities stored by earlier
 // versions stay valid.
 func ContentKey(data []byte) (string, error) {
+	var key [len(contentKeyPrefix) + 2*sha256.Size]byte
+	b, err := appendContentKey(key[:0], data)
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+const contentKeyPrefix = "sha256:"
+
+// appendContentKey appends ContentKey(data) to dst.
+func appendContentKey(dst, data []byte) ([]byte, error) {
 	c := canonPool.Get().(*canon)
 	defer c.release()
 	form, err := c.canonicalize(data)
 	if err != nil {
-		return "", fmt.Errorf("canonical json: %w", err)
+		return dst, fmt.Errorf("canonical json: %w", err)
 	}
 	sum := Sum(form)
-	const prefix = "sha256:"
-	var key [len(prefix) + 2*sha256.Size]byte
-	copy(key[:], prefix)
-	hex.Encode(key[len(prefix):], sum[:])
-	return string(key[:]), nil
+	dst = append(dst, contentKeyPrefix...)
+	return hex.AppendEncode(dst, sum[:]), nil
 }

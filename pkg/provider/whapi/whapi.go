@@ -462,7 +462,7 @@ func (*Provider) Split(body []byte, d provider.Delivery) ([]provider.Item, error
 		if e.colls[c] == nil {
 			continue
 		}
-		eachValue(e.colls[c], func(v []byte) bool {
+		eachElement(e.colls[c], e.lens[c], func(v []byte) bool {
 			it := provider.Item{Kind: sp.kind, Channel: e.channel, Data: v}
 			start := len(text)
 			var key int
@@ -546,6 +546,18 @@ func eachValue(v []byte, fn func([]byte) bool) {
 			return
 		}
 	}
+}
+
+// eachElement is eachValue for a collection whose elements Fields counted
+// (n): an array of one, the usual delivery, is its element without
+// another scan to find where it ends. The body is valid JSON, so what the
+// brackets hold is that element alone.
+func eachElement(v []byte, n int, fn func([]byte) bool) {
+	if n == 1 && len(v) >= 2 && v[0] == '[' && v[len(v)-1] == ']' {
+		fn(jsonscan.Trim(v[1 : len(v)-1]))
+		return
+	}
+	eachValue(v, fn)
 }
 
 // unknownItems are the items of a delivery whose kind is not known: one per

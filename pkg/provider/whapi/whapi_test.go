@@ -664,3 +664,31 @@ func reorder(t *testing.T, body []byte) []byte {
 	}
 	return b
 }
+
+// A collection of one element is read without scanning the element for its
+// end: its item's data must still be the element exactly, white space
+// around it dropped, as for a collection of several.
+func TestSplitOneElement(t *testing.T) {
+	const el = `{"after_update":{"id":"1@g.us","labels":[{"id":"1"},{"id":"2"}]},"changes":["labels","name"]}`
+	for _, arr := range []string{
+		`[` + el + `]`,
+		"[ \n\t" + el + " \r\n]",
+		`[` + el + `,` + el + `]`,
+		"[\n" + el + " ,\n" + el + "\n]",
+	} {
+		body := `{"chats_updates":` + arr + `,"event":{"type":"chats","event":"patch"},"channel_id":"C1"}`
+		items := split(t, []byte(body), provider.Delivery{})
+		var want [][]byte
+		for v := range jsonscan.Elements([]byte(arr)) {
+			want = append(want, v)
+		}
+		if len(items) != len(want) {
+			t.Fatalf("%q: %d items, want %d", arr, len(items), len(want))
+		}
+		for i, it := range items {
+			if string(it.Data) != string(want[i]) || it.Chat != "1@g.us" {
+				t.Errorf("%q: item %d: data %q chat %q, want %q", arr, i, it.Data, it.Chat, want[i])
+			}
+		}
+	}
+}
