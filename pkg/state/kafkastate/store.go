@@ -483,6 +483,25 @@ func (s *Store) offsets(ctx context.Context, t *topic, ids []int) (first, last m
 	for _, id := range ids {
 		reqs = append(reqs, kafka.FirstOffsetOf(id), kafka.LastOffsetOf(id))
 	}
+	return s.listOffsets(ctx, t, ids, reqs)
+}
+
+// endOffsets returns the end (high watermark) offsets of the partitions ids
+// of t. kafka-go sends a request per partition and offset asked for, so a
+// catch-up, which needs only the end, asks only for it: half the round
+// trips of offsets.
+func (s *Store) endOffsets(ctx context.Context, t *topic, ids []int) (map[int]int64, error) {
+	reqs := make([]kafka.OffsetRequest, 0, len(ids))
+	for _, id := range ids {
+		reqs = append(reqs, kafka.LastOffsetOf(id))
+	}
+	_, last, err := s.listOffsets(ctx, t, ids, reqs)
+	return last, err
+}
+
+// listOffsets sends reqs, offsets of the partitions ids of t, and returns
+// the first and end offsets learnt (first only where asked for).
+func (s *Store) listOffsets(ctx context.Context, t *topic, ids []int, reqs []kafka.OffsetRequest) (first, last map[int]int64, err error) {
 	resp, err := s.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{t.name: reqs}})
 	if err != nil {
 		return nil, nil, fmt.Errorf("kafkastate: list offsets of %s: %w", t.name, err)

@@ -185,7 +185,7 @@ func (s *Store) probe(t *topic) {
 			continue
 		}
 		sent := time.Now()
-		_, last, err := s.offsets(s.ctx, t, ids)
+		last, err := s.endOffsets(s.ctx, t, ids)
 		for i, p := range parts {
 			pr := probes[i]
 			if err != nil {
