@@ -76,10 +76,12 @@ func (c *Console) serveDeadLetters(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		p.Error = err.Error()
 	}
-	if len(letters) > 0 {
-		if next, dropped := dropProbe(len(letters), a.N, letters[0].Record.Position, page.Next); dropped {
-			letters, page.Next = letters[1:], next
-		}
+	positions := make([]string, len(letters))
+	for i, l := range letters {
+		positions[i] = l.Record.Position
+	}
+	if next, dropped := dropProbe(a.N, positions, page.Next); dropped {
+		letters, page.Next = letters[1:], next
 	}
 	p.Truncated, p.Scanned = page.Truncated, page.Scanned
 	p.Next = a.nextURL("/console/deadletters", f.URL(), page.Next, deadLetterLimit)

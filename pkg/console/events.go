@@ -240,10 +240,11 @@ const resumeWindow = time.Minute
 
 // withoutProbe takes the probe (probeLimit) off a newest-first page of n.
 func withoutProbe(page eventlog.Page, n int) eventlog.Page {
-	if len(page.Records) == 0 {
-		return page
+	positions := make([]string, len(page.Records))
+	for i, r := range page.Records {
+		positions[i] = r.Position
 	}
-	next, dropped := dropProbe(len(page.Records), n, page.Records[0].Position, page.Next)
+	next, dropped := dropProbe(n, positions, page.Next)
 	if dropped {
 		page.Records, page.Next = page.Records[1:], next
 	}

@@ -275,3 +275,42 @@ func TestListPagesRefuseBadPositions(t *testing.T) {
 		t.Errorf("chat with %d other forms = %d %q; want 400", maxChatChannels+1, rec.Code, rec.Body)
 	}
 }
+
+// TestListPagesLastProbe: a page whose probe is the last match of the
+// range, read from several sources (the raw and derived streams), links to
+// a page of the probe alone: the other sources keep their place, and no
+// item is listed twice.
+func TestListPagesLastProbe(t *testing.T) {
+	c, pub, b := pagesFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	body := `{"messages":[{"id":"m-probe","type":"text","chat_id":"5511999990000@s.whatsapp.net","timestamp":1747391325,"text":{"body":"hi"}}],` +
+		`"event":{"type":"messages","event":"post"},"channel_id":"PROBE"}`
+	code, ids := eventlogtest.Deliver(t, pub, b, 10, "/v1/webhooks/whapi", body)
+	if code != http.StatusOK || len(ids) != 1 {
+		t.Fatalf("Deliver = %d %v", code, ids)
+	}
+	rawA, err := envelope.DecodeRaw(eventlogtest.Sample(t, b)[0], b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{ids[0]}
+	for i := range 2 {
+		time.Sleep(2 * time.Millisecond) // one stored millisecond each: one order
+		m, err := envelope.Derived(derive.Event{ID: fmt.Sprintf("probe-%d", i), Stream: derive.LabelChanged, Type: "io.wahook.label.added",
+			Subject: eventlogtest.ChatA, Data: derive.ChatRef{ChatID: eventlogtest.ChatA}}, rawA, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.Publish(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, m.ID)
+	}
+	slices.Reverse(want)
+	eventlogtest.WaitFor(t, "the tail's first page", func() bool {
+		p := followPages(t, c, "/console/tail")
+		return len(p) == 1 && len(p[0]) == 3
+	})
+	checkPages(t, "tail", followPages(t, c, "/console/tail?n=2"), want, 2)
+}

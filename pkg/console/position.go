@@ -133,30 +133,54 @@ func (a pageArgs) nextURL(path, filters string, next eventlog.Position, max int)
 // tells whether older matches are left, when eventlog's bounds allow it.
 func probeLimit(n int) int { return min(n+1, eventlog.MaxLimit) }
 
-// dropProbe takes the probe, the oldest of a page's records (at oldest, a
-// Record.Position), off a page that found more than n, and moves next
-// back to it, so that the next page starts with it: a page with no probe
-// is the last one unless its read stopped at its cap, and never links to
-// a page of nothing but messages its filters leave out. It tells whether
-// it took the probe off.
-func dropProbe(found, n int, oldest string, next eventlog.Position) (eventlog.Position, bool) {
-	if found <= n {
+// dropProbe takes the probe, the oldest of a page's records (positions,
+// each a Record.Position, oldest first), off a page that found more than
+// n, and moves next back to it, so that the next page starts with it: a
+// page with no probe is the last one unless its read stopped at its cap,
+// and never links to a page of nothing but messages its filters leave out.
+// It tells whether it took the probe off.
+//
+// When the probe was the range's last match, the read left no next
+// position: the next page then starts, in each source of the page's
+// records, at the oldest of them, and a source absent from them had no
+// match to list again.
+func dropProbe(n int, positions []string, next eventlog.Position) (eventlog.Position, bool) {
+	if len(positions) <= n {
 		return next, false
 	}
-	i := strings.LastIndexByte(oldest, '/')
-	if i < 0 {
+	src, seq, ok := splitPosition(positions[0])
+	if !ok {
 		return next, false // shown with the page rather than lost
 	}
-	seq, err := strconv.ParseInt(oldest[i+1:], 10, 64)
-	if err != nil {
-		return next, false
+	if next == nil {
+		next = eventlog.Position{}
+		for _, p := range positions[1:] {
+			s, q, ok := splitPosition(p)
+			if !ok {
+				return nil, false
+			}
+			if old, seen := next[s]; !seen || q < old {
+				next[s] = q
+			}
+		}
+	} else {
+		next = maps.Clone(next)
 	}
 	// Each source's value is the last sequence passed: the next page
 	// reads those before it, the probe among them.
-	next = maps.Clone(next)
-	if next == nil {
-		next = eventlog.Position{}
-	}
-	next[oldest[:i]] = seq + 1
+	next[src] = seq + 1
 	return next, true
+}
+
+// splitPosition reads a Record.Position: its source, a slash, its sequence.
+func splitPosition(p string) (string, int64, bool) {
+	i := strings.LastIndexByte(p, '/')
+	if i < 0 {
+		return "", 0, false
+	}
+	seq, err := strconv.ParseInt(p[i+1:], 10, 64)
+	if err != nil {
+		return "", 0, false
+	}
+	return p[:i], seq, true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"slices"
 	"strings"
@@ -362,6 +363,32 @@ func TestQueryPages(t *testing.T) {
 					t.Errorf("pages of %+v: %d, want several", tc.give, len(pages))
 				}
 			})
+		}
+	})
+}
+
+// TestQueryAfterLast: a position at the largest sequence, which no page
+// writes, continues past everything in either direction on both brokers:
+// a forward page starts after it, not back at the range's start.
+func TestQueryAfterLast(t *testing.T) {
+	eachBroker(t, func(t *testing.T, ctx context.Context, f fixture, name string) {
+		f.publish(t, ctx, bulk(f.binding, 0, 5)...)
+		l := f.log(WithBatch(2))
+		first, err := l.Query(ctx, Query{Limit: 1})
+		if err != nil || len(first.Next) == 0 {
+			t.Fatalf("first page: next %v, %v; want a next page", first.Next, err)
+		}
+		last := Position{}
+		for src := range first.Next {
+			last[src] = math.MaxInt64
+		}
+		p, err := l.Query(ctx, Query{Limit: MaxLimit, After: last})
+		if err != nil || len(p.Records) != 0 || p.Next != nil {
+			t.Errorf("forward after %v: %v, next %v, %v; want nothing", last, ids(p.Records), p.Next, err)
+		}
+		p, err = l.Query(ctx, Query{Limit: MaxLimit, After: last, Newest: true})
+		if err != nil || len(p.Records) != 5 {
+			t.Errorf("newest after %v: %v, %v; want the 5 events", last, ids(p.Records), err)
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"sync"
@@ -337,9 +338,13 @@ func (k *kafkaLog) cursors(ctx context.Context, q Query, newest bool) ([]cursor,
 		source := p.t.topic + "/" + strconv.Itoa(p.id)
 		if after, ok := q.After[source]; ok {
 			// Past what the page before passed.
-			if newest {
+			switch {
+			case newest:
 				hi = min(hi, after)
-			} else {
+			case after == math.MaxInt64:
+				// after+1 would wrap to the range's start.
+				lo = hi
+			default:
 				lo = max(lo, after+1)
 			}
 		}
