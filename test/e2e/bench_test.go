@@ -38,6 +38,31 @@ func BenchmarkDeriveLabelChanged(b *testing.B) { benchLabelChanged(b, false) }
 // per raw event) before deriving, as a deriver does by default.
 func BenchmarkDeriveLabelChangedFirstTime(b *testing.B) { benchLabelChanged(b, true) }
 
+// publishLabelMoves publishes b.N Whapi chats.patch raw events, each
+// moving one of 5,000 chats from a label to the next, stamped at receipt
+// when received.
+func publishLabelMoves(ctx context.Context, b *testing.B, pub broker.Publisher, binding envelope.Binding, received bool) {
+	b.Helper()
+	batch := make([]broker.Message, 0, 256)
+	flush := func() {
+		if err := pub.Publish(ctx, batch...); err != nil {
+			b.Fatal(err)
+		}
+		batch = batch[:0]
+	}
+	for i := 0; i < b.N; i++ {
+		chat := fmt.Sprintf("55119%08d@s.whatsapp.net", i%5000)
+		data := fmt.Sprintf(`{"before_update":{"id":%q,"type":"contact","timestamp":1747391325,"labels":[{"id":"%d","name":"A","color":"gold"}]},"after_update":{"id":%q,"type":"contact","timestamp":1747391325,"labels":[{"id":"%d","name":"B","color":"salmon"}]},"changes":["labels"]}`,
+			chat, i, chat, i+1)
+		batch = append(batch, envelope.Ingress(envelope.Raw{ID: fmt.Sprintf("raw-%d", i), Provider: "whapi", Channel: "BENCH",
+			Kind: "chats.patch", Chat: chat, Time: time.Now(), TimeReceived: received, Data: []byte(data)}, binding))
+		if len(batch) == cap(batch) {
+			flush()
+		}
+	}
+	flush()
+}
+
 func benchLabelChanged(b *testing.B, received bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -53,24 +78,7 @@ func benchLabelChanged(b *testing.B, received bool) {
 
 	// The raw stream: b.N chats.patch items, each moving one chat from
 	// label A to label B (one added, one removed).
-	batch := make([]broker.Message, 0, 256)
-	flush := func() {
-		if err := br.Publish(ctx, batch...); err != nil {
-			b.Fatal(err)
-		}
-		batch = batch[:0]
-	}
-	for i := 0; i < b.N; i++ {
-		chat := fmt.Sprintf("55119%08d@s.whatsapp.net", i%5000)
-		data := fmt.Sprintf(`{"before_update":{"id":%q,"type":"contact","timestamp":1747391325,"labels":[{"id":"%d","name":"A","color":"gold"}]},"after_update":{"id":%q,"type":"contact","timestamp":1747391325,"labels":[{"id":"%d","name":"B","color":"salmon"}]},"changes":["labels"]}`,
-			chat, i, chat, i+1)
-		batch = append(batch, envelope.Ingress(envelope.Raw{ID: fmt.Sprintf("raw-%d", i), Provider: "whapi", Channel: "BENCH",
-			Kind: "chats.patch", Chat: chat, Time: time.Now(), TimeReceived: received, Data: []byte(data)}, envelope.NATS))
-		if len(batch) == cap(batch) {
-			flush()
-		}
-	}
-	flush()
+	publishLabelMoves(ctx, b, br, envelope.NATS, received)
 
 	var done atomic.Int64
 	finished := make(chan struct{})

@@ -14,7 +14,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/wahook/wahook/pkg/broker"
 	"github.com/wahook/wahook/pkg/broker/kafkabroker"
 	"github.com/wahook/wahook/pkg/consumer"
 	"github.com/wahook/wahook/pkg/derive"
@@ -75,24 +74,7 @@ func benchLabelChangedKafka(b *testing.B, received bool) {
 
 	// The raw topic: b.N chats.patch items, each moving one chat from
 	// label A to label B (one added, one removed).
-	batch := make([]broker.Message, 0, 256)
-	flush := func() {
-		if err := br.Publish(ctx, batch...); err != nil {
-			b.Fatal(err)
-		}
-		batch = batch[:0]
-	}
-	for i := 0; i < b.N; i++ {
-		chat := fmt.Sprintf("55119%08d@s.whatsapp.net", i%5000)
-		data := fmt.Sprintf(`{"before_update":{"id":%q,"type":"contact","timestamp":1747391325,"labels":[{"id":"%d","name":"A","color":"gold"}]},"after_update":{"id":%q,"type":"contact","timestamp":1747391325,"labels":[{"id":"%d","name":"B","color":"salmon"}]},"changes":["labels"]}`,
-			chat, i, chat, i+1)
-		batch = append(batch, envelope.Ingress(envelope.Raw{ID: fmt.Sprintf("raw-%d", i), Provider: "whapi", Channel: "BENCH",
-			Kind: "chats.patch", Chat: chat, Time: time.Now(), TimeReceived: received, Data: []byte(data)}, envelope.Kafka))
-		if len(batch) == cap(batch) {
-			flush()
-		}
-	}
-	flush()
+	publishLabelMoves(ctx, b, br, envelope.Kafka, received)
 
 	var done atomic.Int64
 	finished := make(chan struct{})
