@@ -139,7 +139,7 @@ func testConsole(t *testing.T, broker ...string) {
 	// The chat registry tells when and by which raw event a chat was
 	// first seen, linked to that event's page.
 	await(t, adm+"/console/chat?chat=919984351847", 20*time.Second, `data-kind="created"`, `id="first-event"`,
-		`href="/console/event?id=`+newChat+`&amp;range=15m"`, "in whapi / MANTIS-M72HC")
+		`href="/console/event?id=`+newChat+`&amp;range=15m"`, "of whapi / MANTIS-M72HC")
 	// The raw event's page: its derived label.added in the causal chain.
 	// Its delivery by request id, and the raw events of that delivery.
 	rawPage := await(t, adm+"/console/event?id="+added, 20*time.Second, "io.wahook.ingress.whapi.chats.patch", `data-derived="io.wahook.label.added"`, "New order",

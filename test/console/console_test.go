@@ -260,17 +260,21 @@ func TestConsoleInBrowser(t *testing.T) {
 	})
 
 	t.Run("chat timeline shows a label put on then taken off", func(t *testing.T) {
+		// The group's chat first, so that the page also says since when
+		// and by which event the chat is known.
+		s.post("/v1/webhooks/whapi", strings.NewReplacer(`"919984351847@s.whatsapp.net"`, `"120363398750933550@g.us"`,
+			`"contact"`, `"group"`).Replace(fixture(t, "whapi", "chats.post_incoming-new-chat.json")))
 		s.post("/v1/webhooks/whapi", fixture(t, "whapi", "chats.patch_label-assigned.json"))
 		s.post("/v1/webhooks/whapi", fixture(t, "whapi", "chats.patch_label-removed.json"))
 		// Z-API's form of the group's id.
 		page := "/console/chat?chat=120363398750933550-group"
 		s.awaitPage(page, `data-kind="removed"`)
-		if err := chromedp.Do(step(t, ctx), chromedp.Navigate(s.adm+page), chromedp.WaitVisible("#timeline")); err != nil {
+		if err := chromedp.Do(step(t, ctx), chromedp.Navigate(s.adm+page), chromedp.WaitVisible("#timeline"), chromedp.WaitVisible("#first-event")); err != nil {
 			t.Fatal(err)
 		}
 		kinds, err := chromedp.Run(step(t, ctx), chromedp.Evaluate[[]string](`[...document.querySelectorAll("#timeline li")].map((li) => li.dataset.kind)`))
-		if err != nil || strings.Join(kinds, " ") != "added removed" {
-			t.Errorf("timeline kinds = %v, %v; want added removed", kinds, err)
+		if err != nil || strings.Join(kinds, " ") != "created added removed" {
+			t.Errorf("timeline kinds = %v, %v; want created added removed", kinds, err)
 		}
 		got, err := chromedp.Run(step(t, ctx), chromedp.Evaluate[string](`document.querySelector("#timeline li.added").textContent`))
 		if err != nil || !strings.Contains(got, "New order") || !strings.Contains(got, "put on") {
