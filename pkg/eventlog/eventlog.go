@@ -337,10 +337,11 @@ func (l *Log) Binding() envelope.Binding { return l.b.binding() }
 // than a Query would. Once the budget is spent, each source with replay
 // left goes on from its live end, the messages between passed over, and
 // q.OnSkip is called with how many that source passed over (on fn's
-// goroutine, never while fn runs): Kafka counts the offsets passed, NATS
-// the stream sequences from the first one passed that q's subjects hold,
-// so either may count a few messages more than were stored (compaction,
-// other subjects). Without MaxScan the whole replay is read.
+// goroutine, never while fn runs): Kafka counts the offsets passed (more
+// than the records, in a compacted topic), NATS the stream sequences from
+// the first one passed that q's subjects hold (with the stream's messages
+// of other subjects in between, when q's provider or channel narrows the
+// subjects). Without MaxScan the whole replay is read.
 func (l *Log) Follow(ctx context.Context, q Query, fn func(Record) error) error {
 	maxScan := q.MaxScan
 	q, err := q.normalize()
