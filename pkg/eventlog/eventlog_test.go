@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -593,6 +594,37 @@ func TestFollowReplayBounded(t *testing.T) {
 		defer mu.Unlock()
 		if diff := cmp.Diff(map[int][]int64{0: {6}}, skips); diff != "" {
 			t.Errorf("OnSkip calls on %s by follow (-want +got):\n%s", name, diff)
+		}
+	})
+}
+
+// TestFollowReplayBoundedInTotal: MaxScan bounds the replay over all the
+// sources read, and OnSkip's counts add up to the rest of it.
+func TestFollowReplayBoundedInTotal(t *testing.T) {
+	eachBroker(t, func(t *testing.T, ctx context.Context, f fixture, name string) {
+		since := time.Now()
+		f.publish(t, ctx, bulk(f.binding, 0, 10)...)
+		for i := range 3 {
+			m, err := envelope.DeadLetterMessage(envelope.DeadLetter{Reason: fmt.Sprintf("dl-%d", i), Provider: "whapi", Channel: "CH",
+				ReceivedAt: time.Now().UTC()}, f.binding)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.publish(t, ctx, m)
+		}
+		var skipped atomic.Int64
+		fl := follow(t, ctx, f.log(WithBatch(3)), Query{Streams: []Stream{Raw, DeadLetter}, Since: since, MaxScan: 4,
+			OnSkip: func(n int64) { skipped.Add(n) }})
+		eventlogtest.WaitFor(t, "the bounded replay", func() bool { return len(fl.ids()) >= 4 && skipped.Load() >= 9 })
+		f.publish(t, ctx, bulk(f.binding, 10, 1)...)
+		eventlogtest.WaitFor(t, "the live event", func() bool { return slices.Contains(fl.ids(), "bulk-10") })
+		time.Sleep(200 * time.Millisecond) // time for one passed twice to come
+		got := fl.ids()
+		if len(got) != 5 || got[4] != "bulk-10" || len(slices.Compact(sorted(got))) != 5 {
+			t.Errorf("Follow on %s of two streams with MaxScan 4 passed %v; want 4 replayed then bulk-10, each once", name, got)
+		}
+		if n := skipped.Load(); n != 9 {
+			t.Errorf("Follow on %s of 13 stored with MaxScan 4: OnSkip counted %d; want 9", name, n)
 		}
 	})
 }
