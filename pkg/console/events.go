@@ -238,6 +238,12 @@ const liveBuffer = 256
 // of a reconnection, not a replay.
 const resumeWindow = time.Minute
 
+// tailMaxScan bounds the messages a live tail opened again reads of its
+// replay, as a list page's reads are: a browser reconnecting in a loop
+// costs no more than one reloading the list. A variable so that tests
+// can lower it.
+var tailMaxScan = listMaxScan
+
 // withoutProbe takes the probe (probeLimit) off a newest-first page of n.
 func withoutProbe(page eventlog.Page, n int) eventlog.Page {
 	positions := make([]string, len(page.Records))
@@ -277,6 +283,18 @@ func (c *Console) serveTailLive(w http.ResponseWriter, r *http.Request) {
 	}
 	q := f.query()
 	q.Since = resumeFrom(r.Header.Get("Last-Event-ID"), time.Now())
+	q.MaxScan = tailMaxScan
+	// Past the cap the tail goes on live; the page says how much it
+	// passed over, once, instead of a line per event.
+	var skipped atomic.Int64
+	skipNote := make(chan struct{}, 1)
+	q.OnSkip = func(n int64) {
+		skipped.Add(n)
+		select {
+		case skipNote <- struct{}{}:
+		default:
+		}
+	}
 	// The request ends at the view's age (live), which also gives
 	// eventlog's NATS subscription the deadline its flush needs.
 	ctx, cancel := context.WithCancel(r.Context())
@@ -310,6 +328,8 @@ func (c *Console) serveTailLive(w http.ResponseWriter, r *http.Request) {
 				return sse{}, err
 			}
 			return sse{Event: "event", ID: strconv.FormatInt(row.Stored.UnixMilli(), 10), Data: buf.Bytes()}, nil
+		case <-skipNote:
+			return sse{Event: "notice", Data: fmt.Appendf(nil, "resumed: %d older events skipped", skipped.Swap(0))}, nil
 		case <-sctx.Done():
 			return sse{}, sctx.Err()
 		}

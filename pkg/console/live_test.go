@@ -1,7 +1,9 @@
 package console
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -9,6 +11,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wahook/wahook/pkg/broker"
+	"github.com/wahook/wahook/pkg/envelope"
+	"github.com/wahook/wahook/pkg/eventlog/eventlogtest"
 )
 
 // openLive GETs a live view and returns its response once its headers came.
@@ -122,5 +128,56 @@ func TestResumeFrom(t *testing.T) {
 		if got := resumeFrom(tc.give, now); !got.Equal(tc.want) {
 			t.Errorf("%s: resumeFrom(%q) = %v; want %v", name, tc.give, got, tc.want)
 		}
+	}
+}
+
+// TestLiveTailResumedPastItsCap: a live tail opened again from a time with
+// more stored since than its read cap goes on live and says, once, how
+// many older events it passed over.
+func TestLiveTailResumedPastItsCap(t *testing.T) {
+	defer func(n int) { tailMaxScan = n }(tailMaxScan)
+	tailMaxScan = 1
+	c, pub, b := pagesFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	since := time.Now().Add(-time.Second)
+	var msgs []broker.Message
+	for i := range 5 {
+		// One chat, one partition key: the five in one partition.
+		msgs = append(msgs, envelope.Ingress(envelope.Raw{ID: fmt.Sprintf("burst-%d", i), Provider: "whapi", Channel: "BURST", Kind: "messages.post",
+			Chat: eventlogtest.ChatA, Time: time.Now(), Data: []byte(`{"id":"x"}`)}, b))
+	}
+	if err := pub.Publish(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(c)
+	defer srv.Close()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/console/tail/live?stream=raw&provider=whapi&channel=BURST", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Last-Event-ID", strconv.FormatInt(since.UnixMilli(), 10))
+	res, err := http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("GET tail/live: %v, %v", res, err)
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	event, rows, notice := "", 0, ""
+	for notice == "" && sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
+			if event = v; v == "event" {
+				rows++
+			}
+		}
+		if v, ok := strings.CutPrefix(sc.Text(), "data: "); ok && event == "notice" {
+			notice = v
+		}
+	}
+	if want := "resumed: 4 older events skipped"; notice != want {
+		t.Errorf("live tail resumed with a cap of 1: notice %q; want %q", notice, want)
+	}
+	if rows > 1 {
+		t.Errorf("live tail resumed with a cap of 1 sent %d rows before its notice; want at most 1", rows)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"maps"
 	"path"
 	"slices"
+	"sync"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
@@ -99,8 +100,12 @@ type Query struct {
 	// most MaxLimit.
 	Limit int
 	// MaxScan is how many messages Query reads: DefaultMaxScan when zero,
-	// at most MaxMaxScan.
+	// at most MaxMaxScan. Follow, when it is set, reads at most this many
+	// of its replay (see Follow).
 	MaxScan int
+	// OnSkip, when set, is told how many messages Follow's replay passed
+	// over at MaxScan (see Follow). Query and Scan ignore it.
+	OnSkip func(skipped int64)
 	// Newest makes Query return the newest Limit matches of the range,
 	// reading from its end, instead of the oldest. The page is still in
 	// stored order, oldest first, ties in Streams order, as without
@@ -241,8 +246,11 @@ type backend interface {
 	// partition), reading forward or, with newest, backward.
 	cursors(ctx context.Context, q Query, newest bool) ([]cursor, error)
 	// follow passes fn the messages of q's sources from q.Since (from now
-	// when zero), then the live ones, until ctx ends or fn fails.
-	follow(ctx context.Context, q Query, fn func(entry) error) error
+	// when zero), then the live ones, until ctx ends or fn fails. With a
+	// replay budget it reads at most that many messages stored before
+	// the call, passes over the rest and tells skipped how many, both on
+	// fn's goroutine.
+	follow(ctx context.Context, q Query, replay *budget, fn func(entry) error, skipped func(int64)) error
 	binding() envelope.Binding
 	close() error
 }
@@ -319,25 +327,47 @@ func (l *Log) Binding() envelope.Binding { return l.b.binding() }
 // Follow passes fn the events q selects from q.Since, or from now when it
 // is zero, then the live ones as they are stored, until ctx ends (it
 // returns ctx's error) or fn fails (it returns fn's error). q.Until,
-// q.Limit, q.MaxScan and q.Newest do not apply. The events of one NATS
-// stream or one Kafka partition come in stored order.
+// q.Limit and q.Newest do not apply. The events of one NATS stream or one
+// Kafka partition come in stored order, each once.
+//
+// The replay is the messages from q.Since stored before the call. With
+// q.MaxScan set (at most MaxMaxScan), Follow reads at most that many of
+// them in total, over all its sources, whatever the filters select: a
+// caller that follows again and again from a past time then reads no more
+// than a Query would. Once the budget is spent, each source with replay
+// left goes on from its live end, the messages between passed over, and
+// q.OnSkip is called with how many that source passed over (on fn's
+// goroutine, never while fn runs): Kafka counts the offsets passed (more
+// than the records, in a compacted topic), NATS the stream sequences from
+// the first one passed that q's subjects hold (with the stream's messages
+// of other subjects in between, when q's provider or channel narrows the
+// subjects). Without MaxScan the whole replay is read.
 func (l *Log) Follow(ctx context.Context, q Query, fn func(Record) error) error {
+	maxScan := q.MaxScan
 	q, err := q.normalize()
 	if err != nil {
 		return err
+	}
+	var replay *budget
+	if maxScan > 0 && !q.Since.IsZero() {
+		replay = &budget{left: q.MaxScan}
+	}
+	onSkip := q.OnSkip
+	if onSkip == nil {
+		onSkip = func(int64) {}
 	}
 	q.Until = time.Time{}
 	m := newMatcher(q)
 	errFn := errors.New("fn failed")
 	var fnErr error
-	err = l.b.follow(ctx, q, func(e entry) error {
+	err = l.b.follow(ctx, q, replay, func(e entry) error {
 		if r, ok := m.record(e); ok {
 			if fnErr = fn(r); fnErr != nil {
 				return errFn
 			}
 		}
 		return nil
-	})
+	}, onSkip)
 	switch {
 	case fnErr != nil:
 		return fnErr
@@ -347,6 +377,30 @@ func (l *Log) Follow(ctx context.Context, q Query, fn func(Record) error) error 
 		return fmt.Errorf("eventlog: follow: %w", err)
 	}
 	return nil
+}
+
+// budget is what is left of a follow's replay bound, shared by the
+// readers of its sources.
+type budget struct {
+	mu   sync.Mutex
+	left int
+}
+
+// take reserves up to n messages of the budget and returns how many it
+// got, 0 once it is spent.
+func (b *budget) take(n int) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n = max(min(n, b.left), 0)
+	b.left -= n
+	return n
+}
+
+// give returns n messages reserved but not read.
+func (b *budget) give(n int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.left += n
 }
 
 // Close releases what the Log holds. A NATS connection given to NewNATS

@@ -9,9 +9,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go"
 
 	"github.com/wahook/wahook/pkg/broker"
@@ -545,6 +547,84 @@ func TestFollowOnceInOrder(t *testing.T) {
 		}
 		if got := fl.ids(); !slices.Equal(got, want) {
 			t.Errorf("Follow on %s passed %v, want %v", name, got, want)
+		}
+	})
+}
+
+// TestFollowReplayBounded: a replay longer than MaxScan passes at most
+// MaxScan of it, tells OnSkip how many it passed over, then the live
+// events, each once; a replay within MaxScan passes whole, skipping none.
+func TestFollowReplayBounded(t *testing.T) {
+	eachBroker(t, func(t *testing.T, ctx context.Context, f fixture, name string) {
+		since := time.Now()
+		f.publish(t, ctx, bulk(f.binding, 0, 10)...)
+		var mu sync.Mutex
+		skips := map[int][]int64{}
+		onSkip := func(i int) func(int64) {
+			return func(n int64) {
+				mu.Lock()
+				defer mu.Unlock()
+				skips[i] = append(skips[i], n)
+			}
+		}
+		l := f.log(WithBatch(3))
+		bounded := follow(t, ctx, l, Query{Streams: []Stream{Raw}, Since: since, Channel: "BULK", MaxScan: 4, OnSkip: onSkip(0)})
+		whole := follow(t, ctx, l, Query{Streams: []Stream{Raw}, Since: since, Channel: "BULK", MaxScan: 100, OnSkip: onSkip(1)})
+		eventlogtest.WaitFor(t, "the bounded replay", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(bounded.ids()) >= 4 && len(skips[0]) > 0
+		})
+		eventlogtest.WaitFor(t, "the whole replay", func() bool { return len(whole.ids()) >= 10 })
+		f.publish(t, ctx, bulk(f.binding, 10, 3)...)
+		eventlogtest.WaitFor(t, "the live events", func() bool { return len(bounded.ids()) >= 7 && len(whole.ids()) >= 13 })
+		time.Sleep(200 * time.Millisecond) // time for one passed twice to come
+		want := []string{"bulk-0", "bulk-1", "bulk-2", "bulk-3", "bulk-10", "bulk-11", "bulk-12"}
+		if got := bounded.ids(); !slices.Equal(got, want) {
+			t.Errorf("Follow on %s with MaxScan 4 passed %v, want %v", name, got, want)
+		}
+		var all []string
+		for i := range 13 {
+			all = append(all, fmt.Sprintf("bulk-%d", i))
+		}
+		if got := whole.ids(); !slices.Equal(got, all) {
+			t.Errorf("Follow on %s with MaxScan 100 passed %v, want %v", name, got, all)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if diff := cmp.Diff(map[int][]int64{0: {6}}, skips); diff != "" {
+			t.Errorf("OnSkip calls on %s by follow (-want +got):\n%s", name, diff)
+		}
+	})
+}
+
+// TestFollowReplayBoundedInTotal: MaxScan bounds the replay over all the
+// sources read, and OnSkip's counts add up to the rest of it.
+func TestFollowReplayBoundedInTotal(t *testing.T) {
+	eachBroker(t, func(t *testing.T, ctx context.Context, f fixture, name string) {
+		since := time.Now()
+		f.publish(t, ctx, bulk(f.binding, 0, 10)...)
+		for i := range 3 {
+			m, err := envelope.DeadLetterMessage(envelope.DeadLetter{Reason: fmt.Sprintf("dl-%d", i), Provider: "whapi", Channel: "CH",
+				ReceivedAt: time.Now().UTC()}, f.binding)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.publish(t, ctx, m)
+		}
+		var skipped atomic.Int64
+		fl := follow(t, ctx, f.log(WithBatch(3)), Query{Streams: []Stream{Raw, DeadLetter}, Since: since, MaxScan: 4,
+			OnSkip: func(n int64) { skipped.Add(n) }})
+		eventlogtest.WaitFor(t, "the bounded replay", func() bool { return len(fl.ids()) >= 4 && skipped.Load() >= 9 })
+		f.publish(t, ctx, bulk(f.binding, 10, 1)...)
+		eventlogtest.WaitFor(t, "the live event", func() bool { return slices.Contains(fl.ids(), "bulk-10") })
+		time.Sleep(200 * time.Millisecond) // time for one passed twice to come
+		got := fl.ids()
+		if len(got) != 5 || got[4] != "bulk-10" || len(slices.Compact(sorted(got))) != 5 {
+			t.Errorf("Follow on %s of two streams with MaxScan 4 passed %v; want 4 replayed then bulk-10, each once", name, got)
+		}
+		if n := skipped.Load(); n != 9 {
+			t.Errorf("Follow on %s of 13 stored with MaxScan 4: OnSkip counted %d; want 9", name, n)
 		}
 	})
 }

@@ -398,8 +398,11 @@ func kafkaEntry(t kafkaTopic, m kafka.Message) entry {
 
 // follow reads every partition of q's topics with a reader of its own
 // from q.Since (from its end when zero), and passes the records to fn on
-// the caller's goroutine.
-func (k *kafkaLog) follow(ctx context.Context, q Query, fn func(entry) error) error {
+// the caller's goroutine. With a replay budget, a partition reads its
+// replay (up to the end it had at the call) by fetches, each within what
+// it could take of the budget, and its reader starts after it: at the
+// end when the budget ran out first.
+func (k *kafkaLog) follow(ctx context.Context, q Query, replay *budget, fn func(entry) error, skipped func(int64)) error {
 	ps, err := k.parts(ctx, q)
 	if err != nil {
 		return err
@@ -410,6 +413,7 @@ func (k *kafkaLog) follow(ctx context.Context, q Query, fn func(entry) error) er
 	rctx, stop := context.WithCancel(ctx)
 	entries := make(chan entry, 256)
 	errs := make(chan error, len(ps))
+	skips := make(chan int64, len(ps))
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer stop()
@@ -421,7 +425,17 @@ func (k *kafkaLog) follow(ctx context.Context, q Query, fn func(entry) error) er
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := k.readLive(rctx, p.t, p.id, start, entries); err != nil && rctx.Err() == nil {
+			var err error
+			if replay != nil && start < p.hi {
+				var passed int64
+				if start, passed, err = k.replay(rctx, p, start, replay, entries); err == nil && passed > 0 {
+					skips <- passed
+				}
+			}
+			if err == nil {
+				err = k.readLive(rctx, p.t, p.id, start, entries)
+			}
+			if err != nil && rctx.Err() == nil {
 				errs <- err
 			}
 		}()
@@ -432,12 +446,40 @@ func (k *kafkaLog) follow(ctx context.Context, q Query, fn func(entry) error) er
 			return ctx.Err()
 		case err := <-errs:
 			return err
+		case n := <-skips:
+			skipped(n)
 		case e := <-entries:
 			if err := fn(e); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// replay sends p's records from offset from up to p.hi, the end it had
+// when the follow started, as long as the budget lasts. It returns where
+// the live read starts and how many offsets it passed over.
+func (k *kafkaLog) replay(ctx context.Context, p kafkaPart, from int64, b *budget, out chan<- entry) (int64, int64, error) {
+	for from < p.hi {
+		n := b.take(int(min(int64(k.opts.batch), p.hi-from)))
+		if n == 0 {
+			return p.hi, p.hi - from, nil
+		}
+		es, next, err := k.read(ctx, p, from, from+int64(n), k.opts.maxBytes)
+		b.give(n - len(es))
+		if err != nil {
+			return from, 0, err
+		}
+		for _, e := range es {
+			select {
+			case out <- e:
+			case <-ctx.Done():
+				return from, 0, ctx.Err()
+			}
+		}
+		from = next
+	}
+	return from, 0, nil
 }
 
 // readLive sends the records of a partition from offset on until ctx

@@ -148,21 +148,38 @@ func (n *natsLog) lastSeq(ctx context.Context, src natsSource) (uint64, bool, er
 // seqAt is the sequence of src's first message stored at t or later (the
 // first one kept when t is zero), 0 when there is none.
 func (n *natsLog) seqAt(ctx context.Context, src natsSource, t time.Time) (uint64, error) {
-	var seq uint64
 	req := natsbroker.DirectRequest{Seq: 1, NextBySubject: src.subject, Batch: 1}
 	if !t.IsZero() {
 		req.Seq, req.StartTime = 0, &t
 	}
+	seq, err := n.first(ctx, src, req)
+	if err != nil {
+		return 0, fmt.Errorf("%s at %s: %w", src.name, t.Format(time.RFC3339Nano), err)
+	}
+	return seq, nil
+}
+
+// seqFrom is the sequence of src's first message at seq or after, 0 when
+// there is none.
+func (n *natsLog) seqFrom(ctx context.Context, src natsSource, seq uint64) (uint64, error) {
+	got, err := n.first(ctx, src, natsbroker.DirectRequest{Seq: seq, NextBySubject: src.subject, Batch: 1})
+	if err != nil {
+		return 0, fmt.Errorf("%s from %d: %w", src.name, seq, err)
+	}
+	return got, nil
+}
+
+// first is the sequence of the message a one-message request gets, 0 when
+// none.
+func (n *natsLog) first(ctx context.Context, src natsSource, req natsbroker.DirectRequest) (uint64, error) {
+	var seq uint64
 	ctx, cancel := context.WithTimeout(ctx, n.opts.readTimeout)
 	defer cancel()
 	_, _, err := natsbroker.DirectBatch(ctx, n.nc, src.name, req, func(sm natsbroker.StoredMsg) error {
 		seq = sm.Sequence
 		return nil
 	})
-	if err != nil {
-		return 0, fmt.Errorf("%s at %s: %w", src.name, t.Format(time.RFC3339Nano), err)
-	}
-	return seq, nil
+	return seq, err
 }
 
 func (n *natsLog) cursors(ctx context.Context, q Query, newest bool) ([]cursor, error) {
@@ -232,12 +249,44 @@ type natsRead struct {
 	start    *time.Time
 	fallback uint64
 	end      uint64
+	// limit, when above 0, is the batch of the next read instead of the
+	// Log's; replayEnd is the last sequence of a follow's replay.
+	limit     int
+	replayEnd uint64
+}
+
+// replaying tells whether a follow's read has replay left to read.
+func (r *natsRead) replaying() bool { return r.start != nil || r.seq <= r.replayEnd }
+
+// skip moves a follow's read past its replay, to the live end, and
+// returns how many sequences it passed over from the first one its
+// subject holds.
+func (n *natsLog) skip(ctx context.Context, r *natsRead) (int64, error) {
+	var first uint64
+	var err error
+	if r.start != nil {
+		first, err = n.seqAt(ctx, r.src, *r.start)
+	} else {
+		first, err = n.seqFrom(ctx, r.src, r.seq)
+	}
+	if err != nil {
+		return 0, err
+	}
+	r.seq, r.start = r.replayEnd+1, nil
+	if first == 0 || first > r.replayEnd {
+		return 0, nil
+	}
+	return int64(r.replayEnd - first + 1), nil
 }
 
 // fill reads the next batch and tells whether it reached the end, or,
 // without one, what is stored now.
 func (r *natsRead) fill(ctx context.Context) ([]entry, bool, error) {
-	req := natsbroker.DirectRequest{Seq: r.seq, NextBySubject: r.src.subject, Batch: r.n.opts.batch, MaxBytes: r.n.opts.maxBytes}
+	batch := r.n.opts.batch
+	if r.limit > 0 {
+		batch = r.limit
+	}
+	req := natsbroker.DirectRequest{Seq: r.seq, NextBySubject: r.src.subject, Batch: batch, MaxBytes: r.n.opts.maxBytes}
 	if r.start != nil {
 		req.Seq, req.StartTime = 0, r.start
 	}
@@ -323,7 +372,11 @@ func natsEntry(src natsSource, sm natsbroker.StoredMsg) entry {
 // is a JetStream request ($JS.API.CONSUMER.CREATE) that a read-only
 // subscriber may not make (natsbroker.SubscriberReads), and a consumer
 // is state on the server that a reader should not leave behind.
-func (n *natsLog) follow(ctx context.Context, q Query, fn func(entry) error) error {
+//
+// A replay budget is taken a batch at a time before each read of the
+// replay, so that no read goes past it; once it is spent, a source with
+// replay left skips to its live end.
+func (n *natsLog) follow(ctx context.Context, q Query, replay *budget, fn func(entry) error, skipped func(int64)) error {
 	bell := make(chan struct{}, 1)
 	ring := func(*nats.Msg) {
 		select {
@@ -359,7 +412,7 @@ func (n *natsLog) follow(ctx context.Context, q Query, fn func(entry) error) err
 		r := &natsRead{n: n, src: src, seq: last + 1}
 		if !q.Since.IsZero() {
 			since := q.Since
-			r.start, r.fallback = &since, last+1
+			r.start, r.fallback, r.replayEnd = &since, last+1, last
 		}
 		reads = append(reads, r)
 	}
@@ -372,7 +425,31 @@ func (n *natsLog) follow(ctx context.Context, q Query, fn func(entry) error) err
 		found := false
 		for _, r := range reads {
 			for {
+				if replay != nil && r.replaying() {
+					if r.limit = replay.take(n.opts.batch); r.limit == 0 {
+						passed, err := n.skip(ctx, r)
+						if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+							break
+						}
+						if err != nil {
+							return err
+						}
+						if passed > 0 {
+							skipped(passed)
+						}
+					}
+				}
 				es, done, err := r.fill(ctx)
+				if r.limit > 0 {
+					read := 0
+					for _, e := range es {
+						if uint64(e.seq) <= r.replayEnd {
+							read++
+						}
+					}
+					replay.give(r.limit - read)
+					r.limit = 0
+				}
 				if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 					// No answer in time: reading by sequence, the
 					// next look reads the same from the same place.

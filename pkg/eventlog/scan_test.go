@@ -25,9 +25,11 @@ func (s staticLog) cursors(_ context.Context, _ Query, newest bool) ([]cursor, e
 	return out, nil
 }
 
-func (staticLog) follow(context.Context, Query, func(entry) error) error { return nil }
-func (staticLog) binding() envelope.Binding                              { return envelope.NATS }
-func (staticLog) close() error                                           { return nil }
+func (staticLog) follow(context.Context, Query, *budget, func(entry) error, func(int64)) error {
+	return nil
+}
+func (staticLog) binding() envelope.Binding { return envelope.NATS }
+func (staticLog) close() error              { return nil }
 
 func staticEntry(t *testing.T, s Stream, id string, at time.Time) entry {
 	t.Helper()

@@ -35,6 +35,9 @@ function tail(tbody) {
     src.addEventListener("error", () => { if (state) state.textContent = "Reconnecting…"; });
     src.addEventListener("failed", (e) => { if (state) state.textContent = "Stopped: " + e.data; });
     src.addEventListener("event", (e) => add(tbody, e));
+    // A view opened again after a burst goes on live past the older events
+    // it would not read; the server says how many.
+    src.addEventListener("notice", (e) => { if (state) state.textContent = "Live; " + e.data + "."; });
   }, () => {
     document.body.dataset.live = "off";
     if (state) state.textContent = "Refused (every live view taken, or the service restarting): trying again shortly.";
