@@ -114,7 +114,10 @@ type Query struct {
 	Newest bool
 	// After continues a query from where a page of it ended: its
 	// Page.Next. The query must be the same but for After (Limit and
-	// MaxScan may differ); each page is bounded as the first.
+	// MaxScan may differ); each page is bounded as the first. With
+	// Newest, the pages read nothing stored after the first page, in
+	// any source it read (see Page.Next); forward, they read each source
+	// up to its end at the time of the page.
 	After Position
 }
 
@@ -148,7 +151,13 @@ var ErrQuery = errors.New("eventlog: bad query")
 //
 // Next, when the page stopped at Limit or MaxScan with messages of the
 // range left, is where a next page starts (Query.After); nil at the end
-// of the range.
+// of the range. A newest-first page's Next has every source the query
+// found (a NATS stream, a partition of an existing Kafka topic), those
+// with nothing in range or no match too, at the end it had when the
+// first page was read: older pages never list what was stored since,
+// out of order. A forward page's Next has only the sources with messages
+// in range, and the next page reads every source up to its present end,
+// so that paging forward reaches the events stored meanwhile.
 type Page struct {
 	Records   []Record
 	Scanned   int
@@ -507,6 +516,13 @@ type cursor interface {
 	// position is the cursor's source and the last sequence or offset
 	// it passed (Position).
 	position() (source string, seq int64)
+}
+
+// endCursor is a backward cursor over a source with nothing in range: it
+// reads nothing, and its position is the end the range had, so that the
+// pages after it read nothing stored since.
+func endCursor(source string, end int64) *bufCursor {
+	return &bufCursor{done: true, source: source, passed: end}
 }
 
 // bufCursor is a cursor over batches that fill reads.
