@@ -46,6 +46,30 @@ func TestPositionRoundTrip(t *testing.T) {
 	}
 }
 
+// TestPositionFitsEveryDefaultPartition: a newest-first page's next
+// position names every partition read, those with nothing in range too;
+// with wahook's topics at their default partitions and the largest
+// offsets, it still fits a link.
+func TestPositionFitsEveryDefaultPartition(t *testing.T) {
+	topics := []string{envelope.IngressTopic, envelope.DeadLetterTopic}
+	for _, s := range derive.Streams {
+		topics = append(topics, envelope.DerivedTopic(s))
+	}
+	p := eventlog.Position{}
+	for _, topic := range topics {
+		for i := range kafkabroker.DefaultPartitions {
+			p[fmt.Sprintf("%s/%d", topic, i)] = 1<<63 - 1
+		}
+	}
+	s := encodePosition(p)
+	if len(s) > maxPositionParam {
+		t.Fatalf("position of %d partitions: %d characters, more than %d", len(p), len(s), maxPositionParam)
+	}
+	if got, err := decodePosition(s); err != nil || len(got) != len(p) {
+		t.Errorf("decodePosition of %d partitions: %d sources, %v", len(p), len(got), err)
+	}
+}
+
 func TestPositionRefused(t *testing.T) {
 	valid := encodePosition(eventlog.Position{"WAHOOK_RAW": 12})
 	// A source name longer than eventlog takes, a sequence below -1,
