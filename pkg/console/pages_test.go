@@ -337,4 +337,22 @@ func TestListPagesLastProbe(t *testing.T) {
 		return len(p) == 1 && len(p[0]) == 3
 	})
 	checkPages(t, "tail", followPages(t, c, "/console/tail?n=2"), want, 2)
+
+	// Stored after the first page, in sources it had nothing of (the
+	// dead letters, another chat's partition): not on the page after it.
+	first := httptest.NewRecorder()
+	c.ServeHTTP(first, httptest.NewRequest("GET", "http://localhost/console/tail?n=2", nil))
+	link := moreLink.FindStringSubmatch(first.Body.String())
+	if first.Code != http.StatusOK || link == nil {
+		t.Fatalf("tail's first page = %d, link %v; want one to the probe", first.Code, link)
+	}
+	sample := eventlogtest.Sample(t, b)
+	if err := pub.Publish(ctx, sample[1], sample[3]); err != nil {
+		t.Fatal(err)
+	}
+	eventlogtest.WaitFor(t, "the events stored after the first page", func() bool {
+		p := followPages(t, c, "/console/tail?n=10")
+		return len(p) == 1 && len(p[0]) == 5
+	})
+	checkPages(t, "tail after events stored since its first page", followPages(t, c, html.UnescapeString(link[1])), want[2:], 2)
 }
