@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"runtime"
 	"slices"
@@ -913,7 +914,13 @@ func TestQueryNewestPagesEndAtFirst(t *testing.T) {
 							}
 						}
 					}
+					if p.Next != nil && !maps.Equal(p.End, p.Next) {
+						t.Errorf("page %d of %+v: end %v, want its next %v", len(pages), tc.give, p.End, p.Next)
+					}
 					if p.Next == nil {
+						if tc.give.Newest && len(p.End) < len(q.After) {
+							t.Errorf("last page of %+v: end %v, want every source of %v", tc.give, p.End, q.After)
+						}
 						break
 					}
 					q.After = p.Next
