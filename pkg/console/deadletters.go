@@ -80,7 +80,7 @@ func (c *Console) serveDeadLetters(w http.ResponseWriter, r *http.Request) {
 	for i, l := range letters {
 		positions[i] = l.Record.Position
 	}
-	if next, dropped := dropProbe(a.N, positions, page.Next); dropped {
+	if next, dropped := dropProbe(a.N, positions, page.Next, page.End); dropped {
 		letters, page.Next = letters[1:], next
 	}
 	p.Truncated, p.Scanned = page.Truncated, page.Scanned

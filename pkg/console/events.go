@@ -250,7 +250,7 @@ func withoutProbe(page eventlog.Page, n int) eventlog.Page {
 	for i, r := range page.Records {
 		positions[i] = r.Position
 	}
-	next, dropped := dropProbe(n, positions, page.Next)
+	next, dropped := dropProbe(n, positions, page.Next, page.End)
 	if dropped {
 		page.Records, page.Next = page.Records[1:], next
 	}

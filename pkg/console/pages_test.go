@@ -46,6 +46,30 @@ func TestPositionRoundTrip(t *testing.T) {
 	}
 }
 
+// TestPositionFitsEveryDefaultPartition: a newest-first page's next
+// position names every partition read, those with nothing in range too;
+// with wahook's topics at their default partitions and the largest
+// offsets, it still fits a link.
+func TestPositionFitsEveryDefaultPartition(t *testing.T) {
+	topics := []string{envelope.IngressTopic, envelope.DeadLetterTopic}
+	for _, s := range derive.Streams {
+		topics = append(topics, envelope.DerivedTopic(s))
+	}
+	p := eventlog.Position{}
+	for _, topic := range topics {
+		for i := range kafkabroker.DefaultPartitions {
+			p[fmt.Sprintf("%s/%d", topic, i)] = 1<<63 - 1
+		}
+	}
+	s := encodePosition(p)
+	if len(s) > maxPositionParam {
+		t.Fatalf("position of %d partitions: %d characters, more than %d", len(p), len(s), maxPositionParam)
+	}
+	if got, err := decodePosition(s); err != nil || len(got) != len(p) {
+		t.Errorf("decodePosition of %d partitions: %d sources, %v", len(p), len(got), err)
+	}
+}
+
 func TestPositionRefused(t *testing.T) {
 	valid := encodePosition(eventlog.Position{"WAHOOK_RAW": 12})
 	// A source name longer than eventlog takes, a sequence below -1,
@@ -313,4 +337,22 @@ func TestListPagesLastProbe(t *testing.T) {
 		return len(p) == 1 && len(p[0]) == 3
 	})
 	checkPages(t, "tail", followPages(t, c, "/console/tail?n=2"), want, 2)
+
+	// Stored after the first page, in sources it had nothing of (the
+	// dead letters, another chat's partition): not on the page after it.
+	first := httptest.NewRecorder()
+	c.ServeHTTP(first, httptest.NewRequest("GET", "http://localhost/console/tail?n=2", nil))
+	link := moreLink.FindStringSubmatch(first.Body.String())
+	if first.Code != http.StatusOK || link == nil {
+		t.Fatalf("tail's first page = %d, link %v; want one to the probe", first.Code, link)
+	}
+	sample := eventlogtest.Sample(t, b)
+	if err := pub.Publish(ctx, sample[1], sample[3]); err != nil {
+		t.Fatal(err)
+	}
+	eventlogtest.WaitFor(t, "the events stored after the first page", func() bool {
+		p := followPages(t, c, "/console/tail?n=10")
+		return len(p) == 1 && len(p[0]) == 5
+	})
+	checkPages(t, "tail after events stored since its first page", followPages(t, c, html.UnescapeString(link[1])), want[2:], 2)
 }

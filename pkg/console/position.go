@@ -141,10 +141,10 @@ func probeLimit(n int) int { return min(n+1, eventlog.MaxLimit) }
 // It tells whether it took the probe off.
 //
 // When the probe was the range's last match, the read left no next
-// position: the next page then starts, in each source of the page's
-// records, at the oldest of them, and a source absent from them had no
-// match to list again.
-func dropProbe(n int, positions []string, next eventlog.Position) (eventlog.Position, bool) {
+// position: the next page then starts where the read ended in each source
+// (end, the page's Page.End), so that it lists nothing stored since, and
+// in each source of the page's records at the oldest of them.
+func dropProbe(n int, positions []string, next, end eventlog.Position) (eventlog.Position, bool) {
 	if len(positions) <= n {
 		return next, false
 	}
@@ -153,7 +153,10 @@ func dropProbe(n int, positions []string, next eventlog.Position) (eventlog.Posi
 		return next, false // shown with the page rather than lost
 	}
 	if next == nil {
-		next = eventlog.Position{}
+		next = maps.Clone(end)
+		if next == nil {
+			next = eventlog.Position{}
+		}
 		for _, p := range positions[1:] {
 			s, q, ok := splitPosition(p)
 			if !ok {

@@ -114,7 +114,10 @@ type Query struct {
 	Newest bool
 	// After continues a query from where a page of it ended: its
 	// Page.Next. The query must be the same but for After (Limit and
-	// MaxScan may differ); each page is bounded as the first.
+	// MaxScan may differ); each page is bounded as the first. With
+	// Newest, the pages read nothing stored after the first page, in
+	// any source it read (see Page.Next); forward, they read each source
+	// up to its end at the time of the page.
 	After Position
 }
 
@@ -148,12 +151,24 @@ var ErrQuery = errors.New("eventlog: bad query")
 //
 // Next, when the page stopped at Limit or MaxScan with messages of the
 // range left, is where a next page starts (Query.After); nil at the end
-// of the range.
+// of the range. A newest-first page's Next has every source the query
+// found (a NATS stream, a partition of an existing Kafka topic), those
+// with nothing in range or no match too, at the end it had when the
+// first page was read: older pages never list what was stored since,
+// out of order. A forward page's Next has only the sources with messages
+// in range, and the next page reads every source up to its present end,
+// so that paging forward reaches the events stored meanwhile.
+//
+// End is where the page stopped in each source, also at the range's end,
+// over Query.After: for a caller that lists only some of the records of
+// a newest-first page and builds the next page's position itself, so
+// that it too reads nothing stored after the first page.
 type Page struct {
 	Records   []Record
 	Scanned   int
 	Truncated bool
 	Next      Position
+	End       Position
 }
 
 // Log reads wahook's streams on one broker.
@@ -276,7 +291,7 @@ func (l *Log) Query(ctx context.Context, q Query) (Page, error) {
 	}
 	m := newMatcher(q)
 	var page Page
-	page.Scanned, page.Truncated, page.Next, err = l.scan(ctx, q, q.Newest, q.MaxScan, func(e entry) (bool, error) {
+	page.Scanned, page.Truncated, page.Next, page.End, err = l.scan(ctx, q, q.Newest, q.MaxScan, func(e entry) (bool, error) {
 		if r, ok := m.record(e); ok {
 			page.Records = append(page.Records, r)
 		}
@@ -308,7 +323,7 @@ func (l *Log) Scan(ctx context.Context, q Query, fn func(Record) error) (Page, e
 	}
 	m := newMatcher(q)
 	var page Page
-	page.Scanned, page.Truncated, page.Next, err = l.scan(ctx, q, false, maxScan, func(e entry) (bool, error) {
+	page.Scanned, page.Truncated, page.Next, _, err = l.scan(ctx, q, false, maxScan, func(e entry) (bool, error) {
 		if r, ok := m.record(e); ok {
 			return false, fn(r)
 		}
@@ -410,12 +425,12 @@ func (l *Log) Close() error { return l.b.close() }
 // scan reads q's range merged across its sources in stored order (newest
 // first with newest), at most maxScan messages (no bound when 0), until fn
 // says stop. It reports how many it read, whether messages of the range
-// were left at maxScan, and, when it stopped with messages left, where
-// each source stands.
-func (l *Log) scan(ctx context.Context, q Query, newest bool, maxScan int, fn func(entry) (stop bool, err error)) (scanned int, truncated bool, next Position, err error) {
+// were left at maxScan, where each source stands (end) and, when it
+// stopped with messages left, the same as next.
+func (l *Log) scan(ctx context.Context, q Query, newest bool, maxScan int, fn func(entry) (stop bool, err error)) (scanned int, truncated bool, next, end Position, err error) {
 	curs, err := l.b.cursors(ctx, q, newest)
 	if err != nil {
-		return 0, false, nil, err
+		return 0, false, nil, nil, err
 	}
 	defer func() {
 		for _, c := range curs {
@@ -429,7 +444,7 @@ func (l *Log) scan(ctx context.Context, q Query, newest bool, maxScan int, fn fu
 		for _, c := range curs {
 			e, err := c.peek(ctx)
 			if err != nil {
-				return scanned, false, nil, err
+				return scanned, false, nil, nil, err
 			}
 			if e == nil {
 				continue
@@ -442,38 +457,44 @@ func (l *Log) scan(ctx context.Context, q Query, newest bool, maxScan int, fn fu
 			}
 		}
 		if head == nil {
-			return scanned, false, nil, nil
+			return scanned, false, nil, positions(q.After, curs), nil
 		}
 		e := *head
 		pick.pop()
 		scanned++
 		if stopped, err = fn(e); err != nil {
-			return scanned, false, nil, err
+			return scanned, false, nil, nil, err
 		}
 	}
 	left := false
 	for _, c := range curs {
 		e, err := c.peek(ctx)
 		if err != nil {
-			return scanned, false, nil, err
+			return scanned, false, nil, nil, err
 		}
 		left = left || e != nil
 	}
+	end = positions(q.After, curs)
 	if !left {
-		return scanned, false, nil, nil
+		return scanned, false, nil, end, nil
 	}
-	// A source the page did not read keeps its place from the page
-	// before: read again from its start, it would repeat.
-	next = maps.Clone(q.After)
-	if next == nil {
-		next = Position{}
+	return scanned, !stopped, maps.Clone(end), end, nil
+}
+
+// positions is where each of curs stands, over after: a source the page
+// did not read keeps its place from the page before, since read again
+// from its start it would repeat.
+func positions(after Position, curs []cursor) Position {
+	p := maps.Clone(after)
+	if p == nil {
+		p = Position{}
 	}
 	for _, c := range curs {
 		if key, seq := c.position(); key != "" {
-			next[key] = seq
+			p[key] = seq
 		}
 	}
-	return scanned, !stopped, next, nil
+	return p
 }
 
 // keepNewest appends es, read forward, to out, and drops from out's
@@ -507,6 +528,13 @@ type cursor interface {
 	// position is the cursor's source and the last sequence or offset
 	// it passed (Position).
 	position() (source string, seq int64)
+}
+
+// endCursor is a backward cursor over a source with nothing in range: it
+// reads nothing, and its position is the end the range had, so that the
+// pages after it read nothing stored since.
+func endCursor(source string, end int64) *bufCursor {
+	return &bufCursor{done: true, source: source, passed: end}
 }
 
 // bufCursor is a cursor over batches that fill reads.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"runtime"
 	"slices"
@@ -20,6 +21,7 @@ import (
 	"github.com/wahook/wahook/pkg/broker/kafkabroker"
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
 	"github.com/wahook/wahook/pkg/broker/natsbroker/natstest"
+	"github.com/wahook/wahook/pkg/derive"
 	"github.com/wahook/wahook/pkg/envelope"
 	"github.com/wahook/wahook/pkg/eventlog/eventlogtest"
 )
@@ -832,5 +834,105 @@ func TestNATSReadTimeout(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("fill with no answer still waiting after 10s")
+	}
+}
+
+// derivedB is a label event derived from raw-b, about chat B (derived-b).
+func derivedB(t *testing.T, b envelope.Binding) broker.Message {
+	t.Helper()
+	rawB := envelope.Raw{ID: "raw-b", Provider: "whapi", Channel: "CH", Kind: "messages.post", Chat: eventlogtest.ChatB, Time: time.Now(), Data: []byte(`{"id":"b"}`)}
+	src, err := envelope.DecodeRaw(envelope.Ingress(rawB, b), b)
+	if err != nil {
+		t.Fatalf("DecodeRaw: %v", err)
+	}
+	m, err := envelope.Derived(derive.Event{ID: "derived-b", Stream: derive.LabelChanged, Type: "io.wahook.label.added", Subject: eventlogtest.ChatB,
+		Data: derive.ChatRef{ChatID: eventlogtest.ChatB}}, src, b)
+	if err != nil {
+		t.Fatalf("Derived: %v", err)
+	}
+	return m
+}
+
+// TestQueryNewestPagesEndAtFirst: the pages after a newest-first page read
+// nothing stored since it, in the sources it had nothing to read in
+// (empty, or nothing in range) as in those it read without a match; a
+// forward page's next still reads up to the present.
+func TestQueryNewestPagesEndAtFirst(t *testing.T) {
+	bulkIDs := []string{"bulk-0", "bulk-1", "bulk-2", "bulk-3", "bulk-4"}
+	for name, tc := range map[string]struct {
+		before func(t *testing.T, f fixture) []broker.Message
+		give   Query
+		after  func(t *testing.T, f fixture) []broker.Message
+		// late tells whether the pages list the events stored after
+		// the first.
+		late bool
+	}{
+		"newest, source empty on the first page": {
+			before: func(*testing.T, fixture) []broker.Message { return nil },
+			give:   Query{Limit: 2, Newest: true},
+			after:  func(t *testing.T, f fixture) []broker.Message { return eventlogtest.Sample(t, f.binding) },
+		},
+		"newest, source with no match on the first page": {
+			before: func(t *testing.T, f fixture) []broker.Message { return eventlogtest.Sample(t, f.binding) },
+			give:   Query{IDs: append(slices.Clone(bulkIDs), "derived-b"), Limit: 2, Newest: true},
+			after:  func(t *testing.T, f fixture) []broker.Message { return []broker.Message{derivedB(t, f.binding)} },
+		},
+		"forward reads up to the present": {
+			before: func(*testing.T, fixture) []broker.Message { return nil },
+			give:   Query{Limit: 2},
+			after:  func(t *testing.T, f fixture) []broker.Message { return eventlogtest.Sample(t, f.binding) },
+			late:   true,
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			eachBroker(t, func(t *testing.T, ctx context.Context, f fixture, _ string) {
+				f.publish(t, ctx, tc.before(t, f)...)
+				f.publish(t, ctx, bulk(f.binding, 0, 5)...)
+				l := f.log(WithBatch(2))
+				q := tc.give
+				want := slices.Clone(bulkIDs)
+				var pages [][]string
+				for range 10 {
+					p, err := l.Query(ctx, q)
+					if err != nil {
+						t.Fatalf("Query(%+v): %v", q, err)
+					}
+					pages = append(pages, ids(p.Records))
+					if len(pages) == 1 {
+						if p.Next == nil {
+							t.Fatalf("first page of %+v: no next page", q)
+						}
+						late := tc.after(t, f)
+						f.publish(t, ctx, late...)
+						for _, m := range late {
+							ev, err := envelope.Decode(m, f.binding)
+							if err != nil {
+								t.Fatalf("Decode: %v", err)
+							}
+							if tc.late {
+								want = append(want, ev.ID())
+							}
+						}
+					}
+					if p.Next != nil && !maps.Equal(p.End, p.Next) {
+						t.Errorf("page %d of %+v: end %v, want its next %v", len(pages), tc.give, p.End, p.Next)
+					}
+					if p.Next == nil {
+						if tc.give.Newest && len(p.End) < len(q.After) {
+							t.Errorf("last page of %+v: end %v, want every source of %v", tc.give, p.End, q.After)
+						}
+						break
+					}
+					q.After = p.Next
+				}
+				if tc.give.Newest {
+					slices.Reverse(pages)
+				}
+				// Equal times across sources: compared sorted.
+				if got := slices.Concat(pages...); !slices.Equal(sorted(got), sorted(want)) {
+					t.Errorf("pages of %+v, events stored after the first: %v, want %v", tc.give, pages, want)
+				}
+			})
+		})
 	}
 }

@@ -336,7 +336,8 @@ func (k *kafkaLog) cursors(ctx context.Context, q Query, newest bool) ([]cursor,
 	for _, p := range ps {
 		lo, hi := p.lo, p.hi
 		source := p.t.topic + "/" + strconv.Itoa(p.id)
-		if after, ok := q.After[source]; ok {
+		after, paged := q.After[source]
+		if paged {
 			// Past what the page before passed.
 			switch {
 			case newest:
@@ -349,6 +350,9 @@ func (k *kafkaLog) cursors(ctx context.Context, q Query, newest bool) ([]cursor,
 			}
 		}
 		if lo >= hi {
+			if newest && !paged {
+				out = append(out, endCursor(source, hi))
+			}
 			continue
 		}
 		c := &bufCursor{source: source, passed: lo - 1}

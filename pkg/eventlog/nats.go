@@ -193,7 +193,11 @@ func (n *natsLog) cursors(ctx context.Context, q Query, newest bool) ([]cursor, 
 		if err != nil {
 			return nil, err
 		}
+		_, paged := q.After[src.name]
 		if !ok || last == 0 {
+			if newest && !paged {
+				out = append(out, endCursor(src.name, int64(last)+1))
+			}
 			continue
 		}
 		// From the first message that matches: a backward read stops
@@ -204,6 +208,9 @@ func (n *natsLog) cursors(ctx context.Context, q Query, newest bool) ([]cursor, 
 		}
 		hi := last
 		if lo == 0 || lo > hi {
+			if newest && !paged {
+				out = append(out, endCursor(src.name, int64(hi)+1))
+			}
 			continue
 		}
 		if !q.Until.IsZero() {
@@ -224,6 +231,9 @@ func (n *natsLog) cursors(ctx context.Context, q Query, newest bool) ([]cursor, 
 			}
 		}
 		if hi < lo {
+			if newest && !paged {
+				out = append(out, endCursor(src.name, int64(hi)+1))
+			}
 			continue
 		}
 		if newest {

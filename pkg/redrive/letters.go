@@ -63,13 +63,13 @@ func (r *Redriver) Letters(ctx context.Context, q eventlog.Query) ([]Letter, eve
 		sel.MaxScan = eventlog.DefaultMaxScan
 	}
 	var newestTruncated bool
-	var next eventlog.Position
+	var next, end eventlog.Position
 	if q.Newest {
 		from, page, err := r.newestFrom(ctx, sel, limit)
 		if err != nil || from.IsZero() {
 			return nil, page, err
 		}
-		sel.Since, newestTruncated, next = from, page.Truncated, page.Next
+		sel.Since, newestTruncated, next, end = from, page.Truncated, page.Next, page.End
 		// The forward read goes on past the page's end for the notes,
 		// which follow what they are about.
 		sel.After = nil
@@ -126,7 +126,7 @@ func (r *Redriver) Letters(ctx context.Context, q eventlog.Query) ([]Letter, eve
 	}
 	page.Truncated = page.Truncated || newestTruncated
 	if q.Newest {
-		page.Next = next
+		page.Next, page.End = next, end
 	}
 	return out, page, nil
 }
