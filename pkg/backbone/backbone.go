@@ -393,14 +393,21 @@ func (bb *Backbone) State(ctx context.Context) (State, error) {
 		}
 		return State{Labels: st.Labels(), Chats: st.Chats(), Aliases: st.Aliases(), Dedup: st.Dedup(), Times: bb.times(st.Times())}, nil
 	}
-	scfg := bb.cfg.NATSStorage.state(bb.cfg.NATSReplicas)
-	scfg.Logger = bb.log.Named("nats-state")
-	scfg.TimesTTL = bb.cfg.ReceivedTimeTTL
+	scfg := bb.natsStateConfig()
 	st, err := natsstate.Open(ctx, bb.nats.JetStream(), scfg)
 	if err != nil {
 		return State{}, fmt.Errorf("state: %w", err)
 	}
 	return State{Labels: st.Labels(), Chats: st.Chats(), Aliases: st.Aliases(), Times: bb.times(st.Times())}, nil
+}
+
+// natsStateConfig is the state's configuration on NATS, for Open and
+// OpenExisting alike.
+func (bb *Backbone) natsStateConfig() natsstate.Config {
+	scfg := bb.cfg.NATSStorage.state(bb.cfg.NATSReplicas)
+	scfg.Logger = bb.log.Named("nats-state")
+	scfg.TimesTTL = bb.cfg.ReceivedTimeTTL
+	return scfg
 }
 
 // ErrNoReadState reports that the broker offers no read-only state: on
@@ -416,9 +423,7 @@ func (bb *Backbone) ReadState(ctx context.Context) (State, error) {
 	if bb.nats == nil {
 		return State{}, ErrNoReadState
 	}
-	scfg := bb.cfg.NATSStorage.state(bb.cfg.NATSReplicas)
-	scfg.Logger = bb.log.Named("nats-state")
-	scfg.TimesTTL = bb.cfg.ReceivedTimeTTL
+	scfg := bb.natsStateConfig()
 	st, err := natsstate.OpenExisting(ctx, bb.nats.JetStream(), scfg)
 	if err != nil {
 		return State{}, fmt.Errorf("state: %w", err)

@@ -3,7 +3,6 @@ package natsstate
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -96,18 +95,14 @@ func (a *Aliases) learn(ctx context.Context, key, other, eventID string) (bool, 
 // get reads key's alias and when its entry was created, nil when there is
 // none.
 func (a *Aliases) get(ctx context.Context, key string) (*state.Alias, time.Time, error) {
-	e, err := a.kv.Get(ctx, key)
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return nil, time.Time{}, nil
-	case err != nil:
-		return nil, time.Time{}, fmt.Errorf("get: %w", natsbroker.Classify(err))
+	cur, created, err := getEntry[state.Alias](ctx, a.kv, key)
+	if err == nil && cur != nil && cur.ID == "" {
+		err = fmt.Errorf("decode %s: not an alias", key)
 	}
-	cur := new(state.Alias)
-	if err := json.Unmarshal(e.Value(), cur); err != nil || cur.ID == "" {
-		return nil, time.Time{}, fmt.Errorf("decode %s: not an alias (%v)", key, err)
+	if err != nil {
+		return nil, time.Time{}, err
 	}
-	return cur, e.Created(), nil
+	return cur, created, nil
 }
 
 // Lookup returns id's other form: see derive.AliasRegistry. An id without

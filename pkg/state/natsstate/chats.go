@@ -102,14 +102,20 @@ func (c *Chats) Lookup(ctx context.Context, provider, channel, chat string) (sta
 // get reads the chat at key and when its entry was created: nil when
 // there is none.
 func (c *Chats) get(ctx context.Context, key string) (*state.Chat, time.Time, error) {
-	e, err := c.kv.Get(ctx, key)
+	return getEntry[state.Chat](ctx, c.kv, key)
+}
+
+// getEntry reads the JSON value at key and when its entry was created: nil
+// when there is none.
+func getEntry[T any](ctx context.Context, kv jetstream.KeyValue, key string) (*T, time.Time, error) {
+	e, err := kv.Get(ctx, key)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		return nil, time.Time{}, nil
 	case err != nil:
 		return nil, time.Time{}, fmt.Errorf("get: %w", natsbroker.Classify(err))
 	}
-	cur := new(state.Chat)
+	cur := new(T)
 	if err := json.Unmarshal(e.Value(), cur); err != nil {
 		return nil, time.Time{}, fmt.Errorf("decode %s: %w", key, err)
 	}
