@@ -227,25 +227,10 @@ func TestListPagesGoOn(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Another chat's derived event, older than those of the chat.
-	otherChat, err := envelope.Derived(derive.Event{ID: "other-chat", Stream: derive.LabelChanged, Type: "io.wahook.label.added",
-		Subject: eventlogtest.ChatB, Data: derive.ChatRef{ChatID: eventlogtest.ChatB}}, rawA, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.Publish(ctx, otherChat); err != nil {
-		t.Fatal(err)
-	}
+	publishLabelAdded(ctx, t, pub, b, rawA, "other-chat", eventlogtest.ChatB)
 	var derived []string
 	for i := range 5 {
-		m, err := envelope.Derived(derive.Event{ID: fmt.Sprintf("seen-%d", i), Stream: derive.LabelChanged, Type: "io.wahook.label.added",
-			Subject: eventlogtest.ChatA, Data: derive.ChatRef{ChatID: eventlogtest.ChatA}}, rawA, b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := pub.Publish(ctx, m); err != nil {
-			t.Fatal(err)
-		}
-		derived = append(derived, m.ID)
+		derived = append(derived, publishLabelAdded(ctx, t, pub, b, rawA, fmt.Sprintf("seen-%d", i), eventlogtest.ChatA))
 		time.Sleep(2 * time.Millisecond)
 	}
 	slices.Reverse(raw)
@@ -300,6 +285,21 @@ func TestListPagesRefuseBadPositions(t *testing.T) {
 	}
 }
 
+// publishLabelAdded publishes a label.added about chat derived from raw
+// as event id, and returns its id.
+func publishLabelAdded(ctx context.Context, t *testing.T, pub broker.Publisher, b envelope.Binding, raw derive.Raw, id, chat string) string {
+	t.Helper()
+	m, err := envelope.Derived(derive.Event{ID: id, Stream: derive.LabelChanged, Type: "io.wahook.label.added",
+		Subject: chat, Data: derive.ChatRef{ChatID: chat}}, raw, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	return m.ID
+}
+
 // TestListPagesLastProbe: a page whose probe is the last match of the
 // range, read from several sources (the raw and derived streams), links to
 // a page of the probe alone: the other sources keep their place, and no
@@ -321,15 +321,7 @@ func TestListPagesLastProbe(t *testing.T) {
 	want := []string{ids[0]}
 	for i := range 2 {
 		time.Sleep(2 * time.Millisecond) // one stored millisecond each: one order
-		m, err := envelope.Derived(derive.Event{ID: fmt.Sprintf("probe-%d", i), Stream: derive.LabelChanged, Type: "io.wahook.label.added",
-			Subject: eventlogtest.ChatA, Data: derive.ChatRef{ChatID: eventlogtest.ChatA}}, rawA, b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := pub.Publish(ctx, m); err != nil {
-			t.Fatal(err)
-		}
-		want = append(want, m.ID)
+		want = append(want, publishLabelAdded(ctx, t, pub, b, rawA, fmt.Sprintf("probe-%d", i), eventlogtest.ChatA))
 	}
 	slices.Reverse(want)
 	eventlogtest.WaitFor(t, "the tail's first page", func() bool {

@@ -201,15 +201,7 @@ func TestLetters(t *testing.T) {
 		t.Fatalf("delivery of 2 items to an ingress taking 1: %d, want 400", code)
 	}
 	body := strings.Repeat(`{"text":"<ok>"}`, 1000)
-	parted := envelope.DeadLetter{Reason: "bad", Provider: "waha", Channel: "S1", ReceivedAt: time.Now().UTC()}
-	parted.SetBody([]byte(body))
-	msgs, err := envelope.DeadLetterMessages(parted, b, 4096)
-	if err != nil || len(msgs) < 3 {
-		t.Fatalf("DeadLetterMessages: %d messages, %v; want parts", len(msgs), err)
-	}
-	if err := envelope.PublishDeadLetter(ctx, pub.Publish, msgs); err != nil {
-		t.Fatal(err)
-	}
+	msgs := publishParted(ctx, t, pub, b, "bad", body, 3)
 	r, err := redrive.New(redrive.Config{Log: l, Publisher: pub})
 	if err != nil {
 		t.Fatal(err)
@@ -333,16 +325,7 @@ func TestLettersNewest(t *testing.T) {
 	b := l.Binding()
 	var last []broker.Message
 	for i := range 6 {
-		d := envelope.DeadLetter{Reason: fmt.Sprintf("bad %d", i), Provider: "waha", Channel: "S1", ReceivedAt: time.Now().UTC()}
-		d.SetBody([]byte(strings.Repeat(`{"text":"<ok>"}`, 500)))
-		msgs, err := envelope.DeadLetterMessages(d, b, 4096)
-		if err != nil || len(msgs) < 2 {
-			t.Fatalf("DeadLetterMessages: %d messages, %v; want parts", len(msgs), err)
-		}
-		if err := envelope.PublishDeadLetter(ctx, pub.Publish, msgs); err != nil {
-			t.Fatal(err)
-		}
-		last = msgs
+		last = publishParted(ctx, t, pub, b, fmt.Sprintf("bad %d", i), strings.Repeat(`{"text":"<ok>"}`, 500), 2)
 	}
 	r, err := redrive.New(redrive.Config{Log: l, Publisher: pub})
 	if err != nil {
@@ -418,15 +401,7 @@ func TestLettersPages(t *testing.T) {
 	pub, l := natsPipeline(t)
 	b := l.Binding()
 	for i := range 5 {
-		d := envelope.DeadLetter{Reason: fmt.Sprintf("bad %d", i), Provider: "waha", Channel: "S1", ReceivedAt: time.Now().UTC()}
-		d.SetBody([]byte(strings.Repeat(`{"text":"<ok>"}`, 500)))
-		msgs, err := envelope.DeadLetterMessages(d, b, 4096)
-		if err != nil || len(msgs) < 2 {
-			t.Fatalf("DeadLetterMessages: %d messages, %v; want parts", len(msgs), err)
-		}
-		if err := envelope.PublishDeadLetter(ctx, pub.Publish, msgs); err != nil {
-			t.Fatal(err)
-		}
+		publishParted(ctx, t, pub, b, fmt.Sprintf("bad %d", i), strings.Repeat(`{"text":"<ok>"}`, 500), 2)
 	}
 	r, err := redrive.New(redrive.Config{Log: l, Publisher: pub})
 	if err != nil {
@@ -456,4 +431,20 @@ func TestLettersPages(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Letters pages mismatch (-want +got):\n%s", diff)
 	}
+}
+
+// publishParted dead-letters body from waha/S1 with reason, stored in
+// parts of 4 KiB, at least minParts of them, and returns its messages.
+func publishParted(ctx context.Context, t *testing.T, pub broker.Publisher, b envelope.Binding, reason, body string, minParts int) []broker.Message {
+	t.Helper()
+	d := envelope.DeadLetter{Reason: reason, Provider: "waha", Channel: "S1", ReceivedAt: time.Now().UTC()}
+	d.SetBody([]byte(body))
+	msgs, err := envelope.DeadLetterMessages(d, b, 4096)
+	if err != nil || len(msgs) < minParts {
+		t.Fatalf("DeadLetterMessages: %d messages, %v; want %d parts or more", len(msgs), err, minParts)
+	}
+	if err := envelope.PublishDeadLetter(ctx, pub.Publish, msgs); err != nil {
+		t.Fatal(err)
+	}
+	return msgs
 }
