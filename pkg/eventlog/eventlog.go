@@ -162,17 +162,11 @@ var ErrQuery = errors.New("eventlog: bad query")
 // page's Next has only the sources with messages in range, and the next
 // page reads every source up to its present end, so that paging forward
 // reaches the events stored meanwhile.
-//
-// End is where the page stopped in each source, also at the range's end,
-// over Query.After: for a caller that lists only some of the records of
-// a newest-first page and builds the next page's position itself, so
-// that it too reads nothing stored after the first page.
 type Page struct {
 	Records   []Record
 	Scanned   int
 	Truncated bool
 	Next      Position
-	End       Position
 }
 
 // Log reads wahook's streams on one broker.
@@ -295,7 +289,7 @@ func (l *Log) Query(ctx context.Context, q Query) (Page, error) {
 	}
 	m := newMatcher(q)
 	var page Page
-	page.Scanned, page.Truncated, page.Next, page.End, err = l.scan(ctx, q, q.Newest, q.MaxScan, func(e entry) (bool, error) {
+	page.Scanned, page.Truncated, page.Next, err = l.scan(ctx, q, q.Newest, q.MaxScan, func(e entry) (bool, error) {
 		r, ok := m.record(e)
 		if !ok {
 			return false, nil
@@ -332,7 +326,7 @@ func (l *Log) Scan(ctx context.Context, q Query, fn func(Record) error) (Page, e
 	}
 	m := newMatcher(q)
 	var page Page
-	page.Scanned, page.Truncated, page.Next, _, err = l.scan(ctx, q, false, maxScan, func(e entry) (bool, error) {
+	page.Scanned, page.Truncated, page.Next, err = l.scan(ctx, q, false, maxScan, func(e entry) (bool, error) {
 		if r, ok := m.record(e); ok {
 			return false, fn(r)
 		}
@@ -436,12 +430,12 @@ func (l *Log) Close() error { return l.b.close() }
 // passes fn each one before it takes it, until fn says stop: the message
 // fn stops at is read but not taken, and the next page starts with it. It
 // reports how many it read, whether messages of the range were left at
-// maxScan, where each source stands (end) and, when it stopped with
-// messages left, the same as next.
-func (l *Log) scan(ctx context.Context, q Query, newest bool, maxScan int, fn func(entry) (stop bool, err error)) (scanned int, truncated bool, next, end Position, err error) {
+// maxScan, and, when it stopped with messages left, where each source
+// stands (next).
+func (l *Log) scan(ctx context.Context, q Query, newest bool, maxScan int, fn func(entry) (stop bool, err error)) (scanned int, truncated bool, next Position, err error) {
 	curs, err := l.b.cursors(ctx, q, newest)
 	if err != nil {
-		return 0, false, nil, nil, err
+		return 0, false, nil, err
 	}
 	defer func() {
 		for _, c := range curs {
@@ -454,7 +448,7 @@ func (l *Log) scan(ctx context.Context, q Query, newest bool, maxScan int, fn fu
 		for _, c := range curs {
 			e, err := c.peek(ctx)
 			if err != nil {
-				return scanned, false, nil, nil, err
+				return scanned, false, nil, err
 			}
 			if e == nil {
 				continue
@@ -467,30 +461,28 @@ func (l *Log) scan(ctx context.Context, q Query, newest bool, maxScan int, fn fu
 			}
 		}
 		if head == nil {
-			return scanned, false, nil, positions(q.After, curs), nil
+			return scanned, false, nil, nil
 		}
 		scanned++
 		stop, err := fn(*head)
 		if err != nil {
-			return scanned, false, nil, nil, err
+			return scanned, false, nil, err
 		}
 		if stop {
-			end = positions(q.After, curs)
-			return scanned, false, maps.Clone(end), end, nil
+			return scanned, false, positions(q.After, curs), nil
 		}
 		pick.pop()
 	}
-	end = positions(q.After, curs)
 	for _, c := range curs {
 		e, err := c.peek(ctx)
 		if err != nil {
-			return scanned, false, nil, nil, err
+			return scanned, false, nil, err
 		}
 		if e != nil {
-			return scanned, true, maps.Clone(end), end, nil
+			return scanned, true, positions(q.After, curs), nil
 		}
 	}
-	return scanned, false, nil, end, nil
+	return scanned, false, nil, nil
 }
 
 // positions is where each of curs stands, over after: a source the page
