@@ -146,8 +146,8 @@ const (
 var ErrQuery = errors.New("eventlog: bad query")
 
 // Page is what Query found: the records in stored order (oldest first,
-// with Newest too), how many messages it read, and whether it stopped at
-// MaxScan before the range's end.
+// with Newest too), how many messages it read (the match past Limit, see
+// Next, too), and whether it stopped at MaxScan before the range's end.
 //
 // Next, when matches of the range are left, is where a next page starts
 // (Query.After), and that page starts with the first of them: Query reads
