@@ -384,7 +384,7 @@ func (c *Console) serveEvent(w http.ResponseWriter, r *http.Request) {
 	}
 	if rawID != "" && p.Error == "" {
 		raw, err := c.cfg.Events.Query(ctx, eventlog.Query{Streams: []eventlog.Stream{eventlog.Raw}, IDs: []string{rawID},
-			Since: f.Since, Limit: 1, MaxScan: eventlog.MaxMaxScan, Newest: true})
+			Since: f.Since, Limit: 1, MaxScan: eventlog.MaxMaxScan, Newest: true, NoNext: true})
 		if err == nil && len(raw.Records) > 0 {
 			row := rowOf(raw.Records[0])
 			p.Raw = &row

@@ -119,6 +119,11 @@ type Query struct {
 	// any source it read (see Page.Next); forward, they read each source
 	// up to its end at the time of the page.
 	After Position
+	// NoNext is for a caller that reads one page and does not page on (a
+	// lookup): the read ends once it has Limit matches instead of looking
+	// for one more, and Page.Next is nil unless the read stopped at
+	// MaxScan.
+	NoNext bool
 }
 
 // Position is where a page ended in each source it read, by source: a
@@ -290,6 +295,9 @@ func (l *Log) Query(ctx context.Context, q Query) (Page, error) {
 	m := newMatcher(q)
 	var page Page
 	page.Scanned, page.Truncated, page.Next, err = l.scan(ctx, q, q.Newest, q.MaxScan, func(e entry) (bool, error) {
+		if q.NoNext && len(page.Records) == q.Limit {
+			return true, nil
+		}
 		r, ok := m.record(e)
 		if !ok {
 			return false, nil
@@ -302,6 +310,9 @@ func (l *Log) Query(ctx context.Context, q Query) (Page, error) {
 	})
 	if err != nil {
 		return Page{}, fmt.Errorf("eventlog: query: %w", err)
+	}
+	if q.NoNext && !page.Truncated {
+		page.Next = nil
 	}
 	if q.Newest {
 		slices.Reverse(page.Records)

@@ -405,6 +405,14 @@ func TestQueryNextOnlyWithMatches(t *testing.T) {
 				[]page{{[]string{"bulk-4", "bulk-5"}, 7, false}}},
 			"forward, last pages of 3": {Query{Limit: 3},
 				[]page{{bulkIDs(0, 3), 4, true}, {bulkIDs(3, 6), 4, true}, {bulkIDs(6, 7), 1, false}}},
+			// A lookup reads no further than its Limit-th match and the
+			// message after it.
+			"forward, no next": {Query{IDs: []string{"bulk-1", "bulk-3", "bulk-5"}, Limit: 1, NoNext: true},
+				[]page{{[]string{"bulk-1"}, 3, false}}},
+			"newest, no next": {Query{IDs: []string{"bulk-1", "bulk-3", "bulk-5"}, Limit: 1, Newest: true, NoNext: true},
+				[]page{{[]string{"bulk-5"}, 3, false}}},
+			"forward, no next, truncated": {Query{IDs: []string{"bulk-5"}, Limit: 1, MaxScan: 3, NoNext: true},
+				[]page{{nil, 3, true}, {[]string{"bulk-5"}, 3, true}, {nil, 1, false}}},
 			"forward, truncated": {Query{IDs: []string{"bulk-1", "bulk-2"}, Limit: 2, MaxScan: 3},
 				[]page{{[]string{"bulk-1", "bulk-2"}, 3, true}, {nil, 3, true}, {nil, 1, false}}},
 			"newest, truncated": {Query{IDs: []string{"bulk-4", "bulk-5"}, Limit: 2, MaxScan: 3, Newest: true},

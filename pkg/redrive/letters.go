@@ -160,7 +160,7 @@ func (r *Redriver) earlierParts(ctx context.Context, l *Letter, maxScan int) (bo
 		ids[i] = envelope.DeadLetterPartID(l.ID, bp.PartSize, i)
 	}
 	page, err := r.cfg.Log.Query(ctx, eventlog.Query{Streams: []eventlog.Stream{eventlog.DeadLetter}, IDs: ids,
-		Since: l.Record.Stored.Add(-partsBefore), Until: l.Record.Stored, Limit: bp.Count, MaxScan: maxScan, Newest: true})
+		Since: l.Record.Stored.Add(-partsBefore), Until: l.Record.Stored, Limit: bp.Count, MaxScan: maxScan, Newest: true, NoNext: true})
 	if err != nil {
 		return false, fmt.Errorf("redrive: parts of %s: %w", l.ID, err)
 	}
