@@ -66,7 +66,7 @@ func (c *Console) serveDeadLetters(w http.ResponseWriter, r *http.Request) {
 	}
 	f.Streams = nil
 	q := f.query()
-	q.Streams, q.Limit, q.After = []eventlog.Stream{eventlog.DeadLetter}, probeLimit(a.N), a.After
+	q.Streams, q.Limit, q.After = []eventlog.Stream{eventlog.DeadLetter}, a.N, a.After
 	if err := q.Check(); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -75,13 +75,6 @@ func (c *Console) serveDeadLetters(w http.ResponseWriter, r *http.Request) {
 	letters, page, err := c.cfg.Redriver.Letters(r.Context(), q)
 	if err != nil {
 		p.Error = err.Error()
-	}
-	positions := make([]string, len(letters))
-	for i, l := range letters {
-		positions[i] = l.Record.Position
-	}
-	if next, dropped := dropProbe(a.N, positions, page.Next, page.End); dropped {
-		letters, page.Next = letters[1:], next
 	}
 	p.Truncated, p.Scanned = page.Truncated, page.Scanned
 	p.Next = a.nextURL("/console/deadletters", f.URL(), page.Next, deadLetterLimit)

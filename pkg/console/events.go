@@ -211,7 +211,7 @@ func (c *Console) serveTail(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := f.query()
-	q.Limit, q.After = probeLimit(a.N), a.After
+	q.Limit, q.After = a.N, a.After
 	if err := q.Check(); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -221,7 +221,6 @@ func (c *Console) serveTail(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		p.Error = err.Error()
 	}
-	page = withoutProbe(page, a.N)
 	for i := len(page.Records) - 1; i >= 0; i-- {
 		p.Rows = append(p.Rows, rowOf(page.Records[i]))
 	}
@@ -243,19 +242,6 @@ const resumeWindow = time.Minute
 // costs no more than one reloading the list. A variable so that tests
 // can lower it.
 var tailMaxScan = listMaxScan
-
-// withoutProbe takes the probe (probeLimit) off a newest-first page of n.
-func withoutProbe(page eventlog.Page, n int) eventlog.Page {
-	positions := make([]string, len(page.Records))
-	for i, r := range page.Records {
-		positions[i] = r.Position
-	}
-	next, dropped := dropProbe(n, positions, page.Next, page.End)
-	if dropped {
-		page.Records, page.Next = page.Records[1:], next
-	}
-	return page
-}
 
 // resumeFrom is where a live tail starts: at lastID, the stored time (Unix
 // milliseconds) of the last event the browser got before it opened the
@@ -398,7 +384,7 @@ func (c *Console) serveEvent(w http.ResponseWriter, r *http.Request) {
 	}
 	if rawID != "" && p.Error == "" {
 		raw, err := c.cfg.Events.Query(ctx, eventlog.Query{Streams: []eventlog.Stream{eventlog.Raw}, IDs: []string{rawID},
-			Since: f.Since, Limit: 1, MaxScan: eventlog.MaxMaxScan, Newest: true})
+			Since: f.Since, Limit: 1, MaxScan: eventlog.MaxMaxScan, Newest: true, NoNext: true})
 		if err == nil && len(raw.Records) > 0 {
 			row := rowOf(raw.Records[0])
 			p.Raw = &row
@@ -575,15 +561,14 @@ func (c *Console) serveChat(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	q := eventlog.Query{Streams: []eventlog.Stream{eventlog.Derived}, Chats: chats, Provider: f.Provider, Channel: f.Channel,
-		Since: f.Since, Limit: probeLimit(a.N), MaxScan: eventlog.MaxMaxScan, Newest: true, After: a.After}
+		Since: f.Since, Limit: a.N, MaxScan: eventlog.MaxMaxScan, Newest: true, After: a.After}
 	if err := q.Check(); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	query := func(chats []string) (eventlog.Page, error) {
 		q.Chats = chats
-		page, err := c.cfg.Events.Query(ctx, q)
-		return withoutProbe(page, a.N), err
+		return c.cfg.Events.Query(ctx, q)
 	}
 	fail := func(what string, err error) {
 		c.cfg.Logger.Warn("console: chat page", zap.String("read", what), zap.Error(err))

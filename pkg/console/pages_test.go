@@ -300,16 +300,16 @@ func publishLabelAdded(ctx context.Context, t *testing.T, pub broker.Publisher, 
 	return m.ID
 }
 
-// TestListPagesLastProbe: a page whose probe is the last match of the
-// range, read from several sources (the raw and derived streams), links to
-// a page of the probe alone: the other sources keep their place, and no
-// item is listed twice.
-func TestListPagesLastProbe(t *testing.T) {
+// TestListPagesLastOne: a page followed by one last match, read from
+// several sources (the raw and derived streams), links to a page of that
+// match alone: the other sources keep their place, and no item is listed
+// twice.
+func TestListPagesLastOne(t *testing.T) {
 	c, pub, b := pagesFixture(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	body := `{"messages":[{"id":"m-probe","type":"text","chat_id":"5511999990000@s.whatsapp.net","timestamp":1747391325,"text":{"body":"hi"}}],` +
-		`"event":{"type":"messages","event":"post"},"channel_id":"PROBE"}`
+	body := `{"messages":[{"id":"m-last","type":"text","chat_id":"5511999990000@s.whatsapp.net","timestamp":1747391325,"text":{"body":"hi"}}],` +
+		`"event":{"type":"messages","event":"post"},"channel_id":"LAST"}`
 	code, ids := eventlogtest.Deliver(t, pub, b, 10, "/v1/webhooks/whapi", body)
 	if code != http.StatusOK || len(ids) != 1 {
 		t.Fatalf("Deliver = %d %v", code, ids)
@@ -321,7 +321,7 @@ func TestListPagesLastProbe(t *testing.T) {
 	want := []string{ids[0]}
 	for i := range 2 {
 		time.Sleep(2 * time.Millisecond) // one stored millisecond each: one order
-		want = append(want, publishLabelAdded(ctx, t, pub, b, rawA, fmt.Sprintf("probe-%d", i), eventlogtest.ChatA))
+		want = append(want, publishLabelAdded(ctx, t, pub, b, rawA, fmt.Sprintf("last-%d", i), eventlogtest.ChatA))
 	}
 	slices.Reverse(want)
 	eventlogtest.WaitFor(t, "the tail's first page", func() bool {
@@ -336,7 +336,7 @@ func TestListPagesLastProbe(t *testing.T) {
 	c.ServeHTTP(first, httptest.NewRequest("GET", "http://localhost/console/tail?n=2", nil))
 	link := moreLink.FindStringSubmatch(first.Body.String())
 	if first.Code != http.StatusOK || link == nil {
-		t.Fatalf("tail's first page = %d, link %v; want one to the probe", first.Code, link)
+		t.Fatalf("tail's first page = %d, link %v; want one to the last event", first.Code, link)
 	}
 	sample := eventlogtest.Sample(t, b)
 	if err := pub.Publish(ctx, sample[1], sample[3]); err != nil {

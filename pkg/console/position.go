@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/wahook/wahook/pkg/eventlog"
 )
@@ -127,63 +126,4 @@ func (a pageArgs) nextURL(path, filters string, next eventlog.Position, max int)
 		u += "n=" + strconv.Itoa(a.N) + "&"
 	}
 	return template.URL(u + "after=" + encodePosition(next))
-}
-
-// probeLimit is the limit a page of n queries: one more, the probe that
-// tells whether older matches are left, when eventlog's bounds allow it.
-func probeLimit(n int) int { return min(n+1, eventlog.MaxLimit) }
-
-// dropProbe takes the probe, the oldest of a page's records (positions,
-// each a Record.Position, oldest first), off a page that found more than
-// n, and moves next back to it, so that the next page starts with it: a
-// page with no probe is the last one unless its read stopped at its cap,
-// and never links to a page of nothing but messages its filters leave out.
-// It tells whether it took the probe off.
-//
-// When the probe was the range's last match, the read left no next
-// position: the next page then starts where the read ended in each source
-// (end, the page's Page.End), so that it lists nothing stored since, and
-// in each source of the page's records at the oldest of them.
-func dropProbe(n int, positions []string, next, end eventlog.Position) (eventlog.Position, bool) {
-	if len(positions) <= n {
-		return next, false
-	}
-	src, seq, ok := splitPosition(positions[0])
-	if !ok {
-		return next, false // shown with the page rather than lost
-	}
-	if next == nil {
-		next = maps.Clone(end)
-		if next == nil {
-			next = eventlog.Position{}
-		}
-		for _, p := range positions[1:] {
-			s, q, ok := splitPosition(p)
-			if !ok {
-				return nil, false
-			}
-			if old, seen := next[s]; !seen || q < old {
-				next[s] = q
-			}
-		}
-	} else {
-		next = maps.Clone(next)
-	}
-	// Each source's value is the last sequence passed: the next page
-	// reads those before it, the probe among them.
-	next[src] = seq + 1
-	return next, true
-}
-
-// splitPosition reads a Record.Position: its source, a slash, its sequence.
-func splitPosition(p string) (string, int64, bool) {
-	i := strings.LastIndexByte(p, '/')
-	if i < 0 {
-		return "", 0, false
-	}
-	seq, err := strconv.ParseInt(p[i+1:], 10, 64)
-	if err != nil {
-		return "", 0, false
-	}
-	return p[:i], seq, true
 }

@@ -119,6 +119,11 @@ type Query struct {
 	// any source it read (see Page.Next); forward, they read each source
 	// up to its end at the time of the page.
 	After Position
+	// NoNext is for a caller that reads one page and does not page on (a
+	// lookup): the read ends once it has Limit matches instead of looking
+	// for one more, and Page.Next is nil unless the read stopped at
+	// MaxScan.
+	NoNext bool
 }
 
 // Position is where a page ended in each source it read, by source: a
@@ -146,29 +151,27 @@ const (
 var ErrQuery = errors.New("eventlog: bad query")
 
 // Page is what Query found: the records in stored order (oldest first,
-// with Newest too), how many messages it read, and whether it stopped at
-// MaxScan before the range's end.
+// with Newest too), how many messages it read (the match past Limit, see
+// Next, too), and whether it stopped at MaxScan before the range's end.
 //
-// Next, when the page stopped at Limit or MaxScan with messages of the
-// range left, is where a next page starts (Query.After); nil at the end
-// of the range. A newest-first page's Next has every source the query
-// found (a NATS stream, a partition of an existing Kafka topic), those
-// with nothing in range or no match too, at the end it had when the
-// first page was read: older pages never list what was stored since,
-// out of order. A forward page's Next has only the sources with messages
-// in range, and the next page reads every source up to its present end,
-// so that paging forward reaches the events stored meanwhile.
-//
-// End is where the page stopped in each source, also at the range's end,
-// over Query.After: for a caller that lists only some of the records of
-// a newest-first page and builds the next page's position itself, so
-// that it too reads nothing stored after the first page.
+// Next, when matches of the range are left, is where a next page starts
+// (Query.After), and that page starts with the first of them: Query reads
+// one match past Limit to know, and leaves it to the next page. Next is
+// nil when the range holds no match past the page's records. When the
+// read stopped at MaxScan with messages of the range left (Truncated),
+// Next is where it stopped, whether or not they hold a match. A
+// newest-first page's Next has every source the query found (a NATS
+// stream, a partition of an existing Kafka topic), those with nothing in
+// range or no match too, at the end it had when the first page was read:
+// older pages never list what was stored since, out of order. A forward
+// page's Next has only the sources with messages in range, and the next
+// page reads every source up to its present end, so that paging forward
+// reaches the events stored meanwhile.
 type Page struct {
 	Records   []Record
 	Scanned   int
 	Truncated bool
 	Next      Position
-	End       Position
 }
 
 // Log reads wahook's streams on one broker.
@@ -291,14 +294,25 @@ func (l *Log) Query(ctx context.Context, q Query) (Page, error) {
 	}
 	m := newMatcher(q)
 	var page Page
-	page.Scanned, page.Truncated, page.Next, page.End, err = l.scan(ctx, q, q.Newest, q.MaxScan, func(e entry) (bool, error) {
-		if r, ok := m.record(e); ok {
-			page.Records = append(page.Records, r)
+	page.Scanned, page.Truncated, page.Next, err = l.scan(ctx, q, q.Newest, q.MaxScan, func(e entry) (bool, error) {
+		if q.NoNext && len(page.Records) == q.Limit {
+			return true, nil
 		}
-		return len(page.Records) >= q.Limit, nil
+		r, ok := m.record(e)
+		if !ok {
+			return false, nil
+		}
+		if len(page.Records) == q.Limit {
+			return true, nil // the next page's first
+		}
+		page.Records = append(page.Records, r)
+		return false, nil
 	})
 	if err != nil {
 		return Page{}, fmt.Errorf("eventlog: query: %w", err)
+	}
+	if q.NoNext && !page.Truncated {
+		page.Next = nil
 	}
 	if q.Newest {
 		slices.Reverse(page.Records)
@@ -323,7 +337,7 @@ func (l *Log) Scan(ctx context.Context, q Query, fn func(Record) error) (Page, e
 	}
 	m := newMatcher(q)
 	var page Page
-	page.Scanned, page.Truncated, page.Next, _, err = l.scan(ctx, q, false, maxScan, func(e entry) (bool, error) {
+	page.Scanned, page.Truncated, page.Next, err = l.scan(ctx, q, false, maxScan, func(e entry) (bool, error) {
 		if r, ok := m.record(e); ok {
 			return false, fn(r)
 		}
@@ -423,28 +437,29 @@ func (b *budget) give(n int) {
 func (l *Log) Close() error { return l.b.close() }
 
 // scan reads q's range merged across its sources in stored order (newest
-// first with newest), at most maxScan messages (no bound when 0), until fn
-// says stop. It reports how many it read, whether messages of the range
-// were left at maxScan, where each source stands (end) and, when it
-// stopped with messages left, the same as next.
-func (l *Log) scan(ctx context.Context, q Query, newest bool, maxScan int, fn func(entry) (stop bool, err error)) (scanned int, truncated bool, next, end Position, err error) {
+// first with newest), at most maxScan messages (no bound when 0), and
+// passes fn each one before it takes it, until fn says stop: the message
+// fn stops at is read but not taken, and the next page starts with it. It
+// reports how many it read, whether messages of the range were left at
+// maxScan, and, when it stopped with messages left, where each source
+// stands (next).
+func (l *Log) scan(ctx context.Context, q Query, newest bool, maxScan int, fn func(entry) (stop bool, err error)) (scanned int, truncated bool, next Position, err error) {
 	curs, err := l.b.cursors(ctx, q, newest)
 	if err != nil {
-		return 0, false, nil, nil, err
+		return 0, false, nil, err
 	}
 	defer func() {
 		for _, c := range curs {
 			c.close()
 		}
 	}()
-	stopped := false
-	for !stopped && (maxScan == 0 || scanned < maxScan) {
+	for maxScan == 0 || scanned < maxScan {
 		var pick cursor
 		var head *entry
 		for _, c := range curs {
 			e, err := c.peek(ctx)
 			if err != nil {
-				return scanned, false, nil, nil, err
+				return scanned, false, nil, err
 			}
 			if e == nil {
 				continue
@@ -457,28 +472,28 @@ func (l *Log) scan(ctx context.Context, q Query, newest bool, maxScan int, fn fu
 			}
 		}
 		if head == nil {
-			return scanned, false, nil, positions(q.After, curs), nil
+			return scanned, false, nil, nil
 		}
-		e := *head
-		pick.pop()
 		scanned++
-		if stopped, err = fn(e); err != nil {
-			return scanned, false, nil, nil, err
+		stop, err := fn(*head)
+		if err != nil {
+			return scanned, false, nil, err
 		}
+		if stop {
+			return scanned, false, positions(q.After, curs), nil
+		}
+		pick.pop()
 	}
-	left := false
 	for _, c := range curs {
 		e, err := c.peek(ctx)
 		if err != nil {
-			return scanned, false, nil, nil, err
+			return scanned, false, nil, err
 		}
-		left = left || e != nil
+		if e != nil {
+			return scanned, true, positions(q.After, curs), nil
+		}
 	}
-	end = positions(q.After, curs)
-	if !left {
-		return scanned, false, nil, end, nil
-	}
-	return scanned, !stopped, maps.Clone(end), end, nil
+	return scanned, false, nil, nil
 }
 
 // positions is where each of curs stands, over after: a source the page

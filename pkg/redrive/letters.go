@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/wahook/wahook/pkg/broker"
@@ -37,15 +35,16 @@ const partsBefore = time.Minute
 // order: the oldest Limit, or with Newest the newest Limit of the range.
 // It reads forward to put bodies in parts together and to find the
 // notes, which follow what they are about; with Newest it first reads
-// backward to find where the newest records start, reads forward from
-// there, and looks up the parts stored before then by their ids. Page
+// backward for the newest records, reads forward from the oldest of
+// them, and looks up the parts stored before then by their ids. Page
 // says how much the forward read read and whether MaxScan stopped one of
 // the reads.
 //
-// With Newest, q.After continues from the Page.Next of the page before
-// (its Next is where the backward read stopped): the next older Limit
-// dead letters, each page bounded as the first. Without Newest, After is
-// where the forward read starts and Next is not set.
+// With Newest, the letters are those the backward read found, and Page's
+// Next is that read's: set when older dead letters are left (or MaxScan
+// stopped it), where q.After continues for the next older Limit, each
+// page bounded as the first. Without Newest, After is where the forward
+// read starts and Next is not set.
 func (r *Redriver) Letters(ctx context.Context, q eventlog.Query) ([]Letter, eventlog.Page, error) {
 	sel := eventlog.Query{Streams: []eventlog.Stream{eventlog.DeadLetter}, Provider: q.Provider, Since: q.Since, Until: q.Until,
 		MaxScan: q.MaxScan, IDs: q.IDs, Channel: q.Channel, Limit: q.Limit, After: q.After}
@@ -63,13 +62,21 @@ func (r *Redriver) Letters(ctx context.Context, q eventlog.Query) ([]Letter, eve
 		sel.MaxScan = eventlog.DefaultMaxScan
 	}
 	var newestTruncated bool
-	var next, end eventlog.Position
+	var next eventlog.Position
+	// listed holds, with Newest, the positions of the records the
+	// backward read found: the forward read meets newer ones too, of
+	// newer pages or stored since.
+	var listed map[string]bool
 	if q.Newest {
-		from, page, err := r.newestFrom(ctx, sel, limit)
-		if err != nil || from.IsZero() {
+		page, err := r.newest(ctx, sel, limit)
+		if err != nil || len(page.Records) == 0 {
 			return nil, page, err
 		}
-		sel.Since, newestTruncated, next, end = from, page.Truncated, page.Next, page.End
+		listed = map[string]bool{}
+		for _, rec := range page.Records {
+			listed[rec.Position] = true
+		}
+		sel.Since, newestTruncated, next = page.Records[0].Stored, page.Truncated, page.Next
 		// The forward read goes on past the page's end for the notes,
 		// which follow what they are about.
 		sel.After = nil
@@ -93,8 +100,8 @@ func (r *Redriver) Letters(ctx context.Context, q eventlog.Query) ([]Letter, eve
 		if err != nil || len(q.IDs) > 0 && !slices.Contains(q.IDs, id) || q.Channel != "" && d.Channel != q.Channel {
 			return nil
 		}
-		if q.Newest && pastPosition(rec.Position, q.After) {
-			return nil // on a newer page
+		if listed != nil && !listed[rec.Position] {
+			return nil
 		}
 		if !q.Newest && len(out) >= limit {
 			return nil // read on for the notes
@@ -106,9 +113,6 @@ func (r *Redriver) Letters(ctx context.Context, q eventlog.Query) ([]Letter, eve
 			l.Body, l.BodyErr = envelope.DeadLetterBody(id, d, nil, b)
 		}
 		out = append(out, l)
-		if len(out) > limit {
-			out = slices.Delete(out, 0, 1)
-		}
 		return nil
 	})
 	if err != nil {
@@ -126,41 +130,21 @@ func (r *Redriver) Letters(ctx context.Context, q eventlog.Query) ([]Letter, eve
 	}
 	page.Truncated = page.Truncated || newestTruncated
 	if q.Newest {
-		page.Next, page.End = next, end
+		page.Next = next
 	}
 	return out, page, nil
 }
 
-// pastPosition tells whether a record at position (a Record.Position:
-// its source, a slash, its sequence) is at or past where a newest-first
-// page ended in its source: on that page or a newer one.
-func pastPosition(position string, after eventlog.Position) bool {
-	i := strings.LastIndexByte(position, '/')
-	if i < 0 {
-		return false
-	}
-	end, ok := after[position[:i]]
-	if !ok {
-		return false
-	}
-	seq, err := strconv.ParseInt(position[i+1:], 10, 64)
-	return err == nil && seq >= end
-}
-
-// newestFrom reads sel's range backward for its newest limit dead-letter
-// records and returns the time the oldest of them was stored, zero when
-// there is none: a forward read of the whole range would stop at MaxScan
-// long before the newest ones in a stream that holds more.
-func (r *Redriver) newestFrom(ctx context.Context, sel eventlog.Query, limit int) (time.Time, eventlog.Page, error) {
+// newest reads sel's range backward for its newest limit dead-letter
+// records: a forward read of the whole range would stop at MaxScan long
+// before the newest ones in a stream that holds more.
+func (r *Redriver) newest(ctx context.Context, sel eventlog.Query, limit int) (eventlog.Page, error) {
 	sel.Types, sel.Newest, sel.Limit = []string{envelope.DeadLetterType}, true, limit
 	page, err := r.cfg.Log.Query(ctx, sel)
 	if err != nil {
-		return time.Time{}, page, fmt.Errorf("redrive: newest dead letters: %w", err)
+		return page, fmt.Errorf("redrive: newest dead letters: %w", err)
 	}
-	if len(page.Records) == 0 {
-		return time.Time{}, page, nil
-	}
-	return page.Records[0].Stored, page, nil
+	return page, nil
 }
 
 // earlierParts puts l's body together from its parts looked up by id in
@@ -176,7 +160,7 @@ func (r *Redriver) earlierParts(ctx context.Context, l *Letter, maxScan int) (bo
 		ids[i] = envelope.DeadLetterPartID(l.ID, bp.PartSize, i)
 	}
 	page, err := r.cfg.Log.Query(ctx, eventlog.Query{Streams: []eventlog.Stream{eventlog.DeadLetter}, IDs: ids,
-		Since: l.Record.Stored.Add(-partsBefore), Until: l.Record.Stored, Limit: bp.Count, MaxScan: maxScan, Newest: true})
+		Since: l.Record.Stored.Add(-partsBefore), Until: l.Record.Stored, Limit: bp.Count, MaxScan: maxScan, Newest: true, NoNext: true})
 	if err != nil {
 		return false, fmt.Errorf("redrive: parts of %s: %w", l.ID, err)
 	}
