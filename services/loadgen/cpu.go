@@ -88,7 +88,7 @@ func (w *cpuWatch) used() (map[string]time.Duration, error) {
 }
 
 // cpuPerDelivery formats the CPU each process used per accepted delivery,
-// in microseconds, by name.
+// in microseconds, by name, and their total when there are several.
 func cpuPerDelivery(cpu map[string]time.Duration, ok int64) string {
 	if len(cpu) == 0 || ok == 0 {
 		return ""
@@ -99,10 +99,16 @@ func cpuPerDelivery(cpu map[string]time.Duration, ok int64) string {
 	}
 	sort.Strings(names)
 	var parts []string
+	var total time.Duration
 	for _, n := range names {
 		parts = append(parts, fmt.Sprintf("%s %.0f", n, float64(cpu[n].Microseconds())/float64(ok)))
+		total += cpu[n]
 	}
-	return strings.Join(parts, " + ")
+	s := strings.Join(parts, " + ")
+	if len(names) > 1 {
+		s += fmt.Sprintf(" = %.0f", float64(total.Microseconds())/float64(ok))
+	}
+	return s
 }
 
 // procPeakRSS is the most resident memory process pid has held so far

@@ -87,7 +87,7 @@ func hit(ctx context.Context, args []string, out io.Writer) error {
 	brokerName := fs.String("broker", "", "broker behind the target, recorded for the report")
 	results := fs.String("results", "", "append the result to this file, for drain and report")
 	header := fs.String("header", "", "extra request header, 'Name: value'")
-	pids := fs.String("pids", "", "processes whose CPU time over the measured load and peak memory to record, name=pid,... (Linux)")
+	pids := fs.String("pids", "", "processes whose CPU time over the measured load and peak memory to record, name=pid,..., with this one's as load (Linux)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -103,7 +103,13 @@ func hit(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 	}
-	cpu, err := watchCPU(*pids)
+	spec := *pids
+	if spec != "" {
+		// The load generator shares the cores too: its own CPU says how
+		// much of them was left to the broker and the target.
+		spec += ",load=" + strconv.Itoa(os.Getpid())
+	}
+	cpu, err := watchCPU(spec)
 	if err != nil {
 		return err
 	}
@@ -119,6 +125,7 @@ func hit(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	delete(rss, "load") // the memory rows are the services'
 	rate := float64(r.ok) / r.elapsed.Seconds()
 	fmt.Fprintf(out, "%-18s %-12s %-5s conns=%-3d ok=%-7d failed=%-5d rate=%8.0f/s p50=%-8s p99=%-8s max=%-8s statuses=%v\n",
 		*label, *kind, *brokerName, *conns, r.ok, r.failed, rate, r.percentile(.50).Round(10*time.Microsecond),

@@ -85,10 +85,12 @@ func TestReport(t *testing.T) {
 	}
 	for _, r := range []record{
 		rec(rowReference, "message", "nats", 120_000),
-		rec(rowReferenceHeaders, "message", "nats", 100_000),
-		{Row: rowIngress, Body: "message", Broker: "nats", Conns: 64, OK: 90_000, Failed: 3, Elapsed: 10 * time.Second, P99: 5 * time.Millisecond},
+		{Row: rowReferenceHeaders, Body: "message", Broker: "nats", Conns: 64, OK: 100_000, Elapsed: 10 * time.Second, P99: 5 * time.Millisecond,
+			CPU: map[string]time.Duration{"broker": 4 * time.Second, "target": 8 * time.Second, "load": 3 * time.Second}},
+		{Row: rowIngress, Body: "message", Broker: "nats", Conns: 64, OK: 90_000, Failed: 3, Elapsed: 10 * time.Second, P99: 5 * time.Millisecond,
+			CPU: map[string]time.Duration{"broker": 4 * time.Second, "target": 9 * time.Second, "load": 2700 * time.Millisecond}},
 		{Row: rowPipeline, Body: "message", Broker: "nats", Conns: 64, OK: 60_000, Elapsed: 10 * time.Second, P99: 5 * time.Millisecond,
-			CPU: map[string]time.Duration{"broker": 9 * time.Second, "target": 12 * time.Second}},
+			CPU: map[string]time.Duration{"broker": 9 * time.Second, "target": 12 * time.Second, "load": 1800 * time.Millisecond}},
 		rec(rowPipeline, "message", "kafka", 40_000),
 	} {
 		if err := appendRecord(path, r); err != nil {
@@ -112,9 +114,13 @@ func TestReport(t *testing.T) {
 		"message      ingress            nats      64          9000    0.90        5ms            3 FAILED",
 		"message      pipeline           nats      64          6000    0.60        5ms",
 		"message      pipeline           kafka     64          2000    0.20        5ms      0.33  40000 in 20s (load 10s, lag 7 at its end)",
-		"# CPU time per accepted delivery, µs (the load generator's own not counted)",
-		"message      pipeline           nats    broker 150 + target 200",
+		"# CPU time per accepted delivery, µs, and its total",
+		"message      reference+headers  nats    broker 40 + load 30 + target 80 = 150",
+		"message      pipeline           nats    broker 150 + load 30 + target 200 = 380",
 		"message      pipeline           kafka   target 100",
+		// The pipeline's broker (150) with the ingress row's target (100)
+		// and load (30), against the yardstick's 150 in all.
+		"message      pipeline           nats    0.54 (150 / (broker 150 + ingress 100 + load 30))",
 	} {
 		if !strings.Contains(out.String(), want+"\n") {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
@@ -143,8 +149,8 @@ func TestReportScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"chats.patch  nats           1      50000       10s         5000     1.00  broker 100 + derivers 100",
-		"chats.patch  nats           2      80000       10s         8000     1.60  broker 50 + derivers 100",
+		"chats.patch  nats           1      50000       10s         5000     1.00  broker 100 + derivers 100 = 200",
+		"chats.patch  nats           2      80000       10s         8000     1.60  broker 50 + derivers 100 = 150",
 		"chats.patch  kafka          2      10000       10s         1000        -",
 		"chats.patch  scale x1           nats    broker 100, deriver0 50",
 	} {

@@ -192,21 +192,64 @@ func writeReport(out io.Writer, rs []record) {
 }
 
 // writeCPU prints, for the rows whose processes were watched, the CPU time
-// each used per accepted delivery: where a row's time goes, broker or
-// wahook, and what a ratio below its goal is made of.
+// each used per accepted delivery, the load generator's included: where a
+// row's time goes, broker, wahook or load, and what a ratio below its goal
+// is made of. On cores that all three keep busy a row's rate is about the
+// inverse of its total, so it also prints, for each pipeline row, the ratio
+// a pipeline whose consumers cost nothing in the process would reach: the
+// broker's work as measured (the stores and deliveries the derivations
+// need), the ingress's and the load's as in the ingress row.
 func writeCPU(out io.Writer, rs []record) {
+	type key struct{ row, body, broker string }
+	byKey := map[key]record{}
+	for _, r := range rs {
+		byKey[key{r.Row, r.Body, brokerOf(r)}] = r
+	}
 	header := false
+	var bounds []string
 	for _, r := range rs {
 		c := cpuPerDelivery(r.CPU, r.OK)
 		if c == "" {
 			continue
 		}
 		if !header {
-			fmt.Fprintf(out, "\n# CPU time per accepted delivery, µs (the load generator's own not counted)\n")
+			fmt.Fprintf(out, "\n# CPU time per accepted delivery, µs, and its total\n")
 			fmt.Fprintf(out, "%-12s %-18s %-6s  %s\n", "body", "row", "broker", "cpu")
 			header = true
 		}
 		fmt.Fprintf(out, "%-12s %-18s %-6s  %s\n", r.Body, r.Row, brokerOf(r), c)
+		if r.Row != rowPipeline {
+			continue
+		}
+		ref, ok1 := byKey[key{yardstick, r.Body, "nats"}]
+		ing, ok2 := byKey[key{rowIngress, r.Body, brokerOf(r)}]
+		if !ok1 || !ok2 || r.OK == 0 || ref.OK == 0 || ing.OK == 0 {
+			continue
+		}
+		perDelivery := func(r record, name string) (float64, bool) {
+			d, ok := r.CPU[name]
+			return float64(d.Microseconds()) / float64(r.OK), ok
+		}
+		broker, okB := perDelivery(r, "broker")
+		target, okT := perDelivery(ing, "target")
+		load, okL := perDelivery(ing, "load")
+		refTotal := 0.0
+		for name := range ref.CPU {
+			v, _ := perDelivery(ref, name)
+			refTotal += v
+		}
+		if !okB || !okT || !okL || len(ref.CPU) < 3 || broker+target+load == 0 {
+			continue
+		}
+		bounds = append(bounds, fmt.Sprintf("%-12s %-18s %-6s  %.2f (%.0f / (broker %.0f + ingress %.0f + load %.0f))",
+			r.Body, r.Row, brokerOf(r), refTotal/(broker+target+load), refTotal, broker, target, load))
+	}
+	if len(bounds) > 0 {
+		fmt.Fprintf(out, "\n# the ratio a pipeline would reach if its consumers cost no CPU in the process: %s's total over\n", yardstick)
+		fmt.Fprintf(out, "# the pipeline's broker CPU plus the ingress row's target and load CPU (an estimate: rates go as the inverse of the total on busy cores)\n")
+		for _, b := range bounds {
+			fmt.Fprintln(out, b)
+		}
 	}
 }
 
