@@ -90,6 +90,45 @@ func TestFetchSkipsDeletedRecords(t *testing.T) {
 	}
 }
 
+// A tailer ahead of a log that lost records (an unclean leader election, a
+// topic made again) reads on from the log's end, and writers wait for it
+// again, instead of failing forever.
+func TestFetchPastTruncatedLog(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatalf("kfake.NewCluster: %v", err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := Open(ctx, Config{Brokers: c.ListenAddrs(), Partitions: 1, DedupWindow: time.Hour})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close(ctx)
+	for i := range 3 {
+		if err := s.Dedup().Mark(ctx, "s", fmt.Sprint(i)); err != nil {
+			t.Fatalf("Mark: %v", err)
+		}
+	}
+	p := s.dedup.t.parts[0]
+	if err := s.catchUp(ctx, p); err != nil {
+		t.Fatalf("catchUp: %v", err)
+	}
+	// What the tailer would hold had it read records the log no longer has.
+	p.advance(10)
+	next, read, hwm, err := s.fetch(p, 10)
+	if err != nil || read || next != 3 || hwm != 3 {
+		t.Errorf("fetch at 10 of a log ending at 3 = next %d, read %v, watermark %d, %v; want 3, false, 3, nil", next, read, hwm, err)
+	}
+	p.mu.Lock()
+	pos := p.pos
+	p.mu.Unlock()
+	if pos != 3 {
+		t.Errorf("position after the fetch = %d, want 3", pos)
+	}
+}
+
 // TestChatShard sets, updates and removes chats at random, across many
 // merges of the map into the sorted slice, against a plain map.
 func TestChatShard(t *testing.T) {

@@ -85,6 +85,15 @@ func (p *partition) advance(next int64) {
 	}
 }
 
+// rewind moves pos back to next, for a log that lost the records above it:
+// the records written there from now on must be read before a writer
+// waiting for them goes on.
+func (p *partition) rewind(next int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pos = min(p.pos, next)
+}
+
 // probe is one request for a partition's end offset, shared by the callers
 // that joined it before it was sent.
 type probe struct {
@@ -260,7 +269,7 @@ func (s *Store) fetch(p *partition, next int64) (int64, bool, int64, error) {
 	case errors.Is(resp.Error, kafka.OffsetOutOfRange):
 		// Retention dropped records before we read them (only the dedup
 		// topic deletes): they were older than the window, skip them.
-		first, _, err := s.offsets(ctx, p.t, []int{p.id})
+		first, last, err := s.offsets(ctx, p.t, []int{p.id})
 		if err != nil {
 			return next, false, 0, err
 		}
@@ -268,6 +277,17 @@ func (s *Store) fetch(p *partition, next int64) (int64, bool, int64, error) {
 			s.log.Info("state records removed by retention before they were read", zap.String("topic", p.t.name),
 				zap.Int("partition", p.id), zap.Int64("from", next), zap.Int64("to", f))
 			return f, true, resp.HighWatermark, nil
+		}
+		if end := last[p.id]; end < next {
+			// The log lost records this process had read (an unclean
+			// leader election, or the topic deleted and made again):
+			// read on from its end, and let writers wait for the
+			// tailer again, as the offsets they get are below what was
+			// read.
+			s.log.Error("state topic is shorter than what was read from it: records are lost; reading on from its end",
+				zap.String("topic", p.t.name), zap.Int("partition", p.id), zap.Int64("read", next), zap.Int64("end", end))
+			p.rewind(end)
+			return end, false, end, nil
 		}
 		return next, false, 0, fmt.Errorf("fetch %s at %d: %w", p, next, resp.Error)
 	case resp.Error != nil:
