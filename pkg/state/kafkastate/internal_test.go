@@ -18,6 +18,20 @@ import (
 	"github.com/wahook/wahook/pkg/state"
 )
 
+// onKfake starts a one-broker kfake cluster for the test, and gives a
+// context that bounds it.
+func onKfake(t *testing.T) (context.Context, *kfake.Cluster) {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatalf("kfake.NewCluster: %v", err)
+	}
+	t.Cleanup(c.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx, c
+}
+
 func TestLabelPrefix(t *testing.T) {
 	for give, want := range map[string]string{
 		state.EntryKey("whapi", "C.1", "7"): "whapi.C_2E1",
@@ -59,13 +73,7 @@ func TestDedupKeepsNewest(t *testing.T) {
 // A tailer behind records that retention deleted goes on from the log
 // start instead of failing forever.
 func TestFetchSkipsDeletedRecords(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatalf("kfake.NewCluster: %v", err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx, c := onKfake(t)
 	var offset atomic.Int64 // the clock runs 3h late for the first marks
 	offset.Store(int64(-3 * time.Hour))
 	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
@@ -94,13 +102,7 @@ func TestFetchSkipsDeletedRecords(t *testing.T) {
 // topic made again) reads on from the log's end, and writers wait for it
 // again, instead of failing forever.
 func TestFetchPastTruncatedLog(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatalf("kfake.NewCluster: %v", err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx, c := onKfake(t)
 	s, err := Open(ctx, Config{Brokers: c.ListenAddrs(), Partitions: 1, DedupWindow: time.Hour})
 	if err != nil {
 		t.Fatalf("Open: %v", err)

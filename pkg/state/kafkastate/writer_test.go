@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -16,13 +15,7 @@ import (
 // request is on its way go together in the next one, each with its own
 // offset, and all reach the topic: a second store restores every mark.
 func TestWritesShareARequest(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatalf("kfake.NewCluster: %v", err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx, c := onKfake(t)
 	cfg := Config{Brokers: c.ListenAddrs(), Partitions: 1}
 	s, err := Open(ctx, cfg)
 	if err != nil {
@@ -95,13 +88,7 @@ func TestWritesShareARequest(t *testing.T) {
 // TestWriteGivesUpWithItsContext: a write whose caller gives up returns at
 // once, and a closed store refuses writes.
 func TestWriteGivesUpWithItsContext(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatalf("kfake.NewCluster: %v", err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx, c := onKfake(t)
 	s, err := Open(ctx, Config{Brokers: c.ListenAddrs(), Partitions: 1})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
