@@ -32,6 +32,16 @@ func onKfake(t *testing.T) (context.Context, *kfake.Cluster) {
 	return ctx, c
 }
 
+// markN marks ids 0 to n-1 in scope "s".
+func markN(t *testing.T, ctx context.Context, s *Store, n int) {
+	t.Helper()
+	for i := range n {
+		if err := s.Dedup().Mark(ctx, "s", fmt.Sprint(i)); err != nil {
+			t.Fatalf("Mark: %v", err)
+		}
+	}
+}
+
 func TestLabelPrefix(t *testing.T) {
 	for give, want := range map[string]string{
 		state.EntryKey("whapi", "C.1", "7"): "whapi.C_2E1",
@@ -82,11 +92,7 @@ func TestFetchSkipsDeletedRecords(t *testing.T) {
 		t.Fatalf("Open: %v", err)
 	}
 	defer s.Close(ctx)
-	for i := range 3 {
-		if err := s.Dedup().Mark(ctx, "s", fmt.Sprint(i)); err != nil {
-			t.Fatalf("Mark: %v", err)
-		}
-	}
+	markN(t, ctx, s, 3)
 	offset.Store(0) // the next mark is recent, so retention keeps it
 	if err := s.Dedup().Mark(ctx, "s", "new"); err != nil {
 		t.Fatalf("Mark: %v", err)
@@ -108,11 +114,7 @@ func TestFetchPastTruncatedLog(t *testing.T) {
 		t.Fatalf("Open: %v", err)
 	}
 	defer s.Close(ctx)
-	for i := range 3 {
-		if err := s.Dedup().Mark(ctx, "s", fmt.Sprint(i)); err != nil {
-			t.Fatalf("Mark: %v", err)
-		}
-	}
+	markN(t, ctx, s, 3)
 	p := s.dedup.t.parts[0]
 	if err := s.catchUp(ctx, p); err != nil {
 		t.Fatalf("catchUp: %v", err)
