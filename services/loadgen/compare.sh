@@ -18,8 +18,9 @@
 #   CONNS (64)      concurrent connections
 #   BROKER (nats)   whose ingress and pipeline rows: nats, kafka (on kfake,
 #                   served by loadgen kafka) or all (both, and their ratio)
-#   PROFILE         directory for the ingress's CPU profile of each row,
-#                   <row>-<body>.cpu.pprof (<row>-kafka-<body> on Kafka)
+#   PROFILE         directory for the CPU profile of each row's target (the
+#                   reference handler or the ingress), <row>-<body>.cpu.pprof
+#                   (<row>-kafka-<body> on Kafka)
 #   NATS_URL        an external server instead of our own; wahook's streams
 #                   on it are deleted before each row (loadgen reset)
 #   NATS_SYNC       "always": our server fsyncs before every ack
@@ -39,7 +40,8 @@ row() {
   if [ "$broker" = kafka ]; then fresh_kafka; else fresh_nats; fi
   case $row in
   reference*)
-    "$BIN/loadgen" reference -addr "$REF" -nats-url "$url" $([ "$row" = reference+headers ] && echo -headers) >"$work/$tag.log" 2>&1 &
+    "$BIN/loadgen" reference -addr "$REF" -nats-url "$url" $([ "$row" = reference+headers ] && echo -headers) \
+      ${PROFILE:+-cpuprofile "$PROFILE/$tag.cpu.pprof"} >"$work/$tag.log" 2>&1 &
     target_pid=$!
     target=http://$REF/
     wait_tcp "$REF"

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -369,5 +371,60 @@ func TestKafkaLag(t *testing.T) {
 	commit("g2", all)
 	if n, where, err := lag(ctx); err != nil || n != 0 {
 		t.Fatalf("lag once both committed everything = %d (%s), %v; want 0", n, where, err)
+	}
+}
+
+// TestReferenceProfile: the reference handler publishes a delivery with
+// the contract's headers, answers 200, and leaves a CPU profile of its run
+// when it stops.
+func TestReferenceProfile(t *testing.T) {
+	e := natstest.Start(t, natsbroker.EmbeddedConfig{})
+	dir := t.TempDir()
+	ctxFile := filepath.Join(dir, natsbroker.ContextFile)
+	if _, err := e.WriteContext(ctxFile); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	profile := filepath.Join(dir, "reference.cpu.pprof")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- reference(runCtx, []string{"-addr", addr, "-nats-context", ctxFile, "-headers", "-cpuprofile", profile})
+	}()
+	body, err := loadBody("chats.patch", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := 0
+	for ctx.Err() == nil && status == 0 {
+		select {
+		case err := <-done:
+			t.Fatalf("reference ended before answering: %v", err)
+		default:
+		}
+		resp, err := http.Post("http://"+addr+"/", "application/json", bytes.NewReader(body))
+		if err != nil {
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		resp.Body.Close()
+		status = resp.StatusCode
+	}
+	if status != http.StatusOK {
+		t.Fatalf("reference answered %d, want 200", status)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("reference: %v", err)
+	}
+	if fi, err := os.Stat(profile); err != nil || fi.Size() == 0 {
+		t.Errorf("profile %s: %v, %v; want a profile", profile, fi, err)
 	}
 }

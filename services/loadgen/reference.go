@@ -15,6 +15,7 @@ import (
 	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 
 	"github.com/wahook/wahook/pkg/admin"
 	"github.com/wahook/wahook/pkg/broker/natsbroker"
@@ -40,8 +41,16 @@ func reference(ctx context.Context, args []string) error {
 	url := fs.String("nats-url", "", "NATS server (default: the context file's)")
 	ctxFile := fs.String("nats-context", "", "nats CLI context file that logs in, e.g. <data-dir>/"+natsbroker.ContextFile+" of the embedded server")
 	headers := fs.Bool("headers", false, "publish with the contract's headers and a unique Nats-Msg-Id")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file, to set the ingress's beside")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		stop, err := admin.StartCPUProfile(*cpuProfile, zap.NewNop())
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	// The services' garbage collector pacing, so that the ratios compare
 	// the work done and not the pacing.
