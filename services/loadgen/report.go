@@ -154,16 +154,12 @@ func report(args []string, out io.Writer) error {
 }
 
 func writeReport(out io.Writer, rs []record) {
-	type key struct{ row, body, broker string }
-	byKey := map[key]record{}
-	for _, r := range rs {
-		byKey[key{r.Row, r.Body, brokerOf(r)}] = r
-	}
+	byKey := byRow(rs)
 	fmt.Fprintf(out, "\n# deliveries/s and ratios, each to %s of the same body (goals: ingress >= 0.85, pipeline >= 0.50, p99 < 20ms; Kafka >= 0.50 of NATS)\n", yardstick)
 	fmt.Fprintf(out, "%-12s %-18s %-6s %5s %13s %7s %10s %9s  %s\n",
 		"body", "row", "broker", "conns", "deliveries/s", "ratio", "p99", "kafka/nats", "end to end")
 	for _, body := range bodyOrder(rs) {
-		ref, haveRef := byKey[key{yardstick, body, "nats"}]
+		ref, haveRef := byKey[rowKey{yardstick, body, "nats"}]
 		for _, r := range rs {
 			if r.Body != body {
 				continue
@@ -173,7 +169,7 @@ func writeReport(out io.Writer, rs []record) {
 				ratio = fmt.Sprintf("%.2f", r.rate()/ref.rate())
 			}
 			if b := brokerOf(r); b != "nats" {
-				if n, ok := byKey[key{r.Row, body, "nats"}]; ok {
+				if n, ok := byKey[rowKey{r.Row, body, "nats"}]; ok {
 					vsNATS = fmt.Sprintf("%.2f", r.rate()/n.rate())
 				}
 			}
@@ -200,11 +196,7 @@ func writeReport(out io.Writer, rs []record) {
 // broker's work as measured (the stores and deliveries the derivations
 // need), the ingress's and the load's as in the ingress row.
 func writeCPU(out io.Writer, rs []record) {
-	type key struct{ row, body, broker string }
-	byKey := map[key]record{}
-	for _, r := range rs {
-		byKey[key{r.Row, r.Body, brokerOf(r)}] = r
-	}
+	byKey := byRow(rs)
 	header := false
 	var bounds []string
 	for _, r := range rs {
@@ -221,8 +213,8 @@ func writeCPU(out io.Writer, rs []record) {
 		if r.Row != rowPipeline {
 			continue
 		}
-		ref, ok1 := byKey[key{yardstick, r.Body, "nats"}]
-		ing, ok2 := byKey[key{rowIngress, r.Body, brokerOf(r)}]
+		ref, ok1 := byKey[rowKey{yardstick, r.Body, "nats"}]
+		ing, ok2 := byKey[rowKey{rowIngress, r.Body, brokerOf(r)}]
 		if !ok1 || !ok2 || r.OK == 0 || ref.OK == 0 || ing.OK == 0 {
 			continue
 		}
@@ -251,6 +243,18 @@ func writeCPU(out io.Writer, rs []record) {
 			fmt.Fprintln(out, b)
 		}
 	}
+}
+
+// rowKey names a row of the report: its row, body and broker.
+type rowKey struct{ row, body, broker string }
+
+// byRow indexes rs by row, body and broker.
+func byRow(rs []record) map[rowKey]record {
+	m := make(map[rowKey]record, len(rs))
+	for _, r := range rs {
+		m[rowKey{r.Row, r.Body, brokerOf(r)}] = r
+	}
+	return m
 }
 
 func brokerOf(r record) string {
