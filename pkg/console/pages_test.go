@@ -184,15 +184,7 @@ func TestListPagesGoOn(t *testing.T) {
 		if code, _ := eventlogtest.Deliver(t, pub, b, 10, "/v1/webhooks/whapi", strings.Replace(eventlogtest.TwoPatches, "MANTIS-M72HC", "OTHER", 1)); code != http.StatusOK {
 			t.Fatalf("Deliver other = %d", code)
 		}
-		d := envelope.DeadLetter{Reason: "other", Provider: "waha", ReceivedAt: time.Now().UTC()}
-		d.SetBody([]byte("not json"))
-		m, err := envelope.DeadLetterMessage(d, b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := pub.Publish(ctx, m); err != nil {
-			t.Fatal(err)
-		}
+		publishDeadLetter(ctx, t, pub, b, envelope.DeadLetter{Reason: "other", Provider: "waha", ReceivedAt: time.Now().UTC()})
 	}
 	other()
 	var raw []string
@@ -209,16 +201,8 @@ func TestListPagesGoOn(t *testing.T) {
 	other()
 	var letters []string
 	for i := range 5 {
-		d := envelope.DeadLetter{Reason: fmt.Sprintf("bad %d", i), Provider: "zapi", Channel: "PAGES", ReceivedAt: time.Now().UTC()}
-		d.SetBody([]byte("not json"))
-		m, err := envelope.DeadLetterMessage(d, b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := pub.Publish(ctx, m); err != nil {
-			t.Fatal(err)
-		}
-		letters = append(letters, m.ID)
+		letters = append(letters, publishDeadLetter(ctx, t, pub, b,
+			envelope.DeadLetter{Reason: fmt.Sprintf("bad %d", i), Provider: "zapi", Channel: "PAGES", ReceivedAt: time.Now().UTC()}))
 		time.Sleep(2 * time.Millisecond)
 	}
 	sample := eventlogtest.Sample(t, b)
@@ -283,6 +267,21 @@ func TestListPagesRefuseBadPositions(t *testing.T) {
 	if rec.Code != http.StatusBadRequest {
 		t.Errorf("chat with %d other forms = %d %q; want 400", maxChatChannels+1, rec.Code, rec.Body)
 	}
+}
+
+// publishDeadLetter stores d with a body that is not JSON and returns its
+// id.
+func publishDeadLetter(ctx context.Context, t *testing.T, pub broker.Publisher, b envelope.Binding, d envelope.DeadLetter) string {
+	t.Helper()
+	d.SetBody([]byte("not json"))
+	m, err := envelope.DeadLetterMessage(d, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	return m.ID
 }
 
 // publishLabelAdded publishes a label.added about chat derived from raw
