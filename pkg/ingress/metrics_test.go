@@ -42,17 +42,7 @@ func TestItemKindLabelsAreBounded(t *testing.T) {
 func TestItemKindsConcurrently(t *testing.T) {
 	m := NewMetrics(prometheus.NewRegistry())
 	const workers, each = 8, 200
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				m.item("whapi", fmt.Sprintf("kind.%d", (i+w)%10))
-			}
-		}()
-	}
-	wg.Wait()
+	concurrently(workers, each, func(w, i int) { m.item("whapi", fmt.Sprintf("kind.%d", (i+w)%10)) })
 	total := 0.0
 	for i := range 10 {
 		total += testutil.ToFloat64(m.items.WithLabelValues("whapi", fmt.Sprintf("kind.%d", i)))
@@ -68,18 +58,10 @@ func TestDeliverySeriesConcurrently(t *testing.T) {
 	m := NewMetrics(prometheus.NewRegistry())
 	const workers, each = 8, 100
 	statuses := []int{200, 400, 503}
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				m.delivery([]string{"whapi", "zapi"}[(i+w)%2], statuses[i%3], 0.001)
-				m.published([]string{"ok", "error"}[i%2], 0.001)
-			}
-		}()
-	}
-	wg.Wait()
+	concurrently(workers, each, func(w, i int) {
+		m.delivery([]string{"whapi", "zapi"}[(i+w)%2], statuses[i%3], 0.001)
+		m.published([]string{"ok", "error"}[i%2], 0.001)
+	})
 	total := 0.0
 	for _, p := range []string{"whapi", "zapi"} {
 		for _, s := range statuses {
@@ -95,4 +77,20 @@ func TestDeliverySeriesConcurrently(t *testing.T) {
 	if n := testutil.CollectAndCount(m.publish); n != 2 {
 		t.Errorf("publish has %d series, want 2", n)
 	}
+}
+
+// concurrently calls fn(w, i) for i below each in each of workers
+// goroutines w, and returns when all are done.
+func concurrently(workers, each int, fn func(w, i int)) {
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				fn(w, i)
+			}
+		}()
+	}
+	wg.Wait()
 }
